@@ -1,0 +1,130 @@
+/*
+ * dsfs.h - the types shared by the daemon's files, and their exports listed
+ * under one heading per file.
+ *
+ * The daemon is a stack of three layers (index 0 is the upper one):
+ *
+ *     0 ephemeral   memory, lost at unmount        (layer_mem.c)
+ *     1 runtime     STORE/runtime.db, persistent   (layer_sqlite.c)
+ *     2 factory     STORE/factory.db, read-only    (layer_sqlite.c)
+ *
+ * overlay.c resolves names across the stack and performs copy-up and
+ * whiteouts; it sees layers only through layer.h.  inode.c maps the kernel's
+ * inode numbers to nodes (a name in one of the mount's trees); handle.c owns
+ * open files and their private copies; fuse_ops.c translates FUSE requests
+ * into calls to those and sends exactly one reply per request.
+ */
+#ifndef DSFS_H
+#define DSFS_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "layer.h"
+
+#define DSFS_NLAYERS 3
+enum { L_EPHEMERAL = 0, L_RUNTIME = 1, L_FACTORY = 2 };
+
+#define MiB (1024ull * 1024ull)
+#define DSFS_DEFAULT_FACTORY_SIZE (13 * MiB)
+#define DSFS_DEFAULT_RUNTIME_SIZE (13 * MiB)
+#define DSFS_DEFAULT_EPHEMERAL_SIZE (128 * MiB)
+
+/* Longest key ("kv/a/b/...") dsfs handles; deeper paths get ENAMETOOLONG. */
+#define DSFS_KEY_MAX 4096
+
+/* Names of the files in a store directory. */
+#define STORE_RUNTIME "runtime.db"
+#define STORE_FACTORY "factory.db"
+#define STORE_FACTORY_NEW "factory.db.new"
+#define STORE_LOCK "lock"
+#define STORE_SOCKET "control.sock"
+
+/*
+ * The stack.  layer[] is plain data; lock guards it: readers of the stack
+ * (lookups, reads, listings) hold it shared, changes hold it exclusive so
+ * that a multi-step change (copy-up, then commit; whiteout, then remove) is
+ * never seen half done, and a factory install swaps layer[L_FACTORY] under
+ * it.  Lock order: a handle's lock, then stack.lock, then the node table's.
+ */
+struct dsfs_stack {
+	pthread_rwlock_t lock;
+	struct dsfs_layer *layer[DSFS_NLAYERS];
+};
+
+/* Which part of the mount a name lives in. */
+enum dsfs_view {
+	VIEW_ROOT,   /* the mount root and the ephemeral/runtime/factory dirs */
+	VIEW_MERGED, /* kv/, images/, devices/: resolved across the stack */
+	VIEW_LAYER,  /* ephemeral/kv, runtime/images, ...: one layer alone */
+};
+
+enum dsfs_tree {
+	TREE_NONE,
+	TREE_KV,
+	TREE_IMAGES,
+	TREE_DEVICES, /* stored as kv/__ID/... */
+};
+
+/* Where an operation applies: resolved from a node by inode.c. */
+struct loc {
+	enum dsfs_view view;
+	int layer; /* VIEW_LAYER: the layer index */
+	int limit; /* VIEW_MERGED: consult layers 0..limit (opaque dirs) */
+	enum dsfs_tree tree;
+	char key[DSFS_KEY_MAX];
+};
+
+/* What a lookup found: the entry, and in which layer. */
+struct found {
+	int layer;
+	int limit; /* for a directory: the limit its children inherit */
+	struct dsfs_attr attr;
+};
+
+/* One name of a directory listing. */
+struct dirent_item {
+	char *name;
+	enum dsfs_kind kind;
+};
+
+struct listing {
+	struct dirent_item *items;
+	size_t count;
+	size_t cap;
+};
+
+/* overlay.c */
+int ovl_lookup(struct dsfs_stack *s, const struct loc *l, struct found *f);
+ssize_t ovl_read(struct dsfs_stack *s, const struct found *f,
+		 const char *key, uint64_t off, void *buf, size_t len);
+int ovl_read_all(struct dsfs_stack *s, const struct loc *l, struct found *f,
+		 char **data, size_t *len);
+int ovl_create(struct dsfs_stack *s, const struct loc *l,
+	       const struct dsfs_attr *a, struct found *f);
+int ovl_mkdir(struct dsfs_stack *s, const struct loc *l,
+	      const struct dsfs_attr *a, struct found *f);
+int ovl_commit(struct dsfs_stack *s, const struct loc *l,
+	       const struct dsfs_attr *a, const void *data, size_t len,
+	       struct found *f);
+int ovl_unlink(struct dsfs_stack *s, const struct loc *l);
+int ovl_rmdir(struct dsfs_stack *s, const struct loc *l);
+int ovl_rename(struct dsfs_stack *s, const struct loc *from,
+	       const struct loc *to, unsigned flags);
+int ovl_setattr(struct dsfs_stack *s, const struct loc *l,
+		const struct dsfs_attr *a, unsigned mask, struct found *f);
+int ovl_list(struct dsfs_stack *s, const struct loc *l, bool devices,
+	     struct listing *out);
+int ovl_sync(struct dsfs_stack *s);
+int ovl_usage(struct dsfs_stack *s, int layer, uint64_t *used,
+	      uint64_t *budget);
+int ovl_factory_reset(struct dsfs_stack *s);
+int ovl_swap_factory(struct dsfs_stack *s, struct dsfs_layer *fresh);
+void listing_add(struct listing *ls, const char *name, enum dsfs_kind kind,
+		 int *err);
+void listing_free(struct listing *ls);
+
+#endif

@@ -1,0 +1,186 @@
+/*
+ * dsfsctl.c - the dsfs admin tool: the command line and nothing else.
+ *
+ * Each command is one function of factory.c; this file checks the
+ * arguments, calls it, and turns its result into the exit status: 0 on
+ * success, 1 on failure (after one line on stderr naming the file and the
+ * reason), 2 on a usage error.  usage() is the man page's SYNOPSIS.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsfs.h"
+#include "factory.h"
+#include "log.h"
+
+static void usage(FILE *out)
+{
+	fputs("usage: dsfsctl mkfactory [-s SIZE] SRC IMAGE\n"
+	      "       dsfsctl install-factory IMAGE STORE\n"
+	      "       dsfsctl factory-reset STORE\n"
+	      "       dsfsctl usage STORE\n"
+	      "       dsfsctl check STORE\n"
+	      "       dsfsctl -h | -V\n",
+	      out);
+}
+
+/* "13M" -> 13631488: K, M, G are powers of 1024, as for dsfs -o. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	uint64_t mult = 1;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		mult = 1024;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mult = MiB;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mult = 1024 * MiB;
+		end++;
+		break;
+	}
+	if (*end != '\0' || v > UINT64_MAX / mult)
+		return -EINVAL;
+	*out = v * mult;
+	return 0;
+}
+
+/* What a command gets: its operands, and the options that apply to it. */
+struct args {
+	char **argv;
+	uint64_t budget; /* mkfactory -s */
+};
+
+static int cmd_mkfactory(const struct args *a, struct ctl_error *e)
+{
+	return factory_build(a->argv[0], a->argv[1], a->budget, e);
+}
+
+static int cmd_install(const struct args *a, struct ctl_error *e)
+{
+	return factory_install(a->argv[0], a->argv[1], e);
+}
+
+static int cmd_reset(const struct args *a, struct ctl_error *e)
+{
+	return store_factory_reset(a->argv[0], e);
+}
+
+static int cmd_usage(const struct args *a, struct ctl_error *e)
+{
+	return store_usage(a->argv[0], stdout, e);
+}
+
+static int cmd_check(const struct args *a, struct ctl_error *e)
+{
+	return store_check(a->argv[0], stdout, e);
+}
+
+static const struct command {
+	const char *name;
+	const char *opts; /* getopt(3) string */
+	int nargs;
+	int (*run)(const struct args *a, struct ctl_error *e);
+} commands[] = {
+	{"mkfactory", "+hs:", 2, cmd_mkfactory},
+	{"install-factory", "+h", 2, cmd_install},
+	{"factory-reset", "+h", 1, cmd_reset},
+	{"usage", "+h", 1, cmd_usage},
+	{"check", "+h", 1, cmd_check},
+};
+
+int main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	struct ctl_error e = {.text = ""};
+	const struct command *cmd = NULL;
+	struct args a = {.budget = DSFS_DEFAULT_FACTORY_SIZE};
+	const char *size = NULL;
+	size_t i;
+	int c, rc;
+
+	log_init("dsfsctl", true, false);
+	/* "+": options stop at the command; its own options follow it. */
+	while ((c = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("dsfsctl %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[optind], commands[i].name) == 0)
+			cmd = &commands[i];
+	if (!cmd) {
+		fprintf(stderr, "dsfsctl: unknown command '%s'\n",
+			argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	argc -= optind;
+	argv += optind;
+	optind = 0; /* glibc: start again, on the command's arguments */
+	while ((c = getopt(argc, argv, cmd->opts)) != -1) {
+		switch (c) {
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 's':
+			size = optarg;
+			break;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (argc - optind != cmd->nargs) {
+		usage(stderr);
+		return 2;
+	}
+	if (size && (parse_size(size, &a.budget) != 0 || a.budget == 0)) {
+		fprintf(stderr, "dsfsctl: -s %s: not a size (e.g. 13M)\n",
+			size);
+		return 2;
+	}
+	a.argv = argv + optind;
+	rc = cmd->run(&a, &e);
+	if (rc) {
+		fprintf(stderr, "dsfsctl: %s\n",
+			e.text[0] ? e.text : strerror(-rc));
+		return 1;
+	}
+	return 0;
+}

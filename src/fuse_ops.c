@@ -1,0 +1,1161 @@
+/*
+ * fuse_ops.c - the FUSE low-level operations: decode a request, call the
+ * node table, the overlay or an open handle, send exactly one reply.
+ *
+ * Helpers return 0 or a negative errno; each handler chooses the reply, and
+ * the sign flips once, at fuse_reply_err(req, -rc).  Every lookup count a
+ * reply sends was counted by node_link(); a count taken for a reply that
+ * then fails is given back with node_forget().
+ *
+ * Caching.  The merged kv/ and images/ trees are cached by the kernel for
+ * ctx->timeout seconds; every change made through another tree that shows
+ * the same entry (a layer's own tree, devices/) is followed, before the
+ * reply, by an invalidation of the merged node.  The other trees are not
+ * cached (timeout 0), so nothing needs invalidating for them.  Negative
+ * lookups are never cached, so a name that appears below the kernel shows at
+ * once.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "handle.h"
+#include "log.h"
+#include "validate.h"
+
+#define XATTR_LAYER "user.dsfs.layer"
+#define XATTR_TYPE "user.dsfs.type"
+#define XATTR_VERSION "user.dsfs.version"
+#define XATTR_TOKEN "user.dsfs.token"
+
+static const char *const layer_names[DSFS_NLAYERS] = {"ephemeral", "runtime",
+						      "factory"};
+
+static struct dsfs_ctx *ctx_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* The path of a loc as the user sees it, for log lines. */
+static const char *loc_path(const struct loc *l, char *buf, size_t size)
+{
+	if (l->view == VIEW_LAYER)
+		snprintf(buf, size, "%s/%s", layer_names[l->layer], l->key);
+	else
+		snprintf(buf, size, "%s", l->key);
+	return buf;
+}
+
+static void log_fail(const struct loc *l, const char *name, const char *what,
+		     int rc, const char *why)
+{
+	char path[DSFS_KEY_MAX + 16];
+
+	loc_path(l, path, sizeof(path));
+	log_err("%s%s%s: %s: %s", path, name ? "/" : "", name ? name : "",
+		what, why ? why : strerror(-rc));
+}
+
+static double timeout_of(struct dsfs_ctx *ctx, const struct node *n)
+{
+	if (n->view == VIEW_ROOT || n->is_tree_root)
+		return ctx->timeout;
+	if (n->view == VIEW_MERGED && n->tree != TREE_DEVICES)
+		return ctx->timeout;
+	return 0.0;
+}
+
+static void fixed_stat(struct dsfs_ctx *ctx, const struct node *n,
+		       struct stat *st)
+{
+	bool ro = n->view != VIEW_MERGED && n->layer == L_FACTORY &&
+		  n->view != VIEW_ROOT;
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = n->ino;
+	st->st_mode = S_IFDIR | (ro ? 0555 : 0755);
+	if (n->ino == ROOT_INO || (n->view == VIEW_ROOT && n->layer == L_FACTORY))
+		st->st_mode = S_IFDIR | 0755;
+	st->st_nlink = 2;
+	st->st_uid = ctx->owner_uid;
+	st->st_gid = ctx->owner_gid;
+	st->st_blksize = 4096;
+	st->st_atim = st->st_mtim = st->st_ctim = ctx->started;
+}
+
+static void attr_stat(uint64_t ino, const struct dsfs_attr *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_mode = (a->kind == DSFS_DIR ? S_IFDIR : S_IFREG) |
+		      (a->mode & 07777);
+	st->st_nlink = a->kind == DSFS_DIR ? 2 : 1;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_size = (off_t)a->size;
+	st->st_blksize = 4096;
+	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	st->st_atim = a->atime;
+	st->st_mtim = a->mtime;
+	st->st_ctim = a->ctime;
+}
+
+static bool is_fixed(const struct node *n)
+{
+	return n->view == VIEW_ROOT || n->is_tree_root;
+}
+
+/* Look up what node n stands for now.  A child of devices/ must be a
+ * directory (kv/__ID/). */
+static int node_found(struct dsfs_ctx *ctx, struct node *n, struct loc *l,
+		      struct found *f)
+{
+	int rc = node_loc(&ctx->nodes, n, l);
+
+	if (rc)
+		return rc;
+	rc = ovl_lookup(&ctx->stack, l, f);
+	if (rc == 0 && n->tree == TREE_DEVICES && n->parent &&
+	    n->parent->is_tree_root && f->attr.kind != DSFS_DIR)
+		rc = -ENOENT;
+	return rc;
+}
+
+static enum dsfs_content content_of(const struct loc *l)
+{
+	return l->tree == TREE_IMAGES ? DSFS_CONTENT_IMAGE : DSFS_CONTENT_JSON;
+}
+
+/* After a change to key through a tree other than the merged one, make the
+ * kernel drop what it cached of the merged node for the same key.  Called
+ * with no lock of ours held, so a request this waits for can be served. */
+static void notify_alias(struct dsfs_ctx *ctx, const struct loc *l,
+			 bool entry)
+{
+	uint64_t ino, parent;
+	const char *name;
+
+	if (l->view == VIEW_MERGED && l->tree != TREE_DEVICES)
+		return;
+	if (node_find_merged(&ctx->nodes, l->key, &ino, &parent, &name) != 0)
+		return;
+	fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
+	if (entry)
+		fuse_lowlevel_notify_inval_entry(ctx->se, parent, name,
+						 strlen(name));
+}
+
+/* Reply to a lookup, mkdir or create with the node for parent/name. */
+static int make_entry(struct dsfs_ctx *ctx, struct node *parent,
+		      const char *name, const struct found *f,
+		      struct fuse_entry_param *e)
+{
+	struct node *n;
+
+	n = node_link(&ctx->nodes, parent, name, f->attr.kind == DSFS_DIR,
+		      f->limit);
+	if (!n)
+		return -ENOMEM;
+	memset(e, 0, sizeof(*e));
+	e->ino = n->ino;
+	attr_stat(n->ino, &f->attr, &e->attr);
+	e->attr_timeout = e->entry_timeout = timeout_of(ctx, n);
+	return 0;
+}
+
+static void now(struct timespec *ts)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+}
+
+static void dsfs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* O_TRUNC arrives with open(), so a truncating writer works on its
+	 * own empty copy instead of emptying the stored value at once. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	/* flock() is served by the kernel on this host. */
+	conn->want &= ~(unsigned)FUSE_CAP_FLOCK_LOCKS;
+	conn->want &= ~(unsigned)FUSE_CAP_POSIX_LOCKS;
+}
+
+static void dsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct fuse_entry_param e;
+	struct node *dir, *n;
+	struct found f;
+	struct loc l;
+	int rc;
+
+	dir = node_get(&ctx->nodes, parent);
+	if (!dir) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	rc = name_check(name);
+	if (rc)
+		goto out;
+	if (dir->view == VIEW_ROOT) {
+		/* The root and the layer directories hold fixed names. */
+		rc = -ENOENT;
+		n = node_get_child(&ctx->nodes, dir, name);
+		if (n) {
+			memset(&e, 0, sizeof(e));
+			e.ino = n->ino;
+			fixed_stat(ctx, n, &e.attr);
+			e.attr_timeout = e.entry_timeout = ctx->timeout;
+			rc = 0;
+		}
+		goto out;
+	}
+	rc = node_child_loc(&ctx->nodes, dir, name, &l);
+	if (rc == 0)
+		rc = ovl_lookup(&ctx->stack, &l, &f);
+	if (rc == 0 && dir->tree == TREE_DEVICES && dir->is_tree_root &&
+	    f.attr.kind != DSFS_DIR)
+		rc = -ENOENT;
+	if (rc == 0)
+		rc = make_entry(ctx, dir, name, &f, &e);
+out:
+	node_put(&ctx->nodes, dir);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else if (fuse_reply_entry(req, &e) != 0)
+		node_forget(&ctx->nodes, e.ino, 1);
+}
+
+static void dsfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	node_forget(&ctx_of(req)->nodes, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void dsfs_forget_multi(fuse_req_t req, size_t count,
+			      struct fuse_forget_data *forgets)
+{
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		node_forget(&ctx_of(req)->nodes, forgets[i].ino,
+			    forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static int stat_node(struct dsfs_ctx *ctx, struct node *n, struct stat *st)
+{
+	struct found f;
+	struct loc l;
+	int rc;
+
+	if (is_fixed(n)) {
+		fixed_stat(ctx, n, st);
+		return 0;
+	}
+	rc = node_found(ctx, n, &l, &f);
+	if (rc == 0)
+		attr_stat(n->ino, &f.attr, st);
+	return rc;
+}
+
+static void dsfs_getattr(fuse_req_t req, fuse_ino_t ino,
+			 struct fuse_file_info *fi)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	struct node *n = node_get(&ctx->nodes, ino);
+	struct stat st;
+	int rc;
+
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	rc = stat_node(ctx, n, &st);
+	if (rc == 0 && h && !is_fixed(n) && !n->is_dir) {
+		/* An open writer sees the size of its own copy. */
+		pthread_mutex_lock(&h->lock);
+		if (h->writable && h->dirty)
+			st.st_size = (off_t)h->len;
+		pthread_mutex_unlock(&h->lock);
+	}
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, timeout_of(ctx, n));
+	node_put(&ctx->nodes, n);
+}
+
+/* Commit an open handle's copy if it changed; `last` at the final close,
+ * when a pending O_TRUNC alone is committed too.  Called with h->lock
+ * held. */
+static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
+{
+	struct dsfs_attr a;
+	const char *why = NULL;
+	struct found f;
+	struct loc l;
+	int rc;
+
+	if (!h->writable || !(h->dirty || (last && h->trunc_pending)))
+		return 0;
+	rc = node_loc(&ctx->nodes, h->node, &l);
+	if (rc == -ENOENT) {
+		/* Unlinked while open: its bytes have nowhere to go, as on
+		 * any filesystem. */
+		h->dirty = false;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	memset(&a, 0, sizeof(a));
+	rc = handle_check(h, &a, &why);
+	if (rc) {
+		log_fail(&l, NULL, "not stored", rc, why);
+		return rc;
+	}
+	a.mode = 0644;
+	now(&a.mtime);
+	a.atime = a.ctime = a.mtime;
+	rc = ovl_commit(&ctx->stack, &l, &a, h->buf, h->len, &f);
+	if (rc) {
+		log_fail(&l, NULL, "not stored", rc, NULL);
+		return rc;
+	}
+	handle_committed(h);
+	notify_alias(ctx, &l, false);
+	return 0;
+}
+
+/* Set the size of a closed file: read, resize, check, commit. */
+static int truncate_closed(struct dsfs_ctx *ctx, struct node *n, off_t size)
+{
+	struct handle *h;
+	struct found f;
+	struct loc l;
+	char *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = node_loc(&ctx->nodes, n, &l);
+	if (rc)
+		return rc;
+	if (size != 0) {
+		rc = ovl_read_all(&ctx->stack, &l, &f, &data, &len);
+		if (rc)
+			return rc;
+	}
+	rc = handle_new(content_of(&l), data, len, true, size == 0, UINT64_MAX,
+			&h);
+	if (rc)
+		return rc;
+	h->node = n;
+	rc = handle_truncate(h, (uint64_t)size);
+	h->dirty = true;
+	if (rc == 0)
+		rc = commit_handle(ctx, h, true);
+	handle_free(h);
+	return rc;
+}
+
+static void dsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+			 int to_set, struct fuse_file_info *fi)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	struct node *n = node_get(&ctx->nodes, ino);
+	struct dsfs_attr a;
+	unsigned mask = 0;
+	struct found f;
+	struct stat st;
+	struct loc l;
+	int rc = 0;
+
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (is_fixed(n)) {
+		rc = -EPERM;
+		goto out;
+	}
+	rc = node_loc(&ctx->nodes, n, &l);
+	if (rc)
+		goto out;
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (n->is_dir) {
+			rc = -EISDIR;
+		} else if (l.view == VIEW_LAYER && l.layer == L_FACTORY) {
+			rc = -EROFS;
+		} else if (h && h->writable) {
+			pthread_mutex_lock(&h->lock);
+			rc = handle_truncate(h, (uint64_t)attr->st_size);
+			pthread_mutex_unlock(&h->lock);
+		} else {
+			rc = truncate_closed(ctx, n, attr->st_size);
+		}
+		if (rc) {
+			log_fail(&l, NULL, "truncate", rc, NULL);
+			goto out;
+		}
+	}
+	memset(&a, 0, sizeof(a));
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		a.mode = attr->st_mode & 07777;
+		mask |= DSFS_SET_MODE;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		a.uid = attr->st_uid;
+		mask |= DSFS_SET_UID;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		a.gid = attr->st_gid;
+		mask |= DSFS_SET_GID;
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
+		if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+			now(&a.atime);
+		else
+			a.atime = attr->st_atim;
+		mask |= DSFS_SET_ATIME;
+	}
+	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
+		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+			now(&a.mtime);
+		else
+			a.mtime = attr->st_mtim;
+		mask |= DSFS_SET_MTIME;
+	}
+	if (mask) {
+		now(&a.ctime);
+		mask |= DSFS_SET_CTIME;
+		rc = ovl_setattr(&ctx->stack, &l, &a, mask, &f);
+		if (rc) {
+			log_fail(&l, NULL, "setattr", rc, NULL);
+			goto out;
+		}
+		notify_alias(ctx, &l, false);
+	}
+	rc = stat_node(ctx, n, &st);
+	if (rc == 0 && h && h->writable) {
+		pthread_mutex_lock(&h->lock);
+		if (h->dirty)
+			st.st_size = (off_t)h->len;
+		pthread_mutex_unlock(&h->lock);
+	}
+out:
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, timeout_of(ctx, n));
+	node_put(&ctx->nodes, n);
+}
+
+/* Common checks for making a name in dir: returns the loc of the new
+ * name.  Nothing can be made at the root or in the layer directories. */
+static int new_name_loc(struct dsfs_ctx *ctx, struct node *dir,
+			const char *name, struct loc *l)
+{
+	int rc;
+
+	if (dir->view == VIEW_ROOT)
+		return -EPERM;
+	rc = name_check(name);
+	if (rc)
+		return rc;
+	rc = node_child_loc(&ctx->nodes, dir, name, l);
+	if (rc)
+		return rc;
+	if (l->view == VIEW_LAYER && l->layer == L_FACTORY)
+		return -EROFS;
+	return 0;
+}
+
+static void new_attr(fuse_req_t req, mode_t mode, struct dsfs_attr *a)
+{
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+
+	memset(a, 0, sizeof(*a));
+	a->mode = mode & 07777;
+	a->uid = fc->uid;
+	a->gid = fc->gid;
+	now(&a->ctime);
+	a->atime = a->mtime = a->ctime;
+	snprintf(a->type, sizeof(a->type), "empty");
+}
+
+static void dsfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       mode_t mode)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct node *dir = node_get(&ctx->nodes, parent);
+	struct fuse_entry_param e;
+	struct dsfs_attr a;
+	struct found f;
+	struct loc l = {0};
+	int rc;
+
+	if (!dir) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	rc = new_name_loc(ctx, dir, name, &l);
+	if (rc == 0) {
+		new_attr(req, mode, &a);
+		snprintf(a.type, sizeof(a.type), "object");
+		rc = ovl_mkdir(&ctx->stack, &l, &a, &f);
+	}
+	if (rc == 0) {
+		notify_alias(ctx, &l, true);
+		rc = make_entry(ctx, dir, name, &f, &e);
+	}
+	if (rc && rc != -EEXIST)
+		log_fail(&l, l.key[0] ? NULL : name, "mkdir", rc, NULL);
+	node_put(&ctx->nodes, dir);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else if (fuse_reply_entry(req, &e) != 0)
+		node_forget(&ctx->nodes, e.ino, 1);
+}
+
+static void dsfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+			mode_t mode, struct fuse_file_info *fi)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct node *dir = node_get(&ctx->nodes, parent);
+	struct fuse_entry_param e;
+	struct handle *h = NULL;
+	struct dsfs_attr a;
+	uint64_t used, budget = UINT64_MAX;
+	struct found f;
+	struct loc l = {0};
+	int rc;
+
+	if (!dir) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	rc = new_name_loc(ctx, dir, name, &l);
+	if (rc == 0 && l.tree == TREE_DEVICES && dir->is_tree_root)
+		rc = -EPERM; /* devices/ holds only device directories */
+	if (rc == 0) {
+		new_attr(req, mode, &a);
+		rc = ovl_create(&ctx->stack, &l, &a, &f);
+	}
+	if (rc == 0) {
+		ovl_usage(&ctx->stack, f.layer, &used, &budget);
+		rc = handle_new(content_of(&l), NULL, 0,
+				(fi->flags & O_ACCMODE) != O_RDONLY, false,
+				budget, &h);
+	}
+	if (rc == 0) {
+		notify_alias(ctx, &l, true);
+		rc = make_entry(ctx, dir, name, &f, &e);
+	}
+	if (rc) {
+		handle_free(h);
+		if (rc != -EEXIST)
+			log_fail(&l, l.key[0] ? NULL : name, "create", rc,
+				 NULL);
+		fuse_reply_err(req, -rc);
+		node_put(&ctx->nodes, dir);
+		return;
+	}
+	h->node = node_get(&ctx->nodes, e.ino);
+	fi->fh = (uintptr_t)h;
+	node_put(&ctx->nodes, dir);
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		node_forget(&ctx->nodes, e.ino, 1);
+		node_put(&ctx->nodes, h->node);
+		handle_free(h);
+	}
+}
+
+static void dsfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       mode_t mode, dev_t rdev)
+{
+	(void)parent;
+	(void)name;
+	(void)rdev;
+	/* Regular files come through create(); nothing else is stored. */
+	(void)mode;
+	log_err("%s: mknod: device nodes, FIFOs and sockets are not stored",
+		name);
+	fuse_reply_err(req, EPERM);
+}
+
+static void dsfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			 const char *name)
+{
+	(void)link;
+	(void)parent;
+	log_err("%s: symlink: symbolic links are not stored", name);
+	fuse_reply_err(req, EPERM);
+}
+
+static void dsfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		      const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	log_err("%s: link: hard links are not stored", newname);
+	fuse_reply_err(req, EPERM);
+}
+
+static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
+			bool dir_op)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct node *dir = node_get(&ctx->nodes, parent);
+	struct loc l = {0};
+	int rc;
+
+	if (!dir) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	rc = new_name_loc(ctx, dir, name, &l);
+	if (rc == 0)
+		rc = dir_op ? ovl_rmdir(&ctx->stack, &l)
+			    : ovl_unlink(&ctx->stack, &l);
+	if (rc == 0) {
+		node_detach(&ctx->nodes, dir, name);
+		notify_alias(ctx, &l, true);
+	} else if (rc != -ENOENT) {
+		log_fail(&l, l.key[0] ? NULL : name,
+			 dir_op ? "rmdir" : "unlink", rc, NULL);
+	}
+	node_put(&ctx->nodes, dir);
+	fuse_reply_err(req, -rc);
+}
+
+static void dsfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, false);
+}
+
+static void dsfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, true);
+}
+
+static void dsfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			fuse_ino_t newparent, const char *newname,
+			unsigned int flags)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct node *from = node_get(&ctx->nodes, parent);
+	struct node *to = node_get(&ctx->nodes, newparent);
+	struct loc lf = {0}, lt = {0};
+	int rc;
+
+	if (!from || !to) {
+		rc = -ESTALE;
+		goto out;
+	}
+	if (flags & ~(unsigned)RENAME_NOREPLACE) {
+		rc = -EINVAL; /* RENAME_EXCHANGE, RENAME_WHITEOUT */
+		goto out;
+	}
+	rc = new_name_loc(ctx, from, name, &lf);
+	if (rc == 0)
+		rc = new_name_loc(ctx, to, newname, &lt);
+	if (rc == 0 && lf.tree != lt.tree)
+		rc = -EXDEV;
+	if (rc == 0)
+		rc = ovl_rename(&ctx->stack, &lf, &lt,
+				flags & RENAME_NOREPLACE ? DSFS_RENAME_NOREPLACE
+							 : 0);
+	if (rc == 0) {
+		node_move(&ctx->nodes, from, name, to, newname);
+		notify_alias(ctx, &lf, true);
+		notify_alias(ctx, &lt, true);
+	} else if (rc != -ENOENT) {
+		log_fail(&lf, lf.key[0] ? NULL : name, "rename", rc,
+			 rc == -EXDEV ? "across trees or layers (EXDEV)"
+				      : NULL);
+	}
+out:
+	node_put(&ctx->nodes, from);
+	node_put(&ctx->nodes, to);
+	fuse_reply_err(req, -rc);
+}
+
+static void dsfs_open(fuse_req_t req, fuse_ino_t ino,
+		      struct fuse_file_info *fi)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct node *n = node_get(&ctx->nodes, ino);
+	bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+	bool trunc = writable && (fi->flags & O_TRUNC);
+	uint64_t used, budget = UINT64_MAX;
+	struct handle *h = NULL;
+	char *data = NULL;
+	size_t len = 0;
+	struct found f;
+	struct loc l;
+	int rc;
+
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (is_fixed(n)) {
+		rc = -EISDIR;
+		goto out;
+	}
+	rc = node_loc(&ctx->nodes, n, &l);
+	if (rc)
+		goto out;
+	if (writable && l.view == VIEW_LAYER && l.layer == L_FACTORY) {
+		rc = -EROFS;
+		log_fail(&l, NULL, "open for writing", rc, NULL);
+		goto out;
+	}
+	if (trunc)
+		rc = ovl_lookup(&ctx->stack, &l, &f);
+	else
+		rc = ovl_read_all(&ctx->stack, &l, &f, &data, &len);
+	if (rc)
+		goto out;
+	if (f.attr.kind == DSFS_DIR) {
+		free(data);
+		rc = -EISDIR;
+		goto out;
+	}
+	if (writable)
+		ovl_usage(&ctx->stack,
+			  f.layer == L_FACTORY ? L_RUNTIME : f.layer, &used,
+			  &budget);
+	rc = handle_new(content_of(&l), data, len, writable, trunc, budget, &h);
+	if (rc)
+		goto out;
+	h->node = n;
+	n = NULL; /* the handle keeps the reference */
+	fi->fh = (uintptr_t)h;
+	/* A reader has nothing to flush; tell the kernel not to ask. */
+	fi->noflush = !writable;
+	if (fuse_reply_open(req, fi) != 0) {
+		node_put(&ctx->nodes, h->node);
+		handle_free(h);
+	}
+	return;
+out:
+	node_put(&ctx->nodes, n);
+	fuse_reply_err(req, -rc);
+}
+
+static void dsfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		      struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	char *buf = malloc(size ? size : 1);
+	ssize_t got;
+
+	(void)ino;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	got = handle_read(h, (uint64_t)off, buf, size);
+	pthread_mutex_unlock(&h->lock);
+	if (got < 0)
+		fuse_reply_err(req, (int)-got);
+	else
+		fuse_reply_buf(req, buf, (size_t)got);
+	free(buf);
+}
+
+static void dsfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		       size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	const char *why = NULL;
+	ssize_t rc;
+	struct loc l;
+
+	(void)ino;
+	pthread_mutex_lock(&h->lock);
+	rc = handle_write(h, (uint64_t)off, buf, size, &why);
+	pthread_mutex_unlock(&h->lock);
+	if (rc < 0) {
+		if (node_loc(&ctx->nodes, h->node, &l) == 0)
+			log_fail(&l, NULL, "write refused", (int)rc, why);
+		fuse_reply_err(req, (int)-rc);
+		return;
+	}
+	fuse_reply_write(req, (size_t)rc);
+}
+
+static void dsfs_flush(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	rc = commit_handle(ctx, h, false);
+	pthread_mutex_unlock(&h->lock);
+	/* The kernel sized the file from the refused writes: make it ask
+	 * again, so the old value reads back whole. */
+	if (rc)
+		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
+	fuse_reply_err(req, -rc);
+}
+
+static void dsfs_release(fuse_req_t req, fuse_ino_t ino,
+			 struct fuse_file_info *fi)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	pthread_mutex_lock(&h->lock);
+	/* A truncation with nothing written, and writes after the last flush
+	 * (through a memory map), are committed here.  A refusal already
+	 * reported by flush is not repeated. */
+	if (!h->poisoned && !h->check_failed)
+		commit_handle(ctx, h, true);
+	pthread_mutex_unlock(&h->lock);
+	node_put(&ctx->nodes, h->node);
+	handle_free(h);
+	fuse_reply_err(req, 0);
+}
+
+static void dsfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		       struct fuse_file_info *fi)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int rc;
+
+	(void)ino;
+	(void)datasync;
+	pthread_mutex_lock(&h->lock);
+	rc = commit_handle(ctx, h, false);
+	pthread_mutex_unlock(&h->lock);
+	if (rc == 0)
+		rc = ovl_sync(&ctx->stack);
+	fuse_reply_err(req, -rc);
+}
+
+/* An open directory: its listing, taken at opendir and served by
+ * offset, so entries made or removed meanwhile do not shift it. */
+struct dir_handle {
+	struct listing ls;
+};
+
+static int fixed_listing(struct dsfs_ctx *ctx, struct node *n,
+			 struct listing *ls)
+{
+	static const char *const root[] = {"kv",	"images",  "devices",
+					   "ephemeral", "runtime", "factory"};
+	static const char *const trees[] = {"kv", "images", "devices"};
+	size_t i;
+	int rc = 0;
+
+	(void)ctx;
+	if (n->ino == ROOT_INO) {
+		for (i = 0; i < sizeof(root) / sizeof(root[0]); i++)
+			listing_add(ls, root[i], DSFS_DIR, &rc);
+	} else {
+		for (i = 0; i < sizeof(trees) / sizeof(trees[0]); i++)
+			listing_add(ls, trees[i], DSFS_DIR, &rc);
+	}
+	return rc;
+}
+
+static void dsfs_opendir(fuse_req_t req, fuse_ino_t ino,
+			 struct fuse_file_info *fi)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct node *n = node_get(&ctx->nodes, ino);
+	struct dir_handle *d = calloc(1, sizeof(*d));
+	struct found f;
+	struct loc l;
+	int rc;
+
+	if (!n || !d) {
+		rc = n ? -ENOMEM : -ESTALE;
+		goto out;
+	}
+	if (n->view == VIEW_ROOT) {
+		rc = fixed_listing(ctx, n, &d->ls);
+		goto out;
+	}
+	rc = node_loc(&ctx->nodes, n, &l);
+	if (rc)
+		goto out;
+	if (!n->is_tree_root) {
+		rc = ovl_lookup(&ctx->stack, &l, &f);
+		if (rc)
+			goto out;
+		if (f.attr.kind != DSFS_DIR) {
+			rc = -ENOTDIR;
+			goto out;
+		}
+		l.limit = f.limit;
+	}
+	rc = ovl_list(&ctx->stack, &l, n->tree == TREE_DEVICES && n->is_tree_root,
+		      &d->ls);
+out:
+	node_put(&ctx->nodes, n);
+	if (rc) {
+		if (d)
+			listing_free(&d->ls);
+		free(d);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	if (fuse_reply_open(req, fi) != 0) {
+		listing_free(&d->ls);
+		free(d);
+	}
+}
+
+static void dsfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+			 off_t off, struct fuse_file_info *fi)
+{
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	size_t pos = 0;
+	struct stat st;
+
+	(void)ino;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memset(&st, 0, sizeof(st));
+	for (; off >= 0 && (size_t)off < d->ls.count + 2; off++) {
+		const char *name;
+		size_t need;
+
+		if (off < 2) {
+			name = off == 0 ? "." : "..";
+			st.st_mode = S_IFDIR;
+		} else {
+			const struct dirent_item *it = &d->ls.items[off - 2];
+
+			name = it->name;
+			st.st_mode = it->kind == DSFS_DIR ? S_IFDIR : S_IFREG;
+		}
+		/* The kernel takes the inode number from lookup; this one
+		 * only needs to be non-zero for tools that skip zero. */
+		st.st_ino = (ino_t)(off + 1);
+		need = fuse_add_direntry(req, buf + pos, size - pos, name, &st,
+					 off + 1);
+		if (need > size - pos)
+			break;
+		pos += need;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void dsfs_releasedir(fuse_req_t req, fuse_ino_t ino,
+			    struct fuse_file_info *fi)
+{
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	listing_free(&d->ls);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+static void dsfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			  struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, -ovl_sync(&ctx_of(req)->stack));
+}
+
+static void dsfs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct node *n = node_get(&ctx->nodes, ino);
+	uint64_t used = 0, budget = 0;
+	struct statvfs sv;
+	int layer = L_RUNTIME, rc;
+
+	if (n && n->ino != ROOT_INO && n->view != VIEW_MERGED)
+		layer = n->layer;
+	node_put(&ctx->nodes, n);
+	rc = ovl_usage(&ctx->stack, layer, &used, &budget);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = sv.f_frsize = 4096;
+	sv.f_blocks = budget / 4096;
+	sv.f_bfree = sv.f_bavail = used >= budget ? 0 : (budget - used) / 4096;
+	/* Entries are limited by bytes, not by a count: every name costs
+	 * its length, so report what fits if names were one byte. */
+	sv.f_files = budget;
+	sv.f_ffree = sv.f_favail = used >= budget ? 0 : budget - used;
+	sv.f_namemax = 255;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* The read-only user.dsfs.* attributes of a node: fills buf with the
+ * value of `name`; -ENODATA if the node has no such attribute. */
+static int xattr_value(struct dsfs_ctx *ctx, struct node *n, const char *name,
+		       char *buf, size_t size)
+{
+	struct found f;
+	struct loc l;
+	int rc;
+
+	if (is_fixed(n))
+		return -ENODATA;
+	rc = node_found(ctx, n, &l, &f);
+	if (rc)
+		return rc;
+	if (strcmp(name, XATTR_LAYER) == 0)
+		snprintf(buf, size, "%s", layer_names[f.layer]);
+	else if (strcmp(name, XATTR_TYPE) == 0)
+		snprintf(buf, size, "%s",
+			 f.attr.kind == DSFS_DIR ? "object" : f.attr.type);
+	else if (strcmp(name, XATTR_VERSION) == 0)
+		snprintf(buf, size, "%llu", (unsigned long long)f.attr.version);
+	else if (strcmp(name, XATTR_TOKEN) == 0 && f.attr.token[0])
+		snprintf(buf, size, "%s", f.attr.token);
+	else
+		return -ENODATA;
+	return 0;
+}
+
+static void reply_xattr_buf(fuse_req_t req, const char *buf, size_t len,
+			    size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (len > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, len);
+}
+
+static void dsfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			  size_t size)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct node *n = node_get(&ctx->nodes, ino);
+	char buf[128];
+	int rc;
+
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	rc = xattr_value(ctx, n, name, buf, sizeof(buf));
+	node_put(&ctx->nodes, n);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		reply_xattr_buf(req, buf, strlen(buf), size);
+}
+
+static void dsfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	static const char *const names[] = {XATTR_LAYER, XATTR_TYPE,
+					    XATTR_VERSION, XATTR_TOKEN};
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct node *n = node_get(&ctx->nodes, ino);
+	char list[128], value[128];
+	size_t i, len = 0;
+
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (xattr_value(ctx, n, names[i], value, sizeof(value)) != 0)
+			continue;
+		memcpy(list + len, names[i], strlen(names[i]) + 1);
+		len += strlen(names[i]) + 1;
+	}
+	node_put(&ctx->nodes, n);
+	reply_xattr_buf(req, list, len, size);
+}
+
+static void dsfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			  const char *value, size_t size, int flags)
+{
+	(void)ino;
+	(void)value;
+	(void)size;
+	(void)flags;
+	/* user.dsfs.* describe the entry and are read-only; no other
+	 * attribute is stored. */
+	fuse_reply_err(req, strncmp(name, "user.dsfs.", 10) == 0 ? EPERM
+								 : ENOTSUP);
+}
+
+static void dsfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	fuse_reply_err(req, strncmp(name, "user.dsfs.", 10) == 0 ? EPERM
+								 : ENOTSUP);
+}
+
+const struct fuse_lowlevel_ops dsfs_ll_ops = {
+	.init = dsfs_init,
+	.lookup = dsfs_lookup,
+	.forget = dsfs_forget,
+	.forget_multi = dsfs_forget_multi,
+	.getattr = dsfs_getattr,
+	.setattr = dsfs_setattr,
+	.mknod = dsfs_mknod,
+	.mkdir = dsfs_mkdir,
+	.unlink = dsfs_unlink,
+	.rmdir = dsfs_rmdir,
+	.symlink = dsfs_symlink,
+	.link = dsfs_link,
+	.rename = dsfs_rename,
+	.create = dsfs_create,
+	.open = dsfs_open,
+	.read = dsfs_read,
+	.write = dsfs_write,
+	.flush = dsfs_flush,
+	.release = dsfs_release,
+	.fsync = dsfs_fsync,
+	.opendir = dsfs_opendir,
+	.readdir = dsfs_readdir,
+	.releasedir = dsfs_releasedir,
+	.fsyncdir = dsfs_fsyncdir,
+	.statfs = dsfs_statfs,
+	.setxattr = dsfs_setxattr,
+	.getxattr = dsfs_getxattr,
+	.listxattr = dsfs_listxattr,
+	.removexattr = dsfs_removexattr,
+};
+
+static void inval_one(void *arg, uint64_t ino, uint64_t parent,
+		      const char *name)
+{
+	struct dsfs_ctx *ctx = arg;
+
+	fuse_lowlevel_notify_inval_entry(ctx->se, parent, name, strlen(name));
+	fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
+}
+
+void dsfs_invalidate_all(struct dsfs_ctx *ctx)
+{
+	nodes_each(&ctx->nodes, inval_one, ctx);
+}

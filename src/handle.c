@@ -1,0 +1,206 @@
+/*
+ * handle.c - an open file's private copy and its streaming validation.
+ *
+ * The copy grows by doubling, so a value written in many small pieces
+ * costs linear time and one buffer.  While writes arrive in order from the
+ * start (the way every tool writes a file), each piece is fed to the
+ * validator as it lands; a write elsewhere (a seek, a rewrite of earlier
+ * bytes) makes the handle fall back to validating the whole copy when it is
+ * committed.  Either way nothing is committed that is not valid content.
+ */
+#include "handle.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+int handle_new(enum dsfs_content content, char *data, size_t len,
+	       bool writable, bool truncate, uint64_t budget,
+	       struct handle **out)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (!h) {
+		free(data);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&h->lock, NULL);
+	h->content = content;
+	h->writable = writable;
+	h->budget = budget;
+	h->buf = data;
+	h->len = h->cap = len;
+	if (writable) {
+		if (truncate) {
+			h->len = 0;
+			h->trunc_pending = true;
+		}
+		h->val = validator_new(content);
+		if (!h->val) {
+			handle_free(h);
+			return -ENOMEM;
+		}
+		/* An existing value is fed first, so appending to it is
+		 * checked as the continuation it is. */
+		if (h->len && validator_feed(h->val, h->buf, h->len) != 0) {
+			validator_free(h->val);
+			h->val = NULL;
+		}
+		h->val_pos = h->len;
+	}
+	*out = h;
+	return 0;
+}
+
+void handle_free(struct handle *h)
+{
+	if (!h)
+		return;
+	validator_free(h->val);
+	free(h->buf);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+ssize_t handle_read(struct handle *h, uint64_t off, void *buf, size_t size)
+{
+	if (off >= h->len)
+		return 0;
+	if (size > h->len - off)
+		size = h->len - off;
+	memcpy(buf, h->buf + off, size);
+	return (ssize_t)size;
+}
+
+static int reserve(struct handle *h, uint64_t need)
+{
+	size_t cap = h->cap ? h->cap : 256;
+	char *p;
+
+	if (need > h->budget)
+		return -ENOSPC; /* could never be committed */
+	if (need <= h->cap)
+		return 0;
+	while (cap < need)
+		cap *= 2;
+	p = realloc(h->buf, cap);
+	if (!p)
+		return -ENOMEM;
+	h->buf = p;
+	h->cap = cap;
+	return 0;
+}
+
+ssize_t handle_write(struct handle *h, uint64_t off, const void *buf,
+		     size_t size, const char **why)
+{
+	int rc;
+
+	*why = NULL;
+	if (h->poisoned) {
+		*why = "an earlier write to this open file was refused";
+		return -EINVAL;
+	}
+	if (off + size < off)
+		return -EFBIG;
+	rc = reserve(h, off + size);
+	if (rc)
+		return rc;
+	if (h->val && off == h->val_pos && off == h->len) {
+		if (validator_feed(h->val, buf, size) != 0) {
+			*why = validator_reason(h->val);
+			h->poisoned = true;
+			return -EINVAL;
+		}
+		h->val_pos += size;
+	} else if (h->val) {
+		/* Out of order: check everything at commit instead. */
+		validator_free(h->val);
+		h->val = NULL;
+	}
+	if (off > h->len)
+		memset(h->buf + h->len, 0, off - h->len);
+	memcpy(h->buf + off, buf, size);
+	if (off + size > h->len)
+		h->len = off + size;
+	h->dirty = true;
+	h->check_failed = false;
+	return (ssize_t)size;
+}
+
+int handle_truncate(struct handle *h, uint64_t size)
+{
+	int rc;
+
+	if (size == h->len)
+		return 0;
+	rc = reserve(h, size);
+	if (rc)
+		return rc;
+	if (size > h->len)
+		memset(h->buf + h->len, 0, size - h->len);
+	h->len = size;
+	h->dirty = true;
+	h->check_failed = false;
+	h->poisoned = false;
+	validator_free(h->val);
+	h->val = NULL;
+	if (size == 0) {
+		/* Truncated to nothing: streaming can start over. */
+		h->val = validator_new(h->content);
+		h->val_pos = 0;
+	}
+	return 0;
+}
+
+int handle_check(struct handle *h, struct dsfs_attr *a, const char **why)
+{
+	const char *type = NULL;
+	int rc;
+
+	*why = NULL;
+	if (h->poisoned) {
+		*why = "an earlier write to this open file was refused";
+		return -EINVAL;
+	}
+	if (h->val && h->val_pos == h->len) {
+		rc = validator_finish(h->val, &type);
+		if (rc)
+			*why = validator_reason(h->val);
+		/* The stream has ended either way: a later commit of this
+		 * handle checks the whole copy. */
+		validator_free(h->val);
+		h->val = NULL;
+	} else {
+		rc = validate_buffer(h->content, h->buf, h->len, &type, why);
+	}
+	if (rc) {
+		if (!*why)
+			*why = "invalid content";
+		h->check_failed = true;
+		return -EINVAL;
+	}
+	snprintf(a->type, sizeof(a->type), "%s", type);
+	a->token[0] = '\0';
+	if (h->content == DSFS_CONTENT_IMAGE && h->len > 0) {
+		struct dsfs_sha256 sha;
+
+		sha256_init(&sha);
+		sha256_update(&sha, h->buf, h->len);
+		sha256_hex(&sha, a->token);
+	}
+	return 0;
+}
+
+void handle_committed(struct handle *h)
+{
+	h->dirty = false;
+	h->trunc_pending = false;
+	/* validator_finish() ended the stream: later writes are checked
+	 * whole at the next commit. */
+	validator_free(h->val);
+	h->val = NULL;
+}

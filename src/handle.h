@@ -1,0 +1,63 @@
+/*
+ * handle.h - open files.
+ *
+ * Every open file works on its own copy of the value, taken when it is
+ * opened: readers keep seeing the value they opened, and a writer's bytes
+ * are invisible to everyone else until its close commits them in one
+ * transaction.  Writes are validated as they arrive (validate.h), so a write
+ * that can no longer become valid content fails at once and the handle
+ * never commits.
+ */
+#ifndef DSFS_HANDLE_H
+#define DSFS_HANDLE_H
+
+#include "dsfs.h"
+#include "validate.h"
+
+struct node;
+
+struct handle {
+	pthread_mutex_t lock; /* taken before the stack's lock */
+	struct node *node;    /* holds a reference (fuse_ops.c drops it) */
+	enum dsfs_content content;
+	bool writable;
+	bool dirty;    /* written or truncated since the last commit */
+	bool trunc_pending; /* opened with O_TRUNC, not yet committed */
+	bool check_failed;  /* the last commit was refused, nothing since */
+	bool poisoned; /* a write was refused: this handle never commits */
+	char *buf;     /* the private copy; owned */
+	size_t len;
+	size_t cap;
+	struct dsfs_validator *val; /* owned; NULL once streaming gave up */
+	size_t val_pos;             /* bytes of buf fed to val */
+	uint64_t budget;            /* of the layer a commit would go to */
+};
+
+/* Make a handle over data[0..len), which it takes ownership of (also on
+ * failure).  A writable handle opened with truncate starts empty, with the
+ * truncation pending: it is committed by the first write's commit, or at
+ * the last close if nothing was written.  Shells open, dup2() and close the
+ * first descriptor before writing; committing the truncation at that first
+ * close would lose the old value before the new one was even written. */
+int handle_new(enum dsfs_content content, char *data, size_t len,
+	       bool writable, bool truncate, uint64_t budget,
+	       struct handle **out);
+void handle_free(struct handle *h);
+
+ssize_t handle_read(struct handle *h, uint64_t off, void *buf, size_t size);
+
+/* Apply a write; returns the bytes written or -EINVAL (content can no
+ * longer be valid: *why says why), -ENOSPC, -EFBIG, -ENOMEM. */
+ssize_t handle_write(struct handle *h, uint64_t off, const void *buf,
+		     size_t size, const char **why);
+int handle_truncate(struct handle *h, uint64_t size);
+
+/* Validate the whole copy for a commit: fills a->type (and a->token for
+ * images).  -EINVAL with *why on invalid content. */
+int handle_check(struct handle *h, struct dsfs_attr *a, const char **why);
+
+/* The copy was committed: later writes are checked again at the next
+ * commit. */
+void handle_committed(struct handle *h);
+
+#endif

@@ -1,0 +1,387 @@
+/*
+ * main.c - dsfs, the daemon: parse the command line, check and lock the
+ * store, mount, detach, open the layers, run the FUSE session, clean up.
+ *
+ * The store is checked before the mount (so a damaged or foreign database
+ * is refused with a message on the terminal and no mount appears) and the
+ * layers are opened for real only after the daemon has detached: SQLite
+ * connections and their POSIX locks must not cross a fork().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "log.h"
+
+#define DSFS_VERSION_STRING "dsfs " PACKAGE_VERSION
+
+struct options {
+	char *store;
+	char *mountpoint;
+	char *runtime_size;
+	char *ephemeral_size;
+	char *factory_size;
+	double cache_timeout;
+	int foreground;
+	int debug;
+	int single_thread;
+	int show_help;
+	int show_version;
+	int nonopts;
+};
+
+#define OPT(t, p) {t, offsetof(struct options, p), 1}
+
+static const struct fuse_opt option_spec[] = {
+	OPT("runtime_size=%s", runtime_size),
+	OPT("ephemeral_size=%s", ephemeral_size),
+	OPT("factory_size=%s", factory_size),
+	OPT("cache_timeout=%lf", cache_timeout),
+	OPT("-f", foreground),
+	OPT("-s", single_thread),
+	OPT("-d", debug),
+	OPT("debug", debug),
+	OPT("-h", show_help),
+	OPT("--help", show_help),
+	OPT("-V", show_version),
+	OPT("--version", show_version),
+	FUSE_OPT_END,
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: dsfs [-dfsV] [-o option[,option...]] STORE MOUNTPOINT\n"
+		"\n"
+		"dsfs options:\n"
+		"    -o runtime_size=SIZE    runtime layer budget (default 13M)\n"
+		"    -o ephemeral_size=SIZE  ephemeral layer budget (default "
+		"128M)\n"
+		"    -o factory_size=SIZE    factory layer budget (default 13M)\n"
+		"    -o cache_timeout=SECS   kernel cache of kv/ and images/ "
+		"(default 1)\n"
+		"    -f                      stay in the foreground, log to "
+		"stderr\n"
+		"    -d                      debug: -f and every request "
+		"logged\n"
+		"    -s                      single-threaded\n"
+		"SIZE takes a K, M or G suffix (powers of 1024).\n"
+		"Other -o options go to FUSE (allow_other, ...): see "
+		"dsfs(8).\n");
+}
+
+static int opt_proc(void *data, const char *arg, int key,
+		    struct fuse_args *outargs)
+{
+	struct options *o = data;
+
+	(void)outargs;
+	if (key != FUSE_OPT_KEY_NONOPT)
+		return 1;
+	if (o->nonopts == 0)
+		o->store = strdup(arg);
+	else if (o->nonopts == 1)
+		o->mountpoint = strdup(arg);
+	o->nonopts++;
+	return 0;
+}
+
+/* "13M" -> 13631488.  -EINVAL on anything else. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mult = 1;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		mult = 1024;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mult = MiB;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mult = 1024 * MiB;
+		end++;
+		break;
+	}
+	if (*end != '\0' || v > UINT64_MAX / mult)
+		return -EINVAL;
+	*out = v * mult;
+	return 0;
+}
+
+static int set_budget(const char *name, const char *value, uint64_t *budget)
+{
+	if (!value)
+		return 0;
+	if (parse_size(value, budget) != 0) {
+		fprintf(stderr, "dsfs: %s=%s: not a size (e.g. 13M)\n", name,
+			value);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int dsfs_open_factory(const char *store, uint64_t budget,
+		      struct dsfs_layer **out)
+{
+	char path[PATH_MAX];
+	const char *why = NULL;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s", store, STORE_FACTORY);
+	rc = layer_sqlite_open_image(path, "factory", budget, out, &why);
+	if (rc == -ENOENT) {
+		/* No image: an empty, read-only factory layer. */
+		rc = layer_mem_open(budget, out);
+		if (rc == 0)
+			(*out)->readonly = true;
+		return rc;
+	}
+	if (rc)
+		log_err("%s: cannot use factory image: %s", path,
+			why ? why : strerror(-rc));
+	return rc;
+}
+
+static int open_runtime(const char *store, uint64_t budget,
+			struct dsfs_layer **out)
+{
+	char path[PATH_MAX];
+	const char *why = NULL;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s", store, STORE_RUNTIME);
+	rc = layer_sqlite_open(path, "runtime", budget, true, out, &why);
+	if (rc)
+		log_err("%s: cannot use runtime database: %s (refusing to "
+			"mount; the file is left as it is)",
+			path, why ? why : strerror(-rc));
+	return rc;
+}
+
+static int open_stack(struct dsfs_ctx *ctx)
+{
+	struct dsfs_stack *s = &ctx->stack;
+	int rc;
+
+	rc = layer_mem_open(ctx->budget[L_EPHEMERAL], &s->layer[L_EPHEMERAL]);
+	if (rc)
+		goto fail;
+	rc = open_runtime(ctx->store, ctx->budget[L_RUNTIME],
+			  &s->layer[L_RUNTIME]);
+	if (rc)
+		goto fail_ephemeral;
+	rc = dsfs_open_factory(ctx->store, ctx->budget[L_FACTORY],
+			       &s->layer[L_FACTORY]);
+	if (rc)
+		goto fail_runtime;
+	return 0;
+
+fail_runtime:
+	layer_close(s->layer[L_RUNTIME]);
+fail_ephemeral:
+	layer_close(s->layer[L_EPHEMERAL]);
+fail:
+	memset(s->layer, 0, sizeof(s->layer));
+	return rc;
+}
+
+static void close_stack(struct dsfs_ctx *ctx)
+{
+	int i;
+
+	for (i = 0; i < DSFS_NLAYERS; i++)
+		if (ctx->stack.layer[i])
+			layer_close(ctx->stack.layer[i]);
+	memset(ctx->stack.layer, 0, sizeof(ctx->stack.layer));
+}
+
+/* Make the store directory (0700) if it is missing, resolve it, and lock
+ * it: one daemon (or one offline dsfsctl) per store. */
+static int prepare_store(struct dsfs_ctx *ctx, const char *store)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	char *leftover;
+
+	if (mkdir(store, 0700) != 0 && errno != EEXIST) {
+		fprintf(stderr, "dsfs: %s: cannot create store: %s\n", store,
+			strerror(errno));
+		return -1;
+	}
+	ctx->store = realpath(store, NULL);
+	if (!ctx->store || stat(ctx->store, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "dsfs: %s: not a directory\n", store);
+		return -1;
+	}
+	ctx->owner_uid = st.st_uid;
+	ctx->owner_gid = st.st_gid;
+	snprintf(path, sizeof(path), "%s/%s", ctx->store, STORE_LOCK);
+	ctx->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (ctx->lock_fd < 0) {
+		fprintf(stderr, "dsfs: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (flock(ctx->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		fprintf(stderr, "dsfs: %s: store is in use (mounted, or "
+				"dsfsctl is working on it)\n",
+			ctx->store);
+		return -1;
+	}
+	/* An install that crashed before its rename left this behind; the
+	 * old image is still whole. */
+	if (asprintf(&leftover, "%s/%s", ctx->store, STORE_FACTORY_NEW) >= 0) {
+		unlink(leftover);
+		free(leftover);
+	}
+	return 0;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct options o = {.cache_timeout = 1.0};
+	struct dsfs_ctx ctx;
+	struct fuse_loop_config *cfg;
+	char *fsname = NULL;
+	int ret = 1, rc;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.lock_fd = ctx.control_fd = -1;
+	log_init("dsfs", true, false);
+	if (fuse_opt_parse(&args, &o, option_spec, opt_proc) != 0)
+		goto out_args;
+	if (o.show_help) {
+		usage(stdout);
+		ret = 0;
+		goto out_args;
+	}
+	if (o.show_version) {
+		printf("%s (FUSE %s)\n", DSFS_VERSION_STRING,
+		       fuse_pkgversion());
+		ret = 0;
+		goto out_args;
+	}
+	if (o.nonopts != 2) {
+		usage(stderr);
+		goto out_args;
+	}
+	if (o.debug)
+		o.foreground = 1;
+	ctx.budget[L_FACTORY] = DSFS_DEFAULT_FACTORY_SIZE;
+	ctx.budget[L_RUNTIME] = DSFS_DEFAULT_RUNTIME_SIZE;
+	ctx.budget[L_EPHEMERAL] = DSFS_DEFAULT_EPHEMERAL_SIZE;
+	if (set_budget("runtime_size", o.runtime_size,
+		       &ctx.budget[L_RUNTIME]) ||
+	    set_budget("ephemeral_size", o.ephemeral_size,
+		       &ctx.budget[L_EPHEMERAL]) ||
+	    set_budget("factory_size", o.factory_size,
+		       &ctx.budget[L_FACTORY]))
+		goto out_args;
+	if (o.cache_timeout < 0)
+		o.cache_timeout = 0;
+	ctx.timeout = o.cache_timeout;
+	clock_gettime(CLOCK_REALTIME, &ctx.started);
+	log_init("dsfs", true, o.debug);
+
+	if (prepare_store(&ctx, o.store) != 0)
+		goto out_store;
+	/* Check the store now, while errors reach the terminal. */
+	if (open_stack(&ctx) != 0)
+		goto out_store;
+	close_stack(&ctx);
+	if (control_listen(&ctx) != 0)
+		goto out_store;
+
+	if (asprintf(&fsname, "-ofsname=%s,subtype=dsfs,default_permissions",
+		     ctx.store) < 0 ||
+	    fuse_opt_add_arg(&args, fsname) != 0 ||
+	    (o.debug && fuse_opt_add_arg(&args, "-odebug") != 0))
+		goto out_control;
+	if (nodes_init(&ctx.nodes) != 0)
+		goto out_control;
+	pthread_rwlock_init(&ctx.stack.lock, NULL);
+	ctx.se = fuse_session_new(&args, &dsfs_ll_ops, sizeof(dsfs_ll_ops),
+				  &ctx);
+	if (!ctx.se)
+		goto out_nodes;
+	if (fuse_set_signal_handlers(ctx.se) != 0)
+		goto out_session;
+	if (fuse_session_mount(ctx.se, o.mountpoint) != 0)
+		goto out_signals;
+	if (fuse_daemonize(o.foreground) != 0)
+		goto out_unmount;
+	log_init("dsfs", o.foreground, o.debug);
+	if (open_stack(&ctx) != 0)
+		goto out_unmount;
+	rc = control_start(&ctx);
+	if (rc)
+		log_warn("%s: control socket not served: %s", ctx.store,
+			 strerror(-rc));
+	log_info("%s mounted on %s", ctx.store, o.mountpoint);
+
+	if (o.single_thread) {
+		ret = fuse_session_loop(ctx.se);
+	} else {
+		cfg = fuse_loop_cfg_create();
+		if (!cfg)
+			goto out_layers;
+		fuse_loop_cfg_set_max_threads(cfg, 64);
+		ret = fuse_session_loop_mt(ctx.se, cfg);
+		fuse_loop_cfg_destroy(cfg);
+	}
+	ret = ret != 0;
+
+out_layers:
+	control_stop(&ctx);
+	close_stack(&ctx);
+out_unmount:
+	fuse_session_unmount(ctx.se);
+out_signals:
+	fuse_remove_signal_handlers(ctx.se);
+out_session:
+	fuse_session_destroy(ctx.se);
+out_nodes:
+	pthread_rwlock_destroy(&ctx.stack.lock);
+	nodes_destroy(&ctx.nodes);
+out_control:
+	if (ctx.control_fd >= 0) {
+		char path[PATH_MAX];
+
+		close(ctx.control_fd);
+		snprintf(path, sizeof(path), "%s/%s", ctx.store,
+			 STORE_SOCKET);
+		unlink(path);
+	}
+out_store:
+	if (ctx.lock_fd >= 0)
+		close(ctx.lock_fd);
+	free(ctx.store);
+	free(fsname);
+out_args:
+	free(o.store);
+	free(o.mountpoint);
+	free(o.runtime_size);
+	free(o.ephemeral_size);
+	free(o.factory_size);
+	fuse_opt_free_args(&args);
+	return ret;
+}

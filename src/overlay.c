@@ -1,0 +1,735 @@
+/*
+ * overlay.c - one view of three layers: resolution, copy-up, whiteouts and
+ * merged listings.
+ *
+ * The stack is an array, upper layer first.  A lookup through a merged tree
+ * is one loop down the stack in which "not here" continues and a whiteout
+ * stops; an opaque directory lowers the limit its children are looked up to.
+ * A change through a merged tree goes to the layer where the entry was found
+ * if that layer is writable, else to runtime, after copying up the parent
+ * directories there.  A removal takes the entry out of the writable layers
+ * and, if the factory layer still has it, leaves a whiteout in runtime:
+ * whiteouts live only in runtime, because only the factory layer is below
+ * it and the ephemeral layer is never covered.
+ *
+ * A loc in the view of one layer (VIEW_LAYER) touches that layer alone.
+ *
+ * This file knows layers only through layer.h: nothing here depends on how
+ * a layer stores its entries.
+ */
+#include "dsfs.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int lookup_locked(struct dsfs_stack *s, const struct loc *l,
+			 struct found *f)
+{
+	int i, rc;
+
+	if (l->view == VIEW_LAYER) {
+		rc = layer_lookup(s->layer[l->layer], l->key, &f->attr);
+		if (rc == 0 && f->attr.kind == DSFS_WHITEOUT)
+			rc = -ENOENT;
+		f->layer = l->layer;
+		f->limit = l->layer;
+		return rc == -ENOTDIR ? -ENOENT : rc;
+	}
+	for (i = 0; i <= l->limit && i < DSFS_NLAYERS; i++) {
+		rc = layer_lookup(s->layer[i], l->key, &f->attr);
+		if (rc == -ENOENT || rc == -ENOTDIR)
+			continue;
+		if (rc < 0)
+			return rc;
+		if (f->attr.kind == DSFS_WHITEOUT)
+			return -ENOENT;
+		f->layer = i;
+		f->limit = f->attr.kind == DSFS_DIR && f->attr.opaque ? i
+								      : l->limit;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* True if layer i holds key as something other than a whiteout. */
+static bool layer_has(struct dsfs_stack *s, int i, const char *key,
+		      enum dsfs_kind *kind)
+{
+	struct dsfs_attr a;
+
+	if (layer_lookup(s->layer[i], key, &a) != 0 ||
+	    a.kind == DSFS_WHITEOUT)
+		return false;
+	if (kind)
+		*kind = a.kind;
+	return true;
+}
+
+/* True if a layer below `above`, down to limit, holds key. */
+static bool lower_has(struct dsfs_stack *s, const struct loc *l, int above)
+{
+	int i;
+
+	for (i = above + 1; i <= l->limit && i < DSFS_NLAYERS; i++)
+		if (layer_has(s, i, l->key, NULL))
+			return true;
+	return false;
+}
+
+int ovl_lookup(struct dsfs_stack *s, const struct loc *l, struct found *f)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&s->lock);
+	rc = lookup_locked(s, l, f);
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+ssize_t ovl_read(struct dsfs_stack *s, const struct found *f,
+		 const char *key, uint64_t off, void *buf, size_t len)
+{
+	ssize_t rc;
+
+	pthread_rwlock_rdlock(&s->lock);
+	rc = layer_read(s->layer[f->layer], key, off, buf, len);
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+/* Read the whole value of an entry found by lookup_locked into a new
+ * buffer owned by the caller. */
+static int read_value_locked(struct dsfs_stack *s, const char *key,
+			     const struct found *f, char **data, size_t *len)
+{
+	size_t size = f->attr.size;
+	char *buf = malloc(size ? size : 1);
+	ssize_t got;
+
+	if (!buf)
+		return -ENOMEM;
+	got = size ? layer_read(s->layer[f->layer], key, 0, buf, size) : 0;
+	if (got < 0) {
+		free(buf);
+		return (int)got;
+	}
+	*data = buf;
+	*len = (size_t)got;
+	return 0;
+}
+
+int ovl_read_all(struct dsfs_stack *s, const struct loc *l, struct found *f,
+		 char **data, size_t *len)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&s->lock);
+	rc = lookup_locked(s, l, f);
+	if (rc == 0 && f->attr.kind == DSFS_DIR)
+		rc = -EISDIR;
+	if (rc == 0)
+		rc = read_value_locked(s, l->key, f, data, len);
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+/* The layer a change to l goes to, given where the entry was found (f may
+ * be NULL for a new entry). */
+static int target_layer(struct dsfs_stack *s, const struct loc *l,
+			const struct found *f)
+{
+	if (l->view == VIEW_LAYER)
+		return s->layer[l->layer]->readonly ? -EROFS : l->layer;
+	if (f && f->layer == L_EPHEMERAL)
+		return L_EPHEMERAL;
+	return L_RUNTIME;
+}
+
+/*
+ * Make every ancestor directory of l->key exist in layer t, copying the
+ * attributes of the directory the merged view shows.  A whiteout in t
+ * becomes an opaque directory: what it hid stays hidden.
+ */
+static int copy_up_parents(struct dsfs_stack *s, const struct loc *l, int t)
+{
+	struct loc dir;
+	struct found f;
+	struct dsfs_attr a;
+	char *slash;
+	int rc;
+
+	if (l->view != VIEW_MERGED)
+		return 0;
+	dir = *l;
+	dir.limit = L_FACTORY;
+	/* Skip the tree root ("kv/", "images/"): it exists everywhere. */
+	slash = strchr(dir.key, '/');
+	while (slash && (slash = strchr(slash + 1, '/'))) {
+		*slash = '\0';
+		rc = layer_lookup(s->layer[t], dir.key, &a);
+		if (rc == 0 && a.kind == DSFS_FILE)
+			return -ENOTDIR;
+		if (rc == 0 && a.kind == DSFS_DIR) {
+			*slash = '/';
+			continue;
+		}
+		if (rc != 0 && rc != -ENOENT)
+			return rc;
+		bool whiteout = rc == 0;
+
+		rc = lookup_locked(s, &dir, &f);
+		if (rc)
+			return rc;
+		if (f.attr.kind != DSFS_DIR)
+			return -ENOTDIR;
+		f.attr.opaque = whiteout;
+		rc = layer_mkdir(s->layer[t], dir.key, &f.attr);
+		if (rc)
+			return rc;
+		*slash = '/';
+	}
+	return 0;
+}
+
+static void fill_found(struct dsfs_stack *s, const struct loc *l, int t,
+		       struct found *f)
+{
+	f->layer = t;
+	if (layer_lookup(s->layer[t], l->key, &f->attr) != 0)
+		memset(&f->attr, 0, sizeof(f->attr));
+	f->limit = f->attr.kind == DSFS_DIR && f->attr.opaque ? t : l->limit;
+	if (l->view == VIEW_LAYER)
+		f->limit = l->layer;
+}
+
+int ovl_create(struct dsfs_stack *s, const struct loc *l,
+	       const struct dsfs_attr *a, struct found *f)
+{
+	struct dsfs_attr na = *a;
+	int t, rc;
+
+	pthread_rwlock_wrlock(&s->lock);
+	rc = lookup_locked(s, l, f);
+	if (rc == 0) {
+		rc = -EEXIST;
+		goto out;
+	}
+	if (rc != -ENOENT)
+		goto out;
+	rc = t = target_layer(s, l, NULL);
+	if (t < 0)
+		goto out;
+	rc = copy_up_parents(s, l, t);
+	if (rc)
+		goto out;
+	na.kind = DSFS_FILE;
+	na.size = 0;
+	rc = layer_commit(s->layer[t], l->key, &na, "", 0, &f->attr);
+	if (rc == 0)
+		fill_found(s, l, t, f);
+out:
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+int ovl_mkdir(struct dsfs_stack *s, const struct loc *l,
+	      const struct dsfs_attr *a, struct found *f)
+{
+	struct dsfs_attr na = *a, cur;
+	int t, rc;
+
+	pthread_rwlock_wrlock(&s->lock);
+	rc = lookup_locked(s, l, f);
+	if (rc == 0) {
+		rc = -EEXIST;
+		goto out;
+	}
+	if (rc != -ENOENT)
+		goto out;
+	rc = t = target_layer(s, l, NULL);
+	if (t < 0)
+		goto out;
+	rc = copy_up_parents(s, l, t);
+	if (rc)
+		goto out;
+	na.kind = DSFS_DIR;
+	na.size = 0;
+	/* Made again where a lower layer's directory was removed: keep what
+	 * that directory held hidden. */
+	na.opaque = l->view == VIEW_MERGED &&
+		    layer_lookup(s->layer[t], l->key, &cur) == 0 &&
+		    cur.kind == DSFS_WHITEOUT;
+	rc = layer_mkdir(s->layer[t], l->key, &na);
+	if (rc == 0)
+		fill_found(s, l, t, f);
+out:
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+static int commit_locked(struct dsfs_stack *s, const struct loc *l,
+			 const struct dsfs_attr *a, const void *data,
+			 size_t len, struct found *f)
+{
+	struct dsfs_attr na = *a;
+	struct found cur;
+	int t, rc;
+
+	rc = lookup_locked(s, l, &cur);
+	if (rc == 0 && cur.attr.kind == DSFS_DIR)
+		return -EISDIR;
+	if (rc && rc != -ENOENT)
+		return rc;
+	t = target_layer(s, l, rc == 0 ? &cur : NULL);
+	if (t < 0)
+		return t;
+	if (rc == 0) {
+		/* The value changes; who owns it and its mode do not. */
+		na.mode = cur.attr.mode;
+		na.uid = cur.attr.uid;
+		na.gid = cur.attr.gid;
+	}
+	rc = copy_up_parents(s, l, t);
+	if (rc)
+		return rc;
+	na.kind = DSFS_FILE;
+	rc = layer_commit(s->layer[t], l->key, &na, data, len, &f->attr);
+	if (rc == 0)
+		fill_found(s, l, t, f);
+	return rc;
+}
+
+int ovl_commit(struct dsfs_stack *s, const struct loc *l,
+	       const struct dsfs_attr *a, const void *data, size_t len,
+	       struct found *f)
+{
+	int rc;
+
+	pthread_rwlock_wrlock(&s->lock);
+	rc = commit_locked(s, l, a, data, len, f);
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+/* Take key out of the merged view: out of runtime and ephemeral, and
+ * covered by a whiteout in runtime if the factory layer still shows it. */
+static int remove_merged(struct dsfs_stack *s, const struct loc *l)
+{
+	int rc;
+
+	if (lower_has(s, l, L_RUNTIME)) {
+		rc = copy_up_parents(s, l, L_RUNTIME);
+		if (rc == 0)
+			rc = layer_whiteout(s->layer[L_RUNTIME], l->key);
+	} else {
+		rc = layer_remove(s->layer[L_RUNTIME], l->key);
+	}
+	if (rc && rc != -ENOENT && rc != -ENOTDIR)
+		return rc;
+	rc = layer_remove(s->layer[L_EPHEMERAL], l->key);
+	return rc == -ENOENT || rc == -ENOTDIR ? 0 : rc;
+}
+
+int ovl_unlink(struct dsfs_stack *s, const struct loc *l)
+{
+	struct found f;
+	int rc;
+
+	pthread_rwlock_wrlock(&s->lock);
+	rc = lookup_locked(s, l, &f);
+	if (rc)
+		goto out;
+	if (f.attr.kind == DSFS_DIR) {
+		rc = -EISDIR;
+		goto out;
+	}
+	if (l->view == VIEW_LAYER)
+		rc = layer_remove(s->layer[l->layer], l->key);
+	else
+		rc = remove_merged(s, l);
+out:
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+static int list_locked(struct dsfs_stack *s, const struct loc *l,
+		       bool devices, struct listing *out);
+
+/* A directory seen through l is empty (its own listing, with its own
+ * limit). */
+static int dir_empty(struct dsfs_stack *s, const struct loc *l,
+		     const struct found *f)
+{
+	struct listing ls = {0};
+	struct loc dir = *l;
+	int rc;
+
+	dir.limit = f->limit;
+	rc = list_locked(s, &dir, false, &ls);
+	if (rc == 0 && ls.count > 0)
+		rc = -ENOTEMPTY;
+	listing_free(&ls);
+	return rc;
+}
+
+int ovl_rmdir(struct dsfs_stack *s, const struct loc *l)
+{
+	struct found f;
+	int rc;
+
+	pthread_rwlock_wrlock(&s->lock);
+	rc = lookup_locked(s, l, &f);
+	if (rc)
+		goto out;
+	if (f.attr.kind != DSFS_DIR) {
+		rc = -ENOTDIR;
+		goto out;
+	}
+	rc = dir_empty(s, l, &f);
+	if (rc)
+		goto out;
+	if (l->view == VIEW_LAYER) {
+		rc = s->layer[l->layer]->readonly
+			     ? -EROFS
+			     : layer_remove(s->layer[l->layer], l->key);
+	} else {
+		rc = remove_merged(s, l);
+	}
+out:
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+static bool is_below(const char *key, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return strncmp(key, dir, n) == 0 && key[n] == '/';
+}
+
+static int rename_merged(struct dsfs_stack *s, const struct loc *from,
+			 const struct loc *to, struct found *fs,
+			 bool dst_exists, struct found *fd)
+{
+	char *data = NULL;
+	size_t len = 0;
+	int t, rc;
+
+	if (fs->attr.kind == DSFS_DIR &&
+	    (fs->layer == L_FACTORY || lower_has(s, from, fs->layer)))
+		return -EXDEV; /* a merged directory: mv copies it */
+	if (dst_exists && fd->attr.kind == DSFS_DIR &&
+	    lower_has(s, to, fs->layer == L_FACTORY ? L_RUNTIME : fs->layer))
+		return -EXDEV;
+	if (fs->layer == L_FACTORY) {
+		/* Copy the file up first; the rename then happens in
+		 * runtime, leaving a whiteout over the factory's name. */
+		rc = read_value_locked(s, from->key, fs, &data, &len);
+		if (rc)
+			return rc;
+		rc = copy_up_parents(s, from, L_RUNTIME);
+		if (rc == 0)
+			rc = layer_commit(s->layer[L_RUNTIME], from->key,
+					  &fs->attr, data, len, NULL);
+		free(data);
+		if (rc)
+			return rc;
+		fs->layer = L_RUNTIME;
+	}
+	t = fs->layer;
+	if (dst_exists && fd->layer < t) {
+		rc = layer_remove(s->layer[fd->layer], to->key);
+		if (rc)
+			return rc;
+	}
+	rc = copy_up_parents(s, to, t);
+	if (rc)
+		return rc;
+	if (t == L_RUNTIME)
+		return layer_rename(s->layer[t], from->key, to->key,
+				    lower_has(s, from, t) ? DSFS_RENAME_WHITEOUT
+							  : 0);
+	rc = layer_rename(s->layer[t], from->key, to->key, 0);
+	if (rc == 0 && lower_has(s, from, t)) {
+		rc = copy_up_parents(s, from, L_RUNTIME);
+		if (rc == 0)
+			rc = layer_whiteout(s->layer[L_RUNTIME], from->key);
+	}
+	return rc;
+}
+
+int ovl_rename(struct dsfs_stack *s, const struct loc *from,
+	       const struct loc *to, unsigned flags)
+{
+	struct found fs, fd;
+	bool dst_exists;
+	int rc;
+
+	if (from->view != to->view || from->tree != to->tree ||
+	    (from->view == VIEW_LAYER && from->layer != to->layer))
+		return -EXDEV;
+	pthread_rwlock_wrlock(&s->lock);
+	rc = lookup_locked(s, from, &fs);
+	if (rc)
+		goto out;
+	rc = lookup_locked(s, to, &fd);
+	if (rc && rc != -ENOENT)
+		goto out;
+	dst_exists = rc == 0;
+	rc = 0;
+	if (strcmp(from->key, to->key) == 0)
+		goto out;
+	if (is_below(to->key, from->key)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (dst_exists) {
+		if (flags & DSFS_RENAME_NOREPLACE)
+			rc = -EEXIST;
+		else if (fs.attr.kind == DSFS_DIR &&
+			 fd.attr.kind != DSFS_DIR)
+			rc = -ENOTDIR;
+		else if (fs.attr.kind != DSFS_DIR &&
+			 fd.attr.kind == DSFS_DIR)
+			rc = -EISDIR;
+		else if (fd.attr.kind == DSFS_DIR)
+			rc = dir_empty(s, to, &fd);
+		if (rc)
+			goto out;
+	}
+	if (from->view == VIEW_LAYER) {
+		rc = s->layer[from->layer]->readonly
+			     ? -EROFS
+			     : layer_rename(s->layer[from->layer], from->key,
+					    to->key, 0);
+		goto out;
+	}
+	rc = rename_merged(s, from, to, &fs, dst_exists, &fd);
+out:
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+int ovl_setattr(struct dsfs_stack *s, const struct loc *l,
+		const struct dsfs_attr *a, unsigned mask, struct found *f)
+{
+	struct found cur;
+	char *data = NULL;
+	size_t len = 0;
+	int t, rc;
+
+	pthread_rwlock_wrlock(&s->lock);
+	rc = lookup_locked(s, l, &cur);
+	if (rc)
+		goto out;
+	rc = t = target_layer(s, l, &cur);
+	if (t < 0)
+		goto out;
+	if (cur.layer != t) {
+		/* Found in the factory layer only: copy up, then change. */
+		rc = copy_up_parents(s, l, t);
+		if (rc)
+			goto out;
+		if (cur.attr.kind == DSFS_DIR) {
+			cur.attr.opaque = false;
+			rc = layer_mkdir(s->layer[t], l->key, &cur.attr);
+		} else {
+			rc = read_value_locked(s, l->key, &cur, &data, &len);
+			if (rc == 0)
+				rc = layer_commit(s->layer[t], l->key,
+						  &cur.attr, data, len, NULL);
+			free(data);
+		}
+		if (rc)
+			goto out;
+	}
+	rc = layer_setattr(s->layer[t], l->key, a, mask);
+	if (rc == 0)
+		fill_found(s, l, t, f);
+out:
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+/* Listings: every layer's children are gathered with the index of their
+ * layer, sorted by name then layer, and the first of each name wins; a
+ * winning whiteout hides the name. */
+struct gather {
+	struct layered {
+		char *name;
+		enum dsfs_kind kind;
+		int layer;
+	} *items;
+	size_t count, cap;
+	int layer;
+	bool devices;
+};
+
+static int gather_cb(void *ctx, const char *name, const struct dsfs_attr *a)
+{
+	struct gather *g = ctx;
+	struct layered *it;
+
+	if (g->devices) {
+		/* devices/ shows the __ID directories of kv/ as ID. */
+		if (strncmp(name, "__", 2) != 0 || name[2] == '\0' ||
+		    (a->kind != DSFS_DIR && a->kind != DSFS_WHITEOUT))
+			return 0;
+		name += 2;
+	}
+	if (g->count == g->cap) {
+		size_t cap = g->cap ? g->cap * 2 : 64;
+
+		it = realloc(g->items, cap * sizeof(*it));
+		if (!it)
+			return -ENOMEM;
+		g->items = it;
+		g->cap = cap;
+	}
+	it = &g->items[g->count];
+	it->name = strdup(name);
+	if (!it->name)
+		return -ENOMEM;
+	it->kind = a->kind;
+	it->layer = g->layer;
+	g->count++;
+	return 0;
+}
+
+static int layered_cmp(const void *x, const void *y)
+{
+	const struct layered *a = x, *b = y;
+	int c = strcmp(a->name, b->name);
+
+	return c ? c : a->layer - b->layer;
+}
+
+void listing_add(struct listing *ls, const char *name, enum dsfs_kind kind,
+		 int *err)
+{
+	struct dirent_item *it;
+
+	if (*err)
+		return;
+	if (ls->count == ls->cap) {
+		size_t cap = ls->cap ? ls->cap * 2 : 64;
+
+		it = realloc(ls->items, cap * sizeof(*it));
+		if (!it) {
+			*err = -ENOMEM;
+			return;
+		}
+		ls->items = it;
+		ls->cap = cap;
+	}
+	it = &ls->items[ls->count];
+	it->name = strdup(name);
+	if (!it->name) {
+		*err = -ENOMEM;
+		return;
+	}
+	it->kind = kind;
+	ls->count++;
+}
+
+void listing_free(struct listing *ls)
+{
+	size_t i;
+
+	for (i = 0; i < ls->count; i++)
+		free(ls->items[i].name);
+	free(ls->items);
+	memset(ls, 0, sizeof(*ls));
+}
+
+static int list_locked(struct dsfs_stack *s, const struct loc *l,
+		       bool devices, struct listing *out)
+{
+	struct gather g = {.devices = devices};
+	int first = l->view == VIEW_LAYER ? l->layer : 0;
+	int last = l->view == VIEW_LAYER ? l->layer : l->limit;
+	size_t i;
+	int rc = 0;
+
+	for (g.layer = first; g.layer <= last && g.layer < DSFS_NLAYERS;
+	     g.layer++) {
+		rc = layer_list(s->layer[g.layer], l->key, gather_cb, &g);
+		if (rc == -ENOENT || rc == -ENOTDIR)
+			rc = 0;
+		if (rc)
+			goto out;
+	}
+	if (g.count)
+		qsort(g.items, g.count, sizeof(*g.items), layered_cmp);
+	for (i = 0; i < g.count; i++) {
+		if (i > 0 && strcmp(g.items[i].name, g.items[i - 1].name) == 0)
+			continue;
+		if (g.items[i].kind == DSFS_WHITEOUT)
+			continue;
+		listing_add(out, g.items[i].name, g.items[i].kind, &rc);
+	}
+out:
+	for (i = 0; i < g.count; i++)
+		free(g.items[i].name);
+	free(g.items);
+	if (rc)
+		listing_free(out);
+	return rc;
+}
+
+int ovl_list(struct dsfs_stack *s, const struct loc *l, bool devices,
+	     struct listing *out)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&s->lock);
+	rc = list_locked(s, l, devices, out);
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+int ovl_sync(struct dsfs_stack *s)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&s->lock);
+	rc = layer_sync(s->layer[L_RUNTIME]);
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+int ovl_usage(struct dsfs_stack *s, int layer, uint64_t *used,
+	      uint64_t *budget)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&s->lock);
+	rc = layer_usage(s->layer[layer], used, budget);
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+int ovl_factory_reset(struct dsfs_stack *s)
+{
+	int rc;
+
+	pthread_rwlock_wrlock(&s->lock);
+	rc = layer_clear(s->layer[L_RUNTIME]);
+	if (rc == 0)
+		rc = layer_clear(s->layer[L_EPHEMERAL]);
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+int ovl_swap_factory(struct dsfs_stack *s, struct dsfs_layer *fresh)
+{
+	struct dsfs_layer *old;
+
+	pthread_rwlock_wrlock(&s->lock);
+	old = s->layer[L_FACTORY];
+	s->layer[L_FACTORY] = fresh;
+	pthread_rwlock_unlock(&s->lock);
+	layer_close(old);
+	return 0;
+}

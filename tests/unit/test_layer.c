@@ -1,0 +1,1432 @@
+/*
+ * test_layer.c - conformance tests for the layer implementations.
+ *
+ * One suite of tests, written against layer.h only, runs against every
+ * implementation: the ephemeral layer (layer_mem.c) and the runtime layer
+ * (layer_sqlite.c, on stores in a private mkdtemp() directory).  Tests
+ * that only make sense for a store file follow: persistence, factory
+ * images, refusal of foreign and damaged files (which must be left byte
+ * for byte as they were), the created file's mode, and kill safety.
+ *
+ * Output is TAP (tests/unit/tap.h); every check names the implementation.
+ */
+#include "layer.h"
+#include "tap.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define BIG (64u << 20)
+#define TOKEN_T "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define TOKEN_U "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+
+struct impl {
+	const char *name;
+	int (*open)(uint64_t budget, struct dsfs_layer **l);
+};
+
+static char tmpdir[256]; /* short, so that every path made fits */
+static const char *impl_name = "";
+static int store_seq;
+
+/* A check's name, prefixed with the implementation under test.  The
+ * buffer is reused by the next call, after is_int() has printed it. */
+static const char *__attribute__((format(printf, 1, 2))) nm(const char *fmt,
+							    ...)
+{
+	static char buf[512];
+	va_list ap;
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "%s: ", impl_name);
+	va_start(ap, fmt);
+	vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+	va_end(ap);
+	return buf;
+}
+
+static void bail(const char *what)
+{
+	printf("Bail out! %s\n", what);
+	exit(1);
+}
+
+static int open_mem(uint64_t budget, struct dsfs_layer **l)
+{
+	return layer_mem_open(budget, l);
+}
+
+static void store_path(char *buf, size_t cap, const char *name)
+{
+	snprintf(buf, cap, "%s/%s", tmpdir, name);
+}
+
+static int open_sqlite(uint64_t budget, struct dsfs_layer **l)
+{
+	char path[PATH_MAX], name[32];
+	const char *why = NULL;
+	int rc;
+
+	snprintf(name, sizeof(name), "store-%d.db", ++store_seq);
+	store_path(path, sizeof(path), name);
+	rc = layer_sqlite_open(path, "runtime", budget, true, l, &why);
+	if (rc)
+		diag("layer_sqlite_open %s: %d (%s)", path, rc, why);
+	return rc;
+}
+
+static const struct impl impls[] = {
+	{"mem", open_mem},
+	{"sqlite", open_sqlite},
+};
+static const struct impl *cur;
+
+static struct dsfs_layer *fresh(uint64_t budget)
+{
+	struct dsfs_layer *l = NULL;
+
+	if (cur->open(budget, &l) != 0 || !l)
+		bail("cannot open a layer");
+	return l;
+}
+
+/* ---- helpers ------------------------------------------------------- */
+
+static struct dsfs_attr attr(uint32_t mode)
+{
+	struct dsfs_attr a;
+
+	memset(&a, 0, sizeof(a));
+	a.kind = DSFS_FILE;
+	a.mode = mode;
+	a.uid = 1000;
+	a.gid = 100;
+	a.atime = (struct timespec){1600000000, 1};
+	a.mtime = (struct timespec){1600000001, 2};
+	a.ctime = (struct timespec){1600000002, 3};
+	strcpy(a.type, "string");
+	return a;
+}
+
+static int put_len(struct dsfs_layer *l, const char *key, const void *data,
+		   size_t len)
+{
+	struct dsfs_attr a = attr(0644);
+
+	return layer_commit(l, key, &a, data, len, NULL);
+}
+
+static int put(struct dsfs_layer *l, const char *key, const char *s)
+{
+	return put_len(l, key, s, strlen(s));
+}
+
+static int put_img(struct dsfs_layer *l, const char *key, const char *token,
+		   const void *data, size_t len)
+{
+	struct dsfs_attr a = attr(0644);
+
+	strcpy(a.type, "image/png");
+	strcpy(a.token, token);
+	return layer_commit(l, key, &a, data, len, NULL);
+}
+
+static int mkd(struct dsfs_layer *l, const char *key)
+{
+	struct dsfs_attr a = attr(0755);
+
+	a.kind = DSFS_DIR;
+	return layer_mkdir(l, key, &a);
+}
+
+/* The whole value of key as a string (static buffer), or "<errno N>". */
+static const char *get(struct dsfs_layer *l, const char *key)
+{
+	static char buf[65536];
+	ssize_t n;
+
+	n = layer_read(l, key, 0, buf, sizeof(buf) - 1);
+	if (n < 0)
+		snprintf(buf, sizeof(buf), "<errno %zd>", -n);
+	else
+		buf[n] = '\0';
+	return buf;
+}
+
+static int kind_of(struct dsfs_layer *l, const char *key)
+{
+	struct dsfs_attr a;
+	int rc = layer_lookup(l, key, &a);
+
+	return rc ? rc : (int)a.kind;
+}
+
+static uint64_t version_of(struct dsfs_layer *l, const char *key)
+{
+	struct dsfs_attr a;
+
+	return layer_lookup(l, key, &a) ? 0 : a.version;
+}
+
+static uint64_t used_of(struct dsfs_layer *l)
+{
+	uint64_t used = UINT64_MAX, budget;
+
+	if (layer_usage(l, &used, &budget))
+		return UINT64_MAX;
+	return used;
+}
+
+struct names {
+	char *v[64];
+	int n;
+	int calls;
+	int stop_after; /* return 7 after this many calls, if > 0 */
+	struct dsfs_layer *l; /* call back into the layer, if set */
+};
+
+static int collect_cb(void *ctx, const char *name, const struct dsfs_attr *a)
+{
+	struct names *ns = ctx;
+	static const char kinds[] = "?fdw";
+	struct dsfs_attr tmp;
+	char buf[300];
+
+	ns->calls++;
+	/* A callback may use the layer: it must not be called locked. */
+	if (ns->l)
+		layer_lookup(ns->l, "kv", &tmp);
+	snprintf(buf, sizeof(buf), "%s/%c", name, kinds[a->kind & 3]);
+	if (ns->n < 64)
+		ns->v[ns->n++] = strdup(buf);
+	if (ns->stop_after && ns->calls >= ns->stop_after)
+		return 7;
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The children of dir as "name/kind ..." sorted, or "<errno N>". */
+static const char *ls(struct dsfs_layer *l, const char *dir)
+{
+	static char buf[4096];
+	struct names ns = {.n = 0};
+	int i, rc;
+
+	rc = layer_list(l, dir, collect_cb, &ns);
+	buf[0] = '\0';
+	qsort(ns.v, (size_t)ns.n, sizeof(ns.v[0]), cmp_str);
+	for (i = 0; i < ns.n; i++) {
+		if (i)
+			strcat(buf, " ");
+		strncat(buf, ns.v[i], sizeof(buf) - strlen(buf) - 2);
+		free(ns.v[i]);
+	}
+	if (rc)
+		snprintf(buf, sizeof(buf), "<errno %d>", -rc);
+	return buf;
+}
+
+static void fill(unsigned char *p, size_t n, unsigned seed)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		p[i] = (unsigned char)(seed >> 16);
+	}
+	/* NUL bytes at the edges and in the middle must survive. */
+	if (n) {
+		p[0] = 0;
+		p[n / 2] = 0;
+		p[n - 1] = 0;
+	}
+}
+
+static bool same_time(struct timespec a, struct timespec b)
+{
+	return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+/* ---- the shared suite ---------------------------------------------- */
+
+static void t_roundtrip(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	struct dsfs_attr a = attr(0100640), out, got;
+	unsigned char data[300], buf[400];
+
+	fill(data, sizeof(data), 1);
+	a.atime = (struct timespec){-5, 7}; /* before the epoch */
+	a.ctime = (struct timespec){1700000000, 999999999};
+	strcpy(a.type, "object");
+	is_int(layer_commit(l, "kv/bin", &a, data, sizeof(data), &out), 0,
+	       nm("commit a binary value"));
+	is_int(layer_lookup(l, "kv/bin", &got), 0, nm("lookup finds it"));
+	is_int(got.kind, DSFS_FILE, nm("it is a file"));
+	is_int(got.size, sizeof(data), nm("size is the value length"));
+	is_int(got.mode, 0640, nm("mode kept, permission bits only"));
+	ok(got.uid == 1000 && got.gid == 100, "%s", nm("uid and gid kept"));
+	ok(same_time(got.atime, a.atime) && same_time(got.mtime, a.mtime) &&
+		   same_time(got.ctime, a.ctime),
+	   "%s", nm("times kept to the nanosecond, pre-epoch included"));
+	is_str(got.type, "object", nm("type kept"));
+	is_str(got.token, "", nm("no token"));
+	ok(got.version > 0 && got.version == out.version,
+	   "%s", nm("commit's out attributes carry the version"));
+	ok(out.size == got.size && out.mode == got.mode,
+	   "%s", nm("out matches lookup"));
+	memset(buf, 0xaa, sizeof(buf));
+	is_int(layer_read(l, "kv/bin", 0, buf, sizeof(buf)), sizeof(data),
+	       nm("read returns the whole value"));
+	ok(memcmp(buf, data, sizeof(data)) == 0,
+	   "%s", nm("bytes read back exactly, NULs included"));
+	is_int(layer_read(l, "kv/bin", 100, buf, 50), 50,
+	       nm("read in the middle"));
+	ok(memcmp(buf, data + 100, 50) == 0, "%s", nm("middle bytes exact"));
+	is_int(layer_read(l, "kv/bin", 290, buf, 50), 10,
+	       nm("read across the end is short"));
+	is_int(layer_read(l, "kv/bin", 300, buf, 50), 0, nm("read at end: 0"));
+	is_int(layer_read(l, "kv/bin", 5000, buf, 50), 0,
+	       nm("read past end: 0"));
+	is_int(layer_commit(l, "kv/empty", &a, NULL, 0, NULL), 0,
+	       nm("commit an empty value"));
+	is_int(layer_lookup(l, "kv/empty", &got), 0, nm("empty value exists"));
+	is_int(got.size, 0, nm("empty value has size 0"));
+	is_int(layer_read(l, "kv/empty", 0, buf, 10), 0,
+	       nm("empty value reads 0 bytes"));
+	is_int(kind_of(l, "kv"), DSFS_DIR, nm("tree root kv is a directory"));
+	is_int(kind_of(l, "images"), DSFS_DIR,
+	       nm("tree root images is a directory"));
+	is_int(kind_of(l, "kv/nope"), -ENOENT, nm("missing key: ENOENT"));
+	is_int(layer_read(l, "kv/nope", 0, buf, 1), -ENOENT,
+	       nm("reading a missing key: ENOENT"));
+	is_int(put(l, "kv/é ünï", "\"utf8\""), 0, nm("UTF-8 name"));
+	is_str(get(l, "kv/é ünï"), "\"utf8\"", nm("UTF-8 name reads back"));
+	layer_close(l);
+}
+
+static void t_replace(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	uint64_t v1, v2, v3;
+
+	put(l, "kv/a", "1");
+	v1 = version_of(l, "kv/a");
+	is_int(put(l, "kv/a", "22"), 0, nm("replace a value"));
+	v2 = version_of(l, "kv/a");
+	ok(v2 > v1, "%s", nm("replace bumps the version"));
+	is_str(get(l, "kv/a"), "22", nm("new value read back"));
+	put(l, "kv/b", "3");
+	v3 = version_of(l, "kv/b");
+	ok(v3 > v2, "%s", nm("versions increase across the layer"));
+	layer_close(l);
+}
+
+static void t_parents(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+
+	is_int(put(l, "kv/x/y", "1"), -ENOENT, nm("missing parent: ENOENT"));
+	is_int(mkd(l, "kv/x/y"), -ENOENT, nm("mkdir, missing parent: ENOENT"));
+	put(l, "kv/f", "1");
+	is_int(put(l, "kv/f/y", "1"), -ENOTDIR, nm("file parent: ENOTDIR"));
+	is_int(mkd(l, "kv/f/d"), -ENOTDIR, nm("mkdir, file parent: ENOTDIR"));
+	is_int(layer_whiteout(l, "kv/f/w"), -ENOTDIR,
+	       nm("whiteout, file parent: ENOTDIR"));
+	is_int(layer_whiteout(l, "kv/x/w"), -ENOENT,
+	       nm("whiteout, missing parent: ENOENT"));
+	layer_whiteout(l, "kv/wd");
+	is_int(put(l, "kv/wd/x", "1"), -ENOENT,
+	       nm("whiteout parent: ENOENT"));
+	is_int(put(l, "images/i", "1"), 0, nm("the images root exists"));
+	is_int(put(l, "other/x", "1"), -ENOENT, nm("no such tree: ENOENT"));
+	is_int(layer_rename(l, "kv/f", "kv/nodir/f", 0), -ENOENT,
+	       nm("rename, missing target parent: ENOENT"));
+	put(l, "kv/g", "1");
+	is_int(layer_rename(l, "kv/f", "kv/g/f", 0), -ENOTDIR,
+	       nm("rename, file target parent: ENOTDIR"));
+	is_int(kind_of(l, "kv/x/y"), -ENOENT, nm("nothing was created"));
+	layer_close(l);
+}
+
+static void t_mkdir(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	struct dsfs_attr a = attr(0750), got;
+	char buf[4];
+
+	a.kind = DSFS_DIR;
+	is_int(layer_mkdir(l, "kv/d", &a), 0, nm("mkdir"));
+	is_int(layer_lookup(l, "kv/d", &got), 0, nm("lookup the directory"));
+	ok(got.kind == DSFS_DIR && !got.opaque && got.mode == 0750 &&
+		   got.size == 0 && got.uid == 1000,
+	   "%s", nm("directory attributes"));
+	is_int(layer_mkdir(l, "kv/d", &a), -EEXIST, nm("mkdir again: EEXIST"));
+	is_int(put(l, "kv/d", "1"), -EISDIR, nm("commit over dir: EISDIR"));
+	put(l, "kv/f", "1");
+	is_int(mkd(l, "kv/f"), -EEXIST, nm("mkdir over file: EEXIST"));
+	is_int(layer_read(l, "kv/d", 0, buf, 4), -EISDIR,
+	       nm("read a directory: EISDIR"));
+	is_int(mkd(l, "kv"), -EEXIST, nm("mkdir a tree root: EEXIST"));
+	is_int(put(l, "kv", "1"), -EISDIR, nm("commit a tree root: EISDIR"));
+	is_int(mkd(l, "kv/d/e"), 0, nm("nested mkdir"));
+	is_int(put(l, "kv/d/e/v", "1"), 0, nm("commit in nested dir"));
+	layer_close(l);
+}
+
+static void t_whiteouts(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	struct dsfs_attr a = attr(0700), got;
+	uint64_t v;
+	char buf[4];
+
+	is_int(layer_whiteout(l, "kv/w"), 0, nm("whiteout over nothing"));
+	is_int(layer_lookup(l, "kv/w", &got), 0, nm("a whiteout is found"));
+	is_int(got.kind, DSFS_WHITEOUT, nm("lookup returns DSFS_WHITEOUT"));
+	ok(got.version > 0, "%s", nm("a whiteout has a version"));
+	is_int(layer_read(l, "kv/w", 0, buf, 4), -ENOENT,
+	       nm("reading a whiteout: ENOENT"));
+	is_int(layer_setattr(l, "kv/w", &a, DSFS_SET_MODE), -ENOENT,
+	       nm("setattr on a whiteout: ENOENT"));
+	v = version_of(l, "kv/w");
+	is_int(layer_whiteout(l, "kv/w"), 0, nm("whiteout over a whiteout"));
+	ok(version_of(l, "kv/w") > v, "%s", nm("... bumps its version"));
+	is_int(put(l, "kv/w", "1"), 0, nm("commit over a whiteout"));
+	is_int(kind_of(l, "kv/w"), DSFS_FILE, nm("it is a file again"));
+	is_int(layer_whiteout(l, "kv/w"), 0, nm("whiteout over a file"));
+	is_int(kind_of(l, "kv/w"), DSFS_WHITEOUT, nm("the file is gone"));
+	a.kind = DSFS_DIR;
+	a.opaque = true;
+	is_int(layer_mkdir(l, "kv/w", &a), 0, nm("mkdir over a whiteout"));
+	is_int(layer_lookup(l, "kv/w", &got), 0, nm("lookup the new dir"));
+	ok(got.kind == DSFS_DIR && got.opaque, "%s",
+	   nm("the opaque flag is kept"));
+	layer_whiteout(l, "kv/w/x");
+	put(l, "kv/w/y", "1");
+	is_int(layer_whiteout(l, "kv/w"), -ENOTEMPTY,
+	       nm("whiteout over a dir with a real child: ENOTEMPTY"));
+	layer_remove(l, "kv/w/y");
+	is_int(layer_whiteout(l, "kv/w"), 0,
+	       nm("whiteout over a dir of whiteouts"));
+	is_int(kind_of(l, "kv/w/x"), -ENOENT, nm("its whiteouts went"));
+	is_int(kind_of(l, "kv/w"), DSFS_WHITEOUT, nm("the dir is a whiteout"));
+	is_int(layer_whiteout(l, "kv"), -EBUSY, nm("whiteout a root: EBUSY"));
+	layer_close(l);
+}
+
+static void t_remove(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+
+	put(l, "kv/f", "1");
+	is_int(layer_remove(l, "kv/f"), 0, nm("remove a file"));
+	is_int(kind_of(l, "kv/f"), -ENOENT, nm("the file is gone"));
+	is_int(layer_remove(l, "kv/f"), -ENOENT, nm("remove again: ENOENT"));
+	mkd(l, "kv/d");
+	put(l, "kv/d/a", "1");
+	is_int(layer_remove(l, "kv/d"), -ENOTEMPTY,
+	       nm("remove a dir with a real child: ENOTEMPTY"));
+	is_str(get(l, "kv/d/a"), "1", nm("the child is still there"));
+	layer_remove(l, "kv/d/a");
+	layer_whiteout(l, "kv/d/w1");
+	layer_whiteout(l, "kv/d/w2");
+	is_int(layer_remove(l, "kv/d"), 0,
+	       nm("remove a dir holding only whiteouts"));
+	is_int(kind_of(l, "kv/d/w1"), -ENOENT, nm("its whiteouts went"));
+	mkd(l, "kv/d");
+	is_str(ls(l, "kv/d"), "", nm("a new dir there is empty"));
+	layer_whiteout(l, "kv/w");
+	is_int(layer_remove(l, "kv/w"), 0, nm("remove a whiteout"));
+	is_int(kind_of(l, "kv/w"), -ENOENT, nm("the whiteout is gone"));
+	is_int(layer_remove(l, "kv"), -EBUSY, nm("remove a root: EBUSY"));
+	layer_close(l);
+}
+
+static void t_rename_files(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	uint64_t va, vb;
+
+	put(l, "kv/a", "A");
+	put(l, "kv/b", "B");
+	va = version_of(l, "kv/a");
+	vb = version_of(l, "kv/b");
+	is_int(layer_rename(l, "kv/a", "kv/b", 0), 0,
+	       nm("rename a file over a file"));
+	is_int(kind_of(l, "kv/a"), -ENOENT, nm("the source is gone"));
+	is_str(get(l, "kv/b"), "A", nm("the target has the source's value"));
+	ok(version_of(l, "kv/b") > va && version_of(l, "kv/b") > vb, "%s",
+	   nm("the moved entry has a new version"));
+	is_int(layer_rename(l, "kv/b", "kv/b", 0), 0,
+	       nm("rename onto itself: a no-op"));
+	is_str(get(l, "kv/b"), "A", nm("... the value stays"));
+	mkd(l, "kv/d");
+	is_int(layer_rename(l, "kv/b", "kv/d/c", 0), 0,
+	       nm("rename into a directory"));
+	is_str(get(l, "kv/d/c"), "A", nm("moved value read back"));
+	is_str(ls(l, "kv"), "d/d", nm("the old dir lists no source"));
+
+	put(l, "kv/s", "S");
+	is_int(layer_rename(l, "kv/s", "kv/t", DSFS_RENAME_WHITEOUT), 0,
+	       nm("rename with DSFS_RENAME_WHITEOUT"));
+	is_int(kind_of(l, "kv/s"), DSFS_WHITEOUT,
+	       nm("a whiteout is left at the source"));
+	is_str(get(l, "kv/t"), "S", nm("the target has the value"));
+
+	put(l, "kv/n1", "1");
+	put(l, "kv/n2", "2");
+	is_int(layer_rename(l, "kv/n1", "kv/n2", DSFS_RENAME_NOREPLACE),
+	       -EEXIST, nm("NOREPLACE over a file: EEXIST"));
+	ok(strcmp(get(l, "kv/n1"), "1") == 0 &&
+		   strcmp(get(l, "kv/n2"), "2") == 0,
+	   "%s", nm("... nothing changed"));
+	is_int(layer_rename(l, "kv/n1", "kv/s", DSFS_RENAME_NOREPLACE), 0,
+	       nm("NOREPLACE over a whiteout is allowed"));
+	is_str(get(l, "kv/s"), "1", nm("... and replaces it"));
+	is_int(layer_rename(l, "kv/n2", "kv/new", DSFS_RENAME_NOREPLACE), 0,
+	       nm("NOREPLACE to a new name"));
+	layer_close(l);
+}
+
+static void t_rename_errors(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+
+	mkd(l, "kv/d");
+	put(l, "kv/f", "1");
+	is_int(layer_rename(l, "kv/f", "kv/d", 0), -EISDIR,
+	       nm("file over dir: EISDIR"));
+	is_int(layer_rename(l, "kv/d", "kv/f", 0), -ENOTDIR,
+	       nm("dir over file: ENOTDIR"));
+	mkd(l, "kv/e");
+	put(l, "kv/e/x", "1");
+	is_int(layer_rename(l, "kv/d", "kv/e", 0), -ENOTEMPTY,
+	       nm("dir over a dir with a real child: ENOTEMPTY"));
+	layer_remove(l, "kv/e/x");
+	layer_whiteout(l, "kv/e/w");
+	put(l, "kv/d/in", "IN");
+	is_int(layer_rename(l, "kv/d", "kv/e", 0), 0,
+	       nm("dir over a dir of whiteouts"));
+	is_int(kind_of(l, "kv/e/w"), -ENOENT, nm("the whiteouts went"));
+	is_str(get(l, "kv/e/in"), "IN", nm("the moved dir's child is there"));
+	is_int(kind_of(l, "kv/d"), -ENOENT, nm("the source is gone"));
+	mkd(l, "kv/e/sub");
+	is_int(layer_rename(l, "kv/e", "kv/e/sub/x", 0), -EINVAL,
+	       nm("dir into its own subtree: EINVAL"));
+	is_int(layer_rename(l, "kv/nope", "kv/x", 0), -ENOENT,
+	       nm("missing source: ENOENT"));
+	layer_whiteout(l, "kv/w");
+	is_int(layer_rename(l, "kv/w", "kv/x", 0), -ENOENT,
+	       nm("whiteout source: ENOENT"));
+	is_int(layer_rename(l, "kv", "kv/x", 0), -EBUSY,
+	       nm("rename a root: EBUSY"));
+	is_int(layer_rename(l, "kv/f", "images", 0), -EBUSY,
+	       nm("rename onto a root: EBUSY"));
+	layer_close(l);
+}
+
+static void t_rename_subtree(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	uint64_t before;
+
+	/* "kv/p%_" with siblings that LIKE 'kv/p%_/%' would match, and
+	 * siblings sorting just inside and around the range bounds. */
+	mkd(l, "kv/p%_");
+	mkd(l, "kv/p%_/b");
+	mkd(l, "kv/p%_/b/c");
+	put(l, "kv/p%_/b/c/leaf", "L");
+	layer_whiteout(l, "kv/p%_/b/c/gone");
+	put(l, "kv/p%_/b/mid", "M");
+	put(l, "kv/p%_/top", "T");
+	mkd(l, "kv/pq");
+	put(l, "kv/pq/s", "S1");
+	mkd(l, "kv/p%_x");
+	put(l, "kv/p%_x/s", "S2");
+	mkd(l, "kv/p%_-");
+	put(l, "kv/p%_-/s", "S3");
+	mkd(l, "kv/p%_-/deep");
+	put(l, "kv/p%_-/deep/s", "S4");
+	mkd(l, "kv/p%_0");
+	put(l, "kv/p%_0/s", "S5");
+	mkd(l, "kv/p%_/b/c/p%_");
+	put(l, "kv/p%_/b/c/p%_/z", "Z");
+	before = used_of(l);
+
+	is_int(layer_rename(l, "kv/p%_", "kv/z", 0), 0,
+	       nm("rename a 3-level directory"));
+	is_str(get(l, "kv/z/b/c/leaf"), "L", nm("level 3 moved"));
+	is_str(get(l, "kv/z/b/mid"), "M", nm("level 2 moved"));
+	is_str(get(l, "kv/z/top"), "T", nm("level 1 moved"));
+	is_str(get(l, "kv/z/b/c/p%_/z"), "Z", nm("level 4, same name, moved"));
+	is_int(kind_of(l, "kv/z/b/c/gone"), DSFS_WHITEOUT,
+	       nm("a whiteout moved with its dir"));
+	ok(kind_of(l, "kv/p%_") == -ENOENT &&
+		   kind_of(l, "kv/p%_/b") == -ENOENT &&
+		   kind_of(l, "kv/p%_/b/c/leaf") == -ENOENT,
+	   "%s", nm("nothing is left under the old name"));
+	is_str(get(l, "kv/pq/s"), "S1", nm("LIKE-lookalike sibling untouched"));
+	is_str(get(l, "kv/p%_x/s"), "S2", nm("prefix sibling untouched"));
+	is_str(get(l, "kv/p%_-/s"), "S3", nm("'-' sibling untouched"));
+	is_str(get(l, "kv/p%_-/deep/s"), "S4",
+	       nm("'-' sibling's subtree untouched"));
+	is_str(get(l, "kv/p%_0/s"), "S5", nm("'0' sibling untouched"));
+	is_str(ls(l, "kv/z"), "b/d top/f", nm("list the moved dir"));
+	is_str(ls(l, "kv/z/b"), "c/d mid/f", nm("list level 2"));
+	is_str(ls(l, "kv/z/b/c"), "gone/w leaf/f p%_/d", nm("list level 3"));
+	is_str(ls(l, "kv"), "p%_-/d p%_0/d p%_x/d pq/d z/d",
+	       nm("list the parent"));
+	is_int(used_of(l), before - 2, nm("usage: only the name changed"));
+	is_int(layer_rename(l, "kv/z", "kv/pq/z", 0), 0,
+	       nm("move it into a sibling"));
+	is_str(get(l, "kv/pq/z/b/c/leaf"), "L", nm("deep value moved again"));
+	is_str(ls(l, "kv/pq"), "s/f z/d", nm("sibling lists it"));
+	layer_close(l);
+}
+
+static void t_list(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	struct names ns = {.stop_after = 1};
+	int i;
+
+	put(l, "kv/a", "1");
+	mkd(l, "kv/b");
+	put(l, "kv/b/x", "1");
+	mkd(l, "kv/b/y");
+	put(l, "kv/b/y/z", "1");
+	layer_whiteout(l, "kv/c");
+	is_str(ls(l, "kv"), "a/f b/d c/w", nm("list: children, no grandchildren"));
+	is_str(ls(l, "kv/b"), "x/f y/d", nm("list a subdirectory"));
+	is_str(ls(l, "images"), "", nm("list an empty root"));
+	is_str(ls(l, "kv/nope"), "<errno 2>", nm("list a missing dir: ENOENT"));
+	is_str(ls(l, "kv/a"), "<errno 20>", nm("list a file: ENOTDIR"));
+	is_str(ls(l, "kv/c"), "<errno 2>", nm("list a whiteout: ENOENT"));
+	is_int(layer_list(l, "kv", collect_cb, &ns), 7,
+	       nm("a callback's non-zero return is returned"));
+	is_int(ns.calls, 1, nm("... and stops the listing"));
+	for (i = 0; i < ns.n; i++)
+		free(ns.v[i]);
+	memset(&ns, 0, sizeof(ns));
+	ns.l = l;
+	is_int(layer_list(l, "kv", collect_cb, &ns), 0,
+	       nm("a callback may call the layer"));
+	for (i = 0; i < ns.n; i++)
+		free(ns.v[i]);
+	layer_close(l);
+}
+
+static void t_setattr(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	struct dsfs_attr b = attr(0644), n, got;
+	uint64_t v, used;
+
+	put(l, "kv/f", "val");
+	used = used_of(l);
+	memset(&n, 0, sizeof(n));
+	n.mode = 0100600;
+	n.uid = 7;
+	n.gid = 8;
+	n.atime = (struct timespec){11, 1};
+	n.mtime = (struct timespec){12, 2};
+	n.ctime = (struct timespec){13, 3};
+	v = version_of(l, "kv/f");
+	is_int(layer_setattr(l, "kv/f", &n, DSFS_SET_MODE), 0, nm("chmod"));
+	layer_lookup(l, "kv/f", &got);
+	ok(got.mode == 0600 && got.uid == b.uid && got.gid == b.gid &&
+		   same_time(got.atime, b.atime) &&
+		   same_time(got.mtime, b.mtime) &&
+		   same_time(got.ctime, b.ctime),
+	   "%s", nm("only the mode changed, to permission bits"));
+	ok(got.version > v, "%s", nm("setattr bumps the version"));
+	layer_setattr(l, "kv/f", &n, DSFS_SET_UID | DSFS_SET_GID);
+	layer_lookup(l, "kv/f", &got);
+	ok(got.uid == 7 && got.gid == 8 && got.mode == 0600 &&
+		   same_time(got.mtime, b.mtime),
+	   "%s", nm("uid and gid changed, the rest kept"));
+	layer_setattr(l, "kv/f", &n, DSFS_SET_ATIME);
+	layer_lookup(l, "kv/f", &got);
+	ok(same_time(got.atime, n.atime) && same_time(got.mtime, b.mtime) &&
+		   same_time(got.ctime, b.ctime),
+	   "%s", nm("atime alone"));
+	layer_setattr(l, "kv/f", &n, DSFS_SET_MTIME);
+	layer_lookup(l, "kv/f", &got);
+	ok(same_time(got.mtime, n.mtime) && same_time(got.ctime, b.ctime),
+	   "%s", nm("mtime alone"));
+	layer_setattr(l, "kv/f", &n, DSFS_SET_CTIME);
+	layer_lookup(l, "kv/f", &got);
+	ok(same_time(got.ctime, n.ctime), "%s", nm("ctime alone"));
+	is_str(get(l, "kv/f"), "val", nm("the value is untouched"));
+	is_str(got.type, "string", nm("the type is untouched"));
+	is_int(used_of(l), used, nm("usage is untouched"));
+	mkd(l, "kv/d");
+	is_int(layer_setattr(l, "kv/d", &n, DSFS_SET_MODE), 0,
+	       nm("chmod a directory"));
+	layer_lookup(l, "kv/d", &got);
+	is_int(got.mode, 0600, nm("directory mode changed"));
+	is_int(layer_setattr(l, "kv/nope", &n, DSFS_SET_MODE), -ENOENT,
+	       nm("setattr on a missing key: ENOENT"));
+	layer_close(l);
+}
+
+static void t_budget(void)
+{
+	struct dsfs_layer *l = fresh(100);
+	unsigned char v[200];
+	char longname[100];
+	uint64_t used, budget;
+
+	fill(v, sizeof(v), 2);
+	is_int(put_len(l, "kv/a", v, 50), 0, nm("commit 1+50 bytes"));
+	layer_usage(l, &used, &budget);
+	ok(used == 51 && budget == 100, "%s", nm("usage 51 of 100"));
+	is_int(put_len(l, "kv/b", v, 60), -ENOSPC, nm("over budget: ENOSPC"));
+	is_int(used_of(l), 51, nm("... usage unchanged"));
+	is_int(kind_of(l, "kv/b"), -ENOENT, nm("... no entry made"));
+	is_int(put_len(l, "kv/a", v + 1, 99), 0,
+	       nm("replace up to exactly the budget"));
+	is_int(used_of(l), 100, nm("usage 100 of 100"));
+	is_int(put_len(l, "kv/a", v, 100), -ENOSPC,
+	       nm("replace past the budget: ENOSPC"));
+	ok(layer_read(l, "kv/a", 0, v + 100, 100) == 99 &&
+		   memcmp(v + 100, v + 1, 99) == 0,
+	   "%s", nm("... the old value is intact"));
+	is_int(used_of(l), 100, nm("... usage unchanged"));
+	is_int(mkd(l, "kv/d"), -ENOSPC, nm("mkdir over budget: ENOSPC"));
+	is_int(layer_whiteout(l, "kv/w"), -ENOSPC,
+	       nm("whiteout over budget: ENOSPC"));
+	is_int(put_img(l, "images/i", TOKEN_T, v, 1), -ENOSPC,
+	       nm("image over budget: ENOSPC"));
+	is_int(layer_read_blob(l, TOKEN_T, 0, v, 1), -ENOENT,
+	       nm("... no blob stored"));
+	is_int(put_len(l, "kv/a", v, 10), 0, nm("shrinking always works"));
+	is_int(used_of(l), 11, nm("usage 11"));
+	memset(longname, 'n', sizeof(longname));
+	memcpy(longname, "kv/", 3);
+	longname[3 + 95] = '\0';
+	is_int(layer_rename(l, "kv/a", longname, 0), -ENOSPC,
+	       nm("rename to a name over budget: ENOSPC"));
+	is_str(ls(l, "kv"), "a/f", nm("... nothing moved"));
+	mkd(l, "kv/d");
+	layer_whiteout(l, "kv/w");
+	is_int(used_of(l), 13, nm("usage 13"));
+	longname[3 + 88] = '\0';
+	is_int(layer_rename(l, "kv/a", longname, DSFS_RENAME_WHITEOUT),
+	       -ENOSPC, nm("rename whose whiteout goes over: ENOSPC"));
+	is_int(kind_of(l, "kv/a"), DSFS_FILE, nm("... source untouched"));
+	is_int(used_of(l), 13, nm("... usage unchanged"));
+	is_int(layer_rename(l, "kv/a", longname, 0), 0,
+	       nm("the same rename without whiteout fits"));
+	is_int(used_of(l), 100, nm("usage counts the new name: 13-1+88"));
+	layer_close(l);
+}
+
+static void t_usage(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	struct dsfs_attr a = attr(0600);
+	uint64_t e = 0;
+
+	is_int(used_of(l), 0, nm("a new layer uses nothing"));
+	put(l, "kv/abc", "12345");
+	is_int(used_of(l), e += 8, nm("commit: name + value"));
+	put(l, "kv/abc", "1");
+	is_int(used_of(l), e -= 4, nm("replace: the value difference"));
+	mkd(l, "kv/dir");
+	is_int(used_of(l), e += 3, nm("mkdir: the name"));
+	put(l, "kv/dir/f", "xx");
+	is_int(used_of(l), e += 3, nm("commit in a dir: last name only"));
+	layer_whiteout(l, "kv/dir/w");
+	is_int(used_of(l), e += 1, nm("whiteout: the name"));
+	layer_setattr(l, "kv/abc", &a, DSFS_SET_MODE);
+	is_int(used_of(l), e, nm("setattr: nothing"));
+	layer_rename(l, "kv/abc", "kv/ab", 0);
+	is_int(used_of(l), e -= 1, nm("rename: the name difference"));
+	layer_rename(l, "kv/ab", "kv/abcd", DSFS_RENAME_WHITEOUT);
+	is_int(used_of(l), e += 4, nm("rename with whiteout: + the whiteout"));
+	put(l, "kv/g", "zzz");
+	is_int(used_of(l), e += 4, nm("another file"));
+	layer_rename(l, "kv/g", "kv/abcd", 0);
+	is_int(used_of(l), e -= 2, nm("rename over a file frees it"));
+	is_str(get(l, "kv/abcd"), "zzz", nm("... with the right value"));
+	layer_whiteout(l, "kv/abcd");
+	is_int(used_of(l), e -= 3, nm("whiteout over a file frees its value"));
+	layer_remove(l, "kv/dir/f");
+	is_int(used_of(l), e -= 3, nm("remove a file"));
+	layer_remove(l, "kv/dir");
+	is_int(used_of(l), e -= 4, nm("remove a dir with its whiteout"));
+	is_int(e, 6, nm("two whiteouts left: ab and abcd"));
+	mkd(l, "kv/q");
+	layer_whiteout(l, "kv/q/x");
+	is_int(used_of(l), e += 2, nm("a dir with a whiteout"));
+	layer_whiteout(l, "kv/q");
+	is_int(used_of(l), e -= 1, nm("whiteout over that dir"));
+	mkd(l, "kv/q");
+	is_int(used_of(l), e, nm("mkdir over a whiteout: name counted once"));
+	layer_whiteout(l, "kv/q/y");
+	mkd(l, "kv/r");
+	is_int(used_of(l), e += 2, nm("a whiteout and a dir"));
+	layer_rename(l, "kv/r", "kv/q", 0);
+	is_int(used_of(l), e -= 2, nm("rename over a dir of whiteouts"));
+	mkd(l, "kv/u");
+	layer_whiteout(l, "kv/u/é");
+	put(l, "kv/ü", "1");
+	is_int(used_of(l), e += 1 + 2 + 3, nm("names count in bytes"));
+	layer_remove(l, "kv/u");
+	is_int(used_of(l), e -= 3, nm("... also when a dir's whiteouts go"));
+	layer_clear(l);
+	is_int(used_of(l), 0, nm("clear: nothing used"));
+	layer_close(l);
+}
+
+static void t_images(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	unsigned char img[1000], buf[1100], small[10];
+	struct dsfs_attr got;
+
+	fill(img, sizeof(img), 3);
+	fill(small, sizeof(small), 4);
+	is_int(put_img(l, "images/x", TOKEN_T, img, sizeof(img)), 0,
+	       nm("commit an image"));
+	is_int(used_of(l), 1 + 1000, nm("usage: name + blob"));
+	is_int(layer_lookup(l, "images/x", &got), 0, nm("lookup the image"));
+	ok(strcmp(got.token, TOKEN_T) == 0 && got.size == 1000 &&
+		   strcmp(got.type, "image/png") == 0,
+	   "%s", nm("token, size and type kept"));
+	is_int(put_img(l, "images/y", TOKEN_T, img, sizeof(img)), 0,
+	       nm("the same image under another name"));
+	is_int(used_of(l), 1 + 1 + 1000, nm("usage counts the blob once"));
+	ok(layer_read(l, "images/y", 0, buf, sizeof(buf)) == 1000 &&
+		   memcmp(buf, img, 1000) == 0,
+	   "%s", nm("read the image through its entry"));
+	ok(layer_read_blob(l, TOKEN_T, 0, buf, sizeof(buf)) == 1000 &&
+		   memcmp(buf, img, 1000) == 0,
+	   "%s", nm("read the blob by token"));
+	ok(layer_read_blob(l, TOKEN_T, 500, buf, 100) == 100 &&
+		   memcmp(buf, img + 500, 100) == 0,
+	   "%s", nm("read part of the blob"));
+	is_int(layer_remove(l, "images/x"), 0, nm("remove one of the two"));
+	is_int(used_of(l), 1 + 1000, nm("the blob is still counted"));
+	ok(layer_read(l, "images/y", 0, buf, sizeof(buf)) == 1000 &&
+		   memcmp(buf, img, 1000) == 0,
+	   "%s", nm("the other still reads"));
+	is_int(layer_read_blob(l, TOKEN_T, 0, buf, 10), 10,
+	       nm("the blob is still there"));
+	is_int(put_img(l, "images/y", TOKEN_T, img, sizeof(img)), 0,
+	       nm("replace an image by itself"));
+	is_int(used_of(l), 1 + 1000, nm("... usage unchanged"));
+	is_int(layer_read_blob(l, TOKEN_T, 0, buf, 10), 10,
+	       nm("... its blob kept"));
+	is_int(put_img(l, "images/y", TOKEN_U, small, sizeof(small)), 0,
+	       nm("replace by another image"));
+	is_int(used_of(l), 1 + 10, nm("... the old blob is freed"));
+	is_int(layer_read_blob(l, TOKEN_T, 0, buf, 10), -ENOENT,
+	       nm("... and gone"));
+	is_int(put(l, "images/y", "x"), 0, nm("replace by a plain value"));
+	is_int(used_of(l), 2, nm("... blob freed"));
+	is_int(layer_read_blob(l, TOKEN_U, 0, buf, 10), -ENOENT,
+	       nm("... and gone"));
+	put_img(l, "images/a", TOKEN_T, img, sizeof(img));
+	put_img(l, "images/b", TOKEN_T, img, sizeof(img));
+	is_int(used_of(l), 2 + 1 + 1 + 1000, nm("two entries, one blob"));
+	is_int(layer_rename(l, "images/a", "images/b", 0), 0,
+	       nm("rename an image over its twin"));
+	is_int(used_of(l), 2 + 1 + 1000, nm("... one name less"));
+	ok(layer_read(l, "images/b", 0, buf, sizeof(buf)) == 1000 &&
+		   memcmp(buf, img, 1000) == 0,
+	   "%s", nm("... the survivor reads"));
+	is_int(layer_whiteout(l, "images/b"), 0, nm("whiteout the last one"));
+	is_int(used_of(l), 2 + 1, nm("... frees the blob"));
+	is_int(layer_read_blob(l, TOKEN_T, 0, buf, 10), -ENOENT,
+	       nm("... which is gone"));
+	layer_remove(l, "images/b");
+	layer_remove(l, "images/y");
+	is_int(used_of(l), 0, nm("nothing left"));
+	layer_close(l);
+}
+
+static void t_clear(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	unsigned char img[100];
+	uint64_t v;
+	char buf[4];
+
+	fill(img, sizeof(img), 5);
+	put(l, "kv/a", "1");
+	mkd(l, "kv/d");
+	put(l, "kv/d/x", "1");
+	layer_whiteout(l, "kv/w");
+	put_img(l, "images/i", TOKEN_T, img, sizeof(img));
+	v = version_of(l, "images/i");
+	is_int(layer_clear(l), 0, nm("clear"));
+	is_int(used_of(l), 0, nm("... nothing used"));
+	ok(kind_of(l, "kv/a") == -ENOENT && kind_of(l, "kv/d/x") == -ENOENT &&
+		   kind_of(l, "kv/w") == -ENOENT,
+	   "%s", nm("... entries and whiteouts gone"));
+	is_str(ls(l, "kv"), "", nm("... kv lists empty"));
+	is_str(ls(l, "images"), "", nm("... images lists empty"));
+	is_int(layer_read_blob(l, TOKEN_T, 0, buf, 1), -ENOENT,
+	       nm("... blobs gone"));
+	is_int(put(l, "kv/a", "2"), 0, nm("commit after clear"));
+	ok(version_of(l, "kv/a") > v, "%s",
+	   nm("versions keep increasing across a clear"));
+	is_int(mkd(l, "kv/d"), 0, nm("mkdir after clear"));
+	layer_close(l);
+}
+
+static void t_readonly(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	struct dsfs_attr a = attr(0600), got;
+	uint64_t used;
+
+	put(l, "kv/a", "1");
+	mkd(l, "kv/d");
+	used = used_of(l);
+	l->readonly = true;
+	is_int(put(l, "kv/a", "2"), -EROFS, nm("read-only: commit EROFS"));
+	is_int(mkd(l, "kv/e"), -EROFS, nm("read-only: mkdir EROFS"));
+	is_int(layer_remove(l, "kv/a"), -EROFS, nm("read-only: remove EROFS"));
+	is_int(layer_whiteout(l, "kv/a"), -EROFS,
+	       nm("read-only: whiteout EROFS"));
+	is_int(layer_setattr(l, "kv/a", &a, DSFS_SET_MODE), -EROFS,
+	       nm("read-only: setattr EROFS"));
+	is_int(layer_rename(l, "kv/a", "kv/b", 0), -EROFS,
+	       nm("read-only: rename EROFS"));
+	is_int(layer_clear(l), -EROFS, nm("read-only: clear EROFS"));
+	is_int(layer_lookup(l, "kv/a", &got), 0, nm("read-only: lookup works"));
+	is_str(get(l, "kv/a"), "1", nm("read-only: read works"));
+	is_str(ls(l, "kv"), "a/f d/d", nm("read-only: list works"));
+	is_int(layer_sync(l), 0, nm("read-only: sync works"));
+	l->readonly = false;
+	is_int(used_of(l), used, nm("nothing changed"));
+	layer_close(l);
+}
+
+static void t_many(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	struct names ns = {.n = 0};
+	char key[64], val[16];
+	int i, bad = 0;
+
+	mkd(l, "kv/m");
+	for (i = 0; i < 2000; i++) {
+		snprintf(key, sizeof(key), "kv/m/k%d", i);
+		snprintf(val, sizeof(val), "%d", i);
+		bad += put(l, key, val) != 0;
+	}
+	is_int(bad, 0, nm("2000 commits"));
+	layer_list(l, "kv/m", collect_cb, &ns);
+	is_int(ns.calls, 2000, nm("list sees all 2000"));
+	for (i = 0; i < ns.n; i++)
+		free(ns.v[i]);
+	for (i = 0, bad = 0; i < 2000; i += 7) {
+		snprintf(key, sizeof(key), "kv/m/k%d", i);
+		snprintf(val, sizeof(val), "%d", i);
+		bad += strcmp(get(l, key), val) != 0;
+	}
+	is_int(bad, 0, nm("values read back"));
+	is_int(layer_rename(l, "kv/m", "kv/n", 0), 0,
+	       nm("rename the 2000-entry dir"));
+	is_str(get(l, "kv/n/k1999"), "1999", nm("... entries follow"));
+	for (i = 0, bad = 0; i < 2000; i++) {
+		snprintf(key, sizeof(key), "kv/n/k%d", i);
+		bad += layer_remove(l, key) != 0;
+	}
+	is_int(bad, 0, nm("remove all 2000"));
+	is_str(ls(l, "kv/n"), "", nm("the dir is empty"));
+	is_int(used_of(l), 1, nm("only the dir's name is used"));
+	layer_close(l);
+}
+
+struct thread_arg {
+	struct dsfs_layer *l;
+	int id;
+	int bad;
+};
+
+static void *writer(void *p)
+{
+	struct thread_arg *t = p;
+	char key[64], val[32], buf[32];
+	ssize_t n;
+	int i;
+
+	for (i = 0; i < 100; i++) {
+		snprintf(key, sizeof(key), "kv/t/%d-%d", t->id, i);
+		snprintf(val, sizeof(val), "%d", i * t->id);
+		if (put(t->l, key, val) != 0) {
+			t->bad++;
+			continue;
+		}
+		n = layer_read(t->l, key, 0, buf, sizeof(buf) - 1);
+		if (n < 0 || (size_t)n != strlen(val) ||
+		    memcmp(buf, val, (size_t)n) != 0)
+			t->bad++;
+	}
+	return NULL;
+}
+
+static void t_threads(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	struct thread_arg ta[4];
+	pthread_t th[4];
+	struct names ns = {.n = 0};
+	int i, bad = 0;
+
+	mkd(l, "kv/t");
+	for (i = 0; i < 4; i++) {
+		ta[i] = (struct thread_arg){l, i + 1, 0};
+		pthread_create(&th[i], NULL, writer, &ta[i]);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		bad += ta[i].bad;
+	}
+	is_int(bad, 0, nm("4 threads commit and read back"));
+	layer_list(l, "kv/t", collect_cb, &ns);
+	is_int(ns.calls, 400, nm("... all 400 entries listed"));
+	for (i = 0; i < ns.n; i++)
+		free(ns.v[i]);
+	layer_close(l);
+}
+
+static void t_sync(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+
+	put(l, "kv/a", "1");
+	is_int(layer_sync(l), 0, nm("sync"));
+	is_str(get(l, "kv/a"), "1", nm("... the value is still there"));
+	layer_close(l);
+}
+
+/* ---- store files --------------------------------------------------- */
+
+struct blob_file {
+	unsigned char *data;
+	size_t len;
+};
+
+static struct blob_file slurp(const char *path)
+{
+	struct blob_file b = {NULL, 0};
+	struct stat st;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		return b;
+	if (fstat(fd, &st) == 0) {
+		b.data = malloc((size_t)st.st_size + 1);
+		if (b.data &&
+		    read(fd, b.data, (size_t)st.st_size) == st.st_size)
+			b.len = (size_t)st.st_size;
+	}
+	close(fd);
+	return b;
+}
+
+static bool unchanged(const char *path, const struct blob_file *before)
+{
+	struct blob_file now = slurp(path);
+	bool same = now.data && now.len == before->len &&
+		    memcmp(now.data, before->data, now.len) == 0;
+
+	free(now.data);
+	return same;
+}
+
+static bool exists(const char *path, const char *suffix)
+{
+	char name[PATH_MAX + 16];
+
+	snprintf(name, sizeof(name), "%s%s", path, suffix);
+	return access(name, F_OK) == 0;
+}
+
+static int write_file(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, data, len) != (ssize_t)len)
+		rc = -EIO;
+	close(fd);
+	return rc;
+}
+
+/* A SQLite file made with plain SQL, for the refusal tests. */
+static void make_sqlite(const char *path, const char *sql)
+{
+	sqlite3 *db;
+
+	unlink(path);
+	if (sqlite3_open(path, &db) != SQLITE_OK ||
+	    sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		bail(sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+/* A small store with a bit of everything, closed. */
+static void build_store(const char *path)
+{
+	struct dsfs_layer *l;
+	unsigned char img[20000];
+	const char *why;
+
+	unlink(path);
+	if (layer_sqlite_open(path, "factory", BIG, true, &l, &why))
+		bail(why);
+	fill(img, sizeof(img), 9);
+	put(l, "kv/greeting", "\"hello\"");
+	mkd(l, "kv/app");
+	put(l, "kv/app/name", "\"demo\"");
+	mkd(l, "kv/__hub1");
+	put(l, "kv/__hub1/cfg", "{}");
+	put_img(l, "images/logo", TOKEN_T, img, sizeof(img));
+	layer_close(l);
+}
+
+static void refuse(const char *what, const char *path, int want,
+		   const char *why_has)
+{
+	struct blob_file before = slurp(path);
+	struct dsfs_layer *l = NULL;
+	const char *why = NULL;
+	int rc;
+
+	rc = layer_sqlite_open(path, "runtime", BIG, true, &l, &why);
+	is_int(rc, want, nm("%s: refused by open", what));
+	ok(why && strstr(why, why_has), "%s",
+	   nm("%s: reason \"%s\" says \"%s\"", what, why ? why : "(null)",
+	      why_has));
+	rc = layer_sqlite_open_image(path, "factory", BIG, &l, &why);
+	is_int(rc, want, nm("%s: refused by open_image", what));
+	ok(unchanged(path, &before), "%s", nm("%s: file untouched", what));
+	ok(!exists(path, "-wal") && !exists(path, "-shm") &&
+		   !exists(path, "-journal"),
+	   "%s", nm("%s: no side files made", what));
+	free(before.data);
+}
+
+static void t_refusals(void)
+{
+	char path[PATH_MAX];
+	unsigned char junk[8192];
+	struct blob_file whole;
+	struct dsfs_layer *l;
+	const char *why;
+
+	store_path(path, sizeof(path), "junk.db");
+	fill(junk, sizeof(junk), 11);
+	write_file(path, junk, sizeof(junk));
+	refuse("random bytes", path, -EINVAL, "not a SQLite database");
+
+	store_path(path, sizeof(path), "empty.db");
+	write_file(path, "", 0);
+	refuse("empty file", path, -EINVAL, "not a SQLite database");
+
+	store_path(path, sizeof(path), "foreign.db");
+	make_sqlite(path, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+	refuse("foreign SQLite", path, -EINVAL, "not a dsfs store");
+
+	store_path(path, sizeof(path), "foreign-wal.db");
+	make_sqlite(path, "PRAGMA journal_mode = WAL; CREATE TABLE t(x);");
+	refuse("foreign SQLite in WAL mode", path, -EINVAL, "not a dsfs store");
+
+	store_path(path, sizeof(path), "future.db");
+	make_sqlite(path, "PRAGMA application_id = 1685284467;"
+			  "PRAGMA user_version = 7; CREATE TABLE t(x);");
+	refuse("future version", path, -EINVAL, "unsupported store version 7");
+
+	store_path(path, sizeof(path), "notables.db");
+	make_sqlite(path, "PRAGMA application_id = 1685284467;"
+			  "PRAGMA user_version = 1; CREATE TABLE t(x);");
+	refuse("store without tables", path, -EINVAL, "damaged store");
+
+	store_path(path, sizeof(path), "truncated.db");
+	build_store(path);
+	whole = slurp(path);
+	ok(whole.len > 8192, "%s", nm("a multi-page store was built"));
+	write_file(path, whole.data, whole.len / 2);
+	refuse("truncated store", path, -EINVAL, "truncated");
+
+	store_path(path, sizeof(path), "scribbled.db");
+	memset(whole.data + 100, 0x5a, 3000); /* page 1 after the header */
+	write_file(path, whole.data, whole.len);
+	refuse("damaged schema page", path, -EINVAL, "damaged store");
+	free(whole.data);
+
+	is_int(layer_sqlite_open(tmpdir, "runtime", BIG, true, &l, &why),
+	       -EINVAL, nm("a directory is refused"));
+	store_path(path, sizeof(path), "missing.db");
+	is_int(layer_sqlite_open(path, "runtime", BIG, false, &l, &why),
+	       -ENOENT, nm("missing store without create: ENOENT"));
+	ok(!exists(path, ""), "%s", nm("... and not created"));
+	is_int(layer_sqlite_open_image(path, "factory", BIG, &l, &why),
+	       -ENOENT, nm("missing image: ENOENT"));
+}
+
+static void t_persist(void)
+{
+	char path[PATH_MAX];
+	struct dsfs_layer *l;
+	unsigned char img[5000], buf[5100];
+	const char *why = NULL;
+	uint64_t used, v;
+	int rc;
+
+	store_path(path, sizeof(path), "persist.db");
+	fill(img, sizeof(img), 12);
+	rc = layer_sqlite_open(path, "runtime", BIG, true, &l, &why);
+	is_int(rc, 0, nm("create a store"));
+	if (rc)
+		return;
+	is_str(l->name, "runtime", nm("the layer has its name"));
+	ok(!l->readonly, "%s", nm("a store opens read-write"));
+	put(l, "kv/a", "A");
+	mkd(l, "kv/d");
+	put(l, "kv/d/x", "X");
+	layer_whiteout(l, "kv/w");
+	put_img(l, "images/i", TOKEN_T, img, sizeof(img));
+	used = used_of(l);
+	v = version_of(l, "images/i");
+	layer_close(l);
+	ok(!exists(path, "-wal") && !exists(path, "-shm"), "%s",
+	   nm("close leaves one file"));
+
+	rc = layer_sqlite_open(path, "runtime", BIG, false, &l, &why);
+	is_int(rc, 0, nm("reopen the store"));
+	if (rc)
+		return;
+	is_str(get(l, "kv/a"), "A", nm("a value persisted"));
+	is_str(get(l, "kv/d/x"), "X", nm("a nested value persisted"));
+	is_int(kind_of(l, "kv/w"), DSFS_WHITEOUT, nm("a whiteout persisted"));
+	ok(layer_read(l, "images/i", 0, buf, sizeof(buf)) == 5000 &&
+		   memcmp(buf, img, 5000) == 0,
+	   "%s", nm("an image persisted"));
+	is_int(used_of(l), used, nm("usage persisted"));
+	put(l, "kv/b", "B");
+	ok(version_of(l, "kv/b") > v, "%s",
+	   nm("versions continue after reopen"));
+	is_int(layer_sync(l), 0, nm("sync"));
+	used = used_of(l);
+	layer_close(l);
+
+	/* Reopen with less budget than is used: only shrinking works. */
+	rc = layer_sqlite_open(path, "runtime", used / 2, false, &l, &why);
+	is_int(rc, 0, nm("reopen with a smaller budget"));
+	if (rc)
+		return;
+	is_int(put(l, "kv/c", "1"), -ENOSPC, nm("over budget: growth refused"));
+	is_int(layer_remove(l, "kv/b"), 0, nm("over budget: removal works"));
+	is_int(put(l, "kv/a", ""), 0, nm("over budget: shrinking works"));
+	layer_close(l);
+}
+
+static void t_image(void)
+{
+	char path[PATH_MAX];
+	struct dsfs_layer *l;
+	struct blob_file before;
+	struct dsfs_attr a = attr(0644);
+	unsigned char img[20000], buf[20100];
+	const char *why = NULL;
+	uint64_t used, budget;
+	int rc;
+
+	store_path(path, sizeof(path), "factory ?#%.db");
+	build_store(path);
+	ok(!exists(path, "-wal") && !exists(path, "-shm") &&
+		   !exists(path, "-journal"),
+	   "%s", nm("a built image is one file"));
+	before = slurp(path);
+	fill(img, sizeof(img), 9);
+	rc = layer_sqlite_open_image(path, "factory", 1000, &l, &why);
+	is_int(rc, 0, nm("open the image (a path with ' ?#%%')"));
+	if (rc) {
+		diag("why: %s", why);
+		free(before.data);
+		return;
+	}
+	ok(l->readonly, "%s", nm("an image is read-only"));
+	is_str(l->name, "factory", nm("the image has its name"));
+	is_str(get(l, "kv/greeting"), "\"hello\"", nm("image: read a value"));
+	is_str(get(l, "kv/__hub1/cfg"), "{}", nm("image: read a device value"));
+	is_str(ls(l, "kv"), "__hub1/d app/d greeting/f", nm("image: list"));
+	ok(layer_read(l, "images/logo", 0, buf, sizeof(buf)) == 20000 &&
+		   memcmp(buf, img, 20000) == 0,
+	   "%s", nm("image: read an image"));
+	ok(layer_read_blob(l, TOKEN_T, 19990, buf, 100) == 10 &&
+		   memcmp(buf, img + 19990, 10) == 0,
+	   "%s", nm("image: read a blob's tail"));
+	layer_usage(l, &used, &budget);
+	ok(used > 20000 && budget == 1000, "%s",
+	   nm("image: usage and the given budget"));
+	is_int(put(l, "kv/x", "1"), -EROFS, nm("image: commit EROFS"));
+	is_int(l->ops->commit(l, "kv/x", &a, "1", 1, NULL), -EROFS,
+	       nm("image: even past the wrapper, EROFS"));
+	is_int(l->ops->remove(l, "kv/greeting"), -EROFS,
+	       nm("image: remove past the wrapper, EROFS"));
+	is_int(layer_sync(l), 0, nm("image: sync is a no-op"));
+	layer_close(l);
+	ok(unchanged(path, &before), "%s", nm("image: file untouched"));
+	ok(!exists(path, "-wal") && !exists(path, "-shm") &&
+		   !exists(path, "-journal"),
+	   "%s", nm("image: no side files"));
+	free(before.data);
+
+	/* An image whose builder died before close is refused. */
+	rc = layer_sqlite_open(path, "factory", BIG, false, &l, &why);
+	if (rc == 0) {
+		put(l, "kv/late", "1");
+		before = slurp(path);
+		is_int(layer_sqlite_open_image(path, "factory", BIG,
+					       &(struct dsfs_layer *){NULL},
+					       &why),
+		       -EINVAL, nm("image still being written: refused"));
+		ok(why && strstr(why, "not closed"), "%s",
+		   nm("... reason: %s", why ? why : "(null)"));
+		free(before.data);
+		layer_close(l);
+	}
+}
+
+static void t_mode(void)
+{
+	char path[PATH_MAX], wal[PATH_MAX + 8];
+	struct dsfs_layer *l;
+	const char *why;
+	struct stat st;
+	mode_t old;
+	int rc;
+
+	store_path(path, sizeof(path), "mode.db");
+	old = umask(0);
+	rc = layer_sqlite_open(path, "runtime", BIG, true, &l, &why);
+	umask(old);
+	is_int(rc, 0, nm("create with umask 0"));
+	if (rc)
+		return;
+	put(l, "kv/a", "1");
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	ok(stat(path, &st) == 0 && (st.st_mode & 07777) == 0600, "%s",
+	   nm("store created 0600 under umask 0"));
+	ok(stat(wal, &st) == 0 && (st.st_mode & 07777) == 0600, "%s",
+	   nm("its WAL is 0600 too"));
+	layer_close(l);
+
+	store_path(path, sizeof(path), "mode2.db");
+	old = umask(0277);
+	rc = layer_sqlite_open(path, "runtime", BIG, true, &l, &why);
+	umask(old);
+	is_int(rc, 0, nm("create with umask 0277"));
+	if (rc)
+		return;
+	ok(stat(path, &st) == 0 && (st.st_mode & 07777) == 0600, "%s",
+	   nm("store created 0600 under umask 0277"));
+	layer_close(l);
+}
+
+/* The child commits and dies without closing; the parent must find the
+ * value.  Once with _exit(), once with SIGKILL. */
+static void t_kill(void)
+{
+	char path[PATH_MAX];
+	struct dsfs_layer *l;
+	const char *why;
+	int i, status;
+	pid_t pid;
+
+	for (i = 0; i < 2; i++) {
+		store_path(path, sizeof(path), i ? "kill9.db" : "exit.db");
+		fflush(stdout);
+		pid = fork();
+		if (pid < 0)
+			bail("fork");
+		if (pid == 0) {
+			if (layer_sqlite_open(path, "runtime", BIG, true, &l,
+					      &why) ||
+			    put(l, "kv/k", "42") != 0)
+				_exit(1);
+			if (i)
+				raise(SIGKILL);
+			_exit(0);
+		}
+		waitpid(pid, &status, 0);
+		ok(i ? WIFSIGNALED(status) : WIFEXITED(status) &&
+				   WEXITSTATUS(status) == 0,
+		   "%s", nm("child committed and died (%s)",
+			    i ? "SIGKILL" : "_exit"));
+		ok(exists(path, "-wal"), "%s",
+		   nm("the store was not closed (WAL left)"));
+		is_int(layer_sqlite_open(path, "runtime", BIG, false, &l,
+					 &why),
+		       0, nm("reopen after the child died"));
+		is_str(get(l, "kv/k"), "42", nm("the committed value is there"));
+		layer_close(l);
+	}
+}
+
+static int rm_cb(const char *path, const struct stat *st, int flag,
+		 struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+int main(void)
+{
+	static void (*const suite[])(void) = {
+		t_roundtrip,	t_replace,	t_parents,   t_mkdir,
+		t_whiteouts,	t_remove,	t_rename_files,
+		t_rename_errors, t_rename_subtree, t_list,   t_setattr,
+		t_budget,	t_usage,	t_images,    t_clear,
+		t_readonly,	t_many,		t_threads,   t_sync,
+	};
+	const char *base = getenv("TMPDIR");
+	size_t i, j;
+
+	plan_no_plan();
+	snprintf(tmpdir, sizeof(tmpdir), "%s/test_layer.XXXXXX",
+		 base && *base ? base : "/tmp");
+	if (!mkdtemp(tmpdir))
+		bail("mkdtemp");
+	for (i = 0; i < sizeof(impls) / sizeof(impls[0]); i++) {
+		cur = &impls[i];
+		impl_name = cur->name;
+		for (j = 0; j < sizeof(suite) / sizeof(suite[0]); j++)
+			suite[j]();
+	}
+	impl_name = "sqlite";
+	t_persist();
+	t_image();
+	t_refusals();
+	t_mode();
+	t_kill();
+	nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	return done_testing();
+}
