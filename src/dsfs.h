@@ -53,6 +53,18 @@ enum { L_EPHEMERAL = 0, L_RUNTIME = 1, L_FACTORY = 2 };
 struct dsfs_stack {
 	pthread_rwlock_t lock;
 	struct dsfs_layer *layer[DSFS_NLAYERS];
+
+	/* Open image readers stream from a layer without the stack's lock,
+	 * so they hold the layer: a factory layer swapped out while held is
+	 * closed by its last release.  holds_lock guards holds[], and is
+	 * taken after lock when both are. */
+	pthread_mutex_t holds_lock;
+	struct layer_hold {
+		struct dsfs_layer *layer;
+		unsigned count;
+		bool retired; /* no longer in layer[]: close at count 0 */
+	} *holds;
+	size_t nholds;
 };
 
 /* Which part of the mount a name lives in. */
@@ -121,6 +133,16 @@ int ovl_list(struct dsfs_stack *s, const struct loc *l, bool devices,
 int ovl_sync(struct dsfs_stack *s);
 int ovl_usage(struct dsfs_stack *s, int layer, uint64_t *used,
 	      uint64_t *budget);
+int ovl_open_image(struct dsfs_stack *s, const struct loc *l,
+		   struct found *f, struct dsfs_layer **held);
+int ovl_open_blob(struct dsfs_stack *s, const char *token, uint64_t *size,
+		  struct dsfs_layer **held);
+int ovl_find_blob(struct dsfs_stack *s, const char *token, int *layer,
+		  uint64_t *size);
+void ovl_release_image(struct dsfs_stack *s, struct dsfs_layer *held,
+		       const char *token);
+int ovl_stack_init(struct dsfs_stack *s);
+void ovl_stack_destroy(struct dsfs_stack *s);
 int ovl_factory_reset(struct dsfs_stack *s);
 int ovl_swap_factory(struct dsfs_stack *s, struct dsfs_layer *fresh);
 void listing_add(struct listing *ls, const char *name, enum dsfs_kind kind,

@@ -895,32 +895,37 @@ static int store_open(struct store *s, const char *path, bool create,
 		      struct ctl_error *e)
 {
 	uid_t me = geteuid();
-	int rc;
+	int pathfd, rc;
 
 	s->path = path;
-	s->lockfd = -1;
+	s->dirfd = s->lockfd = -1;
 	if (create && mkdir(path, 0700) != 0 && errno != EEXIST)
 		return fail(e, -errno, "%s: cannot create store: %s", path,
 			    strerror(errno));
-	s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->dirfd < 0)
+	/* O_PATH first: whose store it is matters more than whether we may
+	 * read it. */
+	pathfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (pathfd < 0)
 		return fail(e, -errno, "%s: %s", path, strerror(errno));
-	if (fstat(s->dirfd, &s->st) != 0) {
+	if (fstat(pathfd, &s->st) != 0) {
 		rc = fail(e, -errno, "%s: %s", path, strerror(errno));
-		goto out_dir;
+		goto out_path;
 	}
 	if (s->st.st_uid != me && me != 0) {
 		rc = fail(e, -EPERM,
 			  "%s: store owned by uid %u, not by you (uid %u): "
 			  "only its owner or root may change it",
 			  path, (unsigned)s->st.st_uid, (unsigned)me);
-		goto out_dir;
+		goto out_path;
 	}
-	return 0;
-
-out_dir:
-	close(s->dirfd);
-	s->dirfd = -1;
+	/* Readable, for fsync(). */
+	s->dirfd = openat(pathfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0)
+		rc = fail(e, -errno, "%s: %s", path, strerror(errno));
+	else
+		rc = 0;
+out_path:
+	close(pathfd);
 	return rc;
 }
 

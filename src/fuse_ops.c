@@ -81,6 +81,8 @@ static void fixed_stat(struct dsfs_ctx *ctx, const struct node *n,
 	st->st_mode = S_IFDIR | (ro ? 0555 : 0755);
 	if (n->ino == ROOT_INO || (n->view == VIEW_ROOT && n->layer == L_FACTORY))
 		st->st_mode = S_IFDIR | 0755;
+	if (n->special == NODE_BY_TOKEN_DIR)
+		st->st_mode = S_IFDIR | 0555;
 	st->st_nlink = 2;
 	st->st_uid = ctx->owner_uid;
 	st->st_gid = ctx->owner_gid;
@@ -107,7 +109,51 @@ static void attr_stat(uint64_t ino, const struct dsfs_attr *a, struct stat *st)
 
 static bool is_fixed(const struct node *n)
 {
-	return n->view == VIEW_ROOT || n->is_tree_root;
+	return n->view == VIEW_ROOT || n->is_tree_root ||
+	       n->special == NODE_BY_TOKEN_DIR;
+}
+
+#define BY_TOKEN ".by-token"
+
+/* images/.by-token, in the merged images/ tree only. */
+static bool is_by_token_name(const struct node *dir, const char *name)
+{
+	return dir->view == VIEW_MERGED && dir->tree == TREE_IMAGES &&
+	       dir->is_tree_root && strcmp(name, BY_TOKEN) == 0;
+}
+
+static bool is_token(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < DSFS_TOKEN_LEN; i++)
+		if (!((name[i] >= '0' && name[i] <= '9') ||
+		      (name[i] >= 'a' && name[i] <= 'f')))
+			return false;
+	return name[DSFS_TOKEN_LEN] == '\0';
+}
+
+/* A blob seen through images/.by-token/TOKEN: read-only, owned by the
+ * store's owner, as old as the mount. */
+static int token_stat(struct dsfs_ctx *ctx, struct node *n, struct stat *st,
+		      int *layer)
+{
+	uint64_t size;
+	int where, rc;
+
+	if (!n->name)
+		return -ENOENT;
+	rc = ovl_find_blob(&ctx->stack, n->name, &where, &size);
+	if (rc)
+		return rc;
+	fixed_stat(ctx, n, st);
+	st->st_mode = S_IFREG | 0444;
+	st->st_nlink = 1;
+	st->st_size = (off_t)size;
+	st->st_blocks = (blkcnt_t)((size + 511) / 512);
+	if (layer)
+		*layer = where;
+	return 0;
 }
 
 /* Look up what node n stands for now.  A child of devices/ must be a
@@ -186,6 +232,40 @@ static void dsfs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_POSIX_LOCKS;
 }
 
+static int lookup_by_token(struct dsfs_ctx *ctx, struct node *dir,
+			   const char *name, struct fuse_entry_param *e)
+{
+	struct node *n;
+	int rc;
+
+	if (dir->special != NODE_BY_TOKEN_DIR) {
+		n = node_link_special(&ctx->nodes, dir, name,
+				      NODE_BY_TOKEN_DIR);
+		if (!n)
+			return -ENOMEM;
+		memset(e, 0, sizeof(*e));
+		e->ino = n->ino;
+		fixed_stat(ctx, n, &e->attr);
+		e->attr_timeout = e->entry_timeout = ctx->timeout;
+		return 0;
+	}
+	if (!is_token(name))
+		return -ENOENT;
+	n = node_link_special(&ctx->nodes, dir, name, NODE_BY_TOKEN);
+	if (!n)
+		return -ENOMEM;
+	memset(e, 0, sizeof(*e));
+	e->ino = n->ino;
+	rc = token_stat(ctx, n, &e->attr, NULL);
+	if (rc) {
+		node_forget(&ctx->nodes, n->ino, 1);
+		return rc;
+	}
+	/* A token's bytes never change; whether it exists may. */
+	e->attr_timeout = e->entry_timeout = 0;
+	return 0;
+}
+
 static void dsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct dsfs_ctx *ctx = ctx_of(req);
@@ -214,6 +294,10 @@ static void dsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			e.attr_timeout = e.entry_timeout = ctx->timeout;
 			rc = 0;
 		}
+		goto out;
+	}
+	if (is_by_token_name(dir, name) || dir->special == NODE_BY_TOKEN_DIR) {
+		rc = lookup_by_token(ctx, dir, name, &e);
 		goto out;
 	}
 	rc = node_child_loc(&ctx->nodes, dir, name, &l);
@@ -259,6 +343,8 @@ static int stat_node(struct dsfs_ctx *ctx, struct node *n, struct stat *st)
 		fixed_stat(ctx, n, st);
 		return 0;
 	}
+	if (n->special == NODE_BY_TOKEN)
+		return token_stat(ctx, n, st, NULL);
 	rc = node_found(ctx, n, &l, &f);
 	if (rc == 0)
 		attr_stat(n->ino, &f.attr, st);
@@ -279,7 +365,7 @@ static void dsfs_getattr(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	rc = stat_node(ctx, n, &st);
-	if (rc == 0 && h && !is_fixed(n) && !n->is_dir) {
+	if (rc == 0 && h && !h->src && !is_fixed(n) && !n->is_dir) {
 		/* An open writer sees the size of its own copy. */
 		pthread_mutex_lock(&h->lock);
 		if (h->writable && h->dirty)
@@ -382,6 +468,10 @@ static void dsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
+	if (n->special != NODE_PLAIN) {
+		rc = -EROFS;
+		goto out;
+	}
 	if (is_fixed(n)) {
 		rc = -EPERM;
 		goto out;
@@ -467,9 +557,14 @@ static int new_name_loc(struct dsfs_ctx *ctx, struct node *dir,
 
 	if (dir->view == VIEW_ROOT)
 		return -EPERM;
+	if (dir->special != NODE_PLAIN)
+		return -EROFS;
 	rc = name_check(name);
 	if (rc)
 		return rc;
+	if (dir->tree == TREE_IMAGES && dir->is_tree_root &&
+	    strcmp(name, BY_TOKEN) == 0)
+		return -EPERM; /* reserved for images/.by-token */
 	rc = node_child_loc(&ctx->nodes, dir, name, l);
 	if (rc)
 		return rc;
@@ -688,6 +783,43 @@ out:
 	fuse_reply_err(req, -rc);
 }
 
+/* A reader of an image streams it from the layer that has it. */
+static int open_image(struct dsfs_ctx *ctx, const struct loc *l,
+		      struct handle **h)
+{
+	struct dsfs_layer *held;
+	struct found f;
+	int rc;
+
+	rc = ovl_open_image(&ctx->stack, l, &f, &held);
+	if (rc)
+		return rc;
+	if (!held) /* an empty entry: nothing to stream */
+		return handle_new(DSFS_CONTENT_IMAGE, NULL, 0, false, false,
+				  0, h);
+	rc = handle_new_stream(held, f.attr.token, h);
+	if (rc)
+		ovl_release_image(&ctx->stack, held, f.attr.token);
+	return rc;
+}
+
+static int open_token(struct dsfs_ctx *ctx, struct node *n, struct handle **h)
+{
+	struct dsfs_layer *held;
+	uint64_t size;
+	int rc;
+
+	if (!n->name)
+		return -ENOENT;
+	rc = ovl_open_blob(&ctx->stack, n->name, &size, &held);
+	if (rc)
+		return rc;
+	rc = handle_new_stream(held, n->name, h);
+	if (rc)
+		ovl_release_image(&ctx->stack, held, n->name);
+	return rc;
+}
+
 static void dsfs_open(fuse_req_t req, fuse_ino_t ino,
 		      struct fuse_file_info *fi)
 {
@@ -711,6 +843,12 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino,
 		rc = -EISDIR;
 		goto out;
 	}
+	if (n->special == NODE_BY_TOKEN) {
+		rc = writable ? -EROFS : open_token(ctx, n, &h);
+		if (rc)
+			goto out;
+		goto opened;
+	}
 	rc = node_loc(&ctx->nodes, n, &l);
 	if (rc)
 		goto out;
@@ -718,6 +856,12 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino,
 		rc = -EROFS;
 		log_fail(&l, NULL, "open for writing", rc, NULL);
 		goto out;
+	}
+	if (!writable && l.tree == TREE_IMAGES) {
+		rc = open_image(ctx, &l, &h);
+		if (rc)
+			goto out;
+		goto opened;
 	}
 	if (trunc)
 		rc = ovl_lookup(&ctx->stack, &l, &f);
@@ -737,6 +881,7 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino,
 	rc = handle_new(content_of(&l), data, len, writable, trunc, budget, &h);
 	if (rc)
 		goto out;
+opened:
 	h->node = n;
 	n = NULL; /* the handle keeps the reference */
 	fi->fh = (uintptr_t)h;
@@ -744,6 +889,7 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino,
 	fi->noflush = !writable;
 	if (fuse_reply_open(req, fi) != 0) {
 		node_put(&ctx->nodes, h->node);
+		ovl_release_image(&ctx->stack, h->src, h->token);
 		handle_free(h);
 	}
 	return;
@@ -828,6 +974,7 @@ static void dsfs_release(fuse_req_t req, fuse_ino_t ino,
 		commit_handle(ctx, h, true);
 	pthread_mutex_unlock(&h->lock);
 	node_put(&ctx->nodes, h->node);
+	ovl_release_image(&ctx->stack, h->src, h->token);
 	handle_free(h);
 	fuse_reply_err(req, 0);
 }
@@ -883,7 +1030,7 @@ static void dsfs_opendir(fuse_req_t req, fuse_ino_t ino,
 	struct dir_handle *d = calloc(1, sizeof(*d));
 	struct found f;
 	struct loc l;
-	int rc;
+	int rc = 0;
 
 	if (!n || !d) {
 		rc = n ? -ENOMEM : -ESTALE;
@@ -893,6 +1040,10 @@ static void dsfs_opendir(fuse_req_t req, fuse_ino_t ino,
 		rc = fixed_listing(ctx, n, &d->ls);
 		goto out;
 	}
+	/* Tokens are not listed: a listing would grow with the store, and
+	 * a token is found from an image's user.dsfs.token. */
+	if (n->special == NODE_BY_TOKEN_DIR)
+		goto out;
 	rc = node_loc(&ctx->nodes, n, &l);
 	if (rc)
 		goto out;
@@ -1012,6 +1163,39 @@ static void dsfs_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+static int token_xattr(struct dsfs_ctx *ctx, struct node *n, const char *name,
+		       char *buf, size_t size)
+{
+	unsigned char head[32];
+	struct dsfs_layer *held;
+	const char *type = NULL;
+	struct stat st;
+	uint64_t bytes;
+	ssize_t got;
+	int layer, rc;
+
+	rc = token_stat(ctx, n, &st, &layer);
+	if (rc)
+		return rc;
+	if (strcmp(name, XATTR_LAYER) == 0) {
+		snprintf(buf, size, "%s", layer_names[layer]);
+	} else if (strcmp(name, XATTR_TOKEN) == 0) {
+		snprintf(buf, size, "%s", n->name);
+	} else if (strcmp(name, XATTR_TYPE) == 0) {
+		rc = ovl_open_blob(&ctx->stack, n->name, &bytes, &held);
+		if (rc)
+			return rc;
+		got = layer_read_blob(held, n->name, 0, head, sizeof(head));
+		ovl_release_image(&ctx->stack, held, n->name);
+		if (got > 0)
+			type = image_type(head, (size_t)got);
+		snprintf(buf, size, "%s", type ? type : "empty");
+	} else {
+		return -ENODATA;
+	}
+	return 0;
+}
+
 /* The read-only user.dsfs.* attributes of a node: fills buf with the
  * value of `name`; -ENODATA if the node has no such attribute. */
 static int xattr_value(struct dsfs_ctx *ctx, struct node *n, const char *name,
@@ -1023,6 +1207,8 @@ static int xattr_value(struct dsfs_ctx *ctx, struct node *n, const char *name,
 
 	if (is_fixed(n))
 		return -ENODATA;
+	if (n->special == NODE_BY_TOKEN)
+		return token_xattr(ctx, n, name, buf, size);
 	rc = node_found(ctx, n, &l, &f);
 	if (rc)
 		return rc;

@@ -55,6 +55,21 @@ int handle_new(enum dsfs_content content, char *data, size_t len,
 	return 0;
 }
 
+int handle_new_stream(struct dsfs_layer *src, const char *token,
+		      struct handle **out)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return -ENOMEM;
+	pthread_mutex_init(&h->lock, NULL);
+	h->content = DSFS_CONTENT_IMAGE;
+	h->src = src;
+	snprintf(h->token, sizeof(h->token), "%s", token);
+	*out = h;
+	return 0;
+}
+
 void handle_free(struct handle *h)
 {
 	if (!h)
@@ -67,6 +82,8 @@ void handle_free(struct handle *h)
 
 ssize_t handle_read(struct handle *h, uint64_t off, void *buf, size_t size)
 {
+	if (h->src)
+		return layer_read_blob(h->src, h->token, off, buf, size);
 	if (off >= h->len)
 		return 0;
 	if (size > h->len - off)

@@ -31,6 +31,12 @@ struct handle {
 	struct dsfs_validator *val; /* owned; NULL once streaming gave up */
 	size_t val_pos;             /* bytes of buf fed to val */
 	uint64_t budget;            /* of the layer a commit would go to */
+
+	/* A reader of an image streams it from its layer instead of copying
+	 * it: src is held and the blob pinned (ovl_open_image) until the
+	 * handle is released. */
+	struct dsfs_layer *src;
+	char token[DSFS_TOKEN_LEN + 1];
 };
 
 /* Make a handle over data[0..len), which it takes ownership of (also on
@@ -43,6 +49,11 @@ int handle_new(enum dsfs_content content, char *data, size_t len,
 	       bool writable, bool truncate, uint64_t budget,
 	       struct handle **out);
 void handle_free(struct handle *h);
+
+/* A read-only handle streaming the image blob `token` from the held layer
+ * src (whose hold passes to the handle). */
+int handle_new_stream(struct dsfs_layer *src, const char *token,
+		      struct handle **out);
 
 ssize_t handle_read(struct handle *h, uint64_t off, void *buf, size_t size);
 

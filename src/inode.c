@@ -308,6 +308,24 @@ struct node *node_link(struct node_table *t, struct node *dir,
 	return n;
 }
 
+struct node *node_link_special(struct node_table *t, struct node *dir,
+			       const char *name, int special)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = find_child(t, dir, name);
+	if (!n)
+		n = node_new(t, dir, name);
+	if (n) {
+		n->nlookup++;
+		n->special = special;
+		n->is_dir = special == NODE_BY_TOKEN_DIR;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
 struct node *node_get_child(struct node_table *t, struct node *dir,
 			    const char *name)
 {

@@ -27,6 +27,8 @@ struct node {
 	bool is_dir;
 	bool is_tree_root; /* kv, images, devices of some view */
 	bool permanent;    /* the root and the fixed directories */
+	/* images/.by-token/ and the blobs in it, outside every layer. */
+	enum { NODE_PLAIN, NODE_BY_TOKEN_DIR, NODE_BY_TOKEN } special;
 	int limit;         /* a merged dir: the limit its children inherit */
 	struct node *ino_next;
 	struct node *name_next;
@@ -56,6 +58,11 @@ void node_put(struct node_table *t, struct node *n);
  * kernel lookup counted.  NULL when out of memory. */
 struct node *node_link(struct node_table *t, struct node *dir,
 		       const char *name, bool is_dir, int limit);
+/* The special child of dir (.by-token and the tokens in it): found or
+ * made, with one more kernel lookup counted. */
+struct node *node_link_special(struct node_table *t, struct node *dir,
+			       const char *name, int special);
+
 /* The existing child `name` of dir, with one more kernel lookup counted;
  * NULL if the table has none (for the fixed directories). */
 struct node *node_get_child(struct node_table *t, struct node *dir,

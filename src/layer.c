@@ -13,7 +13,7 @@
 #include <errno.h>
 #include <string.h>
 
-#define ALL_SET_BITS                                                   \
+#define ALL_SET_BITS                                                    \
 	(DSFS_SET_MODE | DSFS_SET_UID | DSFS_SET_GID | DSFS_SET_ATIME | \
 	 DSFS_SET_MTIME | DSFS_SET_CTIME)
 #define ALL_RENAME_FLAGS (DSFS_RENAME_NOREPLACE | DSFS_RENAME_WHITEOUT)
@@ -137,6 +137,33 @@ int layer_clear(struct dsfs_layer *l)
 	if (l->readonly)
 		return -EROFS;
 	return l->ops->clear(l);
+}
+
+/* Tokens come from stored attributes, so one that could not have been
+ * stored is a bug in the caller. */
+static bool token_ok(const char *token)
+{
+	return token && *token && strlen(token) <= DSFS_TOKEN_LEN;
+}
+
+int layer_stat_blob(struct dsfs_layer *l, const char *token, uint64_t *size)
+{
+	assert(layer_ok(l) && token_ok(token) && size);
+	return l->ops->stat_blob(l, token, size);
+}
+
+/* Pins are allowed on a read-only layer: they change no stored content,
+ * and a reader of the factory image pins like any other. */
+int layer_pin_blob(struct dsfs_layer *l, const char *token)
+{
+	assert(layer_ok(l) && token_ok(token));
+	return l->ops->pin_blob(l, token);
+}
+
+int layer_unpin_blob(struct dsfs_layer *l, const char *token)
+{
+	assert(layer_ok(l) && token_ok(token));
+	return l->ops->unpin_blob(l, token);
 }
 
 /* NULL is accepted, like free(), so that teardown paths stay simple. */

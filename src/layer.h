@@ -14,7 +14,10 @@
  * "images/splash".  The tree roots "kv" and "images" are implicit
  * directories that exist in every layer and are never stored; every other
  * directory is an explicit entry.  devices/ID/x is stored as kv/__ID/x: the
- * layer never sees the word "devices".
+ * layer never sees the word "devices".  lookup() of a tree root reports a
+ * directory (mode 0755, version 0) and list() lists it; a root cannot be
+ * changed: commit -EISDIR, mkdir -EEXIST, remove, whiteout and rename
+ * -EBUSY, setattr -EPERM.
  *
  * Entries.  A key holds a file (a value), a directory, or a whiteout.  A
  * whiteout records that the key was removed through the merged view while a
@@ -27,6 +30,13 @@
  * by every entry of the layer with the same token (reference counted); read()
  * returns the blob's bytes.
  *
+ * Pins.  A reader streaming an image with read_blob() pins its token first
+ * (pin_blob) and unpins it when done, so that the blob stays readable while
+ * another writer replaces or removes the entries using it.  A blob is
+ * deleted when no entry references it and it is not pinned.  Pin counts
+ * live in memory only: a blob left unreferenced but pinned by a process
+ * that died is deleted at the next read-write open of the store.
+ *
  * Errors.  Every operation returns 0 (or a byte count) on success and a
  * negative errno on failure: -ENOENT (no such key, or a parent directory is
  * missing), -EEXIST, -ENOTDIR (a parent is a file), -EISDIR, -ENOTEMPTY,
@@ -35,8 +45,10 @@
  *
  * Budget.  A layer's usage is the sum over its entries of the name length
  * plus the value length (an image blob's length is counted once per blob,
- * not per entry).  A change that would make usage exceed the budget fails
- * with -ENOSPC; changes that shrink usage always succeed.
+ * not per entry).  A blob that no entry references any more but that is
+ * pinned stays counted until it is deleted at its last unpin.  A change
+ * that would make usage exceed the budget fails with -ENOSPC; changes that
+ * shrink usage always succeed.
  *
  * Atomicity.  Each mutating operation is one transaction: it happens
  * completely or not at all, and when it returns on a persistent layer the
@@ -53,7 +65,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define DSFS_LAYER_OPS_VERSION 1
+#define DSFS_LAYER_OPS_VERSION 2
 
 #define DSFS_TYPE_MAX 32  /* "object", "image/png", ... with NUL */
 #define DSFS_TOKEN_LEN 64 /* hex SHA-256 */
@@ -124,7 +136,8 @@ struct dsfs_layer_ops {
 	 * in *out if out is not NULL.  Replaces a whiteout or a file; -EISDIR
 	 * if key is a directory; the parent must be a tree root or an
 	 * existing directory (-ENOENT, -ENOTDIR).  If a->token is non-empty
-	 * data is an image blob: stored once per token. */
+	 * data is an image blob: stored once per token (if the layer holds
+	 * the token already, that blob is kept: the token names its bytes). */
 	int (*commit)(struct dsfs_layer *l, const char *key,
 		      const struct dsfs_attr *a, const void *data, size_t len,
 		      struct dsfs_attr *out);
@@ -145,20 +158,27 @@ struct dsfs_layer_ops {
 	int (*whiteout)(struct dsfs_layer *l, const char *key);
 
 	/* Change the attributes selected by mask (DSFS_SET_*) of a file or
-	 * directory; bumps the version. */
+	 * directory; bumps the version.  -ENOENT for a whiteout. */
 	int (*setattr)(struct dsfs_layer *l, const char *key,
 		       const struct dsfs_attr *a, unsigned mask);
 
 	/* Move the entry at `from` (with its whole subtree if a directory) to
 	 * `to`, atomically replacing what is at `to`: a file or whiteout, or
 	 * a directory holding only whiteouts when `from` is a directory
-	 * (-ENOTEMPTY, -EISDIR, -ENOTDIR as rename(2)).  Flags DSFS_RENAME_*. */
+	 * (-ENOTEMPTY, -EISDIR, -ENOTDIR as rename(2)).  Flags DSFS_RENAME_*.
+	 * -EINVAL if `to` is inside the directory `from`; -ENOENT if `from`
+	 * is a whiteout; `from` onto itself changes nothing (-EEXIST with
+	 * NOREPLACE).  A whiteout at `to` does not count as existing for
+	 * NOREPLACE.  The moved entry gets a new version, its descendants
+	 * keep theirs. */
 	int (*rename)(struct dsfs_layer *l, const char *from, const char *to,
 		      unsigned flags);
 
 	/* Call cb for every child (files, directories and whiteouts) of the
 	 * directory dir ("kv", "kv/app", "images"...), in no set order.
-	 * -ENOENT if dir does not exist, -ENOTDIR if it is a file. */
+	 * -ENOENT if dir does not exist, -ENOTDIR if it is a file.  The
+	 * children are copied out first and cb runs without the layer's lock,
+	 * so it may call the layer. */
 	int (*list)(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
 		    void *ctx);
 
@@ -168,11 +188,36 @@ struct dsfs_layer_ops {
 	/* Make every change that has returned durable against power loss. */
 	int (*sync)(struct dsfs_layer *l);
 
-	/* Remove every entry and blob (factory reset), in one transaction. */
+	/* Remove every entry and every blob that is not pinned (factory
+	 * reset), in one transaction.  A pinned blob stays, referenced by
+	 * nothing and still counted in usage, until its last unpin.  Versions
+	 * keep increasing across it. */
 	int (*clear)(struct dsfs_layer *l);
 
-	/* Release everything the layer owns, including l itself. */
+	/* Release everything the layer owns, including l itself.  Pins held
+	 * are dropped without deleting anything (see Pins). */
 	void (*close)(struct dsfs_layer *l);
+
+	/* Version 2. */
+
+	/* Set *size to the length of the blob with this token and return 0
+	 * if the layer holds it (referenced or pinned); -ENOENT otherwise. */
+	int (*stat_blob)(struct dsfs_layer *l, const char *token,
+			 uint64_t *size);
+
+	/* Keep the blob with this token readable by read_blob() until the
+	 * matching unpin_blob(), even if every entry using it is replaced or
+	 * removed meanwhile, clear() included.  Pins nest: n pins need n
+	 * unpins.  -ENOENT if the layer holds no such blob.  Allowed on a
+	 * read-only layer: it changes no stored content. */
+	int (*pin_blob)(struct dsfs_layer *l, const char *token);
+
+	/* Drop one pin of token.  At the last one, a blob no entry references
+	 * is deleted (in its own transaction on a store; never on a factory
+	 * image) and its bytes leave usage.  -ENOENT if the token is not
+	 * pinned.  If deleting fails the error is returned but the pin is
+	 * dropped all the same; the next read-write open deletes the blob. */
+	int (*unpin_blob)(struct dsfs_layer *l, const char *token);
 };
 
 struct dsfs_layer {
@@ -204,6 +249,9 @@ int layer_usage(struct dsfs_layer *l, uint64_t *used, uint64_t *budget);
 int layer_sync(struct dsfs_layer *l);
 int layer_clear(struct dsfs_layer *l);
 void layer_close(struct dsfs_layer *l);
+int layer_stat_blob(struct dsfs_layer *l, const char *token, uint64_t *size);
+int layer_pin_blob(struct dsfs_layer *l, const char *token);
+int layer_unpin_blob(struct dsfs_layer *l, const char *token);
 
 /* layer_mem.c: the ephemeral layer, in memory, lost at unmount. */
 int layer_mem_open(uint64_t budget, struct dsfs_layer **out);
@@ -215,8 +263,11 @@ int layer_mem_open(uint64_t budget, struct dsfs_layer **out);
  * synchronous=NORMAL, prepared statements.  A file that is not a dsfs store
  * (foreign or damaged SQLite file, or not SQLite at all) is refused with
  * -EINVAL, or -EIO if it cannot be read, and *why is set to a static
- * human-readable reason; the file is left byte for byte untouched.  Opening
- * does no work that grows with the number of entries.
+ * human-readable reason (or one in a thread-local buffer, valid until the
+ * next open on the same thread); the file is left byte for byte untouched.
+ * Opening does no work that grows with the number of entries: it deletes
+ * the blobs left unreferenced by a process that died while they were
+ * pinned (see Pins), through an index of them, in one transaction.
  *
  * layer_sqlite_open_image() opens a factory image read-only (immutable: the
  * file is never written; writes return -EROFS).

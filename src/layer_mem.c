@@ -12,8 +12,9 @@
  *
  * Image values (a non-empty token) live in a second hash table of
  * reference-counted blobs, one per token, shared by every entry that names
- * it.  Budget accounting follows layer.h: name bytes plus value bytes, a
- * blob counted once.  Every change is checked against the budget and has
+ * it.  A blob also counts its pins (layer.h, Pins): it is freed when both
+ * counts are zero, and counted in usage until then.  Budget accounting
+ * follows layer.h: name bytes plus value bytes, a blob counted once.  Every change is checked against the budget and has
  * allocated all it needs before it touches anything, so a failure leaves
  * the layer as it was.
  *
@@ -52,17 +53,18 @@ struct mem_blob {
 	unsigned char *data; /* owned */
 	size_t len;
 	unsigned long refs; /* entries naming this token */
+	unsigned long pins; /* pin_blob() calls not yet unpinned */
 };
 
 struct mem_entry {
-	struct hnode h;                /* in m->entries, keyed by key */
-	char *key;                     /* owned: the full key */
-	const char *name;              /* last component, inside key */
+	struct hnode h;		       /* in m->entries, keyed by key */
+	char *key;		       /* owned: the full key */
+	const char *name;	       /* last component, inside key */
 	struct mem_entry *parent;      /* NULL for a tree root */
 	struct mem_entry *prev, *next; /* siblings in parent->kids */
-	struct mem_entry *kids;        /* DSFS_DIR: children, no order */
-	size_t nreal;                  /* DSFS_DIR: kids that aren't whiteouts */
-	bool root;                     /* "kv" or "images": never removed */
+	struct mem_entry *kids;	       /* DSFS_DIR: children, no order */
+	size_t nreal;		       /* DSFS_DIR: kids not whiteouts */
+	bool root;		       /* "kv" or "images": never removed */
 	struct dsfs_attr a;
 	unsigned char *value;  /* plain file: owned copy of the value */
 	struct mem_blob *blob; /* image file: one reference */
@@ -70,10 +72,10 @@ struct mem_entry {
 
 struct mem_layer {
 	struct dsfs_layer base; /* first: (struct dsfs_layer *) is a cast */
-	pthread_mutex_t lock;   /* protects everything below */
-	struct htab entries;    /* every entry, roots included */
-	struct htab blobs;      /* image blobs by token */
-	uint64_t seed;          /* hash seed, random per layer */
+	pthread_mutex_t lock;	/* protects everything below */
+	struct htab entries;	/* every entry, roots included */
+	struct htab blobs;	/* image blobs by token */
+	uint64_t seed;		/* hash seed, random per layer */
 	uint64_t used;
 	uint64_t budget;
 	uint64_t seq; /* last version handed out; never goes back */
@@ -186,8 +188,8 @@ static void node_set_key(struct mem_layer *m, struct hnode *h, const char *key)
 static struct mem_entry *find_len(struct mem_layer *m, const char *key,
 				  size_t len)
 {
-	struct hnode *h = htab_find(&m->entries,
-				    hash_bytes(m->seed, key, len), key, len);
+	struct hnode *h =
+		htab_find(&m->entries, hash_bytes(m->seed, key, len), key, len);
 
 	return h ? (struct mem_entry *)h : NULL;
 }
@@ -200,9 +202,8 @@ static struct mem_entry *find(struct mem_layer *m, const char *key)
 static struct mem_blob *find_blob(struct mem_layer *m, const char *token)
 {
 	size_t len = strlen(token);
-	struct hnode *h = htab_find(&m->blobs,
-				    hash_bytes(m->seed, token, len), token,
-				    len);
+	struct hnode *h = htab_find(&m->blobs, hash_bytes(m->seed, token, len),
+				    token, len);
 
 	return h ? (struct mem_blob *)h : NULL;
 }
@@ -287,13 +288,20 @@ static struct mem_entry *entry_new(const char *key)
 	return e;
 }
 
-static void blob_put(struct mem_layer *m, struct mem_blob *b)
+static void blob_free(struct mem_layer *m, struct mem_blob *b)
 {
-	if (--b->refs)
-		return;
 	htab_del(&m->blobs, &b->h);
 	free(b->data);
 	free(b);
+}
+
+/* Drop one reference.  A pinned blob outlives its last one: the last
+ * unpin frees it and gives its bytes back. */
+static void blob_put(struct mem_layer *m, struct mem_blob *b)
+{
+	if (--b->refs || b->pins)
+		return;
+	blob_free(m, b);
 }
 
 /* Drop a file's value (its own copy or its blob reference). */
@@ -318,13 +326,13 @@ static void entry_destroy(struct mem_layer *m, struct mem_entry *e)
 }
 
 /* Value bytes given back when e's value is dropped: an image's blob only
- * if e holds its last reference. */
+ * if e holds its last reference and nobody has it pinned. */
 static uint64_t value_cost(const struct mem_entry *e)
 {
 	if (e->a.kind != DSFS_FILE)
 		return 0;
 	if (e->blob)
-		return e->blob->refs == 1 ? e->blob->len : 0;
+		return e->blob->refs == 1 && !e->blob->pins ? e->blob->len : 0;
 	return e->a.size;
 }
 
@@ -759,8 +767,7 @@ static struct mem_entry *next_in(struct mem_entry *e,
 
 /* New keys for every descendant of src once src is named `to`, in walk
  * order; NULL (everything freed) when out of memory. */
-static char **subtree_keys(struct mem_entry *src, const char *to,
-			   size_t *count)
+static char **subtree_keys(struct mem_entry *src, const char *to, size_t *count)
 {
 	size_t n = 0, i = 0, flen = strlen(src->key), tlen = strlen(to);
 	struct mem_entry *d;
@@ -801,8 +808,8 @@ static void rekey(struct mem_layer *m, struct mem_entry *e, char *key)
 	htab_add(&m->entries, &e->h);
 }
 
-static int rename_locked(struct mem_layer *m, const char *from,
-			 const char *to, unsigned flags)
+static int rename_locked(struct mem_layer *m, const char *from, const char *to,
+			 unsigned flags)
 {
 	struct mem_entry *src, *dst, *tdir, *fdir, *wo = NULL, *d;
 	char **keys = NULL, *newkey = NULL;
@@ -983,13 +990,16 @@ static int mem_sync(struct dsfs_layer *l)
 	return 0;
 }
 
-/* Free every entry but the roots and every blob.  seq is kept: versions
- * must keep increasing across a factory reset, or a cache holding an old
- * version could take a new value for the one it has. */
-static void clear_locked(struct mem_layer *m)
+/* Free every entry but the roots, and every blob but the pinned ones if
+ * keep_pinned: those stay, referenced by nothing and still counted in
+ * usage, until their last unpin.  seq is kept: versions must keep
+ * increasing across a factory reset, or a cache holding an old version
+ * could take a new value for the one it has. */
+static void clear_locked(struct mem_layer *m, bool keep_pinned)
 {
 	struct hnode *h, *next;
-	size_t i;
+	size_t i, kept = 0;
+	uint64_t used = 0;
 
 	for (i = 0; i < m->entries.nb; i++) {
 		for (h = m->entries.b[i]; h; h = next) {
@@ -1008,18 +1018,27 @@ static void clear_locked(struct mem_layer *m)
 		m->entries.b[i] = NULL;
 	}
 	for (i = 0; i < m->blobs.nb; i++) {
-		for (h = m->blobs.b[i]; h; h = next) {
+		h = m->blobs.b[i];
+		m->blobs.b[i] = NULL;
+		for (; h; h = next) {
 			struct mem_blob *b = (struct mem_blob *)h;
 
 			next = h->next;
+			if (keep_pinned && b->pins) {
+				b->refs = 0;
+				h->next = m->blobs.b[i];
+				m->blobs.b[i] = h;
+				kept++;
+				used += b->len;
+				continue;
+			}
 			free(b->data);
 			free(b);
 		}
-		m->blobs.b[i] = NULL;
 	}
 	m->entries.n = 0;
-	m->blobs.n = 0;
-	m->used = 0;
+	m->blobs.n = kept;
+	m->used = used;
 }
 
 /* The roots go back into the emptied table. */
@@ -1042,12 +1061,65 @@ static int mem_clear(struct dsfs_layer *l)
 	pthread_mutex_lock(&m->lock);
 	for (i = 0; i < NROOTS; i++)
 		roots[i] = find(m, tree_roots[i]);
-	clear_locked(m);
+	clear_locked(m, true);
 	htab_resize(&m->entries, HTAB_MIN);
 	htab_resize(&m->blobs, HTAB_MIN);
 	add_roots(m, roots);
 	pthread_mutex_unlock(&m->lock);
 	return 0;
+}
+
+static int mem_stat_blob(struct dsfs_layer *l, const char *token,
+			 uint64_t *size)
+{
+	struct mem_layer *m = to_mem(l);
+	struct mem_blob *b;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->lock);
+	b = find_blob(m, token);
+	if (b)
+		*size = b->len;
+	else
+		rc = -ENOENT;
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+/* The pin count lives in the blob itself: a blob is in m->blobs exactly
+ * while it is referenced or pinned. */
+static int mem_pin_blob(struct dsfs_layer *l, const char *token)
+{
+	struct mem_layer *m = to_mem(l);
+	struct mem_blob *b;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->lock);
+	b = find_blob(m, token);
+	if (b)
+		b->pins++;
+	else
+		rc = -ENOENT;
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+static int mem_unpin_blob(struct dsfs_layer *l, const char *token)
+{
+	struct mem_layer *m = to_mem(l);
+	struct mem_blob *b;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->lock);
+	b = find_blob(m, token);
+	if (!b || !b->pins) {
+		rc = -ENOENT;
+	} else if (!--b->pins && !b->refs) {
+		m->used -= b->len;
+		blob_free(m, b);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return rc;
 }
 
 static void mem_close(struct dsfs_layer *l)
@@ -1058,7 +1130,7 @@ static void mem_close(struct dsfs_layer *l)
 
 	for (i = 0; i < NROOTS; i++)
 		roots[i] = find(m, tree_roots[i]);
-	clear_locked(m);
+	clear_locked(m, false);
 	for (i = 0; i < NROOTS; i++) {
 		free(roots[i]->key);
 		free(roots[i]);
@@ -1085,6 +1157,9 @@ static const struct dsfs_layer_ops mem_ops = {
 	.sync = mem_sync,
 	.clear = mem_clear,
 	.close = mem_close,
+	.stat_blob = mem_stat_blob,
+	.pin_blob = mem_pin_blob,
+	.unpin_blob = mem_unpin_blob,
 };
 
 int layer_mem_open(uint64_t budget, struct dsfs_layer **out)

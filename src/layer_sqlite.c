@@ -17,7 +17,14 @@
  *         mode, uid, gid, atime, mtime, ctime (ns since the epoch),
  *         version, size, type, token, value BLOB, UNIQUE(parent, name))
  *   blob(token TEXT PRIMARY KEY, refs, data BLOB)
+ *     with the partial index blob_unref of the rows whose refs are 0
  *   meta(k TEXT PRIMARY KEY, v)
+ *
+ * Pins (layer.h) are counted in a small hash table in memory, s->pins: a
+ * blob whose refs drop to 0 while it is pinned stays, and is deleted by
+ * its last unpin.  One left behind by a process that died pinning it is
+ * deleted at the next read-write open, which finds it (and only it)
+ * through blob_unref.
  *
  * A store is marked as ours by application_id 0x64736673 ("dsfs") and
  * user_version 1.  An existing file is validated before it is opened for
@@ -54,6 +61,11 @@
 #define STORE_APP_ID 0x64736673u /* "dsfs" */
 #define STORE_VERSION 1
 #define BUSY_TIMEOUT_MS 5000
+#define PIN_BUCKETS_MIN 16 /* a power of two */
+
+/* The blobs no entry references: pinned ones, or ones left by a crash.
+ * Partial, so it holds only those rows and costs nothing otherwise. */
+#define BLOB_UNREF_INDEX "blob_unref ON blob(refs) WHERE refs = 0"
 
 /* PRAGMA takes no hex: 1685284467 is STORE_APP_ID. */
 static const char schema_sql[] =
@@ -82,6 +94,7 @@ static const char schema_sql[] =
 	" token TEXT PRIMARY KEY,"
 	" refs INTEGER NOT NULL,"
 	" data BLOB NOT NULL);"
+	"CREATE INDEX " BLOB_UNREF_INDEX ";"
 	"CREATE TABLE meta("
 	" k TEXT PRIMARY KEY,"
 	" v INTEGER NOT NULL);"
@@ -112,6 +125,9 @@ enum stmt {
 	S_BLOB_ADD,
 	S_BLOB_REF,
 	S_BLOB_GC,
+	S_BLOB_MARK,
+	S_BLOB_UNMARK,
+	S_BLOB_BYTES,
 	S_CLEAR_ENTRIES,
 	S_CLEAR_BLOBS,
 	S_SYNC_FULL,
@@ -119,7 +135,7 @@ enum stmt {
 	S_COUNT
 };
 
-#define ATTR_COLS                                                       \
+#define ATTR_COLS                                                            \
 	"kind, opaque, mode, uid, gid, atime, mtime, ctime, version, size, " \
 	"type, token"
 
@@ -169,20 +185,35 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_BLOB_ADD] = "INSERT INTO blob(token, refs, data) VALUES (?1, 1, ?2)",
 	[S_BLOB_REF] = "UPDATE blob SET refs = refs + ?2 WHERE token = ?1",
 	[S_BLOB_GC] = "DELETE FROM blob WHERE token = ?1 AND refs <= 0",
+	/* clear() marks the pinned blobs with refs -1 to spare them, then
+	 * sets them to 0: nothing references them any more. */
+	[S_BLOB_MARK] = "UPDATE blob SET refs = -1 WHERE token = ?1",
+	[S_BLOB_UNMARK] = "UPDATE blob SET refs = 0 WHERE refs < 0",
+	[S_BLOB_BYTES] = "SELECT coalesce(sum(length(data)), 0) FROM blob",
 	[S_CLEAR_ENTRIES] = "DELETE FROM entry",
-	[S_CLEAR_BLOBS] = "DELETE FROM blob",
+	[S_CLEAR_BLOBS] = "DELETE FROM blob WHERE refs >= 0",
 	[S_SYNC_FULL] = "PRAGMA synchronous = FULL",
 	[S_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
 };
 
+/* One pinned token in s->pins. */
+struct pin {
+	struct pin *next; /* next in the same bucket */
+	unsigned long count;
+	char token[DSFS_TOKEN_LEN + 1];
+};
+
 struct sq_layer {
 	struct dsfs_layer base; /* first: (struct dsfs_layer *) is a cast */
-	pthread_mutex_t lock;   /* serialises db and st[] */
+	pthread_mutex_t lock;	/* serialises db and st[], guards pins */
 	sqlite3 *db;
 	sqlite3_stmt *st[S_COUNT];
 	uint64_t budget;
-	char *name; /* base.name points here */
-	char *path; /* for log lines */
+	char *name;	    /* base.name points here */
+	char *path;	    /* for log lines */
+	bool image;	    /* opened immutable: nothing is ever deleted */
+	struct pin **pins;  /* npb buckets, allocated at the first pin */
+	size_t npb, npins;  /* buckets (a power of two), tokens pinned */
 };
 
 /* One use of the connection, read or write: what the log line names, and
@@ -239,22 +270,54 @@ whyf(const char *fmt, ...)
 
 /* ---- errors -------------------------------------------------------- */
 
+/*
+ * The errno behind an I/O error, if it says the disk is full (ENOSPC or
+ * EDQUOT), else 0.  SQLite 3.40 does not record sqlite3_system_errno() for
+ * a failure at COMMIT, so look in every place the errno may be: that
+ * record, errno as it was right after the failing call (`saved`), and the
+ * last errno the unix VFS kept for the database file and for its journal
+ * or WAL.  The VFS's record can be older than this failure; taking an old
+ * ENOSPC for a new I/O error is the lesser evil.
+ */
+static int disk_full_errno(sqlite3 *db, int saved)
+{
+	int cand[4] = {saved, 0, 0, 0};
+	sqlite3_file *j = NULL;
+	size_t i;
+
+	if (db) {
+		cand[1] = sqlite3_system_errno(db);
+		sqlite3_file_control(db, "main", SQLITE_FCNTL_LAST_ERRNO,
+				     &cand[2]);
+		if (sqlite3_file_control(db, "main",
+					 SQLITE_FCNTL_JOURNAL_POINTER,
+					 &j) == SQLITE_OK &&
+		    j && j->pMethods && j->pMethods->xFileControl)
+			j->pMethods->xFileControl(j, SQLITE_FCNTL_LAST_ERRNO,
+						  &cand[3]);
+	}
+	for (i = 0; i < sizeof(cand) / sizeof(cand[0]); i++)
+		if (cand[i] == ENOSPC || cand[i] == EDQUOT)
+			return cand[i];
+	return 0;
+}
+
 /* Convert a SQLite result to a negative errno, once, here.  A full disk
  * must come out as ENOSPC whatever path SQLite took to notice it: the unix
- * VFS reports a failed write() as SQLITE_FULL, but a failed fallocate()
- * or WAL/shm growth as SQLITE_IOERR_* with the errno kept aside. */
-static int sq_errno(sqlite3 *db, int rc)
+ * VFS reports a failed write() as SQLITE_FULL, but a failed fsync(), shm
+ * growth or truncate as SQLITE_IOERR_* with the errno kept aside.  `saved`
+ * is errno right after the failing call. */
+static int sq_errno(sqlite3 *db, int rc, int saved)
 {
-	int sys = db ? sqlite3_system_errno(db) : 0;
+	int sys;
 
 	switch (rc & 0xff) {
 	case SQLITE_FULL:
 		return -ENOSPC;
 	case SQLITE_IOERR:
 	case SQLITE_CANTOPEN:
-		if (sys == ENOSPC || sys == EDQUOT)
-			return -sys;
-		return -EIO;
+		sys = disk_full_errno(db, saved);
+		return sys ? -sys : -EIO;
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
 		return -EBUSY;
@@ -269,13 +332,14 @@ static int sq_errno(sqlite3 *db, int rc)
 	}
 }
 
-/* Log a failed step of t and convert it.  Must be called before anything
- * else touches the connection, which would replace the message and the
- * saved errno. */
+/* Log a failed call on t's connection and convert its result.  Must be
+ * called straight after the call, before anything else touches errno or
+ * the connection, which would replace the message. */
 static int tx_fail(struct tx *t, int rc)
 {
+	int saved = errno;
 	struct sq_layer *s = t->s;
-	int err = sq_errno(s->db, rc);
+	int err = sq_errno(s->db, rc, saved);
 
 	log_err("%s: %s %s: %s (%s)", s->path, t->what, t->key ? t->key : "",
 		sqlite3_errmsg(s->db), strerror(-err));
@@ -404,6 +468,122 @@ static int run_key(struct tx *t, enum stmt i, const char *key, int len)
 {
 	bind_str(t->s->st[i], 1, key, len);
 	return run(t, t->s->st[i]);
+}
+
+/* ---- pins ---------------------------------------------------------- */
+
+/* FNV-1a.  Unseeded: the table holds one token per image open for reading,
+ * and a token is a content hash that a writer cannot aim at a bucket
+ * without finding collisions of SHA-256. */
+static uint64_t pin_hash(const char *token)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *token; token++) {
+		h ^= (unsigned char)*token;
+		h *= 0x100000001b3ULL;
+	}
+	return h ^ (h >> 29);
+}
+
+/* The link that points at token's pin, or the NULL ending its chain. */
+static struct pin **pin_link(struct sq_layer *s, const char *token)
+{
+	struct pin **p = &s->pins[pin_hash(token) & (s->npb - 1)];
+
+	while (*p && strcmp((*p)->token, token) != 0)
+		p = &(*p)->next;
+	return p;
+}
+
+static bool pinned(struct sq_layer *s, const char *token)
+{
+	return s->npins && *pin_link(s, token);
+}
+
+/* Rehash into nb buckets.  Failing to allocate is not an error: the table
+ * keeps working with longer chains. */
+static void pins_resize(struct sq_layer *s, size_t nb)
+{
+	struct pin **b, *p, *next;
+	size_t i;
+
+	b = calloc(nb, sizeof(*b));
+	if (!b)
+		return;
+	for (i = 0; i < s->npb; i++) {
+		for (p = s->pins[i]; p; p = next) {
+			next = p->next;
+			p->next = b[pin_hash(p->token) & (nb - 1)];
+			b[pin_hash(p->token) & (nb - 1)] = p;
+		}
+	}
+	free(s->pins);
+	s->pins = b;
+	s->npb = nb;
+}
+
+static int pin_add(struct sq_layer *s, const char *token)
+{
+	struct pin **link, *p;
+
+	if (!s->pins) {
+		s->pins = calloc(PIN_BUCKETS_MIN, sizeof(*s->pins));
+		if (!s->pins)
+			return -ENOMEM;
+		s->npb = PIN_BUCKETS_MIN;
+	}
+	link = pin_link(s, token);
+	if (*link) {
+		(*link)->count++;
+		return 0;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	copy_str(p->token, sizeof(p->token), token);
+	p->count = 1;
+	*link = p;
+	if (++s->npins > s->npb)
+		pins_resize(s, s->npb * 2);
+	return 0;
+}
+
+/* Drop one pin of token; *last tells whether it was the last one.
+ * -ENOENT if token is not pinned. */
+static int pin_drop(struct sq_layer *s, const char *token, bool *last)
+{
+	struct pin **link, *p;
+
+	if (!s->npins)
+		return -ENOENT;
+	link = pin_link(s, token);
+	p = *link;
+	if (!p)
+		return -ENOENT;
+	*last = --p->count == 0;
+	if (*last) {
+		*link = p->next;
+		free(p);
+		s->npins--;
+	}
+	return 0;
+}
+
+static void pins_free(struct sq_layer *s)
+{
+	struct pin *p, *next;
+	size_t i;
+
+	for (i = 0; i < s->npb; i++) {
+		for (p = s->pins[i]; p; p = next) {
+			next = p->next;
+			free(p);
+		}
+	}
+	free(s->pins);
+	s->pins = NULL;
+	s->npb = s->npins = 0;
 }
 
 /* ---- meta ---------------------------------------------------------- */
@@ -679,7 +859,8 @@ static int blob_ref(struct tx *t, const char *token, int delta)
 	bind_str(st, 1, token, -1);
 	sqlite3_bind_int(st, 2, delta);
 	rc = run(t, st);
-	if (rc == 0 && delta < 0)
+	/* A pinned blob waits for its last unpin. */
+	if (rc == 0 && delta < 0 && !pinned(t->s, token))
 		rc = run_key(t, S_BLOB_GC, token, -1);
 	return rc;
 }
@@ -691,7 +872,8 @@ static bool in_blob(const struct dsfs_attr *a)
 
 /* Bytes given back when the entry r at key goes, with the whiteouts it
  * holds if it is a directory.  `keep` names a token that stays referenced
- * (an image replaced by itself), whose blob is not given back. */
+ * (an image replaced by itself), whose blob is not given back; nor is a
+ * pinned blob's, which its last unpin gives back. */
 static int entry_cost(struct tx *t, const char *key, int len,
 		      const struct row *r, const char *keep, uint64_t *cost)
 {
@@ -721,7 +903,7 @@ static int entry_cost(struct tx *t, const char *key, int len,
 	if (keep && strcmp(keep, r->a.token) == 0)
 		return 0;
 	rc = blob_get(t, r->a.token, &b);
-	if (rc == 0 && b.refs <= 1)
+	if (rc == 0 && b.refs <= 1 && !pinned(t->s, r->a.token))
 		*cost += b.len;
 	return rc == -ENOENT ? 0 : rc;
 }
@@ -745,8 +927,7 @@ static int drop_entry(struct tx *t, const char *key, int len,
 
 /* ---- operations ---------------------------------------------------- */
 
-static int sq_lookup(struct dsfs_layer *l, const char *key,
-		     struct dsfs_attr *a)
+static int sq_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a)
 {
 	struct sq_layer *s = to_sq(l);
 	struct tx t = {.s = s, .what = "lookup", .key = key};
@@ -844,8 +1025,8 @@ static ssize_t sq_read(struct dsfs_layer *l, const char *key, uint64_t off,
 static ssize_t sq_read_blob(struct dsfs_layer *l, const char *token,
 			    uint64_t off, void *buf, size_t len)
 {
-	struct read_args r = {.token = token, .off = off, .buf = buf,
-			      .len = len};
+	struct read_args r = {
+		.token = token, .off = off, .buf = buf, .len = len};
 	int rc;
 
 	rc = read_tx(to_sq(l), "read blob", token, read_fn, &r);
@@ -898,6 +1079,7 @@ static int commit_fn(struct tx *t, void *arg)
 		have_blob = rc == 0;
 		same_blob = found && in_blob(&old.a) &&
 			    strcmp(old.a.token, na.token) == 0;
+		rc = 0;
 	}
 	if (!have_blob)
 		add += c->len;
@@ -911,9 +1093,10 @@ static int commit_fn(struct tx *t, void *arg)
 		return -ENOSPC;
 
 	/* An image replaced by itself keeps its one reference. */
-	if (na.token[0] && !same_blob)
-		rc = have_blob ? blob_ref(t, na.token, 1)
-			       : blob_add(t, na.token, c->data, c->len);
+	if (na.token[0] && !have_blob)
+		rc = blob_add(t, na.token, c->data, c->len);
+	else if (na.token[0] && !same_blob)
+		rc = blob_ref(t, na.token, 1);
 	if (rc == 0 && found && in_blob(&old.a) && !same_blob)
 		rc = blob_ref(t, old.a.token, -1);
 	if (rc)
@@ -1409,23 +1592,120 @@ static int sq_sync(struct dsfs_layer *l)
 	return rc ? rc : rc2;
 }
 
+/* Every entry goes, and every blob but the pinned ones, which stay with
+ * refs 0 and are all that usage counts afterwards.  Marking them costs one
+ * seek per pinned token, and the rest is what a reset costs anyway. */
 static int clear_fn(struct tx *t, void *arg)
 {
+	struct sq_layer *s = t->s;
+	sqlite3_stmt *st;
+	struct pin *p;
+	int64_t bytes = 0;
+	size_t i;
 	int rc;
 
 	(void)arg;
 	rc = run_id(t, S_CLEAR_ENTRIES);
+	for (i = 0; rc == 0 && s->npins && i < s->npb; i++)
+		for (p = s->pins[i]; rc == 0 && p; p = p->next)
+			rc = run_key(t, S_BLOB_MARK, p->token, -1);
 	if (rc == 0)
 		rc = run_id(t, S_CLEAR_BLOBS);
+	if (rc == 0 && s->npins)
+		rc = run_id(t, S_BLOB_UNMARK);
+	if (rc == 0 && s->npins) {
+		st = s->st[S_BLOB_BYTES];
+		rc = step(t, st);
+		if (rc == 1) {
+			bytes = sqlite3_column_int64(st, 0);
+			sqlite3_reset(st);
+			rc = 0;
+		}
+	}
 	/* seq stays: versions must keep increasing across a reset. */
 	if (rc == 0)
-		t->used = 0;
+		t->used = bytes;
 	return rc;
 }
 
 static int sq_clear(struct dsfs_layer *l)
 {
 	return write_tx(to_sq(l), "clear", NULL, clear_fn, NULL);
+}
+
+static int sq_stat_blob(struct dsfs_layer *l, const char *token,
+			uint64_t *size)
+{
+	struct sq_layer *s = to_sq(l);
+	struct tx t = {.s = s, .what = "stat blob", .key = token};
+	struct blobinfo b;
+	int rc;
+
+	/* One statement: its own implicit transaction is enough. */
+	pthread_mutex_lock(&s->lock);
+	rc = blob_get(&t, token, &b);
+	pthread_mutex_unlock(&s->lock);
+	if (rc == 0)
+		*size = b.len;
+	return rc;
+}
+
+/* Only the count in memory changes, so an image pins like a store. */
+static int sq_pin_blob(struct dsfs_layer *l, const char *token)
+{
+	struct sq_layer *s = to_sq(l);
+	struct tx t = {.s = s, .what = "pin blob", .key = token};
+	struct blobinfo b;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = blob_get(&t, token, &b);
+	if (rc == 0)
+		rc = pin_add(s, token);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* Delete the blob `arg` if nothing references it (looked at again inside
+ * the transaction) and give its bytes back. */
+static int unpin_fn(struct tx *t, void *arg)
+{
+	const char *token = arg;
+	struct blobinfo b;
+	int rc;
+
+	rc = blob_get(t, token, &b);
+	if (rc)
+		return rc == -ENOENT ? 0 : rc;
+	if (b.refs > 0)
+		return 0;
+	rc = run_key(t, S_BLOB_GC, token, -1);
+	if (rc == 0)
+		t->used -= (int64_t)b.len;
+	return rc;
+}
+
+/* The write transaction is only begun when the blob is found unreferenced
+ * first: the usual last unpin, of an image still in place, writes nothing. */
+static int sq_unpin_blob(struct dsfs_layer *l, const char *token)
+{
+	struct sq_layer *s = to_sq(l);
+	struct tx t = {.s = s, .what = "unpin blob", .key = token};
+	struct blobinfo b;
+	bool last = false;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = pin_drop(s, token, &last);
+	if (rc == 0 && last && !s->image) {
+		rc = blob_get(&t, token, &b);
+		if (rc == 0 && b.refs <= 0)
+			rc = write_locked(&t, unpin_fn, (void *)token);
+		else if (rc == -ENOENT)
+			rc = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
 }
 
 static void finalize_all(sqlite3_stmt **st)
@@ -1483,17 +1763,19 @@ static void sq_close(struct dsfs_layer *l)
 		rc = sqlite3_exec(s->db, "PRAGMA synchronous = FULL", NULL,
 				  NULL, NULL);
 		if (rc == SQLITE_OK)
-			rc = query1(s->db, "PRAGMA journal_mode = DELETE",
-				    NULL, mode, sizeof(mode));
-		if (rc != SQLITE_OK || strcmp(mode, "delete") != 0)
+			rc = query1(s->db, "PRAGMA journal_mode = DELETE", NULL,
+				    mode, sizeof(mode));
+		if (rc != SQLITE_OK)
 			log_warn("%s: left in WAL mode at close: %s", s->path,
-				 rc == SQLITE_OK ? mode
-						 : sqlite3_errmsg(s->db));
+				 sqlite3_errmsg(s->db));
+		else if (strcmp(mode, "delete") != 0)
+			log_warn("%s: left in %s mode at close", s->path, mode);
 	}
 	rc = sqlite3_close(s->db);
 	if (rc != SQLITE_OK)
 		log_err("%s: close: %s", s->path, sqlite3_errstr(rc));
 	pthread_mutex_destroy(&s->lock);
+	pins_free(s);
 	free(s->name);
 	free(s->path);
 	free(s);
@@ -1515,6 +1797,9 @@ static const struct dsfs_layer_ops sq_ops = {
 	.sync = sq_sync,
 	.clear = sq_clear,
 	.close = sq_close,
+	.stat_blob = sq_stat_blob,
+	.pin_blob = sq_pin_blob,
+	.unpin_blob = sq_unpin_blob,
 };
 
 /* ---- opening ------------------------------------------------------- */
@@ -1647,7 +1932,7 @@ static int check_db(sqlite3 *db, const char **why)
 {
 	sqlite3_stmt *st[S_COUNT] = {NULL};
 	int64_t v = 0;
-	int rc;
+	int rc, err;
 
 	rc = query1(db, "PRAGMA application_id", &v, NULL, 0);
 	switch (rc & 0xff) {
@@ -1667,8 +1952,9 @@ static int check_db(sqlite3 *db, const char **why)
 		*why = "store is locked by another process";
 		return -EBUSY;
 	default:
+		err = sq_errno(db, rc, errno);
 		*why = whyf("cannot read store (%s)", sqlite3_errmsg(db));
-		return sq_errno(db, rc);
+		return err;
 	}
 	if ((uint32_t)v != STORE_APP_ID) {
 		*why = whyf("not a dsfs store (application_id 0x%08x)",
@@ -1707,9 +1993,9 @@ static int check_db(sqlite3 *db, const char **why)
 		return -EINVAL;
 	}
 	if (rc != SQLITE_OK) {
+		err = sq_errno(db, rc, errno);
 		*why = whyf("damaged store (%s)", sqlite3_errmsg(db));
-		return (rc & 0xff) == SQLITE_CORRUPT ? -EINVAL
-						     : sq_errno(db, rc);
+		return (rc & 0xff) == SQLITE_CORRUPT ? -EINVAL : err;
 	}
 	return 0;
 }
@@ -1726,16 +2012,17 @@ static void tune(sqlite3 *db)
 }
 
 /* Open path for SQLite; on failure *db is closed and NULL. */
-static int open_db(const char *path, int flags, sqlite3 **db,
-		   const char **why)
+static int open_db(const char *path, int flags, sqlite3 **db, const char **why)
 {
 	int rc;
 
 	rc = sqlite3_open_v2(path, db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
+		int err = sq_errno(*db, rc, errno);
+
 		*why = whyf("cannot open (%s)",
 			    *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
-		rc = sq_errno(*db, rc);
+		rc = err;
 		sqlite3_close(*db);
 		*db = NULL;
 		return rc;
@@ -1770,6 +2057,7 @@ static int layer_new(sqlite3 *db, const char *path, const char *name,
 		goto out_finalize;
 	s->db = db;
 	s->budget = budget;
+	s->image = readonly;
 	s->base.ops = &sq_ops;
 	s->base.name = s->name;
 	s->base.readonly = readonly;
@@ -1848,8 +2136,8 @@ static int create_store(const char *path, const char **why)
 	 * synced the file by the time sqlite3_exec() returns. */
 	rc = sqlite3_exec(db, schema_sql, NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
+		rc = sq_errno(db, rc, errno);
 		*why = whyf("cannot create: %s", sqlite3_errmsg(db));
-		rc = sq_errno(db, rc);
 		sqlite3_close(db);
 		goto out_unlink;
 	}
@@ -1877,6 +2165,54 @@ out_synced:
 out_unlink:
 	unlink(tmp);
 	return rc;
+}
+
+/*
+ * Delete the blobs that no entry references, which only a process that
+ * died while it had them pinned leaves behind, and give their bytes back,
+ * in one transaction.  The partial index blob_unref (made here if the
+ * store predates it) finds exactly those rows, so the work grows with the
+ * garbage, not with the store; with none, nothing is written.
+ */
+static int collect_garbage(sqlite3 *db, const char *path, const char **why)
+{
+	int64_t n = 0, bytes = 0;
+	int rc;
+
+	rc = sqlite3_exec(db,
+			  "BEGIN IMMEDIATE;"
+			  "CREATE INDEX IF NOT EXISTS " BLOB_UNREF_INDEX ";",
+			  NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = query1(db, "SELECT count(*) FROM blob WHERE refs = 0", &n,
+			    NULL, 0);
+	if (rc == SQLITE_OK && n)
+		rc = query1(db,
+			    "SELECT coalesce(sum(length(data)), 0) FROM blob"
+			    " WHERE refs = 0",
+			    &bytes, NULL, 0);
+	if (rc == SQLITE_OK && n)
+		rc = sqlite3_exec(db,
+				  "UPDATE meta SET v = max(v - (SELECT"
+				  " coalesce(sum(length(data)), 0) FROM blob"
+				  " WHERE refs = 0), 0) WHERE k = 'used';"
+				  "DELETE FROM blob WHERE refs = 0;",
+				  NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		int err = sq_errno(db, rc, errno);
+
+		*why = whyf("cannot collect unreferenced blobs (%s)",
+			    sqlite3_errmsg(db));
+		if (!sqlite3_get_autocommit(db))
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return err;
+	}
+	if (n)
+		log_info("%s: deleted %lld unreferenced blobs (%lld bytes)",
+			 path, (long long)n, (long long)bytes);
+	return 0;
 }
 
 int layer_sqlite_open(const char *path, const char *name, uint64_t budget,
@@ -1939,10 +2275,13 @@ int layer_sqlite_open(const char *path, const char *name, uint64_t budget,
 				  "PRAGMA cache_size = -2000;",
 				  NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
+		rc = sq_errno(db, rc, errno);
 		*why = whyf("cannot set up store (%s)", sqlite3_errmsg(db));
-		rc = sq_errno(db, rc);
 		goto out_close;
 	}
+	rc = collect_garbage(db, path, why);
+	if (rc)
+		goto out_close;
 	return layer_new(db, path, name, budget, false, out, why);
 
 out_close:
@@ -1981,9 +2320,8 @@ static char *file_uri(const char *path, const char *query)
 	return uri;
 }
 
-int layer_sqlite_open_image(const char *path, const char *name,
-			    uint64_t budget, struct dsfs_layer **out,
-			    const char **why)
+int layer_sqlite_open_image(const char *path, const char *name, uint64_t budget,
+			    struct dsfs_layer **out, const char **why)
 {
 	const char *scratch;
 	sqlite3 *db = NULL;
@@ -2010,11 +2348,11 @@ int layer_sqlite_open_image(const char *path, const char *name,
 	rc = check_db(db, why);
 	if (rc == -EAGAIN)
 		rc = -EIO;
-	if (rc == 0)
-		rc = sqlite3_exec(db, "PRAGMA cache_size = -2000", NULL, NULL,
-				  NULL) == SQLITE_OK
-			     ? 0
-			     : -EIO;
+	if (rc == 0 && sqlite3_exec(db, "PRAGMA cache_size = -2000", NULL, NULL,
+				    NULL) != SQLITE_OK) {
+		*why = whyf("cannot set up image (%s)", sqlite3_errmsg(db));
+		rc = -EIO;
+	}
 	if (rc) {
 		sqlite3_close(db);
 		return rc;

@@ -304,12 +304,14 @@ int main(int argc, char *argv[])
 
 	if (prepare_store(&ctx, o.store) != 0)
 		goto out_store;
+	if (ovl_stack_init(&ctx.stack) != 0)
+		goto out_store;
 	/* Check the store now, while errors reach the terminal. */
 	if (open_stack(&ctx) != 0)
-		goto out_store;
+		goto out_stack;
 	close_stack(&ctx);
 	if (control_listen(&ctx) != 0)
-		goto out_store;
+		goto out_stack;
 
 	if (asprintf(&fsname, "-ofsname=%s,subtype=dsfs,default_permissions",
 		     ctx.store) < 0 ||
@@ -318,7 +320,6 @@ int main(int argc, char *argv[])
 		goto out_control;
 	if (nodes_init(&ctx.nodes) != 0)
 		goto out_control;
-	pthread_rwlock_init(&ctx.stack.lock, NULL);
 	ctx.se = fuse_session_new(&args, &dsfs_ll_ops, sizeof(dsfs_ll_ops),
 				  &ctx);
 	if (!ctx.se)
@@ -352,7 +353,6 @@ int main(int argc, char *argv[])
 
 out_layers:
 	control_stop(&ctx);
-	close_stack(&ctx);
 out_unmount:
 	fuse_session_unmount(ctx.se);
 out_signals:
@@ -360,7 +360,6 @@ out_signals:
 out_session:
 	fuse_session_destroy(ctx.se);
 out_nodes:
-	pthread_rwlock_destroy(&ctx.stack.lock);
 	nodes_destroy(&ctx.nodes);
 out_control:
 	if (ctx.control_fd >= 0) {
@@ -371,6 +370,8 @@ out_control:
 			 STORE_SOCKET);
 		unlink(path);
 	}
+out_stack:
+	ovl_stack_destroy(&ctx.stack);
 out_store:
 	if (ctx.lock_fd >= 0)
 		close(ctx.lock_fd);

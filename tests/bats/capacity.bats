@@ -113,10 +113,12 @@ expect_enospc()
 	run tmo cp "$T/big" "$MNT/ephemeral/kv/y"
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"No space left on device"* ]]
-	# The same value fits in runtime.
-	tmo cp "$T/big" "$MNT/kv/x"
-	tmo cmp "$T/big" "$MNT/kv/x"
-	tmo cmp "$T/big" "$MNT/runtime/kv/x"
+	# The same value fits in runtime.  (The refused writes above left
+	# empty entries ephemeral/kv/x and y behind, which kv/x and y would
+	# find first.)
+	tmo cp "$T/big" "$MNT/kv/z"
+	tmo cmp "$T/big" "$MNT/kv/z"
+	tmo cmp "$T/big" "$MNT/runtime/kv/z"
 }
 
 @test "a write through kv/ to an ephemeral entry counts against ephemeral" {
@@ -157,12 +159,14 @@ expect_enospc()
 	[ "$(stat -f -c %a "$MNT/runtime")" -le $((free0 - 100)) ]
 	# The ephemeral layer did not change.
 	[ "$(stat -f -c %f "$MNT/ephemeral")" = "$efree0" ]
-	tmo cp "$T/big" "$MNT/ephemeral/kv/big"
+	tmo cp "$T/big" "$MNT/ephemeral/kv/ebig"
 	efree1=$(stat -f -c %f "$MNT/ephemeral")
 	[ "$efree1" -le $((efree0 - 100)) ]
+	[ "$(stat -f -c %f "$MNT/runtime")" = "$free1" ]
 	rm "$MNT/kv/big"
-	rm "$MNT/ephemeral/kv/big"
+	rm "$MNT/ephemeral/kv/ebig"
 	[ "$(stat -f -c %f "$MNT/runtime")" -ge $((free1 + 100)) ]
+	[ "$(stat -f -c %f "$MNT/ephemeral")" -ge $((efree1 + 100)) ]
 }
 
 @test "default budgets: runtime 13 MiB, ephemeral 128 MiB" {

@@ -31,17 +31,24 @@ mount_dsfs_fg()
 	done
 }
 
-# log_has_line PATTERN...: fails unless some line of $T/log matches every
-# pattern (grep -i -E).  Prints the log on failure.
-log_has_line()
+# log_line PATTERN...: prints a line of $T/log that matches every pattern
+# (grep -i -E); fails if there is none.
+log_line()
 {
 	local lines p
 	sleep 0.2
 	lines=$(cat "$T/log")
 	for p in "$@"; do
-		lines=$(printf '%s\n' "$lines" | grep -i -E -e "$p") || break
+		lines=$(printf '%s\n' "$lines" | grep -i -E -e "$p") || return 1
 	done
-	[ -n "$lines" ] ||
+	[ -n "$lines" ] && printf '%s\n' "$lines"
+}
+
+# log_has_line PATTERN...: fails unless log_line finds a line.  Prints the
+# log on failure.
+log_has_line()
+{
+	log_line "$@" >/dev/null ||
 		fail "no log line matches all of: $*; the log is:" "$(cat "$T/log")"
 }
 
@@ -207,7 +214,7 @@ log_has_line()
 	assert_errno setxattr "$MNT/kv/x" user.dsfs.layer x EPERM
 	assert_errno setxattr "$MNT/kv/x" user.dsfs.type string EPERM
 	assert_errno removexattr "$MNT/kv/x" user.dsfs.version EPERM
-	assert_errno setxattr "$MNT/kv/x" user.other v EOPNOTSUPP
+	assert_errno setxattr "$MNT/kv/x" user.other v ENOTSUP
 	run tmo setfattr -n user.dsfs.layer -v x "$MNT/kv/x"
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"Operation not permitted"* ]]
@@ -258,25 +265,30 @@ log_has_line()
 
 @test "log: EROFS, ENOSPC, EXDEV, EPERM, ENAMETOOLONG, bad UTF-8 each log a line naming the path" {
 	mount_dsfs_fg -o runtime_size=8K
-	local n256
+	local n256 missing=()
 	n256=$(printf 'q%.0s' $(seq 256))
+	mkdir "$MNT/kv/sub"
 	assert_errno create "$MNT/factory/kv/ro" EROFS
-	log_has_line 'factory/kv/ro' 'read-only|erofs'
+	log_line 'factory/kv/ro' 'read-only|erofs' || missing+=(EROFS)
 	"$PYTHON" -c 'print("[" + "1," * 6000 + "1]")' >"$T/big"
-	run tmo cp "$T/big" "$MNT/kv/big"
+	run tmo cp "$T/big" "$MNT/kv/sub/big"
 	[ "$status" -ne 0 ]
-	log_has_line 'kv/big' 'space|budget|enospc'
-	echo 1 >"$MNT/kv/mv"
-	assert_errno rename "$MNT/kv/mv" "$MNT/runtime/kv/mv2" EXDEV
-	log_has_line 'kv/mv' 'exdev|across'
-	assert_errno symlink mv "$MNT/kv/sym" EPERM
-	log_has_line 'kv/sym' 'symlink|symbolic|not permitted|eperm'
-	assert_errno mkfifo "$MNT/kv/fifo" EPERM
-	log_has_line 'kv/fifo' 'fifo|mknod|not permitted|eperm'
+	log_line 'kv/sub/big' 'space|budget|enospc' || missing+=(ENOSPC)
+	echo 1 >"$MNT/kv/sub/mv"
+	assert_errno rename "$MNT/kv/sub/mv" "$MNT/runtime/kv/mv2" EXDEV
+	log_line 'kv/sub/mv' 'exdev|across' || missing+=(EXDEV)
+	assert_errno symlink mv "$MNT/kv/sub/sym" EPERM
+	log_line 'kv/sub/sym' 'symlink|symbolic|not permitted|eperm' || missing+=("EPERM symlink")
+	assert_errno link "$MNT/kv/sub/mv" "$MNT/kv/sub/hard" EPERM
+	log_line 'kv/sub/hard' 'link|not permitted|eperm' || missing+=("EPERM link")
+	assert_errno mkfifo "$MNT/kv/sub/fifo" EPERM
+	log_line 'kv/sub/fifo' 'fifo|mknod|not permitted|eperm' || missing+=("EPERM mkfifo")
 	assert_errno mkdir "$MNT/rootdir" EPERM
-	log_has_line 'rootdir' 'not permitted|eperm|root|fixed'
-	assert_errno create "$MNT/kv/$n256" ENAMETOOLONG
-	log_has_line 'kv/qqqq' 'too long|enametoolong|255'
-	assert_errno create "$MNT/kv/"$'bad\xff' EINVAL
-	log_has_line 'kv/bad' 'utf-8|utf8|invalid'
+	log_line 'rootdir' 'not permitted|eperm|root|fixed' || missing+=("EPERM root")
+	assert_errno create "$MNT/kv/sub/$n256" ENAMETOOLONG
+	log_line 'kv/sub/qqqq' 'too long|enametoolong|255' || missing+=(ENAMETOOLONG)
+	assert_errno create "$MNT/kv/sub/"$'bad\xff' EINVAL
+	log_line 'kv/sub/bad' 'utf-8|utf8|invalid' || missing+=("EINVAL name")
+	[ ${#missing[@]} -eq 0 ] ||
+		fail "no log line naming the path for: ${missing[*]}; the log is:" "$(cat "$T/log")"
 }

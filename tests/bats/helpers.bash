@@ -79,7 +79,7 @@ daemon_pids()
 	[ -n "$store" ] || return 0
 	for d in /proc/[0-9]*; do
 		args=()
-		mapfile -d '' -t args <"$d/cmdline" 2>/dev/null || continue
+		{ mapfile -d '' -t args <"$d/cmdline"; } 2>/dev/null || continue
 		[ ${#args[@]} -ge 3 ] || continue
 		[ "${args[0]##*/}" = dsfs ] || continue
 		for arg in "${args[@]:1}"; do

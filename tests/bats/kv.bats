@@ -154,21 +154,62 @@ sys.exit(1)
 @test "a writer works on its own copy: readers see the old value until close" {
 	mount_dsfs
 	echo '{"v": 1}' >"$MNT/kv/x"
-	run tmo "$PYTHON" -c '
-import os, subprocess, sys
-p = sys.argv[1]
+	# The writer writes, says so, and closes only when told to.  (It runs
+	# nothing else meanwhile: a fork+exec would close a copy of its
+	# descriptor, which is a close too.)
+	"$PYTHON" -c '
+import os, sys, time
+p, written, go = sys.argv[1:4]
 fd = os.open(p, os.O_WRONLY | os.O_TRUNC)
 os.write(fd, b"{\"v\": 2}\n")
 with open(p, "rb") as f:
-    during_fd = f.read()
-during_proc = subprocess.run(["cat", p], stdout=subprocess.PIPE).stdout
+    same_process = f.read()
+open(written, "wb").write(same_process)
+for _ in range(600):
+    if os.path.exists(go):
+        break
+    time.sleep(0.1)
 os.close(fd)
-with open(p, "rb") as f:
-    after = f.read()
-print(repr(during_fd), repr(during_proc), repr(after))
-' "$MNT/kv/x"
+' "$MNT/kv/x" "$T/written" "$T/go" 3>&- 4>&- &
+	local writer=$! tries=100
+	until [ -s "$T/written" ]; do
+		tries=$((tries - 1))
+		[ $tries -gt 0 ] || fail "the writer did not write"
+		sleep 0.1
+	done
+	assert_content "$T/written" $'{"v": 1}\n'
+	assert_content "$MNT/kv/x" $'{"v": 1}\n'
+	[ "$(stat -c %s "$MNT/kv/x")" = 9 ]
+	touch "$T/go"
+	wait "$writer"
+	assert_content "$MNT/kv/x" $'{"v": 2}\n'
+}
+
+@test "an open file stays usable after it is replaced by rename or removed" {
+	mount_dsfs
+	echo '"one"' >"$MNT/kv/x"
+	echo '"two"' >"$MNT/kv/y"
+	echo '"three"' >"$MNT/kv/z"
+	run tmo "$PYTHON" -c '
+import os, sys
+k = sys.argv[1] + "/kv/"
+f = open(k + "x", "rb")
+os.rename(k + "y", k + "x")
+g = open(k + "z", "rb")
+os.unlink(k + "z")
+res = []
+for h in (f, g):
+    try:
+        res.append(str(os.fstat(h.fileno()).st_size))
+    except OSError as e:
+        res.append("fstat:" + e.strerror)
+    res.append(h.read().decode().strip())
+print(" ".join(res))
+' "$MNT"
 	[ "$status" -eq 0 ]
-	[ "$output" = "b'{\"v\": 1}\\n' b'{\"v\": 1}\\n' b'{\"v\": 2}\\n'" ]
+	[ "$output" = '6 "one" 8 "three"' ] || fail "got: $output"
+	assert_content "$MNT/kv/x" $'"two"\n'
+	[ ! -e "$MNT/kv/z" ]
 }
 
 @test "two writers: each works on its own copy, the last close wins whole" {

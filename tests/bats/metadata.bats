@@ -262,7 +262,7 @@ EOF
 	[[ "$output" == *'user.dsfs.version='* ]]
 	# Other names do not exist (ENODATA) or are not supported at all.
 	run pyop getxattr "$MNT/kv/r" user.other
-	[ "$output" = ENODATA ] || [ "$output" = EOPNOTSUPP ] ||
+	[ "$output" = ENODATA ] || [ "$output" = ENOTSUP ] ||
 		fail "getxattr user.other: $output"
 }
 

@@ -26,8 +26,10 @@
 #include <unistd.h>
 
 #define BIG (64u << 20)
-#define TOKEN_T "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-#define TOKEN_U "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+#define TOKEN_T \
+	"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define TOKEN_U \
+	"fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 
 struct impl {
 	const char *name;
@@ -40,8 +42,8 @@ static int store_seq;
 
 /* A check's name, prefixed with the implementation under test.  The
  * buffer is reused by the next call, after is_int() has printed it. */
-static const char *__attribute__((format(printf, 1, 2))) nm(const char *fmt,
-							    ...)
+static const char *__attribute__((format(printf, 1, 2)))
+nm(const char *fmt, ...)
 {
 	static char buf[512];
 	va_list ap;
@@ -190,7 +192,7 @@ struct names {
 	char *v[64];
 	int n;
 	int calls;
-	int stop_after; /* return 7 after this many calls, if > 0 */
+	int stop_after;	      /* return 7 after this many calls, if > 0 */
 	struct dsfs_layer *l; /* call back into the layer, if set */
 };
 
@@ -284,15 +286,15 @@ static void t_roundtrip(void)
 	   "%s", nm("times kept to the nanosecond, pre-epoch included"));
 	is_str(got.type, "object", nm("type kept"));
 	is_str(got.token, "", nm("no token"));
-	ok(got.version > 0 && got.version == out.version,
-	   "%s", nm("commit's out attributes carry the version"));
-	ok(out.size == got.size && out.mode == got.mode,
-	   "%s", nm("out matches lookup"));
+	ok(got.version > 0 && got.version == out.version, "%s",
+	   nm("commit's out attributes carry the version"));
+	ok(out.size == got.size && out.mode == got.mode, "%s",
+	   nm("out matches lookup"));
 	memset(buf, 0xaa, sizeof(buf));
 	is_int(layer_read(l, "kv/bin", 0, buf, sizeof(buf)), sizeof(data),
 	       nm("read returns the whole value"));
-	ok(memcmp(buf, data, sizeof(data)) == 0,
-	   "%s", nm("bytes read back exactly, NULs included"));
+	ok(memcmp(buf, data, sizeof(data)) == 0, "%s",
+	   nm("bytes read back exactly, NULs included"));
 	is_int(layer_read(l, "kv/bin", 100, buf, 50), 50,
 	       nm("read in the middle"));
 	ok(memcmp(buf, data + 100, 50) == 0, "%s", nm("middle bytes exact"));
@@ -349,8 +351,7 @@ static void t_parents(void)
 	is_int(layer_whiteout(l, "kv/x/w"), -ENOENT,
 	       nm("whiteout, missing parent: ENOENT"));
 	layer_whiteout(l, "kv/wd");
-	is_int(put(l, "kv/wd/x", "1"), -ENOENT,
-	       nm("whiteout parent: ENOENT"));
+	is_int(put(l, "kv/wd/x", "1"), -ENOENT, nm("whiteout parent: ENOENT"));
 	is_int(put(l, "images/i", "1"), 0, nm("the images root exists"));
 	is_int(put(l, "other/x", "1"), -ENOENT, nm("no such tree: ENOENT"));
 	is_int(layer_rename(l, "kv/f", "kv/nodir/f", 0), -ENOENT,
@@ -610,7 +611,8 @@ static void t_list(void)
 	mkd(l, "kv/b/y");
 	put(l, "kv/b/y/z", "1");
 	layer_whiteout(l, "kv/c");
-	is_str(ls(l, "kv"), "a/f b/d c/w", nm("list: children, no grandchildren"));
+	is_str(ls(l, "kv"), "a/f b/d c/w",
+	       nm("list: children, no grandchildren"));
 	is_str(ls(l, "kv/b"), "x/f y/d", nm("list a subdirectory"));
 	is_str(ls(l, "images"), "", nm("list an empty root"));
 	is_str(ls(l, "kv/nope"), "<errno 2>", nm("list a missing dir: ENOENT"));
@@ -666,8 +668,8 @@ static void t_setattr(void)
 	   "%s", nm("atime alone"));
 	layer_setattr(l, "kv/f", &n, DSFS_SET_MTIME);
 	layer_lookup(l, "kv/f", &got);
-	ok(same_time(got.mtime, n.mtime) && same_time(got.ctime, b.ctime),
-	   "%s", nm("mtime alone"));
+	ok(same_time(got.mtime, n.mtime) && same_time(got.ctime, b.ctime), "%s",
+	   nm("mtime alone"));
 	layer_setattr(l, "kv/f", &n, DSFS_SET_CTIME);
 	layer_lookup(l, "kv/f", &got);
 	ok(same_time(got.ctime, n.ctime), "%s", nm("ctime alone"));
@@ -726,8 +728,8 @@ static void t_budget(void)
 	layer_whiteout(l, "kv/w");
 	is_int(used_of(l), 13, nm("usage 13"));
 	longname[3 + 88] = '\0';
-	is_int(layer_rename(l, "kv/a", longname, DSFS_RENAME_WHITEOUT),
-	       -ENOSPC, nm("rename whose whiteout goes over: ENOSPC"));
+	is_int(layer_rename(l, "kv/a", longname, DSFS_RENAME_WHITEOUT), -ENOSPC,
+	       nm("rename whose whiteout goes over: ENOSPC"));
 	is_int(kind_of(l, "kv/a"), DSFS_FILE, nm("... source untouched"));
 	is_int(used_of(l), 13, nm("... usage unchanged"));
 	is_int(layer_rename(l, "kv/a", longname, 0), 0,
@@ -888,6 +890,134 @@ static void t_clear(void)
 	ok(version_of(l, "kv/a") > v, "%s",
 	   nm("versions keep increasing across a clear"));
 	is_int(mkd(l, "kv/d"), 0, nm("mkdir after clear"));
+	layer_close(l);
+}
+
+/* The whole blob reads back as data[0..len). */
+static bool blob_is(struct dsfs_layer *l, const char *token,
+		    const unsigned char *data, size_t len)
+{
+	static unsigned char buf[65536];
+	ssize_t n = layer_read_blob(l, token, 0, buf, sizeof(buf));
+
+	return n >= 0 && (size_t)n == len && memcmp(buf, data, len) == 0;
+}
+
+static uint64_t blob_size(struct dsfs_layer *l, const char *token)
+{
+	uint64_t size = UINT64_MAX;
+	int rc = layer_stat_blob(l, token, &size);
+
+	return rc ? (uint64_t)(int64_t)rc : size;
+}
+
+static void t_pins(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	unsigned char img[1000], small[10];
+	char buf[16];
+
+	fill(img, sizeof(img), 21);
+	fill(small, sizeof(small), 22);
+	is_int(blob_size(l, TOKEN_T), -ENOENT, nm("stat_blob: no such blob"));
+	is_int(layer_pin_blob(l, TOKEN_T), -ENOENT,
+	       nm("pin_blob: no such blob"));
+	is_int(layer_unpin_blob(l, TOKEN_T), -ENOENT,
+	       nm("unpin_blob: not pinned"));
+	put_img(l, "images/x", TOKEN_T, img, sizeof(img));
+	is_int(blob_size(l, TOKEN_T), 1000, nm("stat_blob: its size"));
+	is_int(put(l, "kv/x", "plain"), 0, nm("a plain value"));
+	is_int(blob_size(l, "kv/x"), -ENOENT,
+	       nm("stat_blob: a key is not a token"));
+	layer_remove(l, "kv/x");
+
+	/* The only entry removed. */
+	is_int(layer_pin_blob(l, TOKEN_T), 0, nm("pin"));
+	is_int(layer_remove(l, "images/x"), 0, nm("remove its only entry"));
+	is_int(used_of(l), 1000, nm("... the pinned blob is still counted"));
+	ok(blob_is(l, TOKEN_T, img, 1000), "%s", nm("... and still reads"));
+	is_int(blob_size(l, TOKEN_T), 1000, nm("... and still stats"));
+	is_int(layer_unpin_blob(l, TOKEN_T), 0, nm("unpin"));
+	is_int(used_of(l), 0, nm("... usage drops by its size"));
+	is_int(layer_read_blob(l, TOKEN_T, 0, buf, 1), -ENOENT,
+	       nm("... the blob is gone"));
+	is_int(blob_size(l, TOKEN_T), -ENOENT, nm("... stat_blob: ENOENT"));
+	is_int(layer_unpin_blob(l, TOKEN_T), -ENOENT,
+	       nm("unpin once more: not pinned"));
+
+	/* The only entry replaced by another image. */
+	put_img(l, "images/x", TOKEN_T, img, sizeof(img));
+	is_int(layer_pin_blob(l, TOKEN_T), 0, nm("pin again"));
+	is_int(put_img(l, "images/x", TOKEN_U, small, sizeof(small)), 0,
+	       nm("replace its entry by another image"));
+	is_int(used_of(l), 1 + 10 + 1000, nm("... both blobs counted"));
+	ok(blob_is(l, TOKEN_T, img, 1000), "%s",
+	   nm("... the pinned one still reads"));
+	ok(blob_is(l, TOKEN_U, small, 10), "%s", nm("... the new one reads"));
+	is_int(layer_unpin_blob(l, TOKEN_T), 0, nm("unpin"));
+	is_int(used_of(l), 1 + 10, nm("... usage drops by exactly its size"));
+	is_int(blob_size(l, TOKEN_T), -ENOENT, nm("... the old blob is gone"));
+	ok(blob_is(l, TOKEN_U, small, 10), "%s", nm("... the new one stays"));
+
+	/* A blob still referenced outlives its pins. */
+	is_int(layer_pin_blob(l, TOKEN_U), 0, nm("pin a referenced blob"));
+	is_int(layer_unpin_blob(l, TOKEN_U), 0, nm("unpin it"));
+	ok(blob_is(l, TOKEN_U, small, 10), "%s",
+	   nm("... still referenced: kept"));
+	is_int(used_of(l), 1 + 10, nm("... usage unchanged"));
+
+	/* A pinned, unreferenced blob taken back into use. */
+	is_int(layer_pin_blob(l, TOKEN_U), 0, nm("pin"));
+	layer_remove(l, "images/x");
+	is_int(put_img(l, "images/y", TOKEN_U, small, sizeof(small)), 0,
+	       nm("commit its token again"));
+	is_int(used_of(l), 1 + 10, nm("... the blob is not counted twice"));
+	is_int(layer_unpin_blob(l, TOKEN_U), 0, nm("unpin"));
+	ok(blob_is(l, TOKEN_U, small, 10), "%s",
+	   nm("... referenced again: kept"));
+	is_int(used_of(l), 1 + 10, nm("... usage unchanged"));
+	layer_remove(l, "images/y");
+	is_int(used_of(l), 0, nm("... then removed: all freed"));
+
+	/* Pins nest. */
+	put_img(l, "images/z", TOKEN_T, img, sizeof(img));
+	layer_pin_blob(l, TOKEN_T);
+	is_int(layer_pin_blob(l, TOKEN_T), 0, nm("pin twice"));
+	layer_remove(l, "images/z");
+	is_int(layer_unpin_blob(l, TOKEN_T), 0, nm("unpin once"));
+	ok(blob_is(l, TOKEN_T, img, 1000), "%s", nm("... still readable"));
+	is_int(used_of(l), 1000, nm("... still counted"));
+	is_int(layer_unpin_blob(l, TOKEN_T), 0, nm("unpin twice"));
+	is_int(blob_size(l, TOKEN_T), -ENOENT, nm("... now it is gone"));
+	is_int(used_of(l), 0, nm("... and not counted"));
+
+	/* clear() spares pinned blobs only. */
+	put_img(l, "images/a", TOKEN_T, img, sizeof(img));
+	put_img(l, "images/b", TOKEN_T, img, sizeof(img));
+	put_img(l, "images/c", TOKEN_U, small, sizeof(small));
+	put(l, "kv/k", "v");
+	layer_pin_blob(l, TOKEN_T);
+	is_int(layer_clear(l), 0, nm("clear with a blob pinned"));
+	is_int(used_of(l), 1000, nm("... only the pinned blob counted"));
+	is_str(ls(l, "images"), "", nm("... every entry gone"));
+	ok(blob_is(l, TOKEN_T, img, 1000), "%s",
+	   nm("... the pinned blob reads"));
+	is_int(blob_size(l, TOKEN_U), -ENOENT, nm("... the other one is gone"));
+	is_int(layer_unpin_blob(l, TOKEN_T), 0, nm("unpin"));
+	is_int(used_of(l), 0, nm("... nothing counted"));
+	is_int(blob_size(l, TOKEN_T), -ENOENT, nm("... the blob is gone"));
+
+	/* Pins are allowed on a read-only layer. */
+	put_img(l, "images/r", TOKEN_T, img, sizeof(img));
+	l->readonly = true;
+	is_int(layer_pin_blob(l, TOKEN_T), 0, nm("read-only: pin works"));
+	is_int(blob_size(l, TOKEN_T), 1000, nm("read-only: stat_blob works"));
+	is_int(layer_unpin_blob(l, TOKEN_T), 0, nm("read-only: unpin works"));
+	l->readonly = false;
+
+	/* A pin still held at close is simply dropped. */
+	layer_pin_blob(l, TOKEN_T);
+	layer_remove(l, "images/r");
 	layer_close(l);
 }
 
@@ -1184,8 +1314,8 @@ static void t_refusals(void)
 	is_int(layer_sqlite_open(path, "runtime", BIG, false, &l, &why),
 	       -ENOENT, nm("missing store without create: ENOENT"));
 	ok(!exists(path, ""), "%s", nm("... and not created"));
-	is_int(layer_sqlite_open_image(path, "factory", BIG, &l, &why),
-	       -ENOENT, nm("missing image: ENOENT"));
+	is_int(layer_sqlite_open_image(path, "factory", BIG, &l, &why), -ENOENT,
+	       nm("missing image: ENOENT"));
 }
 
 static void t_persist(void)
@@ -1290,6 +1420,10 @@ static void t_image(void)
 	is_int(l->ops->remove(l, "kv/greeting"), -EROFS,
 	       nm("image: remove past the wrapper, EROFS"));
 	is_int(layer_sync(l), 0, nm("image: sync is a no-op"));
+	is_int(blob_size(l, TOKEN_T), 20000, nm("image: stat_blob"));
+	is_int(layer_pin_blob(l, TOKEN_T), 0, nm("image: pin"));
+	is_int(layer_unpin_blob(l, TOKEN_T), 0, nm("image: unpin"));
+	is_int(blob_size(l, TOKEN_T), 20000, nm("image: ... blob still there"));
 	layer_close(l);
 	ok(unchanged(path, &before), "%s", nm("image: file untouched"));
 	ok(!exists(path, "-wal") && !exists(path, "-shm") &&
@@ -1349,6 +1483,134 @@ static void t_mode(void)
 	layer_close(l);
 }
 
+/*
+ * A disk that fills up on demand: a VFS over SQLite's own that passes every
+ * call through, except that while fail_rc is set every write fails with it
+ * and the "system errno" SQLite reads afterwards is fail_errno.  SQLite's
+ * unix VFS reports a full disk as SQLITE_FULL from write(), but as
+ * SQLITE_IOERR_* with errno ENOSPC from fallocate() and WAL/shm growth; the
+ * layer must say ENOSPC for both.
+ */
+static sqlite3_vfs *real_vfs;
+static sqlite3_vfs shim_vfs;
+static int fail_rc, fail_errno;
+
+/* The unix VFS gives the database and its journals different method
+ * tables (only the database is locked): each gets a copy whose xWrite
+ * fails on demand, and the copy remembers its original. */
+struct shim_io {
+	sqlite3_io_methods m; /* first: the copy SQLite calls */
+	const sqlite3_io_methods *real;
+};
+static struct shim_io shim_io[4];
+
+static int shim_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
+{
+	const struct shim_io *s = (const struct shim_io *)f->pMethods;
+
+	if (fail_rc) {
+		errno = fail_errno; /* as the failing syscall would */
+		return fail_rc;
+	}
+	return s->real->xWrite(f, p, n, off);
+}
+
+static int shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f,
+		     int flags, int *out)
+{
+	size_t i;
+	int rc;
+
+	(void)vfs;
+	rc = real_vfs->xOpen(real_vfs, name, f, flags, out);
+	if (rc != SQLITE_OK || !f->pMethods)
+		return rc;
+	for (i = 0; i < sizeof(shim_io) / sizeof(shim_io[0]); i++) {
+		if (!shim_io[i].real) {
+			shim_io[i].real = f->pMethods;
+			shim_io[i].m = *f->pMethods;
+			shim_io[i].m.xWrite = shim_write;
+		}
+		if (shim_io[i].real == f->pMethods) {
+			f->pMethods = &shim_io[i].m;
+			break;
+		}
+	}
+	return rc;
+}
+
+static int shim_last_error(sqlite3_vfs *vfs, int n, char *buf)
+{
+	(void)vfs;
+	if (fail_rc)
+		return fail_errno;
+	return real_vfs->xGetLastError(real_vfs, n, buf);
+}
+
+static void t_disk_full(void)
+{
+	static const struct {
+		int rc, sys, want;
+		const char *what;
+	} cases[] = {
+		{SQLITE_FULL, 0, -ENOSPC, "SQLITE_FULL"},
+		{SQLITE_IOERR_WRITE, ENOSPC, -ENOSPC,
+		 "I/O error, errno ENOSPC"},
+		{SQLITE_IOERR_WRITE, EDQUOT, -EDQUOT,
+		 "I/O error, errno EDQUOT"},
+		{SQLITE_IOERR_WRITE, EIO, -EIO, "I/O error, errno EIO"},
+	};
+	char path[PATH_MAX];
+	struct dsfs_layer *l;
+	const char *why;
+	uint64_t used;
+	size_t i;
+	int rc;
+
+	real_vfs = sqlite3_vfs_find(NULL);
+	shim_vfs = *real_vfs;
+	shim_vfs.zName = "dsfs-test-shim";
+	shim_vfs.xOpen = shim_open;
+	shim_vfs.xGetLastError = shim_last_error;
+	sqlite3_vfs_register(&shim_vfs, 1);
+
+	store_path(path, sizeof(path), "full.db");
+	rc = layer_sqlite_open(path, "runtime", BIG, true, &l, &why);
+	is_int(rc, 0, nm("open a store on the failing disk"));
+	if (rc)
+		goto out_unregister;
+	put(l, "kv/a", "\"old\"");
+	used = used_of(l);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fail_rc = cases[i].rc;
+		fail_errno = cases[i].sys;
+		is_int(put(l, "kv/a", "\"new\""), cases[i].want,
+		       nm("disk write fails (%s): replace", cases[i].what));
+		is_int(put(l, "kv/b", "1"), cases[i].want,
+		       nm("disk write fails (%s): create", cases[i].what));
+		fail_rc = 0;
+		is_str(get(l, "kv/a"), "\"old\"",
+		       nm("... the old value stays (%s)", cases[i].what));
+		is_int(kind_of(l, "kv/b"), -ENOENT,
+		       nm("... nothing created (%s)", cases[i].what));
+		is_int(used_of(l), used,
+		       nm("... usage unchanged (%s)", cases[i].what));
+	}
+	is_int(put(l, "kv/a", "\"new\""), 0, nm("the disk has room again"));
+	is_str(get(l, "kv/a"), "\"new\"", nm("... and the write took"));
+	layer_close(l);
+	rc = layer_sqlite_open(path, "runtime", BIG, false, &l, &why);
+	is_int(rc, 0, nm("the store reopens"));
+	if (rc == 0) {
+		is_str(get(l, "kv/a"), "\"new\"",
+		       nm("... with the last value"));
+		layer_close(l);
+	}
+out_unregister:
+	sqlite3_vfs_unregister(&shim_vfs);
+	sqlite3_vfs_register(real_vfs, 1);
+}
+
 /* The child commits and dies without closing; the parent must find the
  * value.  Once with _exit(), once with SIGKILL. */
 static void t_kill(void)
@@ -1375,18 +1637,115 @@ static void t_kill(void)
 			_exit(0);
 		}
 		waitpid(pid, &status, 0);
-		ok(i ? WIFSIGNALED(status) : WIFEXITED(status) &&
-				   WEXITSTATUS(status) == 0,
-		   "%s", nm("child committed and died (%s)",
-			    i ? "SIGKILL" : "_exit"));
+		ok(i ? WIFSIGNALED(status) :
+		       WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		   "%s",
+		   nm("child committed and died (%s)",
+		      i ? "SIGKILL" : "_exit"));
 		ok(exists(path, "-wal"), "%s",
 		   nm("the store was not closed (WAL left)"));
-		is_int(layer_sqlite_open(path, "runtime", BIG, false, &l,
-					 &why),
+		is_int(layer_sqlite_open(path, "runtime", BIG, false, &l, &why),
 		       0, nm("reopen after the child died"));
-		is_str(get(l, "kv/k"), "42", nm("the committed value is there"));
+		is_str(get(l, "kv/k"), "42",
+		       nm("the committed value is there"));
 		layer_close(l);
 	}
+}
+
+/* The query plan of sql on the store at path, one detail per line. */
+static const char *query_plan(const char *path, const char *sql)
+{
+	static char plan[512];
+	char q[256];
+	sqlite3_stmt *st;
+	sqlite3 *db;
+	size_t n = 0;
+
+	plan[0] = '\0';
+	snprintf(q, sizeof(q), "EXPLAIN QUERY PLAN %s", sql);
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_prepare_v2(db, q, -1, &st, NULL) == SQLITE_OK) {
+		while (sqlite3_step(st) == SQLITE_ROW && n < sizeof(plan) - 1)
+			n += (size_t)snprintf(
+				plan + n, sizeof(plan) - n, "%s\n",
+				(const char *)sqlite3_column_text(st, 3));
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
+	return plan;
+}
+
+/* A process that dies holding a pin on a blob it unreferenced leaves the
+ * blob with refs 0; the next read-write open deletes it and gives its
+ * bytes back, through the index of such blobs, which it makes in a store
+ * that lacks it. */
+static void t_pin_crash(void)
+{
+	char path[PATH_MAX];
+	struct dsfs_layer *l;
+	unsigned char img[5000], small[10];
+	const char *why;
+	uint64_t used;
+	sqlite3 *db;
+	int status;
+	pid_t pid;
+
+	store_path(path, sizeof(path), "pincrash.db");
+	fill(img, sizeof(img), 31);
+	fill(small, sizeof(small), 32);
+	if (layer_sqlite_open(path, "runtime", BIG, true, &l, &why))
+		bail(why);
+	put(l, "kv/a", "A");
+	put_img(l, "images/keep", TOKEN_U, small, sizeof(small));
+	used = used_of(l);
+	put_img(l, "images/x", TOKEN_T, img, sizeof(img));
+	layer_close(l);
+	ok(strstr(query_plan(path, "SELECT count(*) FROM blob WHERE refs = 0"),
+		  "blob_unref") != NULL,
+	   "%s", nm("a new store finds unreferenced blobs by index"));
+
+	/* As if the store predated the index. */
+	if (sqlite3_open(path, &db) != SQLITE_OK ||
+	    sqlite3_exec(db, "DROP INDEX blob_unref", NULL, NULL, NULL) !=
+		    SQLITE_OK)
+		bail(sqlite3_errmsg(db));
+	sqlite3_close(db);
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		bail("fork");
+	if (pid == 0) {
+		if (layer_sqlite_open(path, "runtime", BIG, false, &l, &why) ||
+		    layer_pin_blob(l, TOKEN_T) != 0 ||
+		    layer_remove(l, "images/x") != 0 ||
+		    blob_size(l, TOKEN_T) != sizeof(img))
+			_exit(1);
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s",
+	   nm("child pinned, removed the entry and died"));
+	ok(exists(path, "-wal"), "%s", nm("the store was not closed"));
+	is_int(layer_sqlite_open(path, "runtime", BIG, false, &l, &why), 0,
+	       nm("reopen"));
+	is_int(blob_size(l, TOKEN_T), -ENOENT,
+	       nm("... the blob left pinned is gone"));
+	is_int(used_of(l), used, nm("... and its bytes left usage"));
+	ok(blob_is(l, TOKEN_U, small, sizeof(small)), "%s",
+	   nm("... a referenced blob stays"));
+	is_str(get(l, "kv/a"), "A", nm("... entries stay"));
+	layer_close(l);
+	ok(strstr(query_plan(path, "SELECT count(*) FROM blob WHERE refs = 0"),
+		  "blob_unref") != NULL,
+	   "%s", nm("... the index was made on open"));
+
+	/* A clean reopen has nothing to collect and changes nothing. */
+	is_int(layer_sqlite_open(path, "runtime", BIG, false, &l, &why), 0,
+	       nm("reopen again"));
+	is_int(used_of(l), used, nm("... usage unchanged"));
+	layer_close(l);
 }
 
 static int rm_cb(const char *path, const struct stat *st, int flag,
@@ -1401,11 +1760,11 @@ static int rm_cb(const char *path, const struct stat *st, int flag,
 int main(void)
 {
 	static void (*const suite[])(void) = {
-		t_roundtrip,	t_replace,	t_parents,   t_mkdir,
-		t_whiteouts,	t_remove,	t_rename_files,
-		t_rename_errors, t_rename_subtree, t_list,   t_setattr,
-		t_budget,	t_usage,	t_images,    t_clear,
-		t_readonly,	t_many,		t_threads,   t_sync,
+		t_roundtrip,	  t_replace, t_parents,	     t_mkdir,
+		t_whiteouts,	  t_remove,  t_rename_files, t_rename_errors,
+		t_rename_subtree, t_list,    t_setattr,	     t_budget,
+		t_usage,	  t_images,  t_clear,	     t_readonly,
+		t_many,		  t_threads, t_sync,	     t_pins,
 	};
 	const char *base = getenv("TMPDIR");
 	size_t i, j;
@@ -1427,6 +1786,8 @@ int main(void)
 	t_refusals();
 	t_mode();
 	t_kill();
+	t_pin_crash();
+	t_disk_full();
 	nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	return done_testing();
 }

@@ -619,7 +619,7 @@ static void put(struct buf *b, const char *s, size_t n)
 	b->len += n;
 }
 
-static void puts_(struct buf *b, const char *s)
+static void put_str(struct buf *b, const char *s)
 {
 	put(b, s, strlen(s));
 }
@@ -643,7 +643,7 @@ static void gen_string(struct buf *b)
 
 	put(b, "\"", 1);
 	while (n--)
-		puts_(b, pieces[rnd_below(ARRAY_SIZE(pieces))]);
+		put_str(b, pieces[rnd_below(ARRAY_SIZE(pieces))]);
 	put(b, "\"", 1);
 }
 
@@ -674,9 +674,9 @@ static void gen_number(struct buf *b)
 		gen_digits(b, false);
 	}
 	if (rnd_below(3) == 0) {
-		puts_(b, rnd_below(2) ? "e" : "E");
+		put_str(b, rnd_below(2) ? "e" : "E");
 		if (rnd_below(2))
-			puts_(b, rnd_below(2) ? "+" : "-");
+			put_str(b, rnd_below(2) ? "+" : "-");
 		gen_digits(b, false);
 	}
 }
@@ -699,7 +699,7 @@ static void gen_value(struct buf *b, int depth, int deep, size_t target)
 		gen_number(b);
 		break;
 	case 2:
-		puts_(b, literals[rnd_below(3)]);
+		put_str(b, literals[rnd_below(3)]);
 		break;
 	case 3:
 	case 5:
