@@ -147,8 +147,7 @@ static int cmd_install_factory(struct dsfs_ctx *ctx, struct reply *r)
 	}
 	if (rc) {
 		rc = reply_status(r, rc, "%s: not a usable factory image: %s",
-				  STORE_FACTORY_NEW,
-				  why ? why : strerror(-rc));
+				  STORE_FACTORY_NEW, why ? why : strerror(-rc));
 		goto out_unlink;
 	}
 	if (renameat(dirfd, STORE_FACTORY_NEW, dirfd, STORE_FACTORY) != 0) {
@@ -190,8 +189,7 @@ static const struct command {
 	{"install-factory", cmd_install_factory},
 };
 
-static int dispatch(struct dsfs_ctx *ctx, const char *request,
-		    struct reply *r)
+static int dispatch(struct dsfs_ctx *ctx, const char *request, struct reply *r)
 {
 	size_t i;
 
@@ -205,7 +203,7 @@ static int dispatch(struct dsfs_ctx *ctx, const char *request,
 static void serve(struct dsfs_ctx *ctx, int c)
 {
 	int64_t deadline = control_now_ms() + CONTROL_SERVER_TIMEOUT * 1000;
-	char request[CONTROL_LINE_MAX], *out;
+	char request[CONTROL_LINE_MAX], *out, *p;
 	struct reply r = {.len = 0};
 	uid_t uid;
 	ssize_t n;
@@ -227,6 +225,10 @@ static void serve(struct dsfs_ctx *ctx, int c)
 		request[n - 1] = '\0';
 	else
 		snprintf(request, sizeof(request), "(line too long)");
+	/* It goes into log lines: nothing that could fake one. */
+	for (p = request; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	if (uid != ctx->owner_uid && uid != 0) {
 		log_err("%s/%s: refused '%s' from uid %u: only the store's "
 			"owner (uid %u) or root may ask",

@@ -48,10 +48,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define CONTROL_LINE_MAX 256	  /* a request line, LF included */
-#define CONTROL_REPLY_MAX 4096	  /* a whole reply */
-#define CONTROL_TIMEOUT 60	  /* seconds the client waits, in all */
-#define CONTROL_SERVER_TIMEOUT 10 /* seconds the daemon waits for a line */
+#define CONTROL_LINE_MAX 256	 /* a request line, LF included */
+#define CONTROL_REPLY_MAX 4096	 /* a whole reply */
+#define CONTROL_TIMEOUT 60	 /* seconds the client waits, in all */
+#define CONTROL_SERVER_TIMEOUT 5 /* seconds the daemon waits for a line */
 
 /*
  * Send request (one command, without the LF) to the daemon serving store

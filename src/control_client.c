@@ -281,15 +281,15 @@ int control_request(const char *store, const char *request, char *reply,
 	if (rc) {
 		rc = fail(reply, size, rc, "%s: %s%s", STORE_SOCKET,
 			  strerror(-rc),
-			  rc == -ENOENT || rc == -ECONNREFUSED
-				  ? " (no daemon is serving this store)"
-				  : "");
+			  rc == -ENOENT || rc == -ECONNREFUSED ?
+				  " (no daemon is serving this store)" :
+				  "");
 		goto out_sock;
 	}
 	rc = control_peer_uid(sock, &peer);
 	if (rc) {
-		rc = fail(reply, size, rc, "%s: SO_PEERCRED: %s",
-			  STORE_SOCKET, strerror(-rc));
+		rc = fail(reply, size, rc, "%s: SO_PEERCRED: %s", STORE_SOCKET,
+			  strerror(-rc));
 		goto out_sock;
 	}
 	if (peer != st.st_uid && peer != 0) {
@@ -301,8 +301,8 @@ int control_request(const char *store, const char *request, char *reply,
 	}
 	rc = control_send(sock, line, (size_t)n, deadline);
 	if (rc) {
-		rc = fail(reply, size, rc, "%s: sending '%s': %s",
-			  STORE_SOCKET, request, strerror(-rc));
+		rc = fail(reply, size, rc, "%s: sending '%s': %s", STORE_SOCKET,
+			  request, strerror(-rc));
 		goto out_sock;
 	}
 	n = control_recv(sock, msg, sizeof(msg), 0, deadline);

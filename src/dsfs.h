@@ -97,10 +97,11 @@ struct found {
 	struct dsfs_attr attr;
 };
 
-/* One name of a directory listing. */
+/* One name of a directory listing, with what a lookup of it would find
+ * (so READDIRPLUS answers without looking each name up again). */
 struct dirent_item {
 	char *name;
-	enum dsfs_kind kind;
+	struct found found;
 };
 
 struct listing {
@@ -145,7 +146,7 @@ int ovl_stack_init(struct dsfs_stack *s);
 void ovl_stack_destroy(struct dsfs_stack *s);
 int ovl_factory_reset(struct dsfs_stack *s);
 int ovl_swap_factory(struct dsfs_stack *s, struct dsfs_layer *fresh);
-void listing_add(struct listing *ls, const char *name, enum dsfs_kind kind,
+void listing_add(struct listing *ls, const char *name, const struct found *f,
 		 int *err);
 void listing_free(struct listing *ls);
 

@@ -216,26 +216,30 @@ static int enter(struct build *b, const char *keyname, const char *name,
 {
 	int rc;
 
+	/* leave() undoes whatever part of this was done. */
+	*klen = strlen(b->key);
 	if (push(b->path, sizeof(b->path), name, plen))
 		return fail(b->e, -ENAMETOOLONG, "%s/...: path too long",
 			    b->path);
 	rc = name_check(name);
-	if (rc == 0)
-		rc = name_check(keyname);
 	if (rc == -ENAMETOOLONG)
 		return fail(b->e, rc, "%s: name longer than 255 bytes",
 			    b->path);
 	if (rc)
 		return fail(b->e, rc, "%s: name is not valid UTF-8", b->path);
+	if (name_check(keyname) != 0)
+		return fail(b->e, -ENAMETOOLONG,
+			    "%s: device ID longer than 253 bytes (it is "
+			    "stored as kv/__ID)",
+			    b->path);
 	if (strcmp(b->key, "images") == 0 && strcmp(name, ".by-token") == 0)
 		return fail(b->e, -EINVAL,
 			    "%s: reserved name (images/.by-token/ shows images "
 			    "by their token)",
 			    b->path);
 	if (push(b->key, sizeof(b->key), keyname, klen))
-		return fail(b->e, -ENAMETOOLONG,
-			    "%s: key longer than %d bytes", b->path,
-			    DSFS_KEY_MAX - 1);
+		return fail(b->e, -ENAMETOOLONG, "%s: key longer than %d bytes",
+			    b->path, DSFS_KEY_MAX - 1);
 	return 0;
 }
 
@@ -456,66 +460,75 @@ static int walk_devices(struct build *b, int dirfd)
 	return rc;
 }
 
-static const char *const trees[] = {"kv", "images", "devices"};
+/* What may be at the top of a source, and where each is stored. */
+static const struct tree {
+	const char *name;
+	const char *key; /* the tree root: implicit in every layer */
+	enum dsfs_content kind;
+} trees[] = {
+	{"kv", "kv", DSFS_CONTENT_JSON},
+	{"images", "images", DSFS_CONTENT_IMAGE},
+	{"devices", "kv", DSFS_CONTENT_JSON}, /* devices/ID is kv/__ID */
+};
 
-/* The top of the source: kv/, images/ and devices/, each optional. */
+#define NTREES (sizeof(trees) / sizeof(trees[0]))
+
+/* One tree of the source, which b->path names; each one is optional. */
+static int walk_tree(struct build *b, int srcfd, const struct tree *t)
+{
+	struct stat st;
+	int fd, rc;
+
+	if (fstatat(srcfd, t->name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		return fail(b->e, -errno, "%s: %s", b->path, strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return fail(b->e, -ENOTDIR,
+			    "%s: %s (kv, images and devices must be "
+			    "directories)",
+			    b->path,
+			    S_ISREG(st.st_mode) ? "a regular file" :
+						  kind_name(st.st_mode));
+	fd = openat(srcfd, t->name,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return fail(b->e, -errno, "%s: %s", b->path, strerror(errno));
+	snprintf(b->key, sizeof(b->key), "%s", t->key);
+	if (strcmp(t->name, "devices") == 0)
+		rc = walk_devices(b, fd);
+	else
+		rc = walk_src(b, fd, t->kind);
+	close(fd);
+	return rc;
+}
+
+/* The top of the source: kv/, images/ and devices/, in that order, so that
+ * a clash between kv/__ID/x and devices/ID/x is reported at the latter. */
 static int walk_top(struct build *b, int srcfd)
 {
 	size_t n, i, t, plen;
 	char **names;
-	struct stat st;
-	int fd, rc;
+	int rc;
 
 	rc = read_names(srcfd, &names, &n);
 	if (rc)
 		return fail(b->e, rc, "%s: %s", b->path, strerror(-rc));
 	/* Refuse anything unknown before any work is done. */
 	for (i = 0; i < n && rc == 0; i++) {
-		for (t = 0; t < 3 && strcmp(names[i], trees[t]) != 0; t++)
+		for (t = 0; t < NTREES && strcmp(names[i], trees[t].name); t++)
 			;
-		if (t == 3)
+		if (t == NTREES)
 			rc = fail(b->e, -EINVAL,
 				  "%s/%s: not allowed at the top of a factory "
 				  "source (only kv, images and devices)",
 				  b->path, names[i]);
 	}
 	free_names(names, n);
-	for (t = 0; t < 3 && rc == 0; t++) {
-		push(b->path, sizeof(b->path), trees[t], &plen);
-		b->key[0] = '\0';
-		if (fstatat(srcfd, trees[t], &st, AT_SYMLINK_NOFOLLOW) != 0) {
-			rc = errno == ENOENT
-				     ? 0
-				     : fail(b->e, -errno, "%s: %s", b->path,
-					    strerror(errno));
-			goto next;
-		}
-		if (!S_ISDIR(st.st_mode)) {
-			rc = fail(b->e, -ENOTDIR,
-				  "%s: %s (kv, images and devices must be "
-				  "directories)",
-				  b->path,
-				  S_ISREG(st.st_mode) ? "a regular file"
-						      : kind_name(st.st_mode));
-			goto next;
-		}
-		fd = openat(srcfd, trees[t],
-			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0) {
-			rc = fail(b->e, -errno, "%s: %s", b->path,
-				  strerror(errno));
-			goto next;
-		}
-		/* The tree roots are implicit in every layer. */
-		snprintf(b->key, sizeof(b->key), "%s", t == 1 ? "images" : "kv");
-		if (t == 2)
-			rc = walk_devices(b, fd);
-		else
-			rc = walk_src(b, fd,
-				      t == 0 ? DSFS_CONTENT_JSON
-					     : DSFS_CONTENT_IMAGE);
-		close(fd);
-next:
+	for (t = 0; t < NTREES && rc == 0; t++) {
+		push(b->path, sizeof(b->path), trees[t].name, &plen);
+		rc = walk_tree(b, srcfd, &trees[t]);
 		b->path[plen] = '\0';
 	}
 	return rc;
@@ -528,7 +541,6 @@ int factory_build(const char *src, const char *image, uint64_t budget,
 {
 	struct build *b;
 	const char *why = NULL;
-	uint64_t used = 0, ignored;
 	char *tmp;
 	size_t len;
 	int srcfd, rc;
@@ -565,15 +577,12 @@ int factory_build(const char *src, const char *image, uint64_t budget,
 		goto out_remove;
 	}
 	rc = walk_top(b, srcfd);
-	if (rc == 0)
-		rc = layer_usage(b->l, &used, &ignored);
 	/* Closing turns the store into one self-contained file. */
 	layer_close(b->l);
-	if (rc) {
-		fail(e, rc, "%s: %s", tmp, strerror(-rc));
+	if (rc)
 		goto out_remove;
-	}
-	/* Prove the result is an image, as install-factory will see it. */
+	/* Prove the result is an image, as install-factory will see it:
+	 * this also catches a close that could not finish the file. */
 	rc = check_image_file(tmp, e);
 	if (rc)
 		goto out_remove;
@@ -583,8 +592,8 @@ int factory_build(const char *src, const char *image, uint64_t budget,
 		goto out_remove;
 	}
 	if (rename(tmp, image) != 0) {
-		rc = fail(e, -errno, "%s: cannot rename to %s: %s", tmp,
-			  image, strerror(errno));
+		rc = fail(e, -errno, "%s: cannot rename to %s: %s", tmp, image,
+			  strerror(errno));
 		goto out_remove;
 	}
 	rc = fsync_dir_of(image);
@@ -781,10 +790,50 @@ out_v:
 	return rc;
 }
 
+static int check_dir(struct walk *w, enum dsfs_content kind);
+
+/* One child of the directory w->key. */
+static int check_kid(struct walk *w, const struct kid *kid,
+		     enum dsfs_content kind)
+{
+	size_t was;
+	int rc;
+
+	if (push(w->key, sizeof(w->key), kid->name, &was))
+		return problem(w, -ENAMETOOLONG, "%s: key too long", kid->name);
+	w->used += strlen(kid->name);
+	if (name_check(kid->name) != 0) {
+		rc = problem(w, -EINVAL, "name is not allowed");
+		goto out;
+	}
+	switch (kid->a.kind) {
+	case DSFS_DIR:
+		w->dirs++;
+		rc = check_dir(w, kind);
+		break;
+	case DSFS_FILE:
+		w->files++;
+		rc = check_value(w, &kid->a, kind);
+		break;
+	case DSFS_WHITEOUT:
+		w->whiteouts++;
+		rc = 0;
+		if (w->image)
+			rc = problem(w, -EINVAL, "whiteout in a factory image");
+		break;
+	default:
+		rc = problem(w, -EINVAL, "unknown kind of entry %d",
+			     (int)kid->a.kind);
+	}
+out:
+	w->key[was] = '\0';
+	return rc;
+}
+
 static int check_dir(struct walk *w, enum dsfs_content kind)
 {
 	struct kids k = {.n = 0};
-	size_t i, was;
+	size_t i;
 	int rc;
 
 	rc = layer_list(w->l, w->key, kids_add, &k);
@@ -794,27 +843,8 @@ static int check_dir(struct walk *w, enum dsfs_content kind)
 	}
 	if (k.n)
 		qsort(k.v, k.n, sizeof(*k.v), cmp_kid);
-	for (i = 0; i < k.n && rc == 0; i++) {
-		if (push(w->key, sizeof(w->key), k.v[i].name, &was)) {
-			rc = problem(w, -ENAMETOOLONG, "%s: key too long",
-				     k.v[i].name);
-			continue;
-		}
-		w->used += strlen(k.v[i].name);
-		if (name_check(k.v[i].name) != 0)
-			rc = problem(w, -EINVAL, "name is not allowed");
-		else if (k.v[i].a.kind == DSFS_DIR)
-			rc = (w->dirs++, check_dir(w, kind));
-		else if (k.v[i].a.kind == DSFS_FILE)
-			rc = (w->files++, check_value(w, &k.v[i].a, kind));
-		else if (k.v[i].a.kind != DSFS_WHITEOUT)
-			rc = problem(w, -EINVAL, "unknown kind of entry %d",
-				     (int)k.v[i].a.kind);
-		else if (w->whiteouts++, w->image)
-			rc = problem(w, -EINVAL,
-				     "whiteout in a factory image");
-		w->key[was] = '\0';
-	}
+	for (i = 0; i < k.n && rc == 0; i++)
+		rc = check_kid(w, &k.v[i], kind);
 out:
 	kids_free(&k);
 	return rc;
@@ -982,8 +1012,8 @@ out_fd:
 }
 
 /* Ask the daemon that has the store. */
-static int ask(struct store *s, const char *request, char *reply,
-	       size_t size, struct ctl_error *e)
+static int ask(struct store *s, const char *request, char *reply, size_t size,
+	       struct ctl_error *e)
 {
 	int rc;
 
@@ -999,8 +1029,7 @@ static int ask(struct store *s, const char *request, char *reply,
 	return 0;
 }
 
-static char *store_file(struct store *s, const char *name,
-			struct ctl_error *e)
+static char *store_file(struct store *s, const char *name, struct ctl_error *e)
 {
 	char *path;
 
@@ -1088,8 +1117,8 @@ static int copy_fd(int from, int to, const char *src, const char *dst,
 		if (n == 0)
 			break;
 		for (w = 0; w < n;) {
-			ssize_t k = pwrite(to, buf + w, (size_t)(n - w),
-					   off + w);
+			ssize_t k =
+				pwrite(to, buf + w, (size_t)(n - w), off + w);
 
 			if (k < 0 && errno == EINTR)
 				continue;
@@ -1115,19 +1144,61 @@ static bool same_file(const struct stat *a, const struct stat *b)
 	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
-int factory_install(const char *image, const char *store,
-		    struct ctl_error *e)
+/* Copy the image, open as imgfd and checked as it was then (checked), to
+ * STORE/factory.db.new and sync it.  *out is the new file, open and
+ * flocked; on failure nothing is left. */
+static int write_new(struct store *s, int imgfd, const char *image,
+		     const struct stat *checked, int *out, struct ctl_error *e)
 {
-	char reply[CONTROL_REPLY_MAX], newpath[PATH_MAX];
-	struct stat before, after;
+	char path[PATH_MAX];
+	struct stat now;
+	int fd = -1, rc;
+
+	snprintf(path, sizeof(path), "%s/%s", s->path, STORE_FACTORY_NEW);
+	rc = open_new(s, &fd, e);
+	if (rc)
+		return rc;
+	if (ftruncate(fd, 0) != 0) {
+		rc = fail(e, -errno, "%s: %s", path, strerror(errno));
+		goto out_drop;
+	}
+	rc = copy_fd(imgfd, fd, image, path, e);
+	if (rc)
+		goto out_drop;
+	/* What was copied must be what was checked. */
+	if (fstat(imgfd, &now) != 0 || !same_file(checked, &now)) {
+		rc = fail(e, -EAGAIN, "%s: changed while being installed",
+			  image);
+		goto out_drop;
+	}
+	rc = give_to_owner(s, fd, STORE_FACTORY_NEW, e);
+	if (rc)
+		goto out_drop;
+	if (fsync(fd) != 0) {
+		rc = fail(e, -errno, "%s: fsync: %s", path, strerror(errno));
+		goto out_drop;
+	}
+	*out = fd;
+	return 0;
+
+out_drop:
+	drop_new(s, fd);
+	close(fd);
+	return rc;
+}
+
+int factory_install(const char *image, const char *store, struct ctl_error *e)
+{
+	char reply[CONTROL_REPLY_MAX];
+	struct stat checked;
 	struct store s;
+	bool mounted;
 	int imgfd, newfd = -1, rc;
 
-	snprintf(newpath, sizeof(newpath), "%s/%s", store, STORE_FACTORY_NEW);
 	imgfd = open(image, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (imgfd < 0)
 		return fail(e, -errno, "%s: %s", image, strerror(errno));
-	if (fstat(imgfd, &before) != 0 || !S_ISREG(before.st_mode)) {
+	if (fstat(imgfd, &checked) != 0 || !S_ISREG(checked.st_mode)) {
 		rc = fail(e, -EINVAL, "%s: not a regular file", image);
 		goto out_img;
 	}
@@ -1138,54 +1209,29 @@ int factory_install(const char *image, const char *store,
 	rc = store_open(&s, store, true, e);
 	if (rc)
 		goto out_img;
-	rc = open_new(&s, &newfd, e);
+	/* Offline, the lock is held from here on: a daemon starting
+	 * meanwhile would remove factory.db.new as a crash's leftover. */
+	rc = store_lock(&s, e);
+	mounted = rc == -EWOULDBLOCK;
+	if (rc && !mounted)
+		goto out_store;
+	rc = write_new(&s, imgfd, image, &checked, &newfd, e);
 	if (rc)
 		goto out_store;
-	if (ftruncate(newfd, 0) != 0) {
-		rc = fail(e, -errno, "%s: %s", newpath, strerror(errno));
-		goto out_new;
-	}
-	rc = copy_fd(imgfd, newfd, image, newpath, e);
-	if (rc)
-		goto out_drop;
-	/* What was copied must be what was checked. */
-	if (fstat(imgfd, &after) != 0 || !same_file(&before, &after)) {
-		rc = fail(e, -EAGAIN, "%s: changed while being installed",
-			  image);
-		goto out_drop;
-	}
-	rc = give_to_owner(&s, newfd, STORE_FACTORY_NEW, e);
-	if (rc)
-		goto out_drop;
-	if (fsync(newfd) != 0) {
-		rc = fail(e, -errno, "%s: fsync: %s", newpath,
-			  strerror(errno));
-		goto out_drop;
-	}
-	rc = store_lock(&s, e);
-	if (rc == -EWOULDBLOCK) {
-		/* Mounted: the daemon renames the file and starts using it;
-		 * on failure it removes it. */
+	if (mounted) {
+		/* The daemon renames the file and starts using it; if it
+		 * refuses the file, it removes it. */
 		rc = ask(&s, "install-factory", reply, sizeof(reply), e);
 		if (rc == -EBUSY)
-			goto out_drop;
-		goto out_new;
-	}
-	if (rc)
-		goto out_drop;
-	if (renameat(s.dirfd, STORE_FACTORY_NEW, s.dirfd, STORE_FACTORY) !=
-	    0) {
-		rc = fail(e, -errno, "%s: cannot rename to %s: %s", newpath,
-			  STORE_FACTORY, strerror(errno));
-		goto out_drop;
-	}
-	if (fsync(s.dirfd) != 0)
+			drop_new(&s, newfd);
+	} else if (renameat(s.dirfd, STORE_FACTORY_NEW, s.dirfd,
+			    STORE_FACTORY) != 0) {
+		rc = fail(e, -errno, "%s/%s: cannot rename to %s: %s", store,
+			  STORE_FACTORY_NEW, STORE_FACTORY, strerror(errno));
+		drop_new(&s, newfd);
+	} else if (fsync(s.dirfd) != 0) {
 		rc = fail(e, -errno, "%s: fsync: %s", store, strerror(errno));
-	goto out_new;
-
-out_drop:
-	drop_new(&s, newfd);
-out_new:
+	}
 	close(newfd);
 out_store:
 	store_close(&s);
@@ -1225,8 +1271,8 @@ static int open_factory(struct store *s, struct dsfs_layer **l,
 	path = store_file(s, STORE_FACTORY, e);
 	if (!path)
 		return -ENOMEM;
-	rc = layer_sqlite_open_image(path, "factory",
-				     DSFS_DEFAULT_FACTORY_SIZE, l, &why);
+	rc = layer_sqlite_open_image(path, "factory", DSFS_DEFAULT_FACTORY_SIZE,
+				     l, &why);
 	if (rc && rc != -ENOENT)
 		fail(e, rc, "%s: %s", path, why && *why ? why : strerror(-rc));
 	free(path);
@@ -1278,8 +1324,7 @@ static int print_usage_of(FILE *out, const char *name, struct dsfs_layer *l,
 	if (l) {
 		rc = layer_usage(l, &used, &budget);
 		if (rc)
-			return fail(e, rc, "%s layer: %s", name,
-				    strerror(-rc));
+			return fail(e, rc, "%s layer: %s", name, strerror(-rc));
 	}
 	fprintf(out, "%s %llu %llu\n", name, (unsigned long long)used,
 		(unsigned long long)budget);
@@ -1312,8 +1357,8 @@ int store_usage(const char *store, FILE *out, struct ctl_error *e)
 	rc = open_factory(&s, &factory, e);
 	if (rc && rc != -ENOENT)
 		goto out_runtime;
-	rc = print_usage_of(out, "ephemeral", NULL,
-			    DSFS_DEFAULT_EPHEMERAL_SIZE, e);
+	rc = print_usage_of(out, "ephemeral", NULL, DSFS_DEFAULT_EPHEMERAL_SIZE,
+			    e);
 	if (rc == 0)
 		rc = print_usage_of(out, "runtime", runtime,
 				    DSFS_DEFAULT_RUNTIME_SIZE, e);
@@ -1376,9 +1421,9 @@ static unsigned check_file(struct store *s, const char *name, FILE *out)
 
 	if (fstatat(s->dirfd, name, &st, 0) != 0 && errno == ENOENT) {
 		fprintf(out, "%s: absent%s\n", name,
-			strcmp(name, STORE_RUNTIME) == 0
-				? " (the store was never mounted)"
-				: " (empty factory layer)");
+			strcmp(name, STORE_RUNTIME) == 0 ?
+				" (the store was never mounted)" :
+				" (empty factory layer)");
 		return 0;
 	}
 	path = store_file(s, name, &e);
@@ -1433,8 +1478,8 @@ int store_check(const char *store, FILE *out, struct ctl_error *e)
 	problems = check_file(&s, STORE_RUNTIME, out);
 	problems += check_file(&s, STORE_FACTORY, out);
 	if (problems)
-		rc = fail(e, -EINVAL, "%s: %u problem%s found", store,
-			  problems, problems == 1 ? "" : "s");
+		rc = fail(e, -EINVAL, "%s: %u problem%s found", store, problems,
+			  problems == 1 ? "" : "s");
 out_store:
 	store_close(&s);
 	return rc;

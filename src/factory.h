@@ -30,8 +30,7 @@ int factory_build(const char *src, const char *image, uint64_t budget,
 
 /* Check every entry of image, then make it store's factory image
  * atomically: offline by rename, mounted through the daemon. */
-int factory_install(const char *image, const char *store,
-		    struct ctl_error *e);
+int factory_install(const char *image, const char *store, struct ctl_error *e);
 
 /* Empty the runtime layer (and, mounted, the ephemeral one). */
 int store_factory_reset(const char *store, struct ctl_error *e);

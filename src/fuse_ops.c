@@ -191,9 +191,12 @@ static void notify_alias(struct dsfs_ctx *ctx, const struct loc *l,
 	if (node_find_merged(&ctx->nodes, l->key, &ino, &parent, &name) != 0)
 		return;
 	fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
-	if (entry)
+	if (entry) {
 		fuse_lowlevel_notify_inval_entry(ctx->se, parent, name,
 						 strlen(name));
+		/* and the parent's cached listing */
+		fuse_lowlevel_notify_inval_inode(ctx->se, parent, 0, 0);
+	}
 }
 
 /* Reply to a lookup, mkdir or create with the node for parent/name. */
@@ -230,6 +233,32 @@ static void dsfs_init(void *userdata, struct fuse_conn_info *conn)
 	/* flock() is served by the kernel on this host. */
 	conn->want &= ~(unsigned)FUSE_CAP_FLOCK_LOCKS;
 	conn->want &= ~(unsigned)FUSE_CAP_POSIX_LOCKS;
+}
+
+/* A name that can never be stored: log it with its directory, printable. */
+static void log_bad_name(struct dsfs_ctx *ctx, struct node *dir,
+			 const char *name, int rc)
+{
+	char shown[96], path[DSFS_KEY_MAX + 16];
+	size_t i, pos = 0;
+	struct loc l;
+
+	for (i = 0; name[i] && pos + 5 < sizeof(shown); i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		if (c >= 0x20 && c < 0x7f)
+			shown[pos++] = (char)c;
+		else
+			pos += (size_t)snprintf(shown + pos, sizeof(shown) - pos,
+						"\\x%02x", c);
+	}
+	shown[pos] = '\0';
+	path[0] = '\0';
+	if (node_loc(&ctx->nodes, dir, &l) == 0 && l.view != VIEW_ROOT)
+		loc_path(&l, path, sizeof(path));
+	log_err("%s/%s%s: %s", path, shown, name[i] ? "..." : "",
+		rc == -ENAMETOOLONG ? "name longer than 255 bytes (ENAMETOOLONG)"
+				    : "name is not valid UTF-8 (EINVAL)");
 }
 
 static int lookup_by_token(struct dsfs_ctx *ctx, struct node *dir,
@@ -281,8 +310,10 @@ static void dsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	rc = name_check(name);
-	if (rc)
+	if (rc) {
+		log_bad_name(ctx, dir, name, rc);
 		goto out;
+	}
 	if (dir->view == VIEW_ROOT) {
 		/* The root and the layer directories hold fixed names. */
 		rc = -ENOENT;
@@ -365,6 +396,16 @@ static void dsfs_getattr(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	rc = stat_node(ctx, n, &st);
+	if (rc == -ESTALE) {
+		/* fstat of an open file whose name is gone */
+		struct dsfs_attr gone;
+
+		rc = node_gone(&ctx->nodes, n, &gone);
+		if (rc == 0) {
+			attr_stat(n->ino, &gone, &st);
+			st.st_nlink = 0;
+		}
+	}
 	if (rc == 0 && h && !h->src && !is_fixed(n) && !n->is_dir) {
 		/* An open writer sees the size of its own copy. */
 		pthread_mutex_lock(&h->lock);
@@ -393,7 +434,7 @@ static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
 	if (!h->writable || !(h->dirty || (last && h->trunc_pending)))
 		return 0;
 	rc = node_loc(&ctx->nodes, h->node, &l);
-	if (rc == -ENOENT) {
+	if (rc == -ESTALE) {
 		/* Unlinked while open: its bytes have nowhere to go, as on
 		 * any filesystem. */
 		h->dirty = false;
@@ -408,16 +449,34 @@ static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
 		return rc;
 	}
 	a.mode = 0644;
-	now(&a.mtime);
-	a.atime = a.ctime = a.mtime;
+	now(&a.ctime);
+	a.atime = a.mtime = a.ctime;
+	/* Times set with futimens()/utimensat() while this was open for
+	 * writing (cp -p, tar x) are what the committed value keeps. */
+	node_take_times(&ctx->nodes, h->node, &a.atime, &a.mtime);
 	rc = ovl_commit(&ctx->stack, &l, &a, h->buf, h->len, &f);
 	if (rc) {
 		log_fail(&l, NULL, "not stored", rc, NULL);
 		return rc;
 	}
 	handle_committed(h);
+	/* The kernel's size and times of this inode came from the writes
+	 * and from setattr replies made before the commit: refetch them. */
+	fuse_lowlevel_notify_inval_inode(ctx->se, h->node->ino, -1, 0);
 	notify_alias(ctx, &l, false);
 	return 0;
+}
+
+/* Let go of an open file's handle and what it holds. */
+static void drop_handle(struct dsfs_ctx *ctx, struct handle *h)
+{
+	if (h->cache_reader)
+		node_cache_done(&ctx->nodes, h->node);
+	if (h->writable)
+		node_writers(&ctx->nodes, h->node, -1);
+	node_put(&ctx->nodes, h->node);
+	ovl_release_image(&ctx->stack, h->src, h->token);
+	handle_free(h);
 }
 
 /* Set the size of a closed file: read, resize, check, commit. */
@@ -523,6 +582,10 @@ static void dsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			a.mtime = attr->st_mtim;
 		mask |= DSFS_SET_MTIME;
 	}
+	if (mask & (DSFS_SET_ATIME | DSFS_SET_MTIME))
+		node_set_times(&ctx->nodes, n,
+			       mask & DSFS_SET_ATIME ? &a.atime : NULL,
+			       mask & DSFS_SET_MTIME ? &a.mtime : NULL);
 	if (mask) {
 		now(&a.ctime);
 		mask |= DSFS_SET_CTIME;
@@ -664,44 +727,59 @@ static void dsfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	h->node = node_get(&ctx->nodes, e.ino);
+	h->attr = f.attr;
+	if (h->writable)
+		node_writers(&ctx->nodes, h->node, 1);
 	fi->fh = (uintptr_t)h;
+	fi->direct_io = 1; /* as for every writer: see dsfs_open() */
 	node_put(&ctx->nodes, dir);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		node_forget(&ctx->nodes, e.ino, 1);
-		node_put(&ctx->nodes, h->node);
-		handle_free(h);
+		drop_handle(ctx, h);
 	}
+}
+
+/* Refuse to make parent/name, logging the path and why. */
+static void refuse(fuse_req_t req, fuse_ino_t parent, const char *name,
+		   const char *what, const char *why)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct node *dir = node_get(&ctx->nodes, parent);
+	struct loc l = {0};
+
+	if (dir && dir->view != VIEW_ROOT &&
+	    node_child_loc(&ctx->nodes, dir, name, &l) == 0)
+		log_fail(&l, NULL, what, -EPERM, why);
+	else
+		log_err("%s: %s: %s", name, what, why);
+	node_put(&ctx->nodes, dir);
+	fuse_reply_err(req, EPERM);
 }
 
 static void dsfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		       mode_t mode, dev_t rdev)
 {
-	(void)parent;
-	(void)name;
+	(void)mode;
 	(void)rdev;
 	/* Regular files come through create(); nothing else is stored. */
-	(void)mode;
-	log_err("%s: mknod: device nodes, FIFOs and sockets are not stored",
-		name);
-	fuse_reply_err(req, EPERM);
+	refuse(req, parent, name, "mknod",
+	       "device nodes, FIFOs and sockets are not stored (EPERM)");
 }
 
 static void dsfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 			 const char *name)
 {
 	(void)link;
-	(void)parent;
-	log_err("%s: symlink: symbolic links are not stored", name);
-	fuse_reply_err(req, EPERM);
+	refuse(req, parent, name, "symlink",
+	       "symbolic links are not stored (EPERM)");
 }
 
 static void dsfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		      const char *newname)
 {
 	(void)ino;
-	(void)newparent;
-	log_err("%s: link: hard links are not stored", newname);
-	fuse_reply_err(req, EPERM);
+	refuse(req, newparent, newname, "link",
+	       "hard links are not stored (EPERM)");
 }
 
 static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -710,6 +788,7 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct dsfs_ctx *ctx = ctx_of(req);
 	struct node *dir = node_get(&ctx->nodes, parent);
 	struct loc l = {0};
+	struct found f;
 	int rc;
 
 	if (!dir) {
@@ -717,11 +796,14 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	rc = new_name_loc(ctx, dir, name, &l);
+	if (rc == 0 && ovl_lookup(&ctx->stack, &l, &f) != 0)
+		memset(&f, 0, sizeof(f));
 	if (rc == 0)
 		rc = dir_op ? ovl_rmdir(&ctx->stack, &l)
 			    : ovl_unlink(&ctx->stack, &l);
 	if (rc == 0) {
-		node_detach(&ctx->nodes, dir, name);
+		node_detach(&ctx->nodes, dir, name,
+			    f.attr.kind == DSFS_FILE ? &f.attr : NULL);
 		notify_alias(ctx, &l, true);
 	} else if (rc != -ENOENT) {
 		log_fail(&l, l.key[0] ? NULL : name,
@@ -749,6 +831,7 @@ static void dsfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct node *from = node_get(&ctx->nodes, parent);
 	struct node *to = node_get(&ctx->nodes, newparent);
 	struct loc lf = {0}, lt = {0};
+	struct found replaced;
 	int rc;
 
 	if (!from || !to) {
@@ -764,12 +847,16 @@ static void dsfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = new_name_loc(ctx, to, newname, &lt);
 	if (rc == 0 && lf.tree != lt.tree)
 		rc = -EXDEV;
+	if (rc == 0 && ovl_lookup(&ctx->stack, &lt, &replaced) != 0)
+		memset(&replaced, 0, sizeof(replaced));
 	if (rc == 0)
 		rc = ovl_rename(&ctx->stack, &lf, &lt,
 				flags & RENAME_NOREPLACE ? DSFS_RENAME_NOREPLACE
 							 : 0);
 	if (rc == 0) {
-		node_move(&ctx->nodes, from, name, to, newname);
+		node_move(&ctx->nodes, from, name, to, newname,
+			  replaced.attr.kind == DSFS_FILE ? &replaced.attr
+							  : NULL);
 		notify_alias(ctx, &lf, true);
 		notify_alias(ctx, &lt, true);
 	} else if (rc != -ENOENT) {
@@ -785,21 +872,20 @@ out:
 
 /* A reader of an image streams it from the layer that has it. */
 static int open_image(struct dsfs_ctx *ctx, const struct loc *l,
-		      struct handle **h)
+		      struct found *f, struct handle **h)
 {
 	struct dsfs_layer *held;
-	struct found f;
 	int rc;
 
-	rc = ovl_open_image(&ctx->stack, l, &f, &held);
+	rc = ovl_open_image(&ctx->stack, l, f, &held);
 	if (rc)
 		return rc;
 	if (!held) /* an empty entry: nothing to stream */
 		return handle_new(DSFS_CONTENT_IMAGE, NULL, 0, false, false,
 				  0, h);
-	rc = handle_new_stream(held, f.attr.token, h);
+	rc = handle_new_stream(held, f->attr.token, h);
 	if (rc)
-		ovl_release_image(&ctx->stack, held, f.attr.token);
+		ovl_release_image(&ctx->stack, held, f->attr.token);
 	return rc;
 }
 
@@ -847,6 +933,7 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino,
 		rc = writable ? -EROFS : open_token(ctx, n, &h);
 		if (rc)
 			goto out;
+		fi->keep_cache = 1; /* a token's bytes never change */
 		goto opened;
 	}
 	rc = node_loc(&ctx->nodes, n, &l);
@@ -858,10 +945,10 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino,
 		goto out;
 	}
 	if (!writable && l.tree == TREE_IMAGES) {
-		rc = open_image(ctx, &l, &h);
+		rc = open_image(ctx, &l, &f, &h);
 		if (rc)
 			goto out;
-		goto opened;
+		goto opened_found;
 	}
 	if (trunc)
 		rc = ovl_lookup(&ctx->stack, &l, &f);
@@ -881,17 +968,39 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino,
 	rc = handle_new(content_of(&l), data, len, writable, trunc, budget, &h);
 	if (rc)
 		goto out;
+opened_found:
+	h->attr = f.attr;
+	if (writable) {
+		/* A writer's bytes stay out of the page cache, which every
+		 * open of the inode shares: others read the committed value
+		 * until this close. */
+		fi->direct_io = 1;
+		node_writers(&ctx->nodes, n, 1);
+	} else {
+		/* A value the kernel holds in its page cache, unchanged since,
+		 * is kept there: a warm read costs one round trip. */
+		switch (node_cache_open(&ctx->nodes, n, f.attr.version,
+					f.layer)) {
+		case NODE_CACHE_KEEP:
+			fi->keep_cache = 1;
+			h->cache_reader = true;
+			break;
+		case NODE_CACHE_FRESH:
+			h->cache_reader = true;
+			break;
+		default:
+			fi->direct_io = 1;
+			break;
+		}
+	}
 opened:
 	h->node = n;
 	n = NULL; /* the handle keeps the reference */
 	fi->fh = (uintptr_t)h;
 	/* A reader has nothing to flush; tell the kernel not to ask. */
 	fi->noflush = !writable;
-	if (fuse_reply_open(req, fi) != 0) {
-		node_put(&ctx->nodes, h->node);
-		ovl_release_image(&ctx->stack, h->src, h->token);
-		handle_free(h);
-	}
+	if (fuse_reply_open(req, fi) != 0)
+		drop_handle(ctx, h);
 	return;
 out:
 	node_put(&ctx->nodes, n);
@@ -973,9 +1082,7 @@ static void dsfs_release(fuse_req_t req, fuse_ino_t ino,
 	if (!h->poisoned && !h->check_failed)
 		commit_handle(ctx, h, true);
 	pthread_mutex_unlock(&h->lock);
-	node_put(&ctx->nodes, h->node);
-	ovl_release_image(&ctx->stack, h->src, h->token);
-	handle_free(h);
+	drop_handle(ctx, h);
 	fuse_reply_err(req, 0);
 }
 
@@ -996,9 +1103,12 @@ static void dsfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fuse_reply_err(req, -rc);
 }
 
-/* An open directory: its listing, taken at opendir and served by
- * offset, so entries made or removed meanwhile do not shift it. */
+/* An open directory: its listing, taken at the first readdir and served
+ * by offset, so entries made or removed meanwhile do not shift it.  With
+ * the kernel's readdir cache the first readdir may never come. */
 struct dir_handle {
+	pthread_mutex_t lock;
+	bool loaded;
 	struct listing ls;
 };
 
@@ -1008,18 +1118,47 @@ static int fixed_listing(struct dsfs_ctx *ctx, struct node *n,
 	static const char *const root[] = {"kv",	"images",  "devices",
 					   "ephemeral", "runtime", "factory"};
 	static const char *const trees[] = {"kv", "images", "devices"};
+	struct found f = {.attr.kind = DSFS_DIR};
 	size_t i;
 	int rc = 0;
 
 	(void)ctx;
 	if (n->ino == ROOT_INO) {
 		for (i = 0; i < sizeof(root) / sizeof(root[0]); i++)
-			listing_add(ls, root[i], DSFS_DIR, &rc);
+			listing_add(ls, root[i], &f, &rc);
 	} else {
 		for (i = 0; i < sizeof(trees) / sizeof(trees[0]); i++)
-			listing_add(ls, trees[i], DSFS_DIR, &rc);
+			listing_add(ls, trees[i], &f, &rc);
 	}
 	return rc;
+}
+
+static int load_listing(struct dsfs_ctx *ctx, struct node *n,
+			struct listing *ls)
+{
+	struct found f;
+	struct loc l;
+	int rc;
+
+	if (n->view == VIEW_ROOT)
+		return fixed_listing(ctx, n, ls);
+	/* Tokens are not listed: a listing would grow with the store, and
+	 * a token is found from an image's user.dsfs.token. */
+	if (n->special == NODE_BY_TOKEN_DIR)
+		return 0;
+	rc = node_loc(&ctx->nodes, n, &l);
+	if (rc)
+		return rc;
+	if (!n->is_tree_root) {
+		rc = ovl_lookup(&ctx->stack, &l, &f);
+		if (rc)
+			return rc;
+		if (f.attr.kind != DSFS_DIR)
+			return -ENOTDIR;
+		l.limit = f.limit;
+	}
+	return ovl_list(&ctx->stack, &l,
+			n->tree == TREE_DEVICES && n->is_tree_root, ls);
 }
 
 static void dsfs_opendir(fuse_req_t req, fuse_ino_t ino,
@@ -1027,92 +1166,134 @@ static void dsfs_opendir(fuse_req_t req, fuse_ino_t ino,
 {
 	struct dsfs_ctx *ctx = ctx_of(req);
 	struct node *n = node_get(&ctx->nodes, ino);
-	struct dir_handle *d = calloc(1, sizeof(*d));
-	struct found f;
-	struct loc l;
-	int rc = 0;
+	struct dir_handle *d;
 
-	if (!n || !d) {
-		rc = n ? -ENOMEM : -ESTALE;
-		goto out;
-	}
-	if (n->view == VIEW_ROOT) {
-		rc = fixed_listing(ctx, n, &d->ls);
-		goto out;
-	}
-	/* Tokens are not listed: a listing would grow with the store, and
-	 * a token is found from an image's user.dsfs.token. */
-	if (n->special == NODE_BY_TOKEN_DIR)
-		goto out;
-	rc = node_loc(&ctx->nodes, n, &l);
-	if (rc)
-		goto out;
-	if (!n->is_tree_root) {
-		rc = ovl_lookup(&ctx->stack, &l, &f);
-		if (rc)
-			goto out;
-		if (f.attr.kind != DSFS_DIR) {
-			rc = -ENOTDIR;
-			goto out;
-		}
-		l.limit = f.limit;
-	}
-	rc = ovl_list(&ctx->stack, &l, n->tree == TREE_DEVICES && n->is_tree_root,
-		      &d->ls);
-out:
-	node_put(&ctx->nodes, n);
-	if (rc) {
-		if (d)
-			listing_free(&d->ls);
-		free(d);
-		fuse_reply_err(req, -rc);
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
 		return;
 	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		node_put(&ctx->nodes, n);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_init(&d->lock, NULL);
+	/* The merged trees' listings are cached by the kernel: a change in
+	 * the directory through this mount drops the cache, and a change
+	 * from elsewhere is followed by an invalidation (notify_alias,
+	 * dsfs_invalidate_all). */
+	if (timeout_of(ctx, n) > 0 && n->special == NODE_PLAIN &&
+	    n->view == VIEW_MERGED) {
+		fi->cache_readdir = 1;
+		fi->keep_cache = 1;
+	}
+	node_put(&ctx->nodes, n);
 	fi->fh = (uintptr_t)d;
 	if (fuse_reply_open(req, fi) != 0) {
-		listing_free(&d->ls);
+		pthread_mutex_destroy(&d->lock);
 		free(d);
 	}
+}
+
+/* Serve a listing from offset off; with plus, every name is looked up
+ * as it goes (READDIRPLUS), its lookup count taken only if it fits. */
+static void serve_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		      struct fuse_file_info *fi, bool plus)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+	struct node *dir = node_get(&ctx->nodes, ino);
+	char *buf = malloc(size);
+	size_t pos = 0;
+	int rc = 0;
+
+	if (!dir || !buf) {
+		rc = dir ? -ENOMEM : -ESTALE;
+		goto out;
+	}
+	pthread_mutex_lock(&d->lock);
+	if (!d->loaded) {
+		rc = load_listing(ctx, dir, &d->ls);
+		d->loaded = rc == 0;
+	}
+	for (; rc == 0 && off >= 0 && (size_t)off < d->ls.count + 2; off++) {
+		struct fuse_entry_param e;
+		struct node *n = NULL;
+		const char *name;
+		size_t need;
+
+		memset(&e, 0, sizeof(e));
+		if (off < 2) {
+			name = off == 0 ? "." : "..";
+			e.attr.st_mode = S_IFDIR;
+		} else {
+			const struct dirent_item *it = &d->ls.items[off - 2];
+
+			name = it->name;
+			e.attr.st_mode = it->found.attr.kind == DSFS_DIR
+						 ? S_IFDIR
+						 : S_IFREG;
+			if (plus) {
+				n = dir->view == VIEW_ROOT
+					    ? node_get_child(&ctx->nodes, dir,
+							     name)
+					    : node_link(&ctx->nodes, dir, name,
+							it->found.attr.kind ==
+								DSFS_DIR,
+							it->found.limit);
+				if (!n) {
+					rc = -ENOMEM;
+					break;
+				}
+				e.ino = n->ino;
+				if (is_fixed(n))
+					fixed_stat(ctx, n, &e.attr);
+				else
+					attr_stat(n->ino, &it->found.attr,
+						  &e.attr);
+				e.attr_timeout = e.entry_timeout =
+					timeout_of(ctx, n);
+			}
+		}
+		/* The kernel takes inode numbers from lookups; this one only
+		 * needs to be non-zero for tools that skip zero. */
+		if (!e.attr.st_ino)
+			e.attr.st_ino = (ino_t)(off + 1);
+		if (plus)
+			need = fuse_add_direntry_plus(req, buf + pos,
+						      size - pos, name, &e,
+						      off + 1);
+		else
+			need = fuse_add_direntry(req, buf + pos, size - pos,
+						 name, &e.attr, off + 1);
+		if (need > size - pos) {
+			if (n)
+				node_forget(&ctx->nodes, n->ino, 1);
+			break;
+		}
+		pos += need;
+	}
+	pthread_mutex_unlock(&d->lock);
+out:
+	node_put(&ctx->nodes, dir);
+	if (rc && pos == 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, buf, pos);
+	free(buf);
 }
 
 static void dsfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 			 off_t off, struct fuse_file_info *fi)
 {
-	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-	char *buf = malloc(size);
-	size_t pos = 0;
-	struct stat st;
+	serve_dir(req, ino, size, off, fi, false);
+}
 
-	(void)ino;
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	memset(&st, 0, sizeof(st));
-	for (; off >= 0 && (size_t)off < d->ls.count + 2; off++) {
-		const char *name;
-		size_t need;
-
-		if (off < 2) {
-			name = off == 0 ? "." : "..";
-			st.st_mode = S_IFDIR;
-		} else {
-			const struct dirent_item *it = &d->ls.items[off - 2];
-
-			name = it->name;
-			st.st_mode = it->kind == DSFS_DIR ? S_IFDIR : S_IFREG;
-		}
-		/* The kernel takes the inode number from lookup; this one
-		 * only needs to be non-zero for tools that skip zero. */
-		st.st_ino = (ino_t)(off + 1);
-		need = fuse_add_direntry(req, buf + pos, size - pos, name, &st,
-					 off + 1);
-		if (need > size - pos)
-			break;
-		pos += need;
-	}
-	fuse_reply_buf(req, buf, pos);
-	free(buf);
+static void dsfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			     off_t off, struct fuse_file_info *fi)
+{
+	serve_dir(req, ino, size, off, fi, true);
 }
 
 static void dsfs_releasedir(fuse_req_t req, fuse_ino_t ino,
@@ -1122,6 +1303,7 @@ static void dsfs_releasedir(fuse_req_t req, fuse_ino_t ino,
 
 	(void)ino;
 	listing_free(&d->ls);
+	pthread_mutex_destroy(&d->lock);
 	free(d);
 	fuse_reply_err(req, 0);
 }
@@ -1287,17 +1469,18 @@ static void dsfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	(void)value;
 	(void)size;
 	(void)flags;
-	/* user.dsfs.* describe the entry and are read-only; no other
-	 * attribute is stored. */
-	fuse_reply_err(req, strncmp(name, "user.dsfs.", 10) == 0 ? EPERM
-								 : ENOTSUP);
+	(void)name;
+	/* user.dsfs.* describe the entry and cannot be set, and no other
+	 * attribute is stored.  ENOTSUP (not EPERM) lets cp -a, mv and
+	 * rsync -X carry on quietly, as on any filesystem without xattrs. */
+	fuse_reply_err(req, ENOTSUP);
 }
 
 static void dsfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	(void)ino;
-	fuse_reply_err(req, strncmp(name, "user.dsfs.", 10) == 0 ? EPERM
-								 : ENOTSUP);
+	(void)name;
+	fuse_reply_err(req, ENOTSUP);
 }
 
 const struct fuse_lowlevel_ops dsfs_ll_ops = {
@@ -1323,6 +1506,7 @@ const struct fuse_lowlevel_ops dsfs_ll_ops = {
 	.fsync = dsfs_fsync,
 	.opendir = dsfs_opendir,
 	.readdir = dsfs_readdir,
+	.readdirplus = dsfs_readdirplus,
 	.releasedir = dsfs_releasedir,
 	.fsyncdir = dsfs_fsyncdir,
 	.statfs = dsfs_statfs,
@@ -1343,5 +1527,11 @@ static void inval_one(void *arg, uint64_t ino, uint64_t parent,
 
 void dsfs_invalidate_all(struct dsfs_ctx *ctx)
 {
+	uint64_t ino;
+
+	nodes_forget_cache(&ctx->nodes);
 	nodes_each(&ctx->nodes, inval_one, ctx);
+	/* The fixed directories' listings (kv/, images/, ...) change too. */
+	for (ino = ROOT_INO; ino <= FIXED_NODES; ino++)
+		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
 }

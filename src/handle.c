@@ -121,11 +121,17 @@ ssize_t handle_write(struct handle *h, uint64_t off, const void *buf,
 		*why = "an earlier write to this open file was refused";
 		return -EINVAL;
 	}
-	if (off + size < off)
+	if (off + size < off) {
+		h->poisoned = true;
 		return -EFBIG;
+	}
+	/* A refused write of any kind leaves the stored value as it was:
+	 * this handle will not commit a value missing those bytes. */
 	rc = reserve(h, off + size);
-	if (rc)
+	if (rc) {
+		h->poisoned = true;
 		return rc;
+	}
 	if (h->val && off == h->val_pos && off == h->len) {
 		if (validator_feed(h->val, buf, size) != 0) {
 			*why = validator_reason(h->val);

@@ -37,6 +37,12 @@ struct handle {
 	 * handle is released. */
 	struct dsfs_layer *src;
 	char token[DSFS_TOKEN_LEN + 1];
+
+	/* What the entry was at open: fstat of an open file whose name was
+	 * removed or replaced still answers. */
+	struct dsfs_attr attr;
+	/* Counted in its node's open readers (fuse_ops.c). */
+	bool cache_reader;
 };
 
 /* Make a handle over data[0..len), which it takes ownership of (also on

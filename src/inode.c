@@ -152,6 +152,7 @@ static void maybe_free(struct node_table *t, struct node *n)
 		name_unhash(t, n);
 		ino_unhash(t, n);
 		t->count--;
+		free(n->gone);
 		free(n->name);
 		free(n);
 		if (!parent)
@@ -239,6 +240,7 @@ void nodes_destroy(struct node_table *t)
 	for (i = 0; i < t->nbuckets; i++) {
 		for (n = t->by_ino[i]; n; n = next) {
 			next = n->ino_next;
+			free(n->gone);
 			free(n->name);
 			free(n);
 		}
@@ -326,6 +328,73 @@ struct node *node_link_special(struct node_table *t, struct node *dir,
 	return n;
 }
 
+int node_cache_open(struct node_table *t, struct node *n, uint64_t version,
+		    int layer)
+{
+	bool same;
+	int how;
+
+	pthread_mutex_lock(&t->lock);
+	same = n->cached_version == version && n->cached_layer == layer;
+	if (!same && n->cache_readers > 0) {
+		how = NODE_CACHE_BYPASS;
+	} else {
+		how = same ? NODE_CACHE_KEEP : NODE_CACHE_FRESH;
+		n->cached_version = version;
+		n->cached_layer = layer;
+		n->cache_readers++;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return how;
+}
+
+void node_cache_done(struct node_table *t, struct node *n)
+{
+	pthread_mutex_lock(&t->lock);
+	n->cache_readers--;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void node_writers(struct node_table *t, struct node *n, int delta)
+{
+	pthread_mutex_lock(&t->lock);
+	n->writers = (unsigned)((int)n->writers + delta);
+	if (n->writers == 0)
+		n->times_set = false;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void node_set_times(struct node_table *t, struct node *n,
+		    const struct timespec *atime,
+		    const struct timespec *mtime)
+{
+	pthread_mutex_lock(&t->lock);
+	if (n->writers > 0) {
+		if (!n->times_set) {
+			/* Only one of the two given: the other stays "now". */
+			clock_gettime(CLOCK_REALTIME, &n->atime);
+			n->mtime = n->atime;
+		}
+		if (atime)
+			n->atime = *atime;
+		if (mtime)
+			n->mtime = *mtime;
+		n->times_set = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void node_take_times(struct node_table *t, struct node *n,
+		     struct timespec *atime, struct timespec *mtime)
+{
+	pthread_mutex_lock(&t->lock);
+	if (n->times_set) {
+		*atime = n->atime;
+		*mtime = n->mtime;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
 struct node *node_get_child(struct node_table *t, struct node *dir,
 			    const char *name)
 {
@@ -337,6 +406,19 @@ struct node *node_get_child(struct node_table *t, struct node *dir,
 		n->nlookup++;
 	pthread_mutex_unlock(&t->lock);
 	return n;
+}
+
+int node_gone(struct node_table *t, struct node *n, struct dsfs_attr *a)
+{
+	int rc = -ESTALE;
+
+	pthread_mutex_lock(&t->lock);
+	if (n->gone) {
+		*a = *n->gone;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
 }
 
 void node_forget(struct node_table *t, uint64_t ino, uint64_t nlookup)
@@ -366,7 +448,10 @@ static int build_key(struct node *n, const char *leaf, struct loc *l)
 		parts[nparts++] = leaf;
 	for (root = n; root && !root->is_tree_root; root = root->parent) {
 		if (!root->parent || !root->name)
-			return -ENOENT; /* detached: unlinked or replaced */
+			/* Detached: unlinked or replaced.  ESTALE makes the
+			 * kernel walk the path again (LOOKUP_REVAL) when it
+			 * raced with the change. */
+			return -ESTALE;
 		if (nparts == DSFS_KEY_MAX / 2)
 			return -ENAMETOOLONG;
 		parts[nparts++] = root->name;
@@ -426,13 +511,25 @@ int node_child_loc(struct node_table *t, struct node *dir, const char *name,
 	return rc;
 }
 
-void node_detach(struct node_table *t, struct node *dir, const char *name)
+/* Keep what n was, for fstat() of files still open on it. */
+static void keep_gone(struct node *n, const struct dsfs_attr *gone)
+{
+	if (!gone || n->gone)
+		return;
+	n->gone = malloc(sizeof(*n->gone));
+	if (n->gone)
+		*n->gone = *gone;
+}
+
+void node_detach(struct node_table *t, struct node *dir, const char *name,
+		 const struct dsfs_attr *gone)
 {
 	struct node *n;
 
 	pthread_mutex_lock(&t->lock);
 	n = find_child(t, dir, name);
 	if (n) {
+		keep_gone(n, gone);
 		name_unhash(t, n);
 		free(n->name);
 		n->name = NULL;
@@ -445,7 +542,7 @@ void node_detach(struct node_table *t, struct node *dir, const char *name)
 }
 
 int node_move(struct node_table *t, struct node *from, const char *fname,
-	      struct node *to, const char *tname)
+	      struct node *to, const char *tname, const struct dsfs_attr *gone)
 {
 	struct node *n, *old;
 	char *copy = strdup(tname);
@@ -456,6 +553,7 @@ int node_move(struct node_table *t, struct node *from, const char *fname,
 	old = find_child(t, to, tname);
 	n = find_child(t, from, fname);
 	if (old && old != n) {
+		keep_gone(old, gone);
 		name_unhash(t, old);
 		free(old->name);
 		old->name = NULL;
@@ -518,6 +616,18 @@ int node_find_merged(struct node_table *t, const char *key, uint64_t *ino,
 out:
 	pthread_mutex_unlock(&t->lock);
 	return rc;
+}
+
+void nodes_forget_cache(struct node_table *t)
+{
+	struct node *n;
+	size_t i;
+
+	pthread_mutex_lock(&t->lock);
+	for (i = 0; i < t->nbuckets; i++)
+		for (n = t->by_ino[i]; n; n = n->ino_next)
+			n->cached_layer = -1;
+	pthread_mutex_unlock(&t->lock);
 }
 
 struct each_item {

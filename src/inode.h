@@ -30,6 +30,18 @@ struct node {
 	/* images/.by-token/ and the blobs in it, outside every layer. */
 	enum { NODE_PLAIN, NODE_BY_TOKEN_DIR, NODE_BY_TOKEN } special;
 	int limit;         /* a merged dir: the limit its children inherit */
+	uint64_t cached_version; /* what the kernel's page cache holds */
+	int cached_layer;
+	/* Open readers served through the page cache, and the version they
+	 * read.  A reader of another version must bypass the page cache,
+	 * which is shared by every open of the inode. */
+	unsigned cache_readers;
+	/* Open writers, and times set (futimens, utimensat) while one was
+	 * open: the next commit keeps them instead of "now". */
+	unsigned writers;
+	bool times_set;
+	struct timespec atime, mtime;
+	struct dsfs_attr *gone; /* owned; what it was when detached */
 	struct node *ino_next;
 	struct node *name_next;
 };
@@ -46,6 +58,8 @@ struct node_table {
 };
 
 #define ROOT_INO 1
+/* The root and the fixed directories are inodes ROOT_INO..FIXED_NODES. */
+#define FIXED_NODES 16
 
 int nodes_init(struct node_table *t);
 void nodes_destroy(struct node_table *t);
@@ -63,6 +77,30 @@ struct node *node_link(struct node_table *t, struct node *dir,
 struct node *node_link_special(struct node_table *t, struct node *dir,
 			       const char *name, int special);
 
+/* How a reader that found this version in this layer may use the kernel's
+ * page cache: NODE_CACHE_KEEP (keep what is cached), NODE_CACHE_FRESH (drop
+ * it and fill it anew), or NODE_CACHE_BYPASS (others still read an older
+ * version through it).  KEEP and FRESH count the reader until
+ * node_cache_done(). */
+enum { NODE_CACHE_KEEP, NODE_CACHE_FRESH, NODE_CACHE_BYPASS };
+int node_cache_open(struct node_table *t, struct node *n, uint64_t version,
+		    int layer);
+void node_cache_done(struct node_table *t, struct node *n);
+
+/* A layer was replaced or emptied: versions seen before say nothing about
+ * what the page cache holds any more. */
+void nodes_forget_cache(struct node_table *t);
+
+/* Count open writers (delta +1 or -1). */
+void node_writers(struct node_table *t, struct node *n, int delta);
+/* Times set while writers are open (NULL: not set); kept for the next
+ * commit, which takes them with node_take_times() (unchanged if none). */
+void node_set_times(struct node_table *t, struct node *n,
+		    const struct timespec *atime,
+		    const struct timespec *mtime);
+void node_take_times(struct node_table *t, struct node *n,
+		     struct timespec *atime, struct timespec *mtime);
+
 /* The existing child `name` of dir, with one more kernel lookup counted;
  * NULL if the table has none (for the fixed directories). */
 struct node *node_get_child(struct node_table *t, struct node *dir,
@@ -76,11 +114,16 @@ int node_child_loc(struct node_table *t, struct node *dir, const char *name,
 		   struct loc *l);
 
 /* The child of dir named name is gone (unlink, rmdir, replaced by rename):
- * later lookups make a new node. */
-void node_detach(struct node_table *t, struct node *dir, const char *name);
-/* Rename: the node at (from, fname) is now (to, tname). */
+ * later lookups make a new node.  gone (may be NULL) is what it was, kept
+ * for fstat() of files still open on it. */
+void node_detach(struct node_table *t, struct node *dir, const char *name,
+		 const struct dsfs_attr *gone);
+/* Rename: the node at (from, fname) is now (to, tname); a node replaced
+ * at (to, tname) is detached with gone. */
 int node_move(struct node_table *t, struct node *from, const char *fname,
-	      struct node *to, const char *tname);
+	      struct node *to, const char *tname, const struct dsfs_attr *gone);
+/* What a detached node was: 0, or -ESTALE if nothing was kept. */
+int node_gone(struct node_table *t, struct node *n, struct dsfs_attr *a);
 
 /* The merged-view node for a key, if the kernel knows it (for cache
  * invalidation); returns its inode and its parent's, with the last name in

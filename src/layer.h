@@ -132,7 +132,9 @@ struct dsfs_layer_ops {
 
 	/* Create or replace the file at key with the whole value data[0..len).
 	 * Uses a->mode, uid, gid, atime, mtime, ctime, type and token; sets
-	 * the new version and size itself and returns the stored attributes
+	 * the new version (greater than a->version, which the overlay uses so
+	 * that an entry's version keeps increasing when it moves to another
+	 * layer) and size itself and returns the stored attributes
 	 * in *out if out is not NULL.  Replaces a whiteout or a file; -EISDIR
 	 * if key is a directory; the parent must be a tree root or an
 	 * existing directory (-ENOENT, -ENOTDIR).  If a->token is non-empty

@@ -561,6 +561,8 @@ static int commit_locked(struct mem_layer *m, const char *key,
 	e->a.size = b ? b->len : len;
 	copy_str(e->a.type, sizeof(e->a.type), a->type);
 	copy_str(e->a.token, sizeof(e->a.token), b ? b->token : "");
+	if (a->version > m->seq) /* a floor set by the overlay */
+		m->seq = a->version;
 	e->a.version = ++m->seq;
 	m->used = m->used + add - sub;
 	if (out)

@@ -1110,6 +1110,8 @@ static int commit_fn(struct tx *t, void *arg)
 	na.mtime = c->a->mtime;
 	na.ctime = c->a->ctime;
 	na.size = have_blob ? b.len : c->len;
+	if (c->a->version > (uint64_t)t->seq) /* a floor set by the overlay */
+		t->seq = (int64_t)c->a->version;
 	na.version = (uint64_t)++t->seq;
 	rc = put_row(t, &k, &na, na.token[0] ? NULL : c->data, c->len,
 		     !na.token[0]);

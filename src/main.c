@@ -261,7 +261,7 @@ int main(int argc, char *argv[])
 	struct options o = {.cache_timeout = 1.0};
 	struct dsfs_ctx ctx;
 	struct fuse_loop_config *cfg;
-	char *fsname = NULL;
+	char *fsname = NULL, *mountpoint = NULL;
 	int ret = 1, rc;
 
 	memset(&ctx, 0, sizeof(ctx));
@@ -326,7 +326,15 @@ int main(int argc, char *argv[])
 		goto out_nodes;
 	if (fuse_set_signal_handlers(ctx.se) != 0)
 		goto out_session;
-	if (fuse_session_mount(ctx.se, o.mountpoint) != 0)
+	/* Absolute: the daemon leaves its working directory when it
+	 * detaches, and unmounts by this path at exit. */
+	mountpoint = realpath(o.mountpoint, NULL);
+	if (!mountpoint) {
+		fprintf(stderr, "dsfs: %s: %s\n", o.mountpoint,
+			strerror(errno));
+		goto out_signals;
+	}
+	if (fuse_session_mount(ctx.se, mountpoint) != 0)
 		goto out_signals;
 	if (fuse_daemonize(o.foreground) != 0)
 		goto out_unmount;
@@ -337,7 +345,7 @@ int main(int argc, char *argv[])
 	if (rc)
 		log_warn("%s: control socket not served: %s", ctx.store,
 			 strerror(-rc));
-	log_info("%s mounted on %s", ctx.store, o.mountpoint);
+	log_info("%s mounted on %s", ctx.store, mountpoint);
 
 	if (o.single_thread) {
 		ret = fuse_session_loop(ctx.se);
@@ -377,6 +385,7 @@ out_store:
 		close(ctx.lock_fd);
 	free(ctx.store);
 	free(fsname);
+	free(mountpoint);
 out_args:
 	free(o.store);
 	free(o.mountpoint);

@@ -285,10 +285,14 @@ static int commit_locked(struct dsfs_stack *s, const struct loc *l,
 	if (t < 0)
 		return t;
 	if (rc == 0) {
-		/* The value changes; who owns it and its mode do not. */
+		/* The value changes; who owns it and its mode do not, and its
+		 * version goes on from where it was, in whatever layer. */
 		na.mode = cur.attr.mode;
 		na.uid = cur.attr.uid;
 		na.gid = cur.attr.gid;
+		na.version = cur.attr.version;
+	} else {
+		na.version = 0;
 	}
 	rc = copy_up_parents(s, l, t);
 	if (rc)
@@ -558,7 +562,7 @@ out:
 struct gather {
 	struct layered {
 		char *name;
-		enum dsfs_kind kind;
+		struct dsfs_attr attr;
 		int layer;
 	} *items;
 	size_t count, cap;
@@ -591,7 +595,7 @@ static int gather_cb(void *ctx, const char *name, const struct dsfs_attr *a)
 	it->name = strdup(name);
 	if (!it->name)
 		return -ENOMEM;
-	it->kind = a->kind;
+	it->attr = *a;
 	it->layer = g->layer;
 	g->count++;
 	return 0;
@@ -605,7 +609,7 @@ static int layered_cmp(const void *x, const void *y)
 	return c ? c : a->layer - b->layer;
 }
 
-void listing_add(struct listing *ls, const char *name, enum dsfs_kind kind,
+void listing_add(struct listing *ls, const char *name, const struct found *f,
 		 int *err)
 {
 	struct dirent_item *it;
@@ -629,7 +633,7 @@ void listing_add(struct listing *ls, const char *name, enum dsfs_kind kind,
 		*err = -ENOMEM;
 		return;
 	}
-	it->kind = kind;
+	it->found = *f;
 	ls->count++;
 }
 
@@ -647,6 +651,7 @@ static int list_locked(struct dsfs_stack *s, const struct loc *l,
 		       bool devices, struct listing *out)
 {
 	struct gather g = {.devices = devices};
+	struct found f;
 	int first = l->view == VIEW_LAYER ? l->layer : 0;
 	int last = l->view == VIEW_LAYER ? l->layer : l->limit;
 	size_t i;
@@ -665,9 +670,14 @@ static int list_locked(struct dsfs_stack *s, const struct loc *l,
 	for (i = 0; i < g.count; i++) {
 		if (i > 0 && strcmp(g.items[i].name, g.items[i - 1].name) == 0)
 			continue;
-		if (g.items[i].kind == DSFS_WHITEOUT)
+		if (g.items[i].attr.kind == DSFS_WHITEOUT)
 			continue;
-		listing_add(out, g.items[i].name, g.items[i].kind, &rc);
+		f.layer = g.items[i].layer;
+		f.attr = g.items[i].attr;
+		f.limit = l->view == VIEW_LAYER ? l->layer
+			  : f.attr.kind == DSFS_DIR && f.attr.opaque ? f.layer
+								     : l->limit;
+		listing_add(out, g.items[i].name, &f, &rc);
 	}
 out:
 	for (i = 0; i < g.count; i++)

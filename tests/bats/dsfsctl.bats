@@ -401,6 +401,25 @@ refuse()
 	[[ "$output" == *"$T/nonexistent"* ]]
 }
 
+@test "a store path longer than a socket address works, mounted too" {
+	STORE=$T/$(printf 'd%.0s' $(seq 100))/$(printf 'e%.0s' $(seq 60))/store
+	[ "${#STORE}" -gt 108 ]
+	mkdir -p "${STORE%/store}"
+	mk_src "$T/src" '"factory"'
+	run ctl mkfactory "$T/src" "$T/img.db"
+	[ "$status" -eq 0 ]
+	run ctl install-factory "$T/img.db" "$STORE"
+	[ "$status" -eq 0 ]
+	mount_store
+	echo '"runtime"' >"$MNT/kv/x"
+	run ctl usage "$STORE"
+	[ "$status" -eq 0 ]
+	[[ "${lines[1]}" =~ ^runtime\ [1-9] ]]
+	run ctl factory-reset "$STORE"
+	[ "$status" -eq 0 ]
+	[ "$(cat "$MNT/kv/x")" = '"factory"' ]
+}
+
 # ------------------------------------------------------------ crash safety
 
 # kill_when_changing IMG: start installing IMG.db and, as soon as the store
@@ -544,6 +563,13 @@ crash_loop()
 	echo "$output"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"runtime.db: kv/rt: invalid JSON"* ]]
+	[[ "$output" == *"problem"* ]]
+	# Usage figures that do not add up are a problem too.
+	sqlite3 "$STORE/factory.db" "UPDATE meta SET v = v + 5 WHERE k = 'used';"
+	run ctl check "$STORE"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"factory.db: usage: records"* ]]
 }
 
 # -------------------------------------------------------------- ownership

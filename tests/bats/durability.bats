@@ -16,14 +16,14 @@ teardown()
 	teardown_store
 }
 
-# crash_and_remount [options]: kill -9 the daemon, clear the dead mount,
-# mount again.
+# crash_and_remount: kill -9 the daemon, clear the dead mount, mount
+# again.
 crash_and_remount()
 {
 	kill_daemon || return 1
 	is_mounted "$MNT" || fail "the dead mount vanished by itself?" || return 1
 	unmount_dsfs || fail "cannot clear the dead mount $MNT" || return 1
-	mount_dsfs "$@"
+	mount_dsfs
 }
 
 @test "a closed value survives kill -9 of the daemon" {
@@ -177,7 +177,7 @@ c.close()
 	printf 'this is not a database\n' >"$STORE/runtime.db"
 	cp -p "$STORE/runtime.db" "$T/orig.db"
 	run tmo "$DSFS" "$STORE" "$MNT" 3>&- 4>&-
-	! mountpoint -q "$MNT" || fail "a text file was mounted as runtime.db"
+	if mountpoint -q "$MNT"; then fail "a text file was mounted as runtime.db"; fi
 	[ "$status" -ne 0 ]
 	[ -n "$output" ]
 	tmo cmp "$T/orig.db" "$STORE/runtime.db"

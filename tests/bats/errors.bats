@@ -243,11 +243,11 @@ log_has_line()
 	run tmo "$DSFS" -o runtime_size=lots "$STORE" "$MNT" 3>&- 4>&-
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"runtime_size"* ]]
-	! mountpoint -q "$MNT"
+	if mountpoint -q "$MNT"; then fail "mounted despite a bad size"; fi
 	run tmo "$DSFS" "$STORE" 3>&- 4>&-
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"usage"* ]]
-	! mountpoint -q "$MNT"
+	if mountpoint -q "$MNT"; then fail "mounted without a mount point argument?"; fi
 }
 
 @test "log: invalid JSON logs one line naming the path and the reason" {

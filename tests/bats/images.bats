@@ -116,6 +116,21 @@ mime_of()
 	esac
 }
 
+# mount_fg: mounts $STORE on $MNT with dsfs in the foreground
+# (-f), its log lines going to $T/dsfs.log, and waits for the mount.
+mount_fg()
+{
+	check_fuse || return 1
+	"$DSFS" -f "$STORE" "$MNT" </dev/null >"$T/dsfs.log" 2>&1 3>&- 4>&- &
+	local tries=100
+	until mountpoint -q "$MNT"; do
+		tries=$((tries - 1))
+		[ $tries -gt 0 ] || fail "dsfs -f did not mount: $(cat "$T/dsfs.log")" ||
+			return 1
+		sleep 0.1
+	done
+}
+
 @test "PNG, JPEG, GIF, BMP and WebP are stored byte for byte with their MIME type" {
 	mount_dsfs
 	local t
@@ -136,7 +151,7 @@ mime_of()
 			fail "$t: user.dsfs.layer is '$(xattr "$MNT/images/$t" user.dsfs.layer)'"
 	done
 	# With getfattr as a user would ask.
-	run getfattr --only-values -n user.dsfs.type "$MNT/images/png"
+	run getfattr --absolute-names --only-values -n user.dsfs.type "$MNT/images/png"
 	[ "$status" -eq 0 ] && [ "$output" = image/png ] ||
 		fail "getfattr: $status '$output'"
 	# Re-reading after a remount (no kernel cache) gives the same bytes.
@@ -167,7 +182,7 @@ mime_of()
 	[ "$ta" != "$tb" ]
 	[ "$(xattr "$MNT/images/a-again" user.dsfs.token)" = "$ta" ]
 	# getfattr prints the same.
-	run getfattr --only-values -n user.dsfs.token "$MNT/images/a"
+	run getfattr --absolute-names --only-values -n user.dsfs.token "$MNT/images/a"
 	[ "$status" -eq 0 ] && [ "$output" = "$ta" ] || fail "getfattr: $status '$output'"
 	# Through the layer tree too.
 	[ "$(xattr "$MNT/runtime/images/a" user.dsfs.token)" = "$ta" ]
@@ -202,7 +217,7 @@ mime_of()
 	assert_errno open_wronly "$MNT/images/.by-token/$ta" EROFS
 	assert_errno truncate "$MNT/images/.by-token/$ta" 0 EROFS
 	assert_errno unlink "$MNT/images/.by-token/$ta" EROFS
-	run tmo sh -c "echo x >'$MNT/images/.by-token/$ta'"
+	run tmo bash -c "echo x >'$MNT/images/.by-token/$ta'"
 	[ "$status" -ne 0 ] && [[ $output == *"Read-only file system"* ]] ||
 		fail "echo > .by-token/TOKEN: $status '$output'"
 	same "$D/a.jpg" "$MNT/images/.by-token/$ta"
@@ -286,7 +301,7 @@ mime_of()
 	[ "$status" -ne 0 ] && [[ $output == *"Invalid argument"* ]] ||
 		fail "cp wav: $status '$output'"
 	# JSON is not an image either.
-	run tmo sh -c "echo '{\"a\": 1}' >'$MNT/images/x'"
+	run tmo bash -c "echo '{\"a\": 1}' >'$MNT/images/x'"
 	[ "$status" -ne 0 ] && [[ $output == *"Invalid argument"* ]] ||
 		fail "echo JSON > images/x: $status '$output'"
 	same "$D/old" "$MNT/images/x"
@@ -357,25 +372,23 @@ else:
 	same "$D/big" "$MNT/images/big2"
 }
 
-@test "a reader that opened an image before it was replaced reads the whole old image" {
-	mount_dsfs -o runtime_size=64M
-	local n=$((4 * 1024 * 1024))
-	mkimg png "$D/old" 1 $n
-	mkimg png "$D/new" 2 $n
-	tmo cp "$D/old" "$MNT/images/pic"
-	# Read it once so the kernel has it cached, like a real reader would.
-	same "$D/old" "$MNT/images/pic"
-	run tmo "$PYTHON" -c '
+# The reader of the replace tests: opens FILE, reads 64 KiB, has another
+# process replace it with NEW (cp), with MODE=peek also reads the new image
+# through a second open before going on, then reads the rest.  Prints ok,
+# or what it got instead: which 64 KiB blocks came from the old image (o),
+# the new one (n) or neither (?).
+DSFS_REPLACE_READER='
 import subprocess, sys
-path, old, new = sys.argv[1:4]
+path, old, new, mode = sys.argv[1:5]
 old_b = open(old, "rb").read()
 new_b = open(new, "rb").read()
+now = None
 with open(path, "rb", buffering=0) as f:
     head = f.read(65536)
-    # Another process replaces the image and closes it.
-    subprocess.run(["cp", new, path], check=True)
-    with open(path, "rb") as g:
-        now = g.read()
+    subprocess.run(["cp", new, path], check=True, timeout=60)
+    if mode == "peek":
+        with open(path, "rb") as g:
+            now = g.read()
     rest = b""
     while True:
         b = f.read(65536)
@@ -384,14 +397,42 @@ with open(path, "rb", buffering=0) as f:
         rest += b
 got = head + rest
 if got != old_b:
-    i = next((i for i in range(min(len(got), len(old_b))) if got[i] != old_b[i]), min(len(got), len(old_b)))
-    print("old reader got %d bytes, differs from old at %d (new would be %s)" % (len(got), i, got == new_b))
+    blocks = "".join("o" if got[i:i + 65536] == old_b[i:i + 65536] else
+                     "n" if got[i:i + 65536] == new_b[i:i + 65536] else "?"
+                     for i in range(0, max(len(got), len(old_b)), 65536))
+    print("the old reader got %d bytes, not the old image: %s" % (len(got), blocks))
     sys.exit(1)
-if now != new_b:
-    print("a new open after the replace read %d bytes, not the new image" % len(now))
+if now is not None and now != new_b:
+    print("a second open after the replace read %d bytes, not the new image" % len(now))
     sys.exit(1)
+with open(path, "rb") as g:
+    if g.read() != new_b:
+        print("an open after the old reader closed does not read the new image")
+        sys.exit(1)
 print("ok")
-' "$MNT/images/pic" "$D/old" "$D/new"
+'
+
+@test "a reader that opened an image before it was replaced reads the whole old image" {
+	mount_dsfs -o runtime_size=64M
+	local n=$((4 * 1024 * 1024))
+	mkimg png "$D/old" 1 $n
+	mkimg png "$D/new" 2 $n
+	tmo cp "$D/old" "$MNT/images/pic"
+	# Read it once so the kernel has it cached, like a real reader would.
+	same "$D/old" "$MNT/images/pic"
+	run tmo "$PYTHON" -c "$DSFS_REPLACE_READER" "$MNT/images/pic" "$D/old" "$D/new" plain
+	[ "$status" -eq 0 ] && [ "$output" = ok ] || fail "$output"
+	same "$D/new" "$MNT/images/pic"
+	[ "$(xattr "$MNT/images/pic" user.dsfs.token)" = "$(sha "$D/new")" ]
+}
+
+@test "an old reader keeps reading the old image while a new reader reads the new one" {
+	mount_dsfs -o runtime_size=64M
+	local n=$((4 * 1024 * 1024))
+	mkimg png "$D/old" 1 $n
+	mkimg png "$D/new" 2 $n
+	tmo cp "$D/old" "$MNT/images/pic"
+	run tmo "$PYTHON" -c "$DSFS_REPLACE_READER" "$MNT/images/pic" "$D/old" "$D/new" peek
 	[ "$status" -eq 0 ] && [ "$output" = ok ] || fail "$output"
 	same "$D/new" "$MNT/images/pic"
 }
@@ -534,4 +575,21 @@ print("ok")
 	remount_dsfs
 	assert_errno stat "$MNT/images/logo" ENOENT
 	[ "$(ls1 "$MNT/images")" = icons ]
+}
+
+@test "a refused image is logged with its path and the reason" {
+	mount_fg
+	mkimg png "$D/old" 1
+	tmo cp "$D/old" "$MNT/images/x"
+	mkdir "$MNT/images/sub"
+	run tmo bash -c "echo hello >'$MNT/images/x'"
+	[ "$status" -ne 0 ]
+	run pyop write_steps "$MNT/images/sub/y" $'\x89PNG'
+	[ "$output" = "write=OK close=EINVAL" ] || fail "write_steps: $output"
+	same "$D/old" "$MNT/images/x"
+	sleep 0.2
+	grep -q 'images/x:.*\(image\|PNG\)' "$T/dsfs.log" ||
+		fail "no log line names images/x and the reason: $(cat "$T/dsfs.log")"
+	grep -q 'images/sub/y:.*\(image\|short\|signature\)' "$T/dsfs.log" ||
+		fail "no log line names images/sub/y and the reason: $(cat "$T/dsfs.log")"
 }

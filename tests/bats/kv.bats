@@ -29,6 +29,24 @@ teardown()
 	[ -z "$(ls -A "$MNT/kv")" ]
 }
 
+@test "dsfs returns once the mount is usable" {
+	check_fuse
+	run tmo "$DSFS" "$STORE" "$MNT" 3>&- 4>&-
+	[ "$status" -eq 0 ] || fail "dsfs failed: $output"
+	# No waiting: the mount is there when dsfs has returned.
+	mountpoint -q "$MNT"
+	echo '"now"' >"$MNT/kv/x"
+	assert_content "$MNT/kv/x" $'"now"\n'
+}
+
+@test "-o cache_timeout=0 and -o cache_timeout=5 are accepted" {
+	mount_dsfs -o cache_timeout=0
+	echo 1 >"$MNT/kv/x"
+	assert_content "$MNT/kv/x" $'1\n'
+	remount_dsfs -o cache_timeout=5
+	assert_content "$MNT/kv/x" $'1\n'
+}
+
 @test "an object is read back byte for byte, surrounding white space included" {
 	mount_dsfs
 	printf ' \n\t{"volume": 5,\n  "theme" : "dark" }\r\n\n' >"$T/v"
@@ -210,6 +228,39 @@ print(" ".join(res))
 	[ "$output" = '6 "one" 8 "three"' ] || fail "got: $output"
 	assert_content "$MNT/kv/x" $'"two"\n'
 	[ ! -e "$MNT/kv/z" ]
+}
+
+@test "fchmod, futimens, fchown on a file open for writing: the whole new value reads back at once" {
+	mount_dsfs
+	echo '[0]' >"$MNT/kv/old"
+	# What cp -a, tar x and mv across directories do: set the attributes
+	# through the descriptor before closing it.
+	run tmo "$PYTHON" -c '
+import os, sys
+k = sys.argv[1] + "/kv/"
+ops = {
+    "chmod": lambda fd: os.fchmod(fd, 0o640),
+    "utime": lambda fd: os.utime(fd, (1000000000, 1000000000)),
+    "chown": lambda fd: os.fchown(fd, os.getuid(), os.getgid()),
+}
+out = []
+for name, op in sorted(ops.items()):
+    for target, flags in (("new-" + name, os.O_CREAT | os.O_EXCL), ("old", os.O_TRUNC)):
+        fd = os.open(k + target, os.O_WRONLY | flags, 0o644)
+        os.write(fd, b"[1, 2, 3]")
+        op(fd)
+        os.close(fd)
+        with open(k + target, "rb") as f:
+            got = f.read()
+        if got != b"[1, 2, 3]":
+            out.append("%s after f%s: %r" % (target, name, got))
+        fd = os.open(k + "old", os.O_WRONLY | os.O_TRUNC)
+        os.write(fd, b"[0]")
+        os.close(fd)
+print("; ".join(out) or "all whole")
+' "$MNT"
+	[ "$status" -eq 0 ]
+	[ "$output" = "all whole" ] || fail "$output"
 }
 
 @test "two writers: each works on its own copy, the last close wins whole" {

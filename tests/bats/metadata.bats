@@ -252,10 +252,10 @@ EOF
 	[ "$(xattr "$MNT/kv/r" user.dsfs.layer)" = runtime ]
 	[ "$(xattr "$MNT/kv/e" user.dsfs.layer)" = ephemeral ]
 	[ "$(xattr "$MNT/runtime/kv/r" user.dsfs.layer)" = runtime ]
-	run tmo getfattr -n user.dsfs.layer --only-values "$MNT/kv/r"
+	run tmo getfattr --absolute-names -n user.dsfs.layer --only-values "$MNT/kv/r"
 	[ "$status" -eq 0 ]
 	[ "$output" = runtime ]
-	run tmo getfattr -d "$MNT/kv/r"
+	run tmo getfattr --absolute-names -d "$MNT/kv/r"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *'user.dsfs.layer="runtime"'* ]]
 	[[ "$output" == *'user.dsfs.type="number"'* ]]

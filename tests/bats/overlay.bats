@@ -27,7 +27,7 @@ teardown()
 # Builds the factory image from $F and mounts.
 mount_with_factory()
 {
-	make_factory "$F" && mount_dsfs "$@"
+	make_factory "$F" && mount_dsfs
 }
 
 @test "factory values show in kv/ and factory/kv/, layer factory" {
@@ -306,7 +306,10 @@ mount_with_factory()
 	tmo mv "$MNT/devices/hub9/y" "$MNT/kv/z"
 	assert_content "$MNT/kv/z" $'{"b": 2}\n'
 	[ ! -e "$MNT/devices/hub9/y" ]
-	tmo mv "$MNT/kv/x" "$MNT/ephemeral/kv/x"
+	# From one layer to another.  (Not "mv kv/x ephemeral/kv/x": its
+	# final unlink of kv/x would remove the new ephemeral copy too, as
+	# removal through kv/ removes from every writable layer.)
+	tmo mv "$MNT/runtime/kv/x" "$MNT/ephemeral/kv/x"
 	assert_content "$MNT/ephemeral/kv/x" $'{"a": 1}\n'
 	[ ! -e "$MNT/runtime/kv/x" ]
 	assert_content "$MNT/kv/x" $'{"a": 1}\n'
