@@ -254,7 +254,7 @@ int control_request(const char *store, const char *request, char *reply,
 	char line[CONTROL_LINE_MAX], msg[CONTROL_REPLY_MAX];
 	int64_t deadline = control_now_ms() + CONTROL_TIMEOUT * 1000;
 	struct stat st;
-	uid_t peer;
+	uid_t peer = (uid_t)-1;
 	ssize_t n;
 	int dirfd, sock, rc;
 

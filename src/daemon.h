@@ -18,11 +18,11 @@ struct dsfs_ctx {
 	/* Set up by main.c before the session starts; read-only after. */
 	char *store; /* absolute path of the store directory */
 	uint64_t budget[DSFS_NLAYERS];
-	double timeout;  /* kernel cache timeout for the merged trees */
+	double timeout;	 /* kernel cache timeout for the merged trees */
 	uid_t owner_uid; /* owner of the store: of the fixed directories */
 	gid_t owner_gid;
 	struct timespec started;
-	int lock_fd;    /* STORE/lock, flock()ed while mounted */
+	int lock_fd;	/* STORE/lock, flock()ed while mounted */
 	int control_fd; /* listening socket STORE/control.sock, or -1 */
 
 	struct dsfs_stack stack;

@@ -26,7 +26,11 @@
 #include "layer.h"
 
 #define DSFS_NLAYERS 3
-enum { L_EPHEMERAL = 0, L_RUNTIME = 1, L_FACTORY = 2 };
+enum {
+	L_EPHEMERAL = 0,
+	L_RUNTIME = 1,
+	L_FACTORY = 2
+};
 
 #define MiB (1024ull * 1024ull)
 #define DSFS_DEFAULT_FACTORY_SIZE (13 * MiB)
@@ -63,7 +67,7 @@ struct dsfs_stack {
 		struct dsfs_layer *layer;
 		unsigned count;
 		bool retired; /* no longer in layer[]: close at count 0 */
-	} *holds;
+	} * holds;
 	size_t nholds;
 };
 
@@ -112,8 +116,8 @@ struct listing {
 
 /* overlay.c */
 int ovl_lookup(struct dsfs_stack *s, const struct loc *l, struct found *f);
-ssize_t ovl_read(struct dsfs_stack *s, const struct found *f,
-		 const char *key, uint64_t off, void *buf, size_t len);
+ssize_t ovl_read(struct dsfs_stack *s, const struct found *f, const char *key,
+		 uint64_t off, void *buf, size_t len);
 int ovl_read_all(struct dsfs_stack *s, const struct loc *l, struct found *f,
 		 char **data, size_t *len);
 int ovl_create(struct dsfs_stack *s, const struct loc *l,
@@ -134,8 +138,8 @@ int ovl_list(struct dsfs_stack *s, const struct loc *l, bool devices,
 int ovl_sync(struct dsfs_stack *s);
 int ovl_usage(struct dsfs_stack *s, int layer, uint64_t *used,
 	      uint64_t *budget);
-int ovl_open_image(struct dsfs_stack *s, const struct loc *l,
-		   struct found *f, struct dsfs_layer **held);
+int ovl_open_image(struct dsfs_stack *s, const struct loc *l, struct found *f,
+		   struct dsfs_layer **held);
 int ovl_open_blob(struct dsfs_stack *s, const char *token, uint64_t *size,
 		  struct dsfs_layer **held);
 int ovl_find_blob(struct dsfs_stack *s, const char *token, int *layer,

@@ -57,8 +57,8 @@ static void log_fail(const struct loc *l, const char *name, const char *what,
 	char path[DSFS_KEY_MAX + 16];
 
 	loc_path(l, path, sizeof(path));
-	log_err("%s%s%s: %s: %s", path, name ? "/" : "", name ? name : "",
-		what, why ? why : strerror(-rc));
+	log_err("%s%s%s: %s: %s", path, name ? "/" : "", name ? name : "", what,
+		why ? why : strerror(-rc));
 }
 
 static double timeout_of(struct dsfs_ctx *ctx, const struct node *n)
@@ -79,7 +79,8 @@ static void fixed_stat(struct dsfs_ctx *ctx, const struct node *n,
 	memset(st, 0, sizeof(*st));
 	st->st_ino = n->ino;
 	st->st_mode = S_IFDIR | (ro ? 0555 : 0755);
-	if (n->ino == ROOT_INO || (n->view == VIEW_ROOT && n->layer == L_FACTORY))
+	if (n->ino == ROOT_INO ||
+	    (n->view == VIEW_ROOT && n->layer == L_FACTORY))
 		st->st_mode = S_IFDIR | 0755;
 	if (n->special == NODE_BY_TOKEN_DIR)
 		st->st_mode = S_IFDIR | 0555;
@@ -180,8 +181,7 @@ static enum dsfs_content content_of(const struct loc *l)
 /* After a change to key through a tree other than the merged one, make the
  * kernel drop what it cached of the merged node for the same key.  Called
  * with no lock of ours held, so a request this waits for can be served. */
-static void notify_alias(struct dsfs_ctx *ctx, const struct loc *l,
-			 bool entry)
+static void notify_alias(struct dsfs_ctx *ctx, const struct loc *l, bool entry)
 {
 	uint64_t ino, parent;
 	const char *name;
@@ -249,16 +249,17 @@ static void log_bad_name(struct dsfs_ctx *ctx, struct node *dir,
 		if (c >= 0x20 && c < 0x7f)
 			shown[pos++] = (char)c;
 		else
-			pos += (size_t)snprintf(shown + pos, sizeof(shown) - pos,
-						"\\x%02x", c);
+			pos += (size_t)snprintf(
+				shown + pos, sizeof(shown) - pos, "\\x%02x", c);
 	}
 	shown[pos] = '\0';
 	path[0] = '\0';
 	if (node_loc(&ctx->nodes, dir, &l) == 0 && l.view != VIEW_ROOT)
 		loc_path(&l, path, sizeof(path));
 	log_err("%s/%s%s: %s", path, shown, name[i] ? "..." : "",
-		rc == -ENAMETOOLONG ? "name longer than 255 bytes (ENAMETOOLONG)"
-				    : "name is not valid UTF-8 (EINVAL)");
+		rc == -ENAMETOOLONG ?
+			"name longer than 255 bytes (ENAMETOOLONG)" :
+			"name is not valid UTF-8 (EINVAL)");
 }
 
 static int lookup_by_token(struct dsfs_ctx *ctx, struct node *dir,
@@ -799,8 +800,8 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0 && ovl_lookup(&ctx->stack, &l, &f) != 0)
 		memset(&f, 0, sizeof(f));
 	if (rc == 0)
-		rc = dir_op ? ovl_rmdir(&ctx->stack, &l)
-			    : ovl_unlink(&ctx->stack, &l);
+		rc = dir_op ? ovl_rmdir(&ctx->stack, &l) :
+			      ovl_unlink(&ctx->stack, &l);
 	if (rc == 0) {
 		node_detach(&ctx->nodes, dir, name,
 			    f.attr.kind == DSFS_FILE ? &f.attr : NULL);
@@ -850,19 +851,19 @@ static void dsfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0 && ovl_lookup(&ctx->stack, &lt, &replaced) != 0)
 		memset(&replaced, 0, sizeof(replaced));
 	if (rc == 0)
-		rc = ovl_rename(&ctx->stack, &lf, &lt,
-				flags & RENAME_NOREPLACE ? DSFS_RENAME_NOREPLACE
-							 : 0);
+		rc = ovl_rename(
+			&ctx->stack, &lf, &lt,
+			flags & RENAME_NOREPLACE ? DSFS_RENAME_NOREPLACE : 0);
 	if (rc == 0) {
 		node_move(&ctx->nodes, from, name, to, newname,
-			  replaced.attr.kind == DSFS_FILE ? &replaced.attr
-							  : NULL);
+			  replaced.attr.kind == DSFS_FILE ? &replaced.attr :
+							    NULL);
 		notify_alias(ctx, &lf, true);
 		notify_alias(ctx, &lt, true);
 	} else if (rc != -ENOENT) {
 		log_fail(&lf, lf.key[0] ? NULL : name, "rename", rc,
-			 rc == -EXDEV ? "across trees or layers (EXDEV)"
-				      : NULL);
+			 rc == -EXDEV ? "across trees or layers (EXDEV)" :
+					NULL);
 	}
 out:
 	node_put(&ctx->nodes, from);
@@ -881,8 +882,8 @@ static int open_image(struct dsfs_ctx *ctx, const struct loc *l,
 	if (rc)
 		return rc;
 	if (!held) /* an empty entry: nothing to stream */
-		return handle_new(DSFS_CONTENT_IMAGE, NULL, 0, false, false,
-				  0, h);
+		return handle_new(DSFS_CONTENT_IMAGE, NULL, 0, false, false, 0,
+				  h);
 	rc = handle_new_stream(held, f->attr.token, h);
 	if (rc)
 		ovl_release_image(&ctx->stack, held, f->attr.token);
@@ -906,8 +907,7 @@ static int open_token(struct dsfs_ctx *ctx, struct node *n, struct handle **h)
 	return rc;
 }
 
-static void dsfs_open(fuse_req_t req, fuse_ino_t ino,
-		      struct fuse_file_info *fi)
+static void dsfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct dsfs_ctx *ctx = ctx_of(req);
 	struct node *n = node_get(&ctx->nodes, ino);
@@ -1231,17 +1231,17 @@ static void serve_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			const struct dirent_item *it = &d->ls.items[off - 2];
 
 			name = it->name;
-			e.attr.st_mode = it->found.attr.kind == DSFS_DIR
-						 ? S_IFDIR
-						 : S_IFREG;
+			e.attr.st_mode = it->found.attr.kind == DSFS_DIR ?
+						 S_IFDIR :
+						 S_IFREG;
 			if (plus) {
-				n = dir->view == VIEW_ROOT
-					    ? node_get_child(&ctx->nodes, dir,
-							     name)
-					    : node_link(&ctx->nodes, dir, name,
-							it->found.attr.kind ==
-								DSFS_DIR,
-							it->found.limit);
+				n = dir->view == VIEW_ROOT ?
+					    node_get_child(&ctx->nodes, dir,
+							   name) :
+					    node_link(&ctx->nodes, dir, name,
+						      it->found.attr.kind ==
+							      DSFS_DIR,
+						      it->found.limit);
 				if (!n) {
 					rc = -ENOMEM;
 					break;
@@ -1261,9 +1261,8 @@ static void serve_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (!e.attr.st_ino)
 			e.attr.st_ino = (ino_t)(off + 1);
 		if (plus)
-			need = fuse_add_direntry_plus(req, buf + pos,
-						      size - pos, name, &e,
-						      off + 1);
+			need = fuse_add_direntry_plus(
+				req, buf + pos, size - pos, name, &e, off + 1);
 		else
 			need = fuse_add_direntry(req, buf + pos, size - pos,
 						 name, &e.attr, off + 1);
@@ -1284,8 +1283,8 @@ out:
 	free(buf);
 }
 
-static void dsfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
-			 off_t off, struct fuse_file_info *fi)
+static void dsfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			 struct fuse_file_info *fi)
 {
 	serve_dir(req, ino, size, off, fi, false);
 }

@@ -17,9 +17,8 @@
 
 #include "log.h"
 
-int handle_new(enum dsfs_content content, char *data, size_t len,
-	       bool writable, bool truncate, uint64_t budget,
-	       struct handle **out)
+int handle_new(enum dsfs_content content, char *data, size_t len, bool writable,
+	       bool truncate, uint64_t budget, struct handle **out)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 
@@ -111,6 +110,14 @@ static int reserve(struct handle *h, uint64_t need)
 	return 0;
 }
 
+/* The validator's reason, copied: the validator may be freed before the
+ * caller logs it. */
+static const char *keep_reason(struct handle *h)
+{
+	snprintf(h->why, sizeof(h->why), "%s", validator_reason(h->val));
+	return h->why;
+}
+
 ssize_t handle_write(struct handle *h, uint64_t off, const void *buf,
 		     size_t size, const char **why)
 {
@@ -134,7 +141,7 @@ ssize_t handle_write(struct handle *h, uint64_t off, const void *buf,
 	}
 	if (h->val && off == h->val_pos && off == h->len) {
 		if (validator_feed(h->val, buf, size) != 0) {
-			*why = validator_reason(h->val);
+			*why = keep_reason(h);
 			h->poisoned = true;
 			return -EINVAL;
 		}
@@ -192,7 +199,7 @@ int handle_check(struct handle *h, struct dsfs_attr *a, const char **why)
 	if (h->val && h->val_pos == h->len) {
 		rc = validator_finish(h->val, &type);
 		if (rc)
-			*why = validator_reason(h->val);
+			*why = keep_reason(h);
 		/* The stream has ended either way: a later commit of this
 		 * handle checks the whole copy. */
 		validator_free(h->val);

@@ -21,16 +21,16 @@ struct handle {
 	struct node *node;    /* holds a reference (fuse_ops.c drops it) */
 	enum dsfs_content content;
 	bool writable;
-	bool dirty;    /* written or truncated since the last commit */
+	bool dirty;	    /* written or truncated since the last commit */
 	bool trunc_pending; /* opened with O_TRUNC, not yet committed */
 	bool check_failed;  /* the last commit was refused, nothing since */
-	bool poisoned; /* a write was refused: this handle never commits */
-	char *buf;     /* the private copy; owned */
+	bool poisoned;	    /* a write was refused: this handle never commits */
+	char *buf;	    /* the private copy; owned */
 	size_t len;
 	size_t cap;
 	struct dsfs_validator *val; /* owned; NULL once streaming gave up */
-	size_t val_pos;             /* bytes of buf fed to val */
-	uint64_t budget;            /* of the layer a commit would go to */
+	size_t val_pos;		    /* bytes of buf fed to val */
+	uint64_t budget;	    /* of the layer a commit would go to */
 
 	/* A reader of an image streams it from its layer instead of copying
 	 * it: src is held and the blob pinned (ovl_open_image) until the
@@ -41,6 +41,7 @@ struct handle {
 	/* What the entry was at open: fstat of an open file whose name was
 	 * removed or replaced still answers. */
 	struct dsfs_attr attr;
+	char why[160]; /* why the last write or check was refused */
 	/* Counted in its node's open readers (fuse_ops.c). */
 	bool cache_reader;
 };
@@ -51,9 +52,8 @@ struct handle {
  * the last close if nothing was written.  Shells open, dup2() and close the
  * first descriptor before writing; committing the truncation at that first
  * close would lose the old value before the new one was even written. */
-int handle_new(enum dsfs_content content, char *data, size_t len,
-	       bool writable, bool truncate, uint64_t budget,
-	       struct handle **out);
+int handle_new(enum dsfs_content content, char *data, size_t len, bool writable,
+	       bool truncate, uint64_t budget, struct handle **out);
 void handle_free(struct handle *h);
 
 /* A read-only handle streaming the image blob `token` from the held layer

@@ -99,7 +99,8 @@ static void maybe_grow(struct node_table *t)
 			by_ino[hash_ino(n->ino) & (old * 2 - 1)] = n;
 		}
 		for (n = t->by_name[i]; n; n = next) {
-			size_t b = hash_name(n->parent, n->name) & (old * 2 - 1);
+			size_t b = hash_name(n->parent, n->name) &
+				   (old * 2 - 1);
 
 			next = n->name_next;
 			n->name_next = by_name[b];
@@ -292,8 +293,8 @@ void node_put(struct node_table *t, struct node *n)
 	pthread_mutex_unlock(&t->lock);
 }
 
-struct node *node_link(struct node_table *t, struct node *dir,
-		       const char *name, bool is_dir, int limit)
+struct node *node_link(struct node_table *t, struct node *dir, const char *name,
+		       bool is_dir, int limit)
 {
 	struct node *n;
 
@@ -365,8 +366,7 @@ void node_writers(struct node_table *t, struct node *n, int delta)
 }
 
 void node_set_times(struct node_table *t, struct node *n,
-		    const struct timespec *atime,
-		    const struct timespec *mtime)
+		    const struct timespec *atime, const struct timespec *mtime)
 {
 	pthread_mutex_lock(&t->lock);
 	if (n->writers > 0) {
@@ -491,8 +491,8 @@ int node_loc(struct node_table *t, struct node *n, struct loc *l)
 	} else {
 		rc = build_key(n, NULL, l);
 		if (rc == 0)
-			l->limit = n->is_tree_root ? n->limit
-						   : n->parent->limit;
+			l->limit = n->is_tree_root ? n->limit :
+						     n->parent->limit;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;

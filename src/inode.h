@@ -18,18 +18,22 @@
 struct node {
 	uint64_t ino;
 	uint64_t nlookup; /* lookups replied to the kernel, not yet forgotten */
-	uint32_t refs;    /* children, handles, requests in flight */
+	uint32_t refs;	  /* children, handles, requests in flight */
 	struct node *parent; /* holds a reference; NULL when detached */
-	char *name;          /* owned; NULL for the root and detached nodes */
+	char *name;	     /* owned; NULL for the root and detached nodes */
 	enum dsfs_view view;
 	int layer; /* VIEW_LAYER */
 	enum dsfs_tree tree;
 	bool is_dir;
 	bool is_tree_root; /* kv, images, devices of some view */
-	bool permanent;    /* the root and the fixed directories */
+	bool permanent;	   /* the root and the fixed directories */
 	/* images/.by-token/ and the blobs in it, outside every layer. */
-	enum { NODE_PLAIN, NODE_BY_TOKEN_DIR, NODE_BY_TOKEN } special;
-	int limit;         /* a merged dir: the limit its children inherit */
+	enum {
+		NODE_PLAIN,
+		NODE_BY_TOKEN_DIR,
+		NODE_BY_TOKEN
+	} special;
+	int limit; /* a merged dir: the limit its children inherit */
 	uint64_t cached_version; /* what the kernel's page cache holds */
 	int cached_layer;
 	/* Open readers served through the page cache, and the version they
@@ -70,8 +74,8 @@ void node_put(struct node_table *t, struct node *n);
 
 /* The child `name` of dir: the existing node or a new one, with one more
  * kernel lookup counted.  NULL when out of memory. */
-struct node *node_link(struct node_table *t, struct node *dir,
-		       const char *name, bool is_dir, int limit);
+struct node *node_link(struct node_table *t, struct node *dir, const char *name,
+		       bool is_dir, int limit);
 /* The special child of dir (.by-token and the tokens in it): found or
  * made, with one more kernel lookup counted. */
 struct node *node_link_special(struct node_table *t, struct node *dir,
@@ -82,7 +86,11 @@ struct node *node_link_special(struct node_table *t, struct node *dir,
  * it and fill it anew), or NODE_CACHE_BYPASS (others still read an older
  * version through it).  KEEP and FRESH count the reader until
  * node_cache_done(). */
-enum { NODE_CACHE_KEEP, NODE_CACHE_FRESH, NODE_CACHE_BYPASS };
+enum {
+	NODE_CACHE_KEEP,
+	NODE_CACHE_FRESH,
+	NODE_CACHE_BYPASS
+};
 int node_cache_open(struct node_table *t, struct node *n, uint64_t version,
 		    int layer);
 void node_cache_done(struct node_table *t, struct node *n);
@@ -96,8 +104,7 @@ void node_writers(struct node_table *t, struct node *n, int delta);
 /* Times set while writers are open (NULL: not set); kept for the next
  * commit, which takes them with node_take_times() (unchanged if none). */
 void node_set_times(struct node_table *t, struct node *n,
-		    const struct timespec *atime,
-		    const struct timespec *mtime);
+		    const struct timespec *atime, const struct timespec *mtime);
 void node_take_times(struct node_table *t, struct node *n,
 		     struct timespec *atime, struct timespec *mtime);
 

@@ -80,17 +80,17 @@ enum dsfs_kind {
 /* What a layer knows about one entry. */
 struct dsfs_attr {
 	enum dsfs_kind kind;
-	bool opaque;    /* DSFS_DIR only: hide lower layers' children */
-	uint32_t mode;  /* permission bits only (07777); the kind gives S_IFMT */
+	bool opaque;   /* DSFS_DIR only: hide lower layers' children */
+	uint32_t mode; /* permission bits only (07777); the kind gives S_IFMT */
 	uint32_t uid;
 	uint32_t gid;
 	struct timespec atime;
 	struct timespec mtime;
 	struct timespec ctime;
 	uint64_t version; /* set by the layer: strictly increases per layer */
-	uint64_t size;    /* length of the value in bytes (0 for dirs) */
-	char type[DSFS_TYPE_MAX];         /* "object", ..., "image/png", "empty" */
-	char token[DSFS_TOKEN_LEN + 1];   /* images: content token; else "" */
+	uint64_t size;	  /* length of the value in bytes (0 for dirs) */
+	char type[DSFS_TYPE_MAX]; /* "object", ..., "image/png", "empty" */
+	char token[DSFS_TOKEN_LEN + 1]; /* images: content token; else "" */
 };
 
 /* Bits for layer_setattr()'s mask. */
@@ -103,7 +103,7 @@ struct dsfs_attr {
 
 /* Flags for layer_rename(). */
 #define DSFS_RENAME_NOREPLACE (1u << 0) /* -EEXIST if `to` exists */
-#define DSFS_RENAME_WHITEOUT (1u << 1)  /* leave a whiteout at `from` */
+#define DSFS_RENAME_WHITEOUT (1u << 1)	/* leave a whiteout at `from` */
 
 /* Called once per child by list(); a non-zero return stops the listing and
  * is returned by list(). */
@@ -276,8 +276,7 @@ int layer_mem_open(uint64_t budget, struct dsfs_layer **out);
  */
 int layer_sqlite_open(const char *path, const char *name, uint64_t budget,
 		      bool create, struct dsfs_layer **out, const char **why);
-int layer_sqlite_open_image(const char *path, const char *name,
-			    uint64_t budget, struct dsfs_layer **out,
-			    const char **why);
+int layer_sqlite_open_image(const char *path, const char *name, uint64_t budget,
+			    struct dsfs_layer **out, const char **why);
 
 #endif

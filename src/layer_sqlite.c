@@ -209,11 +209,11 @@ struct sq_layer {
 	sqlite3 *db;
 	sqlite3_stmt *st[S_COUNT];
 	uint64_t budget;
-	char *name;	    /* base.name points here */
-	char *path;	    /* for log lines */
-	bool image;	    /* opened immutable: nothing is ever deleted */
-	struct pin **pins;  /* npb buckets, allocated at the first pin */
-	size_t npb, npins;  /* buckets (a power of two), tokens pinned */
+	char *name;	   /* base.name points here */
+	char *path;	   /* for log lines */
+	bool image;	   /* opened immutable: nothing is ever deleted */
+	struct pin **pins; /* npb buckets, allocated at the first pin */
+	size_t npb, npins; /* buckets (a power of two), tokens pinned */
 };
 
 /* One use of the connection, read or write: what the log line names, and
@@ -1635,8 +1635,7 @@ static int sq_clear(struct dsfs_layer *l)
 	return write_tx(to_sq(l), "clear", NULL, clear_fn, NULL);
 }
 
-static int sq_stat_blob(struct dsfs_layer *l, const char *token,
-			uint64_t *size)
+static int sq_stat_blob(struct dsfs_layer *l, const char *token, uint64_t *size)
 {
 	struct sq_layer *s = to_sq(l);
 	struct tx t = {.s = s, .what = "stat blob", .key = token};

@@ -37,7 +37,10 @@ struct options {
 	int nonopts;
 };
 
-#define OPT(t, p) {t, offsetof(struct options, p), 1}
+#define OPT(t, p)                                 \
+	{                                         \
+		t, offsetof(struct options, p), 1 \
+	}
 
 static const struct fuse_opt option_spec[] = {
 	OPT("runtime_size=%s", runtime_size),
@@ -241,8 +244,9 @@ static int prepare_store(struct dsfs_ctx *ctx, const char *store)
 		return -1;
 	}
 	if (flock(ctx->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-		fprintf(stderr, "dsfs: %s: store is in use (mounted, or "
-				"dsfsctl is working on it)\n",
+		fprintf(stderr,
+			"dsfs: %s: store is in use (mounted, or "
+			"dsfsctl is working on it)\n",
 			ctx->store);
 		return -1;
 	}
@@ -293,8 +297,7 @@ int main(int argc, char *argv[])
 		       &ctx.budget[L_RUNTIME]) ||
 	    set_budget("ephemeral_size", o.ephemeral_size,
 		       &ctx.budget[L_EPHEMERAL]) ||
-	    set_budget("factory_size", o.factory_size,
-		       &ctx.budget[L_FACTORY]))
+	    set_budget("factory_size", o.factory_size, &ctx.budget[L_FACTORY]))
 		goto out_args;
 	if (o.cache_timeout < 0)
 		o.cache_timeout = 0;
@@ -374,8 +377,7 @@ out_control:
 		char path[PATH_MAX];
 
 		close(ctx.control_fd);
-		snprintf(path, sizeof(path), "%s/%s", ctx.store,
-			 STORE_SOCKET);
+		snprintf(path, sizeof(path), "%s/%s", ctx.store, STORE_SOCKET);
 		unlink(path);
 	}
 out_stack:

@@ -46,7 +46,7 @@ bool utf8_valid(const void *buf, size_t len)
 			else if (c == 0xf4)
 				hi = 0x8f;
 		} else {
-			return false;	/* 80-C1 and F5-FF never lead */
+			return false; /* 80-C1 and F5-FF never lead */
 		}
 		if (end - p < need)
 			return false;

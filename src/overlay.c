@@ -45,8 +45,9 @@ static int lookup_locked(struct dsfs_stack *s, const struct loc *l,
 		if (f->attr.kind == DSFS_WHITEOUT)
 			return -ENOENT;
 		f->layer = i;
-		f->limit = f->attr.kind == DSFS_DIR && f->attr.opaque ? i
-								      : l->limit;
+		f->limit = f->attr.kind == DSFS_DIR && f->attr.opaque ?
+				   i :
+				   l->limit;
 		return 0;
 	}
 	return -ENOENT;
@@ -58,8 +59,7 @@ static bool layer_has(struct dsfs_stack *s, int i, const char *key,
 {
 	struct dsfs_attr a;
 
-	if (layer_lookup(s->layer[i], key, &a) != 0 ||
-	    a.kind == DSFS_WHITEOUT)
+	if (layer_lookup(s->layer[i], key, &a) != 0 || a.kind == DSFS_WHITEOUT)
 		return false;
 	if (kind)
 		*kind = a.kind;
@@ -87,8 +87,8 @@ int ovl_lookup(struct dsfs_stack *s, const struct loc *l, struct found *f)
 	return rc;
 }
 
-ssize_t ovl_read(struct dsfs_stack *s, const struct found *f,
-		 const char *key, uint64_t off, void *buf, size_t len)
+ssize_t ovl_read(struct dsfs_stack *s, const struct found *f, const char *key,
+		 uint64_t off, void *buf, size_t len)
 {
 	ssize_t rc;
 
@@ -357,8 +357,8 @@ out:
 	return rc;
 }
 
-static int list_locked(struct dsfs_stack *s, const struct loc *l,
-		       bool devices, struct listing *out);
+static int list_locked(struct dsfs_stack *s, const struct loc *l, bool devices,
+		       struct listing *out);
 
 /* A directory seen through l is empty (its own listing, with its own
  * limit). */
@@ -394,9 +394,9 @@ int ovl_rmdir(struct dsfs_stack *s, const struct loc *l)
 	if (rc)
 		goto out;
 	if (l->view == VIEW_LAYER) {
-		rc = s->layer[l->layer]->readonly
-			     ? -EROFS
-			     : layer_remove(s->layer[l->layer], l->key);
+		rc = s->layer[l->layer]->readonly ?
+			     -EROFS :
+			     layer_remove(s->layer[l->layer], l->key);
 	} else {
 		rc = remove_merged(s, l);
 	}
@@ -451,9 +451,9 @@ static int rename_merged(struct dsfs_stack *s, const struct loc *from,
 	if (rc)
 		return rc;
 	if (t == L_RUNTIME)
-		return layer_rename(s->layer[t], from->key, to->key,
-				    lower_has(s, from, t) ? DSFS_RENAME_WHITEOUT
-							  : 0);
+		return layer_rename(
+			s->layer[t], from->key, to->key,
+			lower_has(s, from, t) ? DSFS_RENAME_WHITEOUT : 0);
 	rc = layer_rename(s->layer[t], from->key, to->key, 0);
 	if (rc == 0 && lower_has(s, from, t)) {
 		rc = copy_up_parents(s, from, L_RUNTIME);
@@ -491,11 +491,9 @@ int ovl_rename(struct dsfs_stack *s, const struct loc *from,
 	if (dst_exists) {
 		if (flags & DSFS_RENAME_NOREPLACE)
 			rc = -EEXIST;
-		else if (fs.attr.kind == DSFS_DIR &&
-			 fd.attr.kind != DSFS_DIR)
+		else if (fs.attr.kind == DSFS_DIR && fd.attr.kind != DSFS_DIR)
 			rc = -ENOTDIR;
-		else if (fs.attr.kind != DSFS_DIR &&
-			 fd.attr.kind == DSFS_DIR)
+		else if (fs.attr.kind != DSFS_DIR && fd.attr.kind == DSFS_DIR)
 			rc = -EISDIR;
 		else if (fd.attr.kind == DSFS_DIR)
 			rc = dir_empty(s, to, &fd);
@@ -503,10 +501,10 @@ int ovl_rename(struct dsfs_stack *s, const struct loc *from,
 			goto out;
 	}
 	if (from->view == VIEW_LAYER) {
-		rc = s->layer[from->layer]->readonly
-			     ? -EROFS
-			     : layer_rename(s->layer[from->layer], from->key,
-					    to->key, 0);
+		rc = s->layer[from->layer]->readonly ?
+			     -EROFS :
+			     layer_rename(s->layer[from->layer], from->key,
+					  to->key, 0);
 		goto out;
 	}
 	rc = rename_merged(s, from, to, &fs, dst_exists, &fd);
@@ -564,7 +562,7 @@ struct gather {
 		char *name;
 		struct dsfs_attr attr;
 		int layer;
-	} *items;
+	} * items;
 	size_t count, cap;
 	int layer;
 	bool devices;
@@ -647,8 +645,8 @@ void listing_free(struct listing *ls)
 	memset(ls, 0, sizeof(*ls));
 }
 
-static int list_locked(struct dsfs_stack *s, const struct loc *l,
-		       bool devices, struct listing *out)
+static int list_locked(struct dsfs_stack *s, const struct loc *l, bool devices,
+		       struct listing *out)
 {
 	struct gather g = {.devices = devices};
 	struct found f;
@@ -674,9 +672,9 @@ static int list_locked(struct dsfs_stack *s, const struct loc *l,
 			continue;
 		f.layer = g.items[i].layer;
 		f.attr = g.items[i].attr;
-		f.limit = l->view == VIEW_LAYER ? l->layer
-			  : f.attr.kind == DSFS_DIR && f.attr.opaque ? f.layer
-								     : l->limit;
+		f.limit = l->view == VIEW_LAYER			   ? l->layer :
+			  f.attr.kind == DSFS_DIR && f.attr.opaque ? f.layer :
+								     l->limit;
 		listing_add(out, g.items[i].name, &f, &rc);
 	}
 out:
@@ -709,8 +707,7 @@ int ovl_sync(struct dsfs_stack *s)
 	return rc;
 }
 
-int ovl_usage(struct dsfs_stack *s, int layer, uint64_t *used,
-	      uint64_t *budget)
+int ovl_usage(struct dsfs_stack *s, int layer, uint64_t *used, uint64_t *budget)
 {
 	int rc;
 
@@ -846,8 +843,8 @@ static int hold_blob(struct dsfs_stack *s, struct dsfs_layer *l,
 	return rc;
 }
 
-int ovl_open_image(struct dsfs_stack *s, const struct loc *l,
-		   struct found *f, struct dsfs_layer **held)
+int ovl_open_image(struct dsfs_stack *s, const struct loc *l, struct found *f,
+		   struct dsfs_layer **held)
 {
 	int rc;
 
@@ -865,8 +862,8 @@ int ovl_open_image(struct dsfs_stack *s, const struct loc *l,
 	return rc;
 }
 
-static int find_blob_locked(struct dsfs_stack *s, const char *token,
-			    int *layer, uint64_t *size)
+static int find_blob_locked(struct dsfs_stack *s, const char *token, int *layer,
+			    uint64_t *size)
 {
 	int i, rc = -ENOENT;
 

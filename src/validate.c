@@ -47,13 +47,13 @@
 
 /* What the JSON grammar expects next, between tokens. */
 enum json_expect {
-	EX_VALUE,		/* at the start, after ':', after ',' in [] */
-	EX_VALUE_OR_CLOSE,	/* after '[' */
-	EX_KEY_OR_CLOSE,	/* after '{' */
-	EX_KEY,			/* after ',' in {} */
-	EX_COLON,		/* after a key */
-	EX_COMMA_OR_CLOSE,	/* after an element or member */
-	EX_END,			/* after the top-level value: white space */
+	EX_VALUE,	   /* at the start, after ':', after ',' in [] */
+	EX_VALUE_OR_CLOSE, /* after '[' */
+	EX_KEY_OR_CLOSE,   /* after '{' */
+	EX_KEY,		   /* after ',' in {} */
+	EX_COLON,	   /* after a key */
+	EX_COMMA_OR_CLOSE, /* after an element or member */
+	EX_END,		   /* after the top-level value: white space */
 };
 
 /* The token being read, if any. */
@@ -66,24 +66,24 @@ enum json_lex {
 
 /* Where we are inside a string. */
 enum json_str {
-	ST_CHARS,		/* characters; '"' ends, '\' escapes */
-	ST_ESCAPE,		/* after '\' */
-	ST_HEX,			/* among the four digits of \uXXXX */
-	ST_LOW_BACKSLASH,	/* after a high surrogate: '\' must follow */
-	ST_LOW_U,		/* ... and then 'u' */
+	ST_CHARS,	  /* characters; '"' ends, '\' escapes */
+	ST_ESCAPE,	  /* after '\' */
+	ST_HEX,		  /* among the four digits of \uXXXX */
+	ST_LOW_BACKSLASH, /* after a high surrogate: '\' must follow */
+	ST_LOW_U,	  /* ... and then 'u' */
 };
 
 /* Where we are inside a number, whose grammar is
  * -? (0 | [1-9][0-9]*) (\.[0-9]+)? ([eE][+-]?[0-9]+)? */
 enum json_num {
-	NU_MINUS,		/* "-": a digit must follow */
-	NU_ZERO,		/* a leading 0: no digit may follow */
-	NU_INT,			/* in the integer digits */
-	NU_DOT,			/* ".": a digit must follow */
-	NU_FRAC,		/* in the fraction digits */
-	NU_E,			/* "e": a sign or a digit must follow */
-	NU_ESIGN,		/* "e+": a digit must follow */
-	NU_EXP,			/* in the exponent digits */
+	NU_MINUS, /* "-": a digit must follow */
+	NU_ZERO,  /* a leading 0: no digit may follow */
+	NU_INT,	  /* in the integer digits */
+	NU_DOT,	  /* ".": a digit must follow */
+	NU_FRAC,  /* in the fraction digits */
+	NU_E,	  /* "e": a sign or a digit must follow */
+	NU_ESIGN, /* "e+": a digit must follow */
+	NU_EXP,	  /* in the exponent digits */
 };
 
 /* A number may end (the next byte is not part of it) only in these. */
@@ -94,20 +94,20 @@ static bool num_complete(int sub)
 }
 
 struct json_scan {
-	uint8_t expect;		/* enum json_expect */
-	uint8_t lex;		/* enum json_lex */
-	uint8_t sub;		/* enum json_str or enum json_num */
-	bool key;		/* the string being read is an object key */
-	bool high;		/* a \uD800-\uDBFF awaits its low half */
-	uint8_t utf8_need;	/* UTF-8 continuation bytes still due */
-	uint8_t utf8_lo;	/* the range allowed for the next one */
+	uint8_t expect;	   /* enum json_expect */
+	uint8_t lex;	   /* enum json_lex */
+	uint8_t sub;	   /* enum json_str or enum json_num */
+	bool key;	   /* the string being read is an object key */
+	bool high;	   /* a \uD800-\uDBFF awaits its low half */
+	uint8_t utf8_need; /* UTF-8 continuation bytes still due */
+	uint8_t utf8_lo;   /* the range allowed for the next one */
 	uint8_t utf8_hi;
-	uint8_t hex_left;	/* hex digits still due in \uXXXX */
-	uint16_t ucs;		/* the \uXXXX digits so far */
-	uint8_t lit_pos;	/* bytes of lit read so far */
-	const char *lit;	/* the literal being read: "true"... */
-	const char *type;	/* of the top-level value, once begun */
-	unsigned int depth;	/* containers open */
+	uint8_t hex_left;   /* hex digits still due in \uXXXX */
+	uint16_t ucs;	    /* the \uXXXX digits so far */
+	uint8_t lit_pos;    /* bytes of lit read so far */
+	const char *lit;    /* the literal being read: "true"... */
+	const char *type;   /* of the top-level value, once begun */
+	unsigned int depth; /* containers open */
 	uint8_t is_object[(DSFS_JSON_MAX_DEPTH + 7) / 8]; /* bit per level */
 };
 
@@ -123,17 +123,17 @@ struct json_scan {
 
 struct dsfs_validator {
 	enum dsfs_content kind;
-	bool failed;		/* every later call fails too */
-	bool finished;		/* validator_finish() succeeded: type */
+	bool failed;   /* every later call fails too */
+	bool finished; /* validator_finish() succeeded: type */
 	const char *type;
-	uint64_t off;		/* offset of the next byte fed */
+	uint64_t off; /* offset of the next byte fed */
 	char reason[REASON_MAX];
 
 	/* DSFS_CONTENT_JSON */
 	struct json_scan js;
-	struct json_tokener *tok;	/* NULL once it returned the value */
+	struct json_tokener *tok; /* NULL once it returned the value */
 	bool tok_done;
-	size_t tok_fed;			/* bytes since the last reprime */
+	size_t tok_fed; /* bytes since the last reprime */
 	size_t skel_len;
 	char skel[SKELETON_CHUNK];
 
@@ -258,10 +258,10 @@ static int tok_reprime(struct dsfs_validator *v)
 		path[n++] = level_is_object(s, i) ? '{' : '[';
 	}
 	switch (s->expect) {
-	case EX_VALUE:		/* after ':', or after ',' in [] */
+	case EX_VALUE: /* after ':', or after ',' in [] */
 		tail = object ? "\"\":" : "0,";
 		break;
-	case EX_KEY:		/* after ',' in {} */
+	case EX_KEY: /* after ',' in {} */
 		tail = "\"\":0,";
 		break;
 	case EX_COLON:
@@ -270,7 +270,7 @@ static int tok_reprime(struct dsfs_validator *v)
 	case EX_COMMA_OR_CLOSE:
 		tail = object ? "\"\":0" : "0";
 		break;
-	default:		/* right after '[' or '{' */
+	default: /* right after '[' or '{' */
 		tail = "";
 		break;
 	}
@@ -382,7 +382,7 @@ static int open_container(struct dsfs_validator *v, bool object)
 	if (object)
 		s->is_object[i / 8] |= 1u << (i % 8);
 	else
-		s->is_object[i / 8] &= (uint8_t)~(1u << (i % 8));
+		s->is_object[i / 8] &= (uint8_t) ~(1u << (i % 8));
 	s->depth++;
 	s->expect = object ? EX_KEY_OR_CLOSE : EX_VALUE_OR_CLOSE;
 	return rc;
@@ -596,9 +596,10 @@ static int string_byte(struct dsfs_validator *v, uint8_t c)
 		if (c == '\\')
 			s->sub = ST_ESCAPE;
 		else if (c < 0x20)
-			return fail(v, "control character %s in a string "
-				    "at byte %llu", show(c, b),
-				    (unsigned long long)v->off);
+			return fail(v,
+				    "control character %s in a string "
+				    "at byte %llu",
+				    show(c, b), (unsigned long long)v->off);
 		else if (c >= 0x80)
 			return utf8_lead(v, c);
 		return 0;
@@ -627,8 +628,10 @@ static int string_byte(struct dsfs_validator *v, uint8_t c)
 	case ST_LOW_BACKSLASH:
 	case ST_LOW_U:
 		if (c != (s->sub == ST_LOW_BACKSLASH ? '\\' : 'u'))
-			return fail(v, "high surrogate without a low one "
-				    "at byte %llu", (unsigned long long)v->off);
+			return fail(v,
+				    "high surrogate without a low one "
+				    "at byte %llu",
+				    (unsigned long long)v->off);
 		if (s->sub == ST_LOW_BACKSLASH) {
 			s->sub = ST_LOW_U;
 		} else {
@@ -787,7 +790,7 @@ static int json_finish(struct dsfs_validator *v, const char **type)
 	if (s->lex == LX_LITERAL)
 		return fail(v, "incomplete literal at end of file");
 	if (s->expect == EX_VALUE && s->depth == 0) {
-		*type = "empty";	/* nothing, or only white space */
+		*type = "empty"; /* nothing, or only white space */
 		return 0;
 	}
 	if (s->expect != EX_END)
@@ -804,7 +807,7 @@ static int json_finish(struct dsfs_validator *v, const char **type)
  * Images.
  */
 
-static const uint32_t bmp_dib_sizes[] = { 12, 40, 52, 56, 64, 108, 124 };
+static const uint32_t bmp_dib_sizes[] = {12, 40, 52, 56, 64, 108, 124};
 
 /* A BMP file header is 14 bytes; the DIB header that follows starts with its
  * own size, which names its version.  Checked on the bytes present. */
@@ -815,8 +818,7 @@ static bool bmp_header_ok(const uint8_t *b, size_t n)
 	if (n <= 14)
 		return true;
 	k = (n < 18 ? n : 18) - 14;
-	for (i = 0; i < sizeof(bmp_dib_sizes) / sizeof(bmp_dib_sizes[0]);
-	     i++) {
+	for (i = 0; i < sizeof(bmp_dib_sizes) / sizeof(bmp_dib_sizes[0]); i++) {
 		for (j = 0; j < k; j++)
 			if (b[14 + j] != (uint8_t)(bmp_dib_sizes[i] >> 8 * j))
 				break;
@@ -830,18 +832,18 @@ static const struct image_sig {
 	const char *mime;
 	const char *magic;
 	size_t magic_len;
-	uint32_t any;		/* bit i set: magic[i] may be any byte */
-	size_t min_len;		/* bytes needed to be sure */
+	uint32_t any;	/* bit i set: magic[i] may be any byte */
+	size_t min_len; /* bytes needed to be sure */
 	bool (*header_ok)(const uint8_t *b, size_t n);
 } image_sigs[] = {
-	{ "image/png", "\x89PNG\r\n\x1a\n", 8, 0, 8, NULL },
-	{ "image/jpeg", "\xff\xd8\xff", 3, 0, 3, NULL },
-	{ "image/gif", "GIF87a", 6, 0, 6, NULL },
-	{ "image/gif", "GIF89a", 6, 0, 6, NULL },
+	{"image/png", "\x89PNG\r\n\x1a\n", 8, 0, 8, NULL},
+	{"image/jpeg", "\xff\xd8\xff", 3, 0, 3, NULL},
+	{"image/gif", "GIF87a", 6, 0, 6, NULL},
+	{"image/gif", "GIF89a", 6, 0, 6, NULL},
 	/* 14-byte file header + the 12-byte OS/2 core header, the least */
-	{ "image/bmp", "BM", 2, 0, 26, bmp_header_ok },
+	{"image/bmp", "BM", 2, 0, 26, bmp_header_ok},
 	/* "RIFF", the 4-byte chunk size, "WEBP" */
-	{ "image/webp", "RIFF....WEBP", 12, 0xf0, 12, NULL },
+	{"image/webp", "RIFF....WEBP", 12, 0xf0, 12, NULL},
 };
 
 #define N_IMAGE_SIGS (sizeof(image_sigs) / sizeof(image_sigs[0]))
@@ -886,7 +888,8 @@ static int image_feed(struct dsfs_validator *v, const uint8_t *p, size_t len)
 	for (i = 0; i < len && v->head_len < IMAGE_HEAD; i++, v->off++) {
 		v->head[v->head_len++] = p[i];
 		if (!image_prefix_ok(v->head, v->head_len))
-			return fail(v, "not a PNG, JPEG, GIF, BMP or WebP "
+			return fail(v,
+				    "not a PNG, JPEG, GIF, BMP or WebP "
 				    "image (byte %llu)",
 				    (unsigned long long)v->off);
 	}
@@ -931,7 +934,8 @@ struct dsfs_validator *validator_new(enum dsfs_content kind)
 		v->tok = json_tokener_new_ex(DSFS_JSON_MAX_DEPTH + 1);
 		if (!v->tok)
 			goto err_free;
-		json_tokener_set_flags(v->tok, JSON_TOKENER_STRICT |
+		json_tokener_set_flags(v->tok,
+				       JSON_TOKENER_STRICT |
 					       JSON_TOKENER_VALIDATE_UTF8);
 	}
 	return v;

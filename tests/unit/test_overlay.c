@@ -19,8 +19,8 @@ static struct dsfs_stack stack;
 
 static struct loc merged(const char *key)
 {
-	struct loc l = {.view = VIEW_MERGED, .limit = L_FACTORY,
-			.tree = TREE_KV};
+	struct loc l = {
+		.view = VIEW_MERGED, .limit = L_FACTORY, .tree = TREE_KV};
 
 	snprintf(l.key, sizeof(l.key), "%s", key);
 	return l;
@@ -28,7 +28,9 @@ static struct loc merged(const char *key)
 
 static struct loc in_layer(int layer, const char *key)
 {
-	struct loc l = {.view = VIEW_LAYER, .layer = layer, .limit = layer,
+	struct loc l = {.view = VIEW_LAYER,
+			.layer = layer,
+			.limit = layer,
 			.tree = TREE_KV};
 
 	snprintf(l.key, sizeof(l.key), "%s", key);
@@ -84,9 +86,10 @@ static const char *get(const struct loc *l)
 	int rc = ovl_read_all(&stack, l, &f, &data, &len);
 
 	if (rc) {
-		snprintf(out, sizeof(out), "%s", rc == -ENOENT ? "ENOENT"
-						 : rc == -EISDIR ? "EISDIR"
-								 : "error");
+		snprintf(out, sizeof(out), "%s",
+			 rc == -ENOENT ? "ENOENT" :
+			 rc == -EISDIR ? "EISDIR" :
+					 "error");
 		return out;
 	}
 	snprintf(out, sizeof(out), "%.*s", (int)len, data);
@@ -135,22 +138,21 @@ static void setup(void)
 
 	pthread_rwlock_init(&stack.lock, NULL);
 	for (i = 0; i < DSFS_NLAYERS; i++)
-		if (layer_mem_open(1 << 20, &stack.layer[i]) != 0)
-		{
+		if (layer_mem_open(1 << 20, &stack.layer[i]) != 0) {
 			printf("Bail out! layer_mem_open failed\n");
 			exit(1);
 		}
 	f = stack.layer[L_FACTORY];
-	layer_commit(f, "kv/a", &(struct dsfs_attr){.kind = DSFS_FILE,
-						     .mode = 0644},
-		     "1", 1, NULL);
-	layer_commit(f, "kv/b", &(struct dsfs_attr){.kind = DSFS_FILE,
-						     .mode = 0600},
+	layer_commit(f, "kv/a",
+		     &(struct dsfs_attr){.kind = DSFS_FILE, .mode = 0644}, "1",
+		     1, NULL);
+	layer_commit(f, "kv/b",
+		     &(struct dsfs_attr){.kind = DSFS_FILE, .mode = 0600},
 		     "\"b\"", 3, NULL);
 	layer_mkdir(f, "kv/d", &d);
-	layer_commit(f, "kv/d/x", &(struct dsfs_attr){.kind = DSFS_FILE,
-						       .mode = 0644},
-		     "2", 1, NULL);
+	layer_commit(f, "kv/d/x",
+		     &(struct dsfs_attr){.kind = DSFS_FILE, .mode = 0644}, "2",
+		     1, NULL);
 	layer_mkdir(f, "kv/__hub", &d);
 	f->readonly = true;
 }
@@ -178,7 +180,8 @@ int main(void)
 	/* Resolution. */
 	is_int(found_layer(&a), L_FACTORY, "a factory entry shows in kv/");
 	is_str(get(&a), "1", "its value");
-	is_str(names(&(struct loc){.view = VIEW_MERGED, .limit = L_FACTORY,
+	is_str(names(&(struct loc){.view = VIEW_MERGED,
+				   .limit = L_FACTORY,
 				   .key = "kv"},
 		     false),
 	       "__hub a b d", "kv/ lists the factory's names");
@@ -188,13 +191,16 @@ int main(void)
 	is_int(put(&a, "10"), 0, "writing a factory entry through kv/");
 	is_int(found_layer(&a), L_RUNTIME, "it is now found in runtime");
 	is_str(get(&a), "10", "with the new value");
-	is_str(get(&(struct loc){.view = VIEW_LAYER, .layer = L_FACTORY,
-				 .limit = L_FACTORY, .key = "kv/a"}),
+	is_str(get(&(struct loc){.view = VIEW_LAYER,
+				 .layer = L_FACTORY,
+				 .limit = L_FACTORY,
+				 .key = "kv/a"}),
 	       "1", "the factory layer still has the default");
 	is_int(put(&dx, "20"), 0, "writing below a factory directory");
 	is_int(found_layer(&(struct loc){.view = VIEW_LAYER,
 					 .layer = L_RUNTIME,
-					 .limit = L_RUNTIME, .key = "kv/d"}),
+					 .limit = L_RUNTIME,
+					 .key = "kv/d"}),
 	       L_RUNTIME, "copied its parent directory up into runtime");
 
 	/* Revert: removing the runtime value shows the default again. */
@@ -213,7 +219,8 @@ int main(void)
 	       "runtime/kv hides the whiteout");
 	is_str(get(at(in_layer(L_FACTORY, "kv/a"))), "1",
 	       "factory/kv/a is still there");
-	is_str(names(&(struct loc){.view = VIEW_MERGED, .limit = L_FACTORY,
+	is_str(names(&(struct loc){.view = VIEW_MERGED,
+				   .limit = L_FACTORY,
 				   .key = "kv"},
 		     false),
 	       "__hub b d", "kv/ no longer lists a");
@@ -233,7 +240,8 @@ int main(void)
 	is_int(put(at(in_layer(L_EPHEMERAL, "kv/n")), "6"), 0,
 	       "ephemeral/kv/n over runtime's n");
 	is_str(get(&n), "6", "ephemeral is read first");
-	is_str(names(&(struct loc){.view = VIEW_MERGED, .limit = L_FACTORY,
+	is_str(names(&(struct loc){.view = VIEW_MERGED,
+				   .limit = L_FACTORY,
 				   .key = "kv"},
 		     false),
 	       "__hub a b d e n", "listing is a union without duplicates");
@@ -245,7 +253,8 @@ int main(void)
 	/* Directories: remove a factory directory, make it again. */
 	is_int(ovl_rmdir(&stack, &d), -ENOTEMPTY, "rmdir of a non-empty dir");
 	is_int(ovl_unlink(&stack, &dx), 0, "rm kv/d/x");
-	is_str(names(&(struct loc){.view = VIEW_MERGED, .limit = L_FACTORY,
+	is_str(names(&(struct loc){.view = VIEW_MERGED,
+				   .limit = L_FACTORY,
 				   .key = "kv/d"},
 		     false),
 	       "", "kv/d is empty");
@@ -269,7 +278,8 @@ int main(void)
 	is_int(ovl_rename(&stack, &c, &e, 0), 0, "mv kv/c over kv/e");
 	is_str(get(&e), "\"b\"", "the ephemeral kv/e is replaced");
 	is_int(found_layer(&e), L_RUNTIME, "kv/e is now runtime's");
-	is_int(ovl_rename(&stack, at(merged("kv/__hub")), at(merged("kv/__x")), 0),
+	is_int(ovl_rename(&stack, at(merged("kv/__hub")), at(merged("kv/__x")),
+			  0),
 	       -EXDEV, "a factory directory is not renamed in place");
 	is_int(ovl_rename(&stack, &e, at(in_layer(L_RUNTIME, "kv/z")), 0),
 	       -EXDEV, "rename between a merged tree and a layer");
@@ -287,7 +297,8 @@ int main(void)
 	set.mode = 0640;
 	is_int(ovl_mkdir(&stack, at(in_layer(L_RUNTIME, "kv/__dev2")), &da, &f),
 	       0, "mkdir runtime/kv/__dev2");
-	is_str(names(&(struct loc){.view = VIEW_MERGED, .limit = L_FACTORY,
+	is_str(names(&(struct loc){.view = VIEW_MERGED,
+				   .limit = L_FACTORY,
 				   .key = "kv"},
 		     true),
 	       "dev2 hub", "devices/ lists the __ namespaces");
@@ -299,7 +310,8 @@ int main(void)
 
 	/* Factory reset. */
 	is_int(ovl_factory_reset(&stack), 0, "factory reset");
-	is_str(names(&(struct loc){.view = VIEW_MERGED, .limit = L_FACTORY,
+	is_str(names(&(struct loc){.view = VIEW_MERGED,
+				   .limit = L_FACTORY,
 				   .key = "kv"},
 		     false),
 	       "__hub a b d", "the merged view equals the factory again");

@@ -96,10 +96,10 @@ enum chunking {
 
 /* What a validator said about some content. */
 struct outcome {
-	int rc;			/* 0 or the first error */
-	bool by_feed;		/* the error came from feed(), not finish() */
-	long fail_at;		/* first byte of the refused feed, or -1 */
-	const char *type;	/* when rc == 0 */
+	int rc;		  /* 0 or the first error */
+	bool by_feed;	  /* the error came from feed(), not finish() */
+	long fail_at;	  /* first byte of the refused feed, or -1 */
+	const char *type; /* when rc == 0 */
 	char reason[160];
 };
 
@@ -117,8 +117,9 @@ static void run(enum dsfs_content kind, const void *buf, size_t len,
 		return;
 	}
 	while (i < len) {
-		n = how == ALL_AT_ONCE ? len : how == BYTE_AT_A_TIME ? 1 :
-		    1 + rnd_below(17);
+		n = how == ALL_AT_ONCE	  ? len :
+		    how == BYTE_AT_A_TIME ? 1 :
+					    1 + rnd_below(17);
 		if (n > len - i)
 			n = len - i;
 		o->rc = validator_feed(v, p + i, n);
@@ -142,14 +143,23 @@ static void run(enum dsfs_content kind, const void *buf, size_t len,
 struct vec {
 	const char *data;
 	size_t len;
-	const char *type;	/* valid: its type; NULL: invalid */
-	long at;		/* invalid: first byte feed() refuses, or -1 */
+	const char *type; /* valid: its type; NULL: invalid */
+	long at;	  /* invalid: first byte feed() refuses, or -1 */
 };
 
 /* sizeof, not strlen: vectors may hold NUL bytes. */
-#define OK(s, t)	{ s, sizeof(s) - 1, t, -1 }
-#define BAD(s, n)	{ s, sizeof(s) - 1, NULL, n }
-#define INC(s)		{ s, sizeof(s) - 1, NULL, -1 }
+#define OK(s, t)                        \
+	{                               \
+		s, sizeof(s) - 1, t, -1 \
+	}
+#define BAD(s, n)                         \
+	{                                 \
+		s, sizeof(s) - 1, NULL, n \
+	}
+#define INC(s)                             \
+	{                                  \
+		s, sizeof(s) - 1, NULL, -1 \
+	}
 
 static const struct vec json_vecs[] = {
 	/* every type at the top level, with and without white space */
@@ -272,13 +282,19 @@ static const struct vec json_vecs[] = {
 	BAD("\"\x1f\"", 1),
 	BAD("{\"a\rb\":1}", 3),
 	/* white space is space, tab, LF and CR only; no NUL, no BOM */
-	BAD(" \x0c" "1", 1),
+	BAD(" \x0c"
+	    "1",
+	    1),
 	BAD("1\x0b", 1),
-	BAD("\xc2\xa0" "1", 0),
+	BAD("\xc2\xa0"
+	    "1",
+	    0),
 	BAD("\xef\xbb\xbf{}", 0),
 	BAD("{}\x00", 2),
 	BAD("\x00", 0),
-	BAD("[1,\x00" "2]", 3),
+	BAD("[1,\x00"
+	    "2]",
+	    3),
 	/* invalid UTF-8, inside and outside strings */
 	BAD("\"\xff\"", 1),
 	BAD("\"\xfe\"", 1),
@@ -420,13 +436,18 @@ static void check_vec(enum dsfs_content kind, const struct vec *t)
 	}
 	ok(pass, "'%s' %s%s%s", esc(t->data, t->len),
 	   t->type ? "is " : "is refused",
-	   t->type ? t->type : t->at >= 0 ? " at " : " at the end",
-	   t->type ? "" : t->at >= 0 ? where : "");
+	   t->type    ? t->type :
+	   t->at >= 0 ? " at " :
+			" at the end",
+	   t->type    ? "" :
+	   t->at >= 0 ? where :
+			"");
 	if (!pass)
 		for (i = 0; i < 3; i++)
 			diag("  %s: rc %d %s at %ld, type %s, reason: %s",
 			     i == 0 ? "at once" :
-			     i == 1 ? "bytewise" : "random",
+			     i == 1 ? "bytewise" :
+				      "random",
 			     o[i].rc, o[i].by_feed ? "by feed" : "by finish",
 			     o[i].fail_at, o[i].type ? o[i].type : "-",
 			     o[i].reason);
@@ -441,8 +462,8 @@ static void test_json_vectors(void)
 }
 
 /* Builds n copies of open, then mid, then n copies of close. */
-static char *nest(int n, const char *open, const char *mid,
-		  const char *close, size_t *len)
+static char *nest(int n, const char *open, const char *mid, const char *close,
+		  size_t *len)
 {
 	size_t lo = strlen(open), lm = strlen(mid), lc = strlen(close);
 	char *s = xmalloc(n * (lo + lc) + lm + 1), *p = s;
@@ -467,38 +488,38 @@ static void test_depth(void)
 	size_t len;
 
 	s = nest(max, "[", "", "]", &len);
-	t = (struct vec){ s, len, "array", -1 };
+	t = (struct vec){s, len, "array", -1};
 	check_vec(DSFS_CONTENT_JSON, &t);
 	free(s);
 
 	s = nest(max, "[", "0", "]", &len);
-	t = (struct vec){ s, len, "array", -1 };
+	t = (struct vec){s, len, "array", -1};
 	check_vec(DSFS_CONTENT_JSON, &t);
 	free(s);
 
 	s = nest(max, "{\"a\":", "\"deep\"", "}", &len);
-	t = (struct vec){ s, len, "object", -1 };
+	t = (struct vec){s, len, "object", -1};
 	check_vec(DSFS_CONTENT_JSON, &t);
 	free(s);
 
 	s = nest(max / 2, "[{\"k\":", "null", "}]", &len);
-	t = (struct vec){ s, len, "array", -1 };
+	t = (struct vec){s, len, "array", -1};
 	check_vec(DSFS_CONTENT_JSON, &t);
 	free(s);
 
 	/* One level too many is refused at the bracket that opens it. */
 	s = nest(max + 1, "[", "", "]", &len);
-	t = (struct vec){ s, len, NULL, max };
+	t = (struct vec){s, len, NULL, max};
 	check_vec(DSFS_CONTENT_JSON, &t);
 	free(s);
 
 	s = nest(max + 1, "{\"a\":", "1", "}", &len);
-	t = (struct vec){ s, len, NULL, (long)max * 5 };
+	t = (struct vec){s, len, NULL, (long)max * 5};
 	check_vec(DSFS_CONTENT_JSON, &t);
 	free(s);
 
 	s = nest(100000, "[", "", "]", &len);
-	t = (struct vec){ s, len, NULL, max };
+	t = (struct vec){s, len, NULL, max};
 	check_vec(DSFS_CONTENT_JSON, &t);
 	free(s);
 
@@ -521,7 +542,7 @@ static void test_depth(void)
 		memcpy(s + len, "[],", 3);
 	memcpy(s + len, "[]]", 4);
 	len += 3;
-	t = (struct vec){ s, len, "array", -1 };
+	t = (struct vec){s, len, "array", -1};
 	check_vec(DSFS_CONTENT_JSON, &t);
 	free(s);
 }
@@ -535,7 +556,7 @@ static void test_big_values(void)
 				    "\\ud83d\\ude00/\\\\";
 	const size_t n = 1 << 20;
 	char *s = xmalloc(n + sizeof(piece) + 2);
-	size_t len = 0, chunks[] = { 1, 3, 7, 4093, 65536 };
+	size_t len = 0, chunks[] = {1, 3, 7, 4093, 65536};
 	const char *type = NULL, *reason = NULL;
 	struct dsfs_validator *v;
 	size_t i, j, k;
@@ -565,7 +586,7 @@ static void test_big_values(void)
 	/* One bad byte near the end is found, at its offset. */
 	s[len - 100] = '\x01';
 	{
-		struct vec t = { s, len, NULL, (long)len - 100 };
+		struct vec t = {s, len, NULL, (long)len - 100};
 
 		check_vec(DSFS_CONTENT_JSON, &t);
 	}
@@ -573,16 +594,15 @@ static void test_big_values(void)
 	/* A long number, a long array, a long object. */
 	memset(s, '7', len);
 	rc = validate_buffer(DSFS_CONTENT_JSON, s, len, &type, &reason);
-	ok(rc == 0 && strcmp(type, "number") == 0, "a %zu-digit number",
-	   len);
+	ok(rc == 0 && strcmp(type, "number") == 0, "a %zu-digit number", len);
 	s[0] = '[';
 	for (i = 1; i + 2 < len; i += 2)
 		s[i] = '1', s[i + 1] = ',';
 	s[i] = '0';
 	s[i + 1] = ']';
 	rc = validate_buffer(DSFS_CONTENT_JSON, s, i + 2, &type, &reason);
-	ok(rc == 0 && strcmp(type, "array") == 0,
-	   "an array of %zu numbers", i / 2);
+	ok(rc == 0 && strcmp(type, "array") == 0, "an array of %zu numbers",
+	   i / 2);
 	len = 0;
 	s[len++] = '{';
 	for (i = 0; len < n; i++)
@@ -635,9 +655,23 @@ static void put_ws(struct buf *b)
 static void gen_string(struct buf *b)
 {
 	static const char *const pieces[] = {
-		"a", "plain words", "\\n", "\\\"", "\\\\", "\\/", "\\b",
-		"\\u00e9", "\\u20AC", "\\uD83D\\uDE00", "\\u0000", "'",
-		"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\x7f", "#",
+		"a",
+		"plain words",
+		"\\n",
+		"\\\"",
+		"\\\\",
+		"\\/",
+		"\\b",
+		"\\u00e9",
+		"\\u20AC",
+		"\\uD83D\\uDE00",
+		"\\u0000",
+		"'",
+		"\xc3\xa9",
+		"\xe2\x82\xac",
+		"\xf0\x9f\x98\x80",
+		"\x7f",
+		"#",
 	};
 	size_t n = rnd_below(6);
 
@@ -685,7 +719,7 @@ static void gen_number(struct buf *b)
  * about target bytes in all. */
 static void gen_value(struct buf *b, int depth, int deep, size_t target)
 {
-	static const char *const literals[] = { "true", "false", "null" };
+	static const char *const literals[] = {"true", "false", "null"};
 	int kind = depth < deep ? 5 + (int)rnd_below(2) : (int)rnd_below(7);
 	size_t n, i;
 
@@ -739,8 +773,8 @@ static void gen_value(struct buf *b, int depth, int deep, size_t target)
 
 static void test_random_valid(void)
 {
-	static const int deeps[] = { 0, 3, 20, 200, DSFS_JSON_MAX_DEPTH };
-	struct buf b = { 0 };
+	static const int deeps[] = {0, 3, 20, 200, DSFS_JSON_MAX_DEPTH};
+	struct buf b = {0};
 	struct outcome o[3];
 	size_t i, k, fails;
 
@@ -762,9 +796,10 @@ static void test_random_valid(void)
 		run(DSFS_CONTENT_JSON, b.p, b.len, RANDOM_CHUNKS, &o[2]);
 		for (k = 0, fails = 0; k < 3; k++)
 			fails += o[k].rc != 0 || strcmp(o[k].type, "array");
-		ok(fails == 0, "a random valid %zu-byte document, nesting "
-		   "to %d, is accepted however it is split", b.len,
-		   deeps[i % ARRAY_SIZE(deeps)]);
+		ok(fails == 0,
+		   "a random valid %zu-byte document, nesting "
+		   "to %d, is accepted however it is split",
+		   b.len, deeps[i % ARRAY_SIZE(deeps)]);
 		for (k = 0; k < 3 && fails; k++)
 			diag("  %zu: rc %d at %ld: %s", k, o[k].rc,
 			     o[k].fail_at, o[k].reason);
@@ -789,7 +824,7 @@ static void test_api(void)
 	       "'{\"a\": ' is fine so far");
 	is_int(validator_feed(v, "}", 1), -EINVAL, "then '}' is refused");
 	ok(strstr(validator_reason(v), "'}'") &&
-	   strstr(validator_reason(v), "byte 6"),
+		   strstr(validator_reason(v), "byte 6"),
 	   "and the reason names it: %s", validator_reason(v));
 	is_int(validator_feed(v, "1}", 2), -EINVAL,
 	       "every later feed is refused");
@@ -889,20 +924,20 @@ static void test_images(void)
 		size_t len;
 		const char *mime;
 	} types[] = {
-		{ PNG, 8, "image/png" },
-		{ PNG, 7, NULL },
-		{ "\xff\xd8\xff", 3, "image/jpeg" },
-		{ "\xff\xd8", 2, NULL },
-		{ "GIF87a", 6, "image/gif" },
-		{ "GIF89a", 6, "image/gif" },
-		{ "GIF89a", 5, NULL },
-		{ BMP("\x28\0\0\0"), 26, "image/bmp" },
-		{ BMP("\x28\0\0\0"), 25, NULL },
-		{ BMP("\x29\0\0\0"), 26, NULL },
-		{ "RIFF\1\2\3\4WEBP", 12, "image/webp" },
-		{ "RIFF\1\2\3\4WEBP", 11, NULL },
-		{ "{}", 2, NULL },
-		{ "", 0, NULL },
+		{PNG, 8, "image/png"},
+		{PNG, 7, NULL},
+		{"\xff\xd8\xff", 3, "image/jpeg"},
+		{"\xff\xd8", 2, NULL},
+		{"GIF87a", 6, "image/gif"},
+		{"GIF89a", 6, "image/gif"},
+		{"GIF89a", 5, NULL},
+		{BMP("\x28\0\0\0"), 26, "image/bmp"},
+		{BMP("\x28\0\0\0"), 25, NULL},
+		{BMP("\x29\0\0\0"), 26, NULL},
+		{"RIFF\1\2\3\4WEBP", 12, "image/webp"},
+		{"RIFF\1\2\3\4WEBP", 11, NULL},
+		{"{}", 2, NULL},
+		{"", 0, NULL},
 	};
 	const size_t big = 1 << 20;
 	struct dsfs_validator *v;
@@ -917,8 +952,8 @@ static void test_images(void)
 	for (i = 0; i < ARRAY_SIZE(types); i++) {
 		const char *got = image_type(types[i].data, types[i].len);
 
-		ok(got == types[i].mime ||
-		   (got && types[i].mime && !strcmp(got, types[i].mime)),
+		ok(got == types[i].mime || (got && types[i].mime &&
+					    !strcmp(got, types[i].mime)),
 		   "image_type('%s') is %s", esc(types[i].data, types[i].len),
 		   types[i].mime ? types[i].mime : "NULL");
 	}
@@ -948,8 +983,7 @@ static void test_images(void)
  * SHA-256 (FIPS 180-2 appendix B and a few padding edges).
  */
 
-static void sha256_of(const void *buf, size_t len, size_t chunk,
-		      char out[65])
+static void sha256_of(const void *buf, size_t len, size_t chunk, char out[65])
 {
 	struct dsfs_sha256 s;
 	const uint8_t *p = buf;
@@ -970,31 +1004,40 @@ static void test_sha256(void)
 		size_t repeat;
 		const char *hex;
 	} vecs[] = {
-		{ "", 1, "e3b0c44298fc1c149afbf4c8996fb924"
-			 "27ae41e4649b934ca495991b7852b855" },
-		{ "abc", 1, "ba7816bf8f01cfea414140de5dae2223"
-			    "b00361a396177a9cb410ff61f20015ad" },
-		{ "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-		  1, "248d6a61d20638b8e5c026930c3e6039"
-		     "a33ce45964ff2167f6ecedd419db06c1" },
-		{ "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmn"
-		  "hijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
-		  1, "cf5b16a778af8380036ce59e7b049237"
-		     "0b249b11e8f07a51afac45037afee9d1" },
-		{ "a", 1000000, "cdc76e5c9914fb9281a1c7e284d73e67"
-				"f1809a48a497200e046d39ccc7112cd0" },
-		{ "a", 55, "9f4390f8d30c2dd92ec9f095b65e2b9a"
-			   "e9b0a925a5258e241c9f1e910f734318" },
-		{ "a", 56, "b35439a4ac6f0948b6d6f9e3c6af0f5f"
-			   "590ce20f1bde7090ef7970686ec6738a" },
-		{ "a", 63, "7d3e74a05d7db15bce4ad9ec0658ea98"
-			   "e3f06eeecf16b4c6fff2da457ddc2f34" },
-		{ "a", 64, "ffe054fe7ae0cb6dc65c3af9b61d5209"
-			   "f439851db43d0ba5997337df154668eb" },
-		{ "a", 119, "31eba51c313a5c08226adf18d4a359cf"
-			    "dfd8d2e816b13f4af952f7ea6584dcfb" },
+		{"", 1,
+		 "e3b0c44298fc1c149afbf4c8996fb924"
+		 "27ae41e4649b934ca495991b7852b855"},
+		{"abc", 1,
+		 "ba7816bf8f01cfea414140de5dae2223"
+		 "b00361a396177a9cb410ff61f20015ad"},
+		{"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 1,
+		 "248d6a61d20638b8e5c026930c3e6039"
+		 "a33ce45964ff2167f6ecedd419db06c1"},
+		{"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmn"
+		 "hijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+		 1,
+		 "cf5b16a778af8380036ce59e7b049237"
+		 "0b249b11e8f07a51afac45037afee9d1"},
+		{"a", 1000000,
+		 "cdc76e5c9914fb9281a1c7e284d73e67"
+		 "f1809a48a497200e046d39ccc7112cd0"},
+		{"a", 55,
+		 "9f4390f8d30c2dd92ec9f095b65e2b9a"
+		 "e9b0a925a5258e241c9f1e910f734318"},
+		{"a", 56,
+		 "b35439a4ac6f0948b6d6f9e3c6af0f5f"
+		 "590ce20f1bde7090ef7970686ec6738a"},
+		{"a", 63,
+		 "7d3e74a05d7db15bce4ad9ec0658ea98"
+		 "e3f06eeecf16b4c6fff2da457ddc2f34"},
+		{"a", 64,
+		 "ffe054fe7ae0cb6dc65c3af9b61d5209"
+		 "f439851db43d0ba5997337df154668eb"},
+		{"a", 119,
+		 "31eba51c313a5c08226adf18d4a359cf"
+		 "dfd8d2e816b13f4af952f7ea6584dcfb"},
 	};
-	static const size_t chunks[] = { 0, 1, 3, 63, 64, 65, 1000 };
+	static const size_t chunks[] = {0, 1, 3, 63, 64, 65, 1000};
 	char hex[65];
 	size_t i, k, len;
 	char *msg;
@@ -1028,7 +1071,7 @@ static void test_sha256(void)
  * surrogate, or not in its shortest form. */
 static bool ref_utf8(const uint8_t *p, size_t len)
 {
-	static const uint32_t least[] = { 0, 0, 0x80, 0x800, 0x10000 };
+	static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
 	size_t i = 0, k, n;
 	uint32_t cp;
 
@@ -1127,10 +1170,14 @@ static void test_utf8(void)
 			json_checked++;
 		}
 	}
-	ok(bad == 0, "utf8_valid agrees with a reference decoder on %lu "
-	   "sequences (%lu differ)", checked, bad);
-	ok(json_bad == 0, "JSON strings agree with it on %lu sequences "
-	   "(%lu differ)", json_checked, json_bad);
+	ok(bad == 0,
+	   "utf8_valid agrees with a reference decoder on %lu "
+	   "sequences (%lu differ)",
+	   checked, bad);
+	ok(json_bad == 0,
+	   "JSON strings agree with it on %lu sequences "
+	   "(%lu differ)",
+	   json_checked, json_bad);
 
 	ok(utf8_valid("", 0), "the empty string is valid UTF-8");
 	ok(utf8_valid("a\0b", 3), "NUL is valid UTF-8");
@@ -1209,13 +1256,60 @@ static const char *const seeds[] = {
 };
 
 static const char *const snippets[] = {
-	"\\u", "\\ud800", "\\udc00", "\\uDBFF\\uDFFF", "\\u00", "\\x",
-	"\xed\xa0\x80", "\xf4\x90\x80\x80", "\xc0\xaf", "\xe2\x82", "\xc3",
-	"\xef\xbb\xbf", "\xc2\xa0", "NaN", "Infinity", "-Infinity", "01",
-	"1.", ".5", "1e", "1e+", "-", ",]", ",}", "//", "/*x*/", "'a'", "true",
-	"false", "null", "\"\"", "[", "]", "{", "}", "\"k\":", ":", ",",
-	" ", "\t", "\n", "\r", "\f", "\v", "0", "-0", "1.5e3", "\"",
-	"\\", "\\\"", "[]", "{}", "tru", "nul",
+	"\\u",
+	"\\ud800",
+	"\\udc00",
+	"\\uDBFF\\uDFFF",
+	"\\u00",
+	"\\x",
+	"\xed\xa0\x80",
+	"\xf4\x90\x80\x80",
+	"\xc0\xaf",
+	"\xe2\x82",
+	"\xc3",
+	"\xef\xbb\xbf",
+	"\xc2\xa0",
+	"NaN",
+	"Infinity",
+	"-Infinity",
+	"01",
+	"1.",
+	".5",
+	"1e",
+	"1e+",
+	"-",
+	",]",
+	",}",
+	"//",
+	"/*x*/",
+	"'a'",
+	"true",
+	"false",
+	"null",
+	"\"\"",
+	"[",
+	"]",
+	"{",
+	"}",
+	"\"k\":",
+	":",
+	",",
+	" ",
+	"\t",
+	"\n",
+	"\r",
+	"\f",
+	"\v",
+	"0",
+	"-0",
+	"1.5e3",
+	"\"",
+	"\\",
+	"\\\"",
+	"[]",
+	"{}",
+	"tru",
+	"nul",
 };
 
 /* Any byte at all, or one of those JSON is made of (more often). */
@@ -1240,25 +1334,25 @@ static size_t mutate(const char *seed, size_t slen, char *out, size_t cap)
 	for (e = 0; e < edits; e++) {
 		pos = rnd_below(len + 1);
 		switch (rnd_below(6)) {
-		case 0:	/* insert a byte */
+		case 0: /* insert a byte */
 			if (len + 1 > cap)
 				break;
 			memmove(out + pos + 1, out + pos, len - pos);
 			out[pos] = (char)random_byte();
 			len++;
 			break;
-		case 1:	/* delete a byte */
+		case 1: /* delete a byte */
 			if (pos < len) {
 				memmove(out + pos, out + pos + 1,
 					len - pos - 1);
 				len--;
 			}
 			break;
-		case 2:	/* replace a byte */
+		case 2: /* replace a byte */
 			if (pos < len)
 				out[pos] = (char)random_byte();
 			break;
-		case 3:	/* insert a snippet */
+		case 3: /* insert a snippet */
 			snip = snippets[rnd_below(ARRAY_SIZE(snippets))];
 			n = strlen(snip);
 			if (len + n > cap)
@@ -1267,11 +1361,11 @@ static size_t mutate(const char *seed, size_t slen, char *out, size_t cap)
 			memcpy(out + pos, snip, n);
 			len += n;
 			break;
-		case 4:	/* truncate */
+		case 4: /* truncate */
 			if (rnd_below(3) == 0)
 				len = pos;
 			break;
-		case 5:	/* repeat a slice: shifting the tail right by n
+		case 5: /* repeat a slice: shifting the tail right by n
 			 * leaves a copy of its first n bytes behind */
 			n = rnd_below(len - pos + 1);
 			if (n > 16)
@@ -1409,17 +1503,18 @@ static void test_oracle(void)
 			continue;
 		if (mismatches++ < 20)
 			diag("%zu.json '%s': oracle says %s, we say %s "
-			     "(bytewise: %s, random: %s; %s)", i,
-			     esc(docs[i], lens[i]), theirs, ours[0], ours[1],
+			     "(bytewise: %s, random: %s; %s)",
+			     i, esc(docs[i], lens[i]), theirs, ours[0], ours[1],
 			     ours[2], o[0].reason);
 	}
 	status = p ? pclose(p) : -1;
 	ok(status == 0, "python3 json_oracle.py ran (exit status %d)",
 	   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 	is_int(n_lines, N_RANDOM, "the oracle judged every document");
-	ok(mismatches == 0, "validate.c agrees with the oracle on %zu "
-	   "random documents (%zu valid, %zu differ)", n_lines, n_valid,
-	   mismatches);
+	ok(mismatches == 0,
+	   "validate.c agrees with the oracle on %zu "
+	   "random documents (%zu valid, %zu differ)",
+	   n_lines, n_valid, mismatches);
 	ok(n_valid > N_RANDOM / 10 && n_valid < N_RANDOM - N_RANDOM / 10,
 	   "both verdicts are well represented (%zu valid)", n_valid);
 
