@@ -937,6 +937,10 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto opened;
 	}
 	rc = node_loc(&ctx->nodes, n, &l);
+	/* A reader whose path walk raced with a rename over this name gets
+	 * what the name holds now; a writer is sent to walk again. */
+	if (rc == -ESTALE && !writable)
+		rc = node_former_loc(&ctx->nodes, n, &l);
 	if (rc)
 		goto out;
 	if (writable && l.view == VIEW_LAYER && l.layer == L_FACTORY) {

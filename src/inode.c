@@ -148,12 +148,13 @@ static struct node *node_new(struct node_table *t, struct node *parent,
 static void maybe_free(struct node_table *t, struct node *n)
 {
 	while (n && !n->permanent && n->nlookup == 0 && n->refs == 0) {
-		struct node *parent = n->parent;
+		struct node *parent = n->parent ? n->parent : n->was_parent;
 
 		name_unhash(t, n);
 		ino_unhash(t, n);
 		t->count--;
 		free(n->gone);
+		free(n->was_name);
 		free(n->name);
 		free(n);
 		if (!parent)
@@ -242,6 +243,7 @@ void nodes_destroy(struct node_table *t)
 		for (n = t->by_ino[i]; n; n = next) {
 			next = n->ino_next;
 			free(n->gone);
+			free(n->was_name);
 			free(n->name);
 			free(n);
 		}
@@ -511,6 +513,20 @@ int node_child_loc(struct node_table *t, struct node *dir, const char *name,
 	return rc;
 }
 
+int node_former_loc(struct node_table *t, struct node *n, struct loc *l)
+{
+	int rc = -ESTALE;
+
+	pthread_mutex_lock(&t->lock);
+	if (n->was_parent) {
+		rc = build_key(n->was_parent, n->was_name, l);
+		if (rc == 0)
+			l->limit = n->was_parent->limit;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
 /* Keep what n was, for fstat() of files still open on it. */
 static void keep_gone(struct node *n, const struct dsfs_attr *gone)
 {
@@ -555,10 +571,11 @@ int node_move(struct node_table *t, struct node *from, const char *fname,
 	if (old && old != n) {
 		keep_gone(old, gone);
 		name_unhash(t, old);
-		free(old->name);
+		/* Its reference on `to` moves to was_parent. */
+		old->was_parent = to;
+		old->was_name = old->name;
 		old->name = NULL;
 		old->parent = NULL;
-		to->refs--;
 		maybe_free(t, old);
 	}
 	if (n && n != old) {

@@ -46,6 +46,11 @@ struct node {
 	bool times_set;
 	struct timespec atime, mtime;
 	struct dsfs_attr *gone; /* owned; what it was when detached */
+	/* Replaced by a rename: where it was (was_parent holds a reference),
+	 * so that a reader whose path walk raced with the rename opens what
+	 * is there now. */
+	struct node *was_parent;
+	char *was_name;
 	struct node *ino_next;
 	struct node *name_next;
 };
@@ -129,6 +134,8 @@ void node_detach(struct node_table *t, struct node *dir, const char *name,
  * at (to, tname) is detached with gone. */
 int node_move(struct node_table *t, struct node *from, const char *fname,
 	      struct node *to, const char *tname, const struct dsfs_attr *gone);
+/* For a node replaced by a rename: the loc of the name it had. */
+int node_former_loc(struct node_table *t, struct node *n, struct loc *l);
 /* What a detached node was: 0, or -ESTALE if nothing was kept. */
 int node_gone(struct node_table *t, struct node *n, struct dsfs_attr *a);
 
