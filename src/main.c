@@ -69,7 +69,7 @@ static void usage(FILE *out)
 		"128M)\n"
 		"    -o factory_size=SIZE    factory layer budget (default 13M)\n"
 		"    -o cache_timeout=SECS   kernel cache of kv/ and images/ "
-		"(default 1)\n"
+		"(default 60)\n"
 		"    -f                      stay in the foreground, log to "
 		"stderr\n"
 		"    -d                      debug: -f and every request "
@@ -262,7 +262,7 @@ static int prepare_store(struct dsfs_ctx *ctx, const char *store)
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct options o = {.cache_timeout = 1.0};
+	struct options o = {.cache_timeout = 60.0};
 	struct dsfs_ctx ctx;
 	struct fuse_loop_config *cfg;
 	char *fsname = NULL, *mountpoint = NULL;
