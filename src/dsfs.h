@@ -114,6 +114,10 @@ struct listing {
 	size_t cap;
 };
 
+/* size.c: "13M" -> 13631488 (K, M, G are powers of 1024); -EINVAL on
+ * anything else. */
+int parse_size(const char *s, uint64_t *out);
+
 /* overlay.c */
 int ovl_lookup(struct dsfs_stack *s, const struct loc *l, struct found *f);
 ssize_t ovl_read(struct dsfs_stack *s, const struct found *f, const char *key,

@@ -28,42 +28,6 @@ static void usage(FILE *out)
 	      out);
 }
 
-/* "13M" -> 13631488: K, M, G are powers of 1024, as for dsfs -o. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	unsigned long long v;
-	uint64_t mult = 1;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k':
-	case 'K':
-		mult = 1024;
-		end++;
-		break;
-	case 'm':
-	case 'M':
-		mult = MiB;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		mult = 1024 * MiB;
-		end++;
-		break;
-	}
-	if (*end != '\0' || v > UINT64_MAX / mult)
-		return -EINVAL;
-	*out = v * mult;
-	return 0;
-}
-
 /* What a command gets: its operands, and the options that apply to it. */
 struct args {
 	char **argv;

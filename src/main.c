@@ -96,40 +96,6 @@ static int opt_proc(void *data, const char *arg, int key,
 	return 0;
 }
 
-/* "13M" -> 13631488.  -EINVAL on anything else. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	uint64_t mult = 1;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k':
-	case 'K':
-		mult = 1024;
-		end++;
-		break;
-	case 'm':
-	case 'M':
-		mult = MiB;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		mult = 1024 * MiB;
-		end++;
-		break;
-	}
-	if (*end != '\0' || v > UINT64_MAX / mult)
-		return -EINVAL;
-	*out = v * mult;
-	return 0;
-}
-
 static int set_budget(const char *name, const char *value, uint64_t *budget)
 {
 	if (!value)

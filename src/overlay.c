@@ -203,6 +203,24 @@ static void fill_found(struct dsfs_stack *s, const struct loc *l, int t,
 		f->limit = l->layer;
 }
 
+/* The common start of making a new name: it must not exist; returns the
+ * layer it goes to, with the parents copied up there. */
+static int begin_new(struct dsfs_stack *s, const struct loc *l, struct found *f)
+{
+	int t, rc;
+
+	rc = lookup_locked(s, l, f);
+	if (rc == 0)
+		return -EEXIST;
+	if (rc != -ENOENT)
+		return rc;
+	t = target_layer(s, l, NULL);
+	if (t < 0)
+		return t;
+	rc = copy_up_parents(s, l, t);
+	return rc ? rc : t;
+}
+
 int ovl_create(struct dsfs_stack *s, const struct loc *l,
 	       const struct dsfs_attr *a, struct found *f)
 {
@@ -210,18 +228,8 @@ int ovl_create(struct dsfs_stack *s, const struct loc *l,
 	int t, rc;
 
 	pthread_rwlock_wrlock(&s->lock);
-	rc = lookup_locked(s, l, f);
-	if (rc == 0) {
-		rc = -EEXIST;
-		goto out;
-	}
-	if (rc != -ENOENT)
-		goto out;
-	rc = t = target_layer(s, l, NULL);
+	rc = t = begin_new(s, l, f);
 	if (t < 0)
-		goto out;
-	rc = copy_up_parents(s, l, t);
-	if (rc)
 		goto out;
 	na.kind = DSFS_FILE;
 	na.size = 0;
@@ -240,18 +248,8 @@ int ovl_mkdir(struct dsfs_stack *s, const struct loc *l,
 	int t, rc;
 
 	pthread_rwlock_wrlock(&s->lock);
-	rc = lookup_locked(s, l, f);
-	if (rc == 0) {
-		rc = -EEXIST;
-		goto out;
-	}
-	if (rc != -ENOENT)
-		goto out;
-	rc = t = target_layer(s, l, NULL);
+	rc = t = begin_new(s, l, f);
 	if (t < 0)
-		goto out;
-	rc = copy_up_parents(s, l, t);
-	if (rc)
 		goto out;
 	na.kind = DSFS_DIR;
 	na.size = 0;
