@@ -974,15 +974,20 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto out;
 opened_found:
 	h->attr = f.attr;
-	if (writable) {
-		/* A writer's bytes stay out of the page cache, which every
-		 * open of the inode shares: others read the committed value
-		 * until this close. */
+	if (writable || l.view != VIEW_LAYER || l.layer != L_FACTORY) {
+		/* Every open works on its own copy, but the kernel keeps one
+		 * page cache and one size per inode: a writer's O_TRUNC and
+		 * writes would show through to readers of the same inode
+		 * before the commit, and a reader of the old value would
+		 * fill the cache that a reader of the new one reads.  So
+		 * opens of what can change go straight to their handles. */
 		fi->direct_io = 1;
-		node_writers(&ctx->nodes, n, 1);
+		if (writable)
+			node_writers(&ctx->nodes, n, 1);
 	} else {
-		/* A value the kernel holds in its page cache, unchanged since,
-		 * is kept there: a warm read costs one round trip. */
+		/* factory/ never changes under an open (an install swaps the
+		 * layer and invalidates): its values are read through the
+		 * page cache, kept while unchanged since the last open. */
 		switch (node_cache_open(&ctx->nodes, n, f.attr.version,
 					f.layer)) {
 		case NODE_CACHE_KEEP:
@@ -1183,15 +1188,10 @@ static void dsfs_opendir(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	pthread_mutex_init(&d->lock, NULL);
-	/* The merged trees' listings are cached by the kernel: a change in
-	 * the directory through this mount drops the cache, and a change
-	 * from elsewhere is followed by an invalidation (notify_alias,
-	 * dsfs_invalidate_all). */
-	if (timeout_of(ctx, n) > 0 && n->special == NODE_PLAIN &&
-	    n->view == VIEW_MERGED) {
-		fi->cache_readdir = 1;
-		fi->keep_cache = 1;
-	}
+	/* Listings are not cached by the kernel (cache_readdir): its cache
+	 * is one per directory, filled by whichever open handle reads first,
+	 * and two handles with listings taken at different moments would
+	 * mix them. */
 	node_put(&ctx->nodes, n);
 	fi->fh = (uintptr_t)d;
 	if (fuse_reply_open(req, fi) != 0) {

@@ -126,23 +126,24 @@ ssize_t handle_write(struct handle *h, uint64_t off, const void *buf,
 	*why = NULL;
 	if (h->poisoned) {
 		*why = "an earlier write to this open file was refused";
-		return -EINVAL;
+		return h->poisoned;
 	}
 	if (off + size < off) {
-		h->poisoned = true;
+		h->poisoned = -EFBIG;
 		return -EFBIG;
 	}
 	/* A refused write of any kind leaves the stored value as it was:
-	 * this handle will not commit a value missing those bytes. */
+	 * this handle will not commit a value missing those bytes, and
+	 * later writes and the close report the same error. */
 	rc = reserve(h, off + size);
 	if (rc) {
-		h->poisoned = true;
+		h->poisoned = rc;
 		return rc;
 	}
 	if (h->val && off == h->val_pos && off == h->len) {
 		if (validator_feed(h->val, buf, size) != 0) {
 			*why = keep_reason(h);
-			h->poisoned = true;
+			h->poisoned = -EINVAL;
 			return -EINVAL;
 		}
 		h->val_pos += size;
@@ -175,7 +176,7 @@ int handle_truncate(struct handle *h, uint64_t size)
 	h->len = size;
 	h->dirty = true;
 	h->check_failed = false;
-	h->poisoned = false;
+	h->poisoned = 0;
 	validator_free(h->val);
 	h->val = NULL;
 	if (size == 0) {
@@ -194,7 +195,7 @@ int handle_check(struct handle *h, struct dsfs_attr *a, const char **why)
 	*why = NULL;
 	if (h->poisoned) {
 		*why = "an earlier write to this open file was refused";
-		return -EINVAL;
+		return h->poisoned;
 	}
 	if (h->val && h->val_pos == h->len) {
 		rc = validator_finish(h->val, &type);

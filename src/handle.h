@@ -24,7 +24,8 @@ struct handle {
 	bool dirty;	    /* written or truncated since the last commit */
 	bool trunc_pending; /* opened with O_TRUNC, not yet committed */
 	bool check_failed;  /* the last commit was refused, nothing since */
-	bool poisoned;	    /* a write was refused: this handle never commits */
+	int poisoned; /* 0, or the -errno a write was refused with: this
+		       * handle never commits, and says so again */
 	char *buf;	    /* the private copy; owned */
 	size_t len;
 	size_t cap;
@@ -70,7 +71,8 @@ ssize_t handle_write(struct handle *h, uint64_t off, const void *buf,
 int handle_truncate(struct handle *h, uint64_t size);
 
 /* Validate the whole copy for a commit: fills a->type (and a->token for
- * images).  -EINVAL with *why on invalid content. */
+ * images).  -EINVAL with *why on invalid content, or the error an earlier
+ * write was refused with. */
 int handle_check(struct handle *h, struct dsfs_attr *a, const char **why);
 
 /* The copy was committed: later writes are checked again at the next
