@@ -11,6 +11,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "dirlist.h"
 #include "dsfs.h"
 #include "inode.h"
 
@@ -27,6 +28,7 @@ struct dsfs_ctx {
 
 	struct dsfs_stack stack;
 	struct node_table nodes;
+	struct dirlists dirs;
 	struct fuse_session *se;
 	pthread_t control_thread;
 	bool control_running;

@@ -37,6 +37,9 @@ enum {
 #define DSFS_DEFAULT_RUNTIME_SIZE (13 * MiB)
 #define DSFS_DEFAULT_EPHEMERAL_SIZE (128 * MiB)
 
+/* Slots that record when directories last changed (struct dsfs_stack). */
+#define DSFS_CHANGE_SLOTS 4096
+
 /* Longest key ("kv/a/b/...") dsfs handles; deeper paths get ENAMETOOLONG. */
 #define DSFS_KEY_MAX 4096
 
@@ -57,6 +60,13 @@ enum {
 struct dsfs_stack {
 	pthread_rwlock_t lock;
 	struct dsfs_layer *layer[DSFS_NLAYERS];
+	/* Counts the changes (tried) to the stack, and remembers when the
+	 * last one in each directory was made, in slots shared by the
+	 * directories whose keys hash alike: a listing taken at an older count
+	 * than its directory's slot (or all_changed_at) may be out of date. */
+	uint64_t changes;
+	uint64_t changed_at[DSFS_CHANGE_SLOTS];
+	uint64_t all_changed_at;
 
 	/* Open image readers stream from a layer without the stack's lock,
 	 * so they hold the layer: a factory layer swapped out while held is
@@ -105,6 +115,7 @@ struct found {
  * (so READDIRPLUS answers without looking each name up again). */
 struct dirent_item {
 	char *name;
+	uint64_t off; /* its readdir offset (dirlist.c) */
 	struct found found;
 };
 
@@ -112,6 +123,7 @@ struct listing {
 	struct dirent_item *items;
 	size_t count;
 	size_t cap;
+	uint64_t changes; /* the stack's change count it was taken at */
 };
 
 /* size.c: "13M" -> 13631488 (K, M, G are powers of 1024); -EINVAL on
@@ -140,6 +152,10 @@ int ovl_setattr(struct dsfs_stack *s, const struct loc *l,
 int ovl_list(struct dsfs_stack *s, const struct loc *l, bool devices,
 	     struct listing *out);
 int ovl_sync(struct dsfs_stack *s);
+/* Whether a change may have been made in directory dirkey (a key as in
+ * struct loc) since the stack's change count was since. */
+bool ovl_changed_since(struct dsfs_stack *s, const char *dirkey,
+		       uint64_t since);
 int ovl_usage(struct dsfs_stack *s, int layer, uint64_t *used,
 	      uint64_t *budget);
 int ovl_open_image(struct dsfs_stack *s, const struct loc *l, struct found *f,

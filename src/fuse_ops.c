@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "dirlist.h"
 #include "handle.h"
 #include "log.h"
 #include "validate.h"
@@ -190,11 +191,14 @@ static void notify_alias(struct dsfs_ctx *ctx, const struct loc *l, bool entry)
 		return;
 	if (node_find_merged(&ctx->nodes, l->key, &ino, &parent, &name) != 0)
 		return;
-	fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
+	if (ino)
+		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
 	if (entry) {
-		fuse_lowlevel_notify_inval_entry(ctx->se, parent, name,
-						 strlen(name));
-		/* and the parent's cached listing */
+		if (ino)
+			fuse_lowlevel_notify_inval_entry(ctx->se, parent, name,
+							 strlen(name));
+		/* and the directory's cached listing, also when the name is
+		 * new to the kernel */
 		fuse_lowlevel_notify_inval_inode(ctx->se, parent, 0, 0);
 	}
 }
@@ -1112,13 +1116,13 @@ static void dsfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fuse_reply_err(req, -rc);
 }
 
-/* An open directory: its listing, taken at the first readdir and served
- * by offset, so entries made or removed meanwhile do not shift it.  With
- * the kernel's readdir cache the first readdir may never come. */
+/* An open directory: the shared listing it reads (dirlist.h), bound at
+ * the first readdir from offset 0 and served by offset, so entries made or
+ * removed meanwhile do not shift it.  With the kernel's readdir cache the
+ * first readdir may never come. */
 struct dir_handle {
 	pthread_mutex_t lock;
-	bool loaded;
-	struct listing ls;
+	struct dir_cursor cur;
 };
 
 static int fixed_listing(struct dsfs_ctx *ctx, struct node *n,
@@ -1142,9 +1146,9 @@ static int fixed_listing(struct dsfs_ctx *ctx, struct node *n,
 	return rc;
 }
 
-static int load_listing(struct dsfs_ctx *ctx, struct node *n,
-			struct listing *ls)
+static int load_listing(void *arg, struct node *n, struct listing *ls)
 {
+	struct dsfs_ctx *ctx = arg;
 	struct found f;
 	struct loc l;
 	int rc;
@@ -1170,6 +1174,19 @@ static int load_listing(struct dsfs_ctx *ctx, struct node *n,
 			n->tree == TREE_DEVICES && n->is_tree_root, ls);
 }
 
+/* The fixed directories and .by-token list the same names forever. */
+static bool listing_changed(void *arg, struct node *n, uint64_t since)
+{
+	struct dsfs_ctx *ctx = arg;
+	struct loc l;
+
+	if (n->view == VIEW_ROOT || n->special == NODE_BY_TOKEN_DIR)
+		return false;
+	if (node_loc(&ctx->nodes, n, &l) != 0)
+		return true;
+	return ovl_changed_since(&ctx->stack, l.key, since);
+}
+
 static void dsfs_opendir(fuse_req_t req, fuse_ino_t ino,
 			 struct fuse_file_info *fi)
 {
@@ -1188,10 +1205,17 @@ static void dsfs_opendir(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	pthread_mutex_init(&d->lock, NULL);
-	/* Listings are not cached by the kernel (cache_readdir): its cache
-	 * is one per directory, filled by whichever open handle reads first,
-	 * and two handles with listings taken at different moments would
-	 * mix them. */
+	/* The kernel may cache the listings of the trees whose entries it
+	 * caches: every change to them either comes through the kernel (which
+	 * then drops the cached listing) or is followed by an invalidation of
+	 * the directory (notify_alias(), dsfs_invalidate_all()), and handles
+	 * agree on offsets (dirlist.h).  keep_cache: an opendir alone is no
+	 * reason to drop it. */
+	if (timeout_of(ctx, n) > 0 && n->view == VIEW_MERGED &&
+	    n->special == NODE_PLAIN) {
+		fi->cache_readdir = 1;
+		fi->keep_cache = 1;
+	}
 	node_put(&ctx->nodes, n);
 	fi->fh = (uintptr_t)d;
 	if (fuse_reply_open(req, fi) != 0) {
@@ -1208,8 +1232,11 @@ static void serve_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct dsfs_ctx *ctx = ctx_of(req);
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
 	struct node *dir = node_get(&ctx->nodes, ino);
+	struct dirlist_source src = {load_listing, listing_changed, ctx};
 	char *buf = malloc(size);
-	size_t pos = 0;
+	struct listing *ls = NULL;
+	size_t pos = 0, i = 0;
+	off_t next;
 	int rc = 0;
 
 	if (!dir || !buf) {
@@ -1217,22 +1244,23 @@ static void serve_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		goto out;
 	}
 	pthread_mutex_lock(&d->lock);
-	if (!d->loaded) {
-		rc = load_listing(ctx, dir, &d->ls);
-		d->loaded = rc == 0;
+	rc = dirlist_get(&ctx->dirs, dir, &d->cur, &src);
+	if (rc == 0) {
+		ls = &d->cur.snap->ls;
+		i = dirlist_index(d->cur.snap, off);
 	}
-	for (; rc == 0 && off >= 0 && (size_t)off < d->ls.count + 2; off++) {
+	for (; rc == 0 && i < ls->count + 2; i++) {
 		struct fuse_entry_param e;
 		struct node *n = NULL;
 		const char *name;
 		size_t need;
 
 		memset(&e, 0, sizeof(e));
-		if (off < 2) {
-			name = off == 0 ? "." : "..";
+		if (i < 2) {
+			name = i == 0 ? "." : "..";
 			e.attr.st_mode = S_IFDIR;
 		} else {
-			const struct dirent_item *it = &d->ls.items[off - 2];
+			const struct dirent_item *it = &ls->items[i - 2];
 
 			name = it->name;
 			e.attr.st_mode = it->found.attr.kind == DSFS_DIR ?
@@ -1263,13 +1291,14 @@ static void serve_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		/* The kernel takes inode numbers from lookups; this one only
 		 * needs to be non-zero for tools that skip zero. */
 		if (!e.attr.st_ino)
-			e.attr.st_ino = (ino_t)(off + 1);
+			e.attr.st_ino = (ino_t)(i + 1);
+		next = dirlist_off(d->cur.snap, i);
 		if (plus)
 			need = fuse_add_direntry_plus(
-				req, buf + pos, size - pos, name, &e, off + 1);
+				req, buf + pos, size - pos, name, &e, next);
 		else
 			need = fuse_add_direntry(req, buf + pos, size - pos,
-						 name, &e.attr, off + 1);
+						 name, &e.attr, next);
 		if (need > size - pos) {
 			if (n)
 				node_forget(&ctx->nodes, n->ino, 1);
@@ -1305,7 +1334,7 @@ static void dsfs_releasedir(fuse_req_t req, fuse_ino_t ino,
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
 
 	(void)ino;
-	listing_free(&d->ls);
+	dirlist_release(&ctx_of(req)->dirs, &d->cur);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 	fuse_reply_err(req, 0);

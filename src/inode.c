@@ -620,12 +620,10 @@ int node_find_merged(struct node_table *t, const char *key, uint64_t *ino,
 		part[len] = '\0';
 		n = find_child(t, dir, part);
 		if (!slash) {
-			if (n) {
-				*ino = n->ino;
-				*parent_ino = dir->ino;
-				*name = p;
-				rc = 0;
-			}
+			*ino = n ? n->ino : 0;
+			*parent_ino = dir->ino;
+			*name = p;
+			rc = 0;
 			break;
 		}
 		dir = n;

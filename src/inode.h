@@ -51,6 +51,9 @@ struct node {
 	 * is there now. */
 	struct node *was_parent;
 	char *was_name;
+	/* A directory's shared listing while a handle reads it: dirlist.c's,
+	 * guarded by its lock, not this table's. */
+	struct dir_snap *snap;
 	struct node *ino_next;
 	struct node *name_next;
 };
@@ -139,9 +142,10 @@ int node_former_loc(struct node_table *t, struct node *n, struct loc *l);
 /* What a detached node was: 0, or -ESTALE if nothing was kept. */
 int node_gone(struct node_table *t, struct node *n, struct dsfs_attr *a);
 
-/* The merged-view node for a key, if the kernel knows it (for cache
- * invalidation); returns its inode and its parent's, with the last name in
- * *name (a pointer into key).  0 if found, -ENOENT otherwise. */
+/* The merged-view node for a key and its directory, as far as the kernel
+ * knows them (for cache invalidation): 0 with the directory's inode, the
+ * node's (0 if the kernel does not know that name) and the last name in
+ * *name (a pointer into key); -ENOENT if the directory is not known. */
 int node_find_merged(struct node_table *t, const char *key, uint64_t *ino,
 		     uint64_t *parent_ino, const char **name);
 

@@ -289,10 +289,12 @@ int main(int argc, char *argv[])
 		goto out_control;
 	if (nodes_init(&ctx.nodes) != 0)
 		goto out_control;
+	if (dirlists_init(&ctx.dirs, &ctx.nodes) != 0)
+		goto out_nodes;
 	ctx.se = fuse_session_new(&args, &dsfs_ll_ops, sizeof(dsfs_ll_ops),
 				  &ctx);
 	if (!ctx.se)
-		goto out_nodes;
+		goto out_dirs;
 	if (fuse_set_signal_handlers(ctx.se) != 0)
 		goto out_session;
 	/* Absolute: the daemon leaves its working directory when it
@@ -336,6 +338,8 @@ out_signals:
 	fuse_remove_signal_handlers(ctx.se);
 out_session:
 	fuse_session_destroy(ctx.se);
+out_dirs:
+	dirlists_destroy(&ctx.dirs);
 out_nodes:
 	nodes_destroy(&ctx.nodes);
 out_control:

@@ -66,6 +66,55 @@ static bool layer_has(struct dsfs_stack *s, int i, const char *key,
 	return true;
 }
 
+/* The slot of changed_at[] that stands for the directory holding key
+ * ("kv/a/b" -> "kv/a"). */
+static size_t change_slot(const char *key, size_t len)
+{
+	uint64_t h = 1469598103934665603ull;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
+	return (size_t)(h ^ (h >> 29)) % DSFS_CHANGE_SLOTS;
+}
+
+static size_t parent_len(const char *key)
+{
+	const char *slash = strrchr(key, '/');
+
+	return slash ? (size_t)(slash - key) : 0;
+}
+
+/* A change to key (NULL: to anything, as a factory install is) is about
+ * to be made: listings of its directory taken before it are out of date. */
+static void note_change(struct dsfs_stack *s, const char *key)
+{
+	if (!key)
+		s->all_changed_at = s->changes;
+	else
+		s->changed_at[change_slot(key, parent_len(key))] = s->changes;
+}
+
+/* Every change takes the lock exclusive through here, so that listings
+ * can tell whether they are still what the store holds. */
+static void lock_for_change(struct dsfs_stack *s, const char *key)
+{
+	pthread_rwlock_wrlock(&s->lock);
+	s->changes++;
+	note_change(s, key);
+}
+
+bool ovl_changed_since(struct dsfs_stack *s, const char *dirkey, uint64_t since)
+{
+	bool changed;
+
+	pthread_rwlock_rdlock(&s->lock);
+	changed = s->all_changed_at > since ||
+		  s->changed_at[change_slot(dirkey, strlen(dirkey))] > since;
+	pthread_rwlock_unlock(&s->lock);
+	return changed;
+}
+
 /* True if a layer below `above`, down to limit, holds key. */
 static bool lower_has(struct dsfs_stack *s, const struct loc *l, int above)
 {
@@ -187,6 +236,7 @@ static int copy_up_parents(struct dsfs_stack *s, const struct loc *l, int t)
 		rc = layer_mkdir(s->layer[t], dir.key, &f.attr);
 		if (rc)
 			return rc;
+		note_change(s, dir.key); /* the layer's own tree shows it */
 		*slash = '/';
 	}
 	return 0;
@@ -227,7 +277,7 @@ int ovl_create(struct dsfs_stack *s, const struct loc *l,
 	struct dsfs_attr na = *a;
 	int t, rc;
 
-	pthread_rwlock_wrlock(&s->lock);
+	lock_for_change(s, l->key);
 	rc = t = begin_new(s, l, f);
 	if (t < 0)
 		goto out;
@@ -247,7 +297,7 @@ int ovl_mkdir(struct dsfs_stack *s, const struct loc *l,
 	struct dsfs_attr na = *a, cur;
 	int t, rc;
 
-	pthread_rwlock_wrlock(&s->lock);
+	lock_for_change(s, l->key);
 	rc = t = begin_new(s, l, f);
 	if (t < 0)
 		goto out;
@@ -308,7 +358,7 @@ int ovl_commit(struct dsfs_stack *s, const struct loc *l,
 {
 	int rc;
 
-	pthread_rwlock_wrlock(&s->lock);
+	lock_for_change(s, l->key);
 	rc = commit_locked(s, l, a, data, len, f);
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
@@ -338,7 +388,7 @@ int ovl_unlink(struct dsfs_stack *s, const struct loc *l)
 	struct found f;
 	int rc;
 
-	pthread_rwlock_wrlock(&s->lock);
+	lock_for_change(s, l->key);
 	rc = lookup_locked(s, l, &f);
 	if (rc)
 		goto out;
@@ -380,7 +430,7 @@ int ovl_rmdir(struct dsfs_stack *s, const struct loc *l)
 	struct found f;
 	int rc;
 
-	pthread_rwlock_wrlock(&s->lock);
+	lock_for_change(s, l->key);
 	rc = lookup_locked(s, l, &f);
 	if (rc)
 		goto out;
@@ -471,7 +521,8 @@ int ovl_rename(struct dsfs_stack *s, const struct loc *from,
 	if (from->view != to->view || from->tree != to->tree ||
 	    (from->view == VIEW_LAYER && from->layer != to->layer))
 		return -EXDEV;
-	pthread_rwlock_wrlock(&s->lock);
+	lock_for_change(s, from->key);
+	note_change(s, to->key);
 	rc = lookup_locked(s, from, &fs);
 	if (rc)
 		goto out;
@@ -519,7 +570,7 @@ int ovl_setattr(struct dsfs_stack *s, const struct loc *l,
 	size_t len = 0;
 	int t, rc;
 
-	pthread_rwlock_wrlock(&s->lock);
+	lock_for_change(s, l->key);
 	rc = lookup_locked(s, l, &cur);
 	if (rc)
 		goto out;
@@ -690,6 +741,7 @@ int ovl_list(struct dsfs_stack *s, const struct loc *l, bool devices,
 	int rc;
 
 	pthread_rwlock_rdlock(&s->lock);
+	out->changes = s->changes;
 	rc = list_locked(s, l, devices, out);
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
@@ -719,7 +771,7 @@ int ovl_factory_reset(struct dsfs_stack *s)
 {
 	int rc;
 
-	pthread_rwlock_wrlock(&s->lock);
+	lock_for_change(s, NULL);
 	rc = layer_clear(s->layer[L_RUNTIME]);
 	if (rc == 0)
 		rc = layer_clear(s->layer[L_EPHEMERAL]);
@@ -810,7 +862,7 @@ int ovl_swap_factory(struct dsfs_stack *s, struct dsfs_layer *fresh)
 	bool held = false;
 	size_t i;
 
-	pthread_rwlock_wrlock(&s->lock);
+	lock_for_change(s, NULL);
 	old = s->layer[L_FACTORY];
 	s->layer[L_FACTORY] = fresh;
 	pthread_mutex_lock(&s->holds_lock);

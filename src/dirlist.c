@@ -1,0 +1,189 @@
+/*
+ * dirlist.c - directory listings shared by the open handles of a directory
+ * (see dirlist.h for the order and what an offset means).
+ *
+ * A directory node points at its current listing (node->snap) while some
+ * cursor reads it; the listing holds a reference on the node for as long,
+ * and the last cursor to let go frees it.  Listings are taken outside the
+ * lock (a listing of a big directory takes a while) and installed under
+ * it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "dirlist.h"
+
+/* Offsets 0, 1 and 2 are the start, "." and ".."; names hash above. */
+#define FIRST_NAME_OFF 3
+
+/* FNV-1a, then a finaliser that spreads every bit of it. */
+static uint64_t name_off(const char *name)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *name; name++)
+		h = (h ^ (unsigned char)*name) * 1099511628211ull;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	h &= 0x7fffffffffffffffull; /* off_t is signed */
+	return h < FIRST_NAME_OFF ? h + FIRST_NAME_OFF : h;
+}
+
+static int off_cmp(const void *x, const void *y)
+{
+	const struct dirent_item *a = x, *b = y;
+
+	return a->off < b->off ? -1 : a->off > b->off;
+}
+
+int dirlists_init(struct dirlists *dl, struct node_table *nodes)
+{
+	dl->nodes = nodes;
+	return -pthread_mutex_init(&dl->lock, NULL);
+}
+
+void dirlists_destroy(struct dirlists *dl)
+{
+	pthread_mutex_destroy(&dl->lock);
+}
+
+/* Called with dl->lock held; returns the node reference to drop, if any,
+ * once the lock is released. */
+static struct node *unbind_locked(struct dir_cursor *c)
+{
+	struct dir_snap *s = c->snap;
+	struct node *dir = NULL;
+
+	c->snap = NULL;
+	if (!s || --s->refs > 0)
+		return NULL;
+	if (s->dir) {
+		s->dir->snap = NULL;
+		dir = s->dir;
+	}
+	listing_free(&s->ls);
+	free(s);
+	return dir;
+}
+
+static void bind_locked(struct dir_cursor *c, struct dir_snap *s,
+			struct node **drop)
+{
+	if (c->snap == s)
+		return;
+	*drop = unbind_locked(c);
+	s->refs++;
+	c->snap = s;
+}
+
+/* Make s the directory's current listing.  The node reference that
+ * dir->snap holds passes from the listing s replaces, which lives on for
+ * its cursors and is then freed. */
+static void make_current_locked(struct dirlists *dl, struct node *dir,
+				struct dir_snap *s)
+{
+	if (dir->snap)
+		dir->snap->dir = NULL;
+	else
+		node_get(dl->nodes, dir->ino);
+	dir->snap = s;
+	s->dir = dir;
+}
+
+static int take(struct node *dir, const struct dirlist_source *src,
+		struct dir_snap **out)
+{
+	struct dir_snap *s = calloc(1, sizeof(*s));
+	size_t i;
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	rc = src->take(src->arg, dir, &s->ls);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	for (i = 0; i < s->ls.count; i++)
+		s->ls.items[i].off = name_off(s->ls.items[i].name);
+	qsort(s->ls.items, s->ls.count, sizeof(*s->ls.items), off_cmp);
+	*out = s;
+	return 0;
+}
+
+int dirlist_get(struct dirlists *dl, struct node *dir, struct dir_cursor *c,
+		const struct dirlist_source *src)
+{
+	struct dir_snap *s;
+	struct node *drop = NULL;
+	uint64_t since;
+	int rc;
+
+	/* The cursor's listing, or else the directory's, if still good.
+	 * The check is made unlocked, on a listing the cursor holds. */
+	pthread_mutex_lock(&dl->lock);
+	if (!c->snap || c->snap != dir->snap) {
+		if (dir->snap)
+			bind_locked(c, dir->snap, &drop);
+	}
+	s = c->snap;
+	since = s ? s->ls.changes : 0;
+	pthread_mutex_unlock(&dl->lock);
+	node_put(dl->nodes, drop);
+	drop = NULL;
+	if (s && !src->changed(src->arg, dir, since))
+		return 0;
+
+	rc = take(dir, src, &s);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&dl->lock);
+	if (dir->snap && dir->snap->ls.changes >= s->ls.changes) {
+		/* Another handle took one as new meanwhile. */
+		listing_free(&s->ls);
+		free(s);
+		s = dir->snap;
+	} else {
+		make_current_locked(dl, dir, s);
+	}
+	bind_locked(c, s, &drop);
+	pthread_mutex_unlock(&dl->lock);
+	node_put(dl->nodes, drop);
+	return 0;
+}
+
+void dirlist_release(struct dirlists *dl, struct dir_cursor *c)
+{
+	struct node *drop;
+
+	pthread_mutex_lock(&dl->lock);
+	drop = unbind_locked(c);
+	pthread_mutex_unlock(&dl->lock);
+	node_put(dl->nodes, drop);
+}
+
+size_t dirlist_index(const struct dir_snap *s, off_t off)
+{
+	size_t lo = 0, hi = s->ls.count;
+
+	if (off < FIRST_NAME_OFF)
+		return off < 0 ? 0 : (size_t)off;
+	/* The first item whose offset is above off. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->ls.items[mid].off <= (uint64_t)off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 2 + lo;
+}
+
+off_t dirlist_off(const struct dir_snap *s, size_t i)
+{
+	return i < 2 ? (off_t)(i + 1) : (off_t)s->ls.items[i - 2].off;
+}
