@@ -15,7 +15,10 @@
  *    disagrees with the recogniser (validate.c calls that a bug);
  *  - a value accepted with a type other than "empty" is one json-c parses
  *    too when given the real bytes, with the flags and depth validate.c
- *    uses, and the two agree on the type of the top-level value;
+ *    uses, and the two agree on the type of the top-level value.  That is
+ *    more than validate.c promises (its json-c sees only the skeleton) but
+ *    what a reader of the store using json-c relies on; json-c is the
+ *    laxer parser (validate.c lists where), so it should never refuse;
  *  - the type is the one the first byte that is not white space announces,
  *    and white space around an accepted value changes nothing.
  */
