@@ -62,6 +62,11 @@
 #define STORE_VERSION 1
 #define BUSY_TIMEOUT_MS 5000
 #define PIN_BUCKETS_MIN 16 /* a power of two */
+/* The WAL is checkpointed once it holds this many pages (SQLite's default
+ * is 1000, 4 MiB), and cut back to this size when it starts over, so that
+ * it holds little that a checkpoint would have to copy on a full disk. */
+#define WAL_CKPT_PAGES "256"
+#define WAL_LIMIT_BYTES "1048576"
 
 /* The blobs no entry references: pinned ones, or ones left by a crash.
  * Partial, so it holds only those rows and costs nothing otherwise. */
@@ -130,8 +135,6 @@ enum stmt {
 	S_BLOB_BYTES,
 	S_CLEAR_ENTRIES,
 	S_CLEAR_BLOBS,
-	S_SYNC_FULL,
-	S_SYNC_NORMAL,
 	S_COUNT
 };
 
@@ -192,8 +195,6 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_BLOB_BYTES] = "SELECT coalesce(sum(length(data)), 0) FROM blob",
 	[S_CLEAR_ENTRIES] = "DELETE FROM entry",
 	[S_CLEAR_BLOBS] = "DELETE FROM blob WHERE refs >= 0",
-	[S_SYNC_FULL] = "PRAGMA synchronous = FULL",
-	[S_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
 };
 
 /* One pinned token in s->pins. */
@@ -1565,6 +1566,19 @@ static int bump_fn(struct tx *t, void *arg)
 	return 0;
 }
 
+/* PRAGMA synchronous acts when it is compiled, not when it runs: a
+ * statement prepared once at open would set the level at open and do
+ * nothing later, so it is compiled anew each time. */
+static int set_synchronous(struct tx *t, const char *level)
+{
+	char sql[40];
+	int rc;
+
+	snprintf(sql, sizeof(sql), "PRAGMA synchronous = %s", level);
+	rc = sqlite3_exec(t->s->db, sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : tx_fail(t, rc);
+}
+
 /*
  * Power-loss durability for everything committed so far.  Commits run with
  * synchronous=NORMAL, which appends to the WAL without fsync.  One small
@@ -1586,10 +1600,10 @@ static int sq_sync(struct dsfs_layer *l)
 	if (s->base.readonly)
 		return 0;
 	pthread_mutex_lock(&s->lock);
-	rc = run_id(&t, S_SYNC_FULL);
+	rc = set_synchronous(&t, "FULL");
 	if (rc == 0)
 		rc = write_locked(&t, bump_fn, NULL);
-	rc2 = run_id(&t, S_SYNC_NORMAL);
+	rc2 = set_synchronous(&t, "NORMAL");
 	pthread_mutex_unlock(&s->lock);
 	return rc ? rc : rc2;
 }
@@ -2273,7 +2287,9 @@ int layer_sqlite_open(const char *path, const char *name, uint64_t budget,
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db,
 				  "PRAGMA synchronous = NORMAL;"
-				  "PRAGMA cache_size = -2000;",
+				  "PRAGMA cache_size = -2000;"
+				  "PRAGMA wal_autocheckpoint = " WAL_CKPT_PAGES ";"
+				  "PRAGMA journal_size_limit = " WAL_LIMIT_BYTES ";",
 				  NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		rc = sq_errno(db, rc, errno);
