@@ -49,6 +49,7 @@ enum {
 #define STORE_FACTORY_NEW "factory.db.new"
 #define STORE_LOCK "lock"
 #define STORE_SOCKET "control.sock"
+#define STORE_RESERVE_BYTES (2u << 20) /* runtime.db-reserve: layer.h */
 
 /*
  * The stack.  layer[] is plain data; lock guards it: readers of the stack

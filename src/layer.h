@@ -279,4 +279,11 @@ int layer_sqlite_open(const char *path, const char *name, uint64_t budget,
 int layer_sqlite_open_image(const char *path, const char *name, uint64_t budget,
 			    struct dsfs_layer **out, const char **why);
 
+/* Hold `bytes` of disk space in the file path + "-reserve" beside the
+ * read-write store l, given back when the disk is too full for a change
+ * that frees space (a removal) and taken again when there is room (see
+ * "Disk space" in layer_sqlite.c).  -ENOSPC (or another negative errno)
+ * if it cannot be allocated now: the layer then runs without one. */
+int layer_sqlite_reserve(struct dsfs_layer *l, uint64_t bytes);
+
 #endif

@@ -56,12 +56,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define STORE_APP_ID 0x64736673u /* "dsfs" */
 #define STORE_VERSION 1
 #define BUSY_TIMEOUT_MS 5000
 #define PIN_BUCKETS_MIN 16 /* a power of two */
+/* The WAL is checkpointed once it holds this many pages (SQLite's default
+ * is 1000, 4 MiB), and cut back to this size when it starts over: see
+ * "Disk space" below. */
+#define WAL_CKPT_PAGES "256"
+#define WAL_LIMIT_BYTES "1048576"
 
 /* The blobs no entry references: pinned ones, or ones left by a crash.
  * Partial, so it holds only those rows and costs nothing otherwise. */
@@ -130,8 +136,6 @@ enum stmt {
 	S_BLOB_BYTES,
 	S_CLEAR_ENTRIES,
 	S_CLEAR_BLOBS,
-	S_SYNC_FULL,
-	S_SYNC_NORMAL,
 	S_COUNT
 };
 
@@ -192,8 +196,6 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_BLOB_BYTES] = "SELECT coalesce(sum(length(data)), 0) FROM blob",
 	[S_CLEAR_ENTRIES] = "DELETE FROM entry",
 	[S_CLEAR_BLOBS] = "DELETE FROM blob WHERE refs >= 0",
-	[S_SYNC_FULL] = "PRAGMA synchronous = FULL",
-	[S_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
 };
 
 /* One pinned token in s->pins. */
@@ -214,6 +216,10 @@ struct sq_layer {
 	bool image;	   /* opened immutable: nothing is ever deleted */
 	struct pin **pins; /* npb buckets, allocated at the first pin */
 	size_t npb, npins; /* buckets (a power of two), tokens pinned */
+	int reserve_fd;	   /* the space reserve, -1 if none: Disk space */
+	uint64_t reserve;  /* its size when held */
+	bool reserve_out;  /* given back, not yet taken again */
+	time_t reserve_try; /* last attempt to take it again (monotonic s) */
 };
 
 /* One use of the connection, read or write: what the log line names, and
@@ -224,6 +230,7 @@ struct tx {
 	const char *key;
 	int64_t used, seq;
 	int64_t used0, seq0; /* as loaded, to skip writing unchanged meta */
+	bool disk_full;	     /* a statement failed for want of disk space */
 };
 
 /* The parts of a key: "kv/app/x" is parent "kv/app" and name "x".  Not
@@ -341,6 +348,8 @@ static int tx_fail(struct tx *t, int rc)
 	struct sq_layer *s = t->s;
 	int err = sq_errno(s->db, rc, saved);
 
+	if (err == -ENOSPC || err == -EDQUOT)
+		t->disk_full = true;
 	log_err("%s: %s %s: %s (%s)", s->path, t->what, t->key ? t->key : "",
 		sqlite3_errmsg(s->db), strerror(-err));
 	return err;
@@ -617,6 +626,111 @@ static int meta_set(struct tx *t, const char *k, int64_t v)
 	return run(t, st);
 }
 
+/* ---- disk space ---------------------------------------------------- */
+
+/*
+ * SQLite needs disk space to delete: a removal appends its pages to the
+ * WAL, and the checkpoint that lets the WAL start over copies into the
+ * database the pages that earlier commits added, which grows it.  On a
+ * disk filled by the store's own values neither can happen, and nothing
+ * could be removed to make room.  So the daemon holds a reserve, a file
+ * beside the store (path + "-reserve") whose blocks are allocated
+ * (layer_sqlite_reserve()).  A change other than a commit or a mkdir that
+ * fails for want of space gives the reserve back to the filesystem and is
+ * tried once more: it then has room for its WAL pages and for the
+ * checkpoint, which the small WAL (WAL_CKPT_PAGES, WAL_LIMIT_BYTES) keeps
+ * well under the reserve's size.
+ *
+ * While the reserve is out, a commit must fit in the pages the database
+ * file already has free (what removals gave back), so that the database
+ * does not grow into the room the reserve left; every successful change
+ * tries, at most once a second, to take the reserve again, which succeeds
+ * once the filesystem has room for it.
+ */
+#define RESERVE_RETRY_SEC 1
+#define RESERVE_SLACK_PAGES 8 /* b-tree and index pages a commit may add */
+
+/* Allocate the reserve file's blocks; 0 or a negative errno, and on
+ * failure the file is emptied again. */
+static int reserve_fill(int fd, uint64_t bytes)
+{
+	int err = posix_fallocate(fd, 0, (off_t)bytes);
+
+	if (err) {
+		if (ftruncate(fd, 0) < 0)
+			err = errno;
+		return -err;
+	}
+	return 0;
+}
+
+/* Give the reserve back so that `what` can be tried again; false if
+ * there is none to give, or `what` adds values (commit, mkdir). */
+static bool reserve_give(struct sq_layer *s, const char *what)
+{
+	struct timespec now;
+
+	if (s->reserve_fd < 0 || s->reserve_out ||
+	    strcmp(what, "commit") == 0 || strcmp(what, "mkdir") == 0)
+		return false;
+	if (ftruncate(s->reserve_fd, 0) < 0) {
+		log_err("%s: cannot release the space reserve: %s", s->path,
+			strerror(errno));
+		return false;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	s->reserve_out = true;
+	s->reserve_try = now.tv_sec;
+	log_warn("%s: disk full: space reserve (%llu bytes) released for %s",
+		 s->path, (unsigned long long)s->reserve, what);
+	return true;
+}
+
+static void reserve_retake(struct sq_layer *s)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec - s->reserve_try < RESERVE_RETRY_SEC)
+		return;
+	s->reserve_try = now.tv_sec;
+	if (reserve_fill(s->reserve_fd, s->reserve) == 0) {
+		s->reserve_out = false;
+		log_info("%s: space reserve taken again", s->path);
+	}
+}
+
+/* While the reserve is out: -ENOSPC unless `bytes` more fit in the free
+ * pages of the database file. */
+static int reserve_room(struct tx *t, uint64_t bytes)
+{
+	static const char sql[] = "SELECT freelist_count, page_size"
+				  " FROM pragma_freelist_count,"
+				  " pragma_page_size";
+	sqlite3_stmt *st;
+	uint64_t free_pages = 0, psize = 4096;
+	int rc;
+
+	if (!t->s->reserve_out)
+		return 0;
+	rc = sqlite3_prepare_v2(t->s->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return tx_fail(t, rc);
+	rc = step(t, st);
+	if (rc == 1) {
+		free_pages = (uint64_t)sqlite3_column_int64(st, 0);
+		psize = (uint64_t)sqlite3_column_int64(st, 1);
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	if (rc)
+		return rc;
+	if (free_pages < RESERVE_SLACK_PAGES ||
+	    (free_pages - RESERVE_SLACK_PAGES) * psize < bytes)
+		return -ENOSPC;
+	return 0;
+}
+
 /* ---- transactions -------------------------------------------------- */
 
 typedef int (*tx_fn)(struct tx *t, void *arg);
@@ -675,6 +789,10 @@ static int write_tx(struct sq_layer *s, const char *what, const char *key,
 		return -EROFS;
 	pthread_mutex_lock(&s->lock);
 	rc = write_locked(&t, fn, arg);
+	if (rc && t.disk_full && reserve_give(s, what))
+		rc = write_locked(&t, fn, arg);
+	if (rc == 0 && s->reserve_out)
+		reserve_retake(s);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
@@ -1091,6 +1209,9 @@ static int commit_fn(struct tx *t, void *arg)
 	}
 	if (!fits(t, add, sub))
 		return -ENOSPC;
+	rc = add > sub ? reserve_room(t, add - sub) : 0;
+	if (rc)
+		return rc;
 
 	/* An image replaced by itself keeps its one reference. */
 	if (na.token[0] && !have_blob)
@@ -1565,6 +1686,19 @@ static int bump_fn(struct tx *t, void *arg)
 	return 0;
 }
 
+/* PRAGMA synchronous acts when it is compiled, not when it runs: a
+ * statement prepared once at open would set the level at open and do
+ * nothing later, so it is compiled anew each time. */
+static int set_synchronous(struct tx *t, const char *level)
+{
+	char sql[40];
+	int rc;
+
+	snprintf(sql, sizeof(sql), "PRAGMA synchronous = %s", level);
+	rc = sqlite3_exec(t->s->db, sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : tx_fail(t, rc);
+}
+
 /*
  * Power-loss durability for everything committed so far.  Commits run with
  * synchronous=NORMAL, which appends to the WAL without fsync.  One small
@@ -1586,10 +1720,10 @@ static int sq_sync(struct dsfs_layer *l)
 	if (s->base.readonly)
 		return 0;
 	pthread_mutex_lock(&s->lock);
-	rc = run_id(&t, S_SYNC_FULL);
+	rc = set_synchronous(&t, "FULL");
 	if (rc == 0)
 		rc = write_locked(&t, bump_fn, NULL);
-	rc2 = run_id(&t, S_SYNC_NORMAL);
+	rc2 = set_synchronous(&t, "NORMAL");
 	pthread_mutex_unlock(&s->lock);
 	return rc ? rc : rc2;
 }
@@ -1775,6 +1909,8 @@ static void sq_close(struct dsfs_layer *l)
 	rc = sqlite3_close(s->db);
 	if (rc != SQLITE_OK)
 		log_err("%s: close: %s", s->path, sqlite3_errstr(rc));
+	if (s->reserve_fd >= 0)
+		close(s->reserve_fd);
 	pthread_mutex_destroy(&s->lock);
 	pins_free(s);
 	free(s->name);
@@ -2058,6 +2194,7 @@ static int layer_new(sqlite3 *db, const char *path, const char *name,
 		goto out_finalize;
 	s->db = db;
 	s->budget = budget;
+	s->reserve_fd = -1;
 	s->image = readonly;
 	s->base.ops = &sq_ops;
 	s->base.name = s->name;
@@ -2273,7 +2410,9 @@ int layer_sqlite_open(const char *path, const char *name, uint64_t budget,
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db,
 				  "PRAGMA synchronous = NORMAL;"
-				  "PRAGMA cache_size = -2000;",
+				  "PRAGMA cache_size = -2000;"
+				  "PRAGMA wal_autocheckpoint = " WAL_CKPT_PAGES ";"
+				  "PRAGMA journal_size_limit = " WAL_LIMIT_BYTES ";",
 				  NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		rc = sq_errno(db, rc, errno);
@@ -2359,4 +2498,31 @@ int layer_sqlite_open_image(const char *path, const char *name, uint64_t budget,
 		return rc;
 	}
 	return layer_new(db, path, name, budget, true, out, why);
+}
+
+int layer_sqlite_reserve(struct dsfs_layer *l, uint64_t bytes)
+{
+	struct sq_layer *s = to_sq(l);
+	char path[PATH_MAX];
+	int fd, rc;
+
+	if (s->base.readonly || s->reserve_fd >= 0 || !bytes)
+		return -EINVAL;
+	if (snprintf(path, sizeof(path), "%s-reserve", s->path) >=
+	    (int)sizeof(path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	rc = reserve_fill(fd, bytes);
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->reserve_fd = fd;
+	s->reserve = bytes;
+	s->reserve_out = false;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }

@@ -139,11 +139,18 @@ static int open_runtime(const char *store, uint64_t budget,
 
 	snprintf(path, sizeof(path), "%s/%s", store, STORE_RUNTIME);
 	rc = layer_sqlite_open(path, "runtime", budget, true, out, &why);
-	if (rc)
+	if (rc) {
 		log_err("%s: cannot use runtime database: %s (refusing to "
 			"mount; the file is left as it is)",
 			path, why ? why : strerror(-rc));
-	return rc;
+		return rc;
+	}
+	/* Room to remove values from a disk that values filled. */
+	if (layer_sqlite_reserve(*out, STORE_RESERVE_BYTES) != 0)
+		log_warn("%s: no room for a space reserve of %u bytes:"
+			 " removing values from a full disk may fail",
+			 path, STORE_RESERVE_BYTES);
+	return 0;
 }
 
 static int open_stack(struct dsfs_ctx *ctx)

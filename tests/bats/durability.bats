@@ -13,6 +13,11 @@ setup()
 
 teardown()
 {
+	if [ -n "${T:-}" ] && [ -s "$T/writers" ]; then
+		# shellcheck disable=SC2046 # the power-loss test's writers
+		kill $(cat "$T/writers") 2>/dev/null || true
+	fi
+	unmount_copy || true
 	teardown_store
 }
 
@@ -181,4 +186,175 @@ c.close()
 	[ "$status" -ne 0 ]
 	[ -n "$output" ]
 	tmo cmp "$T/orig.db" "$STORE/runtime.db"
+}
+
+# ------------------------------------------------------------ power loss
+
+# Writers, snapshot and checker of the power-loss test.  A writer writes
+# values that are a function of (writer, key, counter), fsyncs each one
+# and logs it only once fsync has returned.  A snapshot stops the daemon
+# (SIGSTOP, every thread), notes the time, copies the store's files as
+# they are at that moment and lets the daemon go on.  The checker finds,
+# in the copy, for every key, the last value logged before the snapshot
+# or a later one of the same writer, byte for byte.
+POWER_PY='
+import json, os, signal, sys, time
+
+def val(w, k, c):
+    return ("{\"w\": %d, \"k\": \"%s\", \"c\": %d, \"pad\": \"%s\"}"
+            % (w, k, c, "p" * (c * 37 % 6000))).encode()
+
+KEYS = {0: ["a0", "a1", "a2"], 1: ["b0", "b1", "b2"]}
+
+def write(mnt, logp, w):
+    log = open(logp, "a", buffering=1)
+    c = 0
+    while True:
+        c += 1
+        k = KEYS[w][c % 3]
+        fd = os.open(os.path.join(mnt, "kv", "power", k),
+                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, val(w, k, c))
+            os.fsync(fd)
+            log.write("%s %d %d %.9f\n" % (k, w, c, time.monotonic()))
+        finally:
+            os.close(fd)
+
+def stopped(pid):
+    for t in os.listdir("/proc/%d/task" % pid):
+        st = open("/proc/%d/task/%s/stat" % (pid, t)).read()
+        if st[st.rindex(")") + 2] not in "tT":
+            return False
+    return True
+
+def snap(pid, store, dest):
+    pid = int(pid)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 20
+        while not stopped(pid):
+            if time.monotonic() > deadline:
+                sys.exit("the daemon did not stop")
+            time.sleep(0.001)
+        t0 = time.monotonic()
+        os.makedirs(dest, mode=0o700)
+        copied = []
+        # What a power cut leaves of the store: the database, its WAL
+        # and the WAL index (which SQLite rebuilds anyway).  Not the lock,
+        # the socket or the space reserve: they belong to the live daemon.
+        for f in ("runtime.db", "runtime.db-wal", "runtime.db-shm"):
+            try:
+                data = open(os.path.join(store, f), "rb").read()
+            except FileNotFoundError:
+                continue
+            with open(os.path.join(dest, f), "wb") as out:
+                out.write(data)
+            os.chmod(os.path.join(dest, f), 0o600)
+            copied.append("%s:%d" % (f, len(data)))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    print("%.9f %s" % (t0, " ".join(copied)))
+
+def check(mnt, logdir, t0):
+    t0 = float(t0)
+    want, n = {}, 0
+    for w in KEYS:
+        p = os.path.join(logdir, "w%d.log" % w)
+        for line in open(p):
+            f = line.split()
+            if len(f) != 4 or float(f[3]) >= t0:
+                continue
+            k, c = f[0], int(f[2])
+            want[k] = max(want.get(k, 0), c)
+            n += 1
+    bad = []
+    for w, ks in KEYS.items():
+        for k in ks:
+            if k not in want:
+                continue
+            try:
+                data = open(os.path.join(mnt, "kv", "power", k), "rb").read()
+                c = json.loads(data)["c"]
+            except Exception as e:
+                bad.append("%s: %r" % (k, e))
+                continue
+            if data != val(w, k, c):
+                bad.append("%s: #%d is not byte-exact" % (k, c))
+            elif c < want[k]:
+                bad.append("%s: holds #%d, #%d was fsynced before the copy"
+                           % (k, c, want[k]))
+    for b in bad:
+        sys.stderr.write(b + "\n")
+    print("%d %d" % (n, len(want)))
+    return 1 if bad else 0
+
+if __name__ == "__main__":
+    op, a = sys.argv[1], sys.argv[2:]
+    if op == "write":
+        sys.exit(write(a[0], a[1], int(a[2])))
+    if op == "snap":
+        sys.exit(snap(a[0], a[1], a[2]))
+    sys.exit(check(a[0], a[1], a[2]))
+'
+
+# The copy's second mount, cleaned up by teardown if the test fails.
+unmount_copy()
+{
+	[ -n "${COPY_STORE:-}" ] || return 0
+	STORE=$COPY_STORE MNT=$COPY_MNT unmount_dsfs
+}
+
+@test "power loss: copies of the store taken while writers fsync hold every fsynced value" {
+	local rounds=${DSFS_POWER_ROUNDS:-6} r w pid t0 files out
+	local checked=0 values=0 start=$SECONDS
+	local -a wpids=()
+	printf '%s' "$POWER_PY" >"$T/power.py"
+	mount_dsfs
+	mkdir "$MNT/kv/power"
+	for w in 0 1; do
+		"$PYTHON" "$T/power.py" write "$MNT" "$T/w$w.log" "$w" \
+			2>"$T/w$w.err" 3>&- 4>&- &
+		wpids+=($!)
+		echo $! >>"$T/writers"
+	done
+	pid=$(daemon_pids)
+	[ -n "$pid" ] || fail "no daemon"
+	for r in $(seq "$rounds"); do
+		# A random moment, 0.3 to 1.3 s into the round.
+		sleep "$(printf '%d.%03d' $((RANDOM % 2)) $((300 + RANDOM % 700)))"
+		for w in "${wpids[@]}"; do
+			kill -0 "$w" 2>/dev/null ||
+				fail "round $r: a writer died: $(cat "$T"/w*.err)"
+		done
+		run tmo "$PYTHON" "$T/power.py" snap "$pid" "$STORE" "$T/copy$r"
+		[ "$status" -eq 0 ] || fail "round $r: snapshot: $output"
+		read -r t0 files <<<"$output"
+		[[ "$files" == *runtime.db-wal* ]] ||
+			fail "round $r: no WAL in the store: $files"
+		run tmo "$DSFSCTL" check "$T/copy$r" 3>&- 4>&-
+		[ "$status" -eq 0 ] || fail "round $r: dsfsctl check of the copy: $output"
+		COPY_STORE=$T/copy$r COPY_MNT=$T/mnt$r
+		mkdir "$COPY_MNT"
+		STORE=$COPY_STORE MNT=$COPY_MNT mount_dsfs ||
+			fail "round $r: cannot mount the copy"
+		run tmo "$PYTHON" "$T/power.py" check "$COPY_MNT" "$T" "$t0"
+		[ "$status" -eq 0 ] || fail "round $r ($files): $output"
+		read -r out w <<<"${lines[-1]}"
+		values=$out
+		checked=$((checked + w))
+		unmount_copy || fail "round $r: cannot unmount the copy"
+		COPY_STORE=
+		rm -rf "$T/copy$r" "$T/mnt$r"
+	done
+	for w in "${wpids[@]}"; do
+		kill "$w" 2>/dev/null
+		wait "$w" 2>/dev/null || true
+	done
+	[ "$values" -gt 0 ] || fail "no value was ever fsynced"
+	unmount_dsfs
+	run tmo "$DSFSCTL" check "$STORE" 3>&- 4>&-
+	[ "$status" -eq 0 ] || fail "dsfsctl check of the store: $output"
+	echo "# power loss: $rounds copies mounted and checked, $checked keys" \
+		"checked, $values fsynced values logged, $((SECONDS - start)) s" >&3
 }

@@ -331,6 +331,100 @@ for i in list(range(3, int(sys.argv[2]), 2)) + list(range(20, int(sys.argv[2])))
 	figure "full disk: 3 MiB tmpfs (1 MiB ballast) full after $stored values, all read back exactly; writable again after rm"
 }
 
+# The values of the self-filled disk test: value i is a deterministic
+# function of i, so the checker can rebuild it.
+SELFFILL_PY='
+import errno, os, sys
+def val(i):
+    return ("{\"i\": %d, \"pad\": \"%s\"}" % (i, "%05d" % i * 1000)).encode()
+def fill(mnt, okf):
+    ok = open(okf, "w")
+    for i in range(100000):
+        p = os.path.join(mnt, "kv", "f%05d" % i)
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, val(i))
+            finally:
+                os.close(fd)
+        except OSError as e:
+            print("%d %s" % (i, errno.errorcode.get(e.errno, e.errno)))
+            return 0
+        ok.write("%d\n" % i); ok.flush()
+    print("never full")
+    return 0
+def check(mnt, okf, skip):
+    skip = set(int(x) for x in skip.split(",") if x)
+    n = 0
+    for line in open(okf):
+        i = int(line)
+        if i in skip:
+            continue
+        got = open(os.path.join(mnt, "kv", "f%05d" % i), "rb").read()
+        if got != val(i):
+            sys.exit("f%05d: damaged (%d bytes)" % (i, len(got)))
+        n += 1
+    print(n)
+    return 0
+if sys.argv[1] == "fill":
+    sys.exit(fill(sys.argv[2], sys.argv[3]))
+sys.exit(check(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else ""))
+'
+
+@test "disk filled by dsfs's own values: ENOSPC, then rm through the mount works, then writes work, no remount" {
+	small_disk 12M
+	STORE=$SMALL/store
+	mount_dsfs -o runtime_size=64M
+	printf '%s' "$SELFFILL_PY" >"$T/fill.py"
+	run tmo "$PYTHON" "$T/fill.py" fill "$MNT" "$T/ok"
+	[ "$status" -eq 0 ] || fail "writer failed: $output"
+	local n err out i rounds removed=0 again=0
+	read -r n err <<<"$output"
+	[ "$err" = ENOSPC ] || fail "the write of value $n failed with '$err', not ENOSPC: $output"
+	[ "$n" -gt 100 ] || fail "only $n values fit on 12 MiB"
+	run tmo "$PYTHON" "$T/fill.py" check "$MNT" "$T/ok"
+	[ "$status" -eq 0 ] || fail "after ENOSPC: $output"
+	local stored=$output
+	# Three rounds: remove 20 values through the mount (every rm must
+	# succeed), write 10 new ones (they must fit in the room freed), then
+	# fill up again.
+	local skip=
+	for rounds in 1 2 3; do
+		for i in $(seq $((rounds * 20)) $((rounds * 20 + 19))); do
+			out=$(pyop unlink "$MNT/kv/f$(printf %05d "$i")")
+			[ "$out" = OK ] ||
+				fail "round $rounds: rm of f$(printf %05d "$i") on a disk full of values: $out"
+			skip=$skip$i,
+			removed=$((removed + 1))
+		done
+		for i in $(seq 10); do
+			out=$(pyop write "$MNT/kv/again$rounds.$i" \
+				"{\"again\": $i, \"pad\": \"$(printf 'y%.0s' $(seq 4000))\"}")
+			[ "$out" = OK ] ||
+				fail "round $rounds: write $i after rm: $out"
+			again=$((again + 1))
+		done
+		run tmo "$PYTHON" "$T/fill.py" fill "$MNT" "$T/ok2.$rounds"
+		[ "$status" -eq 0 ] || fail "round $rounds: refill failed: $output"
+		read -r n err <<<"$output"
+		[ "$err" = ENOSPC ] ||
+			fail "round $rounds: refill ended with '$err', not ENOSPC: $output"
+	done
+	run tmo "$PYTHON" "$T/fill.py" check "$MNT" "$T/ok" "$skip"
+	[ "$status" -eq 0 ] || fail "the first values after three rounds: $output"
+	for rounds in 1 2 3; do
+		for i in $(seq 10); do
+			assert_content "$MNT/kv/again$rounds.$i" \
+				"{\"again\": $i, \"pad\": \"$(printf 'y%.0s' $(seq 4000))\"}"
+		done
+	done
+	unmount_dsfs
+	run tmo "$DSFSCTL" check "$STORE" 3>&- 4>&-
+	[ "$status" -eq 0 ] || fail "dsfsctl check after the full disk: $output"
+	figure "self-filled disk: 12 MiB tmpfs full after $stored values (ENOSPC);" \
+		"$removed removed and $again written through the mount in 3 rounds, refilled each time, no remount"
+}
+
 # One process writes every hostile input in turn to kv/h and compares
 # dsfs's verdict with python's json module made strict (NaN and Infinity,
 # lone surrogates and nesting over 512 refused; empty or white space only
