@@ -187,6 +187,9 @@ static int copy_up_parents(struct dsfs_stack *s, const struct loc *l, int t)
 		rc = layer_mkdir(s->layer[t], dir.key, &f.attr);
 		if (rc)
 			return rc;
+		/* The loop condition made slash non-NULL; cppcheck reads the
+		 * "slash &&" there as a sign that it may be NULL here. */
+		/* cppcheck-suppress nullPointerRedundantCheck */
 		*slash = '/';
 	}
 	return 0;
