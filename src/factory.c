@@ -84,7 +84,8 @@ static void free_names(char **v, size_t n)
 }
 
 /* The names in the directory dirfd but "." and "..", sorted, so that an
- * image and its first error do not depend on readdir's order. */
+ * image and its first error do not depend on readdir's order.  On failure
+ * *out is NULL and *count 0. */
 static int read_names(int dirfd, char ***out, size_t *count)
 {
 	char **v = NULL, **nv;
@@ -93,6 +94,8 @@ static int read_names(int dirfd, char ***out, size_t *count)
 	DIR *d;
 	int fd, rc = 0;
 
+	*out = NULL;
+	*count = 0;
 	/* A new open file description: readdir() must not share dirfd's. */
 	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -517,7 +520,8 @@ static int walk_top(struct build *b, int srcfd)
 		return fail(b->e, rc, "%s: %s", b->path, strerror(-rc));
 	/* Refuse anything unknown before any work is done. */
 	for (i = 0; i < n && rc == 0; i++) {
-		for (t = 0; t < NTREES && strcmp(names[i], trees[t].name); t++)
+		for (t = 0; t < NTREES && strcmp(names[i], trees[t].name) != 0;
+		     t++)
 			;
 		if (t == NTREES)
 			rc = fail(b->e, -EINVAL,
@@ -929,6 +933,7 @@ static int store_open(struct store *s, const char *path, bool create,
 
 	s->path = path;
 	s->dirfd = s->lockfd = -1;
+	memset(&s->st, 0, sizeof(s->st));
 	if (create && mkdir(path, 0700) != 0 && errno != EEXIST)
 		return fail(e, -errno, "%s: cannot create store: %s", path,
 			    strerror(errno));

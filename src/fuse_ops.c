@@ -589,8 +589,8 @@ static void dsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	}
 	if (mask & (DSFS_SET_ATIME | DSFS_SET_MTIME))
 		node_set_times(&ctx->nodes, n,
-			       mask & DSFS_SET_ATIME ? &a.atime : NULL,
-			       mask & DSFS_SET_MTIME ? &a.mtime : NULL);
+			       (mask & DSFS_SET_ATIME) ? &a.atime : NULL,
+			       (mask & DSFS_SET_MTIME) ? &a.mtime : NULL);
 	if (mask) {
 		now(&a.ctime);
 		mask |= DSFS_SET_CTIME;
@@ -857,7 +857,7 @@ static void dsfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0)
 		rc = ovl_rename(
 			&ctx->stack, &lf, &lt,
-			flags & RENAME_NOREPLACE ? DSFS_RENAME_NOREPLACE : 0);
+			(flags & RENAME_NOREPLACE) ? DSFS_RENAME_NOREPLACE : 0);
 	if (rc == 0) {
 		node_move(&ctx->nodes, from, name, to, newname,
 			  replaced.attr.kind == DSFS_FILE ? &replaced.attr :

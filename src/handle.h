@@ -24,8 +24,8 @@ struct handle {
 	bool dirty;	    /* written or truncated since the last commit */
 	bool trunc_pending; /* opened with O_TRUNC, not yet committed */
 	bool check_failed;  /* the last commit was refused, nothing since */
-	int poisoned; /* 0, or the -errno a write was refused with: this
-		       * handle never commits, and says so again */
+	int poisoned;	    /* 0, or the -errno a write was refused with: this
+			     * handle never commits, and says so again */
 	char *buf;	    /* the private copy; owned */
 	size_t len;
 	size_t cap;

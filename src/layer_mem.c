@@ -350,8 +350,12 @@ static uint64_t entry_cost(const struct mem_entry *e)
 /* Free the whiteouts of a directory that holds nothing else. */
 static void drop_whiteouts(struct mem_layer *m, struct mem_entry *dir)
 {
-	while (dir->kids)
-		entry_destroy(m, dir->kids);
+	struct mem_entry *k, *next;
+
+	for (k = dir->kids; k; k = next) {
+		next = k->next;
+		entry_destroy(m, k);
+	}
 }
 
 /* Would a change that adds `add` bytes and frees `sub` fit the budget?
@@ -828,7 +832,7 @@ static int rename_locked(struct mem_layer *m, const char *from, const char *to,
 	if (rc)
 		return rc;
 	if (strcmp(from, to) == 0)
-		return flags & DSFS_RENAME_NOREPLACE ? -EEXIST : 0;
+		return (flags & DSFS_RENAME_NOREPLACE) ? -EEXIST : 0;
 	if (src->a.kind == DSFS_DIR && strncmp(to, from, flen) == 0 &&
 	    to[flen] == '/')
 		return -EINVAL;
@@ -878,7 +882,8 @@ static int rename_locked(struct mem_layer *m, const char *from, const char *to,
 	link_child(tdir, src);
 	src->a.version = ++m->seq;
 	/* The walk reads only links, which rekey() leaves alone. */
-	for (d = next_in(src, src), i = 0; d; d = next_in(d, src), i++)
+	for (d = next_in(src, src), i = 0; d && i < nkeys;
+	     d = next_in(d, src), i++)
 		rekey(m, d, keys[i]);
 	free(keys);
 	if (wo) {

@@ -1279,7 +1279,6 @@ static int mkdir_fn(struct tx *t, void *arg)
 	if (rc && rc != -ENOENT)
 		return rc;
 	found = rc == 0;
-	rc = 0;
 	if (found && old.a.kind != DSFS_WHITEOUT)
 		return -EEXIST;
 	/* Over a whiteout the name is already counted. */
@@ -1523,7 +1522,7 @@ static int rename_fn(struct tx *t, void *arg)
 	if (rc)
 		return rc;
 	if (strcmp(ra->from, ra->to) == 0)
-		return ra->flags & DSFS_RENAME_NOREPLACE ? -EEXIST : 0;
+		return (ra->flags & DSFS_RENAME_NOREPLACE) ? -EEXIST : 0;
 	if (src.a.kind == DSFS_DIR && tlen > flen &&
 	    strncmp(ra->to, ra->from, flen) == 0 && ra->to[flen] == '/')
 		return -EINVAL;
@@ -1531,7 +1530,6 @@ static int rename_fn(struct tx *t, void *arg)
 	if (rc && rc != -ENOENT)
 		return rc;
 	found = rc == 0;
-	rc = 0;
 	if (found && dst.a.kind != DSFS_WHITEOUT) {
 		if (ra->flags & DSFS_RENAME_NOREPLACE)
 			return -EEXIST;
@@ -2456,7 +2454,7 @@ static char *file_uri(const char *path, const char *query)
 			*p++ = hex[c & 15];
 		}
 	}
-	strcpy(p, query);
+	memcpy(p, query, strlen(query) + 1);
 	return uri;
 }
 

@@ -237,6 +237,9 @@ static int copy_up_parents(struct dsfs_stack *s, const struct loc *l, int t)
 		if (rc)
 			return rc;
 		note_change(s, dir.key); /* the layer's own tree shows it */
+		/* The loop condition made slash non-NULL; cppcheck reads the
+		 * "slash &&" there as a sign that it may be NULL here. */
+		/* cppcheck-suppress nullPointerRedundantCheck */
 		*slash = '/';
 	}
 	return 0;

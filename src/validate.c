@@ -252,6 +252,8 @@ static int tok_reprime(struct dsfs_validator *v)
 			n = 0;
 		}
 		if (i > 0 && level_is_object(s, i - 1)) {
+			/* path is bytes with a length, not a string. */
+			/* NOLINTNEXTLINE(bugprone-not-null-terminated-result) */
 			memcpy(path + n, "\"\":", 3);
 			n += 3;
 		}
