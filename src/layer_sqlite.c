@@ -211,14 +211,14 @@ struct sq_layer {
 	sqlite3 *db;
 	sqlite3_stmt *st[S_COUNT];
 	uint64_t budget;
-	char *name;	   /* base.name points here */
-	char *path;	   /* for log lines */
-	bool image;	   /* opened immutable: nothing is ever deleted */
-	struct pin **pins; /* npb buckets, allocated at the first pin */
-	size_t npb, npins; /* buckets (a power of two), tokens pinned */
-	int reserve_fd;	   /* the space reserve, -1 if none: Disk space */
-	uint64_t reserve;  /* its size when held */
-	bool reserve_out;  /* given back, not yet taken again */
+	char *name;	    /* base.name points here */
+	char *path;	    /* for log lines */
+	bool image;	    /* opened immutable: nothing is ever deleted */
+	struct pin **pins;  /* npb buckets, allocated at the first pin */
+	size_t npb, npins;  /* buckets (a power of two), tokens pinned */
+	int reserve_fd;	    /* the space reserve, -1 if none: Disk space */
+	uint64_t reserve;   /* its size when held */
+	bool reserve_out;   /* given back, not yet taken again */
 	time_t reserve_try; /* last attempt to take it again (monotonic s) */
 };
 
@@ -1182,7 +1182,6 @@ static int commit_fn(struct tx *t, void *arg)
 	if (rc && rc != -ENOENT)
 		return rc;
 	found = rc == 0;
-	rc = 0;
 	if (found && old.a.kind == DSFS_DIR)
 		return -EISDIR;
 
@@ -1197,7 +1196,6 @@ static int commit_fn(struct tx *t, void *arg)
 		have_blob = rc == 0;
 		same_blob = found && in_blob(&old.a) &&
 			    strcmp(old.a.token, na.token) == 0;
-		rc = 0;
 	}
 	if (!have_blob)
 		add += c->len;
@@ -2406,12 +2404,13 @@ int layer_sqlite_open(const char *path, const char *name, uint64_t budget,
 		log_warn("%s: WAL not available, using journal mode %s", path,
 			 mode);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(db,
-				  "PRAGMA synchronous = NORMAL;"
-				  "PRAGMA cache_size = -2000;"
-				  "PRAGMA wal_autocheckpoint = " WAL_CKPT_PAGES ";"
-				  "PRAGMA journal_size_limit = " WAL_LIMIT_BYTES ";",
-				  NULL, NULL, NULL);
+		rc = sqlite3_exec(
+			db,
+			"PRAGMA synchronous = NORMAL;"
+			"PRAGMA cache_size = -2000;"
+			"PRAGMA wal_autocheckpoint = " WAL_CKPT_PAGES ";"
+			"PRAGMA journal_size_limit = " WAL_LIMIT_BYTES ";",
+			NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		rc = sq_errno(db, rc, errno);
 		*why = whyf("cannot set up store (%s)", sqlite3_errmsg(db));

@@ -47,7 +47,13 @@
 
 /* ---- the fault-injecting VFS ---------------------------------------- */
 
-enum op { OP_WRITE, OP_SYNC, OP_TRUNCATE, OP_READ, OP_COUNT };
+enum op {
+	OP_WRITE,
+	OP_SYNC,
+	OP_TRUNCATE,
+	OP_READ,
+	OP_COUNT
+};
 static const char *const op_name[OP_COUNT] = {"write", "sync", "truncate",
 					      "read"};
 
@@ -367,7 +373,11 @@ static const char *inspect(const char *path, const char *name, char **v,
 
 /* ---- scenarios ------------------------------------------------------ */
 
-enum kind { K_COMMIT, K_REMOVE, K_SYNC };
+enum kind {
+	K_COMMIT,
+	K_REMOVE,
+	K_SYNC
+};
 
 struct scenario {
 	const char *name;
@@ -498,8 +508,8 @@ static const char *one(const struct scenario *sc, const char *tmpl,
 
 	/* 1. The layer itself. */
 	rn = layer_read(l, "kv/v", 0, buf, sizeof(buf));
-	if (want ? rn < 0 || !same(buf, (size_t)rn, want, want_len)
-		 : rn != -ENOENT) {
+	if (want ? rn < 0 || !same(buf, (size_t)rn, want, want_len) :
+		   rn != -ENOENT) {
 		snprintf(msg, sizeof(msg),
 			 "rc %d: the layer reads %zd bytes, want %s (%zu)", rc,
 			 rn, want ? "the value" : "ENOENT", want_len);
@@ -509,7 +519,8 @@ static const char *one(const struct scenario *sc, const char *tmpl,
 
 	/* 2. A second connection on the live files, real VFS. */
 	res = inspect(path, "v", &got, &got_len);
-	if (!res && !(want ? got && same(got, got_len, want, want_len) : !got)) {
+	if (!res &&
+	    !(want ? got && same(got, got_len, want, want_len) : !got)) {
 		snprintf(msg, sizeof(msg),
 			 "rc %d: real VFS on the live store reads %zu bytes"
 			 " (%s), want %zu",
@@ -532,20 +543,22 @@ static const char *one(const struct scenario *sc, const char *tmpl,
 	either = f && f->op == OP_SYNC && rc != 0;
 	if (!res) {
 		bool is_old = got && same(got, got_len, old, sc->old_len);
-		bool is_new = sc->kind == K_REMOVE ? !got
-			      : got && same(got, got_len, nv, sc->new_len);
-		bool is_want = want ? got && same(got, got_len, want, want_len)
-				    : !got;
+		bool is_new =
+			sc->kind == K_REMOVE ?
+				!got :
+				got && same(got, got_len, nv, sc->new_len);
+		bool is_want =
+			want ? got && same(got, got_len, want, want_len) : !got;
 
 		if (!(is_want || (either && (is_old || is_new)))) {
 			snprintf(msg, sizeof(msg),
 				 "rc %d: after a crash the store holds %zu"
 				 " bytes (%s), want %zu",
 				 rc, got_len,
-				 is_old	  ? "the old value"
-				 : is_new ? "the new value"
-				 : got	  ? "something else"
-					  : "nothing",
+				 is_old ? "the old value" :
+				 is_new ? "the new value" :
+				 got	? "something else" :
+					  "nothing",
 				 want_len);
 			res = msg;
 		}
@@ -628,9 +641,9 @@ static void sweep(const struct scenario *sc)
 		const char *first = NULL;
 		long bad_n = 0, errs = 0;
 
-		step = counts[f->op] > sc->stride_above
-			       ? counts[f->op] / sc->stride_above + 1
-			       : 1;
+		step = counts[f->op] > sc->stride_above ?
+			       counts[f->op] / sc->stride_above + 1 :
+			       1;
 		pts = 0;
 		/* Every point (or a spread, always with the last few), and
 		 * one past the end, which must fire nothing. */
@@ -649,8 +662,9 @@ static void sweep(const struct scenario *sc)
 			if (first)
 				break;
 		}
-		ok(!first, "%s: %s at each of %ld points (%ld failed as they"
-			   " should, the rest were absorbed)%s%s",
+		ok(!first,
+		   "%s: %s at each of %ld points (%ld failed as they"
+		   " should, the rest were absorbed)%s%s",
 		   sc->name, f->name, pts, errs, first ? ": " : "",
 		   first ? first : "");
 		if (first)
