@@ -5,12 +5,20 @@
  * An image's token is the lower-case hex SHA-256 of its bytes; layers use it
  * to share one blob between entries and to open images/.by-token/TOKEN.
  * The hash is computed as the writer's bytes arrive, so a value is never
- * read twice.  This is a plain transcription of FIPS 180-4 sections 4.1.2,
- * 4.2.2, 5.1.1, 5.3.3 and 6.2; speed is not a goal (images are small and the
- * disk is slower).
+ * read twice.  sha256_block() is a plain transcription of FIPS 180-4
+ * sections 4.1.2, 4.2.2, 5.1.1, 5.3.3 and 6.2.  Hashing is most of the
+ * daemon's work while an image is written, so on x86 CPUs with the SHA
+ * extensions (SHA-NI) blocks go through those instructions instead, about
+ * five times faster; the unit tests check both against the same vectors.
  */
 #include <stdint.h>
 #include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_SHA_NI 1
+#endif
 
 #include "validate.h"
 
@@ -94,11 +102,106 @@ static void sha256_block(uint32_t h[8], const uint8_t *p)
 	h[7] += hh;
 }
 
+#ifdef HAVE_SHA_NI
+/* CPUID leaf 7 EBX bit 29: SHA; leaf 1 ECX bits 9 and 19: SSSE3, SSE4.1
+ * (the byte shuffle and the blend below). */
+static bool cpu_has_sha(void)
+{
+	unsigned a, b, c, d;
+
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 9)) ||
+	    !(c & (1u << 19)))
+		return false;
+	if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+		return false;
+	return (b & (1u << 29)) != 0;
+}
+
+/*
+ * The same compression over n blocks with the SHA extensions.  They keep
+ * the state in two registers, one holding A, B, E, F and the other C, D,
+ * G, H (highest lane first), and do two rounds per instruction: with
+ * rounds t and t+1's W + K in the low half of k, sha256rnds2(CDGH, ABEF, k)
+ * gives the new ABEF, and the old ABEF is the new CDGH.  sha256msg1 and
+ * sha256msg2 compute four words of the message schedule at a time.
+ */
+__attribute__((target("sha,ssse3,sse4.1"))) static void
+sha256_blocks_ni(uint32_t h[8], const uint8_t *p, size_t n)
+{
+	const __m128i bswap =
+		_mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+	__m128i abcd = _mm_loadu_si128((const __m128i *)&h[0]);
+	__m128i efgh = _mm_loadu_si128((const __m128i *)&h[4]);
+	__m128i abef, cdgh, w[4], k, t;
+	int g;
+
+	/* lanes (low to high) A B C D and E F G H into F E B A, H G D C */
+	abcd = _mm_shuffle_epi32(abcd, 0xb1); /* B A D C */
+	efgh = _mm_shuffle_epi32(efgh, 0x1b); /* H G F E */
+	abef = _mm_alignr_epi8(abcd, efgh, 8);
+	cdgh = _mm_blend_epi16(efgh, abcd, 0xf0);
+
+	for (; n > 0; n--, p += 64) {
+		__m128i abef0 = abef, cdgh0 = cdgh;
+
+		for (g = 0; g < 16; g++) {
+			__m128i *wg = &w[g % 4];
+
+			if (g < 4) {
+				*wg = _mm_shuffle_epi8(
+					_mm_loadu_si128(
+						(const __m128i *)(p + 16 * g)),
+					bswap);
+			} else {
+				/* W[t] = s1(W[t-2]) + W[t-7] + s0(W[t-15]) +
+				 * W[t-16] for the four t of group g */
+				t = _mm_sha256msg1_epu32(*wg, w[(g + 1) % 4]);
+				t = _mm_add_epi32(
+					t, _mm_alignr_epi8(w[(g + 3) % 4],
+							   w[(g + 2) % 4], 4));
+				*wg = _mm_sha256msg2_epu32(t, w[(g + 3) % 4]);
+			}
+			k = _mm_add_epi32(
+				*wg,
+				_mm_loadu_si128((const __m128i *)&K[4 * g]));
+			cdgh = _mm_sha256rnds2_epu32(cdgh, abef, k);
+			abef = _mm_sha256rnds2_epu32(
+				abef, cdgh, _mm_shuffle_epi32(k, 0x0e));
+		}
+		abef = _mm_add_epi32(abef, abef0);
+		cdgh = _mm_add_epi32(cdgh, cdgh0);
+	}
+
+	/* back to A B C D and E F G H */
+	t = _mm_shuffle_epi32(abef, 0x1b);    /* A B E F */
+	cdgh = _mm_shuffle_epi32(cdgh, 0xb1); /* G H C D */
+	_mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(t, cdgh, 0xf0));
+	_mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(cdgh, t, 8));
+}
+#endif
+
+static void sha256_blocks(struct dsfs_sha256 *s, const uint8_t *p, size_t n)
+{
+#ifdef HAVE_SHA_NI
+	if (s->accel) {
+		sha256_blocks_ni(s->h, p, n);
+		return;
+	}
+#endif
+	for (; n > 0; n--, p += 64)
+		sha256_block(s->h, p);
+}
+
 void sha256_init(struct dsfs_sha256 *s)
 {
 	memcpy(s->h, H0, sizeof(s->h));
 	s->total = 0;
 	s->fill = 0;
+#ifdef HAVE_SHA_NI
+	s->accel = cpu_has_sha();
+#else
+	s->accel = false;
+#endif
 }
 
 void sha256_update(struct dsfs_sha256 *s, const void *buf, size_t len)
@@ -119,11 +222,13 @@ void sha256_update(struct dsfs_sha256 *s, const void *buf, size_t len)
 		len -= n;
 		if (s->fill < sizeof(s->block))
 			return;
-		sha256_block(s->h, s->block);
+		sha256_blocks(s, s->block, 1);
 		s->fill = 0;
 	}
-	for (; len >= sizeof(s->block); p += 64, len -= 64)
-		sha256_block(s->h, p);
+	n = len / sizeof(s->block);
+	sha256_blocks(s, p, n);
+	p += n * sizeof(s->block);
+	len -= n * sizeof(s->block);
 	if (len) {
 		memcpy(s->block, p, len);
 		s->fill = len;
@@ -142,13 +247,13 @@ void sha256_hex(struct dsfs_sha256 *s, char out[65])
 	s->block[s->fill++] = 0x80;
 	if (s->fill > 56) {
 		memset(s->block + s->fill, 0, sizeof(s->block) - s->fill);
-		sha256_block(s->h, s->block);
+		sha256_blocks(s, s->block, 1);
 		s->fill = 0;
 	}
 	memset(s->block + s->fill, 0, 56 - s->fill);
 	for (i = 0; i < 8; i++)
 		s->block[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
-	sha256_block(s->h, s->block);
+	sha256_blocks(s, s->block, 1);
 	s->fill = 0;
 
 	for (i = 0; i < 32; i++) {

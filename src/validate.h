@@ -62,6 +62,7 @@ struct dsfs_sha256 {
 	uint64_t total;
 	uint8_t block[64];
 	size_t fill;
+	bool accel; /* the CPU's SHA instructions (x86 SHA-NI) are used */
 };
 void sha256_init(struct dsfs_sha256 *s);
 void sha256_update(struct dsfs_sha256 *s, const void *buf, size_t len);

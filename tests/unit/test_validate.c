@@ -983,18 +983,55 @@ static void test_images(void)
  * SHA-256 (FIPS 180-2 appendix B and a few padding edges).
  */
 
-static void sha256_of(const void *buf, size_t len, size_t chunk, char out[65])
+/* With portable, the CPU's SHA instructions are not used even if it has
+ * them, so that both ways are checked. */
+static void sha256_way(const void *buf, size_t len, size_t chunk, bool portable,
+		       char out[65])
 {
 	struct dsfs_sha256 s;
 	const uint8_t *p = buf;
 	size_t i, n;
 
 	sha256_init(&s);
+	if (portable)
+		s.accel = false;
 	for (i = 0; i < len; i += n) {
 		n = chunk && chunk < len - i ? chunk : len - i;
 		sha256_update(&s, p + i, n);
 	}
 	sha256_hex(&s, out);
+}
+
+/* The CPU's way and the portable one agree on every length around the
+ * block edges and on a big buffer, in pieces of every alignment. */
+static void test_sha256_ways(void)
+{
+	struct dsfs_sha256 probe;
+	size_t len, bad = 0, big = 300000;
+	uint8_t *buf = xmalloc(big);
+	char a[65], b[65];
+	uint32_t x = 12345;
+
+	for (len = 0; len < big; len++) {
+		x = x * 1103515245 + 12345;
+		buf[len] = (uint8_t)(x >> 16);
+	}
+	for (len = 0; len <= 300; len++) {
+		sha256_way(buf, len, 0, false, a);
+		sha256_way(buf, len, 0, true, b);
+		bad += strcmp(a, b) != 0;
+	}
+	sha256_way(buf, big, 0, false, a);
+	sha256_way(buf, big, 0, true, b);
+	bad += strcmp(a, b) != 0;
+	sha256_way(buf, big, 7, false, a);
+	bad += strcmp(a, b) != 0;
+	sha256_init(&probe);
+	ok(bad == 0,
+	   "sha256: the CPU's instructions (%s here) and the "
+	   "portable code agree on 303 inputs",
+	   probe.accel ? "used" : "not available");
+	free(buf);
 }
 
 static void test_sha256(void)
@@ -1049,17 +1086,19 @@ static void test_sha256(void)
 			memset(msg, vecs[i].msg[0], len);
 		else
 			memcpy(msg, vecs[i].msg, len);
-		for (k = 0; k < ARRAY_SIZE(chunks); k++) {
-			sha256_of(msg, len, chunks[k], hex);
+		for (k = 0; k < 2 * ARRAY_SIZE(chunks); k++) {
+			sha256_way(msg, len, chunks[k / 2], k % 2, hex);
 			if (strcmp(hex, vecs[i].hex))
 				break;
 		}
-		ok(k == ARRAY_SIZE(chunks), "sha256 of %zu bytes of '%.10s'",
-		   len, vecs[i].msg);
-		if (k < ARRAY_SIZE(chunks))
-			diag("  chunk %zu: got %s", chunks[k], hex);
+		ok(k == 2 * ARRAY_SIZE(chunks),
+		   "sha256 of %zu bytes of '%.10s'", len, vecs[i].msg);
+		if (k < 2 * ARRAY_SIZE(chunks))
+			diag("  chunk %zu%s: got %s", chunks[k / 2],
+			     k % 2 ? " (portable)" : "", hex);
 		free(msg);
 	}
+	test_sha256_ways();
 }
 
 /*
