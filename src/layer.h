@@ -286,4 +286,11 @@ int layer_sqlite_open_image(const char *path, const char *name, uint64_t budget,
  * if it cannot be allocated now: the layer then runs without one. */
 int layer_sqlite_reserve(struct dsfs_layer *l, uint64_t bytes);
 
+/* Keep the database file's lock from the next transaction on, for as long
+ * as l is open (SQLite's locking_mode EXCLUSIVE): no other program can
+ * read or write the file meanwhile, and each transaction saves the dozen
+ * or so fcntl() calls of taking and dropping SQLite's locks.  For the
+ * daemon's own store, which nothing else opens while it is mounted. */
+int layer_sqlite_exclusive(struct dsfs_layer *l);
+
 #endif

@@ -2523,3 +2523,17 @@ int layer_sqlite_reserve(struct dsfs_layer *l, uint64_t bytes)
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
+
+int layer_sqlite_exclusive(struct dsfs_layer *l)
+{
+	struct sq_layer *s = to_sq(l);
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = sqlite3_exec(s->db, "PRAGMA locking_mode = EXCLUSIVE", NULL, NULL,
+			  NULL);
+	if (rc != SQLITE_OK)
+		rc = sq_errno(s->db, rc, errno);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}

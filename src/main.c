@@ -150,6 +150,11 @@ static int open_runtime(const char *store, uint64_t budget,
 		log_warn("%s: no room for a space reserve of %u bytes:"
 			 " removing values from a full disk may fail",
 			 path, STORE_RESERVE_BYTES);
+	/* The daemon is the store's only user while mounted (dsfsctl asks
+	 * it through the control socket). */
+	if (layer_sqlite_exclusive(*out) != 0)
+		log_warn("%s: cannot lock the database for the daemon alone",
+			 path);
 	return 0;
 }
 
