@@ -606,24 +606,43 @@ out:
 	return rc;
 }
 
-/* Listings: every layer's children are gathered with the index of their
- * layer, sorted by name then layer, and the first of each name wins; a
- * winning whiteout hides the name. */
+/* Listings: every layer's children are gathered into the listing with the
+ * index of their layer, sorted by name then layer, and the first of each
+ * name wins; a winning whiteout hides the name. */
 struct gather {
-	struct layered {
-		char *name;
-		struct dsfs_attr attr;
-		int layer;
-	} * items;
-	size_t count, cap;
+	struct listing *out;
 	int layer;
 	bool devices;
 };
 
+/* A new last item of ls named name, its found left for the caller; NULL
+ * when out of memory. */
+static struct dirent_item *listing_push(struct listing *ls, const char *name)
+{
+	struct dirent_item *it;
+
+	if (ls->count == ls->cap) {
+		size_t cap = ls->cap ? ls->cap * 2 : 64;
+
+		it = realloc(ls->items, cap * sizeof(*it));
+		if (!it)
+			return NULL;
+		ls->items = it;
+		ls->cap = cap;
+	}
+	it = &ls->items[ls->count];
+	it->name = strdup(name);
+	if (!it->name)
+		return NULL;
+	it->off = 0;
+	ls->count++;
+	return it;
+}
+
 static int gather_cb(void *ctx, const char *name, const struct dsfs_attr *a)
 {
 	struct gather *g = ctx;
-	struct layered *it;
+	struct dirent_item *it;
 
 	if (g->devices) {
 		/* devices/ shows the __ID directories of kv/ as ID. */
@@ -632,31 +651,20 @@ static int gather_cb(void *ctx, const char *name, const struct dsfs_attr *a)
 			return 0;
 		name += 2;
 	}
-	if (g->count == g->cap) {
-		size_t cap = g->cap ? g->cap * 2 : 64;
-
-		it = realloc(g->items, cap * sizeof(*it));
-		if (!it)
-			return -ENOMEM;
-		g->items = it;
-		g->cap = cap;
-	}
-	it = &g->items[g->count];
-	it->name = strdup(name);
-	if (!it->name)
+	it = listing_push(g->out, name);
+	if (!it)
 		return -ENOMEM;
-	it->attr = *a;
-	it->layer = g->layer;
-	g->count++;
+	it->found.layer = g->layer;
+	it->found.attr = *a;
 	return 0;
 }
 
 static int layered_cmp(const void *x, const void *y)
 {
-	const struct layered *a = x, *b = y;
+	const struct dirent_item *a = x, *b = y;
 	int c = strcmp(a->name, b->name);
 
-	return c ? c : a->layer - b->layer;
+	return c ? c : a->found.layer - b->found.layer;
 }
 
 void listing_add(struct listing *ls, const char *name, const struct found *f,
@@ -666,25 +674,12 @@ void listing_add(struct listing *ls, const char *name, const struct found *f,
 
 	if (*err)
 		return;
-	if (ls->count == ls->cap) {
-		size_t cap = ls->cap ? ls->cap * 2 : 64;
-
-		it = realloc(ls->items, cap * sizeof(*it));
-		if (!it) {
-			*err = -ENOMEM;
-			return;
-		}
-		ls->items = it;
-		ls->cap = cap;
-	}
-	it = &ls->items[ls->count];
-	it->name = strdup(name);
-	if (!it->name) {
+	it = listing_push(ls, name);
+	if (!it) {
 		*err = -ENOMEM;
 		return;
 	}
 	it->found = *f;
-	ls->count++;
 }
 
 void listing_free(struct listing *ls)
@@ -700,11 +695,11 @@ void listing_free(struct listing *ls)
 static int list_locked(struct dsfs_stack *s, const struct loc *l, bool devices,
 		       struct listing *out)
 {
-	struct gather g = {.devices = devices};
-	struct found f;
+	struct gather g = {.out = out, .devices = devices};
 	int first = l->view == VIEW_LAYER ? l->layer : 0;
 	int last = l->view == VIEW_LAYER ? l->layer : l->limit;
-	size_t i;
+	struct dirent_item *items;
+	size_t i, j, k, n;
 	int rc = 0;
 
 	for (g.layer = first; g.layer <= last && g.layer < DSFS_NLAYERS;
@@ -712,30 +707,35 @@ static int list_locked(struct dsfs_stack *s, const struct loc *l, bool devices,
 		rc = layer_list(s->layer[g.layer], l->key, gather_cb, &g);
 		if (rc == -ENOENT || rc == -ENOTDIR)
 			rc = 0;
-		if (rc)
-			goto out;
+		if (rc) {
+			listing_free(out);
+			return rc;
+		}
 	}
-	if (g.count)
-		qsort(g.items, g.count, sizeof(*g.items), layered_cmp);
-	for (i = 0; i < g.count; i++) {
-		if (i > 0 && strcmp(g.items[i].name, g.items[i - 1].name) == 0)
+	items = out->items;
+	n = out->count;
+	if (n)
+		qsort(items, n, sizeof(*items), layered_cmp);
+	/* Compact in place: items[j] is written only after every item it
+	 * held was read. */
+	for (i = j = 0; i < n; i = k) {
+		struct found *f = &items[i].found;
+
+		for (k = i + 1;
+		     k < n && strcmp(items[k].name, items[i].name) == 0; k++)
+			free(items[k].name); /* hidden by items[i] */
+		if (f->attr.kind == DSFS_WHITEOUT) {
+			free(items[i].name);
 			continue;
-		if (g.items[i].attr.kind == DSFS_WHITEOUT)
-			continue;
-		f.layer = g.items[i].layer;
-		f.attr = g.items[i].attr;
-		f.limit = l->view == VIEW_LAYER			   ? l->layer :
-			  f.attr.kind == DSFS_DIR && f.attr.opaque ? f.layer :
-								     l->limit;
-		listing_add(out, g.items[i].name, &f, &rc);
+		}
+		f->limit = l->view == VIEW_LAYER ? l->layer :
+			   f->attr.kind == DSFS_DIR && f->attr.opaque ?
+						   f->layer :
+						   l->limit;
+		items[j++] = items[i];
 	}
-out:
-	for (i = 0; i < g.count; i++)
-		free(g.items[i].name);
-	free(g.items);
-	if (rc)
-		listing_free(out);
-	return rc;
+	out->count = j;
+	return 0;
 }
 
 int ovl_list(struct dsfs_stack *s, const struct loc *l, bool devices,
