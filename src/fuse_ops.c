@@ -179,6 +179,18 @@ static enum dsfs_content content_of(const struct loc *l)
 	return l->tree == TREE_IMAGES ? DSFS_CONTENT_IMAGE : DSFS_CONTENT_JSON;
 }
 
+/* Make the kernel drop the attributes of the merged node that key names
+ * now, if it knows one. */
+static void notify_key(struct dsfs_ctx *ctx, const struct loc *l)
+{
+	uint64_t ino, parent;
+	const char *name;
+
+	if (node_find_merged(&ctx->nodes, l->key, &ino, &parent, &name) == 0 &&
+	    ino)
+		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
+}
+
 /* After a change to key through a tree other than the merged one, make the
  * kernel drop what it cached of the merged node for the same key.  Called
  * with no lock of ours held, so a request this waits for can be served. */
@@ -400,6 +412,8 @@ static void dsfs_getattr(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
+	bool own;
+
 	rc = stat_node(ctx, n, &st);
 	if (rc == -ESTALE) {
 		/* fstat of an open file whose name is gone */
@@ -411,13 +425,18 @@ static void dsfs_getattr(fuse_req_t req, fuse_ino_t ino,
 			st.st_nlink = 0;
 		}
 	}
+	own = false;
 	if (rc == 0 && h && !h->src && !is_fixed(n) && !n->is_dir) {
 		/* An open writer sees the size of its own copy. */
 		pthread_mutex_lock(&h->lock);
-		if (h->writable && h->dirty)
+		if (h->writable && h->dirty) {
 			st.st_size = (off_t)h->len;
+			own = true;
+		}
 		pthread_mutex_unlock(&h->lock);
 	}
+	if (rc == 0 && !own)
+		node_attrs_sent(&ctx->nodes, n);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
@@ -439,9 +458,12 @@ static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
 	if (!h->writable || !(h->dirty || (last && h->trunc_pending)))
 		return 0;
 	rc = node_loc(&ctx->nodes, h->node, &l);
-	if (rc == -ESTALE) {
-		/* Unlinked while open: its bytes have nowhere to go, as on
-		 * any filesystem. */
+	if (rc == -ESTALE && h->walked) {
+		l = *h->walked;
+		rc = 0;
+	} else if (rc == -ESTALE) {
+		/* Unlinked or replaced while open: its bytes have nowhere to
+		 * go, as on any filesystem. */
 		h->dirty = false;
 		return 0;
 	}
@@ -466,8 +488,15 @@ static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
 	}
 	handle_committed(h);
 	/* The kernel's size and times of this inode came from the writes
-	 * and from setattr replies made before the commit: refetch them. */
-	fuse_lowlevel_notify_inval_inode(ctx->se, h->node->ino, -1, 0);
+	 * and from attributes sent before the commit: refetch them, unless
+	 * the kernel sized the file from this handle's writes alone (it
+	 * marks size and times stale after a write itself).  The GETATTR
+	 * this saves is one round trip of every `echo > f`. */
+	if (!h->from_empty || !node_sole_writer_view(&ctx->nodes, h->node))
+		fuse_lowlevel_notify_inval_inode(ctx->se, h->node->ino, -1, 0);
+	if (h->walked)
+		notify_key(ctx,
+			   &l); /* through an inode the name no longer has */
 	notify_alias(ctx, &l, false);
 	return 0;
 }
@@ -608,6 +637,8 @@ static void dsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			st.st_size = (off_t)h->len;
 		pthread_mutex_unlock(&h->lock);
 	}
+	if (rc == 0)
+		node_attrs_sent(&ctx->nodes, n);
 out:
 	if (rc)
 		fuse_reply_err(req, -rc);
@@ -733,6 +764,7 @@ static void dsfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	h->node = node_get(&ctx->nodes, e.ino);
 	h->attr = f.attr;
+	h->from_empty = true;
 	if (h->writable)
 		node_writers(&ctx->nodes, h->node, 1);
 	fi->fh = (uintptr_t)h;
@@ -917,6 +949,7 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct node *n = node_get(&ctx->nodes, ino);
 	bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
 	bool trunc = writable && (fi->flags & O_TRUNC);
+	bool walked;
 	uint64_t used, budget = UINT64_MAX;
 	struct handle *h = NULL;
 	char *data = NULL;
@@ -941,10 +974,16 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto opened;
 	}
 	rc = node_loc(&ctx->nodes, n, &l);
-	/* A reader whose path walk raced with a rename over this name gets
-	 * what the name holds now; a writer is sent to walk again. */
-	if (rc == -ESTALE && !writable)
+	/* An open whose path walk raced with a rename over this name opens
+	 * what the name holds now, as a walk made after the rename would: a
+	 * reader reads it, a writer's commits go to that name.  (The kernel
+	 * retries an ESTALE open only once, and a storm of renames over a
+	 * name can make that one fail too.) */
+	walked = false;
+	if (rc == -ESTALE) {
 		rc = node_former_loc(&ctx->nodes, n, &l);
+		walked = rc == 0 && writable;
+	}
 	if (rc)
 		goto out;
 	if (writable && l.view == VIEW_LAYER && l.layer == L_FACTORY) {
@@ -978,6 +1017,16 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto out;
 opened_found:
 	h->attr = f.attr;
+	h->from_empty = trunc;
+	if (walked) {
+		h->walked = malloc(sizeof(*h->walked));
+		if (!h->walked) {
+			handle_free(h);
+			rc = -ENOMEM;
+			goto out;
+		}
+		*h->walked = l;
+	}
 	if (writable || l.view != VIEW_LAYER || l.layer != L_FACTORY) {
 		/* Every open works on its own copy, but the kernel keeps one
 		 * page cache and one size per inode: a writer's O_TRUNC and

@@ -75,6 +75,7 @@ void handle_free(struct handle *h)
 		return;
 	validator_free(h->val);
 	free(h->buf);
+	free(h->walked);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

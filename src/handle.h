@@ -45,6 +45,13 @@ struct handle {
 	char why[160]; /* why the last write or check was refused */
 	/* Counted in its node's open readers (fuse_ops.c). */
 	bool cache_reader;
+	/* Made by create, or opened with O_TRUNC: the kernel sized the file
+	 * from nothing and then from this handle's writes alone. */
+	bool from_empty;
+	/* Opened for writing on a node that a rename had already replaced
+	 * (the opener's path walk raced with it): where it commits, the name
+	 * the path leads to now.  Owned; NULL otherwise. */
+	struct loc *walked;
 };
 
 /* Make a handle over data[0..len), which it takes ownership of (also on

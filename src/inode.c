@@ -308,6 +308,8 @@ struct node *node_link(struct node_table *t, struct node *dir, const char *name,
 		n->nlookup++;
 		n->is_dir = is_dir;
 		n->limit = limit;
+		if (n->writers > 0)
+			n->attrs_sent_writing = true;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return n;
@@ -362,9 +364,29 @@ void node_writers(struct node_table *t, struct node *n, int delta)
 {
 	pthread_mutex_lock(&t->lock);
 	n->writers = (unsigned)((int)n->writers + delta);
-	if (n->writers == 0)
+	if (n->writers == 0) {
 		n->times_set = false;
+		n->attrs_sent_writing = false;
+	}
 	pthread_mutex_unlock(&t->lock);
+}
+
+void node_attrs_sent(struct node_table *t, struct node *n)
+{
+	pthread_mutex_lock(&t->lock);
+	if (n->writers > 0)
+		n->attrs_sent_writing = true;
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool node_sole_writer_view(struct node_table *t, struct node *n)
+{
+	bool ok;
+
+	pthread_mutex_lock(&t->lock);
+	ok = n->writers == 1 && !n->attrs_sent_writing;
+	pthread_mutex_unlock(&t->lock);
+	return ok;
 }
 
 void node_set_times(struct node_table *t, struct node *n,

@@ -43,6 +43,9 @@ struct node {
 	/* Open writers, and times set (futimens, utimensat) while one was
 	 * open: the next commit keeps them instead of "now". */
 	unsigned writers;
+	/* Attributes were sent to the kernel while a writer was open: they
+	 * may say what the entry was before its commit. */
+	bool attrs_sent_writing;
 	bool times_set;
 	struct timespec atime, mtime;
 	struct dsfs_attr *gone; /* owned; what it was when detached */
@@ -109,6 +112,14 @@ void nodes_forget_cache(struct node_table *t);
 
 /* Count open writers (delta +1 or -1). */
 void node_writers(struct node_table *t, struct node *n, int delta);
+/* Attributes of n are being sent to the kernel (node_link() notes this
+ * itself). */
+void node_attrs_sent(struct node_table *t, struct node *n);
+/* Whether the kernel's idea of n's size and times can be trusted after a
+ * commit by its one writer, which started from an empty value the kernel
+ * knew of: false if another writer is open or attributes were sent to the
+ * kernel while writers were. */
+bool node_sole_writer_view(struct node_table *t, struct node *n);
 /* Times set while writers are open (NULL: not set); kept for the next
  * commit, which takes them with node_take_times() (unchanged if none). */
 void node_set_times(struct node_table *t, struct node *n,
