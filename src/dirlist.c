@@ -109,7 +109,8 @@ static int take(struct node *dir, const struct dirlist_source *src,
 	}
 	for (i = 0; i < s->ls.count; i++)
 		s->ls.items[i].off = name_off(s->ls.items[i].name);
-	qsort(s->ls.items, s->ls.count, sizeof(*s->ls.items), off_cmp);
+	if (s->ls.count)
+		qsort(s->ls.items, s->ls.count, sizeof(*s->ls.items), off_cmp);
 	*out = s;
 	return 0;
 }
