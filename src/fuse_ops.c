@@ -494,9 +494,9 @@ static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
 	 * this saves is one round trip of every `echo > f`. */
 	if (!h->from_empty || !node_sole_writer_view(&ctx->nodes, h->node))
 		fuse_lowlevel_notify_inval_inode(ctx->se, h->node->ino, -1, 0);
+	/* Written through an inode the name no longer has. */
 	if (h->walked)
-		notify_key(ctx,
-			   &l); /* through an inode the name no longer has */
+		notify_key(ctx, &l);
 	notify_alias(ctx, &l, false);
 	return 0;
 }
@@ -839,8 +839,13 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = dir_op ? ovl_rmdir(&ctx->stack, &l) :
 			      ovl_unlink(&ctx->stack, &l);
 	if (rc == 0) {
+		/* kept for fstat() of what is still open on it, a removed
+		 * directory too (the kernel asks before reading it) */
 		node_detach(&ctx->nodes, dir, name,
-			    f.attr.kind == DSFS_FILE ? &f.attr : NULL);
+			    f.attr.kind == DSFS_FILE ||
+					    f.attr.kind == DSFS_DIR ?
+				    &f.attr :
+				    NULL);
 		notify_alias(ctx, &l, true);
 	} else if (rc != -ENOENT) {
 		log_fail(&l, l.key[0] ? NULL : name,
@@ -1165,10 +1170,10 @@ static void dsfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fuse_reply_err(req, -rc);
 }
 
-/* An open directory: the shared listing it reads (dirlist.h), bound at
- * the first readdir from offset 0 and served by offset, so entries made or
- * removed meanwhile do not shift it.  With the kernel's readdir cache the
- * first readdir may never come. */
+/* An open directory: the listing it reads (dirlist.h), the directory's
+ * current one at each readdir, entered by offset, so that a change between
+ * two readdirs neither repeats nor skips a name that stayed.  With the
+ * kernel's readdir cache the first readdir may never come. */
 struct dir_handle {
 	pthread_mutex_t lock;
 	struct dir_cursor cur;
@@ -1209,10 +1214,14 @@ static int load_listing(void *arg, struct node *n, struct listing *ls)
 	if (n->special == NODE_BY_TOKEN_DIR)
 		return 0;
 	rc = node_loc(&ctx->nodes, n, &l);
+	if (rc == -ESTALE)
+		return 0; /* removed while open: it lists nothing */
 	if (rc)
 		return rc;
 	if (!n->is_tree_root) {
 		rc = ovl_lookup(&ctx->stack, &l, &f);
+		if (rc == -ENOENT)
+			return 0;
 		if (rc)
 			return rc;
 		if (f.attr.kind != DSFS_DIR)

@@ -172,3 +172,18 @@ names()
 		tmo "$PYTHON" -c "$DIRREADER" "$MNT/kv/d" | grep -v '^\.$' | cut -f1)
 	[ "$got" = "$want" ] || fail "new handle after seekdir: $got, expected $want"
 }
+
+@test "a directory removed while open lists nothing, without an error" {
+	mount_dsfs
+	mkdir -p "$MNT/kv/e" "$MNT/runtime/kv/f"
+	out=$(tmo "$PYTHON" -c '
+import os, sys
+for path in sys.argv[1:]:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    os.rmdir(path)
+    print(os.listdir(fd))
+    os.close(fd)
+' "$MNT/kv/e" "$MNT/runtime/kv/f")
+	[ "$out" = "$(printf '[]\n[]')" ] || fail "got: $out"
+}
+
