@@ -13,7 +13,8 @@
 
 #include "dirlist.h"
 
-/* Offsets 0, 1 and 2 are the start, "." and ".."; names hash above. */
+/* Offset 0 is the start, 1 and 2 follow "." and "..", and a name's offset
+ * is its hash, above those. */
 #define FIRST_NAME_OFF 3
 
 /* FNV-1a, then a finaliser that spreads every bit of it. */
