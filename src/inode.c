@@ -295,17 +295,28 @@ void node_put(struct node_table *t, struct node *n)
 	pthread_mutex_unlock(&t->lock);
 }
 
+/* The child `name` of dir, found or made, with one more kernel lookup
+ * counted; called with the lock held. */
+static struct node *link_locked(struct node_table *t, struct node *dir,
+				const char *name)
+{
+	struct node *n = find_child(t, dir, name);
+
+	if (!n)
+		n = node_new(t, dir, name);
+	if (n)
+		n->nlookup++;
+	return n;
+}
+
 struct node *node_link(struct node_table *t, struct node *dir, const char *name,
 		       bool is_dir, int limit)
 {
 	struct node *n;
 
 	pthread_mutex_lock(&t->lock);
-	n = find_child(t, dir, name);
-	if (!n)
-		n = node_new(t, dir, name);
+	n = link_locked(t, dir, name);
 	if (n) {
-		n->nlookup++;
 		n->is_dir = is_dir;
 		n->limit = limit;
 		if (n->writers > 0)
@@ -321,11 +332,8 @@ struct node *node_link_special(struct node_table *t, struct node *dir,
 	struct node *n;
 
 	pthread_mutex_lock(&t->lock);
-	n = find_child(t, dir, name);
-	if (!n)
-		n = node_new(t, dir, name);
+	n = link_locked(t, dir, name);
 	if (n) {
-		n->nlookup++;
 		n->special = special;
 		n->is_dir = special == NODE_BY_TOKEN_DIR;
 	}

@@ -33,18 +33,8 @@
 #include <string.h>
 
 #include "dsfs.h"
+#include "fuzz.h"
 #include "validate.h"
-
-#define CHECK(cond, ...)                                                     \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "fuzz_names: %s:%d: %s: ", __FILE__, \
-				__LINE__, #cond);                            \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fputc('\n', stderr);                                 \
-			abort();                                             \
-		}                                                            \
-	} while (0)
 
 /* Small enough for ENOSPC to happen with a few lines of input. */
 #define BUDGET 600

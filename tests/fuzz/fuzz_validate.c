@@ -31,19 +31,8 @@
 #include <json-c/json_object.h>
 #include <json-c/json_tokener.h>
 
+#include "fuzz.h"
 #include "validate.h"
-
-#define CHECK(cond, ...)                                                \
-	do {                                                            \
-		if (!(cond)) {                                          \
-			fprintf(stderr,                                 \
-				"fuzz_validate: %s:%d: %s: ", __FILE__, \
-				__LINE__, #cond);                       \
-			fprintf(stderr, __VA_ARGS__);                   \
-			fputc('\n', stderr);                            \
-			abort();                                        \
-		}                                                       \
-	} while (0)
 
 /* What one way of feeding the value ended with. */
 struct verdict {
