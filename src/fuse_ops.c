@@ -1366,6 +1366,15 @@ static void serve_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	pthread_mutex_unlock(&d->lock);
 out:
+	if (rc) {
+		struct loc l;
+
+		if (dir && node_loc(&ctx->nodes, dir, &l) == 0)
+			log_fail(&l, NULL, "readdir", rc, NULL);
+		else
+			log_err("readdir of inode %lu: %s", (unsigned long)ino,
+				strerror(-rc));
+	}
 	node_put(&ctx->nodes, dir);
 	if (rc && pos == 0)
 		fuse_reply_err(req, -rc);

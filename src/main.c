@@ -152,9 +152,11 @@ static int open_runtime(const char *store, uint64_t budget,
 			 path, STORE_RESERVE_BYTES);
 	/* The daemon is the store's only user while mounted (dsfsctl asks
 	 * it through the control socket). */
-	if (layer_sqlite_exclusive(*out) != 0)
-		log_warn("%s: cannot lock the database for the daemon alone",
-			 path);
+	rc = layer_sqlite_exclusive(*out);
+	if (rc != 0)
+		log_warn("%s: cannot lock the database for the daemon alone:"
+			 " %s",
+			 path, strerror(-rc));
 	return 0;
 }
 
