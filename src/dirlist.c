@@ -12,23 +12,19 @@
 #include <stdlib.h>
 
 #include "dirlist.h"
+#include "hash.h"
 
 /* Offset 0 is the start, 1 and 2 follow "." and "..", and a name's offset
  * is its hash, above those. */
 #define FIRST_NAME_OFF 3
 
-/* FNV-1a, then a finaliser that spreads every bit of it. */
+/* Unseeded: an offset must mean the same name in every listing of the
+ * directory for as long as the mount lives, whichever listing a reader
+ * resumes in. */
 static uint64_t name_off(const char *name)
 {
-	uint64_t h = 1469598103934665603ull;
+	uint64_t h = dsfs_hash_str(0, name);
 
-	for (; *name; name++)
-		h = (h ^ (unsigned char)*name) * 1099511628211ull;
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
 	h &= 0x7fffffffffffffffull; /* off_t is signed */
 	return h < FIRST_NAME_OFF ? h + FIRST_NAME_OFF : h;
 }

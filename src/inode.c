@@ -11,6 +11,7 @@
  * its chain of parents on each request, so a rename moves a whole subtree
  * by changing one node's parent and name.
  */
+#include "hash.h"
 #include "inode.h"
 
 #include <errno.h>
@@ -23,13 +24,11 @@ static size_t hash_ino(uint64_t ino)
 	return (size_t)(ino * 0x9E3779B97F4A7C15ull >> 17);
 }
 
+/* Seeded with the parent's address, which a local user choosing names
+ * cannot know in advance. */
 static size_t hash_name(const struct node *parent, const char *name)
 {
-	uint64_t h = (uintptr_t)parent * 0x9E3779B97F4A7C15ull;
-
-	for (; *name; name++)
-		h = (h ^ (unsigned char)*name) * 0x100000001B3ull;
-	return (size_t)(h ^ (h >> 29));
+	return (size_t)dsfs_hash_str((uintptr_t)parent, name);
 }
 
 static void name_unhash(struct node_table *t, struct node *n)

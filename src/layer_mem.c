@@ -21,6 +21,7 @@
  * One mutex protects the whole layer.  list() copies the children out and
  * calls the callback unlocked, so a callback may call back into the layer.
  */
+#include "hash.h"
 #include "layer.h"
 
 #include <errno.h>
@@ -90,20 +91,6 @@ static inline struct mem_layer *to_mem(struct dsfs_layer *l)
 }
 
 /* ---- hash table ---------------------------------------------------- */
-
-/* FNV-1a over the bytes, started from a per-layer random seed so that
- * names chosen by a local user cannot be aimed at one bucket in advance. */
-static uint64_t hash_bytes(uint64_t seed, const char *s, size_t len)
-{
-	uint64_t h = 0xcbf29ce484222325ULL ^ seed;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h ^ (h >> 29);
-}
 
 static int htab_init(struct htab *t)
 {
@@ -182,14 +169,14 @@ static void node_set_key(struct mem_layer *m, struct hnode *h, const char *key)
 {
 	h->key = key;
 	h->keylen = strlen(key);
-	h->hash = hash_bytes(m->seed, key, h->keylen);
+	h->hash = dsfs_hash(m->seed, key, h->keylen);
 }
 
 static struct mem_entry *find_len(struct mem_layer *m, const char *key,
 				  size_t len)
 {
 	struct hnode *h =
-		htab_find(&m->entries, hash_bytes(m->seed, key, len), key, len);
+		htab_find(&m->entries, dsfs_hash(m->seed, key, len), key, len);
 
 	return h ? (struct mem_entry *)h : NULL;
 }
@@ -202,7 +189,7 @@ static struct mem_entry *find(struct mem_layer *m, const char *key)
 static struct mem_blob *find_blob(struct mem_layer *m, const char *token)
 {
 	size_t len = strlen(token);
-	struct hnode *h = htab_find(&m->blobs, hash_bytes(m->seed, token, len),
+	struct hnode *h = htab_find(&m->blobs, dsfs_hash(m->seed, token, len),
 				    token, len);
 
 	return h ? (struct mem_blob *)h : NULL;

@@ -43,6 +43,7 @@
  * our own is needed anyway, because a transaction spans several statements;
  * SQLite's own (FULLMUTEX) would only be taken a second time inside it.
  */
+#include "hash.h"
 #include "layer.h"
 #include "log.h"
 
@@ -481,18 +482,12 @@ static int run_key(struct tx *t, enum stmt i, const char *key, int len)
 
 /* ---- pins ---------------------------------------------------------- */
 
-/* FNV-1a.  Unseeded: the table holds one token per image open for reading,
- * and a token is a content hash that a writer cannot aim at a bucket
- * without finding collisions of SHA-256. */
+/* Unseeded: the table holds one token per image open for reading, and a
+ * token is a content hash that a writer cannot aim at a bucket without
+ * finding collisions of SHA-256. */
 static uint64_t pin_hash(const char *token)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (; *token; token++) {
-		h ^= (unsigned char)*token;
-		h *= 0x100000001b3ULL;
-	}
-	return h ^ (h >> 29);
+	return dsfs_hash_str(0, token);
 }
 
 /* The link that points at token's pin, or the NULL ending its chain. */

@@ -18,6 +18,7 @@
  * a layer stores its entries.
  */
 #include "dsfs.h"
+#include "hash.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -70,12 +71,7 @@ static bool layer_has(struct dsfs_stack *s, int i, const char *key,
  * ("kv/a/b" -> "kv/a"). */
 static size_t change_slot(const char *key, size_t len)
 {
-	uint64_t h = 1469598103934665603ull;
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
-	return (size_t)(h ^ (h >> 29)) % DSFS_CHANGE_SLOTS;
+	return (size_t)(dsfs_hash(0, key, len) % DSFS_CHANGE_SLOTS);
 }
 
 static size_t parent_len(const char *key)
