@@ -1,11 +1,16 @@
 /*
- * layer.c - the one place the rest of dsfs calls a layer through.
+ * layer.c - the one set of layer rules: the wrappers the rest of dsfs calls
+ * a layer through, and the rules every implementation shares.
  *
  * Each wrapper checks its arguments with assert(), refuses a mutating call
- * on a read-only layer with -EROFS before the implementation sees it, and
+ * on a read-only layer with -EROFS and any change to a tree root before
+ * the implementation sees it, answers a lookup of a tree root itself, and
  * otherwise hands the call to l->ops.  Like SQLite's os.c, keeping these
  * checks here means no implementation has to repeat them and a future
- * fault-injection hook has exactly one home.
+ * fault-injection hook has exactly one home.  What an implementation
+ * still decides the same way as every other (keys, budget, attributes,
+ * rename(2)'s rules) is below the wrappers, as layer_*() functions that
+ * layer.h lists for implementations.
  */
 #include "layer.h"
 
@@ -37,9 +42,36 @@ static bool key_ok(const char *key)
 	return key[len - 1] != '/' && !strstr(key, "//");
 }
 
+/* Every key the roots refuse is handed over here: an implementation never
+ * sees a change to a tree root, nor a lookup of one. */
+static bool is_root(const char *key)
+{
+	return layer_is_root(key, strlen(key));
+}
+
+/* What every layer refuses before the change reaches it: any change to a
+ * read-only layer (-EROFS), and to a tree root (root_err, which depends on
+ * the operation as rename(2), mkdir(2) and friends would answer). */
+static int refuse(const struct dsfs_layer *l, const char *key, int root_err)
+{
+	if (l->readonly)
+		return -EROFS;
+	return is_root(key) ? root_err : 0;
+}
+
+bool layer_readonly(const struct dsfs_layer *l)
+{
+	assert(layer_ok(l));
+	return l->readonly;
+}
+
 int layer_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a)
 {
 	assert(layer_ok(l) && key_ok(key) && a);
+	if (is_root(key)) {
+		layer_root_attr(a);
+		return 0;
+	}
 	return l->ops->lookup(l, key, a);
 }
 
@@ -61,54 +93,62 @@ int layer_commit(struct dsfs_layer *l, const char *key,
 		 const struct dsfs_attr *a, const void *data, size_t len,
 		 struct dsfs_attr *out)
 {
+	int rc;
+
 	assert(layer_ok(l) && key_ok(key) && a && (data || !len));
-	if (l->readonly)
-		return -EROFS;
-	return l->ops->commit(l, key, a, data, len, out);
+	rc = refuse(l, key, -EISDIR);
+	return rc ? rc : l->ops->commit(l, key, a, data, len, out);
 }
 
 int layer_mkdir(struct dsfs_layer *l, const char *key,
 		const struct dsfs_attr *a)
 {
+	int rc;
+
 	assert(layer_ok(l) && key_ok(key) && a);
-	if (l->readonly)
-		return -EROFS;
-	return l->ops->mkdir(l, key, a);
+	rc = refuse(l, key, -EEXIST);
+	return rc ? rc : l->ops->mkdir(l, key, a);
 }
 
 int layer_remove(struct dsfs_layer *l, const char *key)
 {
+	int rc;
+
 	assert(layer_ok(l) && key_ok(key));
-	if (l->readonly)
-		return -EROFS;
-	return l->ops->remove(l, key);
+	rc = refuse(l, key, -EBUSY);
+	return rc ? rc : l->ops->remove(l, key);
 }
 
 int layer_whiteout(struct dsfs_layer *l, const char *key)
 {
+	int rc;
+
 	assert(layer_ok(l) && key_ok(key));
-	if (l->readonly)
-		return -EROFS;
-	return l->ops->whiteout(l, key);
+	rc = refuse(l, key, -EBUSY);
+	return rc ? rc : l->ops->whiteout(l, key);
 }
 
 int layer_setattr(struct dsfs_layer *l, const char *key,
 		  const struct dsfs_attr *a, unsigned mask)
 {
+	int rc;
+
 	assert(layer_ok(l) && key_ok(key) && a && !(mask & ~ALL_SET_BITS));
-	if (l->readonly)
-		return -EROFS;
-	return l->ops->setattr(l, key, a, mask);
+	rc = refuse(l, key, -EPERM); /* the roots' attributes are not stored */
+	return rc ? rc : l->ops->setattr(l, key, a, mask);
 }
 
 int layer_rename(struct dsfs_layer *l, const char *from, const char *to,
 		 unsigned flags)
 {
+	int rc;
+
 	assert(layer_ok(l) && key_ok(from) && key_ok(to) &&
 	       !(flags & ~ALL_RENAME_FLAGS));
-	if (l->readonly)
-		return -EROFS;
-	return l->ops->rename(l, from, to, flags);
+	rc = refuse(l, from, -EBUSY);
+	if (rc == 0)
+		rc = refuse(l, to, -EBUSY);
+	return rc ? rc : l->ops->rename(l, from, to, flags);
 }
 
 int layer_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
@@ -173,4 +213,155 @@ void layer_close(struct dsfs_layer *l)
 		return;
 	assert(layer_ok(l));
 	l->ops->close(l);
+}
+
+/* ---- rules for implementations ------------------------------------- */
+
+static const char *const tree_roots[] = {"kv", "images"};
+
+bool layer_is_root(const char *key, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(tree_roots) / sizeof(tree_roots[0]); i++)
+		if (strlen(tree_roots[i]) == len &&
+		    memcmp(key, tree_roots[i], len) == 0)
+			return true;
+	return false;
+}
+
+const char *layer_tree_root(size_t i)
+{
+	return i < sizeof(tree_roots) / sizeof(tree_roots[0]) ? tree_roots[i] :
+								NULL;
+}
+
+/* The attributes the tree roots report: they are never stored. */
+void layer_root_attr(struct dsfs_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->kind = DSFS_DIR;
+	a->mode = 0755;
+}
+
+int layer_split_key(const char *key, size_t len, struct layer_key *k)
+{
+	size_t i = len;
+
+	while (i > 0 && key[i - 1] != '/')
+		i--;
+	if (i <= 1 || i == len)
+		return -EINVAL;
+	k->parent = key;
+	k->plen = i - 1;
+	k->name = key + i;
+	k->nlen = len - i;
+	return 0;
+}
+
+int layer_dir_check(enum dsfs_kind kind)
+{
+	if (kind == DSFS_NONE || kind == DSFS_WHITEOUT)
+		return -ENOENT;
+	return kind == DSFS_DIR ? 0 : -ENOTDIR;
+}
+
+/* A change that does not grow usage always fits, even over budget. */
+bool layer_fits(uint64_t used, uint64_t budget, uint64_t add, uint64_t sub)
+{
+	if (add <= sub)
+		return true;
+	return used <= budget && add - sub <= budget - used;
+}
+
+void layer_copy_str(char *dst, size_t cap, const char *src)
+{
+	size_t n = src ? strnlen(src, cap - 1) : 0;
+
+	memcpy(dst, src ? src : "", n);
+	dst[n] = '\0';
+}
+
+/* What commit() keeps of the caller's attributes; the kind, size and
+ * version are the layer's to set. */
+/* The attributes every stored kind takes from the caller: permission
+ * bits, owner and times; everything else zero. */
+static void keep_attr(struct dsfs_attr *dst, enum dsfs_kind kind,
+		      const struct dsfs_attr *a)
+{
+	*dst = (struct dsfs_attr){.kind = kind,
+				  .mode = a->mode & 07777,
+				  .uid = a->uid,
+				  .gid = a->gid,
+				  .atime = a->atime,
+				  .mtime = a->mtime,
+				  .ctime = a->ctime};
+}
+
+void layer_file_attr(struct dsfs_attr *dst, const struct dsfs_attr *a)
+{
+	keep_attr(dst, DSFS_FILE, a);
+	layer_copy_str(dst->type, sizeof(dst->type), a->type);
+	layer_copy_str(dst->token, sizeof(dst->token), a->token);
+}
+
+void layer_dir_attr(struct dsfs_attr *dst, const struct dsfs_attr *a)
+{
+	keep_attr(dst, DSFS_DIR, a);
+	dst->opaque = a->opaque;
+}
+
+/* A whiteout's attributes: nothing but the kind (and the version the
+ * layer sets). */
+void layer_whiteout_attr(struct dsfs_attr *dst)
+{
+	memset(dst, 0, sizeof(*dst));
+	dst->kind = DSFS_WHITEOUT;
+}
+
+void layer_apply_setattr(struct dsfs_attr *dst, const struct dsfs_attr *a,
+			 unsigned mask)
+{
+	if (mask & DSFS_SET_MODE)
+		dst->mode = a->mode & 07777;
+	if (mask & DSFS_SET_UID)
+		dst->uid = a->uid;
+	if (mask & DSFS_SET_GID)
+		dst->gid = a->gid;
+	if (mask & DSFS_SET_ATIME)
+		dst->atime = a->atime;
+	if (mask & DSFS_SET_MTIME)
+		dst->mtime = a->mtime;
+	if (mask & DSFS_SET_CTIME)
+		dst->ctime = a->ctime;
+}
+
+/* The overlay passes the version an entry had in another layer as a
+ * floor, so that the entry's version keeps increasing when it moves. */
+uint64_t layer_version_floor(uint64_t seq, const struct dsfs_attr *a)
+{
+	return a->version > seq ? a->version : seq;
+}
+
+int layer_rename_check(const char *from, const char *to, unsigned flags,
+		       const struct dsfs_attr *src, const struct dsfs_attr *dst,
+		       bool *same)
+{
+	size_t flen = strlen(from);
+
+	*same = strcmp(from, to) == 0;
+	if (*same)
+		return (flags & DSFS_RENAME_NOREPLACE) ? -EEXIST : 0;
+	if (src->kind == DSFS_DIR && strncmp(to, from, flen) == 0 &&
+	    to[flen] == '/')
+		return -EINVAL;
+	if (!dst || dst->kind == DSFS_WHITEOUT)
+		return 0;
+	if (flags & DSFS_RENAME_NOREPLACE)
+		return -EEXIST;
+	if (src->kind != DSFS_DIR && dst->kind == DSFS_DIR)
+		return -EISDIR;
+	if (src->kind == DSFS_DIR && dst->kind != DSFS_DIR)
+		return -ENOTDIR;
+	return 0;
 }

@@ -229,6 +229,7 @@ struct dsfs_layer {
 };
 
 /* layer.c: the wrappers the overlay calls (read-only checks live here). */
+bool layer_readonly(const struct dsfs_layer *l);
 int layer_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a);
 ssize_t layer_read(struct dsfs_layer *l, const char *key, uint64_t off,
 		   void *buf, size_t len);
@@ -254,6 +255,31 @@ void layer_close(struct dsfs_layer *l);
 int layer_stat_blob(struct dsfs_layer *l, const char *token, uint64_t *size);
 int layer_pin_blob(struct dsfs_layer *l, const char *token);
 int layer_unpin_blob(struct dsfs_layer *l, const char *token);
+
+/* layer.c: rules for implementations. */
+struct layer_key {
+	const char *parent; /* inside the key, not NUL-terminated */
+	size_t plen;
+	const char *name; /* the last component, inside the key */
+	size_t nlen;
+};
+
+bool layer_is_root(const char *key, size_t len);
+const char *layer_tree_root(size_t i);
+void layer_root_attr(struct dsfs_attr *a);
+int layer_split_key(const char *key, size_t len, struct layer_key *k);
+int layer_dir_check(enum dsfs_kind kind);
+bool layer_fits(uint64_t used, uint64_t budget, uint64_t add, uint64_t sub);
+void layer_copy_str(char *dst, size_t cap, const char *src);
+void layer_file_attr(struct dsfs_attr *dst, const struct dsfs_attr *a);
+void layer_dir_attr(struct dsfs_attr *dst, const struct dsfs_attr *a);
+void layer_whiteout_attr(struct dsfs_attr *dst);
+void layer_apply_setattr(struct dsfs_attr *dst, const struct dsfs_attr *a,
+			 unsigned mask);
+uint64_t layer_version_floor(uint64_t seq, const struct dsfs_attr *a);
+int layer_rename_check(const char *from, const char *to, unsigned flags,
+		       const struct dsfs_attr *src, const struct dsfs_attr *dst,
+		       bool *same);
 
 /* layer_mem.c: the ephemeral layer, in memory, lost at unmount. */
 int layer_mem_open(uint64_t budget, struct dsfs_layer **out);

@@ -3,7 +3,7 @@
  * unmount or crash.
  *
  * Every entry, the two tree roots included, is a struct mem_entry in one
- * hash table keyed by its full key ("kv/app/x"), so lookup, commit and
+ * hash table (htab.h) keyed by its full key ("kv/app/x"), so lookup, commit and
  * removal cost the length of the key, not the size of the store.  Each
  * directory also links its children in a list, so that listing costs
  * O(children) and renaming a directory re-keys only its subtree.  A
@@ -14,14 +14,16 @@
  * reference-counted blobs, one per token, shared by every entry that names
  * it.  A blob also counts its pins (layer.h, Pins): it is freed when both
  * counts are zero, and counted in usage until then.  Budget accounting
- * follows layer.h: name bytes plus value bytes, a blob counted once.  Every change is checked against the budget and has
- * allocated all it needs before it touches anything, so a failure leaves
- * the layer as it was.
+ * follows layer.h: name bytes plus value bytes, a blob counted once.  Every
+ * change is checked against the budget and has allocated all it needs
+ * before it touches anything, so a failure leaves the layer as it was.
+ * The rules every layer shares (tree roots, budget, attributes, rename's
+ * checks) are layer.c's; this file only stores.
  *
  * One mutex protects the whole layer.  list() copies the children out and
  * calls the callback unlocked, so a callback may call back into the layer.
  */
-#include "hash.h"
+#include "htab.h"
 #include "layer.h"
 
 #include <errno.h>
@@ -31,25 +33,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-#define HTAB_MIN 16 /* buckets; a power of two */
-
-/* A node of the chained hash table, embedded in what it indexes.  The key
- * is owned by the containing struct. */
-struct hnode {
-	struct hnode *next; /* next in the same bucket */
-	uint64_t hash;
-	const char *key;
-	size_t keylen;
-};
-
-struct htab {
-	struct hnode **b; /* nb buckets, nb a power of two >= HTAB_MIN */
-	size_t nb;
-	size_t n; /* nodes stored */
-};
-
 struct mem_blob {
-	struct hnode h; /* in m->blobs, keyed by token */
+	struct htab_node h; /* in m->blobs, keyed by token */
 	char token[DSFS_TOKEN_LEN + 1];
 	unsigned char *data; /* owned */
 	size_t len;
@@ -58,7 +43,7 @@ struct mem_blob {
 };
 
 struct mem_entry {
-	struct hnode h;		       /* in m->entries, keyed by key */
+	struct htab_node h;	       /* in m->entries, keyed by key */
 	char *key;		       /* owned: the full key */
 	const char *name;	       /* last component, inside key */
 	struct mem_entry *parent;      /* NULL for a tree root */
@@ -76,107 +61,22 @@ struct mem_layer {
 	pthread_mutex_t lock;	/* protects everything below */
 	struct htab entries;	/* every entry, roots included */
 	struct htab blobs;	/* image blobs by token */
-	uint64_t seed;		/* hash seed, random per layer */
 	uint64_t used;
 	uint64_t budget;
 	uint64_t seq; /* last version handed out; never goes back */
 };
-
-static const char *const tree_roots[] = {"kv", "images"};
-#define NROOTS (sizeof(tree_roots) / sizeof(tree_roots[0]))
 
 static inline struct mem_layer *to_mem(struct dsfs_layer *l)
 {
 	return (struct mem_layer *)l;
 }
 
-/* ---- hash table ---------------------------------------------------- */
-
-static int htab_init(struct htab *t)
-{
-	t->b = calloc(HTAB_MIN, sizeof(*t->b));
-	if (!t->b)
-		return -ENOMEM;
-	t->nb = HTAB_MIN;
-	t->n = 0;
-	return 0;
-}
-
-/* Rehash into nb buckets.  Failing to allocate is not an error: the table
- * keeps working with longer chains, so an insert never fails. */
-static void htab_resize(struct htab *t, size_t nb)
-{
-	struct hnode **b, *n, *next;
-	size_t i;
-
-	b = calloc(nb, sizeof(*b));
-	if (!b)
-		return;
-	for (i = 0; i < t->nb; i++) {
-		for (n = t->b[i]; n; n = next) {
-			next = n->next;
-			n->next = b[n->hash & (nb - 1)];
-			b[n->hash & (nb - 1)] = n;
-		}
-	}
-	free(t->b);
-	t->b = b;
-	t->nb = nb;
-}
-
-static struct hnode *htab_find(const struct htab *t, uint64_t hash,
-			       const char *key, size_t len)
-{
-	struct hnode *n;
-
-	for (n = t->b[hash & (t->nb - 1)]; n; n = n->next)
-		if (n->hash == hash && n->keylen == len &&
-		    memcmp(n->key, key, len) == 0)
-			return n;
-	return NULL;
-}
-
-/* The caller has checked that n->key is not in the table. */
-static void htab_add(struct htab *t, struct hnode *n)
-{
-	struct hnode **b;
-
-	if (t->n >= t->nb)
-		htab_resize(t, t->nb * 2);
-	b = &t->b[n->hash & (t->nb - 1)];
-	n->next = *b;
-	*b = n;
-	t->n++;
-}
-
-static void htab_del(struct htab *t, struct hnode *n)
-{
-	struct hnode **p = &t->b[n->hash & (t->nb - 1)];
-
-	while (*p != n)
-		p = &(*p)->next;
-	*p = n->next;
-	t->n--;
-	/* Shrink lazily, well below the growth point, so that a workload
-	 * hovering at one size does not rehash back and forth. */
-	if (t->nb > HTAB_MIN && t->n < t->nb / 8)
-		htab_resize(t, t->nb / 2);
-}
-
 /* ---- entries ------------------------------------------------------- */
-
-static void node_set_key(struct mem_layer *m, struct hnode *h, const char *key)
-{
-	h->key = key;
-	h->keylen = strlen(key);
-	h->hash = dsfs_hash(m->seed, key, h->keylen);
-}
 
 static struct mem_entry *find_len(struct mem_layer *m, const char *key,
 				  size_t len)
 {
-	struct hnode *h =
-		htab_find(&m->entries, dsfs_hash(m->seed, key, len), key, len);
+	struct htab_node *h = htab_find(&m->entries, key, len);
 
 	return h ? (struct mem_entry *)h : NULL;
 }
@@ -188,21 +88,9 @@ static struct mem_entry *find(struct mem_layer *m, const char *key)
 
 static struct mem_blob *find_blob(struct mem_layer *m, const char *token)
 {
-	size_t len = strlen(token);
-	struct hnode *h = htab_find(&m->blobs, dsfs_hash(m->seed, token, len),
-				    token, len);
+	struct htab_node *h = htab_find(&m->blobs, token, strlen(token));
 
 	return h ? (struct mem_blob *)h : NULL;
-}
-
-static bool is_root(const char *key)
-{
-	size_t i;
-
-	for (i = 0; i < NROOTS; i++)
-		if (strcmp(key, tree_roots[i]) == 0)
-			return true;
-	return false;
 }
 
 /* The directory that holds key: a tree root or a directory entry.
@@ -211,18 +99,18 @@ static bool is_root(const char *key)
 static int find_parent(struct mem_layer *m, const char *key,
 		       struct mem_entry **out)
 {
-	const char *slash = strrchr(key, '/');
+	struct layer_key k;
 	struct mem_entry *p;
+	int rc;
 
-	if (!slash || slash == key || slash[1] == '\0')
-		return -EINVAL;
-	p = find_len(m, key, (size_t)(slash - key));
-	if (!p || p->a.kind == DSFS_WHITEOUT)
-		return -ENOENT;
-	if (p->a.kind != DSFS_DIR)
-		return -ENOTDIR;
-	*out = p;
-	return 0;
+	rc = layer_split_key(key, strlen(key), &k);
+	if (rc)
+		return rc;
+	p = find_len(m, k.parent, k.plen);
+	rc = layer_dir_check(p ? p->a.kind : DSFS_NONE);
+	if (rc == 0)
+		*out = p;
+	return rc;
 }
 
 static const char *base_name(const char *key)
@@ -345,29 +233,10 @@ static void drop_whiteouts(struct mem_layer *m, struct mem_entry *dir)
 	}
 }
 
-/* Would a change that adds `add` bytes and frees `sub` fit the budget?
- * One that does not grow usage always fits, even over budget. */
+/* Would a change that adds `add` bytes and frees `sub` fit the budget? */
 static bool fits(const struct mem_layer *m, uint64_t add, uint64_t sub)
 {
-	if (add <= sub)
-		return true;
-	return m->used <= m->budget && add - sub <= m->budget - m->used;
-}
-
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-	size_t n = strnlen(src, cap - 1);
-
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
-/* The attributes the tree roots report: they are never stored. */
-static void root_attr(struct dsfs_attr *a)
-{
-	memset(a, 0, sizeof(*a));
-	a->kind = DSFS_DIR;
-	a->mode = 0755;
+	return layer_fits(m->used, m->budget, add, sub);
 }
 
 /* Turn e into a whiteout of a new version; the caller dropped its value
@@ -378,8 +247,7 @@ static void set_whiteout(struct mem_layer *m, struct mem_entry *e)
 
 	if (dir && e->a.kind != DSFS_WHITEOUT)
 		dir->nreal--;
-	memset(&e->a, 0, sizeof(e->a));
-	e->a.kind = DSFS_WHITEOUT;
+	layer_whiteout_attr(&e->a);
 	e->a.version = ++m->seq;
 }
 
@@ -387,8 +255,7 @@ static void set_whiteout(struct mem_layer *m, struct mem_entry *e)
 static void entry_attach(struct mem_layer *m, struct mem_entry *dir,
 			 struct mem_entry *e)
 {
-	node_set_key(m, &e->h, e->key);
-	htab_add(&m->entries, &e->h);
+	htab_add(&m->entries, &e->h, e->key, strlen(e->key));
 	link_child(dir, e);
 }
 
@@ -469,8 +336,6 @@ static int commit_locked(struct mem_layer *m, const char *key,
 	uint64_t add, sub = 0;
 	int rc;
 
-	if (is_root(key))
-		return -EISDIR;
 	rc = find_parent(m, key, &dir);
 	if (rc)
 		return rc;
@@ -512,7 +377,7 @@ static int commit_locked(struct mem_layer *m, const char *key,
 		if (len)
 			memcpy(nb->data, data, len);
 		nb->len = len;
-		copy_str(nb->token, sizeof(nb->token), a->token);
+		layer_copy_str(nb->token, sizeof(nb->token), a->token);
 	} else if (!a->token[0]) {
 		copy = malloc(len ? len : 1);
 		if (!copy)
@@ -524,8 +389,7 @@ static int commit_locked(struct mem_layer *m, const char *key,
 	/* Take the new reference before dropping the old one, so that an
 	 * image replaced by itself keeps its blob. */
 	if (nb) {
-		node_set_key(m, &nb->h, nb->token);
-		htab_add(&m->blobs, &nb->h);
+		htab_add(&m->blobs, &nb->h, nb->token, strlen(nb->token));
 		b = nb;
 	}
 	if (b)
@@ -541,19 +405,9 @@ static int commit_locked(struct mem_layer *m, const char *key,
 	}
 	e->value = copy;
 	e->blob = b;
-	e->a.kind = DSFS_FILE;
-	e->a.opaque = false;
-	e->a.mode = a->mode & 07777;
-	e->a.uid = a->uid;
-	e->a.gid = a->gid;
-	e->a.atime = a->atime;
-	e->a.mtime = a->mtime;
-	e->a.ctime = a->ctime;
+	layer_file_attr(&e->a, a);
 	e->a.size = b ? b->len : len;
-	copy_str(e->a.type, sizeof(e->a.type), a->type);
-	copy_str(e->a.token, sizeof(e->a.token), b ? b->token : "");
-	if (a->version > m->seq) /* a floor set by the overlay */
-		m->seq = a->version;
+	m->seq = layer_version_floor(m->seq, a);
 	e->a.version = ++m->seq;
 	m->used = m->used + add - sub;
 	if (out)
@@ -590,8 +444,6 @@ static int mkdir_locked(struct mem_layer *m, const char *key,
 	struct mem_entry *e, *dir;
 	int rc;
 
-	if (is_root(key))
-		return -EEXIST;
 	rc = find_parent(m, key, &dir);
 	if (rc)
 		return rc;
@@ -610,15 +462,7 @@ static int mkdir_locked(struct mem_layer *m, const char *key,
 	} else {
 		dir->nreal++;
 	}
-	memset(&e->a, 0, sizeof(e->a));
-	e->a.kind = DSFS_DIR;
-	e->a.opaque = a->opaque;
-	e->a.mode = a->mode & 07777;
-	e->a.uid = a->uid;
-	e->a.gid = a->gid;
-	e->a.atime = a->atime;
-	e->a.mtime = a->mtime;
-	e->a.ctime = a->ctime;
+	layer_dir_attr(&e->a, a);
 	e->a.version = ++m->seq;
 	return 0;
 }
@@ -639,8 +483,6 @@ static int remove_locked(struct mem_layer *m, const char *key)
 {
 	struct mem_entry *e;
 
-	if (is_root(key))
-		return -EBUSY;
 	e = find(m, key);
 	if (!e)
 		return -ENOENT;
@@ -652,15 +494,22 @@ static int remove_locked(struct mem_layer *m, const char *key)
 	return 0;
 }
 
-static int mem_remove(struct dsfs_layer *l, const char *key)
+/* Run fn(m, key) under the lock. */
+static int key_locked(struct dsfs_layer *l, const char *key,
+		      int (*fn)(struct mem_layer *m, const char *key))
 {
 	struct mem_layer *m = to_mem(l);
 	int rc;
 
 	pthread_mutex_lock(&m->lock);
-	rc = remove_locked(m, key);
+	rc = fn(m, key);
 	pthread_mutex_unlock(&m->lock);
 	return rc;
+}
+
+static int mem_remove(struct dsfs_layer *l, const char *key)
+{
+	return key_locked(l, key, remove_locked);
 }
 
 static int whiteout_locked(struct mem_layer *m, const char *key)
@@ -669,8 +518,6 @@ static int whiteout_locked(struct mem_layer *m, const char *key)
 	uint64_t add = strlen(base_name(key)), sub = 0;
 	int rc;
 
-	if (is_root(key))
-		return -EBUSY;
 	rc = find_parent(m, key, &dir);
 	if (rc)
 		return rc;
@@ -698,13 +545,7 @@ static int whiteout_locked(struct mem_layer *m, const char *key)
 
 static int mem_whiteout(struct dsfs_layer *l, const char *key)
 {
-	struct mem_layer *m = to_mem(l);
-	int rc;
-
-	pthread_mutex_lock(&m->lock);
-	rc = whiteout_locked(m, key);
-	pthread_mutex_unlock(&m->lock);
-	return rc;
+	return key_locked(l, key, whiteout_locked);
 }
 
 static int mem_setattr(struct dsfs_layer *l, const char *key,
@@ -720,22 +561,7 @@ static int mem_setattr(struct dsfs_layer *l, const char *key,
 		rc = -ENOENT;
 		goto out_unlock;
 	}
-	if (e->root) {
-		rc = -EPERM; /* the roots' attributes are not stored */
-		goto out_unlock;
-	}
-	if (mask & DSFS_SET_MODE)
-		e->a.mode = a->mode & 07777;
-	if (mask & DSFS_SET_UID)
-		e->a.uid = a->uid;
-	if (mask & DSFS_SET_GID)
-		e->a.gid = a->gid;
-	if (mask & DSFS_SET_ATIME)
-		e->a.atime = a->atime;
-	if (mask & DSFS_SET_MTIME)
-		e->a.mtime = a->mtime;
-	if (mask & DSFS_SET_CTIME)
-		e->a.ctime = a->ctime;
+	layer_apply_setattr(&e->a, a, mask);
 	e->a.version = ++m->seq;
 out_unlock:
 	pthread_mutex_unlock(&m->lock);
@@ -797,8 +623,7 @@ static void rekey(struct mem_layer *m, struct mem_entry *e, char *key)
 	free(e->key);
 	e->key = key;
 	e->name = base_name(key);
-	node_set_key(m, &e->h, key);
-	htab_add(&m->entries, &e->h);
+	htab_add(&m->entries, &e->h, key, strlen(key));
 }
 
 static int rename_locked(struct mem_layer *m, const char *from, const char *to,
@@ -806,34 +631,24 @@ static int rename_locked(struct mem_layer *m, const char *from, const char *to,
 {
 	struct mem_entry *src, *dst, *tdir, *fdir, *wo = NULL, *d;
 	char **keys = NULL, *newkey = NULL;
-	size_t nkeys = 0, i, flen = strlen(from);
+	size_t nkeys = 0, i;
 	uint64_t add, sub;
+	bool same;
 	int rc;
 
-	if (is_root(from) || is_root(to))
-		return -EBUSY;
 	src = find(m, from);
 	if (!src || src->a.kind == DSFS_WHITEOUT)
 		return -ENOENT;
 	rc = find_parent(m, to, &tdir);
 	if (rc)
 		return rc;
-	if (strcmp(from, to) == 0)
-		return (flags & DSFS_RENAME_NOREPLACE) ? -EEXIST : 0;
-	if (src->a.kind == DSFS_DIR && strncmp(to, from, flen) == 0 &&
-	    to[flen] == '/')
-		return -EINVAL;
 	dst = find(m, to);
-	if (dst && dst->a.kind != DSFS_WHITEOUT) {
-		if (flags & DSFS_RENAME_NOREPLACE)
-			return -EEXIST;
-		if (src->a.kind != DSFS_DIR && dst->a.kind == DSFS_DIR)
-			return -EISDIR;
-		if (src->a.kind == DSFS_DIR && dst->a.kind != DSFS_DIR)
-			return -ENOTDIR;
-		if (dst->a.kind == DSFS_DIR && dst->nreal)
-			return -ENOTEMPTY;
-	}
+	rc = layer_rename_check(from, to, flags, &src->a, dst ? &dst->a : NULL,
+				&same);
+	if (rc || same)
+		return rc;
+	if (dst && dst->a.kind == DSFS_DIR && dst->nreal)
+		return -ENOTEMPTY;
 
 	add = strlen(base_name(to));
 	sub = strlen(src->name) + (dst ? entry_cost(dst) : 0);
@@ -984,118 +799,100 @@ static int mem_sync(struct dsfs_layer *l)
 	return 0;
 }
 
-/* Free every entry but the roots, and every blob but the pinned ones if
- * keep_pinned: those stay, referenced by nothing and still counted in
- * usage, until their last unpin.  seq is kept: versions must keep
- * increasing across a factory reset, or a cache holding an old version
- * could take a new value for the one it has. */
-static void clear_locked(struct mem_layer *m, bool keep_pinned)
+/* What clear_locked() keeps: the roots (emptied) and, unless closing, the
+ * pinned blobs. */
+struct clearing {
+	struct mem_layer *m;
+	bool closing;
+	uint64_t used; /* bytes of the blobs kept */
+};
+
+static void clear_entry(struct htab_node *h, void *arg)
 {
-	struct hnode *h, *next;
-	size_t i, kept = 0;
-	uint64_t used = 0;
+	struct clearing *c = arg;
+	struct mem_entry *e = (struct mem_entry *)h;
 
-	for (i = 0; i < m->entries.nb; i++) {
-		for (h = m->entries.b[i]; h; h = next) {
-			struct mem_entry *e = (struct mem_entry *)h;
-
-			next = h->next;
-			if (e->root) {
-				e->kids = NULL;
-				e->nreal = 0;
-				continue;
-			}
-			free(e->value);
-			free(e->key);
-			free(e);
-		}
-		m->entries.b[i] = NULL;
+	if (e->root && !c->closing) {
+		e->kids = NULL;
+		e->nreal = 0;
+		htab_add(&c->m->entries, h, e->key, strlen(e->key));
+		return;
 	}
-	for (i = 0; i < m->blobs.nb; i++) {
-		h = m->blobs.b[i];
-		m->blobs.b[i] = NULL;
-		for (; h; h = next) {
-			struct mem_blob *b = (struct mem_blob *)h;
-
-			next = h->next;
-			if (keep_pinned && b->pins) {
-				b->refs = 0;
-				h->next = m->blobs.b[i];
-				m->blobs.b[i] = h;
-				kept++;
-				used += b->len;
-				continue;
-			}
-			free(b->data);
-			free(b);
-		}
-	}
-	m->entries.n = 0;
-	m->blobs.n = kept;
-	m->used = used;
+	free(e->value);
+	free(e->key);
+	free(e);
 }
 
-/* The roots go back into the emptied table. */
-static void add_roots(struct mem_layer *m, struct mem_entry **roots)
+static void clear_blob(struct htab_node *h, void *arg)
 {
-	size_t i;
+	struct clearing *c = arg;
+	struct mem_blob *b = (struct mem_blob *)h;
 
-	for (i = 0; i < NROOTS; i++) {
-		node_set_key(m, &roots[i]->h, roots[i]->key);
-		htab_add(&m->entries, &roots[i]->h);
+	if (b->pins && !c->closing) {
+		b->refs = 0;
+		htab_add(&c->m->blobs, h, b->token, strlen(b->token));
+		c->used += b->len;
+		return;
 	}
+	free(b->data);
+	free(b);
+}
+
+/* Free every entry but the roots, and every blob but the pinned ones, or
+ * everything if closing.  The pinned blobs stay, referenced by nothing and
+ * still counted in usage, until their last unpin.  seq is kept: versions
+ * must keep increasing across a factory reset, or a cache holding an old
+ * version could take a new value for the one it has. */
+static void clear_locked(struct mem_layer *m, bool closing)
+{
+	struct clearing c = {m, closing, 0};
+
+	htab_drain(&m->entries, clear_entry, &c);
+	htab_drain(&m->blobs, clear_blob, &c);
+	m->used = c.used;
 }
 
 static int mem_clear(struct dsfs_layer *l)
 {
 	struct mem_layer *m = to_mem(l);
-	struct mem_entry *roots[NROOTS];
-	size_t i;
 
 	pthread_mutex_lock(&m->lock);
-	for (i = 0; i < NROOTS; i++)
-		roots[i] = find(m, tree_roots[i]);
-	clear_locked(m, true);
-	htab_resize(&m->entries, HTAB_MIN);
-	htab_resize(&m->blobs, HTAB_MIN);
-	add_roots(m, roots);
+	clear_locked(m, false);
 	pthread_mutex_unlock(&m->lock);
 	return 0;
+}
+
+/* Find token's blob and report its size, or count a pin of it: the pin
+ * count lives in the blob itself, as a blob is in m->blobs exactly while
+ * it is referenced or pinned. */
+static int find_blob_locked(struct dsfs_layer *l, const char *token, bool pin,
+			    uint64_t *size)
+{
+	struct mem_layer *m = to_mem(l);
+	struct mem_blob *b;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->lock);
+	b = find_blob(m, token);
+	if (!b)
+		rc = -ENOENT;
+	else if (pin)
+		b->pins++;
+	else
+		*size = b->len;
+	pthread_mutex_unlock(&m->lock);
+	return rc;
 }
 
 static int mem_stat_blob(struct dsfs_layer *l, const char *token,
 			 uint64_t *size)
 {
-	struct mem_layer *m = to_mem(l);
-	struct mem_blob *b;
-	int rc = 0;
-
-	pthread_mutex_lock(&m->lock);
-	b = find_blob(m, token);
-	if (b)
-		*size = b->len;
-	else
-		rc = -ENOENT;
-	pthread_mutex_unlock(&m->lock);
-	return rc;
+	return find_blob_locked(l, token, false, size);
 }
 
-/* The pin count lives in the blob itself: a blob is in m->blobs exactly
- * while it is referenced or pinned. */
 static int mem_pin_blob(struct dsfs_layer *l, const char *token)
 {
-	struct mem_layer *m = to_mem(l);
-	struct mem_blob *b;
-	int rc = 0;
-
-	pthread_mutex_lock(&m->lock);
-	b = find_blob(m, token);
-	if (b)
-		b->pins++;
-	else
-		rc = -ENOENT;
-	pthread_mutex_unlock(&m->lock);
-	return rc;
+	return find_blob_locked(l, token, true, NULL);
 }
 
 static int mem_unpin_blob(struct dsfs_layer *l, const char *token)
@@ -1119,18 +916,10 @@ static int mem_unpin_blob(struct dsfs_layer *l, const char *token)
 static void mem_close(struct dsfs_layer *l)
 {
 	struct mem_layer *m = to_mem(l);
-	struct mem_entry *roots[NROOTS];
-	size_t i;
 
-	for (i = 0; i < NROOTS; i++)
-		roots[i] = find(m, tree_roots[i]);
-	clear_locked(m, false);
-	for (i = 0; i < NROOTS; i++) {
-		free(roots[i]->key);
-		free(roots[i]);
-	}
-	free(m->entries.b);
-	free(m->blobs.b);
+	clear_locked(m, true);
+	htab_free(&m->entries);
+	htab_free(&m->blobs);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
@@ -1158,8 +947,10 @@ static const struct dsfs_layer_ops mem_ops = {
 
 int layer_mem_open(uint64_t budget, struct dsfs_layer **out)
 {
-	struct mem_entry *roots[NROOTS] = {NULL};
 	struct mem_layer *m;
+	struct mem_entry *e;
+	const char *root;
+	uint64_t seed;
 	size_t i;
 	int rc = -ENOMEM;
 
@@ -1167,26 +958,25 @@ int layer_mem_open(uint64_t budget, struct dsfs_layer **out)
 	if (!m)
 		return -ENOMEM;
 	/* A weak seed is still a seed: ignore a getrandom() failure. */
-	if (getrandom(&m->seed, sizeof(m->seed), GRND_NONBLOCK) !=
-	    sizeof(m->seed))
-		m->seed = (uint64_t)(uintptr_t)m;
-	if (htab_init(&m->entries))
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
+		seed = (uint64_t)(uintptr_t)m;
+	if (htab_init(&m->entries, seed))
 		goto out_free;
-	if (htab_init(&m->blobs))
+	if (htab_init(&m->blobs, seed))
 		goto out_free_entries;
-	for (i = 0; i < NROOTS; i++) {
-		roots[i] = entry_new(tree_roots[i]);
-		if (!roots[i])
+	for (i = 0; (root = layer_tree_root(i)); i++) {
+		e = entry_new(root);
+		if (!e)
 			goto out_free_roots;
-		roots[i]->root = true;
-		root_attr(&roots[i]->a);
+		e->root = true;
+		layer_root_attr(&e->a);
+		htab_add(&m->entries, &e->h, e->key, strlen(e->key));
 	}
 	rc = pthread_mutex_init(&m->lock, NULL);
 	if (rc) {
 		rc = -rc;
 		goto out_free_roots;
 	}
-	add_roots(m, roots);
 	m->budget = budget;
 	m->base.ops = &mem_ops;
 	m->base.name = "ephemeral";
@@ -1195,14 +985,10 @@ int layer_mem_open(uint64_t budget, struct dsfs_layer **out)
 	return 0;
 
 out_free_roots:
-	for (i = 0; i < NROOTS; i++) {
-		if (roots[i])
-			free(roots[i]->key);
-		free(roots[i]);
-	}
-	free(m->blobs.b);
+	clear_locked(m, true);
+	htab_free(&m->blobs);
 out_free_entries:
-	free(m->entries.b);
+	htab_free(&m->entries);
 out_free:
 	free(m);
 	return rc;

@@ -43,7 +43,7 @@
  * our own is needed anyway, because a transaction spans several statements;
  * SQLite's own (FULLMUTEX) would only be taken a second time inside it.
  */
-#include "hash.h"
+#include "htab.h"
 #include "layer.h"
 #include "log.h"
 
@@ -63,7 +63,6 @@
 #define STORE_APP_ID 0x64736673u /* "dsfs" */
 #define STORE_VERSION 1
 #define BUSY_TIMEOUT_MS 5000
-#define PIN_BUCKETS_MIN 16 /* a power of two */
 /* The WAL is checkpointed once it holds this many pages (SQLite's default
  * is 1000, 4 MiB), and cut back to this size when it starts over: see
  * "Disk space" below. */
@@ -201,7 +200,7 @@ static const char *const stmt_sql[S_COUNT] = {
 
 /* One pinned token in s->pins. */
 struct pin {
-	struct pin *next; /* next in the same bucket */
+	struct htab_node h; /* keyed by token */
 	unsigned long count;
 	char token[DSFS_TOKEN_LEN + 1];
 };
@@ -215,8 +214,7 @@ struct sq_layer {
 	char *name;	    /* base.name points here */
 	char *path;	    /* for log lines */
 	bool image;	    /* opened immutable: nothing is ever deleted */
-	struct pin **pins;  /* npb buckets, allocated at the first pin */
-	size_t npb, npins;  /* buckets (a power of two), tokens pinned */
+	struct htab pins;   /* struct pin by token */
 	int reserve_fd;	    /* the space reserve, -1 if none: Disk space */
 	uint64_t reserve;   /* its size when held */
 	bool reserve_out;   /* given back, not yet taken again */
@@ -234,15 +232,6 @@ struct tx {
 	bool disk_full;	     /* a statement failed for want of disk space */
 };
 
-/* The parts of a key: "kv/app/x" is parent "kv/app" and name "x".  Not
- * NUL-terminated: they point into the key. */
-struct kparts {
-	const char *parent;
-	int plen;
-	const char *name;
-	int nlen;
-};
-
 struct row {
 	sqlite3_int64 id; /* 0 for a tree root, which is never stored */
 	struct dsfs_attr a;
@@ -253,8 +242,6 @@ struct blobinfo {
 	int64_t refs;
 	uint64_t len;
 };
-
-static const char *const tree_roots[] = {"kv", "images"};
 
 static inline struct sq_layer *to_sq(struct dsfs_layer *l)
 {
@@ -358,46 +345,12 @@ static int tx_fail(struct tx *t, int rc)
 
 /* ---- small helpers ------------------------------------------------- */
 
-static bool is_root_len(const char *key, size_t len)
+/* layer_split_key(), for keys whose lengths SQLite can bind (as int). */
+static int split(const char *key, size_t len, struct layer_key *k)
 {
-	size_t i;
-
-	for (i = 0; i < sizeof(tree_roots) / sizeof(tree_roots[0]); i++)
-		if (strlen(tree_roots[i]) == len &&
-		    memcmp(key, tree_roots[i], len) == 0)
-			return true;
-	return false;
-}
-
-static int split(const char *key, size_t len, struct kparts *k)
-{
-	size_t i = len;
-
-	while (i > 0 && key[i - 1] != '/')
-		i--;
-	if (i <= 1 || i == len || len > INT_MAX)
+	if (len > INT_MAX)
 		return -EINVAL;
-	k->parent = key;
-	k->plen = (int)(i - 1);
-	k->name = key + i;
-	k->nlen = (int)(len - i);
-	return 0;
-}
-
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-	size_t n = src ? strnlen(src, cap - 1) : 0;
-
-	memcpy(dst, src ? src : "", n);
-	dst[n] = '\0';
-}
-
-/* The attributes the tree roots report: they are never stored. */
-static void root_attr(struct dsfs_attr *a)
-{
-	memset(a, 0, sizeof(*a));
-	a->kind = DSFS_DIR;
-	a->mode = 0755;
+	return layer_split_key(key, len, k);
 }
 
 /* Times are stored as nanoseconds since the epoch, which holds ±292
@@ -426,16 +379,12 @@ static struct timespec ns_ts(int64_t ns)
 	return t;
 }
 
-/* Would a change that adds `add` bytes and frees `sub` fit the budget?
- * One that does not grow usage always fits, even over budget. */
+/* Would a change that adds `add` bytes and frees `sub` fit the budget? */
 static bool fits(const struct tx *t, uint64_t add, uint64_t sub)
 {
 	uint64_t used = t->used < 0 ? 0 : (uint64_t)t->used;
-	uint64_t budget = t->s->budget;
 
-	if (add <= sub)
-		return true;
-	return used <= budget && add - sub <= budget - used;
+	return layer_fits(used, t->s->budget, add, sub);
 }
 
 static void bind_str(sqlite3_stmt *st, int i, const char *s, int len)
@@ -482,74 +431,35 @@ static int run_key(struct tx *t, enum stmt i, const char *key, int len)
 
 /* ---- pins ---------------------------------------------------------- */
 
-/* Unseeded: the table holds one token per image open for reading, and a
- * token is a content hash that a writer cannot aim at a bucket without
- * finding collisions of SHA-256. */
-static uint64_t pin_hash(const char *token)
+static struct pin *pin_find(struct sq_layer *s, const char *token)
 {
-	return dsfs_hash_str(0, token);
-}
+	struct htab_node *h;
 
-/* The link that points at token's pin, or the NULL ending its chain. */
-static struct pin **pin_link(struct sq_layer *s, const char *token)
-{
-	struct pin **p = &s->pins[pin_hash(token) & (s->npb - 1)];
-
-	while (*p && strcmp((*p)->token, token) != 0)
-		p = &(*p)->next;
-	return p;
+	if (!s->pins.n)
+		return NULL;
+	h = htab_find(&s->pins, token, strlen(token));
+	return h ? (struct pin *)h : NULL;
 }
 
 static bool pinned(struct sq_layer *s, const char *token)
 {
-	return s->npins && *pin_link(s, token);
-}
-
-/* Rehash into nb buckets.  Failing to allocate is not an error: the table
- * keeps working with longer chains. */
-static void pins_resize(struct sq_layer *s, size_t nb)
-{
-	struct pin **b, *p, *next;
-	size_t i;
-
-	b = calloc(nb, sizeof(*b));
-	if (!b)
-		return;
-	for (i = 0; i < s->npb; i++) {
-		for (p = s->pins[i]; p; p = next) {
-			next = p->next;
-			p->next = b[pin_hash(p->token) & (nb - 1)];
-			b[pin_hash(p->token) & (nb - 1)] = p;
-		}
-	}
-	free(s->pins);
-	s->pins = b;
-	s->npb = nb;
+	return pin_find(s, token) != NULL;
 }
 
 static int pin_add(struct sq_layer *s, const char *token)
 {
-	struct pin **link, *p;
+	struct pin *p = pin_find(s, token);
 
-	if (!s->pins) {
-		s->pins = calloc(PIN_BUCKETS_MIN, sizeof(*s->pins));
-		if (!s->pins)
-			return -ENOMEM;
-		s->npb = PIN_BUCKETS_MIN;
-	}
-	link = pin_link(s, token);
-	if (*link) {
-		(*link)->count++;
+	if (p) {
+		p->count++;
 		return 0;
 	}
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	copy_str(p->token, sizeof(p->token), token);
+	layer_copy_str(p->token, sizeof(p->token), token);
 	p->count = 1;
-	*link = p;
-	if (++s->npins > s->npb)
-		pins_resize(s, s->npb * 2);
+	htab_add(&s->pins, &p->h, p->token, strlen(p->token));
 	return 0;
 }
 
@@ -557,37 +467,28 @@ static int pin_add(struct sq_layer *s, const char *token)
  * -ENOENT if token is not pinned. */
 static int pin_drop(struct sq_layer *s, const char *token, bool *last)
 {
-	struct pin **link, *p;
+	struct pin *p = pin_find(s, token);
 
-	if (!s->npins)
-		return -ENOENT;
-	link = pin_link(s, token);
-	p = *link;
 	if (!p)
 		return -ENOENT;
 	*last = --p->count == 0;
 	if (*last) {
-		*link = p->next;
+		htab_del(&s->pins, &p->h);
 		free(p);
-		s->npins--;
 	}
 	return 0;
 }
 
+static void pin_free(struct htab_node *h, void *arg)
+{
+	(void)arg;
+	free(h);
+}
+
 static void pins_free(struct sq_layer *s)
 {
-	struct pin *p, *next;
-	size_t i;
-
-	for (i = 0; i < s->npb; i++) {
-		for (p = s->pins[i]; p; p = next) {
-			next = p->next;
-			free(p);
-		}
-	}
-	free(s->pins);
-	s->pins = NULL;
-	s->npb = s->npins = 0;
+	htab_drain(&s->pins, pin_free, NULL);
+	htab_free(&s->pins);
 }
 
 /* ---- meta ---------------------------------------------------------- */
@@ -835,19 +736,19 @@ static void row_attr(sqlite3_stmt *st, int c, struct dsfs_attr *a)
 	a->ctime = ns_ts(sqlite3_column_int64(st, c + 7));
 	a->version = (uint64_t)sqlite3_column_int64(st, c + 8);
 	a->size = (uint64_t)sqlite3_column_int64(st, c + 9);
-	copy_str(a->type, sizeof(a->type),
-		 (const char *)sqlite3_column_text(st, c + 10));
-	copy_str(a->token, sizeof(a->token),
-		 (const char *)sqlite3_column_text(st, c + 11));
+	layer_copy_str(a->type, sizeof(a->type),
+		       (const char *)sqlite3_column_text(st, c + 10));
+	layer_copy_str(a->token, sizeof(a->token),
+		       (const char *)sqlite3_column_text(st, c + 11));
 }
 
-static int get_row(struct tx *t, const struct kparts *k, struct row *r)
+static int get_row(struct tx *t, const struct layer_key *k, struct row *r)
 {
 	sqlite3_stmt *st = t->s->st[S_GET];
 	int rc;
 
-	bind_str(st, 1, k->parent, k->plen);
-	bind_str(st, 2, k->name, k->nlen);
+	bind_str(st, 1, k->parent, (int)k->plen);
+	bind_str(st, 2, k->name, (int)k->nlen);
 	rc = step(t, st);
 	if (rc == 1) {
 		r->id = sqlite3_column_int64(st, 0);
@@ -861,11 +762,11 @@ static int get_row(struct tx *t, const struct kparts *k, struct row *r)
 /* The entry at key (len bytes of it), tree roots included. */
 static int get_key(struct tx *t, const char *key, size_t len, struct row *r)
 {
-	struct kparts k;
+	struct layer_key k;
 
-	if (is_root_len(key, len)) {
+	if (layer_is_root(key, len)) {
 		r->id = 0;
-		root_attr(&r->a);
+		layer_root_attr(&r->a);
 		return 0;
 	}
 	if (split(key, len, &k))
@@ -875,17 +776,30 @@ static int get_key(struct tx *t, const char *key, size_t len, struct row *r)
 
 /* The directory that will hold k must exist: a tree root or a directory
  * entry; -ENOENT if it is missing or a whiteout, -ENOTDIR if a file. */
-static int parent_ok(struct tx *t, const struct kparts *k)
+static int parent_ok(struct tx *t, const struct layer_key *k)
 {
 	struct row p;
 	int rc;
 
-	rc = get_key(t, k->parent, (size_t)k->plen, &p);
+	rc = get_key(t, k->parent, k->plen, &p);
+	return rc ? rc : layer_dir_check(p.a.kind);
+}
+
+/* The key a change will put an entry at: its parts in *k, its parent
+ * checked (parent_ok), and the entry there now in *r if *found. */
+static int target(struct tx *t, const char *key, size_t len,
+		  struct layer_key *k, struct row *r, bool *found)
+{
+	int rc;
+
+	if (split(key, len, k))
+		return -EINVAL;
+	rc = parent_ok(t, k);
 	if (rc)
 		return rc;
-	if (p.a.kind == DSFS_WHITEOUT)
-		return -ENOENT;
-	return p.a.kind == DSFS_DIR ? 0 : -ENOTDIR;
+	rc = get_row(t, k, r);
+	*found = rc == 0;
+	return rc == -ENOENT ? 0 : rc;
 }
 
 /* 1 if the directory at key holds anything but whiteouts, else 0. */
@@ -903,14 +817,14 @@ static int has_real_kid(struct tx *t, const char *key, int len)
 
 /* Insert or replace the row at k.  value NULL stores SQL NULL (images,
  * directories, whiteouts); a plain file's value is never NULL. */
-static int put_row(struct tx *t, const struct kparts *k,
+static int put_row(struct tx *t, const struct layer_key *k,
 		   const struct dsfs_attr *a, const void *value, size_t len,
 		   bool is_file)
 {
 	sqlite3_stmt *st = t->s->st[S_PUT];
 
-	bind_str(st, 1, k->parent, k->plen);
-	bind_str(st, 2, k->name, k->nlen);
+	bind_str(st, 1, k->parent, (int)k->plen);
+	bind_str(st, 2, k->name, (int)k->nlen);
 	sqlite3_bind_int(st, 3, (int)a->kind);
 	sqlite3_bind_int(st, 4, a->opaque);
 	sqlite3_bind_int64(st, 5, a->mode & 07777);
@@ -990,7 +904,7 @@ static bool in_blob(const struct dsfs_attr *a)
 static int entry_cost(struct tx *t, const char *key, int len,
 		      const struct row *r, const char *keep, uint64_t *cost)
 {
-	struct kparts k;
+	struct layer_key k;
 	struct blobinfo b;
 	sqlite3_stmt *st;
 	int rc;
@@ -1160,29 +1074,19 @@ static int commit_fn(struct tx *t, void *arg)
 	size_t klen = strlen(c->key);
 	struct dsfs_attr na;
 	struct blobinfo b;
-	struct kparts k;
+	struct layer_key k;
 	struct row old;
 	bool found, have_blob = false, same_blob = false;
 	uint64_t add, sub = 0;
 	int rc;
 
-	if (is_root_len(c->key, klen))
-		return -EISDIR;
-	if (split(c->key, klen, &k))
-		return -EINVAL;
-	rc = parent_ok(t, &k);
+	rc = target(t, c->key, klen, &k, &old, &found);
 	if (rc)
 		return rc;
-	rc = get_row(t, &k, &old);
-	if (rc && rc != -ENOENT)
-		return rc;
-	found = rc == 0;
 	if (found && old.a.kind == DSFS_DIR)
 		return -EISDIR;
 
-	memset(&na, 0, sizeof(na));
-	copy_str(na.token, sizeof(na.token), c->a->token);
-	copy_str(na.type, sizeof(na.type), c->a->type);
+	layer_file_attr(&na, c->a);
 	add = (uint64_t)k.nlen;
 	if (na.token[0]) {
 		rc = blob_get(t, na.token, &b);
@@ -1216,16 +1120,8 @@ static int commit_fn(struct tx *t, void *arg)
 	if (rc)
 		return rc;
 
-	na.kind = DSFS_FILE;
-	na.mode = c->a->mode & 07777;
-	na.uid = c->a->uid;
-	na.gid = c->a->gid;
-	na.atime = c->a->atime;
-	na.mtime = c->a->mtime;
-	na.ctime = c->a->ctime;
 	na.size = have_blob ? b.len : c->len;
-	if (c->a->version > (uint64_t)t->seq) /* a floor set by the overlay */
-		t->seq = (int64_t)c->a->version;
+	t->seq = (int64_t)layer_version_floor((uint64_t)t->seq, c->a);
 	na.version = (uint64_t)++t->seq;
 	rc = put_row(t, &k, &na, na.token[0] ? NULL : c->data, c->len,
 		     !na.token[0]);
@@ -1256,41 +1152,25 @@ static int mkdir_fn(struct tx *t, void *arg)
 	struct mkdir_args *m = arg;
 	size_t klen = strlen(m->key);
 	struct dsfs_attr na;
-	struct kparts k;
+	struct layer_key k;
 	struct row old;
 	bool found;
 	int rc;
 
-	if (is_root_len(m->key, klen))
-		return -EEXIST;
-	if (split(m->key, klen, &k))
-		return -EINVAL;
-	rc = parent_ok(t, &k);
+	rc = target(t, m->key, klen, &k, &old, &found);
 	if (rc)
 		return rc;
-	rc = get_row(t, &k, &old);
-	if (rc && rc != -ENOENT)
-		return rc;
-	found = rc == 0;
 	if (found && old.a.kind != DSFS_WHITEOUT)
 		return -EEXIST;
 	/* Over a whiteout the name is already counted. */
 	if (!found && !fits(t, (uint64_t)k.nlen, 0))
 		return -ENOSPC;
 
-	memset(&na, 0, sizeof(na));
-	na.kind = DSFS_DIR;
-	na.opaque = m->a->opaque;
-	na.mode = m->a->mode & 07777;
-	na.uid = m->a->uid;
-	na.gid = m->a->gid;
-	na.atime = m->a->atime;
-	na.mtime = m->a->mtime;
-	na.ctime = m->a->ctime;
+	layer_dir_attr(&na, m->a);
 	na.version = (uint64_t)++t->seq;
 	rc = put_row(t, &k, &na, NULL, 0, false);
 	if (rc == 0 && !found)
-		t->used += k.nlen;
+		t->used += (int64_t)k.nlen;
 	return rc;
 }
 
@@ -1306,13 +1186,11 @@ static int remove_fn(struct tx *t, void *arg)
 {
 	const char *key = arg;
 	size_t klen = strlen(key);
-	struct kparts k;
+	struct layer_key k;
 	struct row r;
 	uint64_t cost;
 	int rc;
 
-	if (is_root_len(key, klen))
-		return -EBUSY;
 	if (split(key, klen, &k))
 		return -ENOENT;
 	rc = get_row(t, &k, &r);
@@ -1339,8 +1217,7 @@ static int sq_remove(struct dsfs_layer *l, const char *key)
 /* A whiteout's attributes: nothing but the kind and a new version. */
 static void whiteout_attr(struct tx *t, struct dsfs_attr *a)
 {
-	memset(a, 0, sizeof(*a));
-	a->kind = DSFS_WHITEOUT;
+	layer_whiteout_attr(a);
 	a->version = (uint64_t)++t->seq;
 }
 
@@ -1349,24 +1226,15 @@ static int whiteout_fn(struct tx *t, void *arg)
 	const char *key = arg;
 	size_t klen = strlen(key);
 	struct dsfs_attr na;
-	struct kparts k;
+	struct layer_key k;
 	struct row r;
 	uint64_t add, sub = 0;
 	bool found;
 	int rc;
 
-	if (is_root_len(key, klen))
-		return -EBUSY;
-	if (split(key, klen, &k))
-		return -EINVAL;
-	rc = parent_ok(t, &k);
+	rc = target(t, key, klen, &k, &r, &found);
 	if (rc)
 		return rc;
-	rc = get_row(t, &k, &r);
-	if (rc && rc != -ENOENT)
-		return rc;
-	found = rc == 0;
-	rc = 0;
 	if (found && r.a.kind == DSFS_DIR) {
 		rc = has_real_kid(t, key, (int)klen);
 		if (rc)
@@ -1417,20 +1285,7 @@ static int setattr_fn(struct tx *t, void *arg)
 		return rc;
 	if (r.a.kind == DSFS_WHITEOUT)
 		return -ENOENT;
-	if (r.id == 0)
-		return -EPERM; /* a tree root: its attributes are not stored */
-	if (sa->mask & DSFS_SET_MODE)
-		r.a.mode = sa->a->mode & 07777;
-	if (sa->mask & DSFS_SET_UID)
-		r.a.uid = sa->a->uid;
-	if (sa->mask & DSFS_SET_GID)
-		r.a.gid = sa->a->gid;
-	if (sa->mask & DSFS_SET_ATIME)
-		r.a.atime = sa->a->atime;
-	if (sa->mask & DSFS_SET_MTIME)
-		r.a.mtime = sa->a->mtime;
-	if (sa->mask & DSFS_SET_CTIME)
-		r.a.ctime = sa->a->ctime;
+	layer_apply_setattr(&r.a, sa->a, sa->mask);
 	sqlite3_bind_int64(st, 1, r.id);
 	sqlite3_bind_int64(st, 2, r.a.mode);
 	sqlite3_bind_int64(st, 3, r.a.uid);
@@ -1492,16 +1347,14 @@ static int rename_fn(struct tx *t, void *arg)
 {
 	struct rename_args *ra = arg;
 	size_t flen = strlen(ra->from), tlen = strlen(ra->to);
-	struct kparts fk, tk;
+	struct layer_key fk, tk;
 	struct row src, dst;
 	struct dsfs_attr wo;
 	sqlite3_stmt *st = t->s->st[S_MOVE];
 	uint64_t add, sub, cost = 0;
-	bool found;
+	bool found, same;
 	int rc;
 
-	if (is_root_len(ra->from, flen) || is_root_len(ra->to, tlen))
-		return -EBUSY;
 	if (split(ra->from, flen, &fk))
 		return -ENOENT;
 	rc = get_row(t, &fk, &src);
@@ -1509,32 +1362,17 @@ static int rename_fn(struct tx *t, void *arg)
 		return rc;
 	if (src.a.kind == DSFS_WHITEOUT)
 		return -ENOENT;
-	if (split(ra->to, tlen, &tk))
-		return -EINVAL;
-	rc = parent_ok(t, &tk);
+	rc = target(t, ra->to, tlen, &tk, &dst, &found);
 	if (rc)
 		return rc;
-	if (strcmp(ra->from, ra->to) == 0)
-		return (ra->flags & DSFS_RENAME_NOREPLACE) ? -EEXIST : 0;
-	if (src.a.kind == DSFS_DIR && tlen > flen &&
-	    strncmp(ra->to, ra->from, flen) == 0 && ra->to[flen] == '/')
-		return -EINVAL;
-	rc = get_row(t, &tk, &dst);
-	if (rc && rc != -ENOENT)
+	rc = layer_rename_check(ra->from, ra->to, ra->flags, &src.a,
+				found ? &dst.a : NULL, &same);
+	if (rc || same)
 		return rc;
-	found = rc == 0;
-	if (found && dst.a.kind != DSFS_WHITEOUT) {
-		if (ra->flags & DSFS_RENAME_NOREPLACE)
-			return -EEXIST;
-		if (src.a.kind != DSFS_DIR && dst.a.kind == DSFS_DIR)
-			return -EISDIR;
-		if (src.a.kind == DSFS_DIR && dst.a.kind != DSFS_DIR)
-			return -ENOTDIR;
-		if (dst.a.kind == DSFS_DIR) {
-			rc = has_real_kid(t, ra->to, (int)tlen);
-			if (rc)
-				return rc < 0 ? rc : -ENOTEMPTY;
-		}
+	if (found && dst.a.kind == DSFS_DIR) {
+		rc = has_real_kid(t, ra->to, (int)tlen);
+		if (rc)
+			return rc < 0 ? rc : -ENOTEMPTY;
 	}
 
 	add = (uint64_t)tk.nlen;
@@ -1555,8 +1393,8 @@ static int rename_fn(struct tx *t, void *arg)
 			return rc;
 	}
 	sqlite3_bind_int64(st, 1, src.id);
-	bind_str(st, 2, tk.parent, tk.plen);
-	bind_str(st, 3, tk.name, tk.nlen);
+	bind_str(st, 2, tk.parent, (int)tk.plen);
+	bind_str(st, 3, tk.name, (int)tk.nlen);
 	sqlite3_bind_int64(st, 4, ++t->seq);
 	rc = run(t, st);
 	if (rc == 0 && src.a.kind == DSFS_DIR)
@@ -1598,6 +1436,23 @@ static void list_free(struct list_args *la)
 	free(la->items);
 }
 
+/* Room for one more item: -ENOMEM if there is none to be had. */
+static int list_grow(struct list_args *la)
+{
+	struct list_item *it;
+	size_t cap;
+
+	if (la->n < la->cap)
+		return 0;
+	cap = la->cap ? 2 * la->cap : 16;
+	it = realloc(la->items, cap * sizeof(*it));
+	if (!it)
+		return -ENOMEM;
+	la->items = it;
+	la->cap = cap;
+	return 0;
+}
+
 static int list_fn(struct tx *t, void *arg)
 {
 	struct list_args *la = arg;
@@ -1608,23 +1463,14 @@ static int list_fn(struct tx *t, void *arg)
 	int rc;
 
 	rc = get_key(t, la->dir, dlen, &d);
+	if (rc == 0)
+		rc = layer_dir_check(d.a.kind);
 	if (rc)
 		return rc;
-	if (d.a.kind == DSFS_WHITEOUT)
-		return -ENOENT;
-	if (d.a.kind != DSFS_DIR)
-		return -ENOTDIR;
 	bind_str(st, 1, la->dir, (int)dlen);
 	while ((rc = step(t, st)) == 1) {
-		if (la->n == la->cap) {
-			size_t cap = la->cap ? 2 * la->cap : 16;
-
-			it = realloc(la->items, cap * sizeof(*it));
-			if (!it)
-				goto out_nomem;
-			la->items = it;
-			la->cap = cap;
-		}
+		if (list_grow(la))
+			goto out_nomem;
 		it = &la->items[la->n];
 		it->name = strdup((const char *)sqlite3_column_text(st, 0));
 		if (!it->name)
@@ -1725,22 +1571,21 @@ static int sq_sync(struct dsfs_layer *l)
 static int clear_fn(struct tx *t, void *arg)
 {
 	struct sq_layer *s = t->s;
+	struct htab_node *p;
 	sqlite3_stmt *st;
-	struct pin *p;
 	int64_t bytes = 0;
-	size_t i;
 	int rc;
 
 	(void)arg;
 	rc = run_id(t, S_CLEAR_ENTRIES);
-	for (i = 0; rc == 0 && s->npins && i < s->npb; i++)
-		for (p = s->pins[i]; rc == 0 && p; p = p->next)
-			rc = run_key(t, S_BLOB_MARK, p->token, -1);
+	for (p = htab_next(&s->pins, NULL); rc == 0 && p;
+	     p = htab_next(&s->pins, p))
+		rc = run_key(t, S_BLOB_MARK, ((struct pin *)p)->token, -1);
 	if (rc == 0)
 		rc = run_id(t, S_CLEAR_BLOBS);
-	if (rc == 0 && s->npins)
+	if (rc == 0 && s->pins.n)
 		rc = run_id(t, S_BLOB_UNMARK);
-	if (rc == 0 && s->npins) {
+	if (rc == 0 && s->pins.n) {
 		st = s->st[S_BLOB_BYTES];
 		rc = step(t, st);
 		if (rc == 1) {
@@ -1760,36 +1605,36 @@ static int sq_clear(struct dsfs_layer *l)
 	return write_tx(to_sq(l), "clear", NULL, clear_fn, NULL);
 }
 
-static int sq_stat_blob(struct dsfs_layer *l, const char *token, uint64_t *size)
+/* Find token's blob and report its size, or pin it.  One statement: its
+ * own implicit transaction is enough.  Only the count in memory changes,
+ * so an image pins like a store. */
+static int find_blob_locked(struct dsfs_layer *l, const char *token, bool pin,
+			    uint64_t *size)
 {
 	struct sq_layer *s = to_sq(l);
-	struct tx t = {.s = s, .what = "stat blob", .key = token};
+	struct tx t = {
+		.s = s, .what = pin ? "pin blob" : "stat blob", .key = token};
 	struct blobinfo b;
 	int rc;
 
-	/* One statement: its own implicit transaction is enough. */
 	pthread_mutex_lock(&s->lock);
 	rc = blob_get(&t, token, &b);
+	if (rc == 0 && pin)
+		rc = pin_add(s, token);
 	pthread_mutex_unlock(&s->lock);
-	if (rc == 0)
+	if (rc == 0 && !pin)
 		*size = b.len;
 	return rc;
 }
 
-/* Only the count in memory changes, so an image pins like a store. */
+static int sq_stat_blob(struct dsfs_layer *l, const char *token, uint64_t *size)
+{
+	return find_blob_locked(l, token, false, size);
+}
+
 static int sq_pin_blob(struct dsfs_layer *l, const char *token)
 {
-	struct sq_layer *s = to_sq(l);
-	struct tx t = {.s = s, .what = "pin blob", .key = token};
-	struct blobinfo b;
-	int rc;
-
-	pthread_mutex_lock(&s->lock);
-	rc = blob_get(&t, token, &b);
-	if (rc == 0)
-		rc = pin_add(s, token);
-	pthread_mutex_unlock(&s->lock);
-	return rc;
+	return find_blob_locked(l, token, true, NULL);
 }
 
 /* Delete the blob `arg` if nothing references it (looked at again inside
@@ -1860,8 +1705,9 @@ static int query1(sqlite3 *db, const char *sql, int64_t *v, char *buf,
 		if (v)
 			*v = sqlite3_column_int64(st, 0);
 		if (buf)
-			copy_str(buf, cap,
-				 (const char *)sqlite3_column_text(st, 0));
+			layer_copy_str(buf, cap,
+				       (const char *)sqlite3_column_text(st,
+									 0));
 		rc = SQLITE_OK;
 	} else if (rc == SQLITE_DONE) {
 		rc = SQLITE_EMPTY;
@@ -2183,6 +2029,14 @@ static int layer_new(sqlite3 *db, const char *path, const char *name,
 	rc = -pthread_mutex_init(&s->lock, NULL);
 	if (rc)
 		goto out_finalize;
+	/* Unseeded: the table holds one token per image open for reading,
+	 * and a token is a content hash that a writer cannot aim at a bucket
+	 * without finding collisions of SHA-256. */
+	rc = htab_init(&s->pins, 0);
+	if (rc) {
+		pthread_mutex_destroy(&s->lock);
+		goto out_finalize;
+	}
 	s->db = db;
 	s->budget = budget;
 	s->reserve_fd = -1;

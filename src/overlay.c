@@ -185,7 +185,7 @@ static int target_layer(struct dsfs_stack *s, const struct loc *l,
 			const struct found *f)
 {
 	if (l->view == VIEW_LAYER)
-		return s->layer[l->layer]->readonly ? -EROFS : l->layer;
+		return layer_readonly(s->layer[l->layer]) ? -EROFS : l->layer;
 	if (f && f->layer == L_EPHEMERAL)
 		return L_EPHEMERAL;
 	return L_RUNTIME;
@@ -441,7 +441,7 @@ int ovl_rmdir(struct dsfs_stack *s, const struct loc *l)
 	if (rc)
 		goto out;
 	if (l->view == VIEW_LAYER) {
-		rc = s->layer[l->layer]->readonly ?
+		rc = layer_readonly(s->layer[l->layer]) ?
 			     -EROFS :
 			     layer_remove(s->layer[l->layer], l->key);
 	} else {
@@ -549,7 +549,7 @@ int ovl_rename(struct dsfs_stack *s, const struct loc *from,
 			goto out;
 	}
 	if (from->view == VIEW_LAYER) {
-		rc = s->layer[from->layer]->readonly ?
+		rc = layer_readonly(s->layer[from->layer]) ?
 			     -EROFS :
 			     layer_rename(s->layer[from->layer], from->key,
 					  to->key, 0);
