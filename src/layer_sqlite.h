@@ -1,0 +1,186 @@
+/*
+ * layer_sqlite.h - what the files of the SQLite layer share, and no one
+ * else includes.
+ *
+ * The layer is three files, one concern each:
+ *
+ *   layer_sqlite.c        the operations of layer.h, in terms of rows and
+ *                         blobs; the pins
+ *   layer_sqlite_tx.c     the connection: SQLite's errors, statements,
+ *                         transactions, rows and blobs
+ *   layer_sqlite_store.c  the store file: its schema and statements,
+ *                         checking, creating, opening and closing it, and
+ *                         its disk-space reserve
+ *
+ * Only the last two include SQLite's header.  The connection is struct sq_db,
+ * opaque outside layer_sqlite_tx.c: the operations reach SQLite only
+ * through the functions below, whose arguments are plain C, and the
+ * store file through the sq_db_*() calls, which return SQLite's result
+ * codes for it to read.
+ *
+ * Locking: s->lock serialises every use of the connection and of its
+ * prepared statements, and guards the pins and the reserve; the
+ * connection is opened without SQLite's own mutex (NOMUTEX).  A mutex of
+ * our own is needed anyway, because a transaction spans several
+ * statements; SQLite's own (FULLMUTEX) would only be taken a second time
+ * inside it.  Every
+ * function below that takes a struct tx runs with s->lock held.
+ */
+#ifndef DSFS_LAYER_SQLITE_H
+#define DSFS_LAYER_SQLITE_H
+
+#include "htab.h"
+#include "layer.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* Every statement, prepared once at open; their SQL is sq_stmt_sql[] in
+ * layer_sqlite_store.c, beside the schema.  The attribute columns come in
+ * the same order in S_GET and S_LIST, from column 1: see row_attr(). */
+enum stmt {
+	S_BEGIN,
+	S_BEGIN_READ,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_META_GET,
+	S_META_SET,
+	S_GET,
+	S_LIST,
+	S_REAL_KID,
+	S_KIDS_COST,
+	S_DEL_KIDS,
+	S_DEL,
+	S_PUT,
+	S_SETATTR,
+	S_MOVE,
+	S_MOVE_KIDS,
+	S_MOVE_DESC,
+	S_BLOB_GET,
+	S_BLOB_ADD,
+	S_BLOB_REF,
+	S_BLOB_GC,
+	S_BLOB_MARK,
+	S_BLOB_UNMARK,
+	S_BLOB_BYTES,
+	S_CLEAR_ENTRIES,
+	S_CLEAR_BLOBS,
+	S_COUNT
+};
+
+extern const char *const sq_stmt_sql[S_COUNT];
+
+struct sq_db; /* a connection and its statements: layer_sqlite_tx.c */
+
+struct sq_layer {
+	struct dsfs_layer base; /* first: (struct dsfs_layer *) is a cast */
+	pthread_mutex_t lock;	/* serialises db, guards pins and reserve */
+	struct sq_db *db;
+	uint64_t budget;
+	char *name;	    /* base.name points here */
+	char *path;	    /* for log lines */
+	bool image;	    /* opened immutable: nothing is ever deleted */
+	struct htab pins;   /* struct pin by token: layer_sqlite.c */
+	int reserve_fd;	    /* the space reserve, -1 if none: Disk space */
+	uint64_t reserve;   /* its size when held */
+	bool reserve_out;   /* given back, not yet taken again */
+	time_t reserve_try; /* last attempt to take it again (monotonic s) */
+};
+
+static inline struct sq_layer *to_sq(struct dsfs_layer *l)
+{
+	return (struct sq_layer *)l;
+}
+
+/* One use of the connection, read or write: what the log line names, and
+ * for a write the meta values loaded at BEGIN and stored before COMMIT. */
+struct tx {
+	struct sq_layer *s;
+	const char *what;
+	const char *key;
+	int64_t used, seq;
+	int64_t used0, seq0; /* as loaded, to skip writing unchanged meta */
+	bool disk_full;	     /* a statement failed for want of disk space */
+};
+
+typedef int (*tx_fn)(struct tx *t, void *arg);
+
+struct row {
+	int64_t id; /* 0 for a tree root, which is never stored */
+	struct dsfs_attr a;
+};
+
+struct blobinfo {
+	int64_t rowid;
+	int64_t refs;
+	uint64_t len;
+};
+
+/* layer_sqlite.c */
+extern const struct dsfs_layer_ops sq_ops;
+
+/* layer_sqlite_store.c */
+void sq_close(struct dsfs_layer *l);
+const char *__attribute__((format(printf, 1, 2))) sq_whyf(const char *fmt, ...);
+bool sq_reserve_give(struct sq_layer *s, const char *what);
+void sq_reserve_retake(struct sq_layer *s);
+
+/* layer_sqlite_tx.c: the connection, for the store file.  flags are
+ * SQLite's open flags; the int results are SQLite result codes unless
+ * said otherwise. */
+int sq_db_open(const char *path, int flags, struct sq_db **out,
+	       const char **why); /* 0 or a negative errno */
+int sq_db_prepare(struct sq_db *d, bool keep);
+void sq_db_finalize(struct sq_db *d);
+int sq_db_close(struct sq_db *d);
+int sq_db_exec(struct sq_db *d, const char *sql);
+int sq_db_query1(struct sq_db *d, const char *sql, int64_t *v, char *buf,
+		 size_t cap);
+const char *sq_db_errmsg(const struct sq_db *d);
+int sq_db_errno(struct sq_db *d, int rc, int saved); /* negative errno */
+bool sq_db_in_tx(struct sq_db *d);
+
+/* layer_sqlite_tx.c: statements and transactions (0 or a negative errno,
+ * failures logged). */
+int sq_run(struct tx *t, enum stmt i);
+int sq_run_key(struct tx *t, enum stmt i, const char *key, size_t len);
+int sq_int_key(struct tx *t, enum stmt i, const char *key, size_t len,
+	       int64_t *v);
+int sq_meta_get(struct tx *t, const char *k, int64_t *v);
+int sq_write_locked(struct tx *t, tx_fn fn, void *arg);
+int sq_write_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
+		void *arg);
+int sq_read_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
+	       void *arg);
+int sq_set_synchronous(struct tx *t, const char *level);
+int sq_reserve_room(struct tx *t, uint64_t bytes);
+
+/* layer_sqlite_tx.c: rows and blobs. */
+int sq_split(const char *key, size_t len, struct layer_key *k);
+int sq_get_row(struct tx *t, const struct layer_key *k, struct row *r);
+int sq_get_key(struct tx *t, const char *key, size_t len, struct row *r);
+int sq_target(struct tx *t, const char *key, size_t len, struct layer_key *k,
+	      struct row *r, bool *found);
+int sq_put_row(struct tx *t, const struct layer_key *k,
+	       const struct dsfs_attr *a, const void *value, size_t len,
+	       bool is_file);
+int sq_row_setattr(struct tx *t, const struct row *r, uint64_t version);
+int sq_row_del(struct tx *t, int64_t id);
+int sq_row_move(struct tx *t, int64_t id, const struct layer_key *to,
+		uint64_t version);
+int sq_move_subtree(struct tx *t, const char *from, size_t flen, const char *to,
+		    size_t tlen);
+int sq_list_rows(struct tx *t, const char *dir, size_t len,
+		 int (*fn)(void *ctx, const char *name,
+			   const struct dsfs_attr *a),
+		 void *ctx);
+int sq_blob_get(struct tx *t, const char *token, struct blobinfo *b);
+int sq_blob_add(struct tx *t, const char *token, const void *data, size_t len);
+int sq_blob_ref(struct tx *t, const char *token, int delta);
+int sq_read_cell(struct tx *t, bool blob, int64_t rowid, uint64_t off,
+		 void *buf, size_t len, ssize_t *done);
+
+#endif

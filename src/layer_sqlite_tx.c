@@ -1,0 +1,799 @@
+/*
+ * layer_sqlite_tx.c - the SQLite layer's connection: SQLite's errors, its
+ * prepared statements, transactions, and the rows and blobs they read and
+ * write.
+ *
+ * Every SQLite call the layer makes on an open store is here, so that the
+ * operations (layer_sqlite.c) speak of rows and blobs and the store file
+ * (layer_sqlite_store.c) of result codes, and a SQLite result is
+ * converted to an errno in one place.  One row of `entry` per stored key,
+ * named by (parent, name), holds its attributes and, last, its value, so
+ * reading a row's attributes never touches the overflow pages of a large
+ * value, and reads go through SQLite's blob I/O, which reads only the
+ * range asked for.  Every change is one BEGIN IMMEDIATE transaction that
+ * loads the usage and the version counter from `meta` and stores them
+ * back before COMMIT; reads of several statements share one BEGIN.
+ */
+#include "layer_sqlite.h"
+#include "log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUSY_TIMEOUT_MS 5000
+#define RESERVE_SLACK_PAGES 8 /* b-tree and index pages a commit may add */
+
+struct sq_db {
+	sqlite3 *db;
+	sqlite3_stmt *st[S_COUNT]; /* prepared while the layer is open */
+};
+
+static sqlite3_stmt *stmt(struct tx *t, enum stmt i)
+{
+	return t->s->db->st[i];
+}
+
+/* ---- errors -------------------------------------------------------- */
+
+/*
+ * The errno behind an I/O error, if it says the disk is full (ENOSPC or
+ * EDQUOT), else 0.  SQLite 3.40 does not record sqlite3_system_errno() for
+ * a failure at COMMIT, so look in every place the errno may be: that
+ * record, errno as it was right after the failing call (`saved`), and the
+ * last errno the unix VFS kept for the database file and for its journal
+ * or WAL.  The VFS's record can be older than this failure; taking an old
+ * ENOSPC for a new I/O error is the lesser evil.
+ */
+static int disk_full_errno(sqlite3 *db, int saved)
+{
+	int cand[4] = {saved, 0, 0, 0};
+	sqlite3_file *j = NULL;
+	size_t i;
+
+	if (db) {
+		cand[1] = sqlite3_system_errno(db);
+		sqlite3_file_control(db, "main", SQLITE_FCNTL_LAST_ERRNO,
+				     &cand[2]);
+		if (sqlite3_file_control(db, "main",
+					 SQLITE_FCNTL_JOURNAL_POINTER,
+					 &j) == SQLITE_OK &&
+		    j && j->pMethods && j->pMethods->xFileControl)
+			j->pMethods->xFileControl(j, SQLITE_FCNTL_LAST_ERRNO,
+						  &cand[3]);
+	}
+	for (i = 0; i < sizeof(cand) / sizeof(cand[0]); i++)
+		if (cand[i] == ENOSPC || cand[i] == EDQUOT)
+			return cand[i];
+	return 0;
+}
+
+/* Convert a SQLite result to a negative errno, once, here.  A full disk
+ * must come out as ENOSPC whatever path SQLite took to notice it: the unix
+ * VFS reports a failed write() as SQLITE_FULL, but a failed fsync(), shm
+ * growth or truncate as SQLITE_IOERR_* with the errno kept aside.  `saved`
+ * is errno right after the failing call. */
+static int sq_errno(sqlite3 *db, int rc, int saved)
+{
+	int sys;
+
+	switch (rc & 0xff) {
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_IOERR:
+	case SQLITE_CANTOPEN:
+		sys = disk_full_errno(db, saved);
+		return sys ? -sys : -EIO;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_TOOBIG:
+		return -EFBIG;
+	default: /* CORRUPT, NOTADB, and whatever else: the store failed */
+		return -EIO;
+	}
+}
+
+/* Log a failed call on t's connection and convert its result.  Must be
+ * called straight after the call, before anything else touches errno or
+ * the connection, which would replace the message. */
+static int tx_fail(struct tx *t, int rc)
+{
+	int saved = errno;
+	struct sq_layer *s = t->s;
+	int err = sq_errno(s->db->db, rc, saved);
+
+	if (err == -ENOSPC || err == -EDQUOT)
+		t->disk_full = true;
+	log_err("%s: %s %s: %s (%s)", s->path, t->what, t->key ? t->key : "",
+		sqlite3_errmsg(s->db->db), strerror(-err));
+	return err;
+}
+
+int sq_db_errno(struct sq_db *d, int rc, int saved)
+{
+	return sq_errno(d->db, rc, saved);
+}
+
+const char *sq_db_errmsg(const struct sq_db *d)
+{
+	return sqlite3_errmsg(d->db);
+}
+
+/* ---- the connection ------------------------------------------------ */
+
+/* Settings every connection gets: extended codes so that sq_errno() sees
+ * the I/O detail, a busy timeout for a store shared with the admin tool,
+ * and no trust in anything the schema might carry (triggers, views). */
+static void tune(sqlite3 *db)
+{
+	sqlite3_extended_result_codes(db, 1);
+	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+	sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+}
+
+/* Open path for SQLite; on failure *out is NULL. */
+int sq_db_open(const char *path, int flags, struct sq_db **out,
+	       const char **why)
+{
+	struct sq_db *d;
+	sqlite3 *db = NULL;
+	int rc;
+
+	*out = NULL;
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		int err = sq_errno(db, rc, errno);
+
+		*why = sq_whyf("cannot open (%s)",
+			       db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		free(d);
+		return err;
+	}
+	tune(db);
+	d->db = db;
+	*out = d;
+	return 0;
+}
+
+static void finalize_all(sqlite3_stmt **st)
+{
+	int i;
+
+	for (i = 0; i < S_COUNT; i++) {
+		sqlite3_finalize(st[i]);
+		st[i] = NULL;
+	}
+}
+
+/* Prepare every statement: to keep, at open for use, or not, on a check
+ * connection as the test that the schema has every table and column the
+ * layer uses. */
+int sq_db_prepare(struct sq_db *d, bool keep)
+{
+	unsigned flags = keep ? SQLITE_PREPARE_PERSISTENT : 0;
+	int i, rc;
+
+	for (i = 0; i < S_COUNT; i++) {
+		rc = sqlite3_prepare_v3(d->db, sq_stmt_sql[i], -1, flags,
+					&d->st[i], NULL);
+		if (rc != SQLITE_OK) {
+			finalize_all(d->st);
+			return rc;
+		}
+	}
+	if (!keep)
+		finalize_all(d->st);
+	return SQLITE_OK;
+}
+
+void sq_db_finalize(struct sq_db *d)
+{
+	finalize_all(d->st);
+}
+
+/* Finalize the statements and close; d is freed whatever the result. */
+int sq_db_close(struct sq_db *d)
+{
+	int rc;
+
+	if (!d)
+		return SQLITE_OK;
+	finalize_all(d->st);
+	rc = sqlite3_close(d->db);
+	free(d);
+	return rc;
+}
+
+int sq_db_exec(struct sq_db *d, const char *sql)
+{
+	return sqlite3_exec(d->db, sql, NULL, NULL, NULL);
+}
+
+bool sq_db_in_tx(struct sq_db *d)
+{
+	return !sqlite3_get_autocommit(d->db);
+}
+
+/* Run a statement that returns one row of one column, as text (copied into
+ * buf) or as an integer.  Returns a SQLite result code. */
+int sq_db_query1(struct sq_db *d, const char *sql, int64_t *v, char *buf,
+		 size_t cap)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = sqlite3_prepare_v2(d->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		if (v)
+			*v = sqlite3_column_int64(st, 0);
+		if (buf)
+			layer_copy_str(buf, cap,
+				       (const char *)sqlite3_column_text(st,
+									 0));
+		rc = SQLITE_OK;
+	} else if (rc == SQLITE_DONE) {
+		rc = SQLITE_EMPTY;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* ---- statements ---------------------------------------------------- */
+
+/* Times are stored as nanoseconds since the epoch, which holds ±292
+ * years; anything further out is clamped rather than wrapped. */
+static int64_t ts_ns(struct timespec t)
+{
+	const int64_t lim = INT64_MAX / 1000000000 - 1;
+
+	if (t.tv_sec > lim)
+		return INT64_MAX;
+	if (t.tv_sec < -lim)
+		return INT64_MIN;
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static struct timespec ns_ts(int64_t ns)
+{
+	struct timespec t;
+
+	t.tv_sec = (time_t)(ns / 1000000000);
+	t.tv_nsec = (long)(ns % 1000000000);
+	if (t.tv_nsec < 0) {
+		t.tv_nsec += 1000000000;
+		t.tv_sec--;
+	}
+	return t;
+}
+
+static void bind_str(sqlite3_stmt *st, int i, const char *s, int len)
+{
+	sqlite3_bind_text(st, i, s, len, SQLITE_STATIC);
+}
+
+/* Step st once: 1 with a row to read (the caller resets st), 0 when done
+ * (st is reset), a negative errno on failure (st is reset, logged). */
+static int step(struct tx *t, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW)
+		return 1;
+	rc = rc == SQLITE_DONE ? 0 : tx_fail(t, rc);
+	sqlite3_reset(st);
+	return rc;
+}
+
+/* Run a statement whose rows, if any, are not wanted. */
+static int run(struct tx *t, sqlite3_stmt *st)
+{
+	int rc = step(t, st);
+
+	if (rc == 1) {
+		sqlite3_reset(st);
+		rc = 0;
+	}
+	return rc;
+}
+
+int sq_run(struct tx *t, enum stmt i)
+{
+	return run(t, stmt(t, i));
+}
+
+/* Bind ?1 to a key (or part of one, or a token) and run. */
+int sq_run_key(struct tx *t, enum stmt i, const char *key, size_t len)
+{
+	bind_str(stmt(t, i), 1, key, (int)len);
+	return run(t, stmt(t, i));
+}
+
+/* Bind ?1 to key unless it is NULL, and read column 0 of the first row
+ * as an integer: -ENOENT if there is no row. */
+int sq_int_key(struct tx *t, enum stmt i, const char *key, size_t len,
+	       int64_t *v)
+{
+	sqlite3_stmt *st = stmt(t, i);
+	int rc;
+
+	if (key)
+		bind_str(st, 1, key, (int)len);
+	rc = step(t, st);
+	if (rc == 1) {
+		*v = sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+		return 0;
+	}
+	return rc == 0 ? -ENOENT : rc;
+}
+
+/* ---- meta ---------------------------------------------------------- */
+
+int sq_meta_get(struct tx *t, const char *k, int64_t *v)
+{
+	int rc = sq_int_key(t, S_META_GET, k, strlen(k), v);
+
+	if (rc == -ENOENT) {
+		log_err("%s: %s %s: no '%s' record in meta", t->s->path,
+			t->what, t->key ? t->key : "", k);
+		rc = -EIO;
+	}
+	return rc;
+}
+
+static int meta_set(struct tx *t, const char *k, int64_t v)
+{
+	sqlite3_stmt *st = stmt(t, S_META_SET);
+
+	bind_str(st, 1, k, -1);
+	sqlite3_bind_int64(st, 2, v);
+	return run(t, st);
+}
+
+/* ---- transactions -------------------------------------------------- */
+
+/* While the reserve is out (see "Disk space" in layer_sqlite_store.c):
+ * -ENOSPC unless `bytes` more fit in the free pages of the database
+ * file. */
+int sq_reserve_room(struct tx *t, uint64_t bytes)
+{
+	static const char sql[] = "SELECT freelist_count, page_size"
+				  " FROM pragma_freelist_count,"
+				  " pragma_page_size";
+	sqlite3_stmt *st;
+	uint64_t free_pages = 0, psize = 4096;
+	int rc;
+
+	if (!t->s->reserve_out)
+		return 0;
+	rc = sqlite3_prepare_v2(t->s->db->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return tx_fail(t, rc);
+	rc = step(t, st);
+	if (rc == 1) {
+		free_pages = (uint64_t)sqlite3_column_int64(st, 0);
+		psize = (uint64_t)sqlite3_column_int64(st, 1);
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	if (rc)
+		return rc;
+	if (free_pages < RESERVE_SLACK_PAGES ||
+	    (free_pages - RESERVE_SLACK_PAGES) * psize < bytes)
+		return -ENOSPC;
+	return 0;
+}
+
+/* Undo whatever the transaction did.  SQLite rolls back by itself after
+ * some errors (a full disk, an I/O error), hence the autocommit test. */
+static void rollback(struct tx *t)
+{
+	if (!sqlite3_get_autocommit(t->s->db->db))
+		sq_run(t, S_ROLLBACK);
+}
+
+/* Run fn inside one write transaction, with t->used and t->seq loaded
+ * from meta and written back before COMMIT.  Lock held by the caller. */
+int sq_write_locked(struct tx *t, tx_fn fn, void *arg)
+{
+	int rc;
+
+	rc = sq_run(t, S_BEGIN);
+	if (rc)
+		return rc;
+	rc = sq_meta_get(t, "used", &t->used);
+	if (rc == 0)
+		rc = sq_meta_get(t, "seq", &t->seq);
+	if (rc)
+		goto out_rollback;
+	t->used0 = t->used;
+	t->seq0 = t->seq;
+	rc = fn(t, arg);
+	if (rc)
+		goto out_rollback;
+	if (t->used != t->used0)
+		rc = meta_set(t, "used", t->used);
+	if (rc == 0 && t->seq != t->seq0)
+		rc = meta_set(t, "seq", t->seq);
+	if (rc == 0)
+		rc = sq_run(t, S_COMMIT);
+	if (rc)
+		goto out_rollback;
+	return 0;
+
+out_rollback:
+	rollback(t);
+	return rc;
+}
+
+int sq_write_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
+		void *arg)
+{
+	struct tx t = {.s = s, .what = what, .key = key};
+	int rc;
+
+	/* layer.c refuses first; this keeps an image safe from a direct
+	 * l->ops call too, without a log line about it. */
+	if (s->base.readonly)
+		return -EROFS;
+	pthread_mutex_lock(&s->lock);
+	rc = sq_write_locked(&t, fn, arg);
+	if (rc && t.disk_full && sq_reserve_give(s, what))
+		rc = sq_write_locked(&t, fn, arg);
+	if (rc == 0 && s->reserve_out)
+		sq_reserve_retake(s);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* Run fn inside one read transaction, so that its several statements see
+ * one snapshot even if another process writes the store. */
+int sq_read_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
+	       void *arg)
+{
+	struct tx t = {.s = s, .what = what, .key = key};
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = sq_run(&t, S_BEGIN_READ);
+	if (rc)
+		goto out_unlock;
+	rc = fn(&t, arg);
+	if (rc < 0)
+		goto out_rollback;
+	rc = sq_run(&t, S_COMMIT);
+	if (rc)
+		goto out_rollback;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+
+out_rollback:
+	rollback(&t);
+out_unlock:
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* PRAGMA synchronous acts when it is compiled, not when it runs: a
+ * statement prepared once at open would set the level at open and do
+ * nothing later, so it is compiled anew each time. */
+int sq_set_synchronous(struct tx *t, const char *level)
+{
+	char sql[40];
+	int rc;
+
+	snprintf(sql, sizeof(sql), "PRAGMA synchronous = %s", level);
+	rc = sqlite3_exec(t->s->db->db, sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : tx_fail(t, rc);
+}
+
+/* ---- rows ---------------------------------------------------------- */
+
+static void row_attr(sqlite3_stmt *st, int c, struct dsfs_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->kind = (enum dsfs_kind)sqlite3_column_int(st, c);
+	a->opaque = sqlite3_column_int(st, c + 1) != 0;
+	a->mode = (uint32_t)sqlite3_column_int64(st, c + 2) & 07777;
+	a->uid = (uint32_t)sqlite3_column_int64(st, c + 3);
+	a->gid = (uint32_t)sqlite3_column_int64(st, c + 4);
+	a->atime = ns_ts(sqlite3_column_int64(st, c + 5));
+	a->mtime = ns_ts(sqlite3_column_int64(st, c + 6));
+	a->ctime = ns_ts(sqlite3_column_int64(st, c + 7));
+	a->version = (uint64_t)sqlite3_column_int64(st, c + 8);
+	a->size = (uint64_t)sqlite3_column_int64(st, c + 9);
+	layer_copy_str(a->type, sizeof(a->type),
+		       (const char *)sqlite3_column_text(st, c + 10));
+	layer_copy_str(a->token, sizeof(a->token),
+		       (const char *)sqlite3_column_text(st, c + 11));
+}
+
+/* ---- small helpers ------------------------------------------------- */
+
+/* layer_split_key(), for keys whose lengths SQLite can bind (as int). */
+int sq_split(const char *key, size_t len, struct layer_key *k)
+{
+	if (len > INT_MAX)
+		return -EINVAL;
+	return layer_split_key(key, len, k);
+}
+
+int sq_get_row(struct tx *t, const struct layer_key *k, struct row *r)
+{
+	sqlite3_stmt *st = stmt(t, S_GET);
+	int rc;
+
+	bind_str(st, 1, k->parent, (int)k->plen);
+	bind_str(st, 2, k->name, (int)k->nlen);
+	rc = step(t, st);
+	if (rc == 1) {
+		r->id = sqlite3_column_int64(st, 0);
+		row_attr(st, 1, &r->a);
+		sqlite3_reset(st);
+		return 0;
+	}
+	return rc == 0 ? -ENOENT : rc;
+}
+
+/* The entry at key (len bytes of it), tree roots included. */
+int sq_get_key(struct tx *t, const char *key, size_t len, struct row *r)
+{
+	struct layer_key k;
+
+	if (layer_is_root(key, len)) {
+		r->id = 0;
+		layer_root_attr(&r->a);
+		return 0;
+	}
+	if (sq_split(key, len, &k))
+		return -ENOENT;
+	return sq_get_row(t, &k, r);
+}
+
+/* The directory that will hold k must exist: a tree root or a directory
+ * entry; -ENOENT if it is missing or a whiteout, -ENOTDIR if a file. */
+static int parent_ok(struct tx *t, const struct layer_key *k)
+{
+	struct row p;
+	int rc;
+
+	rc = sq_get_key(t, k->parent, k->plen, &p);
+	return rc ? rc : layer_dir_check(p.a.kind);
+}
+
+/* The key a change will put an entry at: its parts in *k, its parent
+ * checked (parent_ok), and the entry there now in *r if *found. */
+int sq_target(struct tx *t, const char *key, size_t len, struct layer_key *k,
+	      struct row *r, bool *found)
+{
+	int rc;
+
+	if (sq_split(key, len, k))
+		return -EINVAL;
+	rc = parent_ok(t, k);
+	if (rc)
+		return rc;
+	rc = sq_get_row(t, k, r);
+	*found = rc == 0;
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/* Insert or replace the row at k.  value NULL stores SQL NULL (images,
+ * directories, whiteouts); a plain file's value is never NULL. */
+int sq_put_row(struct tx *t, const struct layer_key *k,
+	       const struct dsfs_attr *a, const void *value, size_t len,
+	       bool is_file)
+{
+	sqlite3_stmt *st = stmt(t, S_PUT);
+
+	bind_str(st, 1, k->parent, (int)k->plen);
+	bind_str(st, 2, k->name, (int)k->nlen);
+	sqlite3_bind_int(st, 3, (int)a->kind);
+	sqlite3_bind_int(st, 4, a->opaque);
+	sqlite3_bind_int64(st, 5, a->mode & 07777);
+	sqlite3_bind_int64(st, 6, a->uid);
+	sqlite3_bind_int64(st, 7, a->gid);
+	sqlite3_bind_int64(st, 8, ts_ns(a->atime));
+	sqlite3_bind_int64(st, 9, ts_ns(a->mtime));
+	sqlite3_bind_int64(st, 10, ts_ns(a->ctime));
+	sqlite3_bind_int64(st, 11, (sqlite3_int64)a->version);
+	sqlite3_bind_int64(st, 12, (sqlite3_int64)a->size);
+	bind_str(st, 13, a->type, -1);
+	bind_str(st, 14, a->token, -1);
+	if (!is_file)
+		sqlite3_bind_null(st, 15);
+	else if (!value || !len)
+		sqlite3_bind_zeroblob(st, 15, 0);
+	else
+		sqlite3_bind_blob64(st, 15, value, len, SQLITE_STATIC);
+	return run(t, st);
+}
+
+/* Store r's mode, owner and times with a new version. */
+int sq_row_setattr(struct tx *t, const struct row *r, uint64_t version)
+{
+	sqlite3_stmt *st = stmt(t, S_SETATTR);
+
+	sqlite3_bind_int64(st, 1, r->id);
+	sqlite3_bind_int64(st, 2, r->a.mode);
+	sqlite3_bind_int64(st, 3, r->a.uid);
+	sqlite3_bind_int64(st, 4, r->a.gid);
+	sqlite3_bind_int64(st, 5, ts_ns(r->a.atime));
+	sqlite3_bind_int64(st, 6, ts_ns(r->a.mtime));
+	sqlite3_bind_int64(st, 7, ts_ns(r->a.ctime));
+	sqlite3_bind_int64(st, 8, (sqlite3_int64)version);
+	return run(t, st);
+}
+
+int sq_row_del(struct tx *t, int64_t id)
+{
+	sqlite3_bind_int64(stmt(t, S_DEL), 1, id);
+	return sq_run(t, S_DEL);
+}
+
+/* Give the row id the key `to`, with a new version. */
+int sq_row_move(struct tx *t, int64_t id, const struct layer_key *to,
+		uint64_t version)
+{
+	sqlite3_stmt *st = stmt(t, S_MOVE);
+
+	sqlite3_bind_int64(st, 1, id);
+	bind_str(st, 2, to->parent, (int)to->plen);
+	bind_str(st, 3, to->name, (int)to->nlen);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)version);
+	return run(t, st);
+}
+
+/* Re-parent every descendant of the directory `from`, now `to`: its
+ * children by equality, deeper ones by the range of parents that start
+ * with "from/". */
+int sq_move_subtree(struct tx *t, const char *from, size_t fl, const char *to,
+		    size_t tl)
+{
+	sqlite3_stmt *st = stmt(t, S_MOVE_KIDS);
+	int flen = (int)fl, tlen = (int)tl;
+	char *lo;
+	int rc;
+
+	bind_str(st, 1, from, flen);
+	bind_str(st, 2, to, tlen);
+	rc = run(t, st);
+	if (rc)
+		return rc;
+	lo = malloc(2 * ((size_t)flen + 1));
+	if (!lo)
+		return -ENOMEM;
+	memcpy(lo, from, (size_t)flen);
+	lo[flen] = '/';
+	memcpy(lo + flen + 1, from, (size_t)flen);
+	lo[2 * flen + 1] = '0';
+	st = stmt(t, S_MOVE_DESC);
+	bind_str(st, 2, to, tlen);
+	sqlite3_bind_int(st, 3, flen + 1);
+	bind_str(st, 4, lo, flen + 1);
+	bind_str(st, 5, lo + flen + 1, flen + 1);
+	rc = run(t, st);
+	free(lo);
+	return rc;
+}
+
+/* Call fn for every row whose parent is dir, in no set order, inside the
+ * read transaction of the caller; a non-zero return of fn stops the walk
+ * and is returned. */
+int sq_list_rows(struct tx *t, const char *dir, size_t len,
+		 int (*fn)(void *ctx, const char *name,
+			   const struct dsfs_attr *a),
+		 void *ctx)
+{
+	sqlite3_stmt *st = stmt(t, S_LIST);
+	struct dsfs_attr a;
+	int rc;
+
+	bind_str(st, 1, dir, (int)len);
+	while ((rc = step(t, st)) == 1) {
+		row_attr(st, 1, &a);
+		rc = fn(ctx, (const char *)sqlite3_column_text(st, 0), &a);
+		if (rc) {
+			sqlite3_reset(st);
+			return rc;
+		}
+	}
+	return rc;
+}
+
+/* ---- blobs --------------------------------------------------------- */
+
+int sq_blob_get(struct tx *t, const char *token, struct blobinfo *b)
+{
+	sqlite3_stmt *st = stmt(t, S_BLOB_GET);
+	int rc;
+
+	bind_str(st, 1, token, -1);
+	rc = step(t, st);
+	if (rc == 1) {
+		b->rowid = sqlite3_column_int64(st, 0);
+		b->refs = sqlite3_column_int64(st, 1);
+		b->len = (uint64_t)sqlite3_column_int64(st, 2);
+		sqlite3_reset(st);
+		return 0;
+	}
+	return rc == 0 ? -ENOENT : rc;
+}
+
+int sq_blob_add(struct tx *t, const char *token, const void *data, size_t len)
+{
+	sqlite3_stmt *st = stmt(t, S_BLOB_ADD);
+
+	bind_str(st, 1, token, -1);
+	if (!data || !len)
+		sqlite3_bind_zeroblob(st, 2, 0);
+	else
+		sqlite3_bind_blob64(st, 2, data, len, SQLITE_STATIC);
+	return run(t, st);
+}
+
+/* Add delta to the reference count of token's blob; deleting one that
+ * drops to none is the caller's decision (pins: layer_sqlite.c). */
+int sq_blob_ref(struct tx *t, const char *token, int delta)
+{
+	sqlite3_stmt *st = stmt(t, S_BLOB_REF);
+
+	bind_str(st, 1, token, -1);
+	sqlite3_bind_int(st, 2, delta);
+	return run(t, st);
+}
+
+/* Copy a range of one BLOB cell through SQLite's incremental I/O, which
+ * reads only the pages the range covers: from the blob table's data if
+ * blob, else from the entry table's value. */
+int sq_read_cell(struct tx *t, bool blob, int64_t rowid, uint64_t off,
+		 void *buf, size_t len, ssize_t *done)
+{
+	const char *table = blob ? "blob" : "entry";
+	const char *column = blob ? "data" : "value";
+	sqlite3_blob *b;
+	uint64_t size;
+	size_t n = len;
+	int rc;
+
+	rc = sqlite3_blob_open(t->s->db->db, "main", table, column, rowid, 0,
+			       &b);
+	if (rc != SQLITE_OK) {
+		rc = tx_fail(t, rc);
+		sqlite3_blob_close(b);
+		return rc;
+	}
+	size = (uint64_t)sqlite3_blob_bytes(b);
+	*done = 0;
+	if (off < size) {
+		if (n > size - off)
+			n = (size_t)(size - off);
+		if (n > INT_MAX)
+			n = INT_MAX;
+		rc = sqlite3_blob_read(b, buf, (int)n, (int)off);
+		if (rc != SQLITE_OK)
+			rc = tx_fail(t, rc);
+		else
+			*done = (ssize_t)n;
+	}
+	sqlite3_blob_close(b);
+	return rc;
+}
