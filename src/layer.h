@@ -1,61 +1,127 @@
 /*
- * layer.h - the storage layer interface.
+ * layer.h - the storage layer contract: what every layer stores, how each
+ * operation behaves, and what layer.c already does for an implementation.
  *
  * A layer is one level of the dsfs stack (ephemeral, runtime, factory, and
  * later a PostgreSQL runtime).  Like SQLite's VFS, a layer is a struct whose
  * first member points at a const, versioned table of operations; each
  * implementation embeds struct dsfs_layer as the first member of its own
- * struct.  The overlay never calls l->ops->x itself: it calls the layer_*()
- * wrappers in layer.c, which are the single place for read-only checks and
- * argument assertions.
+ * struct and fills in ops, name and readonly.  The overlay never calls
+ * l->ops->x itself: it calls the layer_*() wrappers in layer.c.  A new
+ * layer needs this header only; layer_mem.c is the smallest example.
  *
  * Keys.  Every entry is named by a key: a tree name followed by the path
  * inside that tree, separated by '/', e.g. "kv/app/counter" or
- * "images/splash".  The tree roots "kv" and "images" are implicit
- * directories that exist in every layer and are never stored; every other
- * directory is an explicit entry.  devices/ID/x is stored as kv/__ID/x: the
- * layer never sees the word "devices".  lookup() of a tree root reports a
- * directory (mode 0755, version 0) and list() lists it; a root cannot be
- * changed: commit -EISDIR, mkdir -EEXIST, remove, whiteout and rename
- * -EBUSY, setattr -EPERM.
+ * "images/splash".  A key is never empty, never starts or ends with '/'
+ * and never holds "//"; its components are names dsfs has checked (no
+ * NUL, no '/', not "." or "..").  Its parent is the key up to its last
+ * '/' ("kv/app" for "kv/app/counter"); layer_split_key() cuts it.  Keys
+ * are compared byte for byte.  devices/ID/x is stored as kv/__ID/x: the
+ * layer never sees the word "devices".
+ *
+ * Tree roots.  "kv" and "images" are implicit directories that exist in
+ * every layer and are never stored (layer_is_root()).  The wrappers answer
+ * lookup() of a root (a directory, mode 0755, version 0, everything else
+ * zero: layer_root_attr()) and refuse every change to one: commit
+ * -EISDIR, mkdir -EEXIST, remove, whiteout and rename (from or to) -EBUSY,
+ * setattr -EPERM.  An implementation still meets the roots as parents
+ * (commit of "kv/x" needs the parent "kv", which always exists), in
+ * list("kv") and in read("kv") (-EISDIR).  A key with no '/' that is not a
+ * root has no parent: an implementation answers -EINVAL (commit, mkdir,
+ * whiteout, rename's `to`) or -ENOENT (lookup, read, remove, setattr,
+ * rename's `from`).
  *
  * Entries.  A key holds a file (a value), a directory, or a whiteout.  A
- * whiteout records that the key was removed through the merged view while a
- * lower layer still has it; only the overlay interprets it.  A directory may
- * be "opaque": lower layers' children of that directory are hidden (it was
- * removed and made again through the merged view).
+ * whiteout records that the key was removed through the merged view while
+ * a lower layer still has it; only the overlay interprets it, and a layer
+ * stores it like any entry (its name counts in the budget).  A directory
+ * may be "opaque": lower layers' children of that directory are hidden (it
+ * was removed and made again through the merged view).  Every entry but a
+ * root has a parent entry in the same layer that is a directory, or a root:
+ * the operations below keep that true.
  *
- * Values.  A file's value is stored and returned byte for byte.  If the
- * attribute token is non-empty the value is an image stored as a blob shared
- * by every entry of the layer with the same token (reference counted); read()
- * returns the blob's bytes.
+ * Attributes (struct dsfs_attr).  What a caller passes and what is stored
+ * differ: a layer stores mode & 07777, uid, gid, the three times (with
+ * nanoseconds), opaque (directories), type and token (files), and sets
+ * kind, size and version itself; a whiteout stores only its kind and
+ * version.  layer_file_attr(), layer_dir_attr() and layer_whiteout_attr()
+ * build exactly that.  lookup() and list() report the attributes as
+ * stored; type and token are NUL-terminated, "" when unset.
+ *
+ * Versions.  Every change sets the version of the entry it makes or
+ * changes to a number greater than every version the layer has handed out
+ * before, whichever process or host handed it out, and never reuses one,
+ * not even after clear().  commit() also raises the counter to the
+ * caller's a->version first (layer_version_floor()), so that an entry
+ * copied up from a lower layer keeps increasing.  The overlay's caches
+ * take an unchanged version for unchanged content.
+ *
+ * Values.  A file's value is stored and returned byte for byte, of any
+ * length from 0 up.  If the attribute token is non-empty the value is an
+ * image stored as a blob shared by every entry of the layer with the same
+ * token (reference counted); read() returns the blob's bytes.  A token
+ * names its bytes: committing a token the layer already holds keeps the
+ * stored blob and ignores the data passed.
  *
  * Pins.  A reader streaming an image with read_blob() pins its token first
  * (pin_blob) and unpins it when done, so that the blob stays readable while
  * another writer replaces or removes the entries using it.  A blob is
  * deleted when no entry references it and it is not pinned.  Pin counts
- * live in memory only: a blob left unreferenced but pinned by a process
- * that died is deleted at the next read-write open of the store.
+ * belong to the opened layer (the process): a blob left unreferenced but
+ * pinned by a process that died is deleted at the next read-write open of
+ * the store.  A layer whose store several processes or hosts write at once
+ * must make sure none of them deletes a blob another has pinned (the
+ * SQLite store has one writing daemon at a time; a shared database would
+ * keep pins, with an owner that can expire, in the database).
  *
  * Errors.  Every operation returns 0 (or a byte count) on success and a
- * negative errno on failure: -ENOENT (no such key, or a parent directory is
- * missing), -EEXIST, -ENOTDIR (a parent is a file), -EISDIR, -ENOTEMPTY,
- * -ENOSPC (the change would exceed the layer's budget: nothing changed),
- * -EROFS (read-only layer), -EIO (the backing store failed; logged).
+ * negative errno on failure, never a foreign code: -ENOENT (no such key,
+ * or a parent directory is missing or a whiteout), -EEXIST, -ENOTDIR (a
+ * parent is a file), -EISDIR, -ENOTEMPTY, -EINVAL, -EBUSY, -ENOSPC (the
+ * change would exceed the layer's budget, or the backing store is out of
+ * space: nothing changed), -EROFS (read-only layer), -ENOMEM, -EIO (the
+ * backing store failed; the implementation logs why, once, with the key).
+ * A failed operation has changed nothing.  Each operation below lists the
+ * errors its rules produce; -ENOMEM and -EIO may come from any of them.
  *
- * Budget.  A layer's usage is the sum over its entries of the name length
- * plus the value length (an image blob's length is counted once per blob,
- * not per entry).  A blob that no entry references any more but that is
- * pinned stays counted until it is deleted at its last unpin.  A change
- * that would make usage exceed the budget fails with -ENOSPC; changes that
- * shrink usage always succeed.
+ * Budget.  A layer's usage is the sum over its entries (whiteouts and
+ * directories included) of the length in bytes of the last component of
+ * the key plus the value length (an image blob's length is counted once
+ * per blob, not per entry).  A blob that no entry references any more but
+ * that is pinned stays counted until it is deleted at its last unpin.  A
+ * change that would make usage exceed the budget fails with -ENOSPC;
+ * changes that do not grow usage always succeed, even over budget
+ * (layer_fits() decides).  Replacing an entry counts what it frees: a
+ * commit over a file of the same size grows nothing.
  *
- * Atomicity.  Each mutating operation is one transaction: it happens
- * completely or not at all, and when it returns on a persistent layer the
- * change survives a crash of the process (not yet a power loss: see sync).
+ * Atomicity and durability.  Each mutating operation is one transaction:
+ * it happens completely or not at all, and others see either all of it or
+ * none of it.  When it returns on a persistent layer the change survives a
+ * crash of the process; sync() makes every change that has returned
+ * survive a power loss too.  Reads see every change that has returned.
  *
- * Threads.  Every operation may be called from any thread; an implementation
- * serialises access to its own state.
+ * Threads.  Every operation may be called from any thread, concurrently
+ * with any other on the same layer except close(); an implementation
+ * serialises access to its own state.  list() runs its callback without
+ * holding anything of the layer, so the callback may call the layer.
+ * close() is called once, when no other call is in flight.
+ *
+ * What the wrappers (layer.c) do, so that an implementation need not:
+ * assert that l speaks DSFS_LAYER_OPS_VERSION, that keys are well formed
+ * (as above), that pointers are not NULL where data is expected, that
+ * mask and flags hold only DSFS_SET_* and DSFS_RENAME_* bits and that a
+ * token is non-empty (and at most DSFS_TOKEN_LEN for stat_blob, pin_blob,
+ * unpin_blob); refuse commit, mkdir, remove, whiteout, setattr, rename
+ * and clear on a read-only layer with -EROFS; refuse changes to the tree
+ * roots and answer their lookup (see Tree roots); ignore close(NULL).  An
+ * implementation is still free to check again (the SQLite layer refuses
+ * writes to an image itself, for a caller that reaches l->ops directly).
+ *
+ * What an implementation must do: store, for every op, exactly what its
+ * comment below says, with the errors in the order given, as one
+ * transaction; keep usage (Budget) and the version counter (Versions) in
+ * that same transaction; count pins (Pins); and convert every failure of
+ * its backing store to a negative errno once, where it happens.
  */
 #ifndef DSFS_LAYER_H
 #define DSFS_LAYER_H
@@ -116,17 +182,20 @@ struct dsfs_layer_ops {
 	int version; /* DSFS_LAYER_OPS_VERSION */
 
 	/* Fill *a for key.  -ENOENT if the key has no entry in this layer.
-	 * Whiteouts are returned (kind DSFS_WHITEOUT), not hidden. */
+	 * Whiteouts are returned (kind DSFS_WHITEOUT), not hidden.  Never
+	 * called for a tree root. */
 	int (*lookup)(struct dsfs_layer *l, const char *key,
 		      struct dsfs_attr *a);
 
 	/* Copy up to len bytes of key's value from offset off into buf.
-	 * Returns the number of bytes copied (0 at or past the end). */
+	 * Returns the number of bytes copied (0 at or past the end).
+	 * -ENOENT for no entry or a whiteout, -EISDIR for a directory (a tree
+	 * root included).  An image file reads its blob. */
 	ssize_t (*read)(struct dsfs_layer *l, const char *key, uint64_t off,
 			void *buf, size_t len);
 
 	/* Same, for the image blob with this token (-ENOENT if the layer holds
-	 * no such blob). */
+	 * no such blob, referenced or pinned). */
 	ssize_t (*read_blob)(struct dsfs_layer *l, const char *token,
 			     uint64_t off, void *buf, size_t len);
 
@@ -139,28 +208,38 @@ struct dsfs_layer_ops {
 	 * if key is a directory; the parent must be a tree root or an
 	 * existing directory (-ENOENT, -ENOTDIR).  If a->token is non-empty
 	 * data is an image blob: stored once per token (if the layer holds
-	 * the token already, that blob is kept: the token names its bytes). */
+	 * the token already, that blob is kept: the token names its bytes).
+	 * A replaced image drops its reference to its old blob.  Errors in
+	 * this order: -EINVAL (no parent part), -ENOENT or -ENOTDIR (parent),
+	 * -EISDIR, -ENOSPC (budget, counting what the replaced entry frees). */
 	int (*commit)(struct dsfs_layer *l, const char *key,
 		      const struct dsfs_attr *a, const void *data, size_t len,
 		      struct dsfs_attr *out);
 
-	/* Create the directory key with a->mode, uid, gid, times, opaque.
-	 * Replaces a whiteout; -EEXIST if a file or directory is there. */
+	/* Create the directory key with a->mode, uid, gid, times, opaque, and
+	 * a new version.  Replaces a whiteout (whose name is already counted);
+	 * errors in this order: -EINVAL, -ENOENT or -ENOTDIR (parent, as for
+	 * commit), -EEXIST if a file or directory is there, -ENOSPC. */
 	int (*mkdir)(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a);
 
-	/* Remove the file, whiteout or directory at key.  A directory must
-	 * hold nothing but whiteouts (-ENOTEMPTY otherwise); its whiteouts go
-	 * with it. */
+	/* Remove the file, whiteout or directory at key, giving back its
+	 * bytes.  -ENOENT if there is none.  A directory must hold nothing but
+	 * whiteouts (-ENOTEMPTY otherwise); its whiteouts go with it.  A
+	 * removed image drops its blob reference.  Never refused for the
+	 * budget. */
 	int (*remove)(struct dsfs_layer *l, const char *key);
 
-	/* Make key a whiteout, replacing a file, a whiteout, a directory that
-	 * holds only whiteouts (they go), or nothing.  The parent must exist
-	 * as for commit. */
+	/* Make key a whiteout with a new version, replacing a file, a
+	 * whiteout, a directory that holds only whiteouts (they go), or
+	 * nothing.  Errors in this order: -EINVAL, -ENOENT or -ENOTDIR
+	 * (parent, as for commit), -ENOTEMPTY, -ENOSPC. */
 	int (*whiteout)(struct dsfs_layer *l, const char *key);
 
 	/* Change the attributes selected by mask (DSFS_SET_*) of a file or
-	 * directory; bumps the version.  -ENOENT for a whiteout. */
+	 * directory (layer_apply_setattr()); bumps the version, leaves the
+	 * value, size, type and token alone.  -ENOENT for no entry or a
+	 * whiteout.  Usage does not change. */
 	int (*setattr)(struct dsfs_layer *l, const char *key,
 		       const struct dsfs_attr *a, unsigned mask);
 
@@ -172,22 +251,28 @@ struct dsfs_layer_ops {
 	 * is a whiteout; `from` onto itself changes nothing (-EEXIST with
 	 * NOREPLACE).  A whiteout at `to` does not count as existing for
 	 * NOREPLACE.  The moved entry gets a new version, its descendants
-	 * keep theirs. */
+	 * keep theirs; with DSFS_RENAME_WHITEOUT the whiteout left at `from`
+	 * gets one too.  Errors in this order: -ENOENT (`from` missing or a
+	 * whiteout), -EINVAL, -ENOENT or -ENOTDIR (`to`'s parent, as for
+	 * commit), then layer_rename_check()'s, then -ENOTEMPTY, -ENOSPC. */
 	int (*rename)(struct dsfs_layer *l, const char *from, const char *to,
 		      unsigned flags);
 
 	/* Call cb for every child (files, directories and whiteouts) of the
-	 * directory dir ("kv", "kv/app", "images"...), in no set order.
-	 * -ENOENT if dir does not exist, -ENOTDIR if it is a file.  The
-	 * children are copied out first and cb runs without the layer's lock,
-	 * so it may call the layer. */
+	 * directory dir ("kv", "kv/app", "images"...), in no set order, with
+	 * the child's last component and attributes.  -ENOENT if dir does not
+	 * exist or is a whiteout, -ENOTDIR if it is a file
+	 * (layer_dir_check()).  The children are copied out first, as one
+	 * consistent snapshot, and cb runs without the layer's lock, so it may
+	 * call the layer. */
 	int (*list)(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
 		    void *ctx);
 
-	/* Bytes in use and the budget. */
+	/* Bytes in use (Budget) and the budget the layer was opened with. */
 	int (*usage)(struct dsfs_layer *l, uint64_t *used, uint64_t *budget);
 
-	/* Make every change that has returned durable against power loss. */
+	/* Make every change that has returned durable against power loss.
+	 * 0 with nothing to do (a memory or read-only layer). */
 	int (*sync)(struct dsfs_layer *l);
 
 	/* Remove every entry and every blob that is not pinned (factory
@@ -197,7 +282,8 @@ struct dsfs_layer_ops {
 	int (*clear)(struct dsfs_layer *l);
 
 	/* Release everything the layer owns, including l itself.  Pins held
-	 * are dropped without deleting anything (see Pins). */
+	 * are dropped without deleting anything (see Pins).  Cannot fail:
+	 * trouble is logged. */
 	void (*close)(struct dsfs_layer *l);
 
 	/* Version 2. */
@@ -222,13 +308,17 @@ struct dsfs_layer_ops {
 	int (*unpin_blob)(struct dsfs_layer *l, const char *token);
 };
 
+/* Set by the implementation when it opens the layer; read through
+ * layer_readonly(), never changed while the layer is in use. */
 struct dsfs_layer {
 	const struct dsfs_layer_ops *ops;
 	const char *name; /* "ephemeral", "runtime", "factory" */
 	bool readonly;
 };
 
-/* layer.c: the wrappers the overlay calls (read-only checks live here). */
+/* layer.c: the wrappers the overlay calls, one per op, with the checks
+ * listed at the top of this file.  layer_readonly() tells whether the
+ * layer refuses changes. */
 bool layer_readonly(const struct dsfs_layer *l);
 int layer_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a);
 ssize_t layer_read(struct dsfs_layer *l, const char *key, uint64_t off,
@@ -256,7 +346,36 @@ int layer_stat_blob(struct dsfs_layer *l, const char *token, uint64_t *size);
 int layer_pin_blob(struct dsfs_layer *l, const char *token);
 int layer_unpin_blob(struct dsfs_layer *l, const char *token);
 
-/* layer.c: rules for implementations. */
+/*
+ * layer.c: the rules every implementation shares, so that each decides
+ * them the same way.  None takes a lock or allocates.
+ *
+ * layer_is_root()        is key[0..len) a tree root?
+ * layer_tree_root(i)     the i-th tree root's name, NULL past the last
+ * layer_root_attr()      the attributes a root reports
+ * layer_split_key()      parent and last component of key[0..len);
+ *                        -EINVAL if it has no parent part or ends in '/'
+ * layer_dir_check()      0 if an entry of this kind can hold children
+ *                        (a parent, a listed directory), -ENOENT for
+ *                        DSFS_NONE (no entry) or a whiteout, -ENOTDIR
+ * layer_fits()           may usage go from used by +add -sub under
+ *                        budget?  Always when add <= sub.
+ * layer_copy_str()       bounded, NUL-terminated copy; NULL src is ""
+ * layer_file_attr()      what commit() stores of a (kind DSFS_FILE)
+ * layer_dir_attr()       what mkdir() stores of a (kind DSFS_DIR)
+ * layer_whiteout_attr()  a whiteout's attributes (kind only)
+ * layer_apply_setattr()  the fields of a that mask selects, into dst
+ * layer_version_floor()  the counter raised to the caller's a->version
+ * layer_rename_check()   rename(2)'s rules between the entry src at
+ *                        `from` and dst at `to` (NULL or a whiteout: no
+ *                        entry): *same and 0 (-EEXIST with NOREPLACE)
+ *                        when from and to are one key; -EINVAL if `to`
+ *                        is inside the directory `from`; then, if dst
+ *                        is an entry, -EEXIST (NOREPLACE), -EISDIR (file
+ *                        onto directory), -ENOTDIR (directory onto
+ *                        non-directory).  Whether a directory at `to`
+ *                        is empty is the implementation's to check.
+ */
 struct layer_key {
 	const char *parent; /* inside the key, not NUL-terminated */
 	size_t plen;
@@ -284,7 +403,7 @@ int layer_rename_check(const char *from, const char *to, unsigned flags,
 /* layer_mem.c: the ephemeral layer, in memory, lost at unmount. */
 int layer_mem_open(uint64_t budget, struct dsfs_layer **out);
 
-/* layer_sqlite.c: a store file.
+/* layer_sqlite.c, layer_sqlite_tx.c, layer_sqlite_store.c: a store file.
  *
  * layer_sqlite_open() opens (creating it if `create` and it does not exist)
  * a read-write layer on the SQLite file at path: WAL journal,
@@ -308,7 +427,7 @@ int layer_sqlite_open_image(const char *path, const char *name, uint64_t budget,
 /* Hold `bytes` of disk space in the file path + "-reserve" beside the
  * read-write store l, given back when the disk is too full for a change
  * that frees space (a removal) and taken again when there is room (see
- * "Disk space" in layer_sqlite.c).  -ENOSPC (or another negative errno)
+ * "Disk space" in layer_sqlite_store.c).  -ENOSPC (or another negative errno)
  * if it cannot be allocated now: the layer then runs without one. */
 int layer_sqlite_reserve(struct dsfs_layer *l, uint64_t bytes);
 
