@@ -166,8 +166,6 @@ static int drop_entry(struct tx *t, const char *key, size_t len,
 
 /* ---- operations ---------------------------------------------------- */
 
-/* ---- operations ---------------------------------------------------- */
-
 static int sq_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a)
 {
 	struct sq_layer *s = to_sq(l);

@@ -801,6 +801,8 @@ int layer_sqlite_exclusive(struct dsfs_layer *l)
 	return rc;
 }
 
+/* ---- closing ------------------------------------------------------- */
+
 /* A pin (layer_sqlite.c) begins with its node. */
 static void pin_free(struct htab_node *h, void *arg)
 {

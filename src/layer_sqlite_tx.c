@@ -526,8 +526,6 @@ static void row_attr(sqlite3_stmt *st, int c, struct dsfs_attr *a)
 		       (const char *)sqlite3_column_text(st, c + 11));
 }
 
-/* ---- small helpers ------------------------------------------------- */
-
 /* layer_split_key(), for keys whose lengths SQLite can bind (as int). */
 int sq_split(const char *key, size_t len, struct layer_key *k)
 {
