@@ -5,11 +5,10 @@
  *
  * .by-token lives in the merged images/ tree only, outside every layer:
  * TOKEN is the blob of that token in whichever layer holds one, read-only,
- * owned by the store's owner and as old as the mount.  Tokens are not
- * listed (dirsource.c): a listing would grow with the store, and a token
- * is found from an image's user.dsfs.token.  Everything here answers
- * through the overlay (ovl_find_blob, ovl_open_blob) and an open handle,
- * never by reading a layer itself.
+ * owned by the store's owner and as old as the mount, and not listed
+ * (dirsource.c says why).  Everything here answers through the overlay
+ * (ovl_find_blob, ovl_open_blob) and an open handle, never by reading a
+ * layer itself.
  */
 #include <errno.h>
 #include <stdio.h>
