@@ -1,6 +1,6 @@
 /*
- * daemon.h - the daemon's one context, and what main.c, fuse_ops.c and
- * control.c say to each other.
+ * daemon.h - the daemon's one context, and what its files (main.c, the
+ * FUSE glue and the daemon's pieces it calls, control.c) say to each other.
  *
  * Everything the daemon changes while it runs hangs off struct dsfs_ctx:
  * there is no other mutable global state (log.c's destination aside, which
@@ -10,10 +10,13 @@
 #define DSFS_DAEMON_H
 
 #include <fuse_lowlevel.h>
+#include <sys/stat.h>
 
 #include "dirlist.h"
 #include "dsfs.h"
 #include "inode.h"
+
+struct handle;
 
 struct dsfs_ctx {
 	/* Set up by main.c before the session starts; read-only after. */
@@ -36,9 +39,107 @@ struct dsfs_ctx {
 
 /* fuse_ops.c */
 extern const struct fuse_lowlevel_ops dsfs_ll_ops;
+
+/* notify.c: the kernel's caches.  Called with no lock of ours held, so a
+ * request the kernel waits for can be served. */
+/* Drop the attributes and cached pages of inode ino. */
+void notify_inode(struct dsfs_ctx *ctx, uint64_t ino);
+/* Drop the attributes of inode ino only. */
+void notify_attrs(struct dsfs_ctx *ctx, uint64_t ino);
+/* Make the kernel drop the attributes of the merged node that key names
+ * now, if it knows one. */
+void notify_key(struct dsfs_ctx *ctx, const struct loc *l);
+/* After a change to key through a tree other than the merged one, make the
+ * kernel drop what it cached of the merged node for the same key; with
+ * entry, also its name and its directory's listing (a name made or
+ * removed). */
+void notify_alias(struct dsfs_ctx *ctx, const struct loc *l, bool entry);
 /* Tell the kernel to forget everything it cached below the fixed
  * directories (after a factory install or reset). */
 void dsfs_invalidate_all(struct dsfs_ctx *ctx);
+
+/* attrs.c: a node as the kernel and the log see it. */
+const char *layer_name(int layer); /* "ephemeral", "runtime", "factory" */
+/* The path of a loc as the user sees it, for log lines. */
+const char *loc_path(const struct loc *l, char *buf, size_t size);
+/* Log "PATH[/name]: what: why" (why NULL: the reason of rc). */
+void log_fail(const struct loc *l, const char *name, const char *what, int rc,
+	      const char *why);
+/* How long the kernel may cache n's entry and attributes. */
+double timeout_of(struct dsfs_ctx *ctx, const struct node *n);
+/* The root, the layer directories, the trees' roots and .by-token. */
+bool is_fixed(const struct node *n);
+void fixed_stat(struct dsfs_ctx *ctx, const struct node *n, struct stat *st);
+void attr_stat(uint64_t ino, const struct dsfs_attr *a, struct stat *st);
+/* Look up what node n stands for now.  A child of devices/ must be a
+ * directory (kv/__ID/). */
+int node_found(struct dsfs_ctx *ctx, struct node *n, struct loc *l,
+	       struct found *f);
+int stat_node(struct dsfs_ctx *ctx, struct node *n, struct stat *st);
+
+/* by_token.c: images/.by-token and the user.dsfs.* attributes. */
+#define BY_TOKEN ".by-token"
+/* images/.by-token, in the merged images/ tree only. */
+bool is_by_token_name(const struct node *dir, const char *name);
+/* A blob seen through images/.by-token/TOKEN: read-only, owned by the
+ * store's owner, as old as the mount; *layer (may be NULL) is where the
+ * blob is. */
+int token_stat(struct dsfs_ctx *ctx, struct node *n, struct stat *st,
+	       int *layer);
+/* A lookup in images/ of .by-token, or in .by-token of a token: the entry
+ * to reply with, its lookup counted. */
+int lookup_by_token(struct dsfs_ctx *ctx, struct node *dir, const char *name,
+		    struct fuse_entry_param *e);
+/* A read-only handle streaming the token's blob. */
+int open_token(struct dsfs_ctx *ctx, struct node *n, struct handle **h);
+/* The read-only user.dsfs.* attributes of a node: fills buf with the
+ * value of `name`; -ENODATA if the node has no such attribute. */
+int xattr_value(struct dsfs_ctx *ctx, struct node *n, const char *name,
+		char *buf, size_t size);
+/* The names of the attributes n has, each ended by a NUL, into list;
+ * returns their length. */
+size_t xattr_list(struct dsfs_ctx *ctx, struct node *n, char *list,
+		  size_t size);
+
+/* dirsource.c: what a directory lists (struct dirlist_source, with the
+ * context as its arg). */
+int load_listing(void *arg, struct node *n, struct listing *ls);
+bool listing_changed(void *arg, struct node *n, uint64_t since);
+
+/* file.c: open files against the stack and the node table. */
+/* What an open tells the kernel along with its handle. */
+struct open_reply {
+	bool direct_io;	 /* bypass the page cache */
+	bool keep_cache; /* keep what the page cache holds */
+	bool noflush;	 /* nothing to flush at close */
+};
+/* Open node n with these open(2) flags: the handle, holding the caller's
+ * reference on n, and how the kernel may cache it.  On failure the caller
+ * keeps its reference. */
+int file_open(struct dsfs_ctx *ctx, struct node *n, int flags,
+	      struct handle **out, struct open_reply *r);
+/* Make the empty file at l, and the handle of an open of it with these
+ * flags; file_created() binds it to its node once the entry is made. */
+int file_create(struct dsfs_ctx *ctx, const struct loc *l,
+		const struct dsfs_attr *a, int flags, struct found *f,
+		struct handle **out);
+void file_created(struct dsfs_ctx *ctx, struct handle *h, uint64_t ino);
+ssize_t file_read(struct handle *h, uint64_t off, void *buf, size_t size);
+/* A refused write is logged with its path and why. */
+ssize_t file_write(struct dsfs_ctx *ctx, struct handle *h, uint64_t off,
+		   const void *buf, size_t size);
+/* An open writer sees the size of its own copy: true and *size if h was
+ * written or truncated since its last commit. */
+bool file_own_size(struct handle *h, off_t *size);
+/* Set the size of n (at l), through its open writer h if there is one. */
+int file_truncate(struct dsfs_ctx *ctx, struct node *n, const struct loc *l,
+		  struct handle *h, off_t size);
+/* Commit the copy if it changed since the last commit. */
+int file_flush(struct dsfs_ctx *ctx, struct handle *h);
+/* The last close: commit what is left, then file_drop(). */
+void file_release(struct dsfs_ctx *ctx, struct handle *h);
+/* Let go of an open file's handle and what it holds. */
+void file_drop(struct dsfs_ctx *ctx, struct handle *h);
 
 /* main.c */
 int dsfs_open_factory(const char *store, uint64_t budget,

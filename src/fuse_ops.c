@@ -5,22 +5,21 @@
  * Helpers return 0 or a negative errno; each handler chooses the reply, and
  * the sign flips once, at fuse_reply_err(req, -rc).  Every lookup count a
  * reply sends was counted by node_link(); a count taken for a reply that
- * then fails is given back with node_forget().
- *
- * Caching.  The merged kv/ and images/ trees are cached by the kernel for
- * ctx->timeout seconds; every change made through another tree that shows
- * the same entry (a layer's own tree, devices/) is followed, before the
- * reply, by an invalidation of the merged node.  The other trees are not
- * cached (timeout 0), so nothing needs invalidating for them.  Negative
- * lookups are never cached, so a name that appears below the kernel shows at
- * once.
+ * then fails is given back with node_forget().  What a request does beyond
+ * that lives in the daemon's other files: open files and their commits in
+ * file.c (the copy itself in handle.c), images/.by-token and the
+ * user.dsfs.* attributes in by_token.c, what a node's stat says in attrs.c,
+ * what a directory lists in dirsource.c (shared by dirlist.c), and every
+ * invalidation of the kernel's caches in notify.c: a change made through a
+ * tree other than the merged one that shows the same entry (a layer's own
+ * tree, devices/) is followed, before the reply, by an invalidation of the
+ * merged node.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -29,190 +28,9 @@
 #include "log.h"
 #include "validate.h"
 
-#define XATTR_LAYER "user.dsfs.layer"
-#define XATTR_TYPE "user.dsfs.type"
-#define XATTR_VERSION "user.dsfs.version"
-#define XATTR_TOKEN "user.dsfs.token"
-
-static const char *const layer_names[DSFS_NLAYERS] = {"ephemeral", "runtime",
-						      "factory"};
-
 static struct dsfs_ctx *ctx_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
-}
-
-/* The path of a loc as the user sees it, for log lines. */
-static const char *loc_path(const struct loc *l, char *buf, size_t size)
-{
-	if (l->view == VIEW_LAYER)
-		snprintf(buf, size, "%s/%s", layer_names[l->layer], l->key);
-	else
-		snprintf(buf, size, "%s", l->key);
-	return buf;
-}
-
-static void log_fail(const struct loc *l, const char *name, const char *what,
-		     int rc, const char *why)
-{
-	char path[DSFS_KEY_MAX + 16];
-
-	loc_path(l, path, sizeof(path));
-	log_err("%s%s%s: %s: %s", path, name ? "/" : "", name ? name : "", what,
-		why ? why : strerror(-rc));
-}
-
-static double timeout_of(struct dsfs_ctx *ctx, const struct node *n)
-{
-	if (n->view == VIEW_ROOT || n->is_tree_root)
-		return ctx->timeout;
-	if (n->view == VIEW_MERGED && n->tree != TREE_DEVICES)
-		return ctx->timeout;
-	return 0.0;
-}
-
-static void fixed_stat(struct dsfs_ctx *ctx, const struct node *n,
-		       struct stat *st)
-{
-	bool ro = n->view != VIEW_MERGED && n->layer == L_FACTORY &&
-		  n->view != VIEW_ROOT;
-
-	memset(st, 0, sizeof(*st));
-	st->st_ino = n->ino;
-	st->st_mode = S_IFDIR | (ro ? 0555 : 0755);
-	if (n->ino == ROOT_INO ||
-	    (n->view == VIEW_ROOT && n->layer == L_FACTORY))
-		st->st_mode = S_IFDIR | 0755;
-	if (n->special == NODE_BY_TOKEN_DIR)
-		st->st_mode = S_IFDIR | 0555;
-	st->st_nlink = 2;
-	st->st_uid = ctx->owner_uid;
-	st->st_gid = ctx->owner_gid;
-	st->st_blksize = 4096;
-	st->st_atim = st->st_mtim = st->st_ctim = ctx->started;
-}
-
-static void attr_stat(uint64_t ino, const struct dsfs_attr *a, struct stat *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->st_ino = ino;
-	st->st_mode = (a->kind == DSFS_DIR ? S_IFDIR : S_IFREG) |
-		      (a->mode & 07777);
-	st->st_nlink = a->kind == DSFS_DIR ? 2 : 1;
-	st->st_uid = a->uid;
-	st->st_gid = a->gid;
-	st->st_size = (off_t)a->size;
-	st->st_blksize = 4096;
-	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
-	st->st_atim = a->atime;
-	st->st_mtim = a->mtime;
-	st->st_ctim = a->ctime;
-}
-
-static bool is_fixed(const struct node *n)
-{
-	return n->view == VIEW_ROOT || n->is_tree_root ||
-	       n->special == NODE_BY_TOKEN_DIR;
-}
-
-#define BY_TOKEN ".by-token"
-
-/* images/.by-token, in the merged images/ tree only. */
-static bool is_by_token_name(const struct node *dir, const char *name)
-{
-	return dir->view == VIEW_MERGED && dir->tree == TREE_IMAGES &&
-	       dir->is_tree_root && strcmp(name, BY_TOKEN) == 0;
-}
-
-static bool is_token(const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < DSFS_TOKEN_LEN; i++)
-		if (!((name[i] >= '0' && name[i] <= '9') ||
-		      (name[i] >= 'a' && name[i] <= 'f')))
-			return false;
-	return name[DSFS_TOKEN_LEN] == '\0';
-}
-
-/* A blob seen through images/.by-token/TOKEN: read-only, owned by the
- * store's owner, as old as the mount. */
-static int token_stat(struct dsfs_ctx *ctx, struct node *n, struct stat *st,
-		      int *layer)
-{
-	uint64_t size;
-	int where, rc;
-
-	if (!n->name)
-		return -ENOENT;
-	rc = ovl_find_blob(&ctx->stack, n->name, &where, &size);
-	if (rc)
-		return rc;
-	fixed_stat(ctx, n, st);
-	st->st_mode = S_IFREG | 0444;
-	st->st_nlink = 1;
-	st->st_size = (off_t)size;
-	st->st_blocks = (blkcnt_t)((size + 511) / 512);
-	if (layer)
-		*layer = where;
-	return 0;
-}
-
-/* Look up what node n stands for now.  A child of devices/ must be a
- * directory (kv/__ID/). */
-static int node_found(struct dsfs_ctx *ctx, struct node *n, struct loc *l,
-		      struct found *f)
-{
-	int rc = node_loc(&ctx->nodes, n, l);
-
-	if (rc)
-		return rc;
-	rc = ovl_lookup(&ctx->stack, l, f);
-	if (rc == 0 && n->tree == TREE_DEVICES && n->parent &&
-	    n->parent->is_tree_root && f->attr.kind != DSFS_DIR)
-		rc = -ENOENT;
-	return rc;
-}
-
-static enum dsfs_content content_of(const struct loc *l)
-{
-	return l->tree == TREE_IMAGES ? DSFS_CONTENT_IMAGE : DSFS_CONTENT_JSON;
-}
-
-/* Make the kernel drop the attributes of the merged node that key names
- * now, if it knows one. */
-static void notify_key(struct dsfs_ctx *ctx, const struct loc *l)
-{
-	uint64_t ino, parent;
-	const char *name;
-
-	if (node_find_merged(&ctx->nodes, l->key, &ino, &parent, &name) == 0 &&
-	    ino)
-		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
-}
-
-/* After a change to key through a tree other than the merged one, make the
- * kernel drop what it cached of the merged node for the same key.  Called
- * with no lock of ours held, so a request this waits for can be served. */
-static void notify_alias(struct dsfs_ctx *ctx, const struct loc *l, bool entry)
-{
-	uint64_t ino, parent;
-	const char *name;
-
-	if (l->view == VIEW_MERGED && l->tree != TREE_DEVICES)
-		return;
-	if (node_find_merged(&ctx->nodes, l->key, &ino, &parent, &name) != 0)
-		return;
-	if (ino)
-		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
-	if (entry) {
-		if (ino)
-			fuse_lowlevel_notify_inval_entry(ctx->se, parent, name,
-							 strlen(name));
-		/* and the directory's cached listing, also when the name is
-		 * new to the kernel */
-		fuse_lowlevel_notify_inval_inode(ctx->se, parent, 0, 0);
-	}
 }
 
 /* Reply to a lookup, mkdir or create with the node for parent/name. */
@@ -276,40 +94,6 @@ static void log_bad_name(struct dsfs_ctx *ctx, struct node *dir,
 		rc == -ENAMETOOLONG ?
 			"name longer than 255 bytes (ENAMETOOLONG)" :
 			"name is not valid UTF-8 (EINVAL)");
-}
-
-static int lookup_by_token(struct dsfs_ctx *ctx, struct node *dir,
-			   const char *name, struct fuse_entry_param *e)
-{
-	struct node *n;
-	int rc;
-
-	if (dir->special != NODE_BY_TOKEN_DIR) {
-		n = node_link_special(&ctx->nodes, dir, name,
-				      NODE_BY_TOKEN_DIR);
-		if (!n)
-			return -ENOMEM;
-		memset(e, 0, sizeof(*e));
-		e->ino = n->ino;
-		fixed_stat(ctx, n, &e->attr);
-		e->attr_timeout = e->entry_timeout = ctx->timeout;
-		return 0;
-	}
-	if (!is_token(name))
-		return -ENOENT;
-	n = node_link_special(&ctx->nodes, dir, name, NODE_BY_TOKEN);
-	if (!n)
-		return -ENOMEM;
-	memset(e, 0, sizeof(*e));
-	e->ino = n->ino;
-	rc = token_stat(ctx, n, &e->attr, NULL);
-	if (rc) {
-		node_forget(&ctx->nodes, n->ino, 1);
-		return rc;
-	}
-	/* A token's bytes never change; whether it exists may. */
-	e->attr_timeout = e->entry_timeout = 0;
-	return 0;
 }
 
 static void dsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -381,24 +165,6 @@ static void dsfs_forget_multi(fuse_req_t req, size_t count,
 	fuse_reply_none(req);
 }
 
-static int stat_node(struct dsfs_ctx *ctx, struct node *n, struct stat *st)
-{
-	struct found f;
-	struct loc l;
-	int rc;
-
-	if (is_fixed(n)) {
-		fixed_stat(ctx, n, st);
-		return 0;
-	}
-	if (n->special == NODE_BY_TOKEN)
-		return token_stat(ctx, n, st, NULL);
-	rc = node_found(ctx, n, &l, &f);
-	if (rc == 0)
-		attr_stat(n->ino, &f.attr, st);
-	return rc;
-}
-
 static void dsfs_getattr(fuse_req_t req, fuse_ino_t ino,
 			 struct fuse_file_info *fi)
 {
@@ -406,14 +172,13 @@ static void dsfs_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
 	struct node *n = node_get(&ctx->nodes, ino);
 	struct stat st;
+	bool own;
 	int rc;
 
 	if (!n) {
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	bool own;
-
 	rc = stat_node(ctx, n, &st);
 	if (rc == -ESTALE) {
 		/* fstat of an open file whose name is gone */
@@ -425,16 +190,10 @@ static void dsfs_getattr(fuse_req_t req, fuse_ino_t ino,
 			st.st_nlink = 0;
 		}
 	}
-	own = false;
-	if (rc == 0 && h && !h->src && !is_fixed(n) && !n->is_dir) {
-		/* An open writer sees the size of its own copy. */
-		pthread_mutex_lock(&h->lock);
-		if (h->writable && h->dirty) {
-			st.st_size = (off_t)h->len;
-			own = true;
-		}
-		pthread_mutex_unlock(&h->lock);
-	}
+	/* An open writer sees the size of its own copy.  (The kernel sends
+	 * a handle with the getattr of an open regular file only.) */
+	own = rc == 0 && h && !is_fixed(n) && !n->is_dir &&
+	      file_own_size(h, &st.st_size);
 	if (rc == 0 && !own)
 		node_attrs_sent(&ctx->nodes, n);
 	if (rc)
@@ -444,104 +203,18 @@ static void dsfs_getattr(fuse_req_t req, fuse_ino_t ino,
 	node_put(&ctx->nodes, n);
 }
 
-/* Commit an open handle's copy if it changed; `last` at the final close,
- * when a pending O_TRUNC alone is committed too.  Called with h->lock
- * held. */
-static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
+/* A time setattr sets, if it sets it: the one given (flag `given`), or
+ * now (flag `at_now`). */
+static bool time_to_set(int to_set, int given, int at_now,
+			const struct timespec *t, struct timespec *out)
 {
-	struct dsfs_attr a;
-	const char *why = NULL;
-	struct found f;
-	struct loc l;
-	int rc;
-
-	if (!h->writable || !(h->dirty || (last && h->trunc_pending)))
-		return 0;
-	rc = node_loc(&ctx->nodes, h->node, &l);
-	if (rc == -ESTALE && h->walked) {
-		l = *h->walked;
-		rc = 0;
-	} else if (rc == -ESTALE) {
-		/* Unlinked or replaced while open: its bytes have nowhere to
-		 * go, as on any filesystem. */
-		h->dirty = false;
-		return 0;
-	}
-	if (rc)
-		return rc;
-	memset(&a, 0, sizeof(a));
-	rc = handle_check(h, &a, &why);
-	if (rc) {
-		log_fail(&l, NULL, "not stored", rc, why);
-		return rc;
-	}
-	a.mode = 0644;
-	now(&a.ctime);
-	a.atime = a.mtime = a.ctime;
-	/* Times set with futimens()/utimensat() while this was open for
-	 * writing (cp -p, tar x) are what the committed value keeps. */
-	node_take_times(&ctx->nodes, h->node, &a.atime, &a.mtime);
-	rc = ovl_commit(&ctx->stack, &l, &a, h->buf, h->len, &f);
-	if (rc) {
-		log_fail(&l, NULL, "not stored", rc, NULL);
-		return rc;
-	}
-	handle_committed(h);
-	/* The kernel's size and times of this inode came from the writes
-	 * and from attributes sent before the commit: refetch them, unless
-	 * the kernel sized the file from this handle's writes alone (it
-	 * marks size and times stale after a write itself).  The GETATTR
-	 * this saves is one round trip of every `echo > f`. */
-	if (!h->from_empty || !node_sole_writer_view(&ctx->nodes, h->node))
-		fuse_lowlevel_notify_inval_inode(ctx->se, h->node->ino, -1, 0);
-	/* Written through an inode the name no longer has. */
-	if (h->walked)
-		notify_key(ctx, &l);
-	notify_alias(ctx, &l, false);
-	return 0;
-}
-
-/* Let go of an open file's handle and what it holds. */
-static void drop_handle(struct dsfs_ctx *ctx, struct handle *h)
-{
-	if (h->cache_reader)
-		node_cache_done(&ctx->nodes, h->node);
-	if (h->writable)
-		node_writers(&ctx->nodes, h->node, -1);
-	node_put(&ctx->nodes, h->node);
-	ovl_release_image(&ctx->stack, h->src, h->token);
-	handle_free(h);
-}
-
-/* Set the size of a closed file: read, resize, check, commit. */
-static int truncate_closed(struct dsfs_ctx *ctx, struct node *n, off_t size)
-{
-	struct handle *h;
-	struct found f;
-	struct loc l;
-	char *data = NULL;
-	size_t len = 0;
-	int rc;
-
-	rc = node_loc(&ctx->nodes, n, &l);
-	if (rc)
-		return rc;
-	if (size != 0) {
-		rc = ovl_read_all(&ctx->stack, &l, &f, &data, &len);
-		if (rc)
-			return rc;
-	}
-	rc = handle_new(content_of(&l), data, len, true, size == 0, UINT64_MAX,
-			&h);
-	if (rc)
-		return rc;
-	h->node = n;
-	rc = handle_truncate(h, (uint64_t)size);
-	h->dirty = true;
-	if (rc == 0)
-		rc = commit_handle(ctx, h, true);
-	handle_free(h);
-	return rc;
+	if (!(to_set & (given | at_now)))
+		return false;
+	if (to_set & at_now)
+		now(out);
+	else
+		*out = *t;
+	return true;
 }
 
 static void dsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
@@ -573,17 +246,7 @@ static void dsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	if (rc)
 		goto out;
 	if (to_set & FUSE_SET_ATTR_SIZE) {
-		if (n->is_dir) {
-			rc = -EISDIR;
-		} else if (l.view == VIEW_LAYER && l.layer == L_FACTORY) {
-			rc = -EROFS;
-		} else if (h && h->writable) {
-			pthread_mutex_lock(&h->lock);
-			rc = handle_truncate(h, (uint64_t)attr->st_size);
-			pthread_mutex_unlock(&h->lock);
-		} else {
-			rc = truncate_closed(ctx, n, attr->st_size);
-		}
+		rc = file_truncate(ctx, n, &l, h, attr->st_size);
 		if (rc) {
 			log_fail(&l, NULL, "truncate", rc, NULL);
 			goto out;
@@ -602,20 +265,12 @@ static void dsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		a.gid = attr->st_gid;
 		mask |= DSFS_SET_GID;
 	}
-	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
-		if (to_set & FUSE_SET_ATTR_ATIME_NOW)
-			now(&a.atime);
-		else
-			a.atime = attr->st_atim;
+	if (time_to_set(to_set, FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW,
+			&attr->st_atim, &a.atime))
 		mask |= DSFS_SET_ATIME;
-	}
-	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
-		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
-			now(&a.mtime);
-		else
-			a.mtime = attr->st_mtim;
+	if (time_to_set(to_set, FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW,
+			&attr->st_mtim, &a.mtime))
 		mask |= DSFS_SET_MTIME;
-	}
 	if (mask & (DSFS_SET_ATIME | DSFS_SET_MTIME))
 		node_set_times(&ctx->nodes, n,
 			       (mask & DSFS_SET_ATIME) ? &a.atime : NULL,
@@ -631,12 +286,8 @@ static void dsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		notify_alias(ctx, &l, false);
 	}
 	rc = stat_node(ctx, n, &st);
-	if (rc == 0 && h && h->writable) {
-		pthread_mutex_lock(&h->lock);
-		if (h->dirty)
-			st.st_size = (off_t)h->len;
-		pthread_mutex_unlock(&h->lock);
-	}
+	if (rc == 0 && h)
+		file_own_size(h, &st.st_size);
 	if (rc == 0)
 		node_attrs_sent(&ctx->nodes, n);
 out:
@@ -685,33 +336,53 @@ static void new_attr(fuse_req_t req, mode_t mode, struct dsfs_attr *a)
 	snprintf(a->type, sizeof(a->type), "empty");
 }
 
+/* Make dir/name: a directory, or with fi a file and the handle of its open
+ * (*h, NULL until made).  The reply's entry, its lookup counted, in *e. */
+static int make_name(fuse_req_t req, struct node *dir, const char *name,
+		     mode_t mode, struct fuse_file_info *fi,
+		     struct fuse_entry_param *e, struct handle **h)
+{
+	struct dsfs_ctx *ctx = ctx_of(req);
+	struct dsfs_attr a;
+	struct found f;
+	struct loc l = {0};
+	int rc;
+
+	rc = new_name_loc(ctx, dir, name, &l);
+	if (rc == 0 && fi && l.tree == TREE_DEVICES && dir->is_tree_root)
+		rc = -EPERM; /* devices/ holds only device directories */
+	if (rc == 0) {
+		new_attr(req, mode, &a);
+		if (fi) {
+			rc = file_create(ctx, &l, &a, fi->flags, &f, h);
+		} else {
+			snprintf(a.type, sizeof(a.type), "object");
+			rc = ovl_mkdir(&ctx->stack, &l, &a, &f);
+		}
+	}
+	if (rc == 0) {
+		notify_alias(ctx, &l, true);
+		rc = make_entry(ctx, dir, name, &f, e);
+	}
+	if (rc && rc != -EEXIST)
+		log_fail(&l, l.key[0] ? NULL : name, fi ? "create" : "mkdir",
+			 rc, NULL);
+	return rc;
+}
+
 static void dsfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		       mode_t mode)
 {
 	struct dsfs_ctx *ctx = ctx_of(req);
 	struct node *dir = node_get(&ctx->nodes, parent);
 	struct fuse_entry_param e;
-	struct dsfs_attr a;
-	struct found f;
-	struct loc l = {0};
 	int rc;
 
 	if (!dir) {
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	rc = new_name_loc(ctx, dir, name, &l);
-	if (rc == 0) {
-		new_attr(req, mode, &a);
-		snprintf(a.type, sizeof(a.type), "object");
-		rc = ovl_mkdir(&ctx->stack, &l, &a, &f);
-	}
-	if (rc == 0) {
-		notify_alias(ctx, &l, true);
-		rc = make_entry(ctx, dir, name, &f, &e);
-	}
-	if (rc && rc != -EEXIST)
-		log_fail(&l, l.key[0] ? NULL : name, "mkdir", rc, NULL);
+	rc = make_name(req, dir, name, mode, NULL, &e, NULL);
 	node_put(&ctx->nodes, dir);
 	if (rc)
 		fuse_reply_err(req, -rc);
@@ -726,53 +397,25 @@ static void dsfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct node *dir = node_get(&ctx->nodes, parent);
 	struct fuse_entry_param e;
 	struct handle *h = NULL;
-	struct dsfs_attr a;
-	uint64_t used, budget = UINT64_MAX;
-	struct found f;
-	struct loc l = {0};
 	int rc;
 
 	if (!dir) {
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	rc = new_name_loc(ctx, dir, name, &l);
-	if (rc == 0 && l.tree == TREE_DEVICES && dir->is_tree_root)
-		rc = -EPERM; /* devices/ holds only device directories */
-	if (rc == 0) {
-		new_attr(req, mode, &a);
-		rc = ovl_create(&ctx->stack, &l, &a, &f);
-	}
-	if (rc == 0) {
-		ovl_usage(&ctx->stack, f.layer, &used, &budget);
-		rc = handle_new(content_of(&l), NULL, 0,
-				(fi->flags & O_ACCMODE) != O_RDONLY, false,
-				budget, &h);
-	}
-	if (rc == 0) {
-		notify_alias(ctx, &l, true);
-		rc = make_entry(ctx, dir, name, &f, &e);
-	}
+	rc = make_name(req, dir, name, mode, fi, &e, &h);
+	node_put(&ctx->nodes, dir);
 	if (rc) {
 		handle_free(h);
-		if (rc != -EEXIST)
-			log_fail(&l, l.key[0] ? NULL : name, "create", rc,
-				 NULL);
 		fuse_reply_err(req, -rc);
-		node_put(&ctx->nodes, dir);
 		return;
 	}
-	h->node = node_get(&ctx->nodes, e.ino);
-	h->attr = f.attr;
-	h->from_empty = true;
-	if (h->writable)
-		node_writers(&ctx->nodes, h->node, 1);
+	file_created(ctx, h, e.ino);
 	fi->fh = (uintptr_t)h;
-	fi->direct_io = 1; /* as for every writer: see dsfs_open() */
-	node_put(&ctx->nodes, dir);
+	fi->direct_io = 1; /* as for every writer: see file_open() */
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		node_forget(&ctx->nodes, e.ino, 1);
-		drop_handle(ctx, h);
+		file_drop(ctx, h);
 	}
 }
 
@@ -912,166 +555,30 @@ out:
 	fuse_reply_err(req, -rc);
 }
 
-/* A reader of an image streams it from the layer that has it. */
-static int open_image(struct dsfs_ctx *ctx, const struct loc *l,
-		      struct found *f, struct handle **h)
-{
-	struct dsfs_layer *held;
-	int rc;
-
-	rc = ovl_open_image(&ctx->stack, l, f, &held);
-	if (rc)
-		return rc;
-	if (!held) /* an empty entry: nothing to stream */
-		return handle_new(DSFS_CONTENT_IMAGE, NULL, 0, false, false, 0,
-				  h);
-	rc = handle_new_stream(held, f->attr.token, h);
-	if (rc)
-		ovl_release_image(&ctx->stack, held, f->attr.token);
-	return rc;
-}
-
-static int open_token(struct dsfs_ctx *ctx, struct node *n, struct handle **h)
-{
-	struct dsfs_layer *held;
-	uint64_t size;
-	int rc;
-
-	if (!n->name)
-		return -ENOENT;
-	rc = ovl_open_blob(&ctx->stack, n->name, &size, &held);
-	if (rc)
-		return rc;
-	rc = handle_new_stream(held, n->name, h);
-	if (rc)
-		ovl_release_image(&ctx->stack, held, n->name);
-	return rc;
-}
-
 static void dsfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct dsfs_ctx *ctx = ctx_of(req);
 	struct node *n = node_get(&ctx->nodes, ino);
-	bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
-	bool trunc = writable && (fi->flags & O_TRUNC);
-	bool walked;
-	uint64_t used, budget = UINT64_MAX;
-	struct handle *h = NULL;
-	char *data = NULL;
-	size_t len = 0;
-	struct found f;
-	struct loc l;
+	struct open_reply r;
+	struct handle *h;
 	int rc;
 
 	if (!n) {
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	if (is_fixed(n)) {
-		rc = -EISDIR;
-		goto out;
+	rc = file_open(ctx, n, fi->flags, &h, &r);
+	if (rc) {
+		node_put(&ctx->nodes, n);
+		fuse_reply_err(req, -rc);
+		return;
 	}
-	if (n->special == NODE_BY_TOKEN) {
-		rc = writable ? -EROFS : open_token(ctx, n, &h);
-		if (rc)
-			goto out;
-		fi->keep_cache = 1; /* a token's bytes never change */
-		goto opened;
-	}
-	rc = node_loc(&ctx->nodes, n, &l);
-	/* An open whose path walk raced with a rename over this name opens
-	 * what the name holds now, as a walk made after the rename would: a
-	 * reader reads it, a writer's commits go to that name.  (The kernel
-	 * retries an ESTALE open only once, and a storm of renames over a
-	 * name can make that one fail too.) */
-	walked = false;
-	if (rc == -ESTALE) {
-		rc = node_former_loc(&ctx->nodes, n, &l);
-		walked = rc == 0 && writable;
-	}
-	if (rc)
-		goto out;
-	if (writable && l.view == VIEW_LAYER && l.layer == L_FACTORY) {
-		rc = -EROFS;
-		log_fail(&l, NULL, "open for writing", rc, NULL);
-		goto out;
-	}
-	if (!writable && l.tree == TREE_IMAGES) {
-		rc = open_image(ctx, &l, &f, &h);
-		if (rc)
-			goto out;
-		goto opened_found;
-	}
-	if (trunc)
-		rc = ovl_lookup(&ctx->stack, &l, &f);
-	else
-		rc = ovl_read_all(&ctx->stack, &l, &f, &data, &len);
-	if (rc)
-		goto out;
-	if (f.attr.kind == DSFS_DIR) {
-		free(data);
-		rc = -EISDIR;
-		goto out;
-	}
-	if (writable)
-		ovl_usage(&ctx->stack,
-			  f.layer == L_FACTORY ? L_RUNTIME : f.layer, &used,
-			  &budget);
-	rc = handle_new(content_of(&l), data, len, writable, trunc, budget, &h);
-	if (rc)
-		goto out;
-opened_found:
-	h->attr = f.attr;
-	h->from_empty = trunc;
-	if (walked) {
-		h->walked = malloc(sizeof(*h->walked));
-		if (!h->walked) {
-			handle_free(h);
-			rc = -ENOMEM;
-			goto out;
-		}
-		*h->walked = l;
-	}
-	if (writable || l.view != VIEW_LAYER || l.layer != L_FACTORY) {
-		/* Every open works on its own copy, but the kernel keeps one
-		 * page cache and one size per inode: a writer's O_TRUNC and
-		 * writes would show through to readers of the same inode
-		 * before the commit, and a reader of the old value would
-		 * fill the cache that a reader of the new one reads.  So
-		 * opens of what can change go straight to their handles. */
-		fi->direct_io = 1;
-		if (writable)
-			node_writers(&ctx->nodes, n, 1);
-	} else {
-		/* factory/ never changes under an open (an install swaps the
-		 * layer and invalidates): its values are read through the
-		 * page cache, kept while unchanged since the last open. */
-		switch (node_cache_open(&ctx->nodes, n, f.attr.version,
-					f.layer)) {
-		case NODE_CACHE_KEEP:
-			fi->keep_cache = 1;
-			h->cache_reader = true;
-			break;
-		case NODE_CACHE_FRESH:
-			h->cache_reader = true;
-			break;
-		default:
-			fi->direct_io = 1;
-			break;
-		}
-	}
-opened:
-	h->node = n;
-	n = NULL; /* the handle keeps the reference */
 	fi->fh = (uintptr_t)h;
-	/* A reader has nothing to flush; tell the kernel not to ask. */
-	fi->noflush = !writable;
+	fi->direct_io = r.direct_io;
+	fi->keep_cache = r.keep_cache;
+	fi->noflush = r.noflush;
 	if (fuse_reply_open(req, fi) != 0)
-		drop_handle(ctx, h);
-	return;
-out:
-	node_put(&ctx->nodes, n);
-	fuse_reply_err(req, -rc);
+		file_drop(ctx, h);
 }
 
 static void dsfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1086,9 +593,7 @@ static void dsfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_lock(&h->lock);
-	got = handle_read(h, (uint64_t)off, buf, size);
-	pthread_mutex_unlock(&h->lock);
+	got = file_read(h, (uint64_t)off, buf, size);
 	if (got < 0)
 		fuse_reply_err(req, (int)-got);
 	else
@@ -1099,57 +604,36 @@ static void dsfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void dsfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		       size_t size, off_t off, struct fuse_file_info *fi)
 {
-	struct dsfs_ctx *ctx = ctx_of(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	const char *why = NULL;
 	ssize_t rc;
-	struct loc l;
 
 	(void)ino;
-	pthread_mutex_lock(&h->lock);
-	rc = handle_write(h, (uint64_t)off, buf, size, &why);
-	pthread_mutex_unlock(&h->lock);
-	if (rc < 0) {
-		if (node_loc(&ctx->nodes, h->node, &l) == 0)
-			log_fail(&l, NULL, "write refused", (int)rc, why);
+	rc = file_write(ctx_of(req), h, (uint64_t)off, buf, size);
+	if (rc < 0)
 		fuse_reply_err(req, (int)-rc);
-		return;
-	}
-	fuse_reply_write(req, (size_t)rc);
+	else
+		fuse_reply_write(req, (size_t)rc);
 }
 
 static void dsfs_flush(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	struct dsfs_ctx *ctx = ctx_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	int rc;
 
-	pthread_mutex_lock(&h->lock);
-	rc = commit_handle(ctx, h, false);
-	pthread_mutex_unlock(&h->lock);
+	rc = file_flush(ctx, (struct handle *)(uintptr_t)fi->fh);
 	/* The kernel sized the file from the refused writes: make it ask
 	 * again, so the old value reads back whole. */
 	if (rc)
-		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
+		notify_inode(ctx, ino);
 	fuse_reply_err(req, -rc);
 }
 
 static void dsfs_release(fuse_req_t req, fuse_ino_t ino,
 			 struct fuse_file_info *fi)
 {
-	struct dsfs_ctx *ctx = ctx_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-
 	(void)ino;
-	pthread_mutex_lock(&h->lock);
-	/* A truncation with nothing written, and writes after the last flush
-	 * (through a memory map), are committed here.  A refusal already
-	 * reported by flush is not repeated. */
-	if (!h->poisoned && !h->check_failed)
-		commit_handle(ctx, h, true);
-	pthread_mutex_unlock(&h->lock);
-	drop_handle(ctx, h);
+	file_release(ctx_of(req), (struct handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -1157,14 +641,11 @@ static void dsfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		       struct fuse_file_info *fi)
 {
 	struct dsfs_ctx *ctx = ctx_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	int rc;
 
 	(void)ino;
 	(void)datasync;
-	pthread_mutex_lock(&h->lock);
-	rc = commit_handle(ctx, h, false);
-	pthread_mutex_unlock(&h->lock);
+	rc = file_flush(ctx, (struct handle *)(uintptr_t)fi->fh);
 	if (rc == 0)
 		rc = ovl_sync(&ctx->stack);
 	fuse_reply_err(req, -rc);
@@ -1178,72 +659,6 @@ struct dir_handle {
 	pthread_mutex_t lock;
 	struct dir_cursor cur;
 };
-
-static int fixed_listing(struct dsfs_ctx *ctx, struct node *n,
-			 struct listing *ls)
-{
-	static const char *const root[] = {"kv",	"images",  "devices",
-					   "ephemeral", "runtime", "factory"};
-	static const char *const trees[] = {"kv", "images", "devices"};
-	struct found f = {.attr.kind = DSFS_DIR};
-	size_t i;
-	int rc = 0;
-
-	(void)ctx;
-	if (n->ino == ROOT_INO) {
-		for (i = 0; i < sizeof(root) / sizeof(root[0]); i++)
-			listing_add(ls, root[i], &f, &rc);
-	} else {
-		for (i = 0; i < sizeof(trees) / sizeof(trees[0]); i++)
-			listing_add(ls, trees[i], &f, &rc);
-	}
-	return rc;
-}
-
-static int load_listing(void *arg, struct node *n, struct listing *ls)
-{
-	struct dsfs_ctx *ctx = arg;
-	struct found f;
-	struct loc l;
-	int rc;
-
-	if (n->view == VIEW_ROOT)
-		return fixed_listing(ctx, n, ls);
-	/* Tokens are not listed: a listing would grow with the store, and
-	 * a token is found from an image's user.dsfs.token. */
-	if (n->special == NODE_BY_TOKEN_DIR)
-		return 0;
-	rc = node_loc(&ctx->nodes, n, &l);
-	if (rc == -ESTALE)
-		return 0; /* removed while open: it lists nothing */
-	if (rc)
-		return rc;
-	if (!n->is_tree_root) {
-		rc = ovl_lookup(&ctx->stack, &l, &f);
-		if (rc == -ENOENT)
-			return 0;
-		if (rc)
-			return rc;
-		if (f.attr.kind != DSFS_DIR)
-			return -ENOTDIR;
-		l.limit = f.limit;
-	}
-	return ovl_list(&ctx->stack, &l,
-			n->tree == TREE_DEVICES && n->is_tree_root, ls);
-}
-
-/* The fixed directories and .by-token list the same names forever. */
-static bool listing_changed(void *arg, struct node *n, uint64_t since)
-{
-	struct dsfs_ctx *ctx = arg;
-	struct loc l;
-
-	if (n->view == VIEW_ROOT || n->special == NODE_BY_TOKEN_DIR)
-		return false;
-	if (node_loc(&ctx->nodes, n, &l) != 0)
-		return true;
-	return ovl_changed_since(&ctx->stack, l.key, since);
-}
 
 static void dsfs_opendir(fuse_req_t req, fuse_ino_t ino,
 			 struct fuse_file_info *fi)
@@ -1444,69 +859,6 @@ static void dsfs_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-static int token_xattr(struct dsfs_ctx *ctx, struct node *n, const char *name,
-		       char *buf, size_t size)
-{
-	unsigned char head[32];
-	struct dsfs_layer *held;
-	const char *type = NULL;
-	struct stat st;
-	uint64_t bytes;
-	ssize_t got;
-	int layer, rc;
-
-	rc = token_stat(ctx, n, &st, &layer);
-	if (rc)
-		return rc;
-	if (strcmp(name, XATTR_LAYER) == 0) {
-		snprintf(buf, size, "%s", layer_names[layer]);
-	} else if (strcmp(name, XATTR_TOKEN) == 0) {
-		snprintf(buf, size, "%s", n->name);
-	} else if (strcmp(name, XATTR_TYPE) == 0) {
-		rc = ovl_open_blob(&ctx->stack, n->name, &bytes, &held);
-		if (rc)
-			return rc;
-		got = layer_read_blob(held, n->name, 0, head, sizeof(head));
-		ovl_release_image(&ctx->stack, held, n->name);
-		if (got > 0)
-			type = image_type(head, (size_t)got);
-		snprintf(buf, size, "%s", type ? type : "empty");
-	} else {
-		return -ENODATA;
-	}
-	return 0;
-}
-
-/* The read-only user.dsfs.* attributes of a node: fills buf with the
- * value of `name`; -ENODATA if the node has no such attribute. */
-static int xattr_value(struct dsfs_ctx *ctx, struct node *n, const char *name,
-		       char *buf, size_t size)
-{
-	struct found f;
-	struct loc l;
-	int rc;
-
-	if (is_fixed(n))
-		return -ENODATA;
-	if (n->special == NODE_BY_TOKEN)
-		return token_xattr(ctx, n, name, buf, size);
-	rc = node_found(ctx, n, &l, &f);
-	if (rc)
-		return rc;
-	if (strcmp(name, XATTR_LAYER) == 0)
-		snprintf(buf, size, "%s", layer_names[f.layer]);
-	else if (strcmp(name, XATTR_TYPE) == 0)
-		snprintf(buf, size, "%s",
-			 f.attr.kind == DSFS_DIR ? "object" : f.attr.type);
-	else if (strcmp(name, XATTR_VERSION) == 0)
-		snprintf(buf, size, "%llu", (unsigned long long)f.attr.version);
-	else if (strcmp(name, XATTR_TOKEN) == 0 && f.attr.token[0])
-		snprintf(buf, size, "%s", f.attr.token);
-	else
-		return -ENODATA;
-	return 0;
-}
-
 static void reply_xattr_buf(fuse_req_t req, const char *buf, size_t len,
 			    size_t size)
 {
@@ -1518,47 +870,43 @@ static void reply_xattr_buf(fuse_req_t req, const char *buf, size_t len,
 		fuse_reply_buf(req, buf, len);
 }
 
-static void dsfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			  size_t size)
+/* The value of the attribute `name`, or with name NULL the list of the
+ * attributes the node has. */
+static void serve_xattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
 {
 	struct dsfs_ctx *ctx = ctx_of(req);
 	struct node *n = node_get(&ctx->nodes, ino);
 	char buf[128];
-	int rc;
+	size_t len = 0;
+	int rc = 0;
 
 	if (!n) {
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	rc = xattr_value(ctx, n, name, buf, sizeof(buf));
+	if (name) {
+		rc = xattr_value(ctx, n, name, buf, sizeof(buf));
+		len = rc ? 0 : strlen(buf);
+	} else {
+		len = xattr_list(ctx, n, buf, sizeof(buf));
+	}
 	node_put(&ctx->nodes, n);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
-		reply_xattr_buf(req, buf, strlen(buf), size);
+		reply_xattr_buf(req, buf, len, size);
+}
+
+static void dsfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			  size_t size)
+{
+	serve_xattr(req, ino, name, size);
 }
 
 static void dsfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	static const char *const names[] = {XATTR_LAYER, XATTR_TYPE,
-					    XATTR_VERSION, XATTR_TOKEN};
-	struct dsfs_ctx *ctx = ctx_of(req);
-	struct node *n = node_get(&ctx->nodes, ino);
-	char list[128], value[128];
-	size_t i, len = 0;
-
-	if (!n) {
-		fuse_reply_err(req, ESTALE);
-		return;
-	}
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (xattr_value(ctx, n, names[i], value, sizeof(value)) != 0)
-			continue;
-		memcpy(list + len, names[i], strlen(names[i]) + 1);
-		len += strlen(names[i]) + 1;
-	}
-	node_put(&ctx->nodes, n);
-	reply_xattr_buf(req, list, len, size);
+	serve_xattr(req, ino, NULL, size);
 }
 
 static void dsfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
@@ -1614,23 +962,3 @@ const struct fuse_lowlevel_ops dsfs_ll_ops = {
 	.listxattr = dsfs_listxattr,
 	.removexattr = dsfs_removexattr,
 };
-
-static void inval_one(void *arg, uint64_t ino, uint64_t parent,
-		      const char *name)
-{
-	struct dsfs_ctx *ctx = arg;
-
-	fuse_lowlevel_notify_inval_entry(ctx->se, parent, name, strlen(name));
-	fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
-}
-
-void dsfs_invalidate_all(struct dsfs_ctx *ctx)
-{
-	uint64_t ino;
-
-	nodes_forget_cache(&ctx->nodes);
-	nodes_each(&ctx->nodes, inval_one, ctx);
-	/* The fixed directories' listings (kv/, images/, ...) change too. */
-	for (ino = ROOT_INO; ino <= FIXED_NODES; ino++)
-		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
-}

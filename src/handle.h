@@ -1,5 +1,7 @@
 /*
- * handle.h - open files.
+ * handle.h - open files: an open file's private copy and its validation.
+ * (file.c opens handles and commits them through the overlay; nothing here
+ * knows the stack or the node table.)
  *
  * Every open file works on its own copy of the value, taken when it is
  * opened: readers keep seeing the value they opened, and a writer's bytes
@@ -18,7 +20,7 @@ struct node;
 
 struct handle {
 	pthread_mutex_t lock; /* taken before the stack's lock */
-	struct node *node;    /* holds a reference (fuse_ops.c drops it) */
+	struct node *node;    /* holds a reference (file.c drops it) */
 	enum dsfs_content content;
 	bool writable;
 	bool dirty;	    /* written or truncated since the last commit */
@@ -43,7 +45,7 @@ struct handle {
 	 * removed or replaced still answers. */
 	struct dsfs_attr attr;
 	char why[160]; /* why the last write or check was refused */
-	/* Counted in its node's open readers (fuse_ops.c). */
+	/* Counted in its node's open readers (file.c). */
 	bool cache_reader;
 	/* Made by create, or opened with O_TRUNC: the kernel sized the file
 	 * from nothing and then from this handle's writes alone. */

@@ -49,8 +49,11 @@ static void name_unhash(struct node_table *t, struct node *n)
 
 static void name_hash(struct node_table *t, struct node *n)
 {
-	size_t b = hash_name(n->parent, n->name) & (t->nbuckets - 1);
+	size_t b;
 
+	if (!n->parent || !n->name)
+		return; /* as in name_unhash(): only named children are found */
+	b = hash_name(n->parent, n->name) & (t->nbuckets - 1);
 	n->name_next = t->by_name[b];
 	t->by_name[b] = n;
 }

@@ -1,0 +1,205 @@
+/*
+ * by_token.c - images/.by-token/TOKEN, an image's bytes found by their
+ * content token, and the read-only user.dsfs.* attributes that give an
+ * entry's layer, type, version and token.
+ *
+ * .by-token lives in the merged images/ tree only, outside every layer:
+ * TOKEN is the blob of that token in whichever layer holds one, read-only,
+ * owned by the store's owner and as old as the mount, and not listed
+ * (dirsource.c says why).  Everything here answers through the overlay
+ * (ovl_find_blob, ovl_open_blob) and an open handle, never by reading a
+ * layer itself.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "handle.h"
+#include "validate.h"
+
+#define XATTR_LAYER "user.dsfs.layer"
+#define XATTR_TYPE "user.dsfs.type"
+#define XATTR_VERSION "user.dsfs.version"
+#define XATTR_TOKEN "user.dsfs.token"
+
+bool is_by_token_name(const struct node *dir, const char *name)
+{
+	return dir->view == VIEW_MERGED && dir->tree == TREE_IMAGES &&
+	       dir->is_tree_root && strcmp(name, BY_TOKEN) == 0;
+}
+
+static bool is_token(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < DSFS_TOKEN_LEN; i++)
+		if (!((name[i] >= '0' && name[i] <= '9') ||
+		      (name[i] >= 'a' && name[i] <= 'f')))
+			return false;
+	return name[DSFS_TOKEN_LEN] == '\0';
+}
+
+int token_stat(struct dsfs_ctx *ctx, struct node *n, struct stat *st,
+	       int *layer)
+{
+	uint64_t size;
+	int where, rc;
+
+	if (!n->name)
+		return -ENOENT;
+	rc = ovl_find_blob(&ctx->stack, n->name, &where, &size);
+	if (rc)
+		return rc;
+	fixed_stat(ctx, n, st);
+	st->st_mode = S_IFREG | 0444;
+	st->st_nlink = 1;
+	st->st_size = (off_t)size;
+	st->st_blocks = (blkcnt_t)((size + 511) / 512);
+	if (layer)
+		*layer = where;
+	return 0;
+}
+
+int lookup_by_token(struct dsfs_ctx *ctx, struct node *dir, const char *name,
+		    struct fuse_entry_param *e)
+{
+	struct node *n;
+	int rc;
+
+	if (dir->special != NODE_BY_TOKEN_DIR) {
+		n = node_link_special(&ctx->nodes, dir, name,
+				      NODE_BY_TOKEN_DIR);
+		if (!n)
+			return -ENOMEM;
+		memset(e, 0, sizeof(*e));
+		e->ino = n->ino;
+		fixed_stat(ctx, n, &e->attr);
+		e->attr_timeout = e->entry_timeout = ctx->timeout;
+		return 0;
+	}
+	if (!is_token(name))
+		return -ENOENT;
+	n = node_link_special(&ctx->nodes, dir, name, NODE_BY_TOKEN);
+	if (!n)
+		return -ENOMEM;
+	memset(e, 0, sizeof(*e));
+	e->ino = n->ino;
+	rc = token_stat(ctx, n, &e->attr, NULL);
+	if (rc) {
+		node_forget(&ctx->nodes, n->ino, 1);
+		return rc;
+	}
+	/* A token's bytes never change; whether it exists may. */
+	e->attr_timeout = e->entry_timeout = 0;
+	return 0;
+}
+
+int open_token(struct dsfs_ctx *ctx, struct node *n, struct handle **h)
+{
+	struct dsfs_layer *held;
+	uint64_t size;
+	int rc;
+
+	if (!n->name)
+		return -ENOENT;
+	rc = ovl_open_blob(&ctx->stack, n->name, &size, &held);
+	if (rc)
+		return rc;
+	rc = handle_new_stream(held, n->name, h);
+	if (rc)
+		ovl_release_image(&ctx->stack, held, n->name);
+	return rc;
+}
+
+/* The type of a token's blob, from its first bytes, read through a handle
+ * of its own. */
+static int token_type(struct dsfs_ctx *ctx, struct node *n, const char **type)
+{
+	unsigned char head[32];
+	struct handle *h;
+	ssize_t got;
+	int rc;
+
+	*type = NULL;
+	rc = open_token(ctx, n, &h);
+	if (rc)
+		return rc;
+	got = handle_read(h, 0, head, sizeof(head));
+	ovl_release_image(&ctx->stack, h->src, h->token);
+	handle_free(h);
+	if (got > 0)
+		*type = image_type(head, (size_t)got);
+	return 0;
+}
+
+static int token_xattr(struct dsfs_ctx *ctx, struct node *n, const char *name,
+		       char *buf, size_t size)
+{
+	const char *type;
+	struct stat st;
+	int layer, rc;
+
+	rc = token_stat(ctx, n, &st, &layer);
+	if (rc)
+		return rc;
+	if (strcmp(name, XATTR_LAYER) == 0) {
+		snprintf(buf, size, "%s", layer_name(layer));
+	} else if (strcmp(name, XATTR_TOKEN) == 0) {
+		snprintf(buf, size, "%s", n->name);
+	} else if (strcmp(name, XATTR_TYPE) == 0) {
+		rc = token_type(ctx, n, &type);
+		if (rc)
+			return rc;
+		snprintf(buf, size, "%s", type ? type : "empty");
+	} else {
+		return -ENODATA;
+	}
+	return 0;
+}
+
+int xattr_value(struct dsfs_ctx *ctx, struct node *n, const char *name,
+		char *buf, size_t size)
+{
+	struct found f;
+	struct loc l;
+	int rc;
+
+	if (is_fixed(n))
+		return -ENODATA;
+	if (n->special == NODE_BY_TOKEN)
+		return token_xattr(ctx, n, name, buf, size);
+	rc = node_found(ctx, n, &l, &f);
+	if (rc)
+		return rc;
+	if (strcmp(name, XATTR_LAYER) == 0)
+		snprintf(buf, size, "%s", layer_name(f.layer));
+	else if (strcmp(name, XATTR_TYPE) == 0)
+		snprintf(buf, size, "%s",
+			 f.attr.kind == DSFS_DIR ? "object" : f.attr.type);
+	else if (strcmp(name, XATTR_VERSION) == 0)
+		snprintf(buf, size, "%llu", (unsigned long long)f.attr.version);
+	else if (strcmp(name, XATTR_TOKEN) == 0 && f.attr.token[0])
+		snprintf(buf, size, "%s", f.attr.token);
+	else
+		return -ENODATA;
+	return 0;
+}
+
+size_t xattr_list(struct dsfs_ctx *ctx, struct node *n, char *list, size_t size)
+{
+	static const char *const names[] = {XATTR_LAYER, XATTR_TYPE,
+					    XATTR_VERSION, XATTR_TOKEN};
+	char value[128];
+	size_t i, len = 0;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (xattr_value(ctx, n, names[i], value, sizeof(value)) != 0)
+			continue;
+		if (len + strlen(names[i]) + 1 > size)
+			break;
+		memcpy(list + len, names[i], strlen(names[i]) + 1);
+		len += strlen(names[i]) + 1;
+	}
+	return len;
+}

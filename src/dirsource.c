@@ -1,0 +1,79 @@
+/*
+ * dirsource.c - what each directory of the mount lists, and whether its
+ * listing may have changed: the source dirlist.c takes its shared listings
+ * from (struct dirlist_source).
+ *
+ * The root and the layer directories list fixed names, and so do never
+ * change; images/.by-token lists nothing; every other directory lists what
+ * the overlay resolves in it, and has changed when the stack says a change
+ * was made in it since the listing was taken.
+ */
+#include <errno.h>
+
+#include "daemon.h"
+
+static int fixed_listing(struct dsfs_ctx *ctx, struct node *n,
+			 struct listing *ls)
+{
+	static const char *const root[] = {"kv",	"images",  "devices",
+					   "ephemeral", "runtime", "factory"};
+	static const char *const trees[] = {"kv", "images", "devices"};
+	struct found f = {.attr.kind = DSFS_DIR};
+	size_t i;
+	int rc = 0;
+
+	(void)ctx;
+	if (n->ino == ROOT_INO) {
+		for (i = 0; i < sizeof(root) / sizeof(root[0]); i++)
+			listing_add(ls, root[i], &f, &rc);
+	} else {
+		for (i = 0; i < sizeof(trees) / sizeof(trees[0]); i++)
+			listing_add(ls, trees[i], &f, &rc);
+	}
+	return rc;
+}
+
+int load_listing(void *arg, struct node *n, struct listing *ls)
+{
+	struct dsfs_ctx *ctx = arg;
+	struct found f;
+	struct loc l;
+	int rc;
+
+	if (n->view == VIEW_ROOT)
+		return fixed_listing(ctx, n, ls);
+	/* Tokens are not listed: a listing would grow with the store, and
+	 * a token is found from an image's user.dsfs.token. */
+	if (n->special == NODE_BY_TOKEN_DIR)
+		return 0;
+	rc = node_loc(&ctx->nodes, n, &l);
+	if (rc == -ESTALE)
+		return 0; /* removed while open: it lists nothing */
+	if (rc)
+		return rc;
+	if (!n->is_tree_root) {
+		rc = ovl_lookup(&ctx->stack, &l, &f);
+		if (rc == -ENOENT)
+			return 0;
+		if (rc)
+			return rc;
+		if (f.attr.kind != DSFS_DIR)
+			return -ENOTDIR;
+		l.limit = f.limit;
+	}
+	return ovl_list(&ctx->stack, &l,
+			n->tree == TREE_DEVICES && n->is_tree_root, ls);
+}
+
+/* The fixed directories and .by-token list the same names forever. */
+bool listing_changed(void *arg, struct node *n, uint64_t since)
+{
+	struct dsfs_ctx *ctx = arg;
+	struct loc l;
+
+	if (n->view == VIEW_ROOT || n->special == NODE_BY_TOKEN_DIR)
+		return false;
+	if (node_loc(&ctx->nodes, n, &l) != 0)
+		return true;
+	return ovl_changed_since(&ctx->stack, l.key, since);
+}

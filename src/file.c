@@ -1,0 +1,381 @@
+/*
+ * file.c - an open file's life against the stack and the node table: which
+ * handle an open makes and how the kernel may cache it, the commits of its
+ * copy, and its release.
+ *
+ * handle.c holds the private copy itself and knows nothing of where it came
+ * from; here an open reads the value through the overlay into a handle (or
+ * streams an image from the layer that holds it), and a commit checks the
+ * copy and writes it back through the overlay, to the name the node has
+ * then.  The node table counts open writers and page-cache readers, so that
+ * a reader of one version never reads another's bytes from the kernel's
+ * page cache.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon.h"
+#include "handle.h"
+
+static enum dsfs_content content_of(const struct loc *l)
+{
+	return l->tree == TREE_IMAGES ? DSFS_CONTENT_IMAGE : DSFS_CONTENT_JSON;
+}
+
+/* Commit an open handle's copy if it changed; `last` at the final close,
+ * when a pending O_TRUNC alone is committed too.  Called with h->lock
+ * held. */
+static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
+{
+	struct dsfs_attr a;
+	const char *why = NULL;
+	struct found f;
+	struct loc l;
+	int rc;
+
+	if (!h->writable || !(h->dirty || (last && h->trunc_pending)))
+		return 0;
+	rc = node_loc(&ctx->nodes, h->node, &l);
+	if (rc == -ESTALE && h->walked) {
+		l = *h->walked;
+		rc = 0;
+	} else if (rc == -ESTALE) {
+		/* Unlinked or replaced while open: its bytes have nowhere to
+		 * go, as on any filesystem. */
+		h->dirty = false;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	memset(&a, 0, sizeof(a));
+	rc = handle_check(h, &a, &why);
+	if (rc) {
+		log_fail(&l, NULL, "not stored", rc, why);
+		return rc;
+	}
+	a.mode = 0644;
+	clock_gettime(CLOCK_REALTIME, &a.ctime);
+	a.atime = a.mtime = a.ctime;
+	/* Times set with futimens()/utimensat() while this was open for
+	 * writing (cp -p, tar x) are what the committed value keeps. */
+	node_take_times(&ctx->nodes, h->node, &a.atime, &a.mtime);
+	rc = ovl_commit(&ctx->stack, &l, &a, h->buf, h->len, &f);
+	if (rc) {
+		log_fail(&l, NULL, "not stored", rc, NULL);
+		return rc;
+	}
+	handle_committed(h);
+	/* The kernel's size and times of this inode came from the writes
+	 * and from attributes sent before the commit: refetch them, unless
+	 * the kernel sized the file from this handle's writes alone (it
+	 * marks size and times stale after a write itself).  The GETATTR
+	 * this saves is one round trip of every `echo > f`. */
+	if (!h->from_empty || !node_sole_writer_view(&ctx->nodes, h->node))
+		notify_attrs(ctx, h->node->ino);
+	/* Written through an inode the name no longer has. */
+	if (h->walked)
+		notify_key(ctx, &l);
+	notify_alias(ctx, &l, false);
+	return 0;
+}
+
+void file_drop(struct dsfs_ctx *ctx, struct handle *h)
+{
+	if (h->cache_reader)
+		node_cache_done(&ctx->nodes, h->node);
+	if (h->writable)
+		node_writers(&ctx->nodes, h->node, -1);
+	node_put(&ctx->nodes, h->node);
+	ovl_release_image(&ctx->stack, h->src, h->token);
+	handle_free(h);
+}
+
+/* Set the size of a closed file: read, resize, check, commit. */
+static int truncate_closed(struct dsfs_ctx *ctx, struct node *n, off_t size)
+{
+	struct handle *h;
+	struct found f;
+	struct loc l;
+	char *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = node_loc(&ctx->nodes, n, &l);
+	if (rc)
+		return rc;
+	if (size != 0) {
+		rc = ovl_read_all(&ctx->stack, &l, &f, &data, &len);
+		if (rc)
+			return rc;
+	}
+	rc = handle_new(content_of(&l), data, len, true, size == 0, UINT64_MAX,
+			&h);
+	if (rc)
+		return rc;
+	h->node = n;
+	rc = handle_truncate(h, (uint64_t)size);
+	h->dirty = true;
+	if (rc == 0)
+		rc = commit_handle(ctx, h, true);
+	handle_free(h);
+	return rc;
+}
+
+int file_truncate(struct dsfs_ctx *ctx, struct node *n, const struct loc *l,
+		  struct handle *h, off_t size)
+{
+	int rc;
+
+	if (n->is_dir)
+		return -EISDIR;
+	if (l->view == VIEW_LAYER && l->layer == L_FACTORY)
+		return -EROFS;
+	if (h && h->writable) {
+		pthread_mutex_lock(&h->lock);
+		rc = handle_truncate(h, (uint64_t)size);
+		pthread_mutex_unlock(&h->lock);
+		return rc;
+	}
+	return truncate_closed(ctx, n, size);
+}
+
+/* A reader of an image streams it from the layer that has it. */
+static int open_image(struct dsfs_ctx *ctx, const struct loc *l,
+		      struct found *f, struct handle **h)
+{
+	struct dsfs_layer *held;
+	int rc;
+
+	rc = ovl_open_image(&ctx->stack, l, f, &held);
+	if (rc)
+		return rc;
+	if (!held) /* an empty entry: nothing to stream */
+		return handle_new(DSFS_CONTENT_IMAGE, NULL, 0, false, false, 0,
+				  h);
+	rc = handle_new_stream(held, f->attr.token, h);
+	if (rc)
+		ovl_release_image(&ctx->stack, held, f->attr.token);
+	return rc;
+}
+
+/* How the kernel may cache what h reads: see file_open(). */
+static void cache_policy(struct dsfs_ctx *ctx, struct node *n,
+			 const struct loc *l, const struct found *f,
+			 struct handle *h, struct open_reply *r)
+{
+	if (h->writable || l->view != VIEW_LAYER || l->layer != L_FACTORY) {
+		/* Every open works on its own copy, but the kernel keeps one
+		 * page cache and one size per inode: a writer's O_TRUNC and
+		 * writes would show through to readers of the same inode
+		 * before the commit, and a reader of the old value would
+		 * fill the cache that a reader of the new one reads.  So
+		 * opens of what can change go straight to their handles. */
+		r->direct_io = true;
+		if (h->writable)
+			node_writers(&ctx->nodes, n, 1);
+		return;
+	}
+	/* factory/ never changes under an open (an install swaps the layer
+	 * and invalidates): its values are read through the page cache,
+	 * kept while unchanged since the last open. */
+	switch (node_cache_open(&ctx->nodes, n, f->attr.version, f->layer)) {
+	case NODE_CACHE_KEEP:
+		r->keep_cache = true;
+		h->cache_reader = true;
+		break;
+	case NODE_CACHE_FRESH:
+		h->cache_reader = true;
+		break;
+	default:
+		r->direct_io = true;
+		break;
+	}
+}
+
+/* The handle for an open of the stored entry n stands for. */
+static int open_entry(struct dsfs_ctx *ctx, struct node *n, bool writable,
+		      bool trunc, struct handle **out, struct open_reply *r)
+{
+	uint64_t used, budget = UINT64_MAX;
+	struct handle *h = NULL;
+	char *data = NULL;
+	size_t len = 0;
+	struct found f;
+	struct loc l;
+	bool walked;
+	int rc;
+
+	rc = node_loc(&ctx->nodes, n, &l);
+	/* An open whose path walk raced with a rename over this name opens
+	 * what the name holds now, as a walk made after the rename would: a
+	 * reader reads it, a writer's commits go to that name.  (The kernel
+	 * retries an ESTALE open only once, and a storm of renames over a
+	 * name can make that one fail too.) */
+	walked = false;
+	if (rc == -ESTALE) {
+		rc = node_former_loc(&ctx->nodes, n, &l);
+		walked = rc == 0 && writable;
+	}
+	if (rc)
+		return rc;
+	if (writable && l.view == VIEW_LAYER && l.layer == L_FACTORY) {
+		rc = -EROFS;
+		log_fail(&l, NULL, "open for writing", rc, NULL);
+		return rc;
+	}
+	if (!writable && l.tree == TREE_IMAGES) {
+		rc = open_image(ctx, &l, &f, &h);
+	} else {
+		if (trunc)
+			rc = ovl_lookup(&ctx->stack, &l, &f);
+		else
+			rc = ovl_read_all(&ctx->stack, &l, &f, &data, &len);
+		if (rc == 0 && f.attr.kind == DSFS_DIR) {
+			free(data);
+			rc = -EISDIR;
+		}
+		if (rc)
+			return rc;
+		if (writable)
+			ovl_usage(&ctx->stack,
+				  f.layer == L_FACTORY ? L_RUNTIME : f.layer,
+				  &used, &budget);
+		rc = handle_new(content_of(&l), data, len, writable, trunc,
+				budget, &h);
+	}
+	if (rc)
+		return rc;
+	h->attr = f.attr;
+	h->from_empty = trunc;
+	if (walked) {
+		h->walked = malloc(sizeof(*h->walked));
+		if (!h->walked) {
+			handle_free(h);
+			return -ENOMEM;
+		}
+		*h->walked = l;
+	}
+	cache_policy(ctx, n, &l, &f, h, r);
+	*out = h;
+	return 0;
+}
+
+int file_open(struct dsfs_ctx *ctx, struct node *n, int flags,
+	      struct handle **out, struct open_reply *r)
+{
+	bool writable = (flags & O_ACCMODE) != O_RDONLY;
+	bool trunc = writable && (flags & O_TRUNC);
+	struct handle *h = NULL;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	if (is_fixed(n))
+		return -EISDIR;
+	if (n->special == NODE_BY_TOKEN) {
+		rc = writable ? -EROFS : open_token(ctx, n, &h);
+		if (rc)
+			return rc;
+		r->keep_cache = true; /* a token's bytes never change */
+	} else {
+		rc = open_entry(ctx, n, writable, trunc, &h, r);
+		if (rc)
+			return rc;
+	}
+	h->node = n; /* the caller's reference passes to the handle */
+	/* A reader has nothing to flush; tell the kernel not to ask. */
+	r->noflush = !writable;
+	*out = h;
+	return 0;
+}
+
+int file_create(struct dsfs_ctx *ctx, const struct loc *l,
+		const struct dsfs_attr *a, int flags, struct found *f,
+		struct handle **out)
+{
+	uint64_t used, budget = UINT64_MAX;
+	struct handle *h;
+	int rc;
+
+	rc = ovl_create(&ctx->stack, l, a, f);
+	if (rc)
+		return rc;
+	ovl_usage(&ctx->stack, f->layer, &used, &budget);
+	rc = handle_new(content_of(l), NULL, 0, (flags & O_ACCMODE) != O_RDONLY,
+			false, budget, &h);
+	if (rc)
+		return rc;
+	h->attr = f->attr;
+	h->from_empty = true;
+	*out = h;
+	return 0;
+}
+
+void file_created(struct dsfs_ctx *ctx, struct handle *h, uint64_t ino)
+{
+	h->node = node_get(&ctx->nodes, ino);
+	if (h->writable)
+		node_writers(&ctx->nodes, h->node, 1);
+}
+
+ssize_t file_read(struct handle *h, uint64_t off, void *buf, size_t size)
+{
+	ssize_t got;
+
+	pthread_mutex_lock(&h->lock);
+	got = handle_read(h, off, buf, size);
+	pthread_mutex_unlock(&h->lock);
+	return got;
+}
+
+ssize_t file_write(struct dsfs_ctx *ctx, struct handle *h, uint64_t off,
+		   const void *buf, size_t size)
+{
+	const char *why = NULL;
+	struct loc l;
+	ssize_t rc;
+
+	pthread_mutex_lock(&h->lock);
+	rc = handle_write(h, off, buf, size, &why);
+	pthread_mutex_unlock(&h->lock);
+	if (rc < 0 && node_loc(&ctx->nodes, h->node, &l) == 0)
+		log_fail(&l, NULL, "write refused", (int)rc, why);
+	return rc;
+}
+
+bool file_own_size(struct handle *h, off_t *size)
+{
+	bool own = false;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->writable && h->dirty) {
+		*size = (off_t)h->len;
+		own = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return own;
+}
+
+int file_flush(struct dsfs_ctx *ctx, struct handle *h)
+{
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	rc = commit_handle(ctx, h, false);
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+void file_release(struct dsfs_ctx *ctx, struct handle *h)
+{
+	pthread_mutex_lock(&h->lock);
+	/* A truncation with nothing written, and writes after the last flush
+	 * (through a memory map), are committed here.  A refusal already
+	 * reported by flush is not repeated. */
+	if (!h->poisoned && !h->check_failed)
+		commit_handle(ctx, h, true);
+	pthread_mutex_unlock(&h->lock);
+	file_drop(ctx, h);
+}

@@ -1,0 +1,77 @@
+/*
+ * notify.c - telling the kernel to drop what it cached: every
+ * fuse_lowlevel_notify_* call of the daemon is here.
+ *
+ * The merged kv/ and images/ trees are cached by the kernel for
+ * ctx->timeout seconds; a change the kernel did not make through the same
+ * inode (through a layer's own tree, through devices/, by a commit whose
+ * sizes the kernel cannot know, by a factory install or reset) is followed
+ * by one of these, before the reply, so that the next request of the kernel
+ * asks dsfs again.  None of them is called with a lock of ours held: the
+ * kernel may wait for a request in flight, which must be able to finish.
+ */
+#include <string.h>
+
+#include "daemon.h"
+
+void notify_inode(struct dsfs_ctx *ctx, uint64_t ino)
+{
+	fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
+}
+
+void notify_attrs(struct dsfs_ctx *ctx, uint64_t ino)
+{
+	/* A negative offset: the attributes only, not the page cache. */
+	fuse_lowlevel_notify_inval_inode(ctx->se, ino, -1, 0);
+}
+
+void notify_key(struct dsfs_ctx *ctx, const struct loc *l)
+{
+	uint64_t ino, parent;
+	const char *name;
+
+	if (node_find_merged(&ctx->nodes, l->key, &ino, &parent, &name) == 0 &&
+	    ino)
+		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
+}
+
+void notify_alias(struct dsfs_ctx *ctx, const struct loc *l, bool entry)
+{
+	uint64_t ino, parent;
+	const char *name;
+
+	if (l->view == VIEW_MERGED && l->tree != TREE_DEVICES)
+		return;
+	if (node_find_merged(&ctx->nodes, l->key, &ino, &parent, &name) != 0)
+		return;
+	if (ino)
+		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
+	if (entry) {
+		if (ino)
+			fuse_lowlevel_notify_inval_entry(ctx->se, parent, name,
+							 strlen(name));
+		/* and the directory's cached listing, also when the name is
+		 * new to the kernel */
+		fuse_lowlevel_notify_inval_inode(ctx->se, parent, 0, 0);
+	}
+}
+
+static void inval_one(void *arg, uint64_t ino, uint64_t parent,
+		      const char *name)
+{
+	struct dsfs_ctx *ctx = arg;
+
+	fuse_lowlevel_notify_inval_entry(ctx->se, parent, name, strlen(name));
+	fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
+}
+
+void dsfs_invalidate_all(struct dsfs_ctx *ctx)
+{
+	uint64_t ino;
+
+	nodes_forget_cache(&ctx->nodes);
+	nodes_each(&ctx->nodes, inval_one, ctx);
+	/* The fixed directories' listings (kv/, images/, ...) change too. */
+	for (ino = ROOT_INO; ino <= FIXED_NODES; ino++)
+		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
+}

@@ -1,0 +1,290 @@
+/*
+ * test_handle.c - an open file's private copy (handle.c) without a mount:
+ * reads of the copy, O_TRUNC's pending truncation, writes validated as
+ * they stream in and refused at the write that spoils the value, handles
+ * poisoned by a refused write, the check made at commit, and truncation.
+ *
+ * handle.c is compiled into this program directly (it is part of the
+ * daemon, not of libdsfs.a); the validator and SHA-256 come from libdsfs.a.
+ * Streaming handles (images read from a layer) are left to the mount tests.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handle.h"
+#include "tap.h"
+
+#define BIG_BUDGET (1u << 20)
+
+/* A handle over a copy of value; the test fails at once without one. */
+static struct handle *open_copy(enum dsfs_content content, const char *value,
+				bool writable, bool truncate, uint64_t budget)
+{
+	size_t len = strlen(value);
+	char *data = NULL;
+	struct handle *h = NULL;
+	int rc;
+
+	if (len) {
+		data = malloc(len);
+		if (!data)
+			abort();
+		memcpy(data, value, len);
+	}
+	rc = handle_new(content, data, len, writable, truncate, budget, &h);
+	if (rc || !h) {
+		diag("handle_new: %d", rc);
+		abort();
+	}
+	return h;
+}
+
+static ssize_t put(struct handle *h, uint64_t off, const char *s,
+		   const char **why)
+{
+	return handle_write(h, off, s, strlen(s), why);
+}
+
+/* The whole copy as a string (the copies here hold no NUL but where a
+ * test puts one). */
+static const char *copy_of(struct handle *h)
+{
+	static char buf[256];
+	ssize_t got = handle_read(h, 0, buf, sizeof(buf) - 1);
+
+	buf[got < 0 ? 0 : got] = '\0';
+	return buf;
+}
+
+static void test_reads(void)
+{
+	struct handle *h =
+		open_copy(DSFS_CONTENT_JSON, "[1,2,3]", false, false, 0);
+	char buf[8];
+
+	is_str(copy_of(h), "[1,2,3]", "a reader reads the value it opened");
+	is_int(handle_read(h, 5, buf, sizeof(buf)), 2,
+	       "a read past the middle returns what is left");
+	ok(memcmp(buf, "3]", 2) == 0, "and the right bytes");
+	is_int(handle_read(h, 7, buf, sizeof(buf)), 0, "a read at the end: 0");
+	is_int(handle_read(h, 100, buf, sizeof(buf)), 0,
+	       "a read past the end: 0");
+	handle_free(h);
+}
+
+static void test_private_copies(void)
+{
+	struct handle *a =
+		open_copy(DSFS_CONTENT_JSON, "[1]", true, false, BIG_BUDGET);
+	struct handle *b = open_copy(DSFS_CONTENT_JSON, "[1]", false, false, 0);
+	const char *why;
+
+	ok(!a->dirty && !a->trunc_pending, "a fresh writer is clean");
+	is_int(put(a, 0, "[7]", &why), 3, "a writer rewrites its copy");
+	ok(a->dirty, "and is dirty");
+	is_str(copy_of(a), "[7]", "the writer reads its own bytes");
+	is_str(copy_of(b), "[1]", "a reader of the same value does not");
+	handle_free(a);
+	handle_free(b);
+}
+
+static void test_trunc_pending(void)
+{
+	struct handle *h = open_copy(DSFS_CONTENT_JSON, "{\"a\":1}", true, true,
+				     BIG_BUDGET);
+	struct dsfs_attr a;
+	const char *why;
+
+	is_int(h->len, 0, "O_TRUNC: the copy starts empty");
+	ok(h->trunc_pending, "O_TRUNC: the truncation is pending");
+	ok(!h->dirty, "O_TRUNC: nothing written yet, so not dirty");
+	is_str(copy_of(h), "", "O_TRUNC: a read of the copy sees nothing");
+	memset(&a, 0, sizeof(a));
+	is_int(handle_check(h, &a, &why), 0,
+	       "O_TRUNC with nothing written checks as empty content");
+	is_str(a.type, "empty", "its type is empty");
+	handle_committed(h);
+	ok(!h->trunc_pending && !h->dirty,
+	   "once committed, the truncation is no longer pending");
+	handle_free(h);
+
+	h = open_copy(DSFS_CONTENT_JSON, "{\"a\":1}", true, true, BIG_BUDGET);
+	is_int(put(h, 0, "42", &why), 2, "O_TRUNC then a write");
+	ok(h->dirty && h->trunc_pending, "dirty, truncation still pending");
+	is_int(handle_check(h, &a, &why), 0, "checks");
+	is_str(a.type, "number", "as the number written");
+	handle_committed(h);
+	ok(!h->dirty && !h->trunc_pending,
+	   "the write's commit commits the truncation too");
+	handle_free(h);
+}
+
+static void test_streaming_refusal(void)
+{
+	struct handle *h =
+		open_copy(DSFS_CONTENT_JSON, "", true, false, BIG_BUDGET);
+	struct dsfs_attr a;
+	const char *why = NULL;
+
+	is_int(put(h, 0, "{\"a\":", &why), 5, "a valid beginning is taken");
+	ok(why == NULL, "with no reason");
+	is_int(put(h, 5, "]", &why), -EINVAL,
+	       "the write that can no longer be valid JSON is refused");
+	ok(why && *why, "with a reason (%s)", why ? why : "none");
+	is_int(h->poisoned, -EINVAL, "the handle is poisoned");
+	is_int(h->len, 5, "the refused bytes are not in the copy");
+	is_int(put(h, 5, "1}", &why), -EINVAL,
+	       "a later write, even a good one, is refused the same way");
+	is_str(why, "an earlier write to this open file was refused",
+	       "saying why");
+	is_int(handle_check(h, &a, &why), -EINVAL,
+	       "a poisoned handle never commits");
+	is_str(why, "an earlier write to this open file was refused",
+	       "the check says why too");
+	handle_free(h);
+
+	/* An existing value is fed first: appending is checked as its
+	 * continuation. */
+	h = open_copy(DSFS_CONTENT_JSON, "[1,2]", true, false, BIG_BUDGET);
+	is_int(put(h, 5, ",3]", &why), -EINVAL,
+	       "appending to a complete value is refused at the write");
+	is_str(copy_of(h), "[1,2]", "and leaves the copy as it was");
+	handle_free(h);
+
+	h = open_copy(DSFS_CONTENT_IMAGE, "", true, false, BIG_BUDGET);
+	is_int(put(h, 0, "GIX", &why), -EINVAL,
+	       "bytes that begin no known image are refused at once");
+	handle_free(h);
+}
+
+static void test_poisoned_by_space(void)
+{
+	struct handle *h = open_copy(DSFS_CONTENT_JSON, "", true, false, 4);
+	struct dsfs_attr a;
+	const char *why;
+
+	is_int(put(h, 0, "[", &why), 1, "a write within the budget");
+	is_int(put(h, 1, "1,2,3]", &why), -ENOSPC,
+	       "a write beyond the layer's budget: ENOSPC");
+	is_str(copy_of(h), "[", "nothing of it is kept");
+	is_int(put(h, 1, "]", &why), -ENOSPC,
+	       "a later write that would fit is refused the same way");
+	is_int(handle_check(h, &a, &why), -ENOSPC,
+	       "and the commit reports the first refusal");
+	is_int(handle_truncate(h, 0), 0, "a truncation clears the refusal");
+	is_int(h->poisoned, 0, "not poisoned any more");
+	is_int(put(h, 0, "1", &why), 1, "so a write is taken again");
+	is_int(handle_check(h, &a, &why), 0, "and commits");
+	is_str(a.type, "number", "as a number");
+	handle_free(h);
+
+	h = open_copy(DSFS_CONTENT_JSON, "", true, false, BIG_BUDGET);
+	is_int(put(h, UINT64_MAX - 1, "12", &why), -EFBIG,
+	       "a write whose end overflows: EFBIG");
+	is_int(h->poisoned, -EFBIG, "poisons the handle");
+	handle_free(h);
+}
+
+static void test_check_at_commit(void)
+{
+	struct handle *h =
+		open_copy(DSFS_CONTENT_JSON, "", true, false, BIG_BUDGET);
+	struct dsfs_attr a;
+	const char *why;
+
+	/* Out of order: not streamed, checked whole at commit. */
+	is_int(put(h, 5, "1}", &why), 2, "a write past the end is taken");
+	is_int(put(h, 0, "{\"a\":", &why), 5, "the gap filled afterwards");
+	is_str(copy_of(h), "{\"a\":1}", "the copy is what was written");
+	memset(&a, 0, sizeof(a));
+	is_int(handle_check(h, &a, &why), 0, "the whole copy checks");
+	is_str(a.type, "object", "as an object");
+	is_str(a.token, "", "JSON has no token");
+	handle_free(h);
+
+	h = open_copy(DSFS_CONTENT_JSON, "", true, false, BIG_BUDGET);
+	is_int(put(h, 3, "]", &why), 1, "out of order, invalid: taken");
+	is_int(put(h, 0, "[1,", &why), 3, "the rest: taken");
+	is_int(handle_check(h, &a, &why), -EINVAL,
+	       "refused when the copy is checked");
+	ok(why && *why, "with a reason (%s)", why ? why : "none");
+	ok(h->check_failed, "the handle remembers its check failed");
+	is_int(put(h, 2, "]", &why), 1, "a write after the failed check");
+	ok(!h->check_failed, "clears that");
+	is_int(handle_check(h, &a, &why), -EINVAL, "\"[1]]\" is still refused");
+	handle_free(h);
+
+	/* A stream that ends too early is refused by the check, not by a
+	 * write; after a check the stream has ended, so a later write is
+	 * checked with the whole copy. */
+	h = open_copy(DSFS_CONTENT_JSON, "", true, false, BIG_BUDGET);
+	is_int(put(h, 0, "{\"a\":1", &why), 6, "an incomplete object");
+	is_int(handle_check(h, &a, &why), -EINVAL, "is refused at the check");
+	is_int(put(h, 6, "}", &why), 1, "completing it is taken");
+	is_int(handle_check(h, &a, &why), 0, "and then checks");
+	is_str(a.type, "object", "as an object");
+	handle_committed(h);
+	ok(!h->dirty, "committed: clean");
+	is_int(put(h, 7, "x", &why), 1,
+	       "after a commit a write is no longer streamed");
+	is_int(handle_check(h, &a, &why), -EINVAL,
+	       "but the next commit checks it");
+	handle_free(h);
+
+	h = open_copy(DSFS_CONTENT_IMAGE, "", true, false, BIG_BUDGET);
+	is_int(handle_write(h, 0, "GIF89a\x01\x02", 8, &why), 8,
+	       "an image streamed in");
+	memset(&a, 0, sizeof(a));
+	is_int(handle_check(h, &a, &why), 0, "checks");
+	is_str(a.type, "image/gif", "as a GIF");
+	is_str(a.token,
+	       "992020ef0fc5f160498411bd135f39cc52dbdbd305f90ca3e141ee3b190abc00",
+	       "its token is the SHA-256 of its bytes");
+	handle_free(h);
+}
+
+static void test_truncate(void)
+{
+	struct handle *h =
+		open_copy(DSFS_CONTENT_JSON, "[1,2]", true, false, 8);
+	struct dsfs_attr a;
+	const char *why;
+	char buf[8];
+
+	is_int(handle_truncate(h, 5), 0, "a truncation to the same size");
+	ok(!h->dirty, "changes nothing");
+	is_int(handle_truncate(h, 7), 0, "growing");
+	is_int(h->len, 7, "to the size asked");
+	is_int(handle_read(h, 0, buf, sizeof(buf)), 7, "reads back whole");
+	ok(memcmp(buf, "[1,2]\0\0", 7) == 0, "with zeros added");
+	ok(h->dirty, "and is dirty");
+	is_int(handle_truncate(h, 9), -ENOSPC,
+	       "growing past the budget: ENOSPC");
+	is_int(h->poisoned, 0, "without poisoning the handle");
+	is_int(h->len, 7, "or changing the copy");
+	is_int(handle_truncate(h, 3), 0, "shrinking");
+	is_str(copy_of(h), "[1,", "keeps the beginning");
+	is_int(put(h, 3, "]", &why), 1,
+	       "after a truncation a write is not streamed");
+	is_int(handle_check(h, &a, &why), -EINVAL,
+	       "\"[1,]\" is refused at the check");
+	is_int(handle_truncate(h, 0), 0, "truncating to nothing");
+	is_int(put(h, 0, "]", &why), -EINVAL,
+	       "starts streaming again: a bad first byte is refused at once");
+	handle_free(h);
+}
+
+int main(void)
+{
+	plan_no_plan();
+	test_reads();
+	test_private_copies();
+	test_trunc_pending();
+	test_streaming_refusal();
+	test_poisoned_by_space();
+	test_check_at_commit();
+	test_truncate();
+	return done_testing();
+}
