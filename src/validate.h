@@ -80,5 +80,10 @@ void sha256_hex(struct dsfs_sha256 *s, char out[65]);
  * -EINVAL. */
 int name_check(const char *name);
 bool utf8_valid(const void *buf, size_t len);
+/* The lead byte c of a multi-byte UTF-8 character: the number of
+ * continuation bytes that follow (1-3), with [*lo, *hi] the range the first
+ * of them must be in (the others are 80-BF); 0 if c never leads.  The
+ * rules of utf8_valid(), for a decoder that takes a byte at a time. */
+int utf8_lead(uint8_t c, uint8_t *lo, uint8_t *hi);
 
 #endif

@@ -479,34 +479,20 @@ static int hex_byte(struct dsfs_validator *v, uint8_t c)
 	return 0;
 }
 
-/* The first byte of a multi-byte UTF-8 character: as in utf8_valid(), the
- * lead byte fixes the length and, for the edge leads, the range of the
- * second byte, which is what refuses overlongs, surrogates and values over
- * U+10FFFF as early as their second byte. */
-static int utf8_lead(struct dsfs_validator *v, uint8_t c)
+/* The first byte of a multi-byte UTF-8 character: by utf8_valid()'s rules
+ * (utf8_lead() in names.c), the lead byte fixes the length and, for the
+ * edge leads, the range of the second byte, which is what refuses
+ * overlongs, surrogates and values over U+10FFFF as early as their second
+ * byte. */
+static int utf8_lead_byte(struct dsfs_validator *v, uint8_t c)
 {
 	struct json_scan *s = &v->js;
+	int need = utf8_lead(c, &s->utf8_lo, &s->utf8_hi);
 
-	s->utf8_lo = 0x80;
-	s->utf8_hi = 0xbf;
-	if (c >= 0xc2 && c <= 0xdf) {
-		s->utf8_need = 1;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		s->utf8_need = 2;
-		if (c == 0xe0)
-			s->utf8_lo = 0xa0;
-		else if (c == 0xed)
-			s->utf8_hi = 0x9f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		s->utf8_need = 3;
-		if (c == 0xf0)
-			s->utf8_lo = 0x90;
-		else if (c == 0xf4)
-			s->utf8_hi = 0x8f;
-	} else {
+	if (need == 0)
 		return validator_fail(v, "invalid UTF-8 at byte %llu",
 				      (unsigned long long)v->off);
-	}
+	s->utf8_need = (uint8_t)need;
 	return 0;
 }
 
@@ -544,7 +530,7 @@ static int string_byte(struct dsfs_validator *v, uint8_t c)
 				"at byte %llu",
 				show(c, b), (unsigned long long)v->off);
 		else if (c >= 0x80)
-			return utf8_lead(v, c);
+			return utf8_lead_byte(v, c);
 		return 0;
 	case ST_ESCAPE:
 		switch (c) {
