@@ -16,38 +16,47 @@
 
 #define NAME_MAX_BYTES 255
 
+int utf8_lead(uint8_t c, uint8_t *lo, uint8_t *hi)
+{
+	*lo = 0x80;
+	*hi = 0xbf;
+	/* The lead byte fixes the length, and for the edge leads the range
+	 * of the second byte: that range is what excludes overlongs (E0,
+	 * F0), surrogates (ED) and values above U+10FFFF (F4), per the table
+	 * in RFC 3629 section 4. */
+	if (c >= 0xc2 && c <= 0xdf)
+		return 1;
+	if (c >= 0xe0 && c <= 0xef) {
+		if (c == 0xe0)
+			*lo = 0xa0;
+		else if (c == 0xed)
+			*hi = 0x9f;
+		return 2;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if (c == 0xf0)
+			*lo = 0x90;
+		else if (c == 0xf4)
+			*hi = 0x8f;
+		return 3;
+	}
+	return 0; /* 80-C1 and F5-FF never lead */
+}
+
 bool utf8_valid(const void *buf, size_t len)
 {
 	const unsigned char *p = buf, *end = p + len;
 
 	while (p < end) {
 		unsigned char c = *p++;
-		unsigned char lo = 0x80, hi = 0xbf;
+		unsigned char lo, hi;
 		int need;
 
 		if (c < 0x80)
 			continue;
-		/* The lead byte fixes the length, and for the edge leads the
-		 * range of the second byte: that range is what excludes
-		 * overlongs (E0, F0), surrogates (ED) and values above
-		 * U+10FFFF (F4), per the table in RFC 3629 section 4. */
-		if (c >= 0xc2 && c <= 0xdf) {
-			need = 1;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			need = 2;
-			if (c == 0xe0)
-				lo = 0xa0;
-			else if (c == 0xed)
-				hi = 0x9f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 3;
-			if (c == 0xf0)
-				lo = 0x90;
-			else if (c == 0xf4)
-				hi = 0x8f;
-		} else {
-			return false; /* 80-C1 and F5-FF never lead */
-		}
+		need = utf8_lead(c, &lo, &hi);
+		if (need == 0)
+			return false;
 		if (end - p < need)
 			return false;
 		if (*p < lo || *p > hi)

@@ -4,8 +4,12 @@
  *
  * Validation is streamed: a writer's bytes are fed as they arrive, so a
  * write(2) whose data can no longer become valid content fails at once, and
- * the end of the content is checked when the file is closed.  json-c appears
- * only in validate.c.
+ * the end of the content is checked when the file is closed.
+ *
+ * validate.c is the validator's API, validate_json.c judges JSON (json-c
+ * appears there only) and validate_image.c images; validate_internal.h is
+ * what the three share.  sha256.c and names.c, below, are the other rules
+ * on content and names.
  */
 #ifndef DSFS_VALIDATE_H
 #define DSFS_VALIDATE_H
@@ -21,6 +25,8 @@ enum dsfs_content {
 
 /* Nesting deeper than this is refused (RFC 8259 section 9 allows a limit). */
 #define DSFS_JSON_MAX_DEPTH 512
+
+/* validate.c */
 
 struct dsfs_validator;
 
@@ -52,7 +58,7 @@ const char *validator_reason(const struct dsfs_validator *v);
 int validate_buffer(enum dsfs_content kind, const void *buf, size_t len,
 		    const char **type, const char **reason);
 
-/* The MIME type of the image whose first len bytes are buf, or NULL. */
+/* validate_image.c: the MIME type of the image whose first len bytes are buf, or NULL. */
 const char *image_type(const void *buf, size_t len);
 
 /* sha256.c: the content token of an image, the lower-case hex SHA-256 of its
@@ -74,5 +80,10 @@ void sha256_hex(struct dsfs_sha256 *s, char out[65]);
  * -EINVAL. */
 int name_check(const char *name);
 bool utf8_valid(const void *buf, size_t len);
+/* The lead byte c of a multi-byte UTF-8 character: the number of
+ * continuation bytes that follow (1-3), with [*lo, *hi] the range the first
+ * of them must be in (the others are 80-BF); 0 if c never leads.  The
+ * rules of utf8_valid(), for a decoder that takes a byte at a time. */
+int utf8_lead(uint8_t c, uint8_t *lo, uint8_t *hi);
 
 #endif

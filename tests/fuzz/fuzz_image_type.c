@@ -1,10 +1,10 @@
 /*
  * fuzz_image_type.c - libFuzzer target for image type detection:
- * image_type() and the image side of the validator (validate.c).  The
- * input is the beginning of a candidate image.
+ * image_type() and the image side of the validator (validate_image.c).
+ * The input is the beginning of a candidate image.
  *
  * The signatures are written out again here, from the formats rather than
- * from validate.c's table, as an independent oracle:
+ * from validate_image.c's table, as an independent oracle:
  *
  *   PNG   89 50 4E 47 0D 0A 1A 0A
  *   JPEG  FF D8 FF

@@ -1,9 +1,10 @@
 /*
  * fuzz_validate.c - libFuzzer target for the strict, streamed JSON
- * validator of validate.c.  The input is one candidate value.
+ * validator of validate.c and validate_json.c.  The input is one candidate
+ * value.
  *
  * Beyond "no crash, no undefined behaviour, no leak" (the sanitizers), it
- * checks what validate.h and validate.c promise:
+ * checks what validate.h and validate_json.c promise:
  *
  *  - the verdict and the type do not depend on how the bytes are split:
  *    validate_buffer(), one byte per feed and pieces of random length
@@ -11,14 +12,15 @@
  *    agree, and a refusal happens in the feed that holds the same byte;
  *  - a refused validator stays refused, a finished one refuses more data
  *    and repeats its type;
- *  - json-c, which validate.c runs in step on a skeleton of the value, never
- *    disagrees with the recogniser (validate.c calls that a bug);
+ *  - json-c, which validate_json.c runs in step on a skeleton of the value,
+ *    never disagrees with the recogniser (validate_json.c calls that a
+ *    bug);
  *  - a value accepted with a type other than "empty" is one json-c parses
- *    too when given the real bytes, with the flags and depth validate.c
+ *    too when given the real bytes, with the flags and depth validate_json.c
  *    uses, and the two agree on the type of the top-level value.  That is
- *    more than validate.c promises (its json-c sees only the skeleton) but
- *    what a reader of the store using json-c relies on; json-c is the
- *    laxer parser (validate.c lists where), so it should never refuse;
+ *    more than validate_json.c promises (its json-c sees only the skeleton)
+ *    but what a reader of the store using json-c relies on; json-c is the
+ *    laxer parser (validate_json.c lists where), so it should never refuse;
  *  - the type is the one the first byte that is not white space announces,
  *    and white space around an accepted value changes nothing.
  */
@@ -163,9 +165,9 @@ static const char *json_c_type(struct json_object *o)
 	return "?";
 }
 
-/* json-c on the real bytes, as validate.c configures it.  White space after
- * the value tells json-c that a top-level scalar has ended, as validate.c
- * does in tok_finish(). */
+/* json-c on the real bytes, as validate_json.c configures it.  White space
+ * after the value tells json-c that a top-level scalar has ended, as
+ * validate_json.c does in tok_finish(). */
 static void check_json_c(const uint8_t *d, size_t n, const char *type)
 {
 	struct json_tokener *tok;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """json_oracle.py - an independent verdict on dsfs JSON values, for tests.
 
-test_validate generates random JSON-ish files and compares validate.c's
+test_json generates random JSON-ish files and compares the validator's
 verdict with this one, which rests on Python's json module (a different
 parser by different people) plus the rules dsfs adds to RFC 8259:
 

@@ -1,9 +1,9 @@
 /*
  * test_faults.c - the runtime layer under injected disk faults.
  *
- * A SQLite VFS over the default (unix) one passes every call through,
- * except that it can be told to fail the Nth xWrite, xSync, xTruncate or
- * xRead with an I/O error (EIO), a full disk (SQLITE_FULL, or an fsync
+ * A SQLite VFS over the default (unix) one (faultvfs.h) passes every call
+ * through, except that it can be told to fail the Nth xWrite, xSync,
+ * xTruncate or xRead with an I/O error (EIO), a full disk (SQLITE_FULL, or an fsync
  * failing with ENOSPC), or a short write (half the bytes reach the file,
  * then the disk is full, as the unix VFS reports a short write(2)).
  *
@@ -27,6 +27,7 @@
  * One TAP line per scenario and fault kind; the first failure of each is
  * described.  The totals are printed as "# " lines (README figures).
  */
+#include "faultvfs.h"
 #include "layer.h"
 #include "tap.h"
 
@@ -45,186 +46,51 @@
 
 #define BIG (64u << 20)
 
-/* ---- the fault-injecting VFS ---------------------------------------- */
+/* ---- the faults ---------------------------------------------------- */
 
-enum op {
-	OP_WRITE,
-	OP_SYNC,
-	OP_TRUNCATE,
-	OP_READ,
-	OP_COUNT
-};
-static const char *const op_name[OP_COUNT] = {"write", "sync", "truncate",
-					      "read"};
-
-enum how {
-	F_EIO,	 /* an I/O error, errno EIO */
-	F_FULL,	 /* SQLITE_FULL (write), or errno ENOSPC (sync, truncate) */
-	F_SHORT, /* half the bytes written, then SQLITE_FULL */
-};
+static const char *const op_name[FAULTVFS_OPS] = {"write", "sync", "truncate",
+						  "read"};
 
 struct fault {
-	enum op op;
-	enum how how;
-	bool sticky; /* every call of the kind from the Nth on fails */
-	int want;    /* the errno the layer must report */
+	struct faultvfs_fault vfs;
+	int want; /* the errno the layer must report */
 	const char *name;
 };
 
+/* An I/O error is errno EIO; a full disk is SQLITE_FULL from a write (a
+ * short one writes half the bytes first), errno ENOSPC from the others. */
 static const struct fault faults[] = {
-	{OP_WRITE, F_EIO, false, -EIO, "write EIO once"},
-	{OP_WRITE, F_EIO, true, -EIO, "write EIO from N on"},
-	{OP_WRITE, F_FULL, true, -ENOSPC, "write SQLITE_FULL from N on"},
-	{OP_WRITE, F_SHORT, true, -ENOSPC, "short write, then full"},
-	{OP_SYNC, F_EIO, false, -EIO, "fsync EIO"},
-	{OP_SYNC, F_FULL, false, -ENOSPC, "fsync ENOSPC"},
-	{OP_TRUNCATE, F_EIO, false, -EIO, "truncate EIO"},
-	{OP_TRUNCATE, F_FULL, false, -ENOSPC, "truncate ENOSPC"},
-	{OP_READ, F_EIO, false, -EIO, "read EIO once"},
-	{OP_READ, F_EIO, true, -EIO, "read EIO from N on"},
+	{{FAULTVFS_WRITE, SQLITE_IOERR_WRITE, EIO, false, false},
+	 -EIO,
+	 "write EIO once"},
+	{{FAULTVFS_WRITE, SQLITE_IOERR_WRITE, EIO, true, false},
+	 -EIO,
+	 "write EIO from N on"},
+	{{FAULTVFS_WRITE, SQLITE_FULL, ENOSPC, true, false},
+	 -ENOSPC,
+	 "write SQLITE_FULL from N on"},
+	{{FAULTVFS_WRITE, SQLITE_FULL, 0, true, true},
+	 -ENOSPC,
+	 "short write, then full"},
+	{{FAULTVFS_SYNC, SQLITE_IOERR_FSYNC, EIO, false, false},
+	 -EIO,
+	 "fsync EIO"},
+	{{FAULTVFS_SYNC, SQLITE_IOERR_FSYNC, ENOSPC, false, false},
+	 -ENOSPC,
+	 "fsync ENOSPC"},
+	{{FAULTVFS_TRUNCATE, SQLITE_IOERR_TRUNCATE, EIO, false, false},
+	 -EIO,
+	 "truncate EIO"},
+	{{FAULTVFS_TRUNCATE, SQLITE_IOERR_TRUNCATE, ENOSPC, false, false},
+	 -ENOSPC,
+	 "truncate ENOSPC"},
+	{{FAULTVFS_READ, SQLITE_IOERR_READ, EIO, false, false},
+	 -EIO,
+	 "read EIO once"},
+	{{FAULTVFS_READ, SQLITE_IOERR_READ, EIO, true, false},
+	 -EIO,
+	 "read EIO from N on"},
 };
-
-static sqlite3_vfs *real_vfs;
-static sqlite3_vfs fault_vfs;
-
-/* While armed, calls are counted per kind and the fault fires at the
- * fault_n'th call of kind fault->op.  fired says whether it did. */
-static bool armed;
-static const struct fault *fault;
-static long fault_n;
-static long calls[OP_COUNT];
-static bool fired;
-static int last_errno; /* what xGetLastError reports after a fault */
-
-/* The unix VFS gives files different method tables: each gets a copy with
- * our methods, and the copy remembers its original. */
-struct fault_io {
-	sqlite3_io_methods m; /* first: the copy SQLite calls */
-	const sqlite3_io_methods *real;
-};
-static struct fault_io fault_io[8];
-
-static const sqlite3_io_methods *real_io(sqlite3_file *f)
-{
-	return ((const struct fault_io *)f->pMethods)->real;
-}
-
-/* Whether this call of kind op fails; counts it. */
-static bool hit(enum op op)
-{
-	if (!armed)
-		return false;
-	calls[op]++;
-	if (!fault || fault->op != op)
-		return false;
-	if (calls[op] == fault_n || (fault->sticky && calls[op] > fault_n)) {
-		fired = true;
-		return true;
-	}
-	return false;
-}
-
-static int fail(int rc, int sys)
-{
-	last_errno = sys;
-	errno = sys;
-	return rc;
-}
-
-static int f_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
-{
-	if (!hit(OP_WRITE))
-		return real_io(f)->xWrite(f, p, n, off);
-	switch (fault->how) {
-	case F_EIO:
-		return fail(SQLITE_IOERR_WRITE, EIO);
-	case F_SHORT:
-		/* The first call that fails writes half; later ones none. */
-		if (calls[OP_WRITE] == fault_n && n > 1)
-			real_io(f)->xWrite(f, p, n / 2, off);
-		return fail(SQLITE_FULL, 0);
-	case F_FULL:
-	default:
-		return fail(SQLITE_FULL, ENOSPC);
-	}
-}
-
-static int f_sync(sqlite3_file *f, int flags)
-{
-	if (!hit(OP_SYNC))
-		return real_io(f)->xSync(f, flags);
-	return fail(SQLITE_IOERR_FSYNC, fault->how == F_EIO ? EIO : ENOSPC);
-}
-
-static int f_truncate(sqlite3_file *f, sqlite3_int64 size)
-{
-	if (!hit(OP_TRUNCATE))
-		return real_io(f)->xTruncate(f, size);
-	return fail(SQLITE_IOERR_TRUNCATE, fault->how == F_EIO ? EIO : ENOSPC);
-}
-
-static int f_read(sqlite3_file *f, void *p, int n, sqlite3_int64 off)
-{
-	if (!hit(OP_READ))
-		return real_io(f)->xRead(f, p, n, off);
-	return fail(SQLITE_IOERR_READ, EIO);
-}
-
-static int f_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f,
-		  int flags, int *out)
-{
-	size_t i;
-	int rc;
-
-	(void)vfs;
-	rc = real_vfs->xOpen(real_vfs, name, f, flags, out);
-	if (rc != SQLITE_OK || !f->pMethods)
-		return rc;
-	for (i = 0; i < sizeof(fault_io) / sizeof(fault_io[0]); i++) {
-		if (!fault_io[i].real) {
-			fault_io[i].real = f->pMethods;
-			fault_io[i].m = *f->pMethods;
-			fault_io[i].m.xWrite = f_write;
-			fault_io[i].m.xSync = f_sync;
-			fault_io[i].m.xTruncate = f_truncate;
-			fault_io[i].m.xRead = f_read;
-		}
-		if (fault_io[i].real == f->pMethods) {
-			f->pMethods = &fault_io[i].m;
-			break;
-		}
-	}
-	return rc;
-}
-
-static int f_last_error(sqlite3_vfs *vfs, int n, char *buf)
-{
-	(void)vfs;
-	if (armed && fired)
-		return last_errno;
-	return real_vfs->xGetLastError(real_vfs, n, buf);
-}
-
-/* New connections use the fault VFS (default) or the real one. */
-static void use_vfs(bool faulty)
-{
-	sqlite3_vfs_register(faulty ? &fault_vfs : real_vfs, 1);
-}
-
-static void arm(const struct fault *f, long n)
-{
-	memset(calls, 0, sizeof(calls));
-	fault = f;
-	fault_n = n;
-	fired = false;
-	armed = true;
-}
-
-static void disarm(void)
-{
-	armed = false;
-	fault = NULL;
-}
 
 /* ---- helpers -------------------------------------------------------- */
 
@@ -458,7 +324,7 @@ static const char *one(const struct scenario *sc, const char *tmpl,
 	char *got = NULL;
 	bool either;
 	ssize_t rn;
-	int rc;
+	int k, rc;
 
 	snprintf(path, sizeof(path), "%s/run.db", tmpdir);
 	snprintf(crash, sizeof(crash), "%s/crash.db", tmpdir);
@@ -466,20 +332,20 @@ static const char *one(const struct scenario *sc, const char *tmpl,
 	remove_store(crash);
 	if (copy_file(tmpl, path))
 		bail("copy template");
-	use_vfs(true);
+	faultvfs_use(true);
 	if (layer_sqlite_open(path, "runtime", BIG, false, &l, &why))
 		bail(why);
 	if (sc->kind == K_SYNC && put_len(l, "kv/v", nv, sc->new_len))
 		bail("sync scenario: commit");
 
-	arm(f, n);
+	faultvfs_arm(f ? &f->vfs : NULL, n);
 	rc = run_op(l, sc, nv);
-	if (counts)
-		memcpy(counts, calls, sizeof(calls));
-	disarm();
+	for (k = 0; counts && k < FAULTVFS_OPS; k++)
+		counts[k] = faultvfs_calls((enum faultvfs_op)k);
+	faultvfs_disarm();
 	*rc_out = rc;
 	total.runs++;
-	if (f && !fired) {
+	if (f && !faultvfs_fired()) {
 		/* Past the last call of this kind: nothing to check. */
 		goto out_close;
 	}
@@ -540,7 +406,7 @@ static const char *one(const struct scenario *sc, const char *tmpl,
 	total.crash_copies++;
 	res = inspect(crash, "v", &got, &got_len);
 	/* A failed fsync of frames already written: old or new. */
-	either = f && f->op == OP_SYNC && rc != 0;
+	either = f && f->vfs.op == FAULTVFS_SYNC && rc != 0;
 	if (!res) {
 		bool is_old = got && same(got, got_len, old, sc->old_len);
 		bool is_new =
@@ -581,7 +447,7 @@ static const char *one(const struct scenario *sc, const char *tmpl,
 	l = NULL;
 
 	/* 5. Reopened through the real VFS, by the layer's own checks. */
-	use_vfs(false);
+	faultvfs_use(false);
 	rc = layer_sqlite_open(path, "runtime", BIG, false, &l, &why);
 	if (rc) {
 		snprintf(msg, sizeof(msg), "reopen: %d (%s)", rc, why);
@@ -604,14 +470,14 @@ static const char *one(const struct scenario *sc, const char *tmpl,
 out_close:
 	if (l)
 		layer_close(l);
-	use_vfs(false);
+	faultvfs_use(false);
 	return res;
 }
 
 static void sweep(const struct scenario *sc)
 {
 	char tmpl[PATH_MAX];
-	long counts[OP_COUNT], n, step, pts;
+	long counts[FAULTVFS_OPS], n, step, pts;
 	char *old = value(sc->old_len, 'a');
 	char *nv = sc->new_len ? value(sc->new_len, 'k') : NULL;
 	const char *res;
@@ -625,30 +491,32 @@ static void sweep(const struct scenario *sc)
 	ok(!res && rc == 0, "%s: without faults (%s)", sc->name,
 	   res ? res : "ok");
 	diag("%s: %ld writes, %ld syncs, %ld truncates, %ld reads", sc->name,
-	     counts[OP_WRITE], counts[OP_SYNC], counts[OP_TRUNCATE],
-	     counts[OP_READ]);
+	     counts[FAULTVFS_WRITE], counts[FAULTVFS_SYNC],
+	     counts[FAULTVFS_TRUNCATE], counts[FAULTVFS_READ]);
 	/* A sync that syncs nothing is not a sync; a checkpoint syncs the
 	 * WAL and then the database. */
 	if (sc->kind == K_SYNC)
-		ok(counts[OP_SYNC] >= 1, "%s: fsyncs the WAL (%ld fsyncs)",
-		   sc->name, counts[OP_SYNC]);
+		ok(counts[FAULTVFS_SYNC] >= 1,
+		   "%s: fsyncs the WAL (%ld fsyncs)", sc->name,
+		   counts[FAULTVFS_SYNC]);
 	if (sc->stride_above < 1000)
-		ok(counts[OP_SYNC] >= 2, "%s: the checkpoint ran (%ld fsyncs)",
-		   sc->name, counts[OP_SYNC]);
+		ok(counts[FAULTVFS_SYNC] >= 2,
+		   "%s: the checkpoint ran (%ld fsyncs)", sc->name,
+		   counts[FAULTVFS_SYNC]);
 
 	for (i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
 		const struct fault *f = &faults[i];
 		const char *first = NULL;
 		long bad_n = 0, errs = 0;
 
-		step = counts[f->op] > sc->stride_above ?
-			       counts[f->op] / sc->stride_above + 1 :
+		step = counts[f->vfs.op] > sc->stride_above ?
+			       counts[f->vfs.op] / sc->stride_above + 1 :
 			       1;
 		pts = 0;
 		/* Every point (or a spread, always with the last few), and
 		 * one past the end, which must fire nothing. */
-		for (n = 1; n <= counts[f->op] + 1; n++) {
-			if (step > 1 && n > 8 && n < counts[f->op] - 8 &&
+		for (n = 1; n <= counts[f->vfs.op] + 1; n++) {
+			if (step > 1 && n > 8 && n < counts[f->vfs.op] - 8 &&
 			    n % step)
 				continue;
 			pts++;
@@ -668,7 +536,8 @@ static void sweep(const struct scenario *sc)
 		   sc->name, f->name, pts, errs, first ? ": " : "",
 		   first ? first : "");
 		if (first)
-			diag("first failure at %s #%ld", op_name[f->op], bad_n);
+			diag("first failure at %s #%ld", op_name[f->vfs.op],
+			     bad_n);
 	}
 	free(old);
 	free(nv);
@@ -697,13 +566,6 @@ int main(void)
 		 base && *base ? base : "/tmp");
 	if (!mkdtemp(tmpdir))
 		bail("mkdtemp");
-	real_vfs = sqlite3_vfs_find(NULL);
-	fault_vfs = *real_vfs;
-	fault_vfs.zName = "dsfs-fault";
-	fault_vfs.xOpen = f_open;
-	fault_vfs.xGetLastError = f_last_error;
-	sqlite3_vfs_register(&fault_vfs, 0);
-
 	for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
 		sweep(&scenarios[i]);
 	diag("faults injected: %ld runs, %ld faults fired, %ld reported as"
@@ -711,7 +573,7 @@ int main(void)
 	     " value durable), %ld crash copies checked",
 	     total.runs, total.fired, total.failed_ok, total.absorbed,
 	     total.crash_copies);
-	sqlite3_vfs_unregister(&fault_vfs);
+	faultvfs_remove();
 	nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	return done_testing();
 }

@@ -10,6 +10,7 @@
  *
  * Output is TAP (tests/unit/tap.h); every check names the implementation.
  */
+#include "faultvfs.h"
 #include "layer.h"
 #include "tap.h"
 
@@ -1484,69 +1485,12 @@ static void t_mode(void)
 }
 
 /*
- * A disk that fills up on demand: a VFS over SQLite's own that passes every
- * call through, except that while fail_rc is set every write fails with it
- * and the "system errno" SQLite reads afterwards is fail_errno.  SQLite's
- * unix VFS reports a full disk as SQLITE_FULL from write(), but as
- * SQLITE_IOERR_* with errno ENOSPC from fallocate() and WAL/shm growth; the
- * layer must say ENOSPC for both.
+ * A disk that fills up on demand (faultvfs.h): while a case is armed every
+ * write fails with its SQLite code and the "system errno" SQLite reads
+ * afterwards is its errno.  SQLite's unix VFS reports a full disk as
+ * SQLITE_FULL from write(), but as SQLITE_IOERR_* with errno ENOSPC from
+ * fallocate() and WAL/shm growth; the layer must say ENOSPC for both.
  */
-static sqlite3_vfs *real_vfs;
-static sqlite3_vfs shim_vfs;
-static int fail_rc, fail_errno;
-
-/* The unix VFS gives the database and its journals different method
- * tables (only the database is locked): each gets a copy whose xWrite
- * fails on demand, and the copy remembers its original. */
-struct shim_io {
-	sqlite3_io_methods m; /* first: the copy SQLite calls */
-	const sqlite3_io_methods *real;
-};
-static struct shim_io shim_io[4];
-
-static int shim_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
-{
-	const struct shim_io *s = (const struct shim_io *)f->pMethods;
-
-	if (fail_rc) {
-		errno = fail_errno; /* as the failing syscall would */
-		return fail_rc;
-	}
-	return s->real->xWrite(f, p, n, off);
-}
-
-static int shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f,
-		     int flags, int *out)
-{
-	size_t i;
-	int rc;
-
-	(void)vfs;
-	rc = real_vfs->xOpen(real_vfs, name, f, flags, out);
-	if (rc != SQLITE_OK || !f->pMethods)
-		return rc;
-	for (i = 0; i < sizeof(shim_io) / sizeof(shim_io[0]); i++) {
-		if (!shim_io[i].real) {
-			shim_io[i].real = f->pMethods;
-			shim_io[i].m = *f->pMethods;
-			shim_io[i].m.xWrite = shim_write;
-		}
-		if (shim_io[i].real == f->pMethods) {
-			f->pMethods = &shim_io[i].m;
-			break;
-		}
-	}
-	return rc;
-}
-
-static int shim_last_error(sqlite3_vfs *vfs, int n, char *buf)
-{
-	(void)vfs;
-	if (fail_rc)
-		return fail_errno;
-	return real_vfs->xGetLastError(real_vfs, n, buf);
-}
-
 static void t_disk_full(void)
 {
 	static const struct {
@@ -1567,12 +1511,7 @@ static void t_disk_full(void)
 	size_t i;
 	int rc;
 
-	real_vfs = sqlite3_vfs_find(NULL);
-	shim_vfs = *real_vfs;
-	shim_vfs.zName = "dsfs-test-shim";
-	shim_vfs.xOpen = shim_open;
-	shim_vfs.xGetLastError = shim_last_error;
-	sqlite3_vfs_register(&shim_vfs, 1);
+	faultvfs_use(true);
 
 	store_path(path, sizeof(path), "full.db");
 	rc = layer_sqlite_open(path, "runtime", BIG, true, &l, &why);
@@ -1582,13 +1521,15 @@ static void t_disk_full(void)
 	put(l, "kv/a", "\"old\"");
 	used = used_of(l);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		fail_rc = cases[i].rc;
-		fail_errno = cases[i].sys;
+		struct faultvfs_fault full = {FAULTVFS_WRITE, cases[i].rc,
+					      cases[i].sys, true, false};
+
+		faultvfs_arm(&full, 1);
 		is_int(put(l, "kv/a", "\"new\""), cases[i].want,
 		       nm("disk write fails (%s): replace", cases[i].what));
 		is_int(put(l, "kv/b", "1"), cases[i].want,
 		       nm("disk write fails (%s): create", cases[i].what));
-		fail_rc = 0;
+		faultvfs_disarm();
 		is_str(get(l, "kv/a"), "\"old\"",
 		       nm("... the old value stays (%s)", cases[i].what));
 		is_int(kind_of(l, "kv/b"), -ENOENT,
@@ -1607,8 +1548,7 @@ static void t_disk_full(void)
 		layer_close(l);
 	}
 out_unregister:
-	sqlite3_vfs_unregister(&shim_vfs);
-	sqlite3_vfs_register(real_vfs, 1);
+	faultvfs_remove();
 }
 
 /* The child commits and dies without closing; the parent must find the

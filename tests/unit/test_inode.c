@@ -1,0 +1,477 @@
+/*
+ * test_inode.c - unit tests for the node table (inode.c), without a FUSE
+ * session: the fixed directories, linking and looking up names, the kernel's
+ * lookup counts and forget, references, detach and rename, the keys a node
+ * stands for, the page-cache and writer bookkeeping, and tables larger than
+ * their first buckets.
+ *
+ * A node is freed when nothing holds it; the table's count and node_get()
+ * by inode number say whether it still exists.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "inode.h"
+#include "tap.h"
+
+static struct node_table table;
+static struct node_table *t = &table;
+
+/* Nodes the table holds beyond the fixed ones. */
+static long extra(void)
+{
+	return (long)t->count - FIXED_NODES;
+}
+
+/* Whether a node with this inode number exists (takes no reference). */
+static bool exists(uint64_t ino)
+{
+	struct node *n = node_get(t, ino);
+
+	node_put(t, n);
+	return n != NULL;
+}
+
+/* A fixed directory of the root, by name (no lookup counted on it: fixed
+ * nodes are permanent). */
+static struct node *fixed_dir(struct node *dir, const char *name)
+{
+	return node_get_child(t, dir, name);
+}
+
+/* The key node n stands for, or a string that says why there is none. */
+static const char *key_of(struct node *n)
+{
+	static struct loc l;
+	static char why[32];
+	int rc = node_loc(t, n, &l);
+
+	if (rc) {
+		snprintf(why, sizeof(why), "error %d", rc);
+		return why;
+	}
+	return l.key;
+}
+
+static void test_fixed(struct node *root)
+{
+	static const char *const layers[] = {"ephemeral", "runtime", "factory"};
+	static const char *const trees[] = {"kv", "images", "devices"};
+	uint64_t seen[FIXED_NODES + 1] = {0};
+	bool numbers_ok = true;
+	struct node *dir, *n;
+	struct loc l;
+	size_t i, j;
+
+	ok(root && root->ino == ROOT_INO && root->is_dir && root->permanent,
+	   "the root is inode %d, a permanent directory", ROOT_INO);
+	is_int(t->count, FIXED_NODES,
+	       "the table starts with the fixed directories only");
+	/* The merged trees and each layer's directory and trees. */
+	for (i = 0; i < 3; i++) {
+		n = fixed_dir(root, trees[i]);
+		if (!n || n->ino < ROOT_INO || n->ino > FIXED_NODES ||
+		    seen[n->ino]++)
+			numbers_ok = false;
+		ok(n && n->view == VIEW_MERGED && n->is_tree_root &&
+			   n->permanent && n->tree == (enum dsfs_tree)(i + 1),
+		   "%s/ is a merged tree root", trees[i]);
+	}
+	for (i = 0; i < 3; i++) {
+		dir = fixed_dir(root, layers[i]);
+		if (!dir || dir->ino > FIXED_NODES || seen[dir->ino]++)
+			numbers_ok = false;
+		ok(dir && dir->view == VIEW_ROOT && dir->layer == (int)i &&
+			   dir->permanent,
+		   "%s/ is fixed", layers[i]);
+		for (j = 0; dir && j < 3; j++) {
+			n = fixed_dir(dir, trees[j]);
+			if (!n || n->ino > FIXED_NODES || seen[n->ino]++)
+				numbers_ok = false;
+			ok(n && n->view == VIEW_LAYER && n->layer == (int)i &&
+				   n->is_tree_root &&
+				   n->tree == (enum dsfs_tree)(j + 1),
+			   "%s/%s/ is a tree root of layer %zu", layers[i],
+			   trees[j], i);
+		}
+	}
+	ok(numbers_ok, "the fixed directories are inodes %d..%d, each once",
+	   ROOT_INO + 1, FIXED_NODES);
+
+	n = fixed_dir(root, "kv");
+	node_forget(t, n->ino, 1000);
+	ok(exists(n->ino), "a fixed directory outlives any forget");
+	is_int(node_loc(t, root, &l), 0, "the root has a loc");
+	ok(l.view == VIEW_ROOT && l.key[0] == '\0', "... with no key");
+	ok(fixed_dir(root, "nothing") == NULL,
+	   "node_get_child of an unknown name is NULL");
+	ok(node_get(t, FIXED_NODES + 1000) == NULL,
+	   "node_get of an unknown inode is NULL");
+}
+
+static void test_link_forget(struct node *kv)
+{
+	struct node *a, *again, *b;
+	uint64_t ino;
+
+	a = node_link(t, kv, "a", false, L_FACTORY);
+	ok(a != NULL, "node_link makes kv/a");
+	if (!a)
+		return;
+	ino = a->ino;
+	ok(ino > FIXED_NODES, "its inode (%llu) is past the fixed ones",
+	   (unsigned long long)ino);
+	is_int(a->nlookup, 1, "one lookup counted");
+	is_str(key_of(a), "kv/a", "its key is kv/a");
+	ok(a->view == VIEW_MERGED && a->tree == TREE_KV && !a->is_dir,
+	   "it inherits the view and tree, and is a file");
+
+	again = node_link(t, kv, "a", false, L_FACTORY);
+	ok(again == a, "linking the same name finds the same node");
+	is_int(a->nlookup, 2, "two lookups counted");
+	b = node_get_child(t, kv, "a");
+	ok(b == a, "node_get_child finds it too");
+	is_int(a->nlookup, 3, "and counts a third lookup");
+
+	node_forget(t, ino, 2);
+	ok(exists(ino), "forgetting 2 of 3 lookups keeps the node");
+	is_int(a->nlookup, 1, "one lookup left");
+	node_forget(t, ino, 1);
+	ok(!exists(ino), "forgetting the last frees it");
+	is_int(extra(), 0, "the table is back to the fixed directories");
+
+	a = node_link(t, kv, "a", false, L_FACTORY);
+	ok(a && a->ino > ino,
+	   "a new node for the same name gets a new "
+	   "inode number (%llu > %llu): never reused",
+	   a ? (unsigned long long)a->ino : 0ULL, (unsigned long long)ino);
+	/* The kernel may forget more than it was given (after a crash of
+	 * its counting): the count stops at 0. */
+	if (a) {
+		ino = a->ino;
+		node_forget(t, ino, 5);
+		ok(!exists(ino), "forgetting more lookups than counted frees");
+	}
+}
+
+static void test_refs(struct node *kv)
+{
+	struct node *d, *c, *got;
+	uint64_t dino, cino;
+
+	d = node_link(t, kv, "d", true, L_FACTORY);
+	c = d ? node_link(t, d, "c", false, L_FACTORY) : NULL;
+	if (!ok(d && c, "kv/d/c linked"))
+		return;
+	dino = d->ino;
+	cino = c->ino;
+	is_str(key_of(c), "kv/d/c", "its key is kv/d/c");
+	node_forget(t, dino, 1);
+	ok(exists(dino), "a forgotten directory lives on while a child does");
+	node_forget(t, cino, 1);
+	ok(!exists(cino) && !exists(dino), "forgetting the child frees both");
+	is_int(extra(), 0, "nothing is left");
+
+	c = node_link(t, kv, "held", false, L_FACTORY);
+	if (!c)
+		return;
+	cino = c->ino;
+	got = node_get(t, cino);
+	ok(got == c, "node_get takes a reference by inode number");
+	node_forget(t, cino, 1);
+	ok(exists(cino), "a referenced node survives its forget");
+	node_put(t, got);
+	ok(!exists(cino), "and is freed by the last put");
+}
+
+static void test_keys(struct node *root)
+{
+	struct node *images = fixed_dir(root, "images");
+	struct node *devices = fixed_dir(root, "devices");
+	struct node *rt = fixed_dir(fixed_dir(root, "runtime"), "kv");
+	struct node *x, *dev, *cfg, *r;
+	struct loc l;
+
+	x = node_link(t, images, "logo", false, L_FACTORY);
+	dev = node_link(t, devices, "hub1", true, L_FACTORY);
+	cfg = dev ? node_link(t, dev, "cfg", false, L_FACTORY) : NULL;
+	r = node_link(t, rt, "k", false, L_RUNTIME);
+	if (!ok(x && dev && cfg && r, "nodes linked in three trees"))
+		return;
+	is_str(key_of(x), "images/logo", "images/logo's key");
+	is_str(key_of(dev), "kv/__hub1", "a device is stored as kv/__ID");
+	is_str(key_of(cfg), "kv/__hub1/cfg", "... and its files under it");
+	is_int(node_loc(t, r, &l), 0, "runtime/kv/k has a loc");
+	ok(l.view == VIEW_LAYER && l.layer == L_RUNTIME && l.tree == TREE_KV &&
+		   strcmp(l.key, "kv/k") == 0,
+	   "... in the runtime layer alone, key kv/k");
+	is_int(node_child_loc(t, dev, "new", &l), 0,
+	       "node_child_loc of a name not linked");
+	is_str(l.key, "kv/__hub1/new", "... gives its key");
+	node_forget(t, x->ino, 1);
+	node_forget(t, cfg->ino, 1);
+	node_forget(t, dev->ino, 1);
+	node_forget(t, r->ino, 1);
+	is_int(extra(), 0, "all forgotten, all freed");
+}
+
+static void test_detach(struct node *kv)
+{
+	struct dsfs_attr gone, a;
+	struct node *n, *fresh;
+	uint64_t ino;
+	struct loc l;
+
+	n = node_link(t, kv, "doomed", false, L_FACTORY);
+	if (!n)
+		return;
+	ino = n->ino;
+	memset(&gone, 0, sizeof(gone));
+	gone.kind = DSFS_FILE;
+	gone.size = 42;
+	node_get(t, ino); /* as an open handle would */
+	node_detach(t, kv, "doomed", &gone);
+	is_int(node_loc(t, n, &l), -ESTALE, "a detached node's loc is ESTALE");
+	is_int(node_gone(t, n, &a), 0, "it keeps what it was");
+	is_int(a.size, 42, "... its size");
+	fresh = node_link(t, kv, "doomed", false, L_FACTORY);
+	ok(fresh && fresh != n && fresh->ino != ino,
+	   "a new lookup of the name makes a new node");
+	if (fresh)
+		node_forget(t, fresh->ino, 1);
+	node_forget(t, ino, 1);
+	ok(exists(ino), "the detached node lives while referenced");
+	node_put(t, n);
+	ok(!exists(ino), "and is freed with its last reference");
+	is_int(extra(), 0, "nothing is left");
+}
+
+static void test_move(struct node *kv)
+{
+	struct node *d, *c, *e, *x, *y, *n;
+	struct dsfs_attr gone, a;
+	uint64_t yino;
+	struct loc l;
+
+	d = node_link(t, kv, "d", true, L_FACTORY);
+	c = d ? node_link(t, d, "c", false, L_FACTORY) : NULL;
+	e = node_link(t, kv, "e", true, L_FACTORY);
+	if (!ok(d && c && e, "kv/d/c and kv/e linked"))
+		return;
+	is_int(node_move(t, kv, "d", e, "d2", NULL), 0, "move kv/d to kv/e/d2");
+	is_str(key_of(d), "kv/e/d2", "the directory's key follows");
+	is_str(key_of(c), "kv/e/d2/c", "and so does its child's");
+	n = node_get_child(t, e, "d2");
+	ok(n == d, "the node is found under its new name");
+	if (n)
+		node_forget(t, n->ino, 1);
+	ok(node_get_child(t, kv, "d") == NULL, "and not under its old one");
+
+	x = node_link(t, kv, "x", false, L_FACTORY);
+	y = node_link(t, kv, "y", false, L_FACTORY);
+	if (!x || !y)
+		return;
+	yino = y->ino;
+	node_get(t, yino); /* an open handle on the one replaced */
+	memset(&gone, 0, sizeof(gone));
+	gone.size = 7;
+	is_int(node_move(t, kv, "x", kv, "y", &gone), 0,
+	       "rename kv/x over kv/y");
+	is_str(key_of(x), "kv/y", "x is now kv/y");
+	is_int(node_loc(t, y, &l), -ESTALE, "the replaced node is detached");
+	is_int(node_former_loc(t, y, &l), 0, "but remembers where it was");
+	is_str(l.key, "kv/y", "... kv/y");
+	is_int(node_gone(t, y, &a), 0, "and what it was");
+	is_int(a.size, 7, "... its size");
+	n = node_get_child(t, kv, "y");
+	ok(n == x, "a lookup of kv/y finds the moved node");
+	if (n)
+		node_forget(t, n->ino, 1);
+	node_forget(t, yino, 1);
+	node_put(t, y);
+	ok(!exists(yino), "the replaced node is freed with its reference");
+
+	/* Renaming a name onto itself changes nothing. */
+	is_int(node_move(t, kv, "y", kv, "y", NULL), 0, "rename onto itself");
+	is_str(key_of(x), "kv/y", "... leaves the node where it was");
+
+	node_forget(t, c->ino, 1);
+	node_forget(t, d->ino, 1);
+	node_forget(t, e->ino, 1);
+	node_forget(t, x->ino, 1);
+	is_int(extra(), 0, "all forgotten, all freed");
+}
+
+static void test_find_merged(struct node *kv)
+{
+	struct node *a, *b;
+	uint64_t ino = 99, parent = 99;
+	const char *name = NULL;
+
+	a = node_link(t, kv, "a", true, L_FACTORY);
+	b = a ? node_link(t, a, "b", false, L_FACTORY) : NULL;
+	if (!a || !b)
+		return;
+	is_int(node_find_merged(t, "kv/a/b", &ino, &parent, &name), 0,
+	       "node_find_merged(kv/a/b)");
+	ok(ino == b->ino && parent == a->ino && name && !strcmp(name, "b"),
+	   "... gives b, its directory a, and the name b");
+	is_int(node_find_merged(t, "kv/a/zz", &ino, &parent, &name), 0,
+	       "a name the kernel does not know");
+	ok(ino == 0 && parent == a->ino, "... has inode 0 in a known dir");
+	is_int(node_find_merged(t, "kv/q/zz", &ino, &parent, &name), -ENOENT,
+	       "a directory the kernel does not know is ENOENT");
+	node_forget(t, b->ino, 1);
+	node_forget(t, a->ino, 1);
+}
+
+struct each_ctx {
+	int calls;
+	bool found_a, found_b;
+	uint64_t a, b, kv;
+};
+
+static void each_fn(void *ctx, uint64_t ino, uint64_t parent, const char *name)
+{
+	struct each_ctx *e = ctx;
+
+	e->calls++;
+	if (ino == e->a && parent == e->kv && !strcmp(name, "a"))
+		e->found_a = true;
+	if (ino == e->b && parent == e->a && !strcmp(name, "b"))
+		e->found_b = true;
+}
+
+static void test_each(struct node *kv)
+{
+	struct each_ctx e = {0};
+	struct node *a, *b;
+
+	a = node_link(t, kv, "a", true, L_FACTORY);
+	b = a ? node_link(t, a, "b", false, L_FACTORY) : NULL;
+	if (!a || !b)
+		return;
+	e.a = a->ino;
+	e.b = b->ino;
+	e.kv = kv->ino;
+	is_int(nodes_each(t, each_fn, &e), 0, "nodes_each");
+	ok(e.calls == 2 && e.found_a && e.found_b,
+	   "visits the two linked nodes, not the fixed ones (%d calls)",
+	   e.calls);
+	node_forget(t, b->ino, 1);
+	node_forget(t, a->ino, 1);
+}
+
+static void test_cache_writers(struct node *kv)
+{
+	struct timespec at = {100, 1}, mt = {200, 2}, ga = {0, 0}, gm = {0, 0};
+	struct node *n = node_link(t, kv, "f", false, L_FACTORY);
+
+	if (!n)
+		return;
+	is_int(node_cache_open(t, n, 5, L_RUNTIME), NODE_CACHE_FRESH,
+	       "a first reader of version 5 fills the page cache");
+	is_int(node_cache_open(t, n, 5, L_RUNTIME), NODE_CACHE_KEEP,
+	       "a second reader of it keeps it");
+	is_int(node_cache_open(t, n, 6, L_RUNTIME), NODE_CACHE_BYPASS,
+	       "a reader of version 6 bypasses it while others read 5");
+	is_int(node_cache_open(t, n, 5, L_FACTORY), NODE_CACHE_BYPASS,
+	       "so does version 5 of another layer");
+	node_cache_done(t, n);
+	node_cache_done(t, n);
+	is_int(node_cache_open(t, n, 6, L_RUNTIME), NODE_CACHE_FRESH,
+	       "once they are done, version 6 refills it");
+	node_cache_done(t, n);
+	nodes_forget_cache(t);
+	is_int(node_cache_open(t, n, 6, L_RUNTIME), NODE_CACHE_FRESH,
+	       "after nodes_forget_cache, nothing cached is trusted");
+	node_cache_done(t, n);
+
+	node_writers(t, n, 1);
+	ok(node_sole_writer_view(t, n), "one writer: its view holds");
+	node_attrs_sent(t, n);
+	ok(!node_sole_writer_view(t, n),
+	   "attributes sent while it writes spoil it");
+	node_writers(t, n, -1);
+	node_writers(t, n, 1);
+	ok(node_sole_writer_view(t, n), "a new writer starts clean");
+	node_writers(t, n, 1);
+	ok(!node_sole_writer_view(t, n), "two writers: no sole view");
+	node_set_times(t, n, &at, &mt);
+	node_take_times(t, n, &ga, &gm);
+	ok(ga.tv_sec == 100 && gm.tv_sec == 200 && gm.tv_nsec == 2,
+	   "times set while writers are open are kept for the commit");
+	node_writers(t, n, -1);
+	node_writers(t, n, -1);
+	ga.tv_sec = gm.tv_sec = 0;
+	node_set_times(t, n, &at, &mt);
+	node_take_times(t, n, &ga, &gm);
+	ok(ga.tv_sec == 0 && gm.tv_sec == 0,
+	   "without writers, times are not kept");
+	node_forget(t, n->ino, 1);
+}
+
+/* More nodes than the table's first buckets: every one still found by
+ * inode number and by name after the tables grew. */
+static void test_growth(struct node *kv)
+{
+	enum {
+		N = 5000
+	};
+	static uint64_t inos[N];
+	struct node *d = node_link(t, kv, "big", true, L_FACTORY);
+	size_t buckets = t->nbuckets, i, by_ino = 0, by_name = 0;
+	char name[32];
+	struct node *n;
+
+	if (!d)
+		return;
+	for (i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "n%zu", i);
+		n = node_link(t, d, name, false, L_FACTORY);
+		inos[i] = n ? n->ino : 0;
+	}
+	ok(t->nbuckets > buckets, "the tables grew (%zu -> %zu buckets)",
+	   buckets, t->nbuckets);
+	for (i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "n%zu", i);
+		by_ino += inos[i] && exists(inos[i]);
+		n = node_get_child(t, d, name);
+		by_name += n && n->ino == inos[i];
+	}
+	is_int(by_ino, N, "every node is found by inode number");
+	is_int(by_name, N, "and by (parent, name)");
+	for (i = 0; i < N; i++)
+		node_forget(t, inos[i], 2);
+	node_forget(t, d->ino, 1);
+	is_int(extra(), 0, "all forgotten, all freed");
+}
+
+int main(void)
+{
+	struct node *root, *kv;
+
+	plan_no_plan();
+	if (nodes_init(t)) {
+		printf("Bail out! nodes_init\n");
+		return 1;
+	}
+	root = node_get(t, ROOT_INO);
+	test_fixed(root);
+	kv = fixed_dir(root, "kv");
+	test_link_forget(kv);
+	test_refs(kv);
+	test_keys(root);
+	test_detach(kv);
+	test_move(kv);
+	test_find_merged(kv);
+	test_each(kv);
+	test_cache_writers(kv);
+	test_growth(kv);
+	node_put(t, root);
+	nodes_destroy(t);
+	return done_testing();
+}
