@@ -40,10 +40,6 @@ extern const struct fuse_lowlevel_ops dsfs_ll_ops;
  * directories (after a factory install or reset). */
 void dsfs_invalidate_all(struct dsfs_ctx *ctx);
 
-/* main.c */
-int dsfs_open_factory(const char *store, uint64_t budget,
-		      struct dsfs_layer **out);
-
 /* control.c: the daemon's side of dsfsctl's requests. */
 int control_listen(struct dsfs_ctx *ctx);
 int control_start(struct dsfs_ctx *ctx);
