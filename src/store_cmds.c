@@ -41,10 +41,10 @@ int store_ask(const struct store *s, const char *request, char *reply,
 static int open_offline(struct store *s, const char *name,
 			struct dsfs_layer **l, struct store_error *e)
 {
-	uint64_t budget = strcmp(name, STORE_RUNTIME) == 0 ?
-				  DSFS_DEFAULT_RUNTIME_SIZE :
-				  DSFS_DEFAULT_FACTORY_SIZE;
+	uint64_t budget = DSFS_DEFAULT_FACTORY_SIZE;
 
+	if (strcmp(name, STORE_RUNTIME) == 0)
+		budget = DSFS_DEFAULT_RUNTIME_SIZE;
 	return store_open_layer(s->path, name, budget, false, NULL, l, e);
 }
 
