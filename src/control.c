@@ -32,6 +32,7 @@
 #include "control.h"
 #include "daemon.h"
 #include "log.h"
+#include "store.h"
 
 /* What a command answers: "+" lines, then the OK text or ERR message. */
 struct reply {
@@ -116,66 +117,22 @@ static int cmd_factory_reset(struct dsfs_ctx *ctx, struct reply *r)
 	return 0;
 }
 
-/*
- * The client has written and fsynced STORE/factory.db.new.  Open it first:
- * a file that is not an image is refused and removed, and factory.db stays.
- * The open layer reads its file through the descriptor it opened, so the
- * rename below does not disturb it; a crash anywhere leaves factory.db
- * either the old image or the new one.
- */
+/* The client has written and fsynced STORE/factory.db.new (store.c). */
 static int cmd_install_factory(struct dsfs_ctx *ctx, struct reply *r)
 {
+	struct store_error e = {.text = ""};
 	struct dsfs_layer *fresh;
-	const char *why = NULL;
-	char *path;
-	int dirfd, rc;
+	int rc;
 
-	dirfd = open(ctx->store, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0)
-		return reply_status(r, -errno, "%s: %s", ctx->store,
-				    strerror(errno));
-	if (asprintf(&path, "%s/%s", ctx->store, STORE_FACTORY_NEW) < 0) {
-		rc = reply_status(r, -ENOMEM, "out of memory");
-		goto out_dir;
-	}
-	rc = layer_sqlite_open_image(path, "factory", ctx->budget[L_FACTORY],
-				     &fresh, &why);
-	if (rc == -ENOENT) {
-		rc = reply_status(r, rc, "%s: no such file: nothing to install",
-				  STORE_FACTORY_NEW);
-		goto out_path;
-	}
-	if (rc) {
-		rc = reply_status(r, rc, "%s: not a usable factory image: %s",
-				  STORE_FACTORY_NEW, why ? why : strerror(-rc));
-		goto out_unlink;
-	}
-	if (renameat(dirfd, STORE_FACTORY_NEW, dirfd, STORE_FACTORY) != 0) {
-		rc = reply_status(r, -errno, "rename %s to %s: %s",
-				  STORE_FACTORY_NEW, STORE_FACTORY,
-				  strerror(errno));
-		goto out_fresh;
-	}
-	/* From here on factory.db is the new image: use it, whatever the
-	 * directory's fsync says. */
-	if (fsync(dirfd) != 0)
-		rc = reply_status(r, -errno,
-				  "installed, but fsync of %s failed: %s "
-				  "(may not survive a power loss)",
-				  ctx->store, strerror(errno));
+	rc = store_take_new_factory(ctx->store, ctx->budget[L_FACTORY], &fresh,
+				    &e);
+	if (rc)
+		reply_status(r, rc, "%s", e.text);
+	if (!fresh)
+		return rc;
 	ovl_swap_factory(&ctx->stack, fresh);
 	dsfs_invalidate_all(ctx);
 	log_info("%s: new factory image installed", ctx->store);
-	goto out_path;
-
-out_fresh:
-	layer_close(fresh);
-out_unlink:
-	unlinkat(dirfd, STORE_FACTORY_NEW, 0);
-out_path:
-	free(path);
-out_dir:
-	close(dirfd);
 	return rc;
 }
 

@@ -141,10 +141,6 @@ void file_release(struct dsfs_ctx *ctx, struct handle *h);
 /* Let go of an open file's handle and what it holds. */
 void file_drop(struct dsfs_ctx *ctx, struct handle *h);
 
-/* main.c */
-int dsfs_open_factory(const char *store, uint64_t budget,
-		      struct dsfs_layer **out);
-
 /* control.c: the daemon's side of dsfsctl's requests. */
 int control_listen(struct dsfs_ctx *ctx);
 int control_start(struct dsfs_ctx *ctx);

@@ -1,7 +1,7 @@
 /*
  * dsfsctl.c - the dsfs admin tool: the command line and nothing else.
  *
- * Each command is one function of factory.c; this file checks the
+ * Each command is one function declared in dsfsctl.h; this file checks the
  * arguments, calls it, and turns its result into the exit status: 0 on
  * success, 1 on failure (after one line on stderr naming the file and the
  * reason), 2 on a usage error.  usage() is the man page's SYNOPSIS.
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "dsfs.h"
-#include "factory.h"
+#include "dsfsctl.h"
 #include "log.h"
 
 static void usage(FILE *out)
@@ -34,27 +34,27 @@ struct args {
 	uint64_t budget; /* mkfactory -s */
 };
 
-static int cmd_mkfactory(const struct args *a, struct ctl_error *e)
+static int cmd_mkfactory(const struct args *a, struct store_error *e)
 {
 	return factory_build(a->argv[0], a->argv[1], a->budget, e);
 }
 
-static int cmd_install(const struct args *a, struct ctl_error *e)
+static int cmd_install(const struct args *a, struct store_error *e)
 {
 	return factory_install(a->argv[0], a->argv[1], e);
 }
 
-static int cmd_reset(const struct args *a, struct ctl_error *e)
+static int cmd_reset(const struct args *a, struct store_error *e)
 {
 	return store_factory_reset(a->argv[0], e);
 }
 
-static int cmd_usage(const struct args *a, struct ctl_error *e)
+static int cmd_usage(const struct args *a, struct store_error *e)
 {
 	return store_usage(a->argv[0], stdout, e);
 }
 
-static int cmd_check(const struct args *a, struct ctl_error *e)
+static int cmd_check(const struct args *a, struct store_error *e)
 {
 	return store_check(a->argv[0], stdout, e);
 }
@@ -63,7 +63,7 @@ static const struct command {
 	const char *name;
 	const char *opts; /* getopt(3) string */
 	int nargs;
-	int (*run)(const struct args *a, struct ctl_error *e);
+	int (*run)(const struct args *a, struct store_error *e);
 } commands[] = {
 	{"mkfactory", "+hs:", 2, cmd_mkfactory},
 	{"install-factory", "+h", 2, cmd_install},
@@ -79,7 +79,7 @@ int main(int argc, char *argv[])
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	struct ctl_error e = {.text = ""};
+	struct store_error e = {.text = ""};
 	const struct command *cmd = NULL;
 	struct args a = {.budget = DSFS_DEFAULT_FACTORY_SIZE};
 	const char *size = NULL;

@@ -438,4 +438,14 @@ int layer_sqlite_reserve(struct dsfs_layer *l, uint64_t bytes);
  * daemon's own store, which nothing else opens while it is mounted. */
 int layer_sqlite_exclusive(struct dsfs_layer *l);
 
+/* layer_sqlite_check.c: PRAGMA integrity_check on the store file at path,
+ * opened read-only.  Each complaint is passed to report as ("integrity",
+ * SQLite's text), and a check that could not run as ("integrity check
+ * failed", the reason).  0 if the file is sound; -EINVAL if SQLite
+ * complained; -EIO if the check could not run. */
+int layer_sqlite_integrity(const char *path,
+			   void (*report)(void *ctx, const char *what,
+					  const char *detail),
+			   void *ctx);
+
 #endif

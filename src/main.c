@@ -8,17 +8,16 @@
  * connections and their POSIX locks must not cross a fork().
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon.h"
 #include "log.h"
+#include "store.h"
 
 #define DSFS_VERSION_STRING "dsfs " PACKAGE_VERSION
 
@@ -108,55 +107,62 @@ static int set_budget(const char *name, const char *value, uint64_t *budget)
 	return 0;
 }
 
-int dsfs_open_factory(const char *store, uint64_t budget,
+/* Open the layer on STORE/name; a failure is logged, followed by after,
+ * unless it is a missing factory image (-ENOENT). */
+static int open_layer(const char *store, const char *name, uint64_t budget,
+		      const char *doing, const char *after,
 		      struct dsfs_layer **out)
 {
-	char path[PATH_MAX];
-	const char *why = NULL;
+	struct store_error e = {.text = ""};
 	int rc;
 
-	snprintf(path, sizeof(path), "%s/%s", store, STORE_FACTORY);
-	rc = layer_sqlite_open_image(path, "factory", budget, out, &why);
-	if (rc == -ENOENT) {
-		/* No image: an empty, read-only factory layer. */
-		rc = layer_mem_open(budget, out);
-		if (rc == 0)
-			(*out)->readonly = true;
+	rc = store_open_layer(store, name, budget,
+			      strcmp(name, STORE_RUNTIME) == 0, doing, out, &e);
+	if (rc && e.text[0])
+		log_err("%s%s", e.text, after);
+	return rc;
+}
+
+/* The factory layer: STORE/factory.db, or an empty read-only layer when
+ * there is no image. */
+static int open_factory(const char *store, uint64_t budget,
+			struct dsfs_layer **out)
+{
+	int rc;
+
+	rc = open_layer(store, STORE_FACTORY, budget,
+			"cannot use factory image", "", out);
+	if (rc != -ENOENT)
 		return rc;
-	}
-	if (rc)
-		log_err("%s: cannot use factory image: %s", path,
-			why ? why : strerror(-rc));
+	/* No image: an empty, read-only factory layer. */
+	rc = layer_mem_open(budget, out);
+	if (rc == 0)
+		(*out)->readonly = true;
 	return rc;
 }
 
 static int open_runtime(const char *store, uint64_t budget,
 			struct dsfs_layer **out)
 {
-	char path[PATH_MAX];
-	const char *why = NULL;
 	int rc;
 
-	snprintf(path, sizeof(path), "%s/%s", store, STORE_RUNTIME);
-	rc = layer_sqlite_open(path, "runtime", budget, true, out, &why);
-	if (rc) {
-		log_err("%s: cannot use runtime database: %s (refusing to "
-			"mount; the file is left as it is)",
-			path, why ? why : strerror(-rc));
+	rc = open_layer(store, STORE_RUNTIME, budget,
+			"cannot use runtime database",
+			" (refusing to mount; the file is left as it is)", out);
+	if (rc)
 		return rc;
-	}
 	/* Room to remove values from a disk that values filled. */
 	if (layer_sqlite_reserve(*out, STORE_RESERVE_BYTES) != 0)
-		log_warn("%s: no room for a space reserve of %u bytes:"
+		log_warn("%s/%s: no room for a space reserve of %u bytes:"
 			 " removing values from a full disk may fail",
-			 path, STORE_RESERVE_BYTES);
+			 store, STORE_RUNTIME, STORE_RESERVE_BYTES);
 	/* The daemon is the store's only user while mounted (dsfsctl asks
 	 * it through the control socket). */
 	rc = layer_sqlite_exclusive(*out);
 	if (rc != 0)
-		log_warn("%s: cannot lock the database for the daemon alone:"
-			 " %s",
-			 path, strerror(-rc));
+		log_warn("%s/%s: cannot lock the database for the daemon "
+			 "alone: %s",
+			 store, STORE_RUNTIME, strerror(-rc));
 	return 0;
 }
 
@@ -172,8 +178,8 @@ static int open_stack(struct dsfs_ctx *ctx)
 			  &s->layer[L_RUNTIME]);
 	if (rc)
 		goto fail_ephemeral;
-	rc = dsfs_open_factory(ctx->store, ctx->budget[L_FACTORY],
-			       &s->layer[L_FACTORY]);
+	rc = open_factory(ctx->store, ctx->budget[L_FACTORY],
+			  &s->layer[L_FACTORY]);
 	if (rc)
 		goto fail_runtime;
 	return 0;
@@ -201,13 +207,13 @@ static void close_stack(struct dsfs_ctx *ctx)
  * it: one daemon (or one offline dsfsctl) per store. */
 static int prepare_store(struct dsfs_ctx *ctx, const char *store)
 {
-	char path[PATH_MAX];
+	struct store_error e = {.text = ""};
+	struct store s;
 	struct stat st;
-	char *leftover;
+	int rc;
 
-	if (mkdir(store, 0700) != 0 && errno != EEXIST) {
-		fprintf(stderr, "dsfs: %s: cannot create store: %s\n", store,
-			strerror(errno));
+	if (store_make(store, &e) != 0) {
+		fprintf(stderr, "dsfs: %s\n", e.text);
 		return -1;
 	}
 	ctx->store = realpath(store, NULL);
@@ -217,26 +223,25 @@ static int prepare_store(struct dsfs_ctx *ctx, const char *store)
 	}
 	ctx->owner_uid = st.st_uid;
 	ctx->owner_gid = st.st_gid;
-	snprintf(path, sizeof(path), "%s/%s", ctx->store, STORE_LOCK);
-	ctx->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (ctx->lock_fd < 0) {
-		fprintf(stderr, "dsfs: %s: %s\n", path, strerror(errno));
-		return -1;
-	}
-	if (flock(ctx->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+	/* Anyone the directory lets in may serve it: not only its owner. */
+	rc = store_open(&s, ctx->store, false, false, &e);
+	if (rc == 0)
+		rc = store_lock(&s, &e);
+	if (rc == -EWOULDBLOCK)
 		fprintf(stderr,
 			"dsfs: %s: store is in use (mounted, or "
 			"dsfsctl is working on it)\n",
 			ctx->store);
-		return -1;
+	else if (rc)
+		fprintf(stderr, "dsfs: %s\n", e.text);
+	if (rc == 0) {
+		store_drop_leftover(&s);
+		/* Held until the daemon exits. */
+		ctx->lock_fd = s.lockfd;
+		s.lockfd = -1;
 	}
-	/* An install that crashed before its rename left this behind; the
-	 * old image is still whole. */
-	if (asprintf(&leftover, "%s/%s", ctx->store, STORE_FACTORY_NEW) >= 0) {
-		unlink(leftover);
-		free(leftover);
-	}
-	return 0;
+	store_close(&s);
+	return rc ? -1 : 0;
 }
 
 int main(int argc, char *argv[])

@@ -4,72 +4,22 @@
 # crash in the middle of an install, usage, check, and the control socket's
 # refusal of anyone but the store's owner.
 #
-# Self-contained: it needs only $DSFS and $DSFSCTL (make check sets them;
-# by default the programs built in src/).  Each test owns a temporary
-# directory $T with its source trees, images, store and mount point.
+# Each test owns a temporary directory $T (helpers.bash) with its source
+# trees, images, store and mount point.
 
-DSFS=${DSFS:-$BATS_TEST_DIRNAME/../../src/dsfs}
-DSFSCTL=${DSFSCTL:-$BATS_TEST_DIRNAME/../../src/dsfsctl}
-TMO=${OP_TIMEOUT:-60}
-
-# A python that nobody can run too (not one under /root).
-if [ -x /usr/bin/python3 ]; then
-	PY=/usr/bin/python3
-else
-	PY=$(command -v python3 || echo python3)
-fi
+load helpers
 
 # A 1x1 PNG.
 PNG='\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\1\0\0\0\1\x08\x06\0\0\0\x1f\x15\xc4\x89\0\0\0\rIDATx\x9cc\xf8\x0f\0\0\x01\x01\0\x05\x18\xd8N\0\0\0\0IEND\xaeB`\x82'
 
 setup()
 {
-	T=$(mktemp -d "${TMPDIR:-/tmp}/dsfsctl-bats.XXXXXXXX")
-	chmod 0755 "$T"
-	STORE=$T/store
-	MNT=$T/mnt
-	mkdir "$MNT"
-}
-
-# The pids of dsfs daemons with $STORE among their arguments.
-daemon_pids()
-{
-	local d
-	local -a args
-	for d in /proc/[0-9]*; do
-		mapfile -d '' -t args <"$d/cmdline" 2>/dev/null || continue
-		[ "${#args[@]}" -ge 3 ] && [ "${args[0]##*/}" = dsfs ] ||
-			continue
-		printf '%s\n' "${args[@]:1}" | grep -qxF "$STORE" &&
-			echo "${d#/proc/}"
-	done
-	return 0
-}
-
-# Wait until no process holds $STORE/lock (the daemon has gone).
-wait_unlocked()
-{
-	local tries=200
-	[ -e "$STORE/lock" ] || return 0
-	until flock -n "$STORE/lock" true; do
-		tries=$((tries - 1))
-		[ $tries -gt 0 ] || return 1
-		sleep 0.05
-	done
+	setup_store
 }
 
 teardown()
 {
-	local pids
-	if grep -qF " $MNT " /proc/self/mounts; then
-		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
-	fi
-	wait_unlocked || true
-	pids=$(daemon_pids)
-	# shellcheck disable=SC2086
-	[ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
-	grep -qF " $MNT " /proc/self/mounts && umount -l "$MNT" 2>/dev/null
-	rm -rf --one-file-system "$T"
+	teardown_store
 }
 
 # mk_src DIR VALUE: a factory source whose kv/x is VALUE.
@@ -84,32 +34,32 @@ mk_src()
 	printf "$PNG" >"$1/images/logo"
 }
 
-# Mount $STORE on $MNT.  The daemon detaches once the mount is ready; it
-# must not keep bats' descriptors 3 and 4.
-mount_store()
-{
-	timeout "$TMO" "$DSFS" "$STORE" "$MNT" </dev/null \
-		>"$T/dsfs.log" 2>&1 3>&- 4>&- || {
-		cat "$T/dsfs.log" >&2
-		return 1
-	}
-	mountpoint -q "$MNT"
-}
-
-unmount_store()
-{
-	timeout "$TMO" fusermount3 -u "$MNT" && wait_unlocked
-}
-
 ctl()
 {
-	timeout "$TMO" "$DSFSCTL" "$@" 3>&- 4>&-
+	tmo "$DSFSCTL" "$@" 3>&- 4>&-
+}
+
+# ctl_ok ARGS...: dsfsctl ARGS, failing the test with its output unless it
+# exits 0.
+ctl_ok()
+{
+	local out
+	out=$(ctl "$@" 2>&1) || fail "dsfsctl $* failed: $out" || return 1
+}
+
+# install_src VALUE: mk_src $T/src VALUE, build $T/img.db from it and
+# install that into $STORE.
+install_src()
+{
+	mk_src "$T/src" "$1"
+	ctl_ok mkfactory "$T/src" "$T/img.db" || return 1
+	ctl_ok install-factory "$T/img.db" "$STORE"
 }
 
 # raw_request DIR LINE: send LINE on DIR/control.sock, print the reply.
 raw_request()
 {
-	timeout "$TMO" "$PY" -c '
+	tmo "$PYTHON" -c '
 import os, socket, sys
 os.chdir(sys.argv[1])
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -134,7 +84,7 @@ need_root()
 
 as_nobody()
 {
-	timeout "$TMO" setpriv --reuid=nobody --regid=nogroup --clear-groups \
+	tmo setpriv --reuid=nobody --regid=nogroup --clear-groups \
 		"$@" 3>&- 4>&-
 }
 
@@ -239,7 +189,7 @@ refuse()
 	[ -z "$output" ]
 	cmp "$T/img.db" "$STORE/factory.db"
 	[ ! -e "$STORE/factory.db.new" ]
-	mount_store
+	mount_dsfs
 	[ "$(cat "$MNT/factory/kv/x")" = '{"v": 1}' ]
 	[ "$(cat "$MNT/kv/x")" = '{"v": 1}' ]
 	[ "$(cat "$MNT/kv/app/cfg")" = '{"n": 1}' ]
@@ -313,7 +263,7 @@ refuse()
 	[ "$status" -eq 0 ]
 	run ctl install-factory "$T/a.db" "$STORE"
 	[ "$status" -eq 0 ]
-	mount_store
+	mount_dsfs
 	[ "$(cat "$MNT/kv/x")" = '"old"' ]
 	[ ! -e "$MNT/kv/added" ]
 	run ctl install-factory "$T/b.db" "$STORE"
@@ -339,7 +289,7 @@ refuse()
 	[ "$status" -eq 0 ]
 	run ctl install-factory "$T/a.db" "$STORE"
 	[ "$status" -eq 0 ]
-	mount_store
+	mount_dsfs
 	cp "$T/a.db" "$T/bad.db"
 	sqlite3 "$T/bad.db" "UPDATE entry SET value = CAST('[1,' AS BLOB) WHERE name = 'x';"
 	run ctl install-factory "$T/bad.db" "$STORE"
@@ -352,32 +302,24 @@ refuse()
 # ---------------------------------------------------------- factory-reset
 
 @test "factory-reset offline: runtime values vanish, factory values show" {
-	mk_src "$T/src" '"factory"'
-	run ctl mkfactory "$T/src" "$T/img.db"
-	[ "$status" -eq 0 ]
-	run ctl install-factory "$T/img.db" "$STORE"
-	[ "$status" -eq 0 ]
-	mount_store
+	install_src '"factory"'
+	mount_dsfs
 	echo '"changed"' >"$MNT/kv/x"
 	echo 1 >"$MNT/kv/mine"
 	rm "$MNT/kv/greeting"
 	[ "$(cat "$MNT/kv/x")" = '"changed"' ]
-	unmount_store
+	unmount_dsfs
 	run ctl factory-reset "$STORE"
 	[ "$status" -eq 0 ]
-	mount_store
+	mount_dsfs
 	[ "$(cat "$MNT/kv/x")" = '"factory"' ]
 	[ ! -e "$MNT/kv/mine" ]
 	[ "$(cat "$MNT/kv/greeting")" = '"hello"' ]
 }
 
 @test "factory-reset live: runtime and ephemeral values vanish at once" {
-	mk_src "$T/src" '"factory"'
-	run ctl mkfactory "$T/src" "$T/img.db"
-	[ "$status" -eq 0 ]
-	run ctl install-factory "$T/img.db" "$STORE"
-	[ "$status" -eq 0 ]
-	mount_store
+	install_src '"factory"'
+	mount_dsfs
 	echo '"changed"' >"$MNT/kv/x"
 	echo 1 >"$MNT/kv/mine"
 	echo 2 >"$MNT/ephemeral/kv/tmp"
@@ -405,12 +347,8 @@ refuse()
 	STORE=$T/$(printf 'd%.0s' $(seq 100))/$(printf 'e%.0s' $(seq 60))/store
 	[ "${#STORE}" -gt 108 ]
 	mkdir -p "${STORE%/store}"
-	mk_src "$T/src" '"factory"'
-	run ctl mkfactory "$T/src" "$T/img.db"
-	[ "$status" -eq 0 ]
-	run ctl install-factory "$T/img.db" "$STORE"
-	[ "$status" -eq 0 ]
-	mount_store
+	install_src '"factory"'
+	mount_dsfs
 	echo '"runtime"' >"$MNT/kv/x"
 	run ctl usage "$STORE"
 	[ "$status" -eq 0 ]
@@ -428,7 +366,7 @@ refuse()
 # the files within microseconds.
 kill_when_changing()
 {
-	timeout "$TMO" "$PY" -c '
+	tmo "$PYTHON" -c '
 import os, random, subprocess, sys, time
 store, cmd = sys.argv[1], sys.argv[2:]
 def state():
@@ -467,7 +405,7 @@ crash_loop()
 		ctl mkfactory "$T/$img" "$T/$img.db"
 	done
 	ctl install-factory "$T/a.db" "$STORE"
-	[ "$1" = offline ] || mount_store
+	[ "$1" = offline ] || mount_dsfs
 	t0=$(date +%s%N)
 	ctl install-factory "$T/b.db" "$STORE"
 	full=$(( $(date +%s%N) - t0 ))
@@ -517,11 +455,7 @@ crash_loop()
 # ------------------------------------------------------------ usage, check
 
 @test "usage offline and mounted: one line per layer, used and budget" {
-	mk_src "$T/src" 1
-	run ctl mkfactory "$T/src" "$T/img.db"
-	[ "$status" -eq 0 ]
-	run ctl install-factory "$T/img.db" "$STORE"
-	[ "$status" -eq 0 ]
+	install_src 1
 	run ctl usage "$STORE"
 	[ "$status" -eq 0 ]
 	[ "${#lines[@]}" -eq 3 ]
@@ -529,7 +463,7 @@ crash_loop()
 	[ "${lines[1]}" = "runtime 0 13631488" ]
 	[[ "${lines[2]}" =~ ^factory\ [1-9][0-9]*\ 13631488$ ]]
 	factory_line=${lines[2]}
-	mount_store
+	mount_dsfs
 	echo '"abc"' >"$MNT/kv/new"
 	run ctl usage "$STORE"
 	[ "$status" -eq 0 ]
@@ -542,17 +476,13 @@ crash_loop()
 
 @test "check: a good store passes, a damaged value is reported" {
 	command -v sqlite3 >/dev/null || skip "needs the sqlite3 command"
-	mk_src "$T/src" 1
-	run ctl mkfactory "$T/src" "$T/img.db"
-	[ "$status" -eq 0 ]
-	run ctl install-factory "$T/img.db" "$STORE"
-	[ "$status" -eq 0 ]
-	mount_store
+	install_src 1
+	mount_dsfs
 	echo '{"k": true}' >"$MNT/kv/rt"
 	run ctl check "$STORE"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"mounted"* ]]
-	unmount_store
+	unmount_dsfs
 	run ctl check "$STORE"
 	echo "$output"
 	[ "$status" -eq 0 ]
@@ -576,12 +506,8 @@ crash_loop()
 
 @test "the control socket refuses a non-owner; dsfsctl refuses others' stores" {
 	need_root
-	mk_src "$T/src" '"factory"'
-	run ctl mkfactory "$T/src" "$T/img.db"
-	[ "$status" -eq 0 ]
-	run ctl install-factory "$T/img.db" "$STORE"
-	[ "$status" -eq 0 ]
-	mount_store
+	install_src '"factory"'
+	mount_dsfs
 	echo '"runtime"' >"$MNT/kv/x"
 	[ "$(stat -c '%a %U' "$STORE/control.sock")" = "600 root" ]
 	run raw_request "$STORE" ping
@@ -591,9 +517,9 @@ crash_loop()
 	# Open the way to the socket: only the peer check is left.
 	chmod 0711 "$STORE"
 	chmod 0666 "$STORE/control.sock"
-	run as_nobody "$PY" -c 'pass'
-	[ "$status" -eq 0 ] || skip "nobody cannot run $PY"
-	run as_nobody "$PY" -c '
+	run as_nobody "$PYTHON" -c 'pass'
+	[ "$status" -eq 0 ] || skip "nobody cannot run $PYTHON"
+	run as_nobody "$PYTHON" -c '
 import os, socket, sys
 os.chdir(sys.argv[1])
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -617,13 +543,13 @@ sys.stdout.write(s.recv(4096).decode())
 
 @test "dsfsctl does not believe a control socket served by someone else" {
 	need_root
-	run as_nobody "$PY" -c 'pass'
-	[ "$status" -eq 0 ] || skip "nobody cannot run $PY"
+	run as_nobody "$PYTHON" -c 'pass'
+	[ "$status" -eq 0 ] || skip "nobody cannot run $PYTHON"
 	mkdir -m 0777 "$STORE"
 	touch "$STORE/lock"
 	chmod 0666 "$STORE/lock"
 	# nobody squats the store: holds its lock and serves control.sock.
-	as_nobody "$PY" -c '
+	as_nobody "$PYTHON" -c '
 import fcntl, os, socket, sys, time
 os.chdir(sys.argv[1])
 lock = open("lock", "r")

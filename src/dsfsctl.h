@@ -1,0 +1,94 @@
+/*
+ * dsfsctl.h - the work behind dsfsctl's commands (dsfsctl.c only parses
+ * the command line): building a factory image from a directory laid out
+ * like the mount (mkfactory.c), checking an image entry by entry
+ * (image_check.c), installing it into a store (install.c), and the
+ * store-level commands factory reset, usage and check (store_cmds.c).
+ *
+ * A command on a store works offline when it can take STORE/lock (no
+ * daemon has the store; dsfsctl holds the lock until it is done), and
+ * otherwise asks the mounted daemon over STORE/control.sock (control.h).
+ * Only the store directory's owner or root may run them (store.h).
+ *
+ * Each function returns 0 or a negative errno; on failure e->text holds
+ * one line naming the file or path and the reason, for dsfsctl to print.
+ */
+#ifndef DSFS_DSFSCTL_H
+#define DSFS_DSFSCTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "store.h"
+
+/* ---- the commands ---------------------------------------------------- */
+
+/* Build the factory image IMAGE from the directory src (kv/, images/,
+ * devices/) within budget bytes.  The whole source is refused at its first
+ * bad entry and nothing is left at image; image is replaced atomically. */
+int factory_build(const char *src, const char *image, uint64_t budget,
+		  struct store_error *e);
+
+/* Check every entry of image, then make it store's factory image
+ * atomically: offline by rename, mounted through the daemon. */
+int factory_install(const char *image, const char *store,
+		    struct store_error *e);
+
+/* Empty the runtime layer (and, mounted, the ephemeral one). */
+int store_factory_reset(const char *store, struct store_error *e);
+
+/* Print "LAYER USED BUDGET" for ephemeral, runtime and factory to out. */
+int store_usage(const char *store, FILE *out, struct store_error *e);
+
+/* Offline only: check runtime.db and factory.db (SQLite integrity, every
+ * value, the usage figures) and print a report to out; -EINVAL if any
+ * problem was found. */
+int store_check(const char *store, FILE *out, struct store_error *e);
+
+/* ---- what the commands share ----------------------------------------- */
+
+/* The unit in which values and images are read and copied. */
+#define CTL_CHUNK (64 * 1024)
+
+/* Append "/name" (or name, to an empty buf) to the string buf of size cap;
+ * *was gets the length to cut back to.  -ENAMETOOLONG if it does not fit:
+ * buf is unchanged then. */
+int key_push(char *buf, size_t cap, const char *name, size_t *was);
+
+/* Ask the daemon that has the store s (store_cmds.c). */
+int store_ask(const struct store *s, const char *request, char *reply,
+	      size_t size, struct store_error *e);
+
+/* image_check.c */
+
+struct blobsize;
+
+/*
+ * One walk over a layer's kv/ and images/.  install-factory stops at the
+ * first problem (report == NULL); check prints every problem to report and
+ * goes on.  Usage is recounted the way layer.h defines it: names plus
+ * values, an image blob once per token.
+ */
+struct walk {
+	struct dsfs_layer *l;
+	const char *label; /* the file, for messages */
+	bool image;	   /* a factory image: whiteouts have no place */
+	FILE *report;
+	struct store_error *e;
+	unsigned problems;
+	uint64_t dirs, files, whiteouts, used;
+	struct blobsize *blobs;
+	size_t nblobs, capblobs;
+	unsigned char *buf; /* CTL_CHUNK bytes */
+	char key[DSFS_KEY_MAX];
+};
+
+/* Walk the whole layer w->l; problems counted in w->problems. */
+int check_layer(struct walk *w);
+
+/* Open image as the daemon would and check all of it; stop at the first
+ * problem. */
+int check_image_file(const char *image, struct store_error *e);
+
+#endif

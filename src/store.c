@@ -1,0 +1,265 @@
+/*
+ * store.c - a store directory, for the daemon and dsfsctl alike (store.h):
+ * opening it and taking STORE/lock, opening the layers on its files, and
+ * the rename -> fsync steps that put a new factory image in place.
+ *
+ * The daemon and dsfsctl word their messages around what this returns, so
+ * nothing here prints or logs.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "layer.h"
+
+int store_fail(struct store_error *e, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (e->text[0] == '\0') {
+		va_start(ap, fmt);
+		vsnprintf(e->text, sizeof(e->text), fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+int store_make(const char *path, struct store_error *e)
+{
+	if (mkdir(path, 0700) != 0 && errno != EEXIST)
+		return store_fail(e, -errno, "%s: cannot create store: %s",
+				  path, strerror(errno));
+	return 0;
+}
+
+int store_open(struct store *s, const char *path, bool create, bool mine,
+	       struct store_error *e)
+{
+	uid_t me = geteuid();
+	int pathfd, rc;
+
+	s->path = path;
+	s->dirfd = s->lockfd = -1;
+	memset(&s->st, 0, sizeof(s->st));
+	if (create) {
+		rc = store_make(path, e);
+		if (rc)
+			return rc;
+	}
+	/* O_PATH first: whose store it is matters more than whether we may
+	 * read it. */
+	pathfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (pathfd < 0)
+		return store_fail(e, -errno, "%s: %s", path, strerror(errno));
+	if (fstat(pathfd, &s->st) != 0) {
+		rc = store_fail(e, -errno, "%s: %s", path, strerror(errno));
+		goto out_path;
+	}
+	if (mine && s->st.st_uid != me && me != 0) {
+		rc = store_fail(
+			e, -EPERM,
+			"%s: store owned by uid %u, not by you (uid %u): "
+			"only its owner or root may change it",
+			path, (unsigned)s->st.st_uid, (unsigned)me);
+		goto out_path;
+	}
+	/* Readable, for fsync(). */
+	s->dirfd = openat(pathfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0)
+		rc = store_fail(e, -errno, "%s: %s", path, strerror(errno));
+	else
+		rc = 0;
+out_path:
+	close(pathfd);
+	return rc;
+}
+
+void store_close(struct store *s)
+{
+	if (s->lockfd >= 0)
+		close(s->lockfd);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	s->lockfd = s->dirfd = -1;
+}
+
+int store_give_to_owner(const struct store *s, int fd, const char *name,
+			struct store_error *e)
+{
+	if (geteuid() != 0 || s->st.st_uid == 0)
+		return 0;
+	if (fchown(fd, s->st.st_uid, s->st.st_gid) != 0)
+		return store_fail(e, -errno, "%s/%s: chown: %s", s->path, name,
+				  strerror(errno));
+	return 0;
+}
+
+int store_lock(struct store *s, struct store_error *e)
+{
+	int fd, rc;
+
+	fd = openat(s->dirfd, STORE_LOCK,
+		    O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return store_fail(e, -errno, "%s/%s: %s", s->path, STORE_LOCK,
+				  strerror(errno));
+	rc = store_give_to_owner(s, fd, STORE_LOCK, e);
+	if (rc)
+		goto out_fd;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		rc = -errno;
+		if (rc != -EWOULDBLOCK)
+			store_fail(e, rc, "%s/%s: flock: %s", s->path,
+				   STORE_LOCK, strerror(-rc));
+		goto out_fd;
+	}
+	s->lockfd = fd;
+	return 0;
+
+out_fd:
+	close(fd);
+	return rc;
+}
+
+char *store_file(const char *store, const char *name)
+{
+	char *path;
+
+	if (asprintf(&path, "%s/%s", store, name) < 0)
+		return NULL;
+	return path;
+}
+
+int store_open_layer(const char *store, const char *name, uint64_t budget,
+		     bool create, const char *doing, struct dsfs_layer **out,
+		     struct store_error *e)
+{
+	const char *why = NULL;
+	char *path;
+	int rc;
+
+	path = store_file(store, name);
+	if (!path)
+		return store_fail(e, -ENOMEM, "out of memory");
+	if (strcmp(name, STORE_RUNTIME) == 0)
+		rc = layer_sqlite_open(path, "runtime", budget, create, out,
+				       &why);
+	else
+		rc = layer_sqlite_open_image(path, "factory", budget, out,
+					     &why);
+	if (rc && (rc != -ENOENT || create))
+		store_fail(e, rc, "%s: %s%s%s", path, doing ? doing : "",
+			   doing ? ": " : "",
+			   why && *why ? why : strerror(-rc));
+	free(path);
+	return rc;
+}
+
+void store_drop_leftover(const struct store *s)
+{
+	unlinkat(s->dirfd, STORE_FACTORY_NEW, 0);
+}
+
+int store_install_new(int dirfd, bool *renamed)
+{
+	*renamed = false;
+	if (renameat(dirfd, STORE_FACTORY_NEW, dirfd, STORE_FACTORY) != 0)
+		return -errno;
+	*renamed = true;
+	if (fsync(dirfd) != 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * The client has written and fsynced STORE/factory.db.new.  Open it first:
+ * a file that is not an image is refused and removed, and factory.db stays.
+ * The open layer reads its file through the descriptor it opened, so the
+ * rename below does not disturb it; a crash anywhere leaves factory.db
+ * either the old image or the new one.
+ */
+int store_take_new_factory(const char *store, uint64_t budget,
+			   struct dsfs_layer **fresh, struct store_error *e)
+{
+	const char *why = NULL;
+	bool renamed;
+	char *path;
+	int dirfd, rc;
+
+	*fresh = NULL;
+	dirfd = open(store, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return store_fail(e, -errno, "%s: %s", store, strerror(errno));
+	path = store_file(store, STORE_FACTORY_NEW);
+	if (!path) {
+		rc = store_fail(e, -ENOMEM, "out of memory");
+		goto out_dir;
+	}
+	rc = layer_sqlite_open_image(path, "factory", budget, fresh, &why);
+	free(path);
+	if (rc)
+		*fresh = NULL;
+	if (rc == -ENOENT) {
+		rc = store_fail(e, rc, "%s: no such file: nothing to install",
+				STORE_FACTORY_NEW);
+		goto out_dir;
+	}
+	if (rc) {
+		rc = store_fail(e, rc, "%s: not a usable factory image: %s",
+				STORE_FACTORY_NEW, why ? why : strerror(-rc));
+		goto out_unlink;
+	}
+	rc = store_install_new(dirfd, &renamed);
+	if (renamed) {
+		/* From here on factory.db is the new image: use it, whatever
+		 * the directory's fsync says. */
+		if (rc)
+			store_fail(e, rc,
+				   "installed, but fsync of %s failed: %s "
+				   "(may not survive a power loss)",
+				   store, strerror(-rc));
+		goto out_dir;
+	}
+	store_fail(e, rc, "rename %s to %s: %s", STORE_FACTORY_NEW,
+		   STORE_FACTORY, strerror(-rc));
+	layer_close(*fresh);
+	*fresh = NULL;
+out_unlink:
+	unlinkat(dirfd, STORE_FACTORY_NEW, 0);
+out_dir:
+	close(dirfd);
+	return rc;
+}
+
+int store_fsync_path(const char *path, int flags)
+{
+	int fd, rc = 0;
+
+	fd = open(path, flags | O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) != 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+int store_fsync_dir_of(const char *path)
+{
+	char *copy = strdup(path);
+	int rc;
+
+	if (!copy)
+		return -ENOMEM;
+	rc = store_fsync_path(dirname(copy), O_DIRECTORY);
+	free(copy);
+	return rc;
+}
