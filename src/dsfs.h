@@ -5,14 +5,15 @@
  * The daemon is a stack of three layers (index 0 is the upper one):
  *
  *     0 ephemeral   memory, lost at unmount        (layer_mem.c)
- *     1 runtime     STORE/runtime.db, persistent   (layer_sqlite.c)
- *     2 factory     STORE/factory.db, read-only    (layer_sqlite.c)
+ *     1 runtime     STORE/runtime.db, persistent   (layer_sqlite*.c)
+ *     2 factory     STORE/factory.db, read-only    (layer_sqlite*.c)
  *
  * overlay.c resolves names across the stack and performs copy-up and
  * whiteouts; it sees layers only through layer.h.  inode.c maps the kernel's
  * inode numbers to nodes (a name in one of the mount's trees); handle.c owns
- * open files and their private copies; fuse_ops.c translates FUSE requests
- * into calls to those and sends exactly one reply per request.
+ * an open file's private copy and file.c opens and commits it; fuse_ops.c
+ * translates FUSE requests into calls to those and sends exactly one reply
+ * per request (daemon.h lists the daemon-side files).
  */
 #ifndef DSFS_H
 #define DSFS_H

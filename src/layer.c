@@ -65,6 +65,12 @@ bool layer_readonly(const struct dsfs_layer *l)
 	return l->readonly;
 }
 
+void layer_set_readonly(struct dsfs_layer *l)
+{
+	assert(layer_ok(l));
+	l->readonly = true;
+}
+
 int layer_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a)
 {
 	assert(layer_ok(l) && key_ok(key) && a);

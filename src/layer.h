@@ -308,7 +308,8 @@ struct dsfs_layer_ops {
 	int (*unpin_blob)(struct dsfs_layer *l, const char *token);
 };
 
-/* Set by the implementation when it opens the layer; read through
+/* Set by the implementation when it opens the layer (or by its opener,
+ * through layer_set_readonly(), before anyone uses it); read through
  * layer_readonly(), never changed while the layer is in use. */
 struct dsfs_layer {
 	const struct dsfs_layer_ops *ops;
@@ -320,6 +321,9 @@ struct dsfs_layer {
  * listed at the top of this file.  layer_readonly() tells whether the
  * layer refuses changes. */
 bool layer_readonly(const struct dsfs_layer *l);
+/* Make a layer that nobody uses yet refuse every change from now on (an
+ * empty memory layer standing in for a missing factory image). */
+void layer_set_readonly(struct dsfs_layer *l);
 int layer_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a);
 ssize_t layer_read(struct dsfs_layer *l, const char *key, uint64_t off,
 		   void *buf, size_t len);

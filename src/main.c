@@ -137,7 +137,7 @@ static int open_factory(const char *store, uint64_t budget,
 	/* No image: an empty, read-only factory layer. */
 	rc = layer_mem_open(budget, out);
 	if (rc == 0)
-		(*out)->readonly = true;
+		layer_set_readonly(*out);
 	return rc;
 }
 

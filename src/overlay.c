@@ -270,28 +270,10 @@ static int begin_new(struct dsfs_stack *s, const struct loc *l, struct found *f)
 	return rc ? rc : t;
 }
 
-int ovl_create(struct dsfs_stack *s, const struct loc *l,
-	       const struct dsfs_attr *a, struct found *f)
-{
-	struct dsfs_attr na = *a;
-	int t, rc;
-
-	lock_for_change(s, l->key);
-	rc = t = begin_new(s, l, f);
-	if (t < 0)
-		goto out;
-	na.kind = DSFS_FILE;
-	na.size = 0;
-	rc = layer_commit(s->layer[t], l->key, &na, "", 0, &f->attr);
-	if (rc == 0)
-		fill_found(s, l, t, f);
-out:
-	pthread_rwlock_unlock(&s->lock);
-	return rc;
-}
-
-int ovl_mkdir(struct dsfs_stack *s, const struct loc *l,
-	      const struct dsfs_attr *a, struct found *f)
+/* create (kind DSFS_FILE, empty) or mkdir (DSFS_DIR) of a new name. */
+static int make_new(struct dsfs_stack *s, const struct loc *l,
+		    const struct dsfs_attr *a, enum dsfs_kind kind,
+		    struct found *f)
 {
 	struct dsfs_attr na = *a, cur;
 	int t, rc;
@@ -300,19 +282,35 @@ int ovl_mkdir(struct dsfs_stack *s, const struct loc *l,
 	rc = t = begin_new(s, l, f);
 	if (t < 0)
 		goto out;
-	na.kind = DSFS_DIR;
+	na.kind = kind;
 	na.size = 0;
-	/* Made again where a lower layer's directory was removed: keep what
-	 * that directory held hidden. */
-	na.opaque = l->view == VIEW_MERGED &&
-		    layer_lookup(s->layer[t], l->key, &cur) == 0 &&
-		    cur.kind == DSFS_WHITEOUT;
-	rc = layer_mkdir(s->layer[t], l->key, &na);
+	if (kind == DSFS_FILE) {
+		rc = layer_commit(s->layer[t], l->key, &na, "", 0, &f->attr);
+	} else {
+		/* Made again where a lower layer's directory was removed:
+		 * keep what that directory held hidden. */
+		na.opaque = l->view == VIEW_MERGED &&
+			    layer_lookup(s->layer[t], l->key, &cur) == 0 &&
+			    cur.kind == DSFS_WHITEOUT;
+		rc = layer_mkdir(s->layer[t], l->key, &na);
+	}
 	if (rc == 0)
 		fill_found(s, l, t, f);
 out:
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
+}
+
+int ovl_create(struct dsfs_stack *s, const struct loc *l,
+	       const struct dsfs_attr *a, struct found *f)
+{
+	return make_new(s, l, a, DSFS_FILE, f);
+}
+
+int ovl_mkdir(struct dsfs_stack *s, const struct loc *l,
+	      const struct dsfs_attr *a, struct found *f)
+{
+	return make_new(s, l, a, DSFS_DIR, f);
 }
 
 static int commit_locked(struct dsfs_stack *s, const struct loc *l,
@@ -382,28 +380,6 @@ static int remove_merged(struct dsfs_stack *s, const struct loc *l)
 	return rc == -ENOENT || rc == -ENOTDIR ? 0 : rc;
 }
 
-int ovl_unlink(struct dsfs_stack *s, const struct loc *l)
-{
-	struct found f;
-	int rc;
-
-	lock_for_change(s, l->key);
-	rc = lookup_locked(s, l, &f);
-	if (rc)
-		goto out;
-	if (f.attr.kind == DSFS_DIR) {
-		rc = -EISDIR;
-		goto out;
-	}
-	if (l->view == VIEW_LAYER)
-		rc = layer_remove(s->layer[l->layer], l->key);
-	else
-		rc = remove_merged(s, l);
-out:
-	pthread_rwlock_unlock(&s->lock);
-	return rc;
-}
-
 static int list_locked(struct dsfs_stack *s, const struct loc *l, bool devices,
 		       struct listing *out);
 
@@ -424,7 +400,10 @@ static int dir_empty(struct dsfs_stack *s, const struct loc *l,
 	return rc;
 }
 
-int ovl_rmdir(struct dsfs_stack *s, const struct loc *l)
+/* unlink (dir false) or rmdir (dir true): through a layer's own tree the
+ * entry goes from that layer alone (the wrapper refuses a read-only one);
+ * through a merged tree, from the whole view. */
+static int remove_entry(struct dsfs_stack *s, const struct loc *l, bool dir)
 {
 	struct found f;
 	int rc;
@@ -433,23 +412,32 @@ int ovl_rmdir(struct dsfs_stack *s, const struct loc *l)
 	rc = lookup_locked(s, l, &f);
 	if (rc)
 		goto out;
-	if (f.attr.kind != DSFS_DIR) {
-		rc = -ENOTDIR;
+	if (dir != (f.attr.kind == DSFS_DIR)) {
+		rc = dir ? -ENOTDIR : -EISDIR;
 		goto out;
 	}
-	rc = dir_empty(s, l, &f);
-	if (rc)
-		goto out;
-	if (l->view == VIEW_LAYER) {
-		rc = layer_readonly(s->layer[l->layer]) ?
-			     -EROFS :
-			     layer_remove(s->layer[l->layer], l->key);
-	} else {
+	if (dir) {
+		rc = dir_empty(s, l, &f);
+		if (rc)
+			goto out;
+	}
+	if (l->view == VIEW_LAYER)
+		rc = layer_remove(s->layer[l->layer], l->key);
+	else
 		rc = remove_merged(s, l);
-	}
 out:
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
+}
+
+int ovl_unlink(struct dsfs_stack *s, const struct loc *l)
+{
+	return remove_entry(s, l, false);
+}
+
+int ovl_rmdir(struct dsfs_stack *s, const struct loc *l)
+{
+	return remove_entry(s, l, true);
 }
 
 static bool is_below(const char *key, const char *dir)

@@ -13,7 +13,7 @@
  * version ('seq') counters, all in one transaction.  `dsfsctl check STORE`
  * verifies the result afterwards.
  *
- * This follows the schema of src/layer_sqlite.c (store version 1): if that
+ * This follows the schema of src/layer_sqlite_store.c (store version 1): if that
  * schema changes, change the INSERTs below with it.  The run script refuses
  * to report the 1M figures when dsfsctl check fails.
  */
