@@ -82,6 +82,13 @@ wait_mounted()
 		sleep 0.1
 	done
 	! is_mounted "$MNT" || fail "the mount is still there after SIGTERM"
+	# The mount goes before the daemon has finished closing its store:
+	# wait for it to exit, as a service manager would.
+	for i in $(seq 100); do
+		kill -0 $pid 2>/dev/null || break
+		sleep 0.1
+	done
+	! kill -0 $pid 2>/dev/null || fail "dsfs $pid still runs 10 s after SIGTERM"
 	# The socket and lock are free again: a new mount works.
 	mount_dsfs
 	assert_content "$MNT/kv/r" $'"rel"\n'
