@@ -128,6 +128,10 @@ static int token_type(struct dsfs_ctx *ctx, struct node *n, const char **type)
 	got = handle_read(h, 0, head, sizeof(head));
 	ovl_release_image(&ctx->stack, h->src, h->token);
 	handle_free(h);
+	/* A blob that cannot be read has no type to tell: say so rather than
+	 * call it empty (the layer has logged why). */
+	if (got < 0)
+		return (int)got;
 	if (got > 0)
 		*type = image_type(head, (size_t)got);
 	return 0;
