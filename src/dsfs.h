@@ -81,6 +81,11 @@ struct dsfs_stack {
 		bool retired; /* no longer in layer[]: close at count 0 */
 	} * holds;
 	size_t nholds;
+
+	/* Scratch-name patterns, ':'-separated (scratch.c); NULL: none.
+	 * Set before the stack is used, read-only after. */
+	const char *scratch;
+	struct scratch_moved *moved; /* scratch.c's own */
 };
 
 /* Which part of the mount a name lives in. */
@@ -131,6 +136,23 @@ struct listing {
 /* size.c: "13M" -> 13631488 (K, M, G are powers of 1024); -EINVAL on
  * anything else. */
 int parse_size(const char *s, uint64_t *out);
+
+/* scratch.c: editors' scratch files (vim's .NAME.swp, NAME~, 4913...). */
+#define DSFS_SCRATCH_DEFAULT ".*.sw?:.*.swpx:*~:4913:#*#:.#*"
+/* Does name match one of the ':'-separated fnmatch(3) patterns? */
+bool scratch_name(const char *patterns, const char *name);
+/* Is l a scratch name under kv/ or devices/ (s->scratch)? */
+bool scratch_loc(const struct dsfs_stack *s, const struct loc *l);
+/* ovl_rename(), except between a scratch name and an entry in a merged
+ * tree: scratch over entry commits (validated), entry to scratch copies. */
+int scratch_rename(struct dsfs_stack *s, const struct loc *from,
+		   const struct loc *to, unsigned flags);
+/* Was l renamed to a scratch name since it was last written?  Then the
+ * next open of it for writing starts empty (and this forgets it). */
+bool scratch_take_moved(struct dsfs_stack *s, const struct loc *l);
+/* ovl_stack_init() and ovl_stack_destroy() call these. */
+int scratch_init(struct dsfs_stack *s);
+void scratch_destroy(struct dsfs_stack *s);
 
 /* overlay.c */
 int ovl_lookup(struct dsfs_stack *s, const struct loc *l, struct found *f);

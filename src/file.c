@@ -20,8 +20,10 @@
 #include "daemon.h"
 #include "handle.h"
 
-static enum dsfs_content content_of(const struct loc *l)
+static enum dsfs_content content_of(struct dsfs_ctx *ctx, const struct loc *l)
 {
+	if (scratch_loc(&ctx->stack, l))
+		return DSFS_CONTENT_SCRATCH;
 	return l->tree == TREE_IMAGES ? DSFS_CONTENT_IMAGE : DSFS_CONTENT_JSON;
 }
 
@@ -111,8 +113,8 @@ static int truncate_closed(struct dsfs_ctx *ctx, struct node *n, off_t size)
 		if (rc)
 			return rc;
 	}
-	rc = handle_new(content_of(&l), data, len, true, size == 0, UINT64_MAX,
-			&h);
+	rc = handle_new(content_of(ctx, &l), data, len, true, size == 0,
+			UINT64_MAX, &h);
 	if (rc)
 		return rc;
 	h->node = n;
@@ -205,7 +207,7 @@ static int open_entry(struct dsfs_ctx *ctx, struct node *n, bool writable,
 	size_t len = 0;
 	struct found f;
 	struct loc l;
-	bool walked;
+	bool walked, moved;
 	int rc;
 
 	rc = node_loc(&ctx->nodes, n, &l);
@@ -221,6 +223,10 @@ static int open_entry(struct dsfs_ctx *ctx, struct node *n, bool writable,
 	}
 	if (rc)
 		return rc;
+	/* Renamed away by an editor that now writes it anew (vim: NAME ->
+	 * NAME~, then open(NAME, O_CREAT) without O_TRUNC). */
+	moved = writable && scratch_take_moved(&ctx->stack, &l);
+	trunc = trunc || moved;
 	if (writable && l.view == VIEW_LAYER && l.layer == L_FACTORY) {
 		rc = -EROFS;
 		log_fail(&l, NULL, "open for writing", rc, NULL);
@@ -243,13 +249,13 @@ static int open_entry(struct dsfs_ctx *ctx, struct node *n, bool writable,
 			ovl_usage(&ctx->stack,
 				  f.layer == L_FACTORY ? L_RUNTIME : f.layer,
 				  &used, &budget);
-		rc = handle_new(content_of(&l), data, len, writable, trunc,
+		rc = handle_new(content_of(ctx, &l), data, len, writable, trunc,
 				budget, &h);
 	}
 	if (rc)
 		return rc;
 	h->attr = f.attr;
-	h->from_empty = trunc;
+	h->from_empty = trunc && !moved; /* the kernel still has the old size */
 	if (walked) {
 		h->walked = malloc(sizeof(*h->walked));
 		if (!h->walked) {
@@ -303,8 +309,8 @@ int file_create(struct dsfs_ctx *ctx, const struct loc *l,
 	if (rc)
 		return rc;
 	ovl_usage(&ctx->stack, f->layer, &used, &budget);
-	rc = handle_new(content_of(l), NULL, 0, (flags & O_ACCMODE) != O_RDONLY,
-			false, budget, &h);
+	rc = handle_new(content_of(ctx, l), NULL, 0,
+			(flags & O_ACCMODE) != O_RDONLY, false, budget, &h);
 	if (rc)
 		return rc;
 	h->attr = f->attr;

@@ -535,7 +535,7 @@ static void dsfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0 && ovl_lookup(&ctx->stack, &lt, &replaced) != 0)
 		memset(&replaced, 0, sizeof(replaced));
 	if (rc == 0)
-		rc = ovl_rename(
+		rc = scratch_rename(
 			&ctx->stack, &lf, &lt,
 			(flags & RENAME_NOREPLACE) ? DSFS_RENAME_NOREPLACE : 0);
 	if (rc == 0) {

@@ -27,6 +27,7 @@ struct options {
 	char *runtime_size;
 	char *ephemeral_size;
 	char *factory_size;
+	char *scratch; /* NULL: DSFS_SCRATCH_DEFAULT */
 	double cache_timeout;
 	int foreground;
 	int debug;
@@ -45,6 +46,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("runtime_size=%s", runtime_size),
 	OPT("ephemeral_size=%s", ephemeral_size),
 	OPT("factory_size=%s", factory_size),
+	OPT("scratch=%s", scratch),
 	OPT("cache_timeout=%lf", cache_timeout),
 	OPT("-f", foreground),
 	OPT("-s", single_thread),
@@ -69,6 +71,8 @@ static void usage(FILE *out)
 		"    -o factory_size=SIZE    factory layer budget (default 13M)\n"
 		"    -o cache_timeout=SECS   kernel cache of kv/ and images/ "
 		"(default 60)\n"
+		"    -o scratch=PATTERNS     editors' scratch names, ':' "
+		"between\n"
 		"    -f                      stay in the foreground, log to "
 		"stderr\n"
 		"    -d                      debug: -f and every request "
@@ -294,6 +298,7 @@ int main(int argc, char *argv[])
 		goto out_store;
 	if (ovl_stack_init(&ctx.stack) != 0)
 		goto out_store;
+	ctx.stack.scratch = o.scratch ? o.scratch : DSFS_SCRATCH_DEFAULT;
 	/* Check the store now, while errors reach the terminal. */
 	if (open_stack(&ctx) != 0)
 		goto out_stack;
@@ -383,6 +388,7 @@ out_args:
 	free(o.runtime_size);
 	free(o.ephemeral_size);
 	free(o.factory_size);
+	free(o.scratch);
 	fuse_opt_free_args(&args);
 	return ret;
 }

@@ -186,8 +186,8 @@ static int target_layer(struct dsfs_stack *s, const struct loc *l,
 {
 	if (l->view == VIEW_LAYER)
 		return layer_readonly(s->layer[l->layer]) ? -EROFS : l->layer;
-	if (f && f->layer == L_EPHEMERAL)
-		return L_EPHEMERAL;
+	if ((f && f->layer == L_EPHEMERAL) || (!f && scratch_loc(s, l)))
+		return L_EPHEMERAL; /* scratch files never reach the store */
 	return L_RUNTIME;
 }
 
@@ -775,6 +775,10 @@ int ovl_stack_init(struct dsfs_stack *s)
 		pthread_rwlock_destroy(&s->lock);
 		return -ENOMEM;
 	}
+	if (scratch_init(s) != 0) {
+		ovl_stack_destroy(s);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -791,6 +795,7 @@ void ovl_stack_destroy(struct dsfs_stack *s)
 		if (s->layer[i])
 			layer_close(s->layer[i]);
 	free(s->holds);
+	scratch_destroy(s);
 	pthread_mutex_destroy(&s->holds_lock);
 	pthread_rwlock_destroy(&s->lock);
 	memset(s, 0, sizeof(*s));

@@ -19,8 +19,9 @@
 #include <stdint.h>
 
 enum dsfs_content {
-	DSFS_CONTENT_JSON,  /* RFC 8259 strict, valid UTF-8, any top-level */
-	DSFS_CONTENT_IMAGE, /* PNG, JPEG, GIF, BMP, WebP by their signature */
+	DSFS_CONTENT_JSON,    /* RFC 8259 strict, valid UTF-8, any top-level */
+	DSFS_CONTENT_IMAGE,   /* PNG, JPEG, GIF, BMP, WebP by their signature */
+	DSFS_CONTENT_SCRATCH, /* an editor's scratch file: any bytes */
 };
 
 /* Nesting deeper than this is refused (RFC 8259 section 9 allows a limit). */
