@@ -148,8 +148,13 @@ static const struct command {
 
 static int dispatch(struct dsfs_ctx *ctx, const char *request, struct reply *r)
 {
+	char msg[CONTROL_REPLY_MAX / 4];
 	size_t i;
 
+	if (strncmp(request, "admin ", 6) == 0) /* control_admin.c */
+		return reply_status(
+			r, control_admin(ctx, request + 6, msg, sizeof(msg)),
+			"%s", msg);
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(request, commands[i].name) == 0)
 			return commands[i].run(ctx, r);

@@ -22,6 +22,10 @@
  *	factory-reset	OK	(runtime and ephemeral emptied, whiteouts too)
  *	install-factory	OK	(STORE/factory.db.new, written and fsynced by
  *				the client, is now STORE/factory.db and in use)
+ *	admin PID	OK	(dump, load, diff or factory-reset with options,
+ *				its arguments in STORE/admin.PID.req, its
+ *				output left in STORE/admin.PID.out:
+ *				control_admin.c)
  *
  * An unknown command gets "ERR ENOSYS ...".  The daemon serves one
  * connection at a time and waits at most CONTROL_SERVER_TIMEOUT seconds for

@@ -141,6 +141,11 @@ void file_release(struct dsfs_ctx *ctx, struct handle *h);
 /* Let go of an open file's handle and what it holds. */
 void file_drop(struct dsfs_ctx *ctx, struct handle *h);
 
+/* control_admin.c: "admin PID", dsfsctl's dump, load, diff and selective
+ * factory-reset run on the daemon's layers; msg gets the error's text. */
+int control_admin(struct dsfs_ctx *ctx, const char *arg, char *msg,
+		  size_t size);
+
 /* control.c: the daemon's side of dsfsctl's requests. */
 int control_listen(struct dsfs_ctx *ctx);
 int control_start(struct dsfs_ctx *ctx);

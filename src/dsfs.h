@@ -193,6 +193,11 @@ void ovl_release_image(struct dsfs_stack *s, struct dsfs_layer *held,
 int ovl_stack_init(struct dsfs_stack *s);
 void ovl_stack_destroy(struct dsfs_stack *s);
 int ovl_factory_reset(struct dsfs_stack *s);
+/* Hold the stack while the admin commands (admin.h) use its layers
+ * directly: shared to read, exclusive (every listing out of date) to
+ * change. */
+void ovl_admin_lock(struct dsfs_stack *s, bool change);
+void ovl_admin_unlock(struct dsfs_stack *s);
 int ovl_swap_factory(struct dsfs_stack *s, struct dsfs_layer *fresh);
 void listing_add(struct listing *ls, const char *name, const struct found *f,
 		 int *err);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "dsfs.h"
+#include "admin.h"
 #include "dsfsctl.h"
 #include "log.h"
 
@@ -21,7 +22,11 @@ static void usage(FILE *out)
 {
 	fputs("usage: dsfsctl mkfactory [-s SIZE] SRC IMAGE\n"
 	      "       dsfsctl install-factory IMAGE STORE\n"
-	      "       dsfsctl factory-reset STORE\n"
+	      "       dsfsctl factory-reset [--prefix PATH] [--keep PATH]... "
+	      "[--dry-run] STORE\n"
+	      "       dsfsctl dump [--layer LAYER] STORE [PATH]\n"
+	      "       dsfsctl load [--replace] STORE FILE [PATH]\n"
+	      "       dsfsctl diff [--json] STORE\n"
 	      "       dsfsctl usage STORE\n"
 	      "       dsfsctl check STORE\n"
 	      "       dsfsctl -h | -V\n",
@@ -72,6 +77,30 @@ static const struct command {
 	{"check", "+h", 1, cmd_check},
 };
 
+static int admin_exit(int argc, char **argv)
+{
+	struct store_error e = {.text = ""};
+	int i, rc;
+
+	for (i = 1; i < argc; i++)
+		if (strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		}
+	rc = admin_main(argc, argv, &e);
+	if (rc == -EINVAL && !e.text[0]) {
+		usage(stderr);
+		return 2;
+	}
+	if (rc) {
+		fprintf(stderr, "dsfsctl: %s\n",
+			e.text[0] ? e.text : strerror(-rc));
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
 	static const struct option longopts[] = {
@@ -105,6 +134,10 @@ int main(int argc, char *argv[])
 		usage(stderr);
 		return 2;
 	}
+	/* dump, load, diff, factory-reset with options: admin_cli.c. */
+	if (admin_command(argv[optind]) &&
+	    (strcmp(argv[optind], "factory-reset") != 0 || argc - optind > 2))
+		return admin_exit(argc - optind, argv + optind);
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(argv[optind], commands[i].name) == 0)
 			cmd = &commands[i];

@@ -46,6 +46,10 @@ int store_usage(const char *store, FILE *out, struct store_error *e);
  * problem was found. */
 int store_check(const char *store, FILE *out, struct store_error *e);
 
+/* admin_cli.c: dump, load, diff and factory-reset with options, argv[0]
+ * the command; -EINVAL with e->text empty for a missing STORE. */
+int admin_main(int argc, char **argv, struct store_error *e);
+
 /* ---- what the commands share ----------------------------------------- */
 
 /* The unit in which values and images are read and copied. */

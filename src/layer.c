@@ -177,6 +177,26 @@ int layer_sync(struct dsfs_layer *l)
 	return l->ops->sync(l);
 }
 
+int layer_apply(struct dsfs_layer *l, const struct layer_change *c, size_t n)
+{
+	size_t i;
+	int rc;
+
+	assert(layer_ok(l) && (c || !n));
+	if (!l->ops->apply)
+		return -EOPNOTSUPP;
+	for (i = 0; i < n; i++) {
+		assert(key_ok(c[i].key) && (c[i].data || !c[i].len));
+		rc = refuse(l, c[i].key,
+			    c[i].op == LAYER_CH_COMMIT ? -EISDIR :
+			    c[i].op == LAYER_CH_MKDIR  ? -EEXIST :
+							 -EBUSY);
+		if (rc)
+			return rc;
+	}
+	return n ? l->ops->apply(l, c, n) : 0;
+}
+
 int layer_clear(struct dsfs_layer *l)
 {
 	assert(layer_ok(l));

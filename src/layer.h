@@ -159,6 +159,21 @@ struct dsfs_attr {
 	char token[DSFS_TOKEN_LEN + 1]; /* images: content token; else "" */
 };
 
+/* One change of a change set (layer_apply()). */
+enum layer_change_op {
+	LAYER_CH_COMMIT,   /* commit(key, attr, data, len) */
+	LAYER_CH_MKDIR,	   /* mkdir(key, attr) */
+	LAYER_CH_REMOVE,   /* remove(key) */
+	LAYER_CH_WHITEOUT, /* whiteout(key) */
+};
+struct layer_change {
+	enum layer_change_op op;
+	const char *key;
+	struct dsfs_attr attr;
+	const void *data;
+	size_t len;
+};
+
 /* Bits for layer_setattr()'s mask. */
 #define DSFS_SET_MODE (1u << 0)
 #define DSFS_SET_UID (1u << 1)
@@ -306,6 +321,16 @@ struct dsfs_layer_ops {
 	 * pinned.  If deleting fails the error is returned but the pin is
 	 * dropped all the same; the next read-write open deletes the blob. */
 	int (*unpin_blob)(struct dsfs_layer *l, const char *token);
+
+	/* Optional (NULL: layer_apply() answers -EOPNOTSUPP); the admin
+	 * tool's load, reset and archive restore need it of a runtime. */
+
+	/* Make the n changes c[0..n), in order, each with the rules and
+	 * errors of its op above, as ONE transaction: all of them or, at
+	 * the first that fails (its error is returned), none.  Budget and
+	 * versions as if each had been made alone. */
+	int (*apply)(struct dsfs_layer *l, const struct layer_change *c,
+		     size_t n);
 };
 
 /* Set by the implementation when it opens the layer (or by its opener,
@@ -349,6 +374,7 @@ void layer_close(struct dsfs_layer *l);
 int layer_stat_blob(struct dsfs_layer *l, const char *token, uint64_t *size);
 int layer_pin_blob(struct dsfs_layer *l, const char *token);
 int layer_unpin_blob(struct dsfs_layer *l, const char *token);
+int layer_apply(struct dsfs_layer *l, const struct layer_change *c, size_t n);
 
 /*
  * layer.c: the rules every implementation shares, so that each decides

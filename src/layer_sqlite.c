@@ -791,6 +791,43 @@ static int sq_unpin_blob(struct dsfs_layer *l, const char *token)
 	return rc;
 }
 
+struct apply_args {
+	const struct layer_change *c;
+	size_t n;
+};
+
+static int apply_fn(struct tx *t, void *arg)
+{
+	const struct apply_args *aa = arg;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < aa->n && rc == 0; i++) {
+		const struct layer_change *c = &aa->c[i];
+		struct commit_args ca = {c->key, &c->attr, c->data, c->len,
+					 NULL};
+
+		t->key = c->key; /* for the messages */
+		if (c->op == LAYER_CH_COMMIT)
+			rc = commit_fn(t, &ca);
+		else if (c->op == LAYER_CH_MKDIR)
+			rc = mkdir_fn(t, &ca);
+		else if (c->op == LAYER_CH_REMOVE)
+			rc = remove_fn(t, (void *)c->key);
+		else
+			rc = whiteout_fn(t, (void *)c->key);
+	}
+	return rc;
+}
+
+static int sq_apply(struct dsfs_layer *l, const struct layer_change *c,
+		    size_t n)
+{
+	struct apply_args aa = {c, n};
+
+	return sq_write_tx(to_sq(l), "apply", c[0].key, apply_fn, &aa);
+}
+
 const struct dsfs_layer_ops sq_ops = {
 	.version = DSFS_LAYER_OPS_VERSION,
 	.lookup = sq_lookup,
@@ -810,4 +847,5 @@ const struct dsfs_layer_ops sq_ops = {
 	.stat_blob = sq_stat_blob,
 	.pin_blob = sq_pin_blob,
 	.unpin_blob = sq_unpin_blob,
+	.apply = sq_apply,
 };

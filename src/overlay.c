@@ -754,6 +754,19 @@ int ovl_usage(struct dsfs_stack *s, int layer, uint64_t *used, uint64_t *budget)
 	return rc;
 }
 
+void ovl_admin_lock(struct dsfs_stack *s, bool change)
+{
+	if (change)
+		lock_for_change(s, NULL);
+	else
+		pthread_rwlock_rdlock(&s->lock);
+}
+
+void ovl_admin_unlock(struct dsfs_stack *s)
+{
+	pthread_rwlock_unlock(&s->lock);
+}
+
 int ovl_factory_reset(struct dsfs_stack *s)
 {
 	int rc;

@@ -95,7 +95,7 @@ as_nobody()
 	[ "$status" -eq 0 ]
 	[[ "$output" == "usage: dsfsctl mkfactory [-s SIZE] SRC IMAGE"* ]]
 	[[ "$output" == *"dsfsctl install-factory IMAGE STORE"* ]]
-	[[ "$output" == *"dsfsctl factory-reset STORE"* ]]
+	[[ "$output" == *"dsfsctl factory-reset [--prefix PATH] [--keep PATH]... [--dry-run] STORE"* ]]
 	run "$DSFSCTL" -V
 	[ "$status" -eq 0 ]
 	[[ "$output" == "dsfsctl "[0-9]* ]]

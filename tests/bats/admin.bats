@@ -1,0 +1,205 @@
+#!/usr/bin/env bats
+# admin.bats - dsfsctl dump, load, diff and the selective factory reset,
+# on an unmounted store and through the daemon of a mounted one (the same
+# output either way), with hostile documents refused whole.
+
+load helpers
+
+setup()
+{
+	setup_store
+	S=$T/src
+	mkdir -p "$S/kv/wifi" "$S/kv/app" "$S/devices/cam"
+	printf '"DE"\n' >"$S/kv/wifi/country"
+	printf '{"ssid": "home"}\n' >"$S/kv/wifi/net"
+	printf '1.50\n' >"$S/kv/app/n"
+	: >"$S/kv/app/empty"
+	printf '7\n' >"$S/devices/cam/level"
+	make_factory "$S"
+}
+
+teardown()
+{
+	teardown_store
+}
+
+ctl()
+{
+	tmo "$DSFSCTL" "$@" 3>&- 4>&-
+}
+
+# same_mounted CMD...: dsfsctl CMD STORE... prints the same and exits the
+# same unmounted and mounted (through the daemon); leaves the store
+# mounted.
+same_mounted()
+{
+	local off on soff son
+	unmount_dsfs
+	off=$(ctl "$@" 2>&1) && soff=0 || soff=$?
+	mount_dsfs
+	on=$(ctl "$@" 2>&1) && son=0 || son=$?
+	[ "$off" = "$on" ] && [ "$soff" = "$son" ] ||
+		fail "unmounted ($soff): $off" "mounted ($son): $on"
+}
+
+@test "dump prints the merged kv/ tree as one JSON document, values exact" {
+	run ctl dump "$STORE"
+	[ "$status" -eq 0 ]
+	[ "$output" = '{
+  "__cam": {
+    "level": 7
+  },
+  "app": {
+    "empty": null,
+    "n": 1.50
+  },
+  "wifi": {
+    "country": "DE",
+    "net": {"ssid": "home"}
+  }
+}' ]
+	ctl dump "$STORE" | "$PYTHON" -c 'import json, sys; json.load(sys.stdin)'
+	run ctl dump "$STORE" app/n
+	[ "$output" = 1.50 ]
+	run ctl dump "$STORE" nope
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"kv/nope: No such file or directory"* ]]
+	run ctl dump --layer bogus "$STORE"
+	[ "$status" -eq 1 ]
+}
+
+@test "dump, diff and --dry-run: the same output mounted and unmounted" {
+	mount_dsfs
+	echo '"FR"' >"$MNT/kv/wifi/country"
+	rm "$MNT/kv/app/n"
+	mkdir "$MNT/kv/new"
+	echo '[1]' >"$MNT/kv/new/list"
+	# Scratch files are never in a dump or a diff.
+	printf 'junk' >"$MNT/kv/new/.list.swp"
+	same_mounted dump "$STORE"
+	same_mounted dump --layer runtime "$STORE"
+	same_mounted dump "$STORE" wifi
+	same_mounted diff "$STORE"
+	same_mounted diff --json "$STORE"
+	same_mounted factory-reset --dry-run "$STORE"
+	run ctl diff "$STORE"
+	[ "$output" = 'removed kv/app/n runtime
+added kv/new/ runtime
+changed kv/wifi/country runtime' ]
+	# The ephemeral layer shows only on a mount.
+	echo '"e"' >"$MNT/ephemeral/kv/tmp"
+	run ctl diff --json "$STORE"
+	[[ "$output" == *'{"op":"added","path":"kv/tmp","kind":"file","layer":"ephemeral"}'* ]]
+	ctl diff --json "$STORE" | "$PYTHON" -c '
+import json, sys
+for l in sys.stdin: json.loads(l)'
+}
+
+@test "load merges a document into the runtime layer; --replace replaces" {
+	printf '{"wifi": {"country": "FR"}, "app": {"n": 2, "more": {"x": [1, 2.50]}}}' >"$T/doc.json"
+	ctl load "$STORE" "$T/doc.json"
+	mount_dsfs
+	assert_content "$MNT/kv/wifi/country" '"FR"'
+	assert_content "$MNT/kv/wifi/net" $'{"ssid": "home"}\n'
+	assert_content "$MNT/kv/app/more/x" '[1, 2.50]'
+	[ "$(getfattr --only-values -n user.dsfs.layer "$MNT/kv/app/n")" = runtime ]
+	# Mounted: through the daemon, seen by the mount at once.
+	cat "$MNT/kv/wifi/country" >/dev/null
+	echo '{"country": "IT"}' | ctl load "$STORE" - wifi
+	assert_content "$MNT/kv/wifi/country" '"IT"'
+	# --replace: what the document does not name goes (factory entries
+	# are hidden by whiteouts).
+	printf '{"wifi": {"country": "ES"}}' | ctl load --replace "$STORE" -
+	[ "$(ls1 "$MNT/kv")" = wifi ]
+	[ "$(ls1 "$MNT/kv/wifi")" = country ]
+	[ ! -e "$MNT/devices/cam" ]
+	# An object whose name is a file today stays a file.
+	printf '{"wifi": {"country": {"code": "PT"}}}' | ctl load "$STORE" -
+	assert_content "$MNT/kv/wifi/country" '{"code": "PT"}'
+	remount_dsfs
+	assert_content "$MNT/kv/wifi/country" '{"code": "PT"}'
+	run ctl dump "$STORE"
+	[ "$output" = '{
+  "wifi": {
+    "country": {"code": "PT"}
+  }
+}' ]
+}
+
+# refused DOC PATTERN: loading DOC fails with status 1 and a message
+# matching PATTERN, and the store is as it was.
+refused()
+{
+	local before after
+	printf '%s' "$1" >"$T/bad.json"
+	before=$(ctl dump "$STORE")
+	run ctl load "$STORE" "$T/bad.json"
+	echo "$output"
+	[ "$status" -eq 1 ] || fail "status $status for $1"
+	[[ "$output" == *$2* ]] || fail "no '$2' in: $output"
+	after=$(ctl dump "$STORE")
+	[ "$before" = "$after" ] || fail "the store changed"
+}
+
+@test "hostile documents are refused whole with a precise message" {
+	refused '{"ok": 1, "a": 1, "a": 2}' 'byte 18: duplicate name "a"'
+	refused '{"ok": 1, "a/b": 1}' "name holds a '/'"
+	refused '{"": 1}' 'empty name'
+	refused '{"..": 1}' "('.' or '..')"
+	refused '{"\ud800": 1}' 'lone UTF-16 surrogate'
+	refused $'{"\xff": 1}' 'not valid UTF-8'
+	refused '{"a\u0000b": 1}' 'name holds a NUL'
+	refused "{\"$(head -c 300 /dev/zero | tr '\0' x)\": 1}" 'longer than 255 bytes'
+	refused '{"ok": 1, "x": {oops}}' 'byte 16: expected a member name'
+	refused '{"ok": 1, "x": [1,]}' 'value of "x"'
+	refused '{"ok": 1, ".x.swp": 1}' "scratch name"
+	refused '[1]' 'must be an object'
+	refused '{"a": 1} tail' 'data after the end'
+	refused "$("$PYTHON" -c 'print("{\"a\":" * 300 + "1" + "}" * 300)')" 'nested too deep'
+	refused '{"wifi": 5}' 'kv/wifi is a directory'
+	# Over the runtime budget (13M by default): nothing at all is written.
+	"$PYTHON" -c 'print("{\"small\": 1, \"big\": \"" + "x" * 14000000 + "\"}")' >"$T/big.json"
+	run ctl load "$STORE" "$T/big.json"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"budget"*"nothing changed"* ]]
+	run ctl dump "$STORE" small
+	[ "$status" -eq 1 ]
+	# Mounted, the same refusal, naming the user's file.
+	mount_dsfs
+	printf '{"a": 1, "a": 2}' >"$T/dup.json"
+	run ctl load "$STORE" "$T/dup.json"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"$T/dup.json: byte 9: duplicate name"* ]]
+}
+
+@test "factory-reset --prefix --keep takes back only that, in one go" {
+	mount_dsfs
+	echo '"FR"' >"$MNT/kv/wifi/country"
+	echo '{"ssid": "work"}' >"$MNT/kv/wifi/net"
+	echo '"mine"' >"$MNT/kv/wifi/extra"
+	echo 3 >"$MNT/kv/app/n"
+	echo '"e"' >"$MNT/ephemeral/kv/wifi/tmp" 2>/dev/null ||
+		{ mkdir "$MNT/ephemeral/kv/wifi" && echo '"e"' >"$MNT/ephemeral/kv/wifi/tmp"; }
+	run ctl factory-reset --dry-run --prefix wifi --keep wifi/net "$STORE"
+	[ "$output" = 'changed kv/wifi/country runtime
+added kv/wifi/extra runtime
+added kv/wifi/tmp ephemeral' ]
+	# --dry-run changed nothing.
+	assert_content "$MNT/kv/wifi/country" $'"FR"\n'
+	cat "$MNT/kv/wifi/extra" >/dev/null
+	ctl factory-reset --prefix wifi --keep wifi/net "$STORE"
+	# The mount shows it at once (its caches were dropped).
+	assert_content "$MNT/kv/wifi/country" $'"DE"\n'
+	[ ! -e "$MNT/kv/wifi/extra" ]
+	[ ! -e "$MNT/kv/wifi/tmp" ]
+	assert_content "$MNT/kv/wifi/net" $'{"ssid": "work"}\n'
+	assert_content "$MNT/kv/app/n" $'3\n'
+	run ctl diff "$STORE"
+	[ "$output" = 'changed kv/app/n runtime
+changed kv/wifi/net runtime' ]
+	# Offline too.
+	unmount_dsfs
+	ctl factory-reset --keep app "$STORE"
+	run ctl diff "$STORE"
+	[ "$output" = 'changed kv/app/n runtime' ]
+}
