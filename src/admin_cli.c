@@ -81,8 +81,7 @@ static int put_file(struct store *s, const char *name, int src, const char *buf,
 	return rc;
 }
 
-static int ask_daemon(struct store *s, int argc, char **argv,
-		      struct store_error *e)
+int admin_ask(struct store *s, int argc, char **argv, struct store_error *e)
 {
 	char req[32], in[32], outname[32], reqline[48];
 	char reply[CONTROL_REPLY_MAX], *buf = NULL, *doc = NULL, *abs;
@@ -202,7 +201,7 @@ int admin_main(int argc, char **argv, struct store_error *e)
 		if (rc == 0)
 			rc = run_offline(&s, n, args, e);
 		else if (rc == -EWOULDBLOCK)
-			rc = ask_daemon(&s, n, args, e);
+			rc = admin_ask(&s, n, args, e);
 		store_close(&s);
 	}
 	free(args);

@@ -125,6 +125,31 @@ static bool changes(int argc, char **argv)
 	return true;
 }
 
+/* "snapshot check.PID": dsfsctl check of a mounted store wants a copy of
+ * the runtime layer in STORE/check.PID/ (check_live.c). */
+static int snapshot(struct dsfs_ctx *ctx, const char *dir, char *msg,
+		    size_t size)
+{
+	const char *why = NULL;
+	char *path = NULL;
+	int rc;
+
+	if (strncmp(dir, "check.", 6) != 0 || !dir[6] ||
+	    strspn(dir + 6, "0123456789") != strlen(dir + 6)) {
+		snprintf(msg, size, "snapshot: bad directory '%s'", dir);
+		return -EINVAL;
+	}
+	if (asprintf(&path, "%s/%s/%s", ctx->store, dir, STORE_RUNTIME) < 0)
+		return -ENOMEM;
+	/* The layer serialises itself; the stack's lock would stop the
+	 * writers for the whole copy. */
+	rc = layer_sqlite_copy(ctx->stack.layer[L_RUNTIME], path, &why);
+	if (rc)
+		snprintf(msg, size, "%s: %s", path, why ? why : strerror(-rc));
+	free(path);
+	return rc;
+}
+
 int control_admin(struct dsfs_ctx *ctx, const char *arg, char *msg, size_t size)
 {
 	struct store_error e = {.text = ""};
@@ -156,6 +181,10 @@ int control_admin(struct dsfs_ctx *ctx, const char *arg, char *msg, size_t size)
 	rc = fd < 0 ? -errno : read_args(fd, buf, ADMIN_REQ_MAX, argv, &argc);
 	if (fd >= 0)
 		close(fd);
+	if (rc == 0 && argc == 2 && strcmp(argv[0], "snapshot") == 0) {
+		rc = snapshot(ctx, argv[1], msg, size);
+		goto out;
+	}
 	if (rc == 0 && (argc < 1 || !admin_command(argv[0])))
 		rc = -EINVAL;
 	if (rc) {

@@ -41,14 +41,25 @@ int store_factory_reset(const char *store, struct store_error *e);
 /* Print "LAYER USED BUDGET" for ephemeral, runtime and factory to out. */
 int store_usage(const char *store, FILE *out, struct store_error *e);
 
-/* Offline only: check runtime.db and factory.db (SQLite integrity, every
- * value, the usage figures) and print a report to out; -EINVAL if any
- * problem was found. */
+/* Check runtime.db and factory.db (SQLite integrity, every value, the
+ * usage figures) and print a report to out; -EINVAL if any problem was
+ * found.  On a mounted store, a snapshot of them (check_live.c). */
 int store_check(const char *store, FILE *out, struct store_error *e);
+
+/* store_cmds.c: check the store file STORE/name (s need not be locked);
+ * the number of problems, each reported on out. */
+unsigned check_file(struct store *s, const char *name, FILE *out);
+
+/* check_live.c: check a consistent snapshot of the mounted store s. */
+int check_mounted(struct store *s, unsigned *problems, FILE *out,
+		  struct store_error *e);
 
 /* admin_cli.c: dump, load, diff and factory-reset with options, argv[0]
  * the command; -EINVAL with e->text empty for a missing STORE. */
 int admin_main(int argc, char **argv, struct store_error *e);
+/* Have the daemon that has s run argv (control_admin.c); its output goes
+ * to stdout. */
+int admin_ask(struct store *s, int argc, char **argv, struct store_error *e);
 
 /* ---- what the commands share ----------------------------------------- */
 

@@ -478,4 +478,11 @@ int layer_sqlite_integrity(const char *path,
 					  const char *detail),
 			   void *ctx);
 
+/* Copy the store file src, as one read transaction sees it while others
+ * write it, to the new file dst; -EIO and *why (static) on failure. */
+int layer_sqlite_snapshot(const char *src, const char *dst, const char **why);
+/* The same, of the SQLite layer l that this process has open (a daemon
+ * holds its store file exclusively); -EOPNOTSUPP for another layer. */
+int layer_sqlite_copy(struct dsfs_layer *l, const char *dst, const char **why);
+
 #endif

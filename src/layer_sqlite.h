@@ -122,6 +122,10 @@ struct blobinfo {
 /* layer_sqlite.c */
 extern const struct dsfs_layer_ops sq_ops;
 
+/* Copy the open store s to the new file dst, as one state of the store,
+ * while writers go on (layer_sqlite_tx.c); -EIO and *why on failure. */
+int sq_backup(struct sq_layer *s, const char *dst, const char **why);
+
 /* layer_sqlite_store.c */
 void sq_close(struct dsfs_layer *l);
 const char *__attribute__((format(printf, 1, 2))) sq_whyf(const char *fmt, ...);

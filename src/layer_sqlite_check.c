@@ -4,12 +4,16 @@
  *
  * It sits beside the SQLite layer, and not in dsfsctl, so that SQLite is
  * called from the layer's files only; the daemon has no use for it.
+ * layer_sqlite_snapshot() copies a store file as one read transaction
+ * sees it; layer_sqlite_copy() copies the daemon's open runtime layer
+ * (which holds its file exclusively) while its writers go on, so that
+ * check can check a mounted store.
  */
 #include <errno.h>
 #include <sqlite3.h>
 #include <string.h>
 
-#include "layer.h"
+#include "layer_sqlite.h"
 
 int layer_sqlite_integrity(const char *path,
 			   void (*report)(void *ctx, const char *what,
@@ -43,4 +47,46 @@ int layer_sqlite_integrity(const char *path,
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return ret;
+}
+
+int layer_sqlite_snapshot(const char *src, const char *dst, const char **why)
+{
+	sqlite3 *from = NULL, *to = NULL;
+	sqlite3_backup *b;
+	int rc;
+
+	*why = NULL;
+	rc = sqlite3_open_v2(src, &from, SQLITE_OPEN_READONLY, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_open_v2(dst, &to,
+				     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+				     NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_timeout(from, 5000);
+		b = sqlite3_backup_init(to, "main", from, "main");
+		if (!b) {
+			rc = sqlite3_errcode(to);
+		} else {
+			/* One step: one read transaction, one snapshot. */
+			rc = sqlite3_backup_step(b, -1);
+			sqlite3_backup_finish(b);
+			if (rc == SQLITE_DONE)
+				rc = SQLITE_OK;
+		}
+	}
+	if (rc != SQLITE_OK)
+		*why = sqlite3_errstr(rc);
+	sqlite3_close(to);
+	sqlite3_close(from);
+	return rc == SQLITE_OK ? 0 : -EIO;
+}
+
+int layer_sqlite_copy(struct dsfs_layer *l, const char *dst, const char **why)
+{
+	*why = NULL;
+	if (l->ops != &sq_ops) {
+		*why = "the runtime backend is not SQLite";
+		return -EOPNOTSUPP;
+	}
+	return sq_backup(to_sq(l), dst, why);
 }

@@ -795,3 +795,39 @@ int sq_read_cell(struct tx *t, bool blob, int64_t rowid, uint64_t off,
 	sqlite3_blob_close(b);
 	return rc;
 }
+
+/* ---- a copy for dsfsctl check ---------------------------------------- */
+
+int sq_backup(struct sq_layer *s, const char *dst, const char **why)
+{
+	sqlite3 *to = NULL;
+	sqlite3_backup *b = NULL;
+	int rc;
+
+	rc = sqlite3_open_v2(dst, &to,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	pthread_mutex_lock(&s->lock);
+	if (rc == SQLITE_OK) {
+		b = sqlite3_backup_init(to, "main", s->db->db, "main");
+		rc = b ? SQLITE_OK : sqlite3_errcode(to);
+	}
+	/* A few pages at a time, letting writers in between: SQLite brings
+	 * the copy up to date with what this connection writes meanwhile,
+	 * so what it holds at the end is one state of the store. */
+	while (rc == SQLITE_OK) {
+		rc = sqlite3_backup_step(b, 256);
+		if (rc == SQLITE_OK) {
+			pthread_mutex_unlock(&s->lock);
+			pthread_mutex_lock(&s->lock);
+		}
+	}
+	if (b)
+		sqlite3_backup_finish(b);
+	pthread_mutex_unlock(&s->lock);
+	if (rc == SQLITE_DONE)
+		rc = SQLITE_OK;
+	if (rc != SQLITE_OK)
+		*why = sqlite3_errstr(rc);
+	sqlite3_close(to);
+	return rc == SQLITE_OK ? 0 : -EIO;
+}

@@ -3,8 +3,9 @@
  * and check.
  *
  * factory-reset and usage run offline when dsfsctl can take STORE/lock and
- * otherwise ask the daemon that has the store (control.h); check runs
- * offline only, as it reads every value of both store files.
+ * otherwise ask the daemon that has the store (control.h); check reads
+ * every value of both store files, or of a snapshot of them when the
+ * store is mounted (check_live.c).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -167,7 +168,7 @@ static void report_integrity(void *ctx, const char *what, const char *detail)
 }
 
 /* Check one store file: SQLite's integrity, then every entry. */
-static unsigned check_file(struct store *s, const char *name, FILE *out)
+unsigned check_file(struct store *s, const char *name, FILE *out)
 {
 	struct store_error e = {.text = ""};
 	struct walk w = {.label = name, .report = out, .e = &e};
@@ -224,16 +225,14 @@ int store_check(const char *store, FILE *out, struct store_error *e)
 	if (rc)
 		return rc;
 	rc = store_lock(&s, e);
-	if (rc == -EWOULDBLOCK)
-		rc = store_fail(
-			e, -EBUSY,
-			"%s: store is mounted or busy: unmount it to check "
-			"it",
-			store);
+	if (rc == -EWOULDBLOCK) /* mounted: check_live.c */
+		rc = check_mounted(&s, &problems, out, e);
+	else if (rc == 0) {
+		problems = check_file(&s, STORE_RUNTIME, out);
+		problems += check_file(&s, STORE_FACTORY, out);
+	}
 	if (rc)
 		goto out_store;
-	problems = check_file(&s, STORE_RUNTIME, out);
-	problems += check_file(&s, STORE_FACTORY, out);
 	if (problems)
 		rc = store_fail(e, -EINVAL, "%s: %u problem%s found", store,
 				problems, problems == 1 ? "" : "s");

@@ -479,15 +479,17 @@ crash_loop()
 	install_src 1
 	mount_dsfs
 	echo '{"k": true}' >"$MNT/kv/rt"
-	run ctl check "$STORE"
-	[ "$status" -eq 1 ]
-	[[ "$output" == *"mounted"* ]]
+	# Mounted: a snapshot is checked, with the report of an unmounted
+	# store, while writers go on.
+	mounted=$(ctl check "$STORE")
 	unmount_dsfs
 	run ctl check "$STORE"
 	echo "$output"
 	[ "$status" -eq 0 ]
+	[ "$output" = "$mounted" ]
 	[[ "$output" == *"runtime.db: "*"ok"* ]]
 	[[ "$output" == *"factory.db: "*"ok"* ]]
+	[ "$(ls "$STORE" | grep -c '^check\.')" -eq 0 ]
 	sqlite3 "$STORE/runtime.db" "UPDATE entry SET value = CAST('{\"k\": tru' AS BLOB) WHERE name = 'rt';"
 	run ctl check "$STORE"
 	echo "$output"
@@ -500,6 +502,35 @@ crash_loop()
 	echo "$output"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"factory.db: usage: records"* ]]
+}
+
+@test "check on a mounted store while writers write, and a damage found" {
+	command -v sqlite3 >/dev/null || skip "needs the sqlite3 command"
+	mount_dsfs
+	mkdir "$MNT/kv/w"
+	(
+		for i in $(seq 400); do
+			echo "{\"i\": $i}" >"$MNT/kv/w/v$((i % 20))"
+		done
+	) &
+	writer=$!
+	for _ in 1 2 3; do
+		run ctl check "$STORE"
+		echo "$output"
+		[ "$status" -eq 0 ]
+		[[ "$output" == *"runtime.db: "*"ok"* ]]
+	done
+	wait "$writer"
+	assert_content "$MNT/kv/w/v0" $'{"i": 400}\n'
+	# The daemon holds runtime.db exclusively: damage it unmounted.
+	unmount_dsfs
+	sqlite3 "$STORE/runtime.db" "UPDATE entry SET value = CAST('{\"i\": ' AS BLOB) WHERE name = 'v1';"
+	mount_dsfs
+	run ctl check "$STORE"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"runtime.db: kv/w/v1: invalid JSON"* ]]
+	[ "$(ls "$STORE" | grep -c '^check\.')" -eq 0 ]
 }
 
 # -------------------------------------------------------------- ownership

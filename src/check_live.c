@@ -1,0 +1,96 @@
+/*
+ * check_live.c - dsfsctl check on a mounted store: check a consistent
+ * snapshot without stopping the daemon's writers.
+ *
+ * The daemon holds STORE/lock and its runtime file exclusively, so it
+ * copies its runtime layer itself ("admin PID" with "snapshot check.PID":
+ * layer_sqlite_copy(), a few pages at a time while its writers go on) into
+ * STORE/check.PID/, a directory laid out like a store; dsfsctl copies the
+ * factory image there (layer_sqlite_snapshot: it is read-only, replaced
+ * only by a rename).  That copy gets the same check as an unmounted store,
+ * with the same report, and is removed when the check is done.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dsfsctl.h"
+#include "layer.h"
+
+static void drop_copy(int dirfd, const char *name)
+{
+	static const char *const suffix[] = {"", "-wal", "-shm", "-journal",
+					     "-reserve"};
+	char path[64];
+	size_t i;
+
+	for (i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+		snprintf(path, sizeof(path), "%s%s", name, suffix[i]);
+		unlinkat(dirfd, path, 0);
+	}
+}
+
+/* Copy STORE/name into the snapshot directory, if the store has it. */
+static int snap(struct store *s, const char *dir, const char *name,
+		struct store_error *e)
+{
+	char *src = store_file(s->path, name), *dst = store_file(dir, name);
+	const char *why = NULL;
+	struct stat st;
+	int rc = 0;
+
+	if (!src || !dst)
+		rc = store_fail(e, -ENOMEM, "out of memory");
+	else if (fstatat(s->dirfd, name, &st, 0) == 0)
+		rc = layer_sqlite_snapshot(src, dst, &why);
+	if (rc && why)
+		store_fail(e, rc, "%s: snapshot for check: %s", src, why);
+	free(src);
+	free(dst);
+	return rc;
+}
+
+int check_mounted(struct store *s, unsigned *problems, FILE *out,
+		  struct store_error *e)
+{
+	char name[32], *dir, *argv[] = {(char *)"snapshot", name, NULL};
+	struct store t;
+	int rc;
+
+	snprintf(name, sizeof(name), "check.%ld", (long)getpid());
+	dir = store_file(s->path, name);
+	if (!dir)
+		return store_fail(e, -ENOMEM, "out of memory");
+	if (mkdirat(s->dirfd, name, 0700) != 0) {
+		rc = store_fail(e, -errno, "%s: %s", dir, strerror(errno));
+		free(dir);
+		return rc;
+	}
+	rc = admin_ask(s, 2, argv, e);
+	if (rc == 0)
+		rc = snap(s, dir, STORE_FACTORY, e);
+	if (rc == 0)
+		rc = store_open(&t, dir, false, false, e);
+	if (rc == 0) {
+		*problems = check_file(&t, STORE_RUNTIME, out);
+		*problems += check_file(&t, STORE_FACTORY, out);
+		drop_copy(t.dirfd, STORE_RUNTIME);
+		drop_copy(t.dirfd, STORE_FACTORY);
+		store_close(&t);
+	} else {
+		int d = openat(s->dirfd, name, O_RDONLY | O_DIRECTORY);
+
+		if (d >= 0) {
+			drop_copy(d, STORE_RUNTIME);
+			drop_copy(d, STORE_FACTORY);
+			close(d);
+		}
+	}
+	unlinkat(s->dirfd, name, AT_REMOVEDIR);
+	free(dir);
+	return rc;
+}
