@@ -92,6 +92,22 @@ void json_put_string(FILE *out, const char *s);
 
 /* ---- the commands ---------------------------------------------------- */
 
+/* admin_tree.c: the whole file (or "-": standard input), at most max
+ * bytes, allocated and NUL-terminated. */
+int admin_read_file(const char *file, size_t max, char **buf, size_t *len,
+		    struct store_error *e);
+
+/* archive.c: the store's runtime and factory layers, exactly, as an
+ * archive (format: man/dsfsctl.8). */
+#define ARCHIVE_MAGIC "dsfs-archive 1"
+#define ARCHIVE_MAX (512 * MiB) /* the largest archive load reads */
+int archive_dump(const struct admin_env *env, FILE *out, struct store_error *e);
+
+/* archive_load.c: the unmounted store s (its layers in env) becomes what
+ * the archive buf[0..len) holds, or stays as it was. */
+int archive_load(struct store *s, struct admin_env *env, const char *label,
+		 const char *buf, size_t len, struct store_error *e);
+
 /* dump.c: the kv/ subtree at path ("" for all) as one JSON document. */
 int dump_json(const struct admin_env *env, const char *path, int only,
 	      FILE *out, struct store_error *e);

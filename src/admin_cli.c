@@ -25,6 +25,33 @@ static bool takes_value(const char *arg)
 	       strcmp(arg, "--keep") == 0;
 }
 
+/* load --archive FILE: FILE, or NULL if this is not that. */
+static const char *archive_file(int argc, char **argv)
+{
+	int i;
+
+	if (strcmp(argv[0], "load") != 0)
+		return NULL;
+	for (i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--archive") == 0)
+			return i + 1 < argc ? argv[i + 1] : NULL;
+	return NULL;
+}
+
+static int load_archive(struct store *s, struct admin_env *env,
+			const char *file, struct store_error *e)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = admin_read_file(file, ARCHIVE_MAX, &buf, &len, e);
+	if (rc == 0)
+		rc = archive_load(s, env, file, buf, len, e);
+	free(buf);
+	return rc;
+}
+
 static int run_offline(struct store *s, int argc, char **argv,
 		       struct store_error *e)
 {
@@ -40,7 +67,9 @@ static int run_offline(struct store *s, int argc, char **argv,
 		return rc;
 	rc = store_open_layer(s->path, STORE_FACTORY, DSFS_DEFAULT_FACTORY_SIZE,
 			      false, NULL, &env.layer[L_FACTORY], e);
-	if (rc == 0 || rc == -ENOENT)
+	if ((rc == 0 || rc == -ENOENT) && load && archive_file(argc, argv))
+		rc = load_archive(s, &env, archive_file(argc, argv), e);
+	else if (rc == 0 || rc == -ENOENT)
 		rc = admin_run(&env, argc, argv, stdout, e);
 	if (env.layer[L_FACTORY])
 		layer_close(env.layer[L_FACTORY]);
@@ -200,6 +229,11 @@ int admin_main(int argc, char **argv, struct store_error *e)
 		rc = store_lock(&s, e);
 		if (rc == 0)
 			rc = run_offline(&s, n, args, e);
+		else if (rc == -EWOULDBLOCK && archive_file(n, args))
+			rc = store_fail(e, -EBUSY,
+					"%s: mounted: unmount it to load an "
+					"archive (its factory image changes)",
+					store);
 		else if (rc == -EWOULDBLOCK)
 			rc = admin_ask(&s, n, args, e);
 		store_close(&s);

@@ -263,7 +263,7 @@ static int layer_index(const char *name)
 	return -1;
 }
 
-static int read_doc(const char *file, char **doc, size_t *len,
+int admin_read_file(const char *file, size_t max, char **doc, size_t *len,
 		    struct store_error *e)
 {
 	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
@@ -275,14 +275,13 @@ static int read_doc(const char *file, char **doc, size_t *len,
 	do {
 		if (n == cap) {
 			cap = cap ? cap * 2 : 65536;
-			if (cap > ADMIN_DOC_MAX * 2) {
+			if (cap > max * 2) {
 				free(buf);
 				if (f != stdin)
 					fclose(f);
-				return store_fail(
-					e, -EFBIG,
-					"%s: document larger than %u MiB", file,
-					(unsigned)(ADMIN_DOC_MAX / MiB));
+				return store_fail(e, -EFBIG,
+						  "%s: larger than %u MiB",
+						  file, (unsigned)(max / MiB));
 			}
 			p = realloc(buf, cap + 1);
 			if (!p) {
@@ -297,8 +296,8 @@ static int read_doc(const char *file, char **doc, size_t *len,
 		got = fread(buf + n, 1, cap - n, f);
 		n += got;
 	} while (got > 0);
-	if (ferror(f) || n > ADMIN_DOC_MAX) {
-		int err = n > ADMIN_DOC_MAX ? EFBIG : EIO;
+	if (ferror(f) || n > max) {
+		int err = n > max ? EFBIG : EIO;
 
 		free(buf);
 		if (f != stdin)
@@ -353,11 +352,12 @@ int admin_run(struct admin_env *env, int argc, char **argv, FILE *out,
 		{"prefix", required_argument, NULL, 'p'},
 		{"keep", required_argument, NULL, 'k'},
 		{"dry-run", no_argument, NULL, 'n'},
+		{"archive", no_argument, NULL, 'a'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *cmd = argv[0], *prefix = NULL;
 	char path[DSFS_KEY_MAX], **keep = NULL, *doc = NULL;
-	bool replace = false, json = false, dry = false;
+	bool replace = false, json = false, dry = false, archive = false;
 	size_t nkeep = 0, len = 0, i;
 	int only = -1, c, rc;
 
@@ -373,6 +373,8 @@ int admin_run(struct admin_env *env, int argc, char **argv, FILE *out,
 			rc = 0;
 		else if (c == 'r' && strcmp(cmd, "load") == 0)
 			rc = 0, replace = true;
+		else if (c == 'a' && strcmp(cmd, "dump") == 0)
+			rc = 0, archive = true;
 		else if (c == 'j' && strcmp(cmd, "diff") == 0)
 			rc = 0, json = true;
 		else if (c == 'p' && strcmp(cmd, "factory-reset") == 0)
@@ -389,7 +391,12 @@ int admin_run(struct admin_env *env, int argc, char **argv, FILE *out,
 	}
 	argc -= optind;
 	argv += optind;
-	if (strcmp(cmd, "dump") == 0 && argc <= 1) {
+	if (archive && argc == 0 && only < 0) {
+		rc = archive_dump(env, out, e);
+	} else if (archive) {
+		rc = store_fail(e, -EINVAL,
+				"dump --archive: no PATH or --layer");
+	} else if (strcmp(cmd, "dump") == 0 && argc <= 1) {
 		rc = clean_path(argc ? argv[0] : "", path, sizeof(path), e);
 		if (rc == 0)
 			rc = dump_json(env, path, only, out, e);
@@ -397,7 +404,8 @@ int admin_run(struct admin_env *env, int argc, char **argv, FILE *out,
 		rc = clean_path(argc == 2 ? argv[1] : "", path, sizeof(path),
 				e);
 		if (rc == 0)
-			rc = read_doc(argv[0], &doc, &len, e);
+			rc = admin_read_file(argv[0], ADMIN_DOC_MAX, &doc, &len,
+					     e);
 		if (rc == 0)
 			rc = load_json(env, argv[0], doc, len, path, replace,
 				       out, e);

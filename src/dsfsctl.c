@@ -26,6 +26,8 @@ static void usage(FILE *out)
 	      "[--dry-run] STORE\n"
 	      "       dsfsctl dump [--layer LAYER] STORE [PATH]\n"
 	      "       dsfsctl load [--replace] STORE FILE [PATH]\n"
+	      "       dsfsctl dump --archive STORE\n"
+	      "       dsfsctl load --archive STORE FILE\n"
 	      "       dsfsctl diff [--json] STORE\n"
 	      "       dsfsctl usage STORE\n"
 	      "       dsfsctl check STORE\n"

@@ -20,6 +20,7 @@ setup()
 
 teardown()
 {
+	[ -z "${T:-}" ] || ! is_mounted "$T/mnt2" || fusermount3 -uz "$T/mnt2"
 	teardown_store
 }
 
@@ -202,4 +203,84 @@ changed kv/wifi/net runtime' ]
 	ctl factory-reset --keep app "$STORE"
 	run ctl diff "$STORE"
 	[ "$output" = 'changed kv/app/n runtime' ]
+}
+
+# tree_of DIR: every entry below the mount's trees with its kind, mode,
+# owner, group, mtime and size, and every value's checksum.
+tree_of()
+{
+	(cd "$1" && find kv images factory/* runtime/* -mindepth 1 \
+		-printf '%p %y %m %U %G %T@ %s\n' | sort &&
+		find kv images -type f -exec sha256sum {} + | sort)
+}
+
+@test "dump --archive and load --archive: a new store with the same tree" {
+	PNG='\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\1\0\0\0\1\x08\x06\0\0\0\x1f\x15\xc4\x89\0\0\0\rIDATx\x9cc\xf8\x0f\0\0\x01\x01\0\x05\x18\xd8N\0\0\0\0IEND\xaeB`\x82'
+	mount_dsfs
+	printf "$PNG" >"$MNT/images/a"
+	printf "$PNG" >"$MNT/images/b"
+	echo '"FR"' >"$MNT/kv/wifi/country"
+	chmod 600 "$MNT/kv/wifi/country"
+	chown nobody "$MNT/kv/app/n" 2>/dev/null || true
+	touch -d '2001-02-03 04:05:06.123456789' "$MNT/kv/wifi/net"
+	rm "$MNT/kv/app/empty"
+	mkdir "$MNT/kv/fresh"
+	rm -r "$MNT/devices/cam"
+	mkdir "$MNT/devices/cam"
+	# Mounted and unmounted, the same archive.
+	ctl dump --archive "$STORE" >"$T/a1"
+	unmount_dsfs
+	ctl dump --archive "$STORE" >"$T/a1.off"
+	cmp "$T/a1" "$T/a1.off"
+	[ "$(head -1 "$T/a1")" = "dsfs-archive 1" ]
+	# One blob for the two images.
+	[ "$(grep -c '^{"t":"b"' "$T/a1")" -eq 1 ]
+	ctl load --archive "$T/new" "$T/a1"
+	ctl dump --archive "$T/new" >"$T/a2"
+	cmp "$T/a1" "$T/a2"
+	mount_dsfs
+	tree_of "$MNT" >"$T/tree1"
+	mkdir "$T/mnt2"
+	tmo "$DSFS" "$T/new" "$T/mnt2" </dev/null 3>&- 4>&-
+	tree_of "$T/mnt2" >"$T/tree2"
+	fusermount3 -u "$T/mnt2"
+	diff "$T/tree1" "$T/tree2"
+	! grep -q "^kv/app/empty" "$T/tree1" || fail "the whiteout did not hide kv/app/empty"
+	# Over an existing store: its runtime layer becomes the archive's.
+	unmount_dsfs
+	echo '{"junk": 1}' | ctl load "$T/new" -
+	ctl load --archive "$T/new" "$T/a1"
+	ctl dump --archive "$T/new" >"$T/a3"
+	cmp "$T/a1" "$T/a3"
+}
+
+@test "a damaged or truncated archive is refused whole" {
+	mount_dsfs
+	echo '"FR"' >"$MNT/kv/wifi/country"
+	unmount_dsfs
+	ctl dump --archive "$STORE" >"$T/a"
+	echo '{"keep": 1}' | ctl load "$T/dst" -
+	before=$(ctl dump --archive "$T/dst")
+	head -c -3 "$T/a" >"$T/trunc"
+	run ctl load --archive "$T/dst" "$T/trunc"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"truncated"*"nothing changed"* ]]
+	head -c 500 "$T/a" >"$T/short"
+	run ctl load --archive "$T/dst" "$T/short"
+	[ "$status" -eq 1 ]
+	sed 's/"FR"/"XX"/' "$T/a" >"$T/damaged"
+	run ctl load --archive "$T/dst" "$T/damaged"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"checksum mismatch"* ]]
+	echo 'hello' >"$T/foreign"
+	run ctl load --archive "$T/dst" "$T/foreign"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"not a dsfs archive"* ]]
+	[ "$(ctl dump --archive "$T/dst")" = "$before" ]
+	[ ! -e "$T/dst/factory.db" ]
+	# A mounted store is not loaded into.
+	mount_dsfs
+	run ctl load --archive "$STORE" "$T/a"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"unmount it"* ]]
 }
