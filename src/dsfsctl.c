@@ -29,7 +29,7 @@ static void usage(FILE *out)
 	      "       dsfsctl dump --archive STORE\n"
 	      "       dsfsctl load --archive STORE FILE\n"
 	      "       dsfsctl diff [--json] STORE\n"
-	      "       dsfsctl usage STORE\n"
+	      "       dsfsctl usage [-h | --json] STORE\n"
 	      "       dsfsctl check STORE\n"
 	      "       dsfsctl -h | -V\n",
 	      out);
@@ -84,13 +84,15 @@ static int admin_exit(int argc, char **argv)
 	struct store_error e = {.text = ""};
 	int i, rc;
 
-	for (i = 1; i < argc; i++)
+	/* usage's own -h means human units. */
+	for (i = 1; i < argc && strcmp(argv[0], "usage") != 0; i++)
 		if (strcmp(argv[i], "-h") == 0 ||
 		    strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
 			return 0;
 		}
-	rc = admin_main(argc, argv, &e);
+	rc = strcmp(argv[0], "usage") == 0 ? usage_main(argc, argv, &e) :
+					     admin_main(argc, argv, &e);
 	if (rc == -EINVAL && !e.text[0]) {
 		usage(stderr);
 		return 2;
@@ -137,8 +139,10 @@ int main(int argc, char *argv[])
 		return 2;
 	}
 	/* dump, load, diff, factory-reset with options: admin_cli.c. */
-	if (admin_command(argv[optind]) &&
-	    (strcmp(argv[optind], "factory-reset") != 0 || argc - optind > 2))
+	if ((admin_command(argv[optind]) &&
+	     (strcmp(argv[optind], "factory-reset") != 0 ||
+	      argc - optind > 2)) ||
+	    (strcmp(argv[optind], "usage") == 0 && argc - optind > 2))
 		return admin_exit(argc - optind, argv + optind);
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(argv[optind], commands[i].name) == 0)

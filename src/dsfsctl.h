@@ -54,6 +54,10 @@ unsigned check_file(struct store *s, const char *name, FILE *out);
 int check_mounted(struct store *s, unsigned *problems, FILE *out,
 		  struct store_error *e);
 
+/* usage_fmt.c: usage -h (df-like, human units) or --json; -EINVAL with
+ * e->text empty for a usage error. */
+int usage_main(int argc, char **argv, struct store_error *e);
+
 /* admin_cli.c: dump, load, diff and factory-reset with options, argv[0]
  * the command; -EINVAL with e->text empty for a missing STORE. */
 int admin_main(int argc, char **argv, struct store_error *e);
