@@ -138,7 +138,10 @@ static int each_name(struct build *b, int dirfd, enum dsfs_content kind,
 	if (rc)
 		return store_fail(b->e, rc, "%s: %s", b->path, strerror(-rc));
 	for (i = 0; i < n && rc == 0; i++)
-		rc = each(b, dirfd, names[i], kind);
+		/* An editor's scratch file is never part of an image. */
+		if (kind != DSFS_CONTENT_JSON ||
+		    !scratch_name(DSFS_SCRATCH_DEFAULT, names[i]))
+			rc = each(b, dirfd, names[i], kind);
 	free_names(names, n);
 	return rc;
 }

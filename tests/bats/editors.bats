@@ -233,3 +233,16 @@ EOF
 	[ "$(ls1 "$MNT/kv/app")" = $'copied\nlist\nsettings' ]
 	[ "$(runtime_names)" = $'./app\n./app/copied\n./app/list\n./app/settings' ]
 }
+
+@test "mkfactory leaves editors' scratch files out of the image" {
+	mkdir -p "$T/src/kv/a" "$T/src/devices/d"
+	echo 1 >"$T/src/kv/a/x"
+	printf 'junk' >"$T/src/kv/a/.x.swp"
+	printf 'junk' >"$T/src/kv/a/x~"
+	printf 'junk' >"$T/src/devices/d/4913"
+	echo 2 >"$T/src/devices/d/y"
+	make_factory "$T/src"
+	mount_dsfs
+	[ "$(ls1 "$MNT/factory/kv/a")" = x ]
+	[ "$(ls1 "$MNT/devices/d")" = y ]
+}
