@@ -40,6 +40,10 @@ struct dsfs_ctx {
 /* fuse_ops.c */
 extern const struct fuse_lowlevel_ops dsfs_ll_ops;
 
+/* setattr.c: the SETATTR request (truncate, chmod, chown, utimens). */
+void dsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		  struct fuse_file_info *fi);
+
 /* notify.c: the kernel's caches.  Called with no lock of ours held, so a
  * request the kernel waits for can be served. */
 /* Drop the attributes and cached pages of inode ino. */
