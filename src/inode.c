@@ -497,15 +497,19 @@ static int build_key(struct node *n, const char *leaf, struct loc *l)
 	l->tree = root->tree;
 	pos = (size_t)snprintf(l->key, sizeof(l->key), "%s",
 			       root->tree == TREE_IMAGES ? "images" : "kv");
+	/* The key is as long as the path below the mount or shorter ("kv/"
+	 * stands for "runtime/kv/", "kv/__ID" for "devices/ID"), so exactly
+	 * the room DSFS_KEY_MAX leaves is used: a path of PATH_MAX - 1 bytes
+	 * fits. */
 	for (i = (int)nparts - 1; i >= 0; i--) {
 		bool device = root->tree == TREE_DEVICES &&
 			      i == (int)nparts - 1;
-		size_t len = strlen(parts[i]);
+		size_t sep = device ? 3 : 1, len = strlen(parts[i]);
 
-		if (pos + len + 4 >= sizeof(l->key))
+		if (pos + sep + len + 1 > sizeof(l->key))
 			return -ENAMETOOLONG;
-		memcpy(l->key + pos, device ? "/__" : "/", device ? 3 : 1);
-		pos += device ? 3 : 1;
+		memcpy(l->key + pos, device ? "/__" : "/", sep);
+		pos += sep;
 		memcpy(l->key + pos, parts[i], len + 1);
 		pos += len;
 	}

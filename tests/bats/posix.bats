@@ -1,0 +1,275 @@
+#!/usr/bin/env bats
+# posix.bats - the POSIX details tools rely on, as on a local Linux
+# filesystem: directory times (a made, removed or renamed name updates its
+# directory's mtime and ctime; chmod, chown, utimens, truncate and a
+# committed write update ctime), set-id bits and the chown rules, paths up
+# to PATH_MAX below the mount in every tree, and link counts (a directory
+# has 2 plus its subdirectories, merged trees included; a file has 1).
+#
+# The set-id rules are checked against a directory of the local filesystem
+# $T is on: the same script runs there and on the mount, as root and as an
+# unprivileged user (nobody, with one supplementary group), and both must
+# print the same.  The tests that act as that user need root (setpriv) and
+# a mount made with allow_other.
+
+load helpers
+
+setup()
+{
+	setup_store
+	NOBODY_UID=$(id -u nobody)
+	NOBODY_GID=$(getent group nogroup | cut -d: -f3)
+	# A group the user is a member of (supplementary) and one it is not.
+	MEMBER_GID=4711
+	OTHER_GID=4712
+}
+
+teardown()
+{
+	teardown_store
+}
+
+need_root()
+{
+	[ "$(id -u)" = 0 ] || fail "this test needs root (setpriv, chown)"
+}
+
+# as_user CMD...: runs CMD as nobody:nogroup with MEMBER_GID as its one
+# supplementary group, and no capabilities.
+as_user()
+{
+	timeout "$OP_TIMEOUT" setpriv --reuid="$NOBODY_UID" \
+		--regid="$NOBODY_GID" --groups="$MEMBER_GID" -- "$@"
+}
+
+# What the tests measure, with python: times in nanoseconds, the long
+# paths, the set-id cases.
+POSIX_PY='
+import errno, os, sys, time
+op, args = sys.argv[1], sys.argv[2:]
+
+def attempt(label, fn):
+    try:
+        fn()
+        print(label, "OK")
+    except OSError as e:
+        print(label, errno.errorcode.get(e.errno, str(e.errno)))
+
+def mode(p):
+    return "%o" % (os.stat(p).st_mode & 0o7777)
+
+if op == "times":
+    # mtime and ctime of each path, in nanoseconds
+    for p in args:
+        s = os.stat(p)
+        print(s.st_mtime_ns, s.st_ctime_ns)
+elif op == "longpath":
+    # In the directory args[0], under args[1]: directories of 200-byte
+    # names down to a name that makes the path exactly PATH_MAX - 1 bytes,
+    # then every operation on that path; then a directory one byte longer
+    # through a directory descriptor (no path argument can be that long):
+    # a key ("kv/...") as long as that is more than dsfs keeps, but in the
+    # tree of one layer, whose key is shorter than the path, it fits.
+    os.chdir(args[0])
+    tree, content = args[1], args[2].encode()
+    if content.startswith(b"@"):
+        with open(content[1:], "rb") as r:
+            content = r.read()
+    p = tree
+    while len(p) + 1 + 200 + 1 + 40 < 4095:
+        p += "/" + ("%03d" % (len(p) // 200)) * 66 + "dd"
+        os.mkdir(p)
+    f = p + "/" + "f" * (4095 - len(p) - 1)
+    g, d = f[:-1] + "g", f[:-1] + "d"
+    print("length", len(f.encode()))
+    def create():
+        os.close(os.open(f, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    def write():
+        fd = os.open(f, os.O_WRONLY | os.O_TRUNC)
+        os.write(fd, content)
+        os.close(fd)
+    def read():
+        with open(f, "rb") as r:
+            if r.read() != content:
+                raise OSError(errno.EIO, "read back something else")
+    attempt("create", create)
+    attempt("open-write", write)
+    attempt("open-read", read)
+    attempt("stat", lambda: os.stat(f))
+    attempt("chmod", lambda: os.chmod(f, 0o640))
+    attempt("chown", lambda: os.chown(f, -1, int(args[3])))
+    print("mode", mode(f), "gid", os.stat(f).st_gid == int(args[3]))
+    attempt("rename", lambda: os.rename(f, g))
+    attempt("stat-renamed", lambda: os.stat(g))
+    attempt("unlink", lambda: os.unlink(g))
+    attempt("gone", lambda: os.stat(g))
+    attempt("mkdir", lambda: os.mkdir(d))
+    attempt("rmdir", lambda: os.rmdir(d))
+    dfd = os.open(p, os.O_RDONLY | os.O_DIRECTORY)
+    over = "o" * (4095 - len(p))
+    attempt("mkdir-over", lambda: os.mkdir(over, dir_fd=dfd))
+    if over in os.listdir(dfd):
+        os.rmdir(over, dir_fd=dfd)
+    os.close(dfd)
+    # take the directories down again, deepest first
+    while p != tree:
+        os.rmdir(p)
+        p = p.rsplit("/", 1)[0]
+    print("cleaned")
+elif op == "png":
+    # a 1x1 PNG image, on stdout
+    import struct, zlib
+    def chunk(kind, data):
+        body = kind + data
+        return (struct.pack(">I", len(data)) + body +
+                struct.pack(">I", zlib.crc32(body) & 0xffffffff))
+    sys.stdout.buffer.write(
+        b"\x89PNG\r\n\x1a\n" +
+        chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)) +
+        chunk(b"IDAT", zlib.compress(b"\0\0\0\0")) + chunk(b"IEND", b""))
+elif op == "setid":
+    # In directory args[0]: every set-id case a file owner meets.  Values
+    # are JSON numbers, so that each write keeps the file valid.
+    d, member, other = args[0], int(args[1]), int(args[2])
+    f = d + "/f"
+    with open(f, "w") as w:
+        w.write("1")
+    for m in (0o4755, 0o2755, 0o2644, 0o6755, 0o6711, 0o4644):
+        os.chmod(f, m)
+        with open(f, "a") as w:
+            w.write("2")
+        print("append %o ->" % m, mode(f))
+        os.chmod(f, m)
+        fd = os.open(f, os.O_WRONLY)
+        os.pwrite(fd, b"3", 0)
+        os.close(fd)
+        print("pwrite %o ->" % m, mode(f))
+        os.chmod(f, m)
+        os.truncate(f, 1)
+        print("truncate %o ->" % m, mode(f))
+        os.chmod(f, m)
+        os.close(os.open(f, os.O_WRONLY | os.O_TRUNC))
+        print("open-trunc %o ->" % m, mode(f))
+        with open(f, "w") as w:
+            w.write("1")
+        for uid, gid in ((-1, member), (-1, -1), (os.getuid(), -1),
+                         (-1, os.getgid())):
+            os.chmod(f, m)
+            attempt("chown %o %d %d" % (m, uid, gid),
+                    lambda: os.chown(f, uid, gid))
+            s = os.stat(f)
+            print("  ->", mode(f), s.st_uid == os.getuid(), s.st_gid)
+    attempt("chown to a group not ours", lambda: os.chown(f, -1, other))
+    attempt("chown to another owner", lambda: os.chown(f, 0 if os.getuid() else 1, -1))
+    print("  ->", mode(f), os.stat(f).st_gid)
+    sub = d + "/g"
+    os.mkdir(sub)
+    os.chown(sub, -1, member)
+    os.chmod(sub, 0o2775)
+    with open(sub + "/f", "w") as w:
+        w.write("1")
+    os.mkdir(sub + "/d", 0o755)
+    os.close(os.open(sub + "/x", os.O_CREAT | os.O_WRONLY, 0o2755))
+    for n in ("f", "d", "x"):
+        s = os.stat(sub + "/" + n)
+        print("in a set-group-ID directory:", n, mode(sub + "/" + n), s.st_gid)
+    os.chmod(sub + "/d", 0o755)
+    print("chmod g-s of a directory:", mode(sub + "/d"))
+else:
+    sys.exit("posix.py: unknown operation " + op)
+'
+
+posix_py()
+{
+	timeout "$OP_TIMEOUT" "$PYTHON" -c "$POSIX_PY" "$@"
+}
+
+# times PATH: "MTIME CTIME" of PATH in nanoseconds.
+times()
+{
+	posix_py times "$1"
+}
+
+# changed BEFORE AFTER: both the mtime and the ctime went forward.
+changed()
+{
+	local bm bc am ac
+	read -r bm bc <<<"$1"
+	read -r am ac <<<"$2"
+	[ "$am" -gt "$bm" ] && [ "$ac" -gt "$bc" ] ||
+		fail "times did not go forward: before '$1', after '$2'"
+}
+
+# ctime_changed BEFORE AFTER: the ctime went forward.
+ctime_changed()
+{
+	local bm bc am ac
+	read -r bm bc <<<"$1"
+	read -r am ac <<<"$2"
+	[ "$ac" -gt "$bc" ] || fail "ctime did not go forward: before '$1', after '$2'"
+}
+
+# ------------------------------------------------------------ long paths
+
+# longpath_ok TREE CONTENT GID OVER [as_user]: the long-path script in
+# $MNT under TREE, every operation answered OK, the one past PATH_MAX - 1
+# answered OVER.
+longpath_ok()
+{
+	local tree=$1 content=$2 gid=$3 over=$4 out want
+	shift 4
+	out=$("$@" timeout "$OP_TIMEOUT" "$PYTHON" -c "$POSIX_PY" longpath \
+		"$MNT" "$tree" "$content" "$gid" 2>&1) ||
+		fail "longpath $tree failed: $out" || return 1
+	want="length 4095
+create OK
+open-write OK
+open-read OK
+stat OK
+chmod OK
+chown OK
+mode 640 gid True
+rename OK
+stat-renamed OK
+unlink OK
+gone ENOENT
+mkdir OK
+rmdir OK
+mkdir-over $over
+cleaned"
+	[ "$out" = "$want" ] || fail "longpath $tree:" "$out" || return 1
+}
+
+@test "a path of PATH_MAX - 1 bytes below the mount works in every tree, as root" {
+	need_root
+	mount_dsfs
+	mkdir "$MNT/devices/dev" "$MNT/kv/m" "$MNT/runtime/kv/r" \
+		"$MNT/ephemeral/kv/e" "$MNT/images/i"
+	longpath_ok kv/m 1 0 ENAMETOOLONG
+	longpath_ok runtime/kv/r '"r"' 0 OK
+	longpath_ok ephemeral/kv/e '[1]' 0 OK
+	longpath_ok devices/dev '{}' 0 OK
+	[ -z "$(ls -A "$MNT/kv/m")" ]
+}
+
+@test "a path of PATH_MAX - 1 bytes below the mount works for an unprivileged user" {
+	need_root
+	mount_dsfs -o allow_other
+	local d
+	for d in kv/m runtime/kv/r ephemeral/kv/e devices/dev; do
+		mkdir "$MNT/$d"
+		chown "$NOBODY_UID:$NOBODY_GID" "$MNT/$d"
+	done
+	longpath_ok kv/m 1 "$MEMBER_GID" ENAMETOOLONG as_user
+	longpath_ok runtime/kv/r 2 "$MEMBER_GID" OK as_user
+	longpath_ok ephemeral/kv/e 3 "$MEMBER_GID" OK as_user
+	longpath_ok devices/dev 4 "$MEMBER_GID" OK as_user
+}
+
+@test "an image at a path of PATH_MAX - 1 bytes below the mount" {
+	need_root
+	mount_dsfs
+	posix_py png >"$T/one.png"
+	mkdir "$MNT/images/i"
+	longpath_ok images/i "@$T/one.png" 0 ENAMETOOLONG
+}
