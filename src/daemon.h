@@ -73,8 +73,12 @@ void log_fail(const struct loc *l, const char *name, const char *what, int rc,
 double timeout_of(struct dsfs_ctx *ctx, const struct node *n);
 /* The root, the layer directories, the trees' roots and .by-token. */
 bool is_fixed(const struct node *n);
-void fixed_stat(struct dsfs_ctx *ctx, const struct node *n, struct stat *st);
+void fixed_stat(struct dsfs_ctx *ctx, struct node *n, struct stat *st);
 void attr_stat(uint64_t ino, const struct dsfs_attr *a, struct stat *st);
+/* attr_stat() of what node n was found to be, a directory's link count
+ * counted (2 plus its subdirectories). */
+void entry_stat(struct dsfs_ctx *ctx, struct node *n, const struct found *f,
+		struct stat *st);
 /* Look up what node n stands for now.  A child of devices/ must be a
  * directory (kv/__ID/). */
 int node_found(struct dsfs_ctx *ctx, struct node *n, struct loc *l,

@@ -46,7 +46,7 @@ static int make_entry(struct dsfs_ctx *ctx, struct node *parent,
 		return -ENOMEM;
 	memset(e, 0, sizeof(*e));
 	e->ino = n->ino;
-	attr_stat(n->ino, &f->attr, &e->attr);
+	entry_stat(ctx, n, f, &e->attr);
 	e->attr_timeout = e->entry_timeout = timeout_of(ctx, n);
 	return 0;
 }
@@ -123,7 +123,7 @@ static void dsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			memset(&e, 0, sizeof(e));
 			e.ino = n->ino;
 			fixed_stat(ctx, n, &e.attr);
-			e.attr_timeout = e.entry_timeout = ctx->timeout;
+			e.attr_timeout = e.entry_timeout = timeout_of(ctx, n);
 			rc = 0;
 		}
 		goto out;
@@ -660,8 +660,7 @@ static void serve_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				if (is_fixed(n))
 					fixed_stat(ctx, n, &e.attr);
 				else
-					attr_stat(n->ino, &it->found.attr,
-						  &e.attr);
+					entry_stat(ctx, n, &it->found, &e.attr);
 				e.attr_timeout = e.entry_timeout =
 					timeout_of(ctx, n);
 			}

@@ -442,6 +442,32 @@ struct node *node_get_child(struct node_table *t, struct node *dir,
 	return n;
 }
 
+bool node_subdirs(struct node_table *t, struct node *n, uint32_t *count,
+		  uint64_t *at)
+{
+	bool kept;
+
+	pthread_mutex_lock(&t->lock);
+	kept = n->subdirs_kept;
+	*count = n->subdirs;
+	*at = n->subdirs_at;
+	pthread_mutex_unlock(&t->lock);
+	return kept;
+}
+
+void node_set_subdirs(struct node_table *t, struct node *n, uint32_t count,
+		      uint64_t at)
+{
+	pthread_mutex_lock(&t->lock);
+	/* A listing taken earlier than the one kept says less. */
+	if (!n->subdirs_kept || at >= n->subdirs_at) {
+		n->subdirs_kept = true;
+		n->subdirs = count;
+		n->subdirs_at = at;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
 int node_gone(struct node_table *t, struct node *n, struct dsfs_attr *a)
 {
 	int rc = -ESTALE;

@@ -273,3 +273,76 @@ cleaned"
 	mkdir "$MNT/images/i"
 	longpath_ok images/i "@$T/one.png" 0 ENAMETOOLONG
 }
+
+# ----------------------------------------------------------- link counts
+
+# nlink_ok DIR [as_user]: DIR's link count is 2 plus the directories that
+# a listing of it shows.
+nlink_ok()
+{
+	local dir=$1 n=2 e got
+	shift
+	for e in "$dir"/* "$dir"/.[!.]*; do
+		[ -d "$e" ] && n=$((n + 1))
+	done
+	got=$("$@" stat -c %h "$dir") || fail "stat $dir failed" || return 1
+	[ "$got" = "$n" ] ||
+		fail "$dir: link count $got, $n expected ($(ls -A "$dir" | tr '\n' ' '))"
+}
+
+@test "a directory's link count is 2 plus its subdirectories, in every tree; a file's is 1" {
+	need_root
+	mkdir -p "$T/f/kv/m/fa" "$T/f/kv/m/fb" "$T/f/kv/m/shared" \
+		"$T/f/kv/only" "$T/f/devices/dev/sub"
+	echo 1 >"$T/f/kv/m/file"
+	make_factory "$T/f"
+	mount_dsfs -o allow_other
+	mkdir "$MNT/kv/m/rt" "$MNT/ephemeral/kv/m" "$MNT/ephemeral/kv/m/ep" \
+		"$MNT/ephemeral/kv/m/shared"
+	rmdir "$MNT/kv/m/fb"
+	echo 2 >"$MNT/kv/m/rtfile"
+	# kv/m merges fa, shared (factory and ephemeral), rt (runtime), ep;
+	# fb is whited out
+	[ "$(stat -c %h "$MNT/kv/m")" = 6 ]
+	[ "$(stat -c %h "$MNT/factory/kv/m")" = 5 ]
+	[ "$(stat -c %h "$MNT/runtime/kv/m")" = 3 ]
+	[ "$(stat -c %h "$MNT/ephemeral/kv/m")" = 4 ]
+	[ "$(stat -c %h "$MNT")" = 8 ]
+	[ "$(stat -c %h "$MNT/runtime")" = 5 ]
+	[ "$(stat -c %h "$MNT/kv/m/file")" = 1 ]
+	[ "$(stat -c %h "$MNT/kv/m/rtfile")" = 1 ]
+	local d
+	for d in "" runtime factory ephemeral kv kv/m kv/m/fa kv/only images \
+		devices devices/dev kv/__dev runtime/kv runtime/kv/m \
+		ephemeral/kv ephemeral/kv/m factory/kv factory/kv/m \
+		factory/devices; do
+		nlink_ok "$MNT/$d"
+		nlink_ok "$MNT/$d" as_user
+	done
+	# made and removed below the kernel's cached attributes
+	mkdir "$MNT/kv/m/new"
+	[ "$(stat -c %h "$MNT/kv/m")" = 7 ]
+	mkdir "$MNT/devices/dev/sub2"
+	[ "$(stat -c %h "$MNT/devices/dev")" = 4 ]
+	[ "$(stat -c %h "$MNT/kv/__dev")" = 4 ]
+	rmdir "$MNT/kv/m/new" "$MNT/kv/m/shared"
+	# shared is still in factory: whited out, not counted
+	[ "$(stat -c %h "$MNT/kv/m")" = 5 ]
+	[ "$(stat -c %h "$MNT/kv")" = 5 ]
+	mkdir "$MNT/kv/more"
+	[ "$(stat -c %h "$MNT/kv")" = 6 ]
+	[ "$(stat -c %h "$MNT/runtime/kv")" = 5 ]
+}
+
+@test "find's leaf optimisation finds every directory" {
+	mkdir -p "$T/f/kv/a/b/c" "$T/f/kv/a/x"
+	make_factory "$T/f"
+	mount_dsfs
+	mkdir -p "$MNT/kv/a/b/r1/r2" "$MNT/ephemeral/kv/a/e1" "$MNT/kv/a/x/y"
+	echo 1 >"$MNT/kv/a/b/v"
+	local want
+	want=$(cd "$MNT/kv" && find . -noleaf -type d | sort)
+	[ "$(cd "$MNT/kv" && find . -type d | sort)" = "$want" ]
+	[ "$want" = "$(printf '%s\n' . ./a ./a/b ./a/b/c ./a/b/r1 ./a/b/r1/r2 \
+		./a/e1 ./a/x ./a/x/y)" ]
+}
