@@ -131,6 +131,7 @@ static nlink_t fixed_nlink(struct dsfs_ctx *ctx, struct node *n)
 
 void fixed_stat(struct dsfs_ctx *ctx, struct node *n, struct stat *st)
 {
+	struct timespec changed;
 	bool ro = n->view != VIEW_MERGED && n->layer == L_FACTORY &&
 		  n->view != VIEW_ROOT;
 
@@ -147,6 +148,10 @@ void fixed_stat(struct dsfs_ctx *ctx, struct node *n, struct stat *st)
 	st->st_gid = ctx->owner_gid;
 	st->st_blksize = 4096;
 	st->st_atim = st->st_mtim = st->st_ctim = ctx->started;
+	/* A tree root's names changed since the mount (dirtimes.c). */
+	if (n->is_tree_root && ovl_tree_time(&ctx->stack, n->view, n->layer,
+					     n->tree, &changed) == 0)
+		st->st_mtim = st->st_ctim = changed;
 }
 
 void attr_stat(uint64_t ino, const struct dsfs_attr *a, struct stat *st)

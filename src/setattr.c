@@ -97,7 +97,10 @@ void dsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		node_set_times(&ctx->nodes, n,
 			       (mask & DSFS_SET_ATIME) ? &a.atime : NULL,
 			       (mask & DSFS_SET_MTIME) ? &a.mtime : NULL);
-	if (mask) {
+	/* chown(f, -1, -1) changes nothing but the ctime, and reaches us as
+	 * a SETATTR that sets nothing.  A truncation alone has set it with
+	 * the commit of the new value. */
+	if (mask || !(to_set & FUSE_SET_ATTR_SIZE)) {
 		now(&a.ctime);
 		mask |= DSFS_SET_CTIME;
 		rc = ovl_setattr(&ctx->stack, &l, &a, mask, &f);

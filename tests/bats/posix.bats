@@ -346,3 +346,143 @@ nlink_ok()
 	[ "$want" = "$(printf '%s\n' . ./a ./a/b ./a/b/c ./a/b/r1 ./a/b/r1/r2 \
 		./a/e1 ./a/x ./a/x/y)" ]
 }
+
+# ------------------------------------------------------- directory times
+
+# step DIR CMD...: runs CMD and checks that DIR's mtime and ctime went
+# forward.
+step()
+{
+	local dir=$1 before after
+	shift
+	before=$(times "$dir") || return 1
+	sleep 0.02
+	"$@" || fail "$* failed" || return 1
+	after=$(times "$dir") || return 1
+	changed "$before" "$after" || fail "after $*: $dir" || return 1
+}
+
+# dir_times_ok DIR OTHER [as_user]: making, removing and renaming names in
+# DIR (and between DIR and OTHER) updates the directories' times.
+dir_times_ok()
+{
+	local dir=$1 other=$2
+	shift 2
+	step "$dir" "$@" sh -c ': >"$1/f"' _ "$dir" || return 1
+	step "$dir" "$@" mkdir "$dir/sd" || return 1
+	step "$dir" "$@" rmdir "$dir/sd" || return 1
+	step "$dir" "$@" mv "$dir/f" "$dir/g" || return 1
+	step "$other" step "$dir" "$@" mv "$dir/g" "$other/g" || return 1
+	step "$dir" "$@" mv "$other/g" "$dir/g" || return 1
+	step "$dir" "$@" rm "$dir/g" || return 1
+}
+
+@test "a made, removed or renamed name updates its directory's mtime and ctime, in every tree" {
+	need_root
+	mount_dsfs
+	mkdir -p "$MNT/kv/d/o" "$MNT/runtime/kv/r/o" "$MNT/ephemeral/kv/e/o" \
+		"$MNT/devices/dev/o" "$MNT/images/i/o"
+	dir_times_ok "$MNT/kv/d" "$MNT/kv/d/o"
+	dir_times_ok "$MNT/runtime/kv/r" "$MNT/runtime/kv/r/o"
+	dir_times_ok "$MNT/ephemeral/kv/e" "$MNT/ephemeral/kv/e/o"
+	dir_times_ok "$MNT/devices/dev" "$MNT/devices/dev/o"
+	dir_times_ok "$MNT/images/i" "$MNT/images/i/o"
+	# the roots of the trees
+	dir_times_ok "$MNT/kv" "$MNT/kv/d"
+	dir_times_ok "$MNT/images" "$MNT/images/i"
+	dir_times_ok "$MNT/runtime/kv" "$MNT/runtime/kv/r"
+	dir_times_ok "$MNT/ephemeral/images" "$MNT/kv/d"
+	step "$MNT/devices" mkdir "$MNT/devices/new"
+	step "$MNT/devices" step "$MNT/kv" rmdir "$MNT/kv/__new"
+}
+
+@test "an unprivileged user's changes update its directories' times" {
+	need_root
+	mount_dsfs -o allow_other
+	local d
+	for d in kv/d runtime/kv/r ephemeral/kv/e devices/dev; do
+		mkdir -p "$MNT/$d/o"
+		chown -R "$NOBODY_UID:$NOBODY_GID" "$MNT/$d"
+		dir_times_ok "$MNT/$d" "$MNT/$d/o" as_user
+	done
+}
+
+@test "a merged directory's times follow changes made through it and through its layers" {
+	mkdir -p "$T/f/kv/m"
+	echo 1 >"$T/f/kv/m/fv"
+	make_factory "$T/f"
+	mount_dsfs
+	mkdir "$MNT/ephemeral/kv/m"
+	local f0
+	f0=$(times "$MNT/factory/kv/m")
+	# a new name goes to runtime (m is copied up there); the merged view
+	# shows the ephemeral directory, whose times change too
+	step "$MNT/kv/m" step "$MNT/ephemeral/kv/m" \
+		sh -c "echo 2 >'$MNT/kv/m/new'"
+	step "$MNT/kv/m" step "$MNT/runtime/kv/m" step "$MNT/ephemeral/kv/m" \
+		sh -c "echo 2 >'$MNT/kv/m/new2'"
+	# removing a factory value leaves a whiteout in runtime
+	step "$MNT/kv/m" step "$MNT/runtime/kv/m" rm "$MNT/kv/m/fv"
+	step "$MNT/kv/m" step "$MNT/ephemeral/kv/m" \
+		sh -c "echo 3 >'$MNT/ephemeral/kv/m/e'"
+	step "$MNT/kv/m" step "$MNT/runtime/kv/m" rm "$MNT/runtime/kv/m/new"
+	# the factory layer's directory never changes
+	[ "$(times "$MNT/factory/kv/m")" = "$f0" ]
+	# kept across a remount
+	local kept
+	kept=$(times "$MNT/runtime/kv/m")
+	remount_dsfs
+	[ "$(times "$MNT/runtime/kv/m")" = "$kept" ]
+}
+
+# file_times_ok FILE [as_user]: chmod, chown, utimens and truncate update
+# FILE's ctime; a committed write its mtime and ctime.
+file_times_ok()
+{
+	local f=$1 before after
+	shift
+	before=$(times "$f")
+	sleep 0.02
+	"$@" chmod 640 "$f" || return 1
+	after=$(times "$f")
+	ctime_changed "$before" "$after" || fail "chmod $f" || return 1
+	before=$after
+	sleep 0.02
+	"$@" chgrp "$("$@" id -g)" "$f" || return 1
+	after=$(times "$f")
+	ctime_changed "$before" "$after" || fail "chgrp $f" || return 1
+	before=$after
+	sleep 0.02
+	"$@" "$PYTHON" -c 'import os, sys; os.chown(sys.argv[1], -1, -1)' "$f" ||
+		return 1
+	after=$(times "$f")
+	ctime_changed "$before" "$after" || fail "chown -1 -1 $f" || return 1
+	before=$after
+	sleep 0.02
+	"$@" touch -m -d '2001-01-01' "$f" || return 1
+	after=$(times "$f")
+	ctime_changed "$before" "$after" || fail "touch -d $f" || return 1
+	before=$after
+	sleep 0.02
+	"$@" truncate -s 1 "$f" || return 1
+	after=$(times "$f")
+	ctime_changed "$before" "$after" || fail "truncate $f" || return 1
+	before=$after
+	sleep 0.02
+	"$@" sh -c 'echo 7 >"$1"' _ "$f" || return 1
+	after=$(times "$f")
+	changed "$before" "$after" || fail "write $f" || return 1
+}
+
+@test "chmod, chown, utimens and truncate update ctime; a committed write mtime and ctime" {
+	need_root
+	mount_dsfs -o allow_other
+	local f
+	mkdir "$MNT/devices/dev"
+	for f in kv/x runtime/kv/r ephemeral/kv/e devices/dev/x; do
+		echo 12 >"$MNT/$f"
+		file_times_ok "$MNT/$f"
+		chown "$NOBODY_UID:$NOBODY_GID" "$MNT/$f"
+		file_times_ok "$MNT/$f" as_user
+	done
+}
