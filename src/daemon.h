@@ -149,6 +149,16 @@ void file_release(struct dsfs_ctx *ctx, struct handle *h);
 /* Let go of an open file's handle and what it holds. */
 void file_drop(struct dsfs_ctx *ctx, struct handle *h);
 
+/* setid.c: the set-id bits where the kernel leaves them to dsfs.  Before
+ * a write through h, or an open of n with these flags (O_TRUNC), by the
+ * process of req: clear the bits a local filesystem clears for a writer
+ * without CAP_FSETID.  For a new entry in dir: the group and set-group-ID
+ * bit a set-group-ID directory passes on, into *a. */
+int setid_write(struct dsfs_ctx *ctx, fuse_req_t req, struct handle *h);
+int setid_open(struct dsfs_ctx *ctx, fuse_req_t req, struct node *n, int flags);
+void setid_inherit(struct dsfs_ctx *ctx, struct node *dir, bool is_dir,
+		   struct dsfs_attr *a);
+
 /* control.c: the daemon's side of dsfsctl's requests. */
 int control_listen(struct dsfs_ctx *ctx);
 int control_start(struct dsfs_ctx *ctx);

@@ -261,6 +261,7 @@ static int make_name(fuse_req_t req, struct node *dir, const char *name,
 		rc = -EPERM; /* devices/ holds only device directories */
 	if (rc == 0) {
 		new_attr(req, mode, &a);
+		setid_inherit(ctx, dir, !fi, &a);
 		if (fi) {
 			rc = file_create(ctx, &l, &a, fi->flags, &f, h);
 		} else {
@@ -475,7 +476,9 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	rc = file_open(ctx, n, fi->flags, &h, &r);
+	rc = setid_open(ctx, req, n, fi->flags);
+	if (rc == 0)
+		rc = file_open(ctx, n, fi->flags, &h, &r);
 	if (rc) {
 		node_put(&ctx->nodes, n);
 		fuse_reply_err(req, -rc);
@@ -516,7 +519,9 @@ static void dsfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	ssize_t rc;
 
 	(void)ino;
-	rc = file_write(ctx_of(req), h, (uint64_t)off, buf, size);
+	rc = setid_write(ctx_of(req), req, h);
+	if (rc == 0)
+		rc = file_write(ctx_of(req), h, (uint64_t)off, buf, size);
 	if (rc < 0)
 		fuse_reply_err(req, (int)-rc);
 	else

@@ -175,6 +175,13 @@ elif op == "setid":
         print("in a set-group-ID directory:", n, mode(sub + "/" + n), s.st_gid)
     os.chmod(sub + "/d", 0o755)
     print("chmod g-s of a directory:", mode(sub + "/d"))
+    # prepared by root: ours, in a group we are not in
+    with open(d + "/foreign", "a") as w:
+        w.write("2")
+    print("append to a 2664 file of another group:", mode(d + "/foreign"))
+    attempt("chmod g+s in another group",
+            lambda: os.chmod(d + "/nonmember", 0o2755))
+    print("  ->", mode(d + "/nonmember"))
 else:
     sys.exit("posix.py: unknown operation " + op)
 '
@@ -485,4 +492,105 @@ file_times_ok()
 		chown "$NOBODY_UID:$NOBODY_GID" "$MNT/$f"
 		file_times_ok "$MNT/$f" as_user
 	done
+}
+
+# ----------------------------------------------------- set-id and chown
+
+# setid_same DIR [as_user]: the set-id script gives the same answers in DIR
+# (on the mount) as in a directory of the local filesystem; prints them.
+setid_same()
+{
+	local dir=$1 ref out d
+	shift
+	ref=$(mktemp -d "$T/ref.XXXXXX")
+	for d in "$ref" "$dir"; do
+		mkdir -p "$d"
+		printf 1 >"$d/foreign"
+		echo 1 >"$d/nonmember"
+		chown "$NOBODY_UID:$OTHER_GID" "$d/foreign" "$d/nonmember"
+		chmod 2664 "$d/foreign"
+		chmod 755 "$d/nonmember"
+		if [ $# -gt 0 ]; then
+			chown "$NOBODY_UID:$NOBODY_GID" "$d"
+		fi
+	done
+	chmod 755 "$ref"
+	want=$("$@" timeout "$OP_TIMEOUT" "$PYTHON" -c "$POSIX_PY" setid \
+		"$ref" "$MEMBER_GID" "$OTHER_GID" 2>&1) ||
+		fail "the set-id script failed on the local filesystem: $want" ||
+		return 1
+	out=$("$@" timeout "$OP_TIMEOUT" "$PYTHON" -c "$POSIX_PY" setid \
+		"$dir" "$MEMBER_GID" "$OTHER_GID" 2>&1) ||
+		fail "the set-id script failed in $dir: $out" || return 1
+	[ "$out" = "$want" ] ||
+		fail "$dir differs from a local filesystem:" \
+			"$(diff <(echo "$want") <(echo "$out"))" || return 1
+	echo "$out"
+}
+
+@test "set-id bits and chown by an unprivileged owner behave as on a local filesystem, in every tree" {
+	need_root
+	mount_dsfs -o allow_other
+	mkdir "$MNT/devices/dev" "$MNT/kv/s"
+	local d out
+	for d in kv/s/in runtime/kv/r ephemeral/kv/e devices/dev/d; do
+		out=$(setid_same "$MNT/$d" as_user)
+		# what a write by a process without CAP_FSETID clears
+		grep -qx 'append 4755 -> 755' <<<"$out"
+		grep -qx 'pwrite 6755 -> 755' <<<"$out"
+		grep -qx 'open-trunc 2755 -> 755' <<<"$out"
+		grep -qx 'append 2644 -> 2644' <<<"$out"
+		grep -qx 'append to a 2664 file of another group: 664' <<<"$out"
+		# chown: to one of its groups, and -1, clear the bits; the
+		# owner cannot give the file away
+		grep -qx "chown 4755 -1 $MEMBER_GID OK" <<<"$out"
+		grep -qx 'chown to a group not ours EPERM' <<<"$out"
+		grep -qx 'chown to another owner EPERM' <<<"$out"
+		grep -qx "in a set-group-ID directory: d 2755 $MEMBER_GID" <<<"$out"
+		grep -qx "in a set-group-ID directory: f 644 $MEMBER_GID" <<<"$out"
+	done
+	[ "$(stat -c %g "$MNT/kv/s/in/g/f")" = "$MEMBER_GID" ]
+	remount_dsfs -o allow_other
+	[ "$(stat -c %a:%g "$MNT/kv/s/in/g")" = "2775:$MEMBER_GID" ]
+	[ "$(stat -c %a:%g "$MNT/kv/s/in/g/x")" = "2755:$MEMBER_GID" ]
+	[ "$(stat -c %a:%g "$MNT/runtime/kv/r/g/f")" = "644:$MEMBER_GID" ]
+	[ "$(stat -c %a:%g "$MNT/runtime/kv/r/f")" = "644:$NOBODY_GID" ]
+}
+
+@test "set-id bits and chown by root behave as on a local filesystem, in every tree" {
+	need_root
+	mount_dsfs
+	mkdir "$MNT/devices/dev" "$MNT/kv/s"
+	local d out
+	for d in kv/s/in runtime/kv/r ephemeral/kv/e devices/dev/d; do
+		out=$(setid_same "$MNT/$d")
+		# CAP_FSETID keeps the bits through writes; chown clears them
+		grep -qx 'append 4755 -> 4755' <<<"$out"
+		grep -qx 'open-trunc 6755 -> 6755' <<<"$out"
+		grep -qx 'chown to another owner OK' <<<"$out"
+	done
+}
+
+@test "a write by root without CAP_FSETID clears the set-id bits" {
+	need_root
+	mount_dsfs
+	printf 1 >"$MNT/kv/x"
+	chmod 6755 "$MNT/kv/x"
+	timeout "$OP_TIMEOUT" setpriv --inh-caps=-fsetid --bounding-set=-fsetid \
+		-- sh -c "printf 2 >>'$MNT/kv/x'"
+	[ "$(stat -c %a "$MNT/kv/x")" = 755 ]
+	assert_content "$MNT/kv/x" 12
+	# the factory value copied up by the write loses them too
+	mkdir -p "$T/f/kv"
+	echo 3 >"$T/f/kv/fv"
+	chmod 4755 "$T/f/kv/fv"
+	unmount_dsfs
+	make_factory "$T/f"
+	mount_dsfs -o allow_other
+	[ "$(stat -c %a "$MNT/kv/fv")" = 4755 ]
+	chown "$NOBODY_UID" "$MNT/kv/fv"
+	chmod 4755 "$MNT/kv/fv"
+	as_user sh -c "echo 4 >'$MNT/kv/fv'"
+	[ "$(stat -c %a "$MNT/kv/fv")" = 755 ]
+	[ "$(stat -c %a "$MNT/factory/kv/fv")" = 4755 ]
 }
