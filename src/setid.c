@@ -51,7 +51,7 @@ static bool same_userns(pid_t pid)
 	return mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
 }
 
-static int add_group(struct writer *w, unsigned long g)
+static int add_group(struct writer *w, unsigned long long g)
 {
 	gid_t *more = realloc(w->groups, (w->ngroups + 1) * sizeof(*more));
 
@@ -62,16 +62,38 @@ static int add_group(struct writer *w, unsigned long g)
 	return 0;
 }
 
+/* The text after "name:" if line is that field of /proc/PID/status. */
+static const char *field(const char *line, const char *name)
+{
+	size_t len = strlen(name);
+
+	if (strncmp(line, name, len) != 0 || line[len] != ':')
+		return NULL;
+	return line + len + 1;
+}
+
+/* The next number of a field, in base, into *v; false at the end. */
+static bool next_number(const char **p, int base, unsigned long long *v)
+{
+	char *end;
+
+	*v = strtoull(*p, &end, base);
+	if (end == *p)
+		return false;
+	*p = end;
+	return true;
+}
+
 /* Fill w from /proc/PID/status of the request's thread. */
 static int read_writer(fuse_req_t req, struct writer *w)
 {
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
-	unsigned long long caps;
-	unsigned long g[4];
-	char path[64], *line = NULL, *p, *end;
+	char path[64], *line = NULL;
+	unsigned long long v;
+	const char *p;
 	size_t cap = 0;
+	int i, rc = 0;
 	FILE *f;
-	int rc = 0;
 
 	memset(w, 0, sizeof(*w));
 	w->fsgid = fc->gid;
@@ -80,21 +102,17 @@ static int read_writer(fuse_req_t req, struct writer *w)
 	if (!f)
 		return 0; /* gone, or unknown: no capability */
 	while (rc == 0 && getline(&line, &cap, f) > 0) {
-		if (sscanf(line, "CapEff: %llx", &caps) == 1)
-			w->fsetid = (caps >> CAP_FSETID_BIT) & 1;
-		else if (sscanf(line, "Gid: %lu %lu %lu %lu", &g[0], &g[1],
-				&g[2], &g[3]) == 4)
-			w->fsgid = (gid_t)g[3];
-		else if (strncmp(line, "Groups:", 7) == 0)
-			for (p = line + 7;; p = end) {
-				unsigned long one = strtoul(p, &end, 10);
-
-				if (end == p)
-					break;
-				rc = add_group(w, one);
-				if (rc)
-					break;
-			}
+		if ((p = field(line, "CapEff")) && next_number(&p, 16, &v)) {
+			w->fsetid = (v >> CAP_FSETID_BIT) & 1;
+		} else if ((p = field(line, "Gid"))) {
+			/* real, effective, saved, filesystem */
+			for (i = 0; i < 4 && next_number(&p, 10, &v); i++)
+				if (i == 3)
+					w->fsgid = (gid_t)v;
+		} else if ((p = field(line, "Groups"))) {
+			while (rc == 0 && next_number(&p, 10, &v))
+				rc = add_group(w, v);
+		}
 	}
 	free(line);
 	fclose(f);
