@@ -341,17 +341,31 @@ nlink_ok()
 	[ "$(stat -c %h "$MNT/runtime/kv")" = 5 ]
 }
 
-@test "find's leaf optimisation finds every directory" {
-	mkdir -p "$T/f/kv/a/b/c" "$T/f/kv/a/x"
+@test "every directory of the mount, opaque ones included, counts its subdirectories" {
+	mkdir -p "$T/f/kv/a/b/c" "$T/f/kv/a/x/hidden" "$T/f/devices/d1/s"
 	make_factory "$T/f"
 	mount_dsfs
-	mkdir -p "$MNT/kv/a/b/r1/r2" "$MNT/ephemeral/kv/a/e1" "$MNT/kv/a/x/y"
+	mkdir -p "$MNT/kv/a/b/r1/r2" "$MNT/ephemeral/kv/a/e1" "$MNT/kv/a/y"
 	echo 1 >"$MNT/kv/a/b/v"
-	local want
-	want=$(cd "$MNT/kv" && find . -noleaf -type d | sort)
-	[ "$(cd "$MNT/kv" && find . -type d | sort)" = "$want" ]
-	[ "$want" = "$(printf '%s\n' . ./a ./a/b ./a/b/c ./a/b/r1 ./a/b/r1/r2 \
-		./a/e1 ./a/x ./a/x/y)" ]
+	# removed and made again: opaque, the factory's hidden/ stays hidden
+	rm -r "$MNT/kv/a/x"
+	mkdir "$MNT/kv/a/x" "$MNT/kv/a/x/new"
+	[ "$(stat -c %h "$MNT/kv/a/x")" = 3 ]
+	local out
+	out=$(timeout "$OP_TIMEOUT" "$PYTHON" -c '
+import os, sys
+bad = 0
+for top, dirs, files in os.walk(sys.argv[1]):
+    n = os.stat(top).st_nlink
+    if n != 2 + len(dirs):
+        print(top, n, "links for", len(dirs), "subdirectories")
+        bad += 1
+print("bad", bad)
+' "$MNT")
+	[ "$out" = "bad 0" ] || fail "$out"
+	[ "$(cd "$MNT/kv" && find . -type d | sort)" = "$(printf '%s\n' . \
+		./__d1 ./__d1/s ./a ./a/b ./a/b/c ./a/b/r1 ./a/b/r1/r2 ./a/e1 \
+		./a/x ./a/x/new ./a/y)" ]
 }
 
 # ------------------------------------------------------- directory times
