@@ -452,4 +452,28 @@ int layer_sqlite_integrity(const char *path,
 					  const char *detail),
 			   void *ctx);
 
+/* layer_pg.c, layer_pg_conn.c, layer_pg_store.c: the runtime layer in a
+ * PostgreSQL database, which every daemon opening it with the same
+ * conninfo shares (one per host).
+ *
+ * layer_pg_open() connects with conninfo (a libpq URI, postgresql://...,
+ * or key=value words; libpq's environment variables and password file
+ * apply), makes the schema in an empty database, refuses with -EINVAL a
+ * schema newer than it knows or a database that is not a dsfs runtime,
+ * and -EIO if the server cannot be reached; why (cap bytes) then says
+ * why, without the password.  Every change is one transaction with
+ * synchronous_commit on; an operation that cannot reach the server fails
+ * with -EIO within bounded time (layer_pg.h), and the next one reconnects.
+ *
+ * layer_pg_is_conninfo() tells whether -o runtime=VALUE names a database.
+ * layer_pg_shown() is conninfo without its password, as key='value'
+ * words (allocated; NULL with why set if libpq cannot read conninfo).
+ * layer_pg_hide_password() overwrites in place, with '*', every password
+ * in a command-line argument holding a conninfo. */
+int layer_pg_open(const char *conninfo, const char *name, uint64_t budget,
+		  struct dsfs_layer **out, char *why, size_t cap);
+bool layer_pg_is_conninfo(const char *runtime);
+char *layer_pg_shown(const char *conninfo, char *why, size_t cap);
+void layer_pg_hide_password(char *arg);
+
 #endif

@@ -2,8 +2,10 @@
  * test_layer.c - conformance tests for the layer implementations.
  *
  * One suite of tests, written against layer.h only, runs against every
- * implementation: the ephemeral layer (layer_mem.c) and the runtime layer
- * (layer_sqlite.c, on stores in a private mkdtemp() directory).  Tests
+ * implementation: the ephemeral layer (layer_mem.c), the runtime layer
+ * (layer_sqlite.c, on stores in a private mkdtemp() directory) and the
+ * runtime layer on PostgreSQL (layer_pg.c, on a server of the test's own
+ * or $DSFS_TEST_PG_URI: pg_test.h).  Tests
  * that only make sense for a store file follow: persistence, factory
  * images, refusal of foreign and damaged files (which must be left byte
  * for byte as they were), the created file's mode, and kill safety.
@@ -12,6 +14,7 @@
  */
 #include "faultvfs.h"
 #include "layer.h"
+#include "pg_test.h"
 #include "tap.h"
 
 #include <errno.h>
@@ -87,9 +90,25 @@ static int open_sqlite(uint64_t budget, struct dsfs_layer **l)
 	return rc;
 }
 
+/* A fresh layer on PostgreSQL: the database emptied, the schema made
+ * again by the open. */
+static int open_pg(uint64_t budget, struct dsfs_layer **l)
+{
+	char why[256];
+	int rc;
+
+	pg_test_reset();
+	rc = layer_pg_open(pg_test_uri(), "runtime", budget, l, why,
+			   sizeof(why));
+	if (rc)
+		diag("layer_pg_open: %d (%s)", rc, why);
+	return rc;
+}
+
 static const struct impl impls[] = {
 	{"mem", open_mem},
 	{"sqlite", open_sqlite},
+	{"postgresql", open_pg},
 };
 static const struct impl *cur;
 
