@@ -1804,6 +1804,33 @@ static void t_pg_refusals(void)
 	       -EINVAL, nm("a string libpq cannot read: EINVAL"));
 }
 
+/* The command line the daemon leaves for ps. */
+static void t_pg_hide(void)
+{
+	char uri[] = "-oruntime=postgresql://u:pw2@h:5/d?sslmode=require,x=1";
+	char query[] = "runtime=postgresql:///d?host=/x&password=pw1&user=u";
+	char words[] = "runtime=host=/x password='a b\\'c' user=u,ro";
+	char plain[] = "runtime=postgresql://u@h/d";
+	char *shown;
+
+	layer_pg_hide_password(uri);
+	is_str(uri, "-oruntime=postgresql://u:***@h:5/d?sslmode=require,x=1",
+	       nm("a URI's password is blanked"));
+	layer_pg_hide_password(query);
+	is_str(query, "runtime=postgresql:///d?host=/x&password=***&user=u",
+	       nm("... and one in its query"));
+	layer_pg_hide_password(words);
+	is_str(words, "runtime=host=/x password='******' user=u,ro",
+	       nm("... and a quoted key=value one"));
+	layer_pg_hide_password(plain);
+	is_str(plain, "runtime=postgresql://u@h/d",
+	       nm("... and nothing else is touched"));
+	shown = layer_pg_shown("postgresql://u:pw2@h/d", uri, sizeof(uri));
+	ok(shown && !strstr(shown, "pw2") && strstr(shown, "user='u'"), "%s",
+	   nm("the shown conninfo has no password: %s", shown ? shown : ""));
+	free(shown);
+}
+
 /* The server stops and starts again under an open layer. */
 static void t_pg_outage(void)
 {
@@ -1877,6 +1904,7 @@ int main(void)
 	impl_name = "postgresql";
 	t_pg_hosts();
 	t_pg_refusals();
+	t_pg_hide();
 	t_pg_outage();
 	nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	return done_testing();
