@@ -362,9 +362,21 @@ static struct pg_conn *pool_free_slot(struct pg_layer *p)
 	return NULL;
 }
 
+/* Give c back.  If its connection broke, the server probably restarted or
+ * went away, and the idle ones are dead too: they are closed now, so that
+ * the next operations connect afresh instead of each finding out. */
 static void pool_put(struct pg_layer *p, struct pg_conn *c)
 {
+	int i;
+
 	pthread_mutex_lock(&p->lock);
+	for (i = 0; !c->conn && i < PG_POOL; i++) {
+		if (p->pool[i].busy || !p->pool[i].conn)
+			continue;
+		PQfinish(p->pool[i].conn);
+		p->pool[i].conn = NULL;
+		p->pool[i].prepared = false;
+	}
 	c->busy = false;
 	pthread_cond_signal(&p->freed);
 	pthread_mutex_unlock(&p->lock);

@@ -1831,6 +1831,31 @@ static void t_pg_hide(void)
 	free(shown);
 }
 
+static void *reader(void *p)
+{
+	struct dsfs_layer *l = p;
+	struct dsfs_attr a;
+	int i;
+
+	for (i = 0; i < 200; i++)
+		layer_lookup(l, "kv/a", &a);
+	return NULL;
+}
+
+/* Have several threads at once use l, so that its pool holds several
+ * connections. */
+static void warm_pool(struct dsfs_layer *l)
+{
+	pthread_t th[6];
+	int i;
+
+	for (i = 0; i < 6; i++)
+		if (pthread_create(&th[i], NULL, reader, l) != 0)
+			bail("pthread_create");
+	for (i = 0; i < 6; i++)
+		pthread_join(th[i], NULL);
+}
+
 /* The server stops and starts again under an open layer. */
 static void t_pg_outage(void)
 {
@@ -1858,6 +1883,12 @@ static void t_pg_outage(void)
 		bail("cannot restart the server");
 	is_int(put(l, "kv/b", "2"), 0, nm("... the same layer commits again"));
 	is_str(get(l, "kv/a"), "1", nm("... and nothing acknowledged is lost"));
+	warm_pool(l);
+	ok(pg_test_stop() == 0 && pg_test_start() == 0, "%s",
+	   nm("a restart while every pooled connection is open"));
+	is_int(put(l, "kv/c", "3"), 0,
+	       nm("... the first commit after it succeeds"));
+	is_str(get(l, "kv/b"), "2", nm("... and so does the first read"));
 	layer_close(l);
 }
 
