@@ -79,11 +79,12 @@ start)
 	# fsync off: the tests stop the server cleanly, never the machine,
 	# and an fsync per commit would make the suites several times slower
 	# on a busy disk.  The daemon's synchronous_commit stays on.
+	# PG_FSYNC=on (the benchmarks) keeps a real server's durability.
 	cat >>"$dir/pgdata/postgresql.conf" <<EOF
 listen_addresses = ''
 unix_socket_directories = '$dir'
 max_connections = 100
-fsync = off
+fsync = ${PG_FSYNC:-off}
 shared_buffers = 16MB
 EOF
 	;;
