@@ -367,9 +367,8 @@ tmo()
 # tests/bats/on-postgresql (what make check runs the second time) starts
 # one server for the file and exports its directory as $DSFS_TEST_PG_DIR;
 # every test then gets a database of its own (setup_store), so that tests
-# do not see each other's entries.  A test about STORE/runtime.db itself
-# calls sqlite_runtime_only, which skips it with the reason printed under
-# another runtime.
+# do not see each other's entries.  A check of STORE/runtime.db itself is
+# made only when ${DSFS_TEST_RUNTIME:-sqlite} is sqlite.
 #
 # pg.bats starts its own server in setup_file with pg_server_start and
 # stops it in teardown_file with pg_server_stop.  A server that cannot be
@@ -443,16 +442,6 @@ runtime_setup()
 		return 1 ;;
 	esac
 	export DSFS_RUNTIME
-}
-
-# sqlite_runtime_only: skip, saying why, a test about STORE/runtime.db
-# when the suite runs on another runtime.
-sqlite_runtime_only()
-{
-	case ${DSFS_TEST_RUNTIME:-sqlite} in
-	sqlite) ;;
-	*) skip "about STORE/runtime.db, which runtime=$DSFS_TEST_RUNTIME does not use" ;;
-	esac
 }
 
 # runtime_args ARGS...: the -o runtime=$DSFS_RUNTIME to add to a dsfs
