@@ -396,6 +396,9 @@ int layer_apply(struct dsfs_layer *l, const struct layer_change *c, size_t n);
  * layer_whiteout_attr()  a whiteout's attributes (kind only)
  * layer_apply_setattr()  the fields of a that mask selects, into dst
  * layer_version_floor()  the counter raised to the caller's a->version
+ * layer_time_ns()        a time as nanoseconds since the epoch, as the
+ * layer_ns_time()        SQL layers store it (clamped at +-292 years),
+ *                        and back
  * layer_rename_check()   rename(2)'s rules between the entry src at
  *                        `from` and dst at `to` (NULL or a whiteout: no
  *                        entry): *same and 0 (-EEXIST with NOREPLACE)
@@ -426,6 +429,8 @@ void layer_whiteout_attr(struct dsfs_attr *dst);
 void layer_apply_setattr(struct dsfs_attr *dst, const struct dsfs_attr *a,
 			 unsigned mask);
 uint64_t layer_version_floor(uint64_t seq, const struct dsfs_attr *a);
+int64_t layer_time_ns(struct timespec t);
+struct timespec layer_ns_time(int64_t ns);
 int layer_rename_check(const char *from, const char *to, unsigned flags,
 		       const struct dsfs_attr *src, const struct dsfs_attr *dst,
 		       bool *same);
@@ -484,5 +489,28 @@ int layer_sqlite_snapshot(const char *src, const char *dst, const char **why);
 /* The same, of the SQLite layer l that this process has open (a daemon
  * holds its store file exclusively); -EOPNOTSUPP for another layer. */
 int layer_sqlite_copy(struct dsfs_layer *l, const char *dst, const char **why);
+/* layer_pg.c, layer_pg_conn.c, layer_pg_store.c: the runtime layer in a
+ * PostgreSQL database, which every daemon opening it with the same
+ * conninfo shares (one per host).
+ *
+ * layer_pg_open() connects with conninfo (a libpq URI, postgresql://...,
+ * or key=value words; libpq's environment variables and password file
+ * apply), makes the schema in an empty database, refuses with -EINVAL a
+ * schema newer than it knows or a database that is not a dsfs runtime,
+ * and -EIO if the server cannot be reached; why (cap bytes) then says
+ * why, without the password.  Every change is one transaction with
+ * synchronous_commit on; an operation that cannot reach the server fails
+ * with -EIO within bounded time (layer_pg.h), and the next one reconnects.
+ *
+ * layer_pg_is_conninfo() tells whether -o runtime=VALUE names a database.
+ * layer_pg_shown() is conninfo without its password, as key='value'
+ * words (allocated; NULL with why set if libpq cannot read conninfo).
+ * layer_pg_hide_password() overwrites in place, with '*', every password
+ * in a command-line argument holding a conninfo. */
+int layer_pg_open(const char *conninfo, const char *name, uint64_t budget,
+		  struct dsfs_layer **out, char *why, size_t cap);
+bool layer_pg_is_conninfo(const char *runtime);
+char *layer_pg_shown(const char *conninfo, char *why, size_t cap);
+void layer_pg_hide_password(char *arg);
 
 #endif

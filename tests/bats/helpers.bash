@@ -60,6 +60,7 @@ setup_store()
 	MNT=$T/mnt
 	mkdir "$MNT"
 	export T STORE MNT
+	runtime_setup
 }
 
 # True if $1 is a mount point in /proc/self/mounts, even one whose daemon
@@ -123,12 +124,14 @@ check_fuse()
 mount_dsfs()
 {
 	local rc tries
+	local -a rt
+	mapfile -t rt < <(runtime_args "$@")
 	check_fuse || return 1
 	[ -x "$DSFS" ] || fail "FATAL: $DSFS is not an executable: build dsfs first" ||
 		return 1
 	# The daemon must not inherit bats' descriptors 3 and 4, or bats
 	# would wait for it to close them.
-	timeout "$OP_TIMEOUT" "$DSFS" "$@" "$STORE" "$MNT" \
+	timeout "$OP_TIMEOUT" "$DSFS" "${rt[@]}" "$@" "$STORE" "$MNT" \
 		</dev/null >"$T/dsfs.out" 2>"$T/dsfs.err" 3>&- 4>&-
 	rc=$?
 	if [ $rc -ne 0 ]; then
@@ -352,4 +355,103 @@ ls1()
 tmo()
 {
 	timeout "$OP_TIMEOUT" "$@"
+}
+
+# ------------------------------------------------------- runtime backends
+#
+# The runtime layer a mount uses comes from $DSFS_RUNTIME, passed to dsfs
+# as -o runtime=$DSFS_RUNTIME by mount_dsfs unless the test gives its own
+# runtime= option; empty means dsfs's default (sqlite).
+#
+# DSFS_TEST_RUNTIME=postgresql runs a whole suite on a PostgreSQL runtime:
+# tests/bats/on-postgresql (what make check runs the second time) starts
+# one server for the file and exports its directory as $DSFS_TEST_PG_DIR;
+# every test then gets a database of its own (setup_store), so that tests
+# do not see each other's entries.  A check of STORE/runtime.db itself is
+# made only when ${DSFS_TEST_RUNTIME:-sqlite} is sqlite.
+#
+# pg.bats starts its own server in setup_file with pg_server_start and
+# stops it in teardown_file with pg_server_stop.  A server that cannot be
+# started fails the test with its log: never a skip.
+
+PG_SERVER_SH=${PG_SERVER_SH:-$BATS_TEST_DIRNAME/../pg_server.sh}
+
+# pg_server_start: start a server in a new directory of its own, readable
+# by the postgres user (bats' own temporary directories are not), and
+# export PG_DIR (the directory, also the socket's) and PG_URI (the
+# database "dsfs").
+pg_server_start()
+{
+	local out
+	PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/dsfs-pg.XXXXXX") ||
+		fail "mktemp -d failed" || return 1
+	chmod 0755 "$PG_DIR"
+	out=$("$PG_SERVER_SH" start "$PG_DIR/s" 2>&1) ||
+		fail "FATAL: PostgreSQL could not be started: $out" || return 1
+	PG_DIR=$PG_DIR/s
+	PG_URI=$("$PG_SERVER_SH" uri "$PG_DIR")
+	export PG_DIR PG_URI
+}
+
+# pg_server_stop: stop the server of pg_server_start and remove its
+# directory.
+pg_server_stop()
+{
+	[ -n "${PG_DIR:-}" ] || return 0
+	"$PG_SERVER_SH" stop "$PG_DIR" || true
+	rm -rf "${PG_DIR%/s}"
+	PG_DIR=
+}
+
+# pg_sql SQL: run SQL in the database of $PG_URI as the superuser and
+# print the rows, one per line, fields separated by '|'.
+pg_sql()
+{
+	local db=${PG_DB:-dsfs}
+	tmo runuser -u postgres -- psql -X -q -A -t -v ON_ERROR_STOP=1 \
+		-h "$PG_DIR" -U postgres -d "$db" -c "$1"
+}
+
+# pg_new_database NAME: create the database NAME on the server of $PG_DIR
+# and print its URI.
+pg_new_database()
+{
+	PG_DB=postgres pg_sql "CREATE DATABASE $1" >/dev/null ||
+		fail "CREATE DATABASE $1 failed" || return 1
+	echo "postgresql:///$1?host=$PG_DIR&user=postgres"
+}
+
+# runtime_setup: called by setup_store; under DSFS_TEST_RUNTIME, points
+# $DSFS_RUNTIME at a fresh runtime for this test.
+runtime_setup()
+{
+	case ${DSFS_TEST_RUNTIME:-} in
+	'' | sqlite) ;;
+	memory) DSFS_RUNTIME=memory ;;
+	postgresql)
+		[ -n "${DSFS_TEST_PG_DIR:-}" ] ||
+			fail "FATAL: DSFS_TEST_RUNTIME=postgresql without a server (run the suite through tests/bats/on-postgresql)" ||
+			return 1
+		PG_DIR=$DSFS_TEST_PG_DIR
+		PG_DB=t_${BATS_TEST_NUMBER}_$$
+		DSFS_RUNTIME=$(pg_new_database "$PG_DB") || return 1
+		PG_URI=$DSFS_RUNTIME
+		export PG_DIR PG_DB PG_URI
+		;;
+	*) fail "FATAL: DSFS_TEST_RUNTIME=$DSFS_TEST_RUNTIME: not sqlite, memory or postgresql" ||
+		return 1 ;;
+	esac
+	export DSFS_RUNTIME
+}
+
+# runtime_args ARGS...: the -o runtime=$DSFS_RUNTIME to add to a dsfs
+# command line, unless ARGS already choose a runtime.
+runtime_args()
+{
+	local a
+	[ -n "${DSFS_RUNTIME:-}" ] || return 0
+	for a in "$@"; do
+		case $a in *runtime=*) return 0 ;; esac
+	done
+	printf '%s\n' -o "runtime=$DSFS_RUNTIME"
 }

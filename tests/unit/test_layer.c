@@ -2,8 +2,10 @@
  * test_layer.c - conformance tests for the layer implementations.
  *
  * One suite of tests, written against layer.h only, runs against every
- * implementation: the ephemeral layer (layer_mem.c) and the runtime layer
- * (layer_sqlite.c, on stores in a private mkdtemp() directory).  Tests
+ * implementation: the ephemeral layer (layer_mem.c), the runtime layer
+ * (layer_sqlite.c, on stores in a private mkdtemp() directory) and the
+ * runtime layer on PostgreSQL (layer_pg.c, on a server of the test's own
+ * or $DSFS_TEST_PG_URI: pg_test.h).  Tests
  * that only make sense for a store file follow: persistence, factory
  * images, refusal of foreign and damaged files (which must be left byte
  * for byte as they were), the created file's mode, and kill safety.
@@ -12,6 +14,7 @@
  */
 #include "faultvfs.h"
 #include "layer.h"
+#include "pg_test.h"
 #include "tap.h"
 
 #include <errno.h>
@@ -87,9 +90,25 @@ static int open_sqlite(uint64_t budget, struct dsfs_layer **l)
 	return rc;
 }
 
+/* A fresh layer on PostgreSQL: the database emptied, the schema made
+ * again by the open. */
+static int open_pg(uint64_t budget, struct dsfs_layer **l)
+{
+	char why[256];
+	int rc;
+
+	pg_test_reset();
+	rc = layer_pg_open(pg_test_uri(), "runtime", budget, l, why,
+			   sizeof(why));
+	if (rc)
+		diag("layer_pg_open: %d (%s)", rc, why);
+	return rc;
+}
+
 static const struct impl impls[] = {
 	{"mem", open_mem},
 	{"sqlite", open_sqlite},
+	{"postgresql", open_pg},
 };
 static const struct impl *cur;
 
@@ -1688,6 +1707,191 @@ static void t_pin_crash(void)
 	layer_close(l);
 }
 
+/* ---- PostgreSQL: several openings (hosts) of one database ------------ */
+
+static struct dsfs_layer *open_pg_host(const char *what)
+{
+	struct dsfs_layer *l = NULL;
+	char why[256];
+	int rc;
+
+	rc = layer_pg_open(pg_test_uri(), "runtime", BIG, &l, why, sizeof(why));
+	is_int(rc, 0, nm("%s", what));
+	if (rc)
+		bail(why);
+	return l;
+}
+
+static void t_pg_hosts(void)
+{
+	static unsigned char img[5000];
+	struct dsfs_layer *a, *b, *c;
+	uint64_t v;
+
+	fill(img, sizeof(img), 7);
+	pg_test_reset();
+	a = open_pg_host("host A opens an empty database");
+	b = open_pg_host("host B opens it too");
+	is_int(put(a, "kv/x", "1"), 0, nm("A commits"));
+	is_str(get(b, "kv/x"), "1", nm("... B reads it"));
+	v = version_of(a, "kv/x");
+	is_int(put(b, "kv/x", "2"), 0, nm("B replaces it"));
+	ok(version_of(a, "kv/x") > v, "%s", nm("... A sees a greater version"));
+	is_int(used_of(a), used_of(b), nm("one usage for both"));
+
+	is_int(put_img(a, "images/i", TOKEN_T, img, sizeof(img)), 0,
+	       nm("A stores an image"));
+	is_int(layer_pin_blob(a, TOKEN_T), 0, nm("A pins its blob"));
+	is_int(layer_remove(b, "images/i"), 0, nm("B removes the entry"));
+	ok(blob_is(a, TOKEN_T, img, sizeof(img)), "%s",
+	   nm("... A still reads the blob it pinned"));
+	is_int(layer_clear(b), 0, nm("B clears the layer"));
+	ok(blob_is(b, TOKEN_T, img, sizeof(img)), "%s",
+	   nm("... the blob A pinned survives B's clear"));
+	is_int(used_of(b), sizeof(img), nm("... and is still counted"));
+	is_int(layer_unpin_blob(b, TOKEN_T), -ENOENT,
+	       nm("B cannot drop A's pin"));
+	is_int(layer_unpin_blob(a, TOKEN_T), 0, nm("A unpins"));
+	is_int(blob_size(b, TOKEN_T), -ENOENT, nm("... the blob is gone"));
+	is_int(used_of(a), 0, nm("... and so are its bytes"));
+
+	/* A daemon that died holding a pin: its owner row expires. */
+	is_int(put_img(a, "images/j", TOKEN_U, img, 100), 0,
+	       nm("A stores another image"));
+	is_int(layer_pin_blob(a, TOKEN_U), 0, nm("... pins it"));
+	is_int(layer_remove(a, "images/j"), 0, nm("... removes its entry"));
+	layer_close(a);
+	is_int(blob_size(b, TOKEN_U), 100,
+	       nm("closing drops the pin but deletes nothing"));
+	pg_test_sql("UPDATE dsfs_owner SET expires = now() - interval '1 s'");
+	c = open_pg_host("host C opens");
+	is_int(blob_size(c, TOKEN_U), -ENOENT,
+	       nm("... and deletes the blob that only a dead pin kept"));
+	is_int(used_of(c), 0, nm("... giving its bytes back"));
+	layer_close(b);
+	layer_close(c);
+}
+
+static void t_pg_refusals(void)
+{
+	struct dsfs_layer *l = NULL;
+	struct timespec t0, t1;
+	char why[256] = "";
+
+	pg_test_reset();
+	l = open_pg_host("a new database gets the schema");
+	layer_close(l);
+	pg_test_sql("UPDATE dsfs_meta SET v = 2 WHERE k = 'schema_version'");
+	is_int(layer_pg_open(pg_test_uri(), "runtime", BIG, &l, why,
+			     sizeof(why)),
+	       -EINVAL, nm("a newer schema is refused"));
+	ok(strstr(why, "version 2, newer than this dsfs knows (1)") != NULL,
+	   "%s", nm("... saying so: %s", why));
+	pg_test_sql("DELETE FROM dsfs_meta");
+	is_int(layer_pg_open(pg_test_uri(), "runtime", BIG, &l, why,
+			     sizeof(why)),
+	       -EINVAL, nm("dsfs tables without a version are refused"));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	is_int(layer_pg_open("host=/nonexistent dbname=x password=Pw123",
+			     "runtime", BIG, &l, why, sizeof(why)),
+	       -EIO, nm("no server: EIO"));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ok(t1.tv_sec - t0.tv_sec < 5, "%s", nm("... at once"));
+	ok(strstr(why, "Pw123") == NULL, "%s",
+	   nm("... the reason holds no password: %s", why));
+	is_int(layer_pg_open("not a conninfo", "runtime", BIG, &l, why,
+			     sizeof(why)),
+	       -EINVAL, nm("a string libpq cannot read: EINVAL"));
+}
+
+/* The command line the daemon leaves for ps. */
+static void t_pg_hide(void)
+{
+	char uri[] = "-oruntime=postgresql://u:pw2@h:5/d?sslmode=require,x=1";
+	char query[] = "runtime=postgresql:///d?host=/x&password=pw1&user=u";
+	char words[] = "runtime=host=/x password='a b\\'c' user=u,ro";
+	char plain[] = "runtime=postgresql://u@h/d";
+	char *shown;
+
+	layer_pg_hide_password(uri);
+	is_str(uri, "-oruntime=postgresql://u:***@h:5/d?sslmode=require,x=1",
+	       nm("a URI's password is blanked"));
+	layer_pg_hide_password(query);
+	is_str(query, "runtime=postgresql:///d?host=/x&password=***&user=u",
+	       nm("... and one in its query"));
+	layer_pg_hide_password(words);
+	is_str(words, "runtime=host=/x password='******' user=u,ro",
+	       nm("... and a quoted key=value one"));
+	layer_pg_hide_password(plain);
+	is_str(plain, "runtime=postgresql://u@h/d",
+	       nm("... and nothing else is touched"));
+	shown = layer_pg_shown("postgresql://u:pw2@h/d", uri, sizeof(uri));
+	ok(shown && !strstr(shown, "pw2") && strstr(shown, "user='u'"), "%s",
+	   nm("the shown conninfo has no password: %s", shown ? shown : ""));
+	free(shown);
+}
+
+static void *reader(void *p)
+{
+	struct dsfs_layer *l = p;
+	struct dsfs_attr a;
+	int i;
+
+	for (i = 0; i < 200; i++)
+		layer_lookup(l, "kv/a", &a);
+	return NULL;
+}
+
+/* Have several threads at once use l, so that its pool holds several
+ * connections. */
+static void warm_pool(struct dsfs_layer *l)
+{
+	pthread_t th[6];
+	int i;
+
+	for (i = 0; i < 6; i++)
+		if (pthread_create(&th[i], NULL, reader, l) != 0)
+			bail("pthread_create");
+	for (i = 0; i < 6; i++)
+		pthread_join(th[i], NULL);
+}
+
+/* The server stops and starts again under an open layer. */
+static void t_pg_outage(void)
+{
+	struct dsfs_layer *l;
+	struct timespec t0, t1;
+	int rc;
+
+	pg_test_reset();
+	l = open_pg_host("open before the outage");
+	is_int(put(l, "kv/a", "1"), 0, nm("commit"));
+	if (pg_test_stop() != 0) {
+		layer_close(l);
+		ok(getenv("DSFS_TEST_PG_URI") != NULL, "%s",
+		   nm("outage: only a server of the test's own is stopped"));
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	is_int(put(l, "kv/b", "2"), -EIO, nm("server down: commit is EIO"));
+	is_str(get(l, "kv/a"), "<errno 5>", nm("... and so is a read"));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ok(t1.tv_sec - t0.tv_sec < 20, "%s", nm("... within 20 s"));
+	rc = pg_test_start();
+	is_int(rc, 0, nm("the server starts again"));
+	if (rc)
+		bail("cannot restart the server");
+	is_int(put(l, "kv/b", "2"), 0, nm("... the same layer commits again"));
+	is_str(get(l, "kv/a"), "1", nm("... and nothing acknowledged is lost"));
+	warm_pool(l);
+	ok(pg_test_stop() == 0 && pg_test_start() == 0, "%s",
+	   nm("a restart while every pooled connection is open"));
+	is_int(put(l, "kv/c", "3"), 0,
+	       nm("... the first commit after it succeeds"));
+	is_str(get(l, "kv/b"), "2", nm("... and so does the first read"));
+	layer_close(l);
+}
+
 static int rm_cb(const char *path, const struct stat *st, int flag,
 		 struct FTW *ftw)
 {
@@ -1728,6 +1932,11 @@ int main(void)
 	t_kill();
 	t_pin_crash();
 	t_disk_full();
+	impl_name = "postgresql";
+	t_pg_hosts();
+	t_pg_refusals();
+	t_pg_hide();
+	t_pg_outage();
 	nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	return done_testing();
 }

@@ -1,0 +1,951 @@
+/*
+ * layer_pg.c - the runtime layer in a PostgreSQL database: the operations
+ * of layer.h, in terms of rows of dsfs_entry and dsfs_blob.
+ *
+ * Each change is one write transaction (layer_pg_conn.c), which begins by
+ * locking the usage row, dsfs_state: the budget is checked against the
+ * usage every host has committed, and two hosts writing at once cannot
+ * both fit under it.  The version counter is in the same row, so versions
+ * strictly increase across hosts.  What an operation checks, counts and
+ * writes follows layer.h in the same order as the SQLite layer does
+ * (layer_sqlite.c), with the rules of layer.c; only the storage differs.
+ *
+ * Pins are rows of dsfs_pin (layer_pg_store.c), taken and dropped in write
+ * transactions, so that a blob is never deleted while any host's reader
+ * has it pinned.
+ */
+#include "layer_pg.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- rows ---------------------------------------------------------- */
+
+/* The attribute columns (ATTR_COLS) of row, from column c. */
+static void row_attr(const PGresult *r, int row, int c, struct dsfs_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->kind = (enum dsfs_kind)pg_get_i64(r, row, c);
+	a->opaque = pg_get_bool(r, row, c + 1);
+	a->mode = (uint32_t)pg_get_i64(r, row, c + 2);
+	a->uid = (uint32_t)pg_get_i64(r, row, c + 3);
+	a->gid = (uint32_t)pg_get_i64(r, row, c + 4);
+	a->atime = layer_ns_time(pg_get_i64(r, row, c + 5));
+	a->mtime = layer_ns_time(pg_get_i64(r, row, c + 6));
+	a->ctime = layer_ns_time(pg_get_i64(r, row, c + 7));
+	a->version = (uint64_t)pg_get_i64(r, row, c + 8);
+	a->size = (uint64_t)pg_get_i64(r, row, c + 9);
+	snprintf(a->type, sizeof(a->type), "%.*s", PQgetlength(r, row, c + 10),
+		 PQgetvalue(r, row, c + 10));
+	snprintf(a->token, sizeof(a->token), "%.*s",
+		 PQgetlength(r, row, c + 11), PQgetvalue(r, row, c + 11));
+}
+
+static void param_key(struct pg_params *pp, const struct layer_key *k)
+{
+	pg_param_bytes(pp, k->parent, k->plen);
+	pg_param_bytes(pp, k->name, k->nlen);
+}
+
+/* Run stmt: its one row in *r (to PQclear()), or -ENOENT if it found
+ * none. */
+static int one_row(struct pg_tx *t, enum pg_stmt stmt,
+		   const struct pg_params *pp, PGresult **r)
+{
+	int rc = pg_exec(t, stmt, pp, r);
+
+	if (rc == 0 && PQntuples(*r) != 1) {
+		PQclear(*r);
+		*r = NULL;
+		rc = -ENOENT;
+	}
+	return rc;
+}
+
+/* The row named by k: 0, or -ENOENT if there is none. */
+static int get_row(struct pg_tx *t, const struct layer_key *k,
+		   struct dsfs_attr *a)
+{
+	struct pg_params pp = {0};
+	PGresult *r;
+	int rc;
+
+	param_key(&pp, k);
+	rc = one_row(t, P_GET, &pp, &r);
+	if (rc == 0) {
+		row_attr(r, 0, 0, a);
+		PQclear(r);
+	}
+	return rc;
+}
+
+/* The row of key; a key without a parent part has none. */
+static int get_key(struct pg_tx *t, const char *key, struct dsfs_attr *a)
+{
+	struct layer_key k;
+
+	if (layer_split_key(key, strlen(key), &k))
+		return -ENOENT;
+	return get_row(t, &k, a);
+}
+
+/* Split key, check that its parent can hold it (a root or a directory),
+ * and read the row at key, if any (*found). */
+static int target(struct pg_tx *t, const char *key, struct layer_key *k,
+		  struct dsfs_attr *a, bool *found)
+{
+	struct layer_key pk;
+	struct dsfs_attr pa;
+	int rc;
+
+	if (layer_split_key(key, strlen(key), k))
+		return -EINVAL;
+	if (!layer_is_root(k->parent, k->plen)) {
+		if (layer_split_key(k->parent, k->plen, &pk))
+			return -ENOENT;
+		rc = get_row(t, &pk, &pa);
+		if (rc == -ENOENT)
+			pa.kind = DSFS_NONE;
+		else if (rc)
+			return rc;
+		rc = layer_dir_check(pa.kind);
+		if (rc)
+			return rc;
+	}
+	rc = get_row(t, k, a);
+	*found = rc == 0;
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/* Write the row at k with a; data is the value of a plain file (NULL
+ * stores none). */
+static int put_row(struct pg_tx *t, const struct layer_key *k,
+		   const struct dsfs_attr *a, const void *data, size_t len)
+{
+	struct pg_params pp = {0};
+
+	param_key(&pp, k);
+	pg_param_i64(&pp, a->kind);
+	pg_param_i64(&pp, a->opaque);
+	pg_param_i64(&pp, a->mode);
+	pg_param_i64(&pp, a->uid);
+	pg_param_i64(&pp, a->gid);
+	pg_param_i64(&pp, layer_time_ns(a->atime));
+	pg_param_i64(&pp, layer_time_ns(a->mtime));
+	pg_param_i64(&pp, layer_time_ns(a->ctime));
+	pg_param_i64(&pp, (int64_t)a->version);
+	pg_param_i64(&pp, (int64_t)a->size);
+	pg_param_str(&pp, a->type);
+	pg_param_str(&pp, a->token);
+	if (data)
+		pg_param_bytes(&pp, data, len);
+	else
+		pg_param_null(&pp);
+	return pg_run(t, P_PUT, &pp, NULL);
+}
+
+/* Run a statement whose only parameter is the byte string s[0..len). */
+static int run_on(struct pg_tx *t, enum pg_stmt stmt, const char *s, size_t len,
+		  long *n)
+{
+	struct pg_params pp = {0};
+
+	pg_param_bytes(&pp, s, len);
+	return pg_run(t, stmt, &pp, n);
+}
+
+/* The int8 in the first column of stmt's one row (0 if no row). */
+static int int_on(struct pg_tx *t, enum pg_stmt stmt, const char *s, size_t len,
+		  int64_t *v)
+{
+	struct pg_params pp = {0};
+	PGresult *r;
+	int rc;
+
+	if (s)
+		pg_param_bytes(&pp, s, len);
+	rc = pg_exec(t, stmt, &pp, &r);
+	if (rc)
+		return rc;
+	*v = PQntuples(r) ? pg_get_i64(r, 0, 0) : 0;
+	PQclear(r);
+	return 0;
+}
+
+/* ---- blobs --------------------------------------------------------- */
+
+static bool in_blob(const struct dsfs_attr *a)
+{
+	return a->kind == DSFS_FILE && a->token[0];
+}
+
+static int blob_get(struct pg_tx *t, const char *token, int64_t *refs,
+		    uint64_t *len)
+{
+	struct pg_params pp = {0};
+	PGresult *r;
+	int rc;
+
+	pg_param_str(&pp, token);
+	rc = one_row(t, P_BLOB_GET, &pp, &r);
+	if (rc == 0) {
+		*refs = pg_get_i64(r, 0, 0);
+		*len = (uint64_t)pg_get_i64(r, 0, 1);
+		PQclear(r);
+	}
+	return rc;
+}
+
+static int blob_ref(struct pg_tx *t, const char *token, int64_t delta)
+{
+	struct pg_params pp = {0};
+
+	pg_param_str(&pp, token);
+	pg_param_i64(&pp, delta);
+	return pg_run(t, P_BLOB_REF, &pp, NULL);
+}
+
+/* Is token pinned by any opening, on any host? */
+static int pinned(struct pg_tx *t, const char *token, bool *yes)
+{
+	long n = 0;
+	int rc = run_on(t, P_PINNED, token, strlen(token), &n);
+
+	*yes = n > 0;
+	return rc;
+}
+
+/* Delete token's blob if nothing references or pins it; *freed is the
+ * bytes it held (0 if it stays). */
+static int blob_gc(struct pg_tx *t, const char *token, uint64_t *freed)
+{
+	int64_t len = 0;
+	int rc = int_on(t, P_BLOB_GC, token, strlen(token), &len);
+
+	*freed = (uint64_t)len;
+	return rc;
+}
+
+/* Drop one reference to token's blob; one that nothing references or
+ * pins any more is deleted (its bytes were counted by entry_cost()). */
+static int blob_put(struct pg_tx *t, const char *token)
+{
+	uint64_t freed;
+	int rc = blob_ref(t, token, -1);
+
+	return rc ? rc : blob_gc(t, token, &freed);
+}
+
+/* ---- entries ------------------------------------------------------- */
+
+/* 1 if the directory at key holds anything but whiteouts, else 0. */
+static int has_real_kid(struct pg_tx *t, const char *key)
+{
+	long n = 0;
+	int rc = run_on(t, P_REAL_KID, key, strlen(key), &n);
+
+	return rc ? rc : n > 0;
+}
+
+/* Bytes given back when the entry a at key goes (layer.h, Budget), with
+ * a directory's whiteouts; `keep` names a token that stays referenced. */
+static int entry_cost(struct pg_tx *t, const char *key,
+		      const struct layer_key *k, const struct dsfs_attr *a,
+		      const char *keep, uint64_t *cost)
+{
+	uint64_t len;
+	int64_t kids, refs;
+	bool pin;
+	int rc;
+
+	*cost = (uint64_t)k->nlen;
+	if (a->kind == DSFS_DIR) {
+		rc = int_on(t, P_KIDS_COST, key, strlen(key), &kids);
+		*cost += rc ? 0 : (uint64_t)kids;
+		return rc;
+	}
+	if (!in_blob(a)) {
+		*cost += a->kind == DSFS_FILE ? a->size : 0;
+		return 0;
+	}
+	if (keep && strcmp(keep, a->token) == 0)
+		return 0;
+	rc = blob_get(t, a->token, &refs, &len);
+	if (rc)
+		return rc == -ENOENT ? 0 : rc;
+	rc = pinned(t, a->token, &pin);
+	if (rc == 0 && refs <= 1 && !pin)
+		*cost += len;
+	return rc;
+}
+
+/* Delete the entry a at k (key) with a directory's whiteouts or an
+ * image's blob reference. */
+static int drop_entry(struct pg_tx *t, const char *key,
+		      const struct layer_key *k, const struct dsfs_attr *a)
+{
+	struct pg_params pp = {0};
+	int rc = 0;
+
+	if (a->kind == DSFS_DIR)
+		rc = run_on(t, P_DEL_KIDS, key, strlen(key), NULL);
+	else if (in_blob(a))
+		rc = blob_put(t, a->token);
+	if (rc)
+		return rc;
+	param_key(&pp, k);
+	return pg_run(t, P_DEL, &pp, NULL);
+}
+
+static bool fits(const struct pg_tx *t, uint64_t add, uint64_t sub)
+{
+	return layer_fits(t->used < 0 ? 0 : (uint64_t)t->used, t->p->budget,
+			  add, sub);
+}
+
+static uint64_t next_version(struct pg_tx *t)
+{
+	return (uint64_t)++t->seq;
+}
+
+/* ---- reads --------------------------------------------------------- */
+
+static int lookup_fn(struct pg_tx *t, void *arg)
+{
+	struct dsfs_attr *a = arg;
+
+	return get_key(t, t->key, a);
+}
+
+static int pg_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a)
+{
+	return pg_tx_run(to_pg(l), PG_ONE, "lookup", key, lookup_fn, a);
+}
+
+struct read_args {
+	const char *token; /* read_blob: the blob; read: NULL */
+	uint64_t off;
+	void *buf;
+	size_t len;
+	ssize_t done;
+};
+
+/* Parameters of substr(): 1-based start and length, within int4.  An
+ * offset past any bytea (1 GB) reads nothing either way. */
+static void param_slice(struct pg_params *pp, uint64_t off, size_t len)
+{
+	pg_param_i64(pp, off >= INT_MAX - 1 ? INT_MAX - 1 : (int64_t)off + 1);
+	pg_param_i64(pp, len > INT_MAX ? INT_MAX : (int64_t)len);
+}
+
+/* Copy the bytea in column c of r's first row into the caller's buffer. */
+static void take_slice(struct read_args *ra, const PGresult *r, int c)
+{
+	size_t n = (size_t)PQgetlength(r, 0, c);
+
+	if (n > ra->len)
+		n = ra->len;
+	memcpy(ra->buf, PQgetvalue(r, 0, c), n);
+	ra->done = (ssize_t)n;
+}
+
+static int read_fn(struct pg_tx *t, void *arg)
+{
+	struct read_args *ra = arg;
+	struct pg_params pp = {0};
+	struct layer_key k;
+	PGresult *r;
+	int rc;
+
+	ra->done = 0;
+	if (ra->token) {
+		pg_param_str(&pp, ra->token);
+		param_slice(&pp, ra->off, ra->len);
+		rc = one_row(t, P_READ_BLOB, &pp, &r);
+		if (rc == 0) {
+			take_slice(ra, r, 0);
+			PQclear(r);
+		}
+		return rc;
+	}
+	if (layer_split_key(t->key, strlen(t->key), &k))
+		return layer_is_root(t->key, strlen(t->key)) ? -EISDIR :
+							       -ENOENT;
+	param_key(&pp, &k);
+	param_slice(&pp, ra->off, ra->len);
+	rc = pg_exec(t, P_READ, &pp, &r);
+	if (rc)
+		return rc;
+	if (PQntuples(r) != 1 || pg_get_i64(r, 0, 0) == DSFS_WHITEOUT)
+		rc = -ENOENT;
+	else if (pg_get_i64(r, 0, 0) == DSFS_DIR)
+		rc = -EISDIR;
+	else if (ra->off < (uint64_t)pg_get_i64(r, 0, 1))
+		take_slice(ra, r, 2);
+	PQclear(r);
+	return rc;
+}
+
+static ssize_t pg_read(struct dsfs_layer *l, const char *key, uint64_t off,
+		       void *buf, size_t len)
+{
+	struct read_args ra = {.off = off, .buf = buf, .len = len};
+	int rc = pg_tx_run(to_pg(l), PG_ONE, "read", key, read_fn, &ra);
+
+	return rc ? rc : ra.done;
+}
+
+static ssize_t pg_read_blob(struct dsfs_layer *l, const char *token,
+			    uint64_t off, void *buf, size_t len)
+{
+	struct read_args ra = {
+		.token = token, .off = off, .buf = buf, .len = len};
+	int rc = pg_tx_run(to_pg(l), PG_ONE, "read blob", token, read_fn, &ra);
+
+	return rc ? rc : ra.done;
+}
+
+/* ---- changes ------------------------------------------------------- */
+
+struct commit_args {
+	const struct dsfs_attr *a;
+	const void *data;
+	size_t len;
+	struct dsfs_attr *out;
+};
+
+static int commit_fn(struct pg_tx *t, void *arg)
+{
+	struct commit_args *c = arg;
+	struct dsfs_attr na, old;
+	struct layer_key k;
+	bool found, have_blob = false, same_blob = false;
+	uint64_t add, sub = 0, blen = 0;
+	int64_t refs;
+	int rc;
+
+	rc = target(t, t->key, &k, &old, &found);
+	if (rc)
+		return rc;
+	if (found && old.kind == DSFS_DIR)
+		return -EISDIR;
+	layer_file_attr(&na, c->a);
+	add = (uint64_t)k.nlen;
+	if (na.token[0]) {
+		rc = blob_get(t, na.token, &refs, &blen);
+		if (rc && rc != -ENOENT)
+			return rc;
+		have_blob = rc == 0;
+		same_blob = found && in_blob(&old) &&
+			    strcmp(old.token, na.token) == 0;
+	}
+	if (!have_blob)
+		add += c->len;
+	if (found) {
+		rc = entry_cost(t, t->key, &k, &old,
+				na.token[0] ? na.token : NULL, &sub);
+		if (rc)
+			return rc;
+	}
+	if (!fits(t, add, sub))
+		return -ENOSPC;
+
+	rc = 0;
+	if (na.token[0] && !have_blob) {
+		struct pg_params pp = {0};
+
+		pg_param_str(&pp, na.token);
+		pg_param_i64(&pp, (int64_t)c->len);
+		pg_param_bytes(&pp, c->data, c->len);
+		rc = pg_run(t, P_BLOB_ADD, &pp, NULL);
+	} else if (na.token[0] && !same_blob) {
+		rc = blob_ref(t, na.token, 1);
+	}
+	if (rc == 0 && found && in_blob(&old) && !same_blob)
+		rc = blob_put(t, old.token);
+	if (rc)
+		return rc;
+	na.size = have_blob ? blen : c->len;
+	t->seq = (int64_t)layer_version_floor((uint64_t)t->seq, c->a);
+	na.version = next_version(t);
+	rc = put_row(t, &k, &na, na.token[0] ? NULL : c->data, c->len);
+	if (rc == 0 && c->out)
+		*c->out = na;
+	if (rc == 0)
+		t->used = (int64_t)((uint64_t)t->used + add - sub);
+	return rc;
+}
+
+static int pg_commit(struct dsfs_layer *l, const char *key,
+		     const struct dsfs_attr *a, const void *data, size_t len,
+		     struct dsfs_attr *out)
+{
+	struct commit_args c = {a, data, len, out};
+
+	return pg_tx_run(to_pg(l), PG_WRITE, "commit", key, commit_fn, &c);
+}
+
+static int mkdir_fn(struct pg_tx *t, void *arg)
+{
+	const struct dsfs_attr *a = arg;
+	struct dsfs_attr na, old;
+	struct layer_key k;
+	bool found;
+	int rc;
+
+	rc = target(t, t->key, &k, &old, &found);
+	if (rc)
+		return rc;
+	if (found && old.kind != DSFS_WHITEOUT)
+		return -EEXIST;
+	/* Over a whiteout the name is counted already. */
+	if (!found && !fits(t, (uint64_t)k.nlen, 0))
+		return -ENOSPC;
+	layer_dir_attr(&na, a);
+	na.version = next_version(t);
+	rc = put_row(t, &k, &na, NULL, 0);
+	if (rc == 0 && !found)
+		t->used += (int64_t)k.nlen;
+	return rc;
+}
+
+static int pg_mkdir(struct dsfs_layer *l, const char *key,
+		    const struct dsfs_attr *a)
+{
+	return pg_tx_run(to_pg(l), PG_WRITE, "mkdir", key, mkdir_fn, (void *)a);
+}
+
+/* A directory may go only if it holds nothing but whiteouts. */
+static int check_empty(struct pg_tx *t, const char *key,
+		       const struct dsfs_attr *a)
+{
+	int rc;
+
+	if (a->kind != DSFS_DIR)
+		return 0;
+	rc = has_real_kid(t, key);
+	return rc < 0 ? rc : rc ? -ENOTEMPTY : 0;
+}
+
+static int remove_fn(struct pg_tx *t, void *arg)
+{
+	struct layer_key k;
+	struct dsfs_attr a;
+	uint64_t cost;
+	int rc;
+
+	(void)arg;
+	if (layer_split_key(t->key, strlen(t->key), &k))
+		return -ENOENT;
+	rc = get_row(t, &k, &a);
+	if (rc == 0)
+		rc = check_empty(t, t->key, &a);
+	if (rc == 0)
+		rc = entry_cost(t, t->key, &k, &a, NULL, &cost);
+	if (rc == 0)
+		rc = drop_entry(t, t->key, &k, &a);
+	if (rc == 0)
+		t->used -= (int64_t)cost;
+	return rc;
+}
+
+static int pg_remove(struct dsfs_layer *l, const char *key)
+{
+	return pg_tx_run(to_pg(l), PG_WRITE, "remove", key, remove_fn, NULL);
+}
+
+/* Write a whiteout at k, with a new version. */
+static int put_whiteout(struct pg_tx *t, const struct layer_key *k)
+{
+	struct dsfs_attr wo;
+
+	layer_whiteout_attr(&wo);
+	wo.version = next_version(t);
+	return put_row(t, k, &wo, NULL, 0);
+}
+
+static int whiteout_fn(struct pg_tx *t, void *arg)
+{
+	struct layer_key k;
+	struct dsfs_attr a;
+	uint64_t add, sub = 0;
+	bool found;
+	int rc;
+
+	(void)arg;
+	rc = target(t, t->key, &k, &a, &found);
+	if (rc == 0 && found)
+		rc = check_empty(t, t->key, &a);
+	if (rc == 0 && found)
+		rc = entry_cost(t, t->key, &k, &a, NULL, &sub);
+	if (rc)
+		return rc;
+	add = (uint64_t)k.nlen;
+	if (!fits(t, add, sub))
+		return -ENOSPC;
+	if (found && a.kind == DSFS_DIR)
+		rc = run_on(t, P_DEL_KIDS, t->key, strlen(t->key), NULL);
+	else if (found && in_blob(&a))
+		rc = blob_put(t, a.token);
+	if (rc == 0)
+		rc = put_whiteout(t, &k);
+	if (rc == 0)
+		t->used = (int64_t)((uint64_t)t->used + add - sub);
+	return rc;
+}
+
+static int pg_whiteout(struct dsfs_layer *l, const char *key)
+{
+	return pg_tx_run(to_pg(l), PG_WRITE, "whiteout", key, whiteout_fn,
+			 NULL);
+}
+
+struct setattr_args {
+	const struct dsfs_attr *a;
+	unsigned mask;
+};
+
+static int setattr_fn(struct pg_tx *t, void *arg)
+{
+	struct setattr_args *sa = arg;
+	struct pg_params pp = {0};
+	struct layer_key k;
+	struct dsfs_attr a;
+	int rc;
+
+	if (layer_split_key(t->key, strlen(t->key), &k))
+		return -ENOENT;
+	rc = get_row(t, &k, &a);
+	if (rc)
+		return rc;
+	if (a.kind == DSFS_WHITEOUT)
+		return -ENOENT;
+	layer_apply_setattr(&a, sa->a, sa->mask);
+	param_key(&pp, &k);
+	pg_param_i64(&pp, a.mode);
+	pg_param_i64(&pp, a.uid);
+	pg_param_i64(&pp, a.gid);
+	pg_param_i64(&pp, layer_time_ns(a.atime));
+	pg_param_i64(&pp, layer_time_ns(a.mtime));
+	pg_param_i64(&pp, layer_time_ns(a.ctime));
+	pg_param_i64(&pp, (int64_t)next_version(t));
+	return pg_run(t, P_SETATTR, &pp, NULL);
+}
+
+static int pg_setattr(struct dsfs_layer *l, const char *key,
+		      const struct dsfs_attr *a, unsigned mask)
+{
+	struct setattr_args sa = {a, mask};
+
+	return pg_tx_run(to_pg(l), PG_WRITE, "setattr", key, setattr_fn, &sa);
+}
+
+struct rename_args {
+	const char *to;
+	unsigned flags;
+};
+
+/* Move the descendants of the directory `from` under `to`: its children,
+ * then the deeper ones (a byte range of parent). */
+static int move_subtree(struct pg_tx *t, const char *from, const char *to)
+{
+	size_t flen = strlen(from), tlen = strlen(to);
+	struct pg_params pp = {0};
+	char *lo, *hi;
+	int rc;
+
+	pg_param_bytes(&pp, from, flen);
+	pg_param_bytes(&pp, to, tlen);
+	rc = pg_run(t, P_MOVE_KIDS, &pp, NULL);
+	if (rc)
+		return rc;
+	lo = malloc(flen + 2);
+	hi = malloc(flen + 2);
+	if (!lo || !hi) {
+		free(lo);
+		free(hi);
+		return -ENOMEM;
+	}
+	memcpy(lo, from, flen);
+	memcpy(hi, from, flen);
+	lo[flen] = '/';
+	hi[flen] = '0';
+	memset(&pp, 0, sizeof(pp));
+	pg_param_bytes(&pp, to, tlen);
+	pg_param_i64(&pp, (int64_t)flen + 1); /* substr() keeps "/..." */
+	pg_param_bytes(&pp, lo, flen + 1);
+	pg_param_bytes(&pp, hi, flen + 1);
+	rc = pg_run(t, P_MOVE_DESC, &pp, NULL);
+	free(lo);
+	free(hi);
+	return rc;
+}
+
+static int rename_fn(struct pg_tx *t, void *arg)
+{
+	struct rename_args *ra = arg;
+	const char *from = t->key;
+	struct layer_key fk, tk;
+	struct dsfs_attr src, dst;
+	struct pg_params pp = {0};
+	uint64_t add, sub, cost = 0;
+	bool found, same;
+	int rc;
+
+	if (layer_split_key(from, strlen(from), &fk))
+		return -ENOENT;
+	rc = get_row(t, &fk, &src);
+	if (rc)
+		return rc;
+	if (src.kind == DSFS_WHITEOUT)
+		return -ENOENT;
+	rc = target(t, ra->to, &tk, &dst, &found);
+	if (rc)
+		return rc;
+	rc = layer_rename_check(from, ra->to, ra->flags, &src,
+				found ? &dst : NULL, &same);
+	if (rc || same)
+		return rc;
+	if (found)
+		rc = check_empty(t, ra->to, &dst);
+	if (rc == 0 && found)
+		rc = entry_cost(t, ra->to, &tk, &dst, NULL, &cost);
+	if (rc)
+		return rc;
+	add = (uint64_t)tk.nlen;
+	if (ra->flags & DSFS_RENAME_WHITEOUT)
+		add += (uint64_t)fk.nlen;
+	sub = (uint64_t)fk.nlen + cost;
+	if (!fits(t, add, sub))
+		return -ENOSPC;
+	if (found) {
+		rc = drop_entry(t, ra->to, &tk, &dst);
+		if (rc)
+			return rc;
+	}
+	param_key(&pp, &fk);
+	param_key(&pp, &tk);
+	pg_param_i64(&pp, (int64_t)next_version(t));
+	rc = pg_run(t, P_MOVE, &pp, NULL);
+	if (rc == 0 && src.kind == DSFS_DIR)
+		rc = move_subtree(t, from, ra->to);
+	if (rc == 0 && (ra->flags & DSFS_RENAME_WHITEOUT))
+		rc = put_whiteout(t, &fk);
+	if (rc == 0)
+		t->used = (int64_t)((uint64_t)t->used + add - sub);
+	return rc;
+}
+
+static int pg_rename(struct dsfs_layer *l, const char *from, const char *to,
+		     unsigned flags)
+{
+	struct rename_args ra = {to, flags};
+
+	return pg_tx_run(to_pg(l), PG_WRITE, "rename", from, rename_fn, &ra);
+}
+
+/* ---- listing ------------------------------------------------------- */
+
+/* The rows of one listing, copied out of the result. */
+struct list_args {
+	PGresult *rows;
+};
+
+static int list_fn(struct pg_tx *t, void *arg)
+{
+	struct list_args *la = arg;
+	size_t dlen = strlen(t->key);
+	struct dsfs_attr d;
+	int rc = 0;
+
+	PQclear(la->rows); /* from an attempt that lost its connection */
+	la->rows = NULL;
+	if (!layer_is_root(t->key, dlen)) {
+		rc = get_key(t, t->key, &d);
+		if (rc == -ENOENT)
+			d.kind = DSFS_NONE;
+		else if (rc)
+			return rc;
+		rc = layer_dir_check(d.kind);
+	}
+	if (rc == 0) {
+		struct pg_params pp = {0};
+
+		pg_param_bytes(&pp, t->key, dlen);
+		rc = pg_exec(t, P_LIST, &pp, &la->rows);
+	}
+	return rc;
+}
+
+/* The result is read after the transaction, without any connection held,
+ * so that the callback may call the layer. */
+static int pg_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
+		   void *ctx)
+{
+	struct list_args la = {NULL};
+	struct dsfs_attr a;
+	char *name;
+	int i, n, rc;
+
+	rc = pg_tx_run(to_pg(l), PG_READ, "list", dir, list_fn, &la);
+	n = rc ? 0 : PQntuples(la.rows);
+	for (i = 0; rc == 0 && i < n; i++) {
+		name = strndup(PQgetvalue(la.rows, i, 0),
+			       (size_t)PQgetlength(la.rows, i, 0));
+		if (!name) {
+			rc = -ENOMEM;
+			break;
+		}
+		row_attr(la.rows, i, 1, &a);
+		rc = cb(ctx, name, &a);
+		free(name);
+	}
+	PQclear(la.rows);
+	return rc;
+}
+
+/* ---- the whole layer ----------------------------------------------- */
+
+static int usage_fn(struct pg_tx *t, void *arg)
+{
+	return int_on(t, P_USED, NULL, 0, arg);
+}
+
+static int pg_usage(struct dsfs_layer *l, uint64_t *used, uint64_t *budget)
+{
+	int64_t v = 0;
+	int rc = pg_tx_run(to_pg(l), PG_ONE, "usage", NULL, usage_fn, &v);
+
+	*used = v < 0 ? 0 : (uint64_t)v;
+	*budget = to_pg(l)->budget;
+	return rc;
+}
+
+/* Every commit is durable when it returns (synchronous_commit is on for
+ * every connection): nothing is left to do. */
+static int pg_sync(struct dsfs_layer *l)
+{
+	(void)l;
+	return 0;
+}
+
+/* Every entry goes, and every blob nobody pins; the pinned ones stay,
+ * unreferenced, and are all that usage counts afterwards. */
+static int clear_fn(struct pg_tx *t, void *arg)
+{
+	int64_t bytes = 0;
+	int rc;
+
+	(void)arg;
+	rc = pg_run(t, P_CLEAR_ENTRIES, NULL, NULL);
+	if (rc == 0)
+		rc = pg_run(t, P_CLEAR_BLOBS, NULL, NULL);
+	if (rc == 0)
+		rc = pg_run(t, P_BLOB_ZERO, NULL, NULL);
+	if (rc == 0)
+		rc = int_on(t, P_BLOB_BYTES, NULL, 0, &bytes);
+	/* seq stays: versions keep increasing across a reset. */
+	if (rc == 0)
+		t->used = bytes;
+	return rc;
+}
+
+static int pg_clear(struct dsfs_layer *l)
+{
+	return pg_tx_run(to_pg(l), PG_WRITE, "clear", NULL, clear_fn, NULL);
+}
+
+static void pg_close(struct dsfs_layer *l)
+{
+	pg_store_close(to_pg(l));
+}
+
+static int stat_blob_fn(struct pg_tx *t, void *arg)
+{
+	int64_t refs;
+
+	return blob_get(t, t->key, &refs, arg);
+}
+
+static int pg_stat_blob(struct dsfs_layer *l, const char *token, uint64_t *size)
+{
+	return pg_tx_run(to_pg(l), PG_ONE, "stat blob", token, stat_blob_fn,
+			 size);
+}
+
+/* In a write transaction: a blob being deleted (which locks the usage row
+ * first) cannot be pinned halfway. */
+static int pin_fn(struct pg_tx *t, void *arg)
+{
+	struct pg_params pp = {0};
+	long n = 0;
+	int rc;
+
+	(void)arg;
+	pg_param_str(&pp, t->key);
+	pg_param_str(&pp, t->p->owner);
+	rc = pg_run(t, P_PIN, &pp, &n);
+	return rc ? rc : n ? 0 : -ENOENT;
+}
+
+static int pg_pin_blob(struct dsfs_layer *l, const char *token)
+{
+	return pg_tx_run(to_pg(l), PG_WRITE, "pin blob", token, pin_fn, NULL);
+}
+
+/* Drop one of this opening's pins; at its last, delete the blob if no
+ * entry references it and no one else pins it. */
+static int unpin_fn(struct pg_tx *t, void *arg)
+{
+	struct pg_params pp = {0};
+	uint64_t freed = 0;
+	PGresult *r;
+	int64_t left;
+	int rc;
+
+	(void)arg;
+	pg_param_str(&pp, t->key);
+	pg_param_str(&pp, t->p->owner);
+	rc = one_row(t, P_UNPIN, &pp, &r);
+	if (rc)
+		return rc;
+	left = pg_get_i64(r, 0, 0);
+	PQclear(r);
+	if (left > 0)
+		return 0;
+	rc = pg_run(t, P_UNPIN_DEL, &pp, NULL);
+	if (rc == 0)
+		rc = blob_gc(t, t->key, &freed);
+	if (rc == 0)
+		t->used -= (int64_t)freed;
+	return rc;
+}
+
+static int pg_unpin_blob(struct dsfs_layer *l, const char *token)
+{
+	return pg_tx_run(to_pg(l), PG_WRITE, "unpin blob", token, unpin_fn,
+			 NULL);
+}
+
+const struct dsfs_layer_ops pg_ops = {
+	.version = DSFS_LAYER_OPS_VERSION,
+	.lookup = pg_lookup,
+	.read = pg_read,
+	.read_blob = pg_read_blob,
+	.commit = pg_commit,
+	.mkdir = pg_mkdir,
+	.remove = pg_remove,
+	.whiteout = pg_whiteout,
+	.setattr = pg_setattr,
+	.rename = pg_rename,
+	.list = pg_list,
+	.usage = pg_usage,
+	.sync = pg_sync,
+	.clear = pg_clear,
+	.close = pg_close,
+	.stat_blob = pg_stat_blob,
+	.pin_blob = pg_pin_blob,
+	.unpin_blob = pg_unpin_blob,
+};

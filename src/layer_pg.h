@@ -1,0 +1,195 @@
+/*
+ * layer_pg.h - what the files of the PostgreSQL layer share, and no one
+ * else includes.
+ *
+ * The layer is three files, one concern each, like the SQLite layer:
+ *
+ *   layer_pg.c        the operations of layer.h, in terms of rows and
+ *                     blobs, and the pins
+ *   layer_pg_conn.c   the connections: the conninfo and its password, the
+ *                     pool, timeouts, errors and reconnection, parameters
+ *                     and results, transactions
+ *   layer_pg_store.c  the database: schema and its version, statements,
+ *                     opening and closing, the pin owner's heartbeat
+ *
+ * Only these include libpq's header.  Several daemons (hosts) share the
+ * database: every write transaction starts by locking the one row of
+ * dsfs_state (usage and version counter), so writers of all hosts are
+ * serialised there and each sees what the previous one committed; readers
+ * take no lock.  Inside a process, a pool of connections lets FUSE threads
+ * run at once.
+ */
+#ifndef DSFS_LAYER_PG_H
+#define DSFS_LAYER_PG_H
+
+#include "layer.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* The schema this daemon writes and reads (dsfs_meta 'schema_version'). */
+#define PG_SCHEMA_VERSION 1
+
+/* Connections per opened layer: FUSE threads beyond this wait for one. */
+#define PG_POOL 4
+
+/* Bounds of an operation while the server cannot be reached or answer,
+ * documented in dsfs(8): seconds to connect, to run one statement or wait
+ * for a row lock, and to wait for a free connection. */
+#define PG_CONNECT_TIMEOUT "3"
+#define PG_STATEMENT_TIMEOUT_MS 5000
+#define PG_POOL_WAIT_SEC 10
+
+/* A pin owner (an opened layer) that has not renewed its row for this
+ * long is dead: its pins stop protecting blobs. */
+#define PG_OWNER_TTL_SEC 120
+#define PG_OWNER_BEAT_SEC 30
+
+/* Every prepared statement; their SQL is pg_stmt_sql[] in
+ * layer_pg_store.c.  The attribute columns come in the same order in
+ * P_GET and P_LIST (P_LIST's from column 1): see pg_row_attr(). */
+enum pg_stmt {
+	P_STATE_LOCK,
+	P_STATE_SET,
+	P_USED,
+	P_GET,
+	P_LIST,
+	P_READ,
+	P_READ_BLOB,
+	P_REAL_KID,
+	P_KIDS_COST,
+	P_DEL_KIDS,
+	P_DEL,
+	P_PUT,
+	P_SETATTR,
+	P_MOVE,
+	P_MOVE_KIDS,
+	P_MOVE_DESC,
+	P_BLOB_GET,
+	P_BLOB_ADD,
+	P_BLOB_REF,
+	P_BLOB_GC,
+	P_PINNED,
+	P_PIN,
+	P_UNPIN,
+	P_UNPIN_DEL,
+	P_CLEAR_ENTRIES,
+	P_CLEAR_BLOBS,
+	P_BLOB_ZERO,
+	P_BLOB_BYTES,
+	P_BEAT,
+	P_OWNER_SWEEP,
+	P_OWNER_DROP,
+	P_BLOB_SWEEP,
+	P_COUNT
+};
+
+extern const char *const pg_stmt_sql[P_COUNT];
+
+/* One connection of the pool. */
+struct pg_conn {
+	PGconn *conn;  /* NULL until connected, and after it broke */
+	bool prepared; /* every statement prepared on conn */
+	bool busy;     /* taken by a thread */
+};
+
+struct pg_layer {
+	struct dsfs_layer base; /* first: (struct dsfs_layer *) is a cast */
+	char *conninfo;		/* as given: holds the password, if any */
+	char *shown;		/* the conninfo without password, for logs */
+	char owner[64];		/* this opening's pin owner name */
+	uint64_t budget;
+
+	pthread_mutex_t lock; /* guards pool[] and down */
+	pthread_cond_t freed; /* a connection was given back */
+	struct pg_conn pool[PG_POOL];
+	bool down; /* the last connection attempt failed (logged once) */
+
+	/* The heartbeat thread renews this owner's row (its pins). */
+	pthread_t beat;
+	bool beating;
+	bool stopping;
+	pthread_cond_t stop;
+};
+
+static inline struct pg_layer *to_pg(struct dsfs_layer *l)
+{
+	return (struct pg_layer *)l;
+}
+
+/* Parameters of one statement, all sent in binary. */
+#define PG_MAX_PARAMS 16
+struct pg_params {
+	int n;
+	const char *val[PG_MAX_PARAMS];
+	int len[PG_MAX_PARAMS];
+	int fmt[PG_MAX_PARAMS];
+	char num[PG_MAX_PARAMS][8]; /* int8 values, network byte order */
+};
+
+void pg_param_i64(struct pg_params *p, int64_t v);
+void pg_param_bytes(struct pg_params *p, const void *v, size_t len);
+void pg_param_str(struct pg_params *p, const char *s);
+void pg_param_null(struct pg_params *p);
+
+/* A transaction on one connection of the pool. */
+struct pg_tx {
+	struct pg_layer *p;
+	struct pg_conn *c;
+	const char *what; /* "commit", ... : for log lines */
+	const char *key;  /* the key or token concerned, or NULL */
+	int64_t used;	  /* dsfs_state, read and written by write tx */
+	int64_t seq;
+};
+
+/* layer_pg_conn.c */
+
+/* Run stmt with params; *res is the result (rows or not) on success, to
+ * PQclear().  A failure is logged with t's what and key, and converted to
+ * a negative errno (-EIO mostly; the connection is marked broken if it
+ * is). */
+int pg_exec(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
+	    PGresult **res);
+/* The same, for a statement whose rows do not matter; *n (if not NULL)
+ * is the number of rows it touched. */
+int pg_run(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
+	   long *n);
+/* Column values of a binary result. */
+int64_t pg_get_i64(const PGresult *r, int row, int col);
+bool pg_get_bool(const PGresult *r, int row, int col);
+
+/* How pg_tx_run() wraps fn: no transaction (fn runs one statement), a
+ * read-only one on one snapshot (REPEATABLE READ), or a write. */
+enum pg_mode {
+	PG_ONE,
+	PG_READ,
+	PG_WRITE,
+};
+
+/* Run fn on a pooled connection.  A write transaction locks dsfs_state
+ * first (t->used, t->seq) and writes it back with the commit; fn's
+ * non-zero return rolls everything back and is returned.  A connection
+ * found broken before a commit was sent is made again and fn run once
+ * more, so the first operation after a server restart succeeds. */
+int pg_tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
+	      const char *key, int (*fn)(struct pg_tx *t, void *arg),
+	      void *arg);
+
+/* Connect (or reconnect) pool slot c: 0 or -EIO, logged once per outage
+ * through p->down.  Called with p->lock NOT held. */
+int pg_connect(struct pg_layer *p, struct pg_conn *c, char *why, size_t cap);
+void pg_pool_close(struct pg_layer *p);
+
+/* layer_pg_store.c */
+
+/* Prepare every statement on a new connection. */
+int pg_store_prepare_stmts(PGconn *conn, char *why, size_t cap);
+/* close(): stop the heartbeat, drop this opening's pins (deleting
+ * nothing), close the connections and free p. */
+void pg_store_close(struct pg_layer *p);
+
+extern const struct dsfs_layer_ops pg_ops;
+
+#endif

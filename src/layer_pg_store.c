@@ -1,0 +1,466 @@
+/*
+ * layer_pg_store.c - the PostgreSQL layer's database: its schema and the
+ * schema's version, the statements, opening and closing the layer, and
+ * the heartbeat of this opening's pins.
+ *
+ * The schema (every table named dsfs_*, so the database may hold others):
+ *
+ *   dsfs_meta(k PRIMARY KEY, v)     'schema_version' = PG_SCHEMA_VERSION
+ *   dsfs_state(id = 1, used, seq)   usage in bytes, the version counter
+ *   dsfs_entry(parent, name, kind, opaque, mode, uid, gid, atime, mtime,
+ *              ctime (ns since the epoch), version, size, type, token,
+ *              value, PRIMARY KEY(parent, name))
+ *   dsfs_blob(token PRIMARY KEY, refs, len, data)
+ *   dsfs_owner(owner PRIMARY KEY, expires)
+ *   dsfs_pin(token, owner REFERENCES dsfs_owner ON DELETE CASCADE, count)
+ *
+ * Keys are split as in the SQLite store: parent is the key of the
+ * directory holding the entry.  parent and name are bytea, since names are
+ * bytes and need not be UTF-8; a subtree is a byte range of parent.
+ * Values and blobs are stored uncompressed out of line (STORAGE EXTERNAL),
+ * so that reading a slice of one fetches only that slice.
+ *
+ * The schema is made by the first daemon that opens an empty database,
+ * under an advisory lock so that hosts mounting at once make it once.  A
+ * database whose schema_version is newer than this daemon knows is
+ * refused: a later dsfs may have changed what the rows mean.  An older
+ * one would be migrated here; version 1 is the first.
+ *
+ * Pins are rows, since several hosts share the blobs: each opened layer
+ * is an owner whose row a heartbeat thread renews every PG_OWNER_BEAT_SEC.
+ * An owner not renewed for PG_OWNER_TTL_SEC (its daemon died, or lost the
+ * database that long) is removed, with its pins, by the next open on any
+ * host, which then deletes the blobs nothing references or pins any more.
+ */
+#include "layer_pg.h"
+#include "layer_sql.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* pg_advisory_xact_lock() key of the schema check: "dsfs". */
+#define SCHEMA_LOCK "1685284467"
+
+static const char schema_sql[] =
+	"CREATE TABLE dsfs_meta(k text PRIMARY KEY, v bigint NOT NULL);"
+	"CREATE TABLE dsfs_state("
+	" id int PRIMARY KEY CHECK (id = 1),"
+	" used bigint NOT NULL,"
+	" seq bigint NOT NULL);"
+	"CREATE TABLE dsfs_entry("
+	" parent bytea NOT NULL,"
+	" name bytea NOT NULL,"
+	" kind smallint NOT NULL,"
+	" opaque boolean NOT NULL,"
+	" mode bigint NOT NULL,"
+	" uid bigint NOT NULL,"
+	" gid bigint NOT NULL,"
+	" atime bigint NOT NULL,"
+	" mtime bigint NOT NULL,"
+	" ctime bigint NOT NULL,"
+	" version bigint NOT NULL,"
+	" size bigint NOT NULL,"
+	" type text NOT NULL,"
+	" token text NOT NULL,"
+	" value bytea,"
+	" PRIMARY KEY (parent, name));"
+	"ALTER TABLE dsfs_entry ALTER value SET STORAGE EXTERNAL;"
+	"CREATE TABLE dsfs_blob("
+	" token text PRIMARY KEY,"
+	" refs bigint NOT NULL,"
+	" len bigint NOT NULL,"
+	" data bytea NOT NULL);"
+	"ALTER TABLE dsfs_blob ALTER data SET STORAGE EXTERNAL;"
+	"CREATE INDEX dsfs_blob_unref ON dsfs_blob(token) WHERE refs <= 0;"
+	"CREATE TABLE dsfs_owner("
+	" owner text PRIMARY KEY,"
+	" expires timestamptz NOT NULL);"
+	"CREATE TABLE dsfs_pin("
+	" token text NOT NULL,"
+	" owner text NOT NULL REFERENCES dsfs_owner ON DELETE CASCADE,"
+	" count bigint NOT NULL,"
+	" PRIMARY KEY (token, owner));"
+	"INSERT INTO dsfs_state VALUES (1, 0, 0);";
+
+#define ATTR_COLS LAYER_SQL_ATTR_COLS
+#define AT_KEY " WHERE parent = $1::bytea AND name = $2::bytea"
+#define NOT_PINNED(tok) \
+	" NOT EXISTS (SELECT 1 FROM dsfs_pin p WHERE p.token = " tok ")"
+
+/* Integers go over the wire as int8 ($n::int8); substr() wants int4. */
+const char *const pg_stmt_sql[P_COUNT] = {
+	[P_STATE_LOCK] = "SELECT used, seq FROM dsfs_state WHERE id = 1"
+			 " FOR UPDATE",
+	[P_STATE_SET] = "UPDATE dsfs_state SET used = $1::int8,"
+			" seq = $2::int8 WHERE id = 1",
+	[P_USED] = "SELECT used FROM dsfs_state WHERE id = 1",
+	[P_GET] = "SELECT " ATTR_COLS " FROM dsfs_entry" AT_KEY,
+	[P_LIST] = "SELECT name, " ATTR_COLS
+		   " FROM dsfs_entry WHERE parent = $1::bytea",
+	/* One statement, so that an image's blob cannot go between reading
+	 * its entry and reading the blob. */
+	[P_READ] = "SELECT e.kind, e.size, CASE WHEN e.token = ''"
+		   " THEN substr(e.value, $3::int8::int4, $4::int8::int4)"
+		   " ELSE (SELECT substr(b.data, $3::int8::int4,"
+		   " $4::int8::int4) FROM dsfs_blob b WHERE b.token = e.token)"
+		   " END FROM dsfs_entry e"
+		   " WHERE e.parent = $1::bytea AND e.name = $2::bytea",
+	[P_READ_BLOB] = "SELECT substr(data, $2::int8::int4, $3::int8::int4)"
+			" FROM dsfs_blob WHERE token = $1::text",
+	[P_REAL_KID] = "SELECT 1 FROM dsfs_entry WHERE parent = $1::bytea"
+		       " AND kind <> 3 LIMIT 1",
+	[P_KIDS_COST] = "SELECT coalesce(sum(length(name)), 0)::int8"
+			" FROM dsfs_entry WHERE parent = $1::bytea",
+	[P_DEL_KIDS] = "DELETE FROM dsfs_entry WHERE parent = $1::bytea",
+	[P_DEL] = "DELETE FROM dsfs_entry" AT_KEY,
+	[P_PUT] = "INSERT INTO dsfs_entry(parent, name, " ATTR_COLS
+		  ", value) VALUES ($1::bytea, $2::bytea, $3::int8,"
+		  " $4::int8 <> 0, $5::int8, $6::int8, $7::int8, $8::int8,"
+		  " $9::int8, $10::int8, $11::int8, $12::int8, $13::text,"
+		  " $14::text, $15::bytea)" LAYER_SQL_UPSERT,
+	[P_SETATTR] = "UPDATE dsfs_entry SET mode = $3::int8, uid = $4::int8,"
+		      " gid = $5::int8, atime = $6::int8, mtime = $7::int8,"
+		      " ctime = $8::int8, version = $9::int8" AT_KEY,
+	[P_MOVE] = "UPDATE dsfs_entry SET parent = $3::bytea,"
+		   " name = $4::bytea, version = $5::int8" AT_KEY,
+	[P_MOVE_KIDS] = "UPDATE dsfs_entry SET parent = $2::bytea"
+			" WHERE parent = $1::bytea",
+	/* Deeper descendants: parent in ['from/', 'from0'), the byte
+	 * strings that start with "from/" ('0' follows '/'). */
+	[P_MOVE_DESC] = "UPDATE dsfs_entry SET parent = $1::bytea ||"
+			" substr(parent, $2::int8::int4)"
+			" WHERE parent >= $3::bytea AND parent < $4::bytea",
+	[P_BLOB_GET] = "SELECT refs, len FROM dsfs_blob WHERE token = $1::text",
+	[P_BLOB_ADD] = "INSERT INTO dsfs_blob(token, refs, len, data)"
+		       " VALUES ($1::text, 1, $2::int8, $3::bytea)",
+	[P_BLOB_REF] = "UPDATE dsfs_blob SET refs = refs + $2::int8"
+		       " WHERE token = $1::text",
+	[P_BLOB_GC] =
+		"DELETE FROM dsfs_blob WHERE token = $1::text"
+		" AND refs <= 0 AND" NOT_PINNED("$1::text") " RETURNING len",
+	[P_PINNED] = "SELECT 1 FROM dsfs_pin WHERE token = $1::text LIMIT 1",
+	[P_PIN] = "INSERT INTO dsfs_pin(token, owner, count)"
+		  " SELECT token, $2::text, 1 FROM dsfs_blob"
+		  " WHERE token = $1::text ON CONFLICT (token, owner)"
+		  " DO UPDATE SET count = dsfs_pin.count + 1",
+	[P_UNPIN] = "UPDATE dsfs_pin SET count = count - 1"
+		    " WHERE token = $1::text AND owner = $2::text"
+		    " RETURNING count",
+	[P_UNPIN_DEL] = "DELETE FROM dsfs_pin WHERE token = $1::text"
+			" AND owner = $2::text AND count <= 0",
+	[P_CLEAR_ENTRIES] = "DELETE FROM dsfs_entry",
+	[P_CLEAR_BLOBS] = "DELETE FROM dsfs_blob b WHERE" NOT_PINNED("b.token"),
+	[P_BLOB_ZERO] = "UPDATE dsfs_blob SET refs = 0",
+	[P_BLOB_BYTES] = "SELECT coalesce(sum(len), 0)::int8 FROM dsfs_blob",
+	[P_BEAT] =
+		"INSERT INTO dsfs_owner(owner, expires) VALUES ($1::text,"
+		" now() + make_interval(secs => $2::int8))"
+		" ON CONFLICT (owner) DO UPDATE SET expires = excluded.expires",
+	[P_OWNER_SWEEP] = "DELETE FROM dsfs_owner WHERE expires < now()",
+	[P_OWNER_DROP] = "DELETE FROM dsfs_owner WHERE owner = $1::text",
+	[P_BLOB_SWEEP] =
+		"DELETE FROM dsfs_blob b WHERE refs <= 0 AND" NOT_PINNED(
+			"b.token") " RETURNING len",
+};
+
+int pg_store_prepare_stmts(PGconn *conn, char *why, size_t cap)
+{
+	char name[16];
+	PGresult *r;
+	int i;
+
+	for (i = 0; i < P_COUNT; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		r = PQprepare(conn, name, pg_stmt_sql[i], 0, NULL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			snprintf(why, cap, "cannot prepare statement %d: %s", i,
+				 PQresultErrorMessage(r));
+			why[strcspn(why, "\n")] = '\0';
+			PQclear(r);
+			return -EIO;
+		}
+		PQclear(r);
+	}
+	return 0;
+}
+
+/* ---- the schema ---------------------------------------------------- */
+
+/* Run sql on conn with no parameters; rows in *res if res is not NULL.
+ * On failure, why says what failed. */
+static int simple(PGconn *conn, const char *sql, PGresult **res, char *why,
+		  size_t cap)
+{
+	PGresult *r = PQexec(conn, sql);
+	ExecStatusType st = PQresultStatus(r);
+
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		snprintf(why, cap, "%s", PQresultErrorMessage(r));
+		why[strcspn(why, "\n")] = '\0';
+		PQclear(r);
+		return -EIO;
+	}
+	if (res)
+		*res = r;
+	else
+		PQclear(r);
+	return 0;
+}
+
+/* Inside the schema transaction: the version the database has, 0 if it
+ * has no dsfs schema yet. */
+static int schema_version(PGconn *conn, long *version, char *why, size_t cap)
+{
+	PGresult *r;
+	int rc;
+
+	rc = simple(conn, "SELECT to_regclass('dsfs_meta') IS NOT NULL", &r,
+		    why, cap);
+	if (rc)
+		return rc;
+	*version = strcmp(PQgetvalue(r, 0, 0), "t") == 0 ? -1 : 0;
+	PQclear(r);
+	if (*version == 0)
+		return 0;
+	rc = simple(conn, "SELECT v FROM dsfs_meta WHERE k = 'schema_version'",
+		    &r, why, cap);
+	if (rc)
+		return rc;
+	if (PQntuples(r) != 1) {
+		snprintf(why, cap,
+			 "the database has dsfs tables but no "
+			 "schema_version: not a dsfs runtime");
+		rc = -EINVAL;
+	} else {
+		*version = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	}
+	PQclear(r);
+	return rc;
+}
+
+/* Make the schema on an empty database, or check the one there. */
+static int schema_check(PGconn *conn, char *why, size_t cap)
+{
+	char sql[64];
+	long version;
+	int rc;
+
+	rc = simple(conn, "BEGIN", NULL, why, cap);
+	if (rc)
+		return rc;
+	rc = simple(conn, "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK ")", NULL,
+		    why, cap);
+	if (rc == 0)
+		rc = schema_version(conn, &version, why, cap);
+	if (rc == 0 && version > PG_SCHEMA_VERSION) {
+		snprintf(why, cap,
+			 "the database's dsfs schema is version %ld, newer "
+			 "than this dsfs knows (%d): refusing to use it "
+			 "(upgrade dsfs)",
+			 version, PG_SCHEMA_VERSION);
+		rc = -EINVAL;
+	}
+	if (rc == 0 && version == 0) {
+		rc = simple(conn, schema_sql, NULL, why, cap);
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO dsfs_meta VALUES "
+			 "('schema_version', %d)",
+			 PG_SCHEMA_VERSION);
+		if (rc == 0)
+			rc = simple(conn, sql, NULL, why, cap);
+	}
+	if (rc == 0)
+		return simple(conn, "COMMIT", NULL, why, cap);
+	PQclear(PQexec(conn, "ROLLBACK"));
+	return rc;
+}
+
+/* ---- owners and their pins ----------------------------------------- */
+
+static int beat_fn(struct pg_tx *t, void *arg)
+{
+	struct pg_params pp = {0};
+
+	(void)arg;
+	pg_param_str(&pp, t->p->owner);
+	pg_param_i64(&pp, PG_OWNER_TTL_SEC);
+	return pg_run(t, P_BEAT, &pp, NULL);
+}
+
+/* Dead owners go with their pins, then the blobs nothing keeps. */
+static int sweep_fn(struct pg_tx *t, void *arg)
+{
+	PGresult *r;
+	int i, rc;
+
+	(void)arg;
+	rc = pg_run(t, P_OWNER_SWEEP, NULL, NULL);
+	if (rc == 0)
+		rc = pg_exec(t, P_BLOB_SWEEP, NULL, &r);
+	if (rc)
+		return rc;
+	for (i = 0; i < PQntuples(r); i++)
+		t->used -= pg_get_i64(r, i, 0);
+	PQclear(r);
+	return 0;
+}
+
+static int drop_fn(struct pg_tx *t, void *arg)
+{
+	struct pg_params pp = {0};
+
+	(void)arg;
+	pg_param_str(&pp, t->p->owner);
+	return pg_run(t, P_OWNER_DROP, &pp, NULL);
+}
+
+static void *beat_main(void *arg)
+{
+	struct pg_layer *p = arg;
+	struct timespec when;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->stopping) {
+		clock_gettime(CLOCK_MONOTONIC, &when);
+		when.tv_sec += PG_OWNER_BEAT_SEC;
+		pthread_cond_timedwait(&p->stop, &p->lock, &when);
+		if (p->stopping)
+			break;
+		pthread_mutex_unlock(&p->lock);
+		/* A failure is logged; the next beat tries again. */
+		pg_tx_run(p, PG_ONE, "renew pins", NULL, beat_fn, NULL);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* ---- opening and closing ------------------------------------------- */
+
+static int init_sync(struct pg_layer *p)
+{
+	pthread_condattr_t ca;
+	int rc;
+
+	if (pthread_condattr_init(&ca))
+		return -ENOMEM;
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	rc = pthread_cond_init(&p->freed, &ca);
+	if (rc == 0 && pthread_cond_init(&p->stop, &ca) != 0) {
+		pthread_cond_destroy(&p->freed);
+		rc = -1;
+	}
+	pthread_condattr_destroy(&ca);
+	if (rc)
+		return -ENOMEM;
+	if (pthread_mutex_init(&p->lock, NULL)) {
+		pthread_cond_destroy(&p->freed);
+		pthread_cond_destroy(&p->stop);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void free_layer(struct pg_layer *p)
+{
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->freed);
+	pthread_cond_destroy(&p->stop);
+	free(p->conninfo);
+	free(p->shown);
+	free(p);
+}
+
+/* The first connection: schema, statements, this owner, the sweep. */
+static int first_connection(struct pg_layer *p, char *why, size_t cap)
+{
+	struct pg_conn *c = &p->pool[0];
+	int rc;
+
+	rc = pg_connect(p, c, why, cap);
+	if (rc)
+		return rc;
+	rc = schema_check(c->conn, why, cap);
+	if (rc == 0)
+		rc = pg_store_prepare_stmts(c->conn, why, cap);
+	if (rc)
+		return rc;
+	c->prepared = true;
+	rc = pg_tx_run(p, PG_ONE, "register pin owner", NULL, beat_fn, NULL);
+	if (rc == 0)
+		rc = pg_tx_run(p, PG_WRITE, "sweep dead pins", NULL, sweep_fn,
+			       NULL);
+	if (rc)
+		snprintf(why, cap, "cannot register with the database: %s",
+			 strerror(-rc));
+	return rc;
+}
+
+int layer_pg_open(const char *conninfo, const char *name, uint64_t budget,
+		  struct dsfs_layer **out, char *why, size_t cap)
+{
+	struct pg_layer *p;
+	char host[32] = "";
+	struct timespec now;
+	int rc;
+
+	*out = NULL;
+	why[0] = '\0';
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	if (init_sync(p)) {
+		free(p);
+		return -ENOMEM;
+	}
+	p->base.ops = &pg_ops;
+	p->base.name = name;
+	p->budget = budget;
+	p->conninfo = strdup(conninfo);
+	p->shown = layer_pg_shown(conninfo, why, cap);
+	if (!p->conninfo || !p->shown) {
+		rc = p->conninfo ? -EINVAL : -ENOMEM;
+		goto fail;
+	}
+	gethostname(host, sizeof(host) - 1);
+	clock_gettime(CLOCK_REALTIME, &now);
+	snprintf(p->owner, sizeof(p->owner), "%s:%ld:%lld.%09ld", host,
+		 (long)getpid(), (long long)now.tv_sec, now.tv_nsec);
+	rc = first_connection(p, why, cap);
+	if (rc) {
+		pg_pool_close(p);
+		goto fail;
+	}
+	if (pthread_create(&p->beat, NULL, beat_main, p) == 0)
+		p->beating = true;
+	else
+		log_warn("%s: no pin heartbeat: pins of this mount expire "
+			 "after %d s",
+			 p->shown, PG_OWNER_TTL_SEC);
+	*out = &p->base;
+	return 0;
+
+fail:
+	free_layer(p);
+	return rc;
+}
+
+void pg_store_close(struct pg_layer *p)
+{
+	if (p->beating) {
+		pthread_mutex_lock(&p->lock);
+		p->stopping = true;
+		pthread_cond_signal(&p->stop);
+		pthread_mutex_unlock(&p->lock);
+		pthread_join(p->beat, NULL);
+	}
+	/* Its pins go with it; what they kept is swept by the next open. */
+	pg_tx_run(p, PG_ONE, "drop pins", NULL, drop_fn, NULL);
+	pg_pool_close(p);
+	free_layer(p);
+}
