@@ -126,7 +126,8 @@ int tree_list(const struct admin_env *env, const char *key, int from, int limit,
 			return rc;
 		}
 	}
-	qsort(out->items, out->n, sizeof(*out->items), item_cmp);
+	if (out->n) /* qsort(NULL, 0, ...) is undefined */
+		qsort(out->items, out->n, sizeof(*out->items), item_cmp);
 	/* A lower layer's entry of a name already seen is hidden; mark it
 	 * (limit -1) while every name is still there to compare. */
 	for (i = out->n; i-- > 1;)
