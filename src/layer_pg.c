@@ -929,6 +929,44 @@ static int pg_unpin_blob(struct dsfs_layer *l, const char *token)
 			 NULL);
 }
 
+/* A change set: each change with its op's own rules, in one transaction
+ * (the admin tool's load, reset and archive restore). */
+struct apply_args {
+	const struct layer_change *c;
+	size_t n;
+};
+
+static int apply_fn(struct pg_tx *t, void *arg)
+{
+	const struct apply_args *aa = arg;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < aa->n && rc == 0; i++) {
+		const struct layer_change *c = &aa->c[i];
+		struct commit_args ca = {&c->attr, c->data, c->len, NULL};
+
+		t->key = c->key;
+		if (c->op == LAYER_CH_COMMIT)
+			rc = commit_fn(t, &ca);
+		else if (c->op == LAYER_CH_MKDIR)
+			rc = mkdir_fn(t, (void *)&c->attr);
+		else if (c->op == LAYER_CH_REMOVE)
+			rc = remove_fn(t, NULL);
+		else
+			rc = whiteout_fn(t, NULL);
+	}
+	return rc;
+}
+
+static int pg_apply(struct dsfs_layer *l, const struct layer_change *c,
+		    size_t n)
+{
+	struct apply_args aa = {c, n};
+
+	return pg_tx_run(to_pg(l), PG_WRITE, "apply", c[0].key, apply_fn, &aa);
+}
+
 const struct dsfs_layer_ops pg_ops = {
 	.version = DSFS_LAYER_OPS_VERSION,
 	.lookup = pg_lookup,
@@ -948,4 +986,5 @@ const struct dsfs_layer_ops pg_ops = {
 	.stat_blob = pg_stat_blob,
 	.pin_blob = pg_pin_blob,
 	.unpin_blob = pg_unpin_blob,
+	.apply = pg_apply,
 };

@@ -98,6 +98,9 @@ for l in sys.stdin: json.loads(l)'
 
 @test "load merges a document into the runtime layer; --replace replaces" {
 	printf '{"wifi": {"country": "FR"}, "app": {"n": 2, "more": {"x": [1, 2.50]}}}' >"$T/doc.json"
+	# A first mount records the store's runtime backend for dsfsctl.
+	mount_dsfs
+	unmount_dsfs
 	ctl load "$STORE" "$T/doc.json"
 	mount_dsfs
 	assert_content "$MNT/kv/wifi/country" '"FR"'
