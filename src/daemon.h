@@ -22,7 +22,8 @@ struct dsfs_cluster;
 
 struct dsfs_ctx {
 	/* Set up by main.c before the session starts; read-only after. */
-	char *store; /* absolute path of the store directory */
+	char *store;   /* absolute path of the store directory */
+	char *runtime; /* -o runtime=: NULL for sqlite (store.h) */
 	uint64_t budget[DSFS_NLAYERS];
 	double timeout;	 /* kernel cache timeout for the merged trees */
 	uid_t owner_uid; /* owner of the store: of the fixed directories */

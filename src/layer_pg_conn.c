@@ -38,65 +38,50 @@ bool layer_pg_is_conninfo(const char *runtime)
 	       strchr(runtime, '=') != NULL;
 }
 
-/* Append key='value' (quoted as libpq reads it) to buf at *len. */
-static int append_kv(char **buf, size_t *len, size_t *cap, const char *k,
-		     const char *v)
+/* Write key='value', quoted as libpq reads it, to f. */
+static void put_kv(FILE *f, bool first, const char *k, const char *v)
 {
-	size_t need = *len + strlen(k) + 2 * strlen(v) + 5;
-	char *p;
-
-	if (need > *cap) {
-		p = realloc(*buf, need * 2);
-		if (!p)
-			return -ENOMEM;
-		*buf = p;
-		*cap = need * 2;
-	}
-	p = *buf + *len;
-	if (*len)
-		*p++ = ' ';
-	p += sprintf(p, "%s='", k);
+	fprintf(f, "%s%s='", first ? "" : " ", k);
 	for (; *v; v++) {
 		if (*v == '\'' || *v == '\\')
-			*p++ = '\\';
-		*p++ = *v;
+			fputc('\\', f);
+		fputc(*v, f);
 	}
-	*p++ = '\'';
-	*p = '\0';
-	*len = (size_t)(p - *buf);
-	return 0;
+	fputc('\'', f);
 }
 
 char *layer_pg_shown(const char *conninfo, char *why, size_t cap)
 {
 	PQconninfoOption *opts, *o;
 	char *err = NULL, *buf = NULL;
-	size_t len = 0, bufcap = 0;
+	bool first = true;
+	size_t len = 0;
+	FILE *f;
 
 	opts = PQconninfoParse(conninfo, &err);
 	if (!opts) {
 		/* libpq's message names the bad part, never a password. */
 		snprintf(why, cap, "not a PostgreSQL connection string: %s",
 			 err ? err : "out of memory");
+		why[strcspn(why, "\n")] = '\0';
 		PQfreemem(err);
 		return NULL;
 	}
-	for (o = opts; o->keyword; o++) {
-		if (!o->val || strcmp(o->keyword, "password") == 0)
-			continue;
-		if (append_kv(&buf, &len, &bufcap, o->keyword, o->val)) {
+	f = open_memstream(&buf, &len);
+	if (f) {
+		for (o = opts; o->keyword; o++) {
+			if (!o->val || strcmp(o->keyword, "password") == 0)
+				continue;
+			put_kv(f, first, o->keyword, o->val);
+			first = false;
+		}
+		if (fclose(f) != 0) {
 			free(buf);
 			buf = NULL;
-			snprintf(why, cap, "out of memory");
-			goto out;
 		}
 	}
-	if (!buf) {
-		buf = strdup("");
-		if (!buf)
-			snprintf(why, cap, "out of memory");
-	}
-out:
+	if (!buf)
+		snprintf(why, cap, "out of memory");
 	PQconninfoFree(opts);
 	return buf;
 }

@@ -27,6 +27,7 @@ struct options {
 	char *runtime_size;
 	char *ephemeral_size;
 	char *factory_size;
+	char *runtime;
 	double cache_timeout;
 	int foreground;
 	int debug;
@@ -45,6 +46,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("runtime_size=%s", runtime_size),
 	OPT("ephemeral_size=%s", ephemeral_size),
 	OPT("factory_size=%s", factory_size),
+	OPT("runtime=%s", runtime),
 	OPT("cache_timeout=%lf", cache_timeout),
 	OPT("-f", foreground),
 	OPT("-s", single_thread),
@@ -67,6 +69,10 @@ static void usage(FILE *out)
 		"    -o ephemeral_size=SIZE  ephemeral layer budget (default "
 		"128M)\n"
 		"    -o factory_size=SIZE    factory layer budget (default 13M)\n"
+		"    -o runtime=BACKEND      the runtime layer: sqlite "
+		"(default),\n"
+		"                            memory, or a PostgreSQL "
+		"postgresql://URI\n"
 		"    -o cache_timeout=SECS   kernel cache of kv/ and images/ "
 		"(default 60)\n"
 		"    -f                      stay in the foreground, log to "
@@ -107,6 +113,32 @@ static int set_budget(const char *name, const char *value, uint64_t *budget)
 	return 0;
 }
 
+/* The password of a runtime conninfo must not show in ps: fuse_opt_parse()
+ * has copied the arguments, so the originals are overwritten. */
+static void hide_passwords(int argc, char *argv[])
+{
+	int i;
+
+	for (i = 1; i < argc; i++)
+		if (strstr(argv[i], "runtime="))
+			layer_pg_hide_password(argv[i]);
+}
+
+/* -o runtime=: checked now, while errors reach the terminal; the default
+ * (sqlite) is NULL in ctx->runtime, which points into o's string. */
+static int use_runtime(struct dsfs_ctx *ctx, char *runtime)
+{
+	struct store_error e = {.text = ""};
+
+	if (store_check_runtime(runtime, &e) != 0) {
+		fprintf(stderr, "dsfs: %s\n", e.text);
+		return -EINVAL;
+	}
+	ctx->runtime = runtime && strcmp(runtime, "sqlite") != 0 ? runtime :
+								   NULL;
+	return 0;
+}
+
 /* Open the layer on STORE/name; a failure is logged, followed by after,
  * unless it is a missing factory image (-ENOENT). */
 static int open_layer(const char *store, const char *name, uint64_t budget,
@@ -141,11 +173,21 @@ static int open_factory(const char *store, uint64_t budget,
 	return rc;
 }
 
-static int open_runtime(const char *store, uint64_t budget,
+static int open_runtime(const char *store, const char *runtime, uint64_t budget,
 			struct dsfs_layer **out)
 {
+	struct store_error e = {.text = ""};
 	int rc;
 
+	if (runtime) {
+		/* memory or PostgreSQL: nothing of STORE/runtime.db. */
+		rc = store_open_runtime(store, runtime, budget,
+					"cannot use the runtime layer", out,
+					&e);
+		if (rc)
+			log_err("%s (refusing to mount)", e.text);
+		return rc;
+	}
 	rc = open_layer(store, STORE_RUNTIME, budget,
 			"cannot use runtime database",
 			" (refusing to mount; the file is left as it is)", out);
@@ -174,7 +216,7 @@ static int open_stack(struct dsfs_ctx *ctx)
 	rc = layer_mem_open(ctx->budget[L_EPHEMERAL], &s->layer[L_EPHEMERAL]);
 	if (rc)
 		goto fail;
-	rc = open_runtime(ctx->store, ctx->budget[L_RUNTIME],
+	rc = open_runtime(ctx->store, ctx->runtime, ctx->budget[L_RUNTIME],
 			  &s->layer[L_RUNTIME]);
 	if (rc)
 		goto fail_ephemeral;
@@ -234,6 +276,10 @@ static int prepare_store(struct dsfs_ctx *ctx, const char *store)
 			ctx->store);
 	else if (rc)
 		fprintf(stderr, "dsfs: %s\n", e.text);
+	if (rc == 0)
+		rc = store_record_runtime(&s, ctx->runtime, &e);
+	if (rc && rc != -EWOULDBLOCK && e.text[0] && s.lockfd >= 0)
+		fprintf(stderr, "dsfs: %s\n", e.text);
 	if (rc == 0) {
 		store_drop_leftover(&s);
 		/* Held until the daemon exits. */
@@ -258,6 +304,7 @@ int main(int argc, char *argv[])
 	log_init("dsfs", true, false);
 	if (fuse_opt_parse(&args, &o, option_spec, opt_proc) != 0)
 		goto out_args;
+	hide_passwords(argc, argv);
 	if (o.show_help) {
 		usage(stdout);
 		ret = 0;
@@ -283,6 +330,8 @@ int main(int argc, char *argv[])
 	    set_budget("ephemeral_size", o.ephemeral_size,
 		       &ctx.budget[L_EPHEMERAL]) ||
 	    set_budget("factory_size", o.factory_size, &ctx.budget[L_FACTORY]))
+		goto out_args;
+	if (use_runtime(&ctx, o.runtime) != 0)
 		goto out_args;
 	if (o.cache_timeout < 0)
 		o.cache_timeout = 0;
@@ -383,6 +432,7 @@ out_args:
 	free(o.runtime_size);
 	free(o.ephemeral_size);
 	free(o.factory_size);
+	free(o.runtime);
 	fuse_opt_free_args(&args);
 	return ret;
 }

@@ -1,7 +1,8 @@
 /*
  * store.c - a store directory, for the daemon and dsfsctl alike (store.h):
- * opening it and taking STORE/lock, opening the layers on its files, and
- * the rename -> fsync steps that put a new factory image in place.
+ * opening it and taking STORE/lock, opening the layers on its files (and
+ * the runtime -o runtime= names, recorded in STORE/runtime.uri), and the
+ * rename -> fsync steps that put a new factory image in place.
  *
  * The daemon and dsfsctl word their messages around what this returns, so
  * nothing here prints or logs.
@@ -138,9 +139,11 @@ char *store_file(const char *store, const char *name)
 	return path;
 }
 
-int store_open_layer(const char *store, const char *name, uint64_t budget,
-		     bool create, const char *doing, struct dsfs_layer **out,
-		     struct store_error *e)
+/* The layer on the file STORE/name (store_open_layer(), without
+ * STORE/runtime.uri). */
+static int open_store_file(const char *store, const char *name, uint64_t budget,
+			   bool create, const char *doing,
+			   struct dsfs_layer **out, struct store_error *e)
 {
 	const char *why = NULL;
 	char *path;
@@ -161,6 +164,154 @@ int store_open_layer(const char *store, const char *name, uint64_t budget,
 			   why && *why ? why : strerror(-rc));
 	free(path);
 	return rc;
+}
+
+static bool is_sqlite(const char *runtime)
+{
+	return !runtime || strcmp(runtime, "sqlite") == 0;
+}
+
+int store_check_runtime(const char *runtime, struct store_error *e)
+{
+	char why[256];
+	char *shown;
+
+	if (is_sqlite(runtime) || strcmp(runtime, "memory") == 0)
+		return 0;
+	if (!layer_pg_is_conninfo(runtime))
+		/* Not echoed: it may hold a password. */
+		return store_fail(e, -EINVAL,
+				  "runtime: not sqlite, memory, a "
+				  "postgresql:// URI or a key=value conninfo");
+	shown = layer_pg_shown(runtime, why, sizeof(why));
+	if (!shown)
+		return store_fail(e, -EINVAL, "runtime: %s", why);
+	free(shown);
+	return 0;
+}
+
+int store_open_runtime(const char *store, const char *runtime, uint64_t budget,
+		       const char *doing, struct dsfs_layer **out,
+		       struct store_error *e)
+{
+	char why[320], bad[128], *shown;
+	int rc;
+
+	if (is_sqlite(runtime))
+		return open_store_file(store, STORE_RUNTIME, budget, true,
+				       doing, out, e);
+	if (strcmp(runtime, "memory") == 0) {
+		rc = layer_mem_open(budget, out);
+		if (rc)
+			return store_fail(e, rc, "runtime=memory: %s",
+					  strerror(-rc));
+		/* Before anyone uses it: it stands for the runtime layer. */
+		(*out)->name = "runtime";
+		return 0;
+	}
+	rc = layer_pg_open(runtime, "runtime", budget, out, why, sizeof(why));
+	if (rc) {
+		shown = layer_pg_shown(runtime, bad, sizeof(bad));
+		store_fail(e, rc, "runtime %s: %s%s%s",
+			   shown ? shown : "(unreadable conninfo)",
+			   doing ? doing : "", doing ? ": " : "", why);
+		free(shown);
+	}
+	return rc;
+}
+
+int store_record_runtime(const struct store *s, const char *runtime,
+			 struct store_error *e)
+{
+	char why[256], *shown = NULL;
+	const char *text = runtime;
+	int fd, rc = 0;
+	size_t len;
+
+	if (is_sqlite(runtime)) {
+		if (unlinkat(s->dirfd, STORE_RUNTIME_URI, 0) != 0 &&
+		    errno != ENOENT)
+			return store_fail(e, -errno, "%s/%s: %s", s->path,
+					  STORE_RUNTIME_URI, strerror(errno));
+		return 0;
+	}
+	if (strcmp(runtime, "memory") != 0) {
+		shown = layer_pg_shown(runtime, why, sizeof(why));
+		if (!shown)
+			return store_fail(e, -EINVAL, "runtime: %s", why);
+		text = shown;
+	}
+	/* Written in place: the daemon holds STORE/lock, and dsfsctl reads
+	 * the file only when it can take the lock. */
+	fd = openat(s->dirfd, STORE_RUNTIME_URI,
+		    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
+	if (fd < 0) {
+		rc = store_fail(e, -errno, "%s/%s: %s", s->path,
+				STORE_RUNTIME_URI, strerror(errno));
+		goto out;
+	}
+	len = strlen(text);
+	if (write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||
+	    fsync(fd) != 0)
+		rc = store_fail(e, -EIO, "%s/%s: cannot write", s->path,
+				STORE_RUNTIME_URI);
+	if (rc == 0)
+		rc = store_give_to_owner(s, fd, STORE_RUNTIME_URI, e);
+	close(fd);
+out:
+	free(shown);
+	return rc;
+}
+
+/* What STORE/runtime.uri records, allocated; NULL if there is no such
+ * file (sqlite). */
+static char *recorded_runtime(const char *store)
+{
+	char *path = store_file(store, STORE_RUNTIME_URI);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	FILE *f;
+
+	f = path ? fopen(path, "re") : NULL;
+	free(path);
+	if (!f)
+		return NULL;
+	n = getline(&line, &cap, f);
+	fclose(f);
+	if (n <= 0) {
+		free(line);
+		return NULL;
+	}
+	line[strcspn(line, "\n")] = '\0';
+	return line;
+}
+
+/* The runtime that STORE/runtime.uri records, opened for dsfsctl. */
+static int open_recorded(const char *store, const char *runtime,
+			 uint64_t budget, const char *doing,
+			 struct dsfs_layer **out, struct store_error *e)
+{
+	if (strcmp(runtime, "memory") == 0)
+		return -ENOENT; /* nothing outlives the mount */
+	return store_open_runtime(store, runtime, budget, doing, out, e);
+}
+
+int store_open_layer(const char *store, const char *name, uint64_t budget,
+		     bool create, const char *doing, struct dsfs_layer **out,
+		     struct store_error *e)
+{
+	char *recorded;
+	int rc;
+
+	if (strcmp(name, STORE_RUNTIME) == 0 &&
+	    (recorded = recorded_runtime(store))) {
+		rc = open_recorded(store, recorded, budget, doing, out, e);
+		free(recorded);
+		return rc;
+	}
+	return open_store_file(store, name, budget, create, doing, out, e);
 }
 
 void store_drop_leftover(const struct store *s)

@@ -68,14 +68,35 @@ char *store_file(const char *store, const char *name);
 
 /*
  * Open the layer on the store file STORE/name with budget: read-write for
- * STORE_RUNTIME (made first if create), a read-only factory image for any
- * other name.  -ENOENT, with e left as it was, if the file is absent and
+ * STORE_RUNTIME (made first if create; or the runtime STORE/runtime.uri
+ * records, for which -ENOENT means "memory": nothing kept), a read-only
+ * factory image for any other name.  -ENOENT, with e left as it was, if the file is absent and
  * not to be made.  Otherwise a failure leaves "PATH: WHY" in e, or
  * "PATH: doing: WHY" when doing is given.
  */
 int store_open_layer(const char *store, const char *name, uint64_t budget,
 		     bool create, const char *doing, struct dsfs_layer **out,
 		     struct store_error *e);
+
+/*
+ * The runtime layer's backend, as -o runtime= names it: "sqlite" (or
+ * NULL: the default, STORE/runtime.db), "memory" (gone at unmount), or a
+ * PostgreSQL conninfo (a postgresql:// URI or key=value words).
+ *
+ * store_check_runtime() refuses (-EINVAL, e set) a value that is none of
+ * these.  store_open_runtime() opens it, the SQLite file as
+ * store_open_layer() does.  store_record_runtime() writes what the daemon
+ * was given to STORE/runtime.uri, the password left out, so that dsfsctl
+ * finds the same runtime when the store is not mounted (it removes the
+ * file for sqlite); store_open_layer() of STORE_RUNTIME follows it.
+ */
+#define STORE_RUNTIME_URI "runtime.uri"
+int store_check_runtime(const char *runtime, struct store_error *e);
+int store_open_runtime(const char *store, const char *runtime, uint64_t budget,
+		       const char *doing, struct dsfs_layer **out,
+		       struct store_error *e);
+int store_record_runtime(const struct store *s, const char *runtime,
+			 struct store_error *e);
 
 /* Remove STORE/factory.db.new: an install that crashed before its rename
  * left it behind, and the old image is still whole.  Only for the holder

@@ -33,3 +33,238 @@ teardown()
 	[ "$(pg_sql 'SELECT current_user')" = postgres ]
 	[ "$(stat -c %U "$PG_DIR/pgdata")" = postgres ]
 }
+
+# mount_fg [options...]: mounts $STORE on $MNT with dsfs -f in the
+# background, its log in $T/log, and waits for the mount.
+mount_fg()
+{
+	local tries=100
+	check_fuse || return 1
+	"$DSFS" -f "$@" "$STORE" "$MNT" </dev/null >>"$T/log" 2>&1 3>&- 4>&- &
+	until mountpoint -q "$MNT"; do
+		tries=$((tries - 1))
+		[ $tries -gt 0 ] ||
+			fail "dsfs -f did not mount $MNT within 10s: $(cat "$T/log")" ||
+			return 1
+		sleep 0.1
+	done
+}
+
+# A second host: another STORE and mount point on the same database.
+setup_host2()
+{
+	STORE2=$T/store2
+	MNT2=$T/mnt2
+	mkdir "$MNT2"
+}
+
+teardown_host2()
+{
+	[ -n "${MNT2:-}" ] || return 0
+	STORE=$STORE2 MNT=$MNT2 unmount_dsfs || true
+}
+
+# A database of this test's own.
+fresh_db()
+{
+	PG_DB=t_${BATS_TEST_NUMBER}_$$
+	URI=$(pg_new_database "$PG_DB") || return 1
+	export PG_DB
+}
+
+@test "runtime=memory: a throwaway runtime layer, nothing kept on disk or after unmount" {
+	mount_dsfs -o runtime=memory
+	echo '{"a":1}' >"$MNT/kv/x"
+	mkdir "$MNT/kv/d"
+	assert_content "$MNT/runtime/kv/x" '{"a":1}
+'
+	[ ! -e "$STORE/runtime.db" ]
+	[ "$(cat "$STORE/runtime.uri")" = memory ]
+	run tmo "$DSFSCTL" usage "$STORE"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"runtime 10 "* ]] # x: 1 + 8, d: 1
+	remount_dsfs -o runtime=memory
+	[ -z "$(ls -A "$MNT/kv")" ]
+	unmount_dsfs
+	run tmo "$DSFSCTL" usage "$STORE"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"runtime 0 "* ]]
+	mount_dsfs -o runtime=sqlite
+	[ -f "$STORE/runtime.db" ]
+	[ ! -e "$STORE/runtime.uri" ]
+}
+
+@test "runtime=postgresql: values, directories and images live in the database, across remounts" {
+	fresh_db
+	mount_dsfs -o "runtime=$URI"
+	echo '{"url":"https://x"}' >"$MNT/kv/cfg"
+	mkdir -p "$MNT/kv/app"
+	echo 42 >"$MNT/kv/app/n"
+	printf 'GIF89a\001\000\001\000\000\000\000;' >"$MNT/images/dot"
+	[ ! -e "$STORE/runtime.db" ]
+	[ "$(pg_sql "SELECT count(*) FROM dsfs_entry")" = 4 ]
+	[ "$(pg_sql "SELECT count(*) FROM dsfs_blob")" = 1 ]
+	remount_dsfs -o "runtime=$URI"
+	assert_content "$MNT/kv/cfg" '{"url":"https://x"}
+'
+	assert_content "$MNT/kv/app/n" '42
+'
+	[ "$(xattr "$MNT/images/dot" user.dsfs.type)" = image/gif ]
+	[ "$(pg_sql "SELECT v FROM dsfs_meta WHERE k = 'schema_version'")" = 1 ]
+}
+
+@test "a runtime that is none of sqlite, memory or a conninfo is refused, its text not echoed" {
+	run tmo "$DSFS" -o runtime=mysql:secretword "$STORE" "$MNT"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"not sqlite, memory"* ]]
+	[[ "$output" != *secretword* ]]
+	! is_mounted "$MNT"
+}
+
+@test "a schema newer than the daemon knows is refused with a clear message" {
+	fresh_db
+	mount_dsfs -o "runtime=$URI"
+	echo 1 >"$MNT/kv/a"
+	unmount_dsfs
+	pg_sql "UPDATE dsfs_meta SET v = 99 WHERE k = 'schema_version'"
+	run tmo "$DSFS" -o "runtime=$URI" "$STORE" "$MNT"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"schema is version 99, newer than this dsfs knows (1)"* ]]
+	! is_mounted "$MNT"
+	[ "$(pg_sql "SELECT count(*) FROM dsfs_entry")" = 1 ]
+}
+
+@test "the password of the URI is not in ps, the log, error messages or STORE" {
+	local pw=Sekr1tPw9 pid
+	pg_sql "CREATE ROLE pwuser LOGIN PASSWORD '$pw'"
+	PG_DB=postgres pg_sql "CREATE DATABASE pwdb OWNER pwuser"
+	# scram for this role, trust for the tests' own superuser.
+	sed -i "1i local all pwuser scram-sha-256" "$PG_DIR/pgdata/pg_hba.conf"
+	pg_sql "SELECT pg_reload_conf()" >/dev/null
+	sleep 0.3
+	local uri="postgresql://pwuser:$pw@/pwdb?host=$PG_DIR"
+	mount_fg -o "runtime=$uri"
+	echo '"v"' >"$MNT/kv/k"
+	pid=$(daemon_pids)
+	[ -n "$pid" ]
+	! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "$pw"
+	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'pwuser:\*\*\*\*\*\*\*\*\*@'
+	! ps -eo args | grep -v grep | grep -q "$pw"
+	! grep -rq "$pw" "$STORE"
+	grep -q "user='pwuser'" "$STORE/runtime.uri"
+	unmount_dsfs
+	# Unmounted, dsfsctl needs the password from libpq's password file.
+	export PGPASSFILE=/nonexistent
+	run tmo "$DSFSCTL" usage "$STORE"
+	[ "$status" -ne 0 ]
+	[[ "$output" != *"$pw"* ]]
+	echo "*:*:pwdb:pwuser:$pw" >"$T/pgpass"
+	chmod 0600 "$T/pgpass"
+	export PGPASSFILE=$T/pgpass
+	run tmo "$DSFSCTL" usage "$STORE"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"runtime 5 "* ]] # k: 1 + 4
+	# A wrong password: refused, and neither password is in the message.
+	run tmo "$DSFS" -o "runtime=postgresql://pwuser:Wr0ngPw7@/pwdb?host=$PG_DIR" "$STORE" "$MNT"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"password authentication failed"* ]]
+	[[ "$output" != *Wr0ngPw7* ]]
+	! grep -q "$pw" "$T/log"
+}
+
+@test "dsfsctl usage and factory-reset on a PostgreSQL runtime, mounted and not" {
+	fresh_db
+	mount_dsfs -o "runtime=$URI"
+	echo '"abc"' >"$MNT/kv/k"
+	run tmo "$DSFSCTL" usage "$STORE"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"runtime 7 "* ]]
+	run tmo "$DSFSCTL" factory-reset "$STORE"
+	[ "$status" -eq 0 ]
+	[ ! -e "$MNT/kv/k" ]
+	echo '"abc"' >"$MNT/kv/k2"
+	unmount_dsfs
+	run tmo "$DSFSCTL" usage "$STORE"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"runtime 8 "* ]]
+	run tmo "$DSFSCTL" factory-reset "$STORE"
+	[ "$status" -eq 0 ]
+	[ "$(pg_sql "SELECT count(*) FROM dsfs_entry")" = 0 ]
+	run tmo "$DSFSCTL" usage "$STORE"
+	[[ "$output" == *"runtime 0 "* ]]
+}
+
+@test "two hosts on one database: one budget, never overshot by writers at once" {
+	fresh_db
+	setup_host2
+	mount_dsfs -o "runtime=$URI,runtime_size=4K"
+	STORE=$STORE2 MNT=$MNT2 mount_dsfs -o "runtime=$URI,runtime_size=4K"
+	# Each value costs its name (5: mnt10, 6: mnt210) + 99 bytes.
+	local v i m pids=()
+	v=\"$(head -c 97 /dev/zero | tr '\0' x)\"
+	for m in "$MNT" "$MNT2"; do
+		(
+			for i in $(seq 10 59); do
+				pyop write "$m/kv/${m##*/}$i" "$v"
+			done >"$T/${m##*/}.out"
+		) &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+	local ok enospc used
+	ok=$(cat "$T/mnt.out" "$T/mnt2.out" | grep -c '^OK$')
+	enospc=$(cat "$T/mnt.out" "$T/mnt2.out" | grep -c '^ENOSPC$')
+	[ $((ok + enospc)) -eq 100 ]
+	[ "$enospc" -gt 0 ]
+	used=$(pg_sql "SELECT used FROM dsfs_state")
+	[ "$used" -le 4096 ]
+	# Usage is exactly what is stored (a create whose value did not fit
+	# left its empty file), and every acknowledged value is there.
+	[ "$used" -eq "$(pg_sql "SELECT sum(length(name) + size) FROM dsfs_entry")" ]
+	[ "$(pg_sql "SELECT count(*) FROM dsfs_entry WHERE size = 99")" -eq "$ok" ]
+	# Versions are unique across hosts; a host reads the other's value.
+	[ "$(pg_sql "SELECT count(DISTINCT version) FROM dsfs_entry")" -eq \
+		"$(pg_sql "SELECT count(*) FROM dsfs_entry")" ]
+	i=$(pg_sql "SELECT convert_from(name, 'UTF8') FROM dsfs_entry WHERE size = 99 AND name::text LIKE '%6d6e7432%' LIMIT 1")
+	[ -n "$i" ]
+	assert_content "$MNT/kv/$i" "$v"
+	teardown_host2
+}
+
+@test "outage: the server stops under load, operations fail with EIO in bounded time, nothing acknowledged is lost, the mount recovers" {
+	local i start took
+	fresh_db
+	mount_fg -o "runtime=$URI"
+	# Writers running while the server goes away and comes back.
+	(
+		for i in $(seq 1 300); do
+			if [ "$(pyop write "$MNT/kv/w$i" "$i")" = OK ]; then
+				echo "$i"
+			fi
+		done >"$T/acked"
+	) &
+	local writer=$!
+	sleep 0.5
+	"$PG_SERVER_SH" stop "$PG_DIR"
+	start=$(date +%s)
+	run pyop write "$MNT/kv/down" '"x"'
+	took=$(($(date +%s) - start))
+	[ "$output" = EIO ]
+	[ "$took" -le 20 ]
+	run pyop read "$MNT/kv/w1"
+	[[ "$output" == EIO || "$output" == 1 ]] # the kernel may cache it
+	grep -q "cannot reach the database" "$T/log"
+	"$PG_SERVER_SH" restart "$PG_DIR"
+	wait "$writer"
+	# Without a remount: the mount works again.
+	echo '"back"' >"$MNT/kv/after"
+	assert_content "$MNT/kv/after" '"back"
+'
+	grep -q "connected again" "$T/log"
+	# Every acknowledged write is there, with its value.
+	[ -s "$T/acked" ]
+	for i in $(cat "$T/acked"); do
+		[ "$(pg_sql "SELECT convert_from(value, 'UTF8') FROM dsfs_entry WHERE name = 'w$i'::bytea")" = "$i" ] ||
+			fail "acknowledged kv/w$i lost"
+	done
+}
