@@ -51,6 +51,11 @@
 #define NEWS_MAX 4096	  /* queued news; more collapse into "all" */
 #define RETRY_FIRST_MS 50 /* pauses between reconnections */
 #define RETRY_MAX_MS 2000
+/* Asked of the server for the connections of this host, so that it drops
+ * a silent host's sessions, and with them its locks, within 25 s. */
+static const char server_keepalives[] =
+	"-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 "
+	"-c tcp_keepalives_count=3";
 /* A cancel that reaches the server before the backend has started the
  * call is lost: it is sent again after this long. */
 #define CANCEL_AGAIN_MS 100
@@ -150,16 +155,23 @@ static void log_pq(const char *what, PGconn *conn)
 
 /* A new connection for `purpose` (its application_name), or NULL, logged.
  * The conninfo's own settings win over these defaults: connect within 5
- * s, and probe a silent TCP peer so that a cut-off host is noticed. */
+ * s, and probe a silent TCP peer, both ways, so that a cut-off host is
+ * noticed by this one and by the server (which then drops its locks). */
 static PGconn *connect_db(struct pg_cluster *c, const char *purpose)
 {
-	static const char *const kw[] = {
-		"connect_timeout",  "keepalives",
-		"keepalives_idle",  "keepalives_interval",
-		"keepalives_count", "application_name",
-		"dbname",	    NULL};
-	const char *val[] = {"5", "1",	   "10",	"5",
-			     "3", purpose, c->conninfo, NULL};
+	/* keyword, value: the conninfo last, so that its settings win */
+	static const char *const kw[] = {"connect_timeout",
+					 "keepalives",
+					 "keepalives_idle",
+					 "keepalives_interval",
+					 "keepalives_count",
+					 "application_name",
+					 "options",
+					 "dbname",
+					 NULL};
+	const char *val[] = {
+		"5",	     "1", "10", "5", "3", purpose, server_keepalives,
+		c->conninfo, NULL};
 	PGconn *conn = PQconnectdbParams(kw, val, 1);
 
 	if (!conn || PQstatus(conn) != CONNECTION_OK) {

@@ -459,7 +459,7 @@ void flock_request(struct dsfs_ctx *ctx, fuse_req_t req, fuse_ino_t ino,
 	pthread_mutex_lock(&fl->lock);
 	rc = request(fl, l.key, req, owner, op, &w);
 	pthread_mutex_unlock(&fl->lock);
-	if (rc <= 0) {
+	if (!w) { /* answered: rc is 0 or an error */
 		fuse_reply_err(req, -rc);
 		return;
 	}
