@@ -371,3 +371,29 @@ int layer_rename_check(const char *from, const char *to, unsigned flags,
 		return -ENOTDIR;
 	return 0;
 }
+
+/* Times are stored as nanoseconds since the epoch, which holds ±292
+ * years; anything further out is clamped rather than wrapped. */
+int64_t layer_time_ns(struct timespec t)
+{
+	const int64_t lim = INT64_MAX / 1000000000 - 1;
+
+	if (t.tv_sec > lim)
+		return INT64_MAX;
+	if (t.tv_sec < -lim)
+		return INT64_MIN;
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+struct timespec layer_ns_time(int64_t ns)
+{
+	struct timespec t;
+
+	t.tv_sec = (time_t)(ns / 1000000000);
+	t.tv_nsec = (long)(ns % 1000000000);
+	if (t.tv_nsec < 0) {
+		t.tv_nsec += 1000000000;
+		t.tv_sec--;
+	}
+	return t;
+}

@@ -370,6 +370,9 @@ int layer_unpin_blob(struct dsfs_layer *l, const char *token);
  * layer_whiteout_attr()  a whiteout's attributes (kind only)
  * layer_apply_setattr()  the fields of a that mask selects, into dst
  * layer_version_floor()  the counter raised to the caller's a->version
+ * layer_time_ns()        a time as nanoseconds since the epoch, as the
+ * layer_ns_time()        SQL layers store it (clamped at +-292 years),
+ *                        and back
  * layer_rename_check()   rename(2)'s rules between the entry src at
  *                        `from` and dst at `to` (NULL or a whiteout: no
  *                        entry): *same and 0 (-EEXIST with NOREPLACE)
@@ -400,6 +403,8 @@ void layer_whiteout_attr(struct dsfs_attr *dst);
 void layer_apply_setattr(struct dsfs_attr *dst, const struct dsfs_attr *a,
 			 unsigned mask);
 uint64_t layer_version_floor(uint64_t seq, const struct dsfs_attr *a);
+int64_t layer_time_ns(struct timespec t);
+struct timespec layer_ns_time(int64_t ns);
 int layer_rename_check(const char *from, const char *to, unsigned flags,
 		       const struct dsfs_attr *src, const struct dsfs_attr *dst,
 		       bool *same);

@@ -23,24 +23,6 @@
 
 /* ---- rows ---------------------------------------------------------- */
 
-static int64_t ns_of(struct timespec ts)
-{
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static struct timespec ts_of(int64_t ns)
-{
-	struct timespec ts;
-
-	ts.tv_sec = (time_t)(ns / 1000000000);
-	ts.tv_nsec = (long)(ns % 1000000000);
-	if (ts.tv_nsec < 0) {
-		ts.tv_nsec += 1000000000;
-		ts.tv_sec--;
-	}
-	return ts;
-}
-
 /* The attribute columns (ATTR_COLS) of row, from column c. */
 static void row_attr(const PGresult *r, int row, int c, struct dsfs_attr *a)
 {
@@ -50,9 +32,9 @@ static void row_attr(const PGresult *r, int row, int c, struct dsfs_attr *a)
 	a->mode = (uint32_t)pg_get_i64(r, row, c + 2);
 	a->uid = (uint32_t)pg_get_i64(r, row, c + 3);
 	a->gid = (uint32_t)pg_get_i64(r, row, c + 4);
-	a->atime = ts_of(pg_get_i64(r, row, c + 5));
-	a->mtime = ts_of(pg_get_i64(r, row, c + 6));
-	a->ctime = ts_of(pg_get_i64(r, row, c + 7));
+	a->atime = layer_ns_time(pg_get_i64(r, row, c + 5));
+	a->mtime = layer_ns_time(pg_get_i64(r, row, c + 6));
+	a->ctime = layer_ns_time(pg_get_i64(r, row, c + 7));
 	a->version = (uint64_t)pg_get_i64(r, row, c + 8);
 	a->size = (uint64_t)pg_get_i64(r, row, c + 9);
 	snprintf(a->type, sizeof(a->type), "%.*s", PQgetlength(r, row, c + 10),
@@ -67,6 +49,21 @@ static void param_key(struct pg_params *pp, const struct layer_key *k)
 	pg_param_bytes(pp, k->name, k->nlen);
 }
 
+/* Run stmt: its one row in *r (to PQclear()), or -ENOENT if it found
+ * none. */
+static int one_row(struct pg_tx *t, enum pg_stmt stmt,
+		   const struct pg_params *pp, PGresult **r)
+{
+	int rc = pg_exec(t, stmt, pp, r);
+
+	if (rc == 0 && PQntuples(*r) != 1) {
+		PQclear(*r);
+		*r = NULL;
+		rc = -ENOENT;
+	}
+	return rc;
+}
+
 /* The row named by k: 0, or -ENOENT if there is none. */
 static int get_row(struct pg_tx *t, const struct layer_key *k,
 		   struct dsfs_attr *a)
@@ -76,14 +73,11 @@ static int get_row(struct pg_tx *t, const struct layer_key *k,
 	int rc;
 
 	param_key(&pp, k);
-	rc = pg_exec(t, P_GET, &pp, &r);
-	if (rc)
-		return rc;
-	if (PQntuples(r) == 1)
+	rc = one_row(t, P_GET, &pp, &r);
+	if (rc == 0) {
 		row_attr(r, 0, 0, a);
-	else
-		rc = -ENOENT;
-	PQclear(r);
+		PQclear(r);
+	}
 	return rc;
 }
 
@@ -138,9 +132,9 @@ static int put_row(struct pg_tx *t, const struct layer_key *k,
 	pg_param_i64(&pp, a->mode);
 	pg_param_i64(&pp, a->uid);
 	pg_param_i64(&pp, a->gid);
-	pg_param_i64(&pp, ns_of(a->atime));
-	pg_param_i64(&pp, ns_of(a->mtime));
-	pg_param_i64(&pp, ns_of(a->ctime));
+	pg_param_i64(&pp, layer_time_ns(a->atime));
+	pg_param_i64(&pp, layer_time_ns(a->mtime));
+	pg_param_i64(&pp, layer_time_ns(a->ctime));
 	pg_param_i64(&pp, (int64_t)a->version);
 	pg_param_i64(&pp, (int64_t)a->size);
 	pg_param_str(&pp, a->type);
@@ -195,16 +189,12 @@ static int blob_get(struct pg_tx *t, const char *token, int64_t *refs,
 	int rc;
 
 	pg_param_str(&pp, token);
-	rc = pg_exec(t, P_BLOB_GET, &pp, &r);
-	if (rc)
-		return rc;
-	if (PQntuples(r) == 1) {
+	rc = one_row(t, P_BLOB_GET, &pp, &r);
+	if (rc == 0) {
 		*refs = pg_get_i64(r, 0, 0);
 		*len = (uint64_t)pg_get_i64(r, 0, 1);
-	} else {
-		rc = -ENOENT;
+		PQclear(r);
 	}
-	PQclear(r);
 	return rc;
 }
 
@@ -373,14 +363,11 @@ static int read_fn(struct pg_tx *t, void *arg)
 	if (ra->token) {
 		pg_param_str(&pp, ra->token);
 		param_slice(&pp, ra->off, ra->len);
-		rc = pg_exec(t, P_READ_BLOB, &pp, &r);
-		if (rc)
-			return rc;
-		if (PQntuples(r) == 1)
+		rc = one_row(t, P_READ_BLOB, &pp, &r);
+		if (rc == 0) {
 			take_slice(ra, r, 0);
-		else
-			rc = -ENOENT;
-		PQclear(r);
+			PQclear(r);
+		}
 		return rc;
 	}
 	if (layer_split_key(t->key, strlen(t->key), &k))
@@ -484,12 +471,11 @@ static int commit_fn(struct pg_tx *t, void *arg)
 	t->seq = (int64_t)layer_version_floor((uint64_t)t->seq, c->a);
 	na.version = next_version(t);
 	rc = put_row(t, &k, &na, na.token[0] ? NULL : c->data, c->len);
-	if (rc)
-		return rc;
-	t->used = (int64_t)((uint64_t)t->used + add - sub);
-	if (c->out)
+	if (rc == 0 && c->out)
 		*c->out = na;
-	return 0;
+	if (rc == 0)
+		t->used = (int64_t)((uint64_t)t->used + add - sub);
+	return rc;
 }
 
 static int pg_commit(struct dsfs_layer *l, const char *key,
@@ -641,9 +627,9 @@ static int setattr_fn(struct pg_tx *t, void *arg)
 	pg_param_i64(&pp, a.mode);
 	pg_param_i64(&pp, a.uid);
 	pg_param_i64(&pp, a.gid);
-	pg_param_i64(&pp, ns_of(a.atime));
-	pg_param_i64(&pp, ns_of(a.mtime));
-	pg_param_i64(&pp, ns_of(a.ctime));
+	pg_param_i64(&pp, layer_time_ns(a.atime));
+	pg_param_i64(&pp, layer_time_ns(a.mtime));
+	pg_param_i64(&pp, layer_time_ns(a.ctime));
 	pg_param_i64(&pp, (int64_t)next_version(t));
 	return pg_run(t, P_SETATTR, &pp, NULL);
 }
@@ -922,13 +908,9 @@ static int unpin_fn(struct pg_tx *t, void *arg)
 	(void)arg;
 	pg_param_str(&pp, t->key);
 	pg_param_str(&pp, t->p->owner);
-	rc = pg_exec(t, P_UNPIN, &pp, &r);
+	rc = one_row(t, P_UNPIN, &pp, &r);
 	if (rc)
 		return rc;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
-		return -ENOENT;
-	}
 	left = pg_get_i64(r, 0, 0);
 	PQclear(r);
 	if (left > 0)

@@ -33,6 +33,7 @@
  * host, which then deletes the blobs nothing references or pins any more.
  */
 #include "layer_pg.h"
+#include "layer_sql.h"
 #include "log.h"
 
 #include <errno.h>
@@ -86,9 +87,7 @@ static const char schema_sql[] =
 	" PRIMARY KEY (token, owner));"
 	"INSERT INTO dsfs_state VALUES (1, 0, 0);";
 
-#define ATTR_COLS                                                            \
-	"kind, opaque, mode, uid, gid, atime, mtime, ctime, version, size, " \
-	"type, token"
+#define ATTR_COLS LAYER_SQL_ATTR_COLS
 #define AT_KEY " WHERE parent = $1::bytea AND name = $2::bytea"
 #define NOT_PINNED(tok) \
 	" NOT EXISTS (SELECT 1 FROM dsfs_pin p WHERE p.token = " tok ")"
@@ -123,14 +122,7 @@ const char *const pg_stmt_sql[P_COUNT] = {
 		  ", value) VALUES ($1::bytea, $2::bytea, $3::int8,"
 		  " $4::int8 <> 0, $5::int8, $6::int8, $7::int8, $8::int8,"
 		  " $9::int8, $10::int8, $11::int8, $12::int8, $13::text,"
-		  " $14::text, $15::bytea) ON CONFLICT (parent, name) DO"
-		  " UPDATE SET kind = excluded.kind, opaque = excluded.opaque,"
-		  " mode = excluded.mode, uid = excluded.uid,"
-		  " gid = excluded.gid, atime = excluded.atime,"
-		  " mtime = excluded.mtime, ctime = excluded.ctime,"
-		  " version = excluded.version, size = excluded.size,"
-		  " type = excluded.type, token = excluded.token,"
-		  " value = excluded.value",
+		  " $14::text, $15::bytea)" LAYER_SQL_UPSERT,
 	[P_SETATTR] = "UPDATE dsfs_entry SET mode = $3::int8, uid = $4::int8,"
 		      " gid = $5::int8, atime = $6::int8, mtime = $7::int8,"
 		      " ctime = $8::int8, version = $9::int8" AT_KEY,
@@ -440,8 +432,10 @@ int layer_pg_open(const char *conninfo, const char *name, uint64_t budget,
 	snprintf(p->owner, sizeof(p->owner), "%s:%ld:%lld.%09ld", host,
 		 (long)getpid(), (long long)now.tv_sec, now.tv_nsec);
 	rc = first_connection(p, why, cap);
-	if (rc)
-		goto fail_pool;
+	if (rc) {
+		pg_pool_close(p);
+		goto fail;
+	}
 	if (pthread_create(&p->beat, NULL, beat_main, p) == 0)
 		p->beating = true;
 	else
@@ -451,8 +445,6 @@ int layer_pg_open(const char *conninfo, const char *name, uint64_t budget,
 	*out = &p->base;
 	return 0;
 
-fail_pool:
-	pg_pool_close(p);
 fail:
 	free_layer(p);
 	return rc;

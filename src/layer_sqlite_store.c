@@ -35,6 +35,7 @@
  * deleted at the next read-write open, which finds it (and only it)
  * through blob_unref.
  */
+#include "layer_sql.h"
 #include "layer_sqlite.h"
 #include "log.h"
 
@@ -98,9 +99,7 @@ static const char schema_sql[] =
 	"INSERT INTO meta(k, v) VALUES ('used', 0), ('seq', 0);"
 	"COMMIT;";
 
-#define ATTR_COLS                                                            \
-	"kind, opaque, mode, uid, gid, atime, mtime, ctime, version, size, " \
-	"type, token"
+#define ATTR_COLS LAYER_SQL_ATTR_COLS
 
 /* The SQL of every statement of enum stmt (layer_sqlite.h). */
 const char *const sq_stmt_sql[S_COUNT] = {
@@ -123,14 +122,7 @@ const char *const sq_stmt_sql[S_COUNT] = {
 	[S_PUT] = "INSERT INTO entry(parent, name, kind, opaque, mode, uid,"
 		  " gid, atime, mtime, ctime, version, size, type, token,"
 		  " value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
-		  " ?11, ?12, ?13, ?14, ?15) ON CONFLICT(parent, name) DO"
-		  " UPDATE SET kind = excluded.kind, opaque = excluded.opaque,"
-		  " mode = excluded.mode, uid = excluded.uid,"
-		  " gid = excluded.gid, atime = excluded.atime,"
-		  " mtime = excluded.mtime, ctime = excluded.ctime,"
-		  " version = excluded.version, size = excluded.size,"
-		  " type = excluded.type, token = excluded.token,"
-		  " value = excluded.value",
+		  " ?11, ?12, ?13, ?14, ?15)" LAYER_SQL_UPSERT,
 	[S_SETATTR] = "UPDATE entry SET mode = ?2, uid = ?3, gid = ?4,"
 		      " atime = ?5, mtime = ?6, ctime = ?7, version = ?8"
 		      " WHERE id = ?1",

@@ -258,32 +258,6 @@ int sq_db_query1(struct sq_db *d, const char *sql, int64_t *v, char *buf,
 
 /* ---- statements ---------------------------------------------------- */
 
-/* Times are stored as nanoseconds since the epoch, which holds ±292
- * years; anything further out is clamped rather than wrapped. */
-static int64_t ts_ns(struct timespec t)
-{
-	const int64_t lim = INT64_MAX / 1000000000 - 1;
-
-	if (t.tv_sec > lim)
-		return INT64_MAX;
-	if (t.tv_sec < -lim)
-		return INT64_MIN;
-	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-static struct timespec ns_ts(int64_t ns)
-{
-	struct timespec t;
-
-	t.tv_sec = (time_t)(ns / 1000000000);
-	t.tv_nsec = (long)(ns % 1000000000);
-	if (t.tv_nsec < 0) {
-		t.tv_nsec += 1000000000;
-		t.tv_sec--;
-	}
-	return t;
-}
-
 static void bind_str(sqlite3_stmt *st, int i, const char *s, int len)
 {
 	sqlite3_bind_text(st, i, s, len, SQLITE_STATIC);
@@ -515,9 +489,9 @@ static void row_attr(sqlite3_stmt *st, int c, struct dsfs_attr *a)
 	a->mode = (uint32_t)sqlite3_column_int64(st, c + 2) & 07777;
 	a->uid = (uint32_t)sqlite3_column_int64(st, c + 3);
 	a->gid = (uint32_t)sqlite3_column_int64(st, c + 4);
-	a->atime = ns_ts(sqlite3_column_int64(st, c + 5));
-	a->mtime = ns_ts(sqlite3_column_int64(st, c + 6));
-	a->ctime = ns_ts(sqlite3_column_int64(st, c + 7));
+	a->atime = layer_ns_time(sqlite3_column_int64(st, c + 5));
+	a->mtime = layer_ns_time(sqlite3_column_int64(st, c + 6));
+	a->ctime = layer_ns_time(sqlite3_column_int64(st, c + 7));
 	a->version = (uint64_t)sqlite3_column_int64(st, c + 8);
 	a->size = (uint64_t)sqlite3_column_int64(st, c + 9);
 	layer_copy_str(a->type, sizeof(a->type),
@@ -609,9 +583,9 @@ int sq_put_row(struct tx *t, const struct layer_key *k,
 	sqlite3_bind_int64(st, 5, a->mode & 07777);
 	sqlite3_bind_int64(st, 6, a->uid);
 	sqlite3_bind_int64(st, 7, a->gid);
-	sqlite3_bind_int64(st, 8, ts_ns(a->atime));
-	sqlite3_bind_int64(st, 9, ts_ns(a->mtime));
-	sqlite3_bind_int64(st, 10, ts_ns(a->ctime));
+	sqlite3_bind_int64(st, 8, layer_time_ns(a->atime));
+	sqlite3_bind_int64(st, 9, layer_time_ns(a->mtime));
+	sqlite3_bind_int64(st, 10, layer_time_ns(a->ctime));
 	sqlite3_bind_int64(st, 11, (sqlite3_int64)a->version);
 	sqlite3_bind_int64(st, 12, (sqlite3_int64)a->size);
 	bind_str(st, 13, a->type, -1);
@@ -634,9 +608,9 @@ int sq_row_setattr(struct tx *t, const struct row *r, uint64_t version)
 	sqlite3_bind_int64(st, 2, r->a.mode);
 	sqlite3_bind_int64(st, 3, r->a.uid);
 	sqlite3_bind_int64(st, 4, r->a.gid);
-	sqlite3_bind_int64(st, 5, ts_ns(r->a.atime));
-	sqlite3_bind_int64(st, 6, ts_ns(r->a.mtime));
-	sqlite3_bind_int64(st, 7, ts_ns(r->a.ctime));
+	sqlite3_bind_int64(st, 5, layer_time_ns(r->a.atime));
+	sqlite3_bind_int64(st, 6, layer_time_ns(r->a.mtime));
+	sqlite3_bind_int64(st, 7, layer_time_ns(r->a.ctime));
 	sqlite3_bind_int64(st, 8, (sqlite3_int64)version);
 	return run(t, st);
 }

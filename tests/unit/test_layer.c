@@ -1707,6 +1707,133 @@ static void t_pin_crash(void)
 	layer_close(l);
 }
 
+/* ---- PostgreSQL: several openings (hosts) of one database ------------ */
+
+static struct dsfs_layer *open_pg_host(const char *what)
+{
+	struct dsfs_layer *l = NULL;
+	char why[256];
+	int rc;
+
+	rc = layer_pg_open(pg_test_uri(), "runtime", BIG, &l, why, sizeof(why));
+	is_int(rc, 0, nm("%s", what));
+	if (rc)
+		bail(why);
+	return l;
+}
+
+static void t_pg_hosts(void)
+{
+	static unsigned char img[5000];
+	struct dsfs_layer *a, *b, *c;
+	uint64_t v;
+
+	fill(img, sizeof(img), 7);
+	pg_test_reset();
+	a = open_pg_host("host A opens an empty database");
+	b = open_pg_host("host B opens it too");
+	is_int(put(a, "kv/x", "1"), 0, nm("A commits"));
+	is_str(get(b, "kv/x"), "1", nm("... B reads it"));
+	v = version_of(a, "kv/x");
+	is_int(put(b, "kv/x", "2"), 0, nm("B replaces it"));
+	ok(version_of(a, "kv/x") > v, "%s", nm("... A sees a greater version"));
+	is_int(used_of(a), used_of(b), nm("one usage for both"));
+
+	is_int(put_img(a, "images/i", TOKEN_T, img, sizeof(img)), 0,
+	       nm("A stores an image"));
+	is_int(layer_pin_blob(a, TOKEN_T), 0, nm("A pins its blob"));
+	is_int(layer_remove(b, "images/i"), 0, nm("B removes the entry"));
+	ok(blob_is(a, TOKEN_T, img, sizeof(img)), "%s",
+	   nm("... A still reads the blob it pinned"));
+	is_int(layer_clear(b), 0, nm("B clears the layer"));
+	ok(blob_is(b, TOKEN_T, img, sizeof(img)), "%s",
+	   nm("... the blob A pinned survives B's clear"));
+	is_int(used_of(b), sizeof(img), nm("... and is still counted"));
+	is_int(layer_unpin_blob(b, TOKEN_T), -ENOENT,
+	       nm("B cannot drop A's pin"));
+	is_int(layer_unpin_blob(a, TOKEN_T), 0, nm("A unpins"));
+	is_int(blob_size(b, TOKEN_T), -ENOENT, nm("... the blob is gone"));
+	is_int(used_of(a), 0, nm("... and so are its bytes"));
+
+	/* A daemon that died holding a pin: its owner row expires. */
+	is_int(put_img(a, "images/j", TOKEN_U, img, 100), 0,
+	       nm("A stores another image"));
+	is_int(layer_pin_blob(a, TOKEN_U), 0, nm("... pins it"));
+	is_int(layer_remove(a, "images/j"), 0, nm("... removes its entry"));
+	layer_close(a);
+	is_int(blob_size(b, TOKEN_U), 100,
+	       nm("closing drops the pin but deletes nothing"));
+	pg_test_sql("UPDATE dsfs_owner SET expires = now() - interval '1 s'");
+	c = open_pg_host("host C opens");
+	is_int(blob_size(c, TOKEN_U), -ENOENT,
+	       nm("... and deletes the blob that only a dead pin kept"));
+	is_int(used_of(c), 0, nm("... giving its bytes back"));
+	layer_close(b);
+	layer_close(c);
+}
+
+static void t_pg_refusals(void)
+{
+	struct dsfs_layer *l = NULL;
+	struct timespec t0, t1;
+	char why[256] = "";
+
+	pg_test_reset();
+	l = open_pg_host("a new database gets the schema");
+	layer_close(l);
+	pg_test_sql("UPDATE dsfs_meta SET v = 2 WHERE k = 'schema_version'");
+	is_int(layer_pg_open(pg_test_uri(), "runtime", BIG, &l, why,
+			     sizeof(why)),
+	       -EINVAL, nm("a newer schema is refused"));
+	ok(strstr(why, "version 2, newer than this dsfs knows (1)") != NULL,
+	   "%s", nm("... saying so: %s", why));
+	pg_test_sql("DELETE FROM dsfs_meta");
+	is_int(layer_pg_open(pg_test_uri(), "runtime", BIG, &l, why,
+			     sizeof(why)),
+	       -EINVAL, nm("dsfs tables without a version are refused"));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	is_int(layer_pg_open("host=/nonexistent dbname=x password=Pw123",
+			     "runtime", BIG, &l, why, sizeof(why)),
+	       -EIO, nm("no server: EIO"));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ok(t1.tv_sec - t0.tv_sec < 5, "%s", nm("... at once"));
+	ok(strstr(why, "Pw123") == NULL, "%s",
+	   nm("... the reason holds no password: %s", why));
+	is_int(layer_pg_open("not a conninfo", "runtime", BIG, &l, why,
+			     sizeof(why)),
+	       -EINVAL, nm("a string libpq cannot read: EINVAL"));
+}
+
+/* The server stops and starts again under an open layer. */
+static void t_pg_outage(void)
+{
+	struct dsfs_layer *l;
+	struct timespec t0, t1;
+	int rc;
+
+	pg_test_reset();
+	l = open_pg_host("open before the outage");
+	is_int(put(l, "kv/a", "1"), 0, nm("commit"));
+	if (pg_test_stop() != 0) {
+		layer_close(l);
+		ok(getenv("DSFS_TEST_PG_URI") != NULL, "%s",
+		   nm("outage: only a server of the test's own is stopped"));
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	is_int(put(l, "kv/b", "2"), -EIO, nm("server down: commit is EIO"));
+	is_str(get(l, "kv/a"), "<errno 5>", nm("... and so is a read"));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ok(t1.tv_sec - t0.tv_sec < 20, "%s", nm("... within 20 s"));
+	rc = pg_test_start();
+	is_int(rc, 0, nm("the server starts again"));
+	if (rc)
+		bail("cannot restart the server");
+	is_int(put(l, "kv/b", "2"), 0, nm("... the same layer commits again"));
+	is_str(get(l, "kv/a"), "1", nm("... and nothing acknowledged is lost"));
+	layer_close(l);
+}
+
 static int rm_cb(const char *path, const struct stat *st, int flag,
 		 struct FTW *ftw)
 {
@@ -1747,6 +1874,10 @@ int main(void)
 	t_kill();
 	t_pin_crash();
 	t_disk_full();
+	impl_name = "postgresql";
+	t_pg_hosts();
+	t_pg_refusals();
+	t_pg_outage();
 	nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	return done_testing();
 }
