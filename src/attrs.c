@@ -6,11 +6,16 @@
  * The root, the layer directories and the fixed kv/, images/, devices/
  * directories (and images/.by-token) are not stored anywhere: they are owned
  * by the store's owner and as old as the mount.  Every other node stands
- * for a stored entry, looked up again at each stat.  The merged kv/ and
- * images/ trees are cached by the kernel for ctx->timeout seconds (notify.c
- * says when they change below it); the other trees are not cached (timeout
- * 0), so nothing needs invalidating for them.  Negative lookups are never
+ * for a stored entry, looked up again at each stat.  The root, the layer
+ * directories and the merged kv/ and images/ trees are cached by the kernel
+ * for ctx->timeout seconds (notify.c says when they change below it); the
+ * other trees, their roots included, are not cached (timeout 0), so nothing
+ * needs invalidating for them.  Negative lookups are never
  * cached, so a name that appears below the kernel shows at once.
+ *
+ * A directory's link count is what a local filesystem keeps: 2 plus its
+ * subdirectories, those of every layer a merged view shows counted once
+ * (dir_nlink()).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -48,7 +53,9 @@ void log_fail(const struct loc *l, const char *name, const char *what, int rc,
 
 double timeout_of(struct dsfs_ctx *ctx, const struct node *n)
 {
-	if (n->view == VIEW_ROOT || n->is_tree_root)
+	/* A tree's root is cached like the rest of its tree: its link count
+	 * and times change with what is made and removed in it. */
+	if (n->view == VIEW_ROOT)
 		return ctx->timeout;
 	if (n->view == VIEW_MERGED && n->tree != TREE_DEVICES)
 		return ctx->timeout;
@@ -61,8 +68,70 @@ bool is_fixed(const struct node *n)
 	       n->special == NODE_BY_TOKEN_DIR;
 }
 
-void fixed_stat(struct dsfs_ctx *ctx, const struct node *n, struct stat *st)
+/* How many subdirectories the directory n, at l, lists now: those of every
+ * layer l merges, each name once (a whiteout hides one), as readdir shows
+ * them.  Kept in the node until the stack says the directory changed. */
+static int count_subdirs(struct dsfs_ctx *ctx, struct node *n,
+			 const struct loc *l, uint32_t *count)
 {
+	struct listing ls = {0};
+	uint64_t at;
+	size_t i;
+	int rc;
+
+	if (node_subdirs(&ctx->nodes, n, count, &at) &&
+	    !ovl_changed_since(&ctx->stack, l->key, at))
+		return 0;
+	rc = ovl_list(&ctx->stack, l,
+		      n->tree == TREE_DEVICES && n->is_tree_root, &ls);
+	if (rc)
+		return rc;
+	*count = 0;
+	for (i = 0; i < ls.count; i++)
+		if (ls.items[i].found.attr.kind == DSFS_DIR)
+			(*count)++;
+	node_set_subdirs(&ctx->nodes, n, *count, ls.changes);
+	listing_free(&ls);
+	return 0;
+}
+
+/* A directory's link count as on a local filesystem, which find(1) uses to
+ * stop looking for subdirectories: 2 (its name and ".") plus one ".." per
+ * subdirectory.  If they cannot be counted, 1: what find and friends read
+ * as "unknown, look at every entry". */
+static nlink_t dir_nlink(struct dsfs_ctx *ctx, struct node *n,
+			 const struct loc *l)
+{
+	uint32_t count;
+	int rc = count_subdirs(ctx, n, l, &count);
+
+	if (rc == 0)
+		return 2 + (nlink_t)count;
+	if (rc != -ENOENT)
+		log_fail(l, NULL, "counting subdirectories", rc, NULL);
+	return 1;
+}
+
+/* The fixed directories' link counts: the root holds the three trees and
+ * the three layer directories, each layer directory the three trees. */
+static nlink_t fixed_nlink(struct dsfs_ctx *ctx, struct node *n)
+{
+	struct loc l;
+
+	if (n->ino == ROOT_INO)
+		return 2 + 6;
+	if (n->view == VIEW_ROOT)
+		return 2 + 3;
+	if (n->special == NODE_BY_TOKEN_DIR)
+		return 2;
+	if (node_loc(&ctx->nodes, n, &l) != 0)
+		return 1;
+	return dir_nlink(ctx, n, &l);
+}
+
+void fixed_stat(struct dsfs_ctx *ctx, struct node *n, struct stat *st)
+{
+	struct timespec changed;
 	bool ro = n->view != VIEW_MERGED && n->layer == L_FACTORY &&
 		  n->view != VIEW_ROOT;
 
@@ -74,11 +143,15 @@ void fixed_stat(struct dsfs_ctx *ctx, const struct node *n, struct stat *st)
 		st->st_mode = S_IFDIR | 0755;
 	if (n->special == NODE_BY_TOKEN_DIR)
 		st->st_mode = S_IFDIR | 0555;
-	st->st_nlink = 2;
+	st->st_nlink = fixed_nlink(ctx, n);
 	st->st_uid = ctx->owner_uid;
 	st->st_gid = ctx->owner_gid;
 	st->st_blksize = 4096;
 	st->st_atim = st->st_mtim = st->st_ctim = ctx->started;
+	/* A tree root's names changed since the mount (dirtimes.c). */
+	if (n->is_tree_root && ovl_tree_time(&ctx->stack, n->view, n->layer,
+					     n->tree, &changed) == 0)
+		st->st_mtim = st->st_ctim = changed;
 }
 
 void attr_stat(uint64_t ino, const struct dsfs_attr *a, struct stat *st)
@@ -96,6 +169,22 @@ void attr_stat(uint64_t ino, const struct dsfs_attr *a, struct stat *st)
 	st->st_atim = a->atime;
 	st->st_mtim = a->mtime;
 	st->st_ctim = a->ctime;
+}
+
+void entry_stat(struct dsfs_ctx *ctx, struct node *n, const struct found *f,
+		struct stat *st)
+{
+	struct loc l;
+
+	attr_stat(n->ino, &f->attr, st);
+	if (f->attr.kind != DSFS_DIR)
+		return;
+	if (node_loc(&ctx->nodes, n, &l) != 0) {
+		st->st_nlink = 1;
+		return;
+	}
+	l.limit = f->limit; /* what its children are looked up to */
+	st->st_nlink = dir_nlink(ctx, n, &l);
 }
 
 int node_found(struct dsfs_ctx *ctx, struct node *n, struct loc *l,
@@ -126,6 +215,6 @@ int stat_node(struct dsfs_ctx *ctx, struct node *n, struct stat *st)
 		return token_stat(ctx, n, st, NULL);
 	rc = node_found(ctx, n, &l, &f);
 	if (rc == 0)
-		attr_stat(n->ino, &f.attr, st);
+		entry_stat(ctx, n, &f, st);
 	return rc;
 }

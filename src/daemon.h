@@ -47,6 +47,10 @@ struct dsfs_ctx {
 /* fuse_ops.c */
 extern const struct fuse_lowlevel_ops dsfs_ll_ops;
 
+/* setattr.c: the SETATTR request (truncate, chmod, chown, utimens). */
+void dsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		  struct fuse_file_info *fi);
+
 /* notify.c: the kernel's caches.  Called with no lock of ours held, so a
  * request the kernel waits for can be served. */
 /* Drop the attributes and cached pages of inode ino. */
@@ -79,8 +83,12 @@ void log_fail(const struct loc *l, const char *name, const char *what, int rc,
 double timeout_of(struct dsfs_ctx *ctx, const struct node *n);
 /* The root, the layer directories, the trees' roots and .by-token. */
 bool is_fixed(const struct node *n);
-void fixed_stat(struct dsfs_ctx *ctx, const struct node *n, struct stat *st);
+void fixed_stat(struct dsfs_ctx *ctx, struct node *n, struct stat *st);
 void attr_stat(uint64_t ino, const struct dsfs_attr *a, struct stat *st);
+/* attr_stat() of what node n was found to be, a directory's link count
+ * counted (2 plus its subdirectories). */
+void entry_stat(struct dsfs_ctx *ctx, struct node *n, const struct found *f,
+		struct stat *st);
 /* Look up what node n stands for now.  A child of devices/ must be a
  * directory (kv/__ID/). */
 int node_found(struct dsfs_ctx *ctx, struct node *n, struct loc *l,
@@ -150,6 +158,16 @@ int file_flush(struct dsfs_ctx *ctx, struct handle *h);
 void file_release(struct dsfs_ctx *ctx, struct handle *h);
 /* Let go of an open file's handle and what it holds. */
 void file_drop(struct dsfs_ctx *ctx, struct handle *h);
+
+/* setid.c: the set-id bits where the kernel leaves them to dsfs.  Before
+ * a write through h, or an open of n with these flags (O_TRUNC), by the
+ * process of req: clear the bits a local filesystem clears for a writer
+ * without CAP_FSETID.  For a new entry in dir: the group and set-group-ID
+ * bit a set-group-ID directory passes on, into *a. */
+int setid_write(struct dsfs_ctx *ctx, fuse_req_t req, struct handle *h);
+int setid_open(struct dsfs_ctx *ctx, fuse_req_t req, struct node *n, int flags);
+void setid_inherit(struct dsfs_ctx *ctx, struct node *dir, bool is_dir,
+		   struct dsfs_attr *a);
 
 /* flock.c: flock() on a shared runtime, across its hosts. */
 int flocks_new(struct dsfs_cluster *c, struct flocks **out);

@@ -69,6 +69,10 @@ struct dsfs_stack {
 	uint64_t changes;
 	uint64_t changed_at[DSFS_CHANGE_SLOTS];
 	uint64_t all_changed_at;
+	/* When a name in a tree root last changed (dirtimes.c): per layer
+	 * and, at DSFS_NLAYERS, in the merged trees; kv, images, devices.
+	 * Zero until then. */
+	struct timespec tree_time[DSFS_NLAYERS + 1][3];
 
 	/* Open image readers stream from a layer without the stack's lock,
 	 * so they hold the layer: a factory layer swapped out while held is
@@ -175,8 +179,23 @@ int ovl_stack_init(struct dsfs_stack *s);
 void ovl_stack_destroy(struct dsfs_stack *s);
 int ovl_factory_reset(struct dsfs_stack *s);
 int ovl_swap_factory(struct dsfs_stack *s, struct dsfs_layer *fresh);
+/* A change to key (NULL: to anything) is being made, with the lock held
+ * exclusive: listings of its directory taken before it are out of date. */
+void ovl_note_change(struct dsfs_stack *s, const char *key);
 void listing_add(struct listing *ls, const char *name, const struct found *f,
 		 int *err);
+
+/* dirtimes.c: the mtime and ctime of a directory whose names change.
+ * ovl_touch_parent() sets those of the directory holding l->key to now
+ * (ovl_touch_parents() those of both directories of a rename), with the
+ * stack's lock held exclusive, after the change.  ovl_tree_time() is when
+ * a name in a tree root last changed, seen through view (and layer):
+ * -ENOENT if none has since the mount. */
+void ovl_touch_parent(struct dsfs_stack *s, const struct loc *l);
+void ovl_touch_parents(struct dsfs_stack *s, const struct loc *from,
+		       const struct loc *to);
+int ovl_tree_time(struct dsfs_stack *s, enum dsfs_view view, int layer,
+		  enum dsfs_tree tree, struct timespec *t);
 void listing_free(struct listing *ls);
 
 #endif

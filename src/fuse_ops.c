@@ -46,7 +46,7 @@ static int make_entry(struct dsfs_ctx *ctx, struct node *parent,
 		return -ENOMEM;
 	memset(e, 0, sizeof(*e));
 	e->ino = n->ino;
-	attr_stat(n->ino, &f->attr, &e->attr);
+	entry_stat(ctx, n, f, &e->attr);
 	e->attr_timeout = e->entry_timeout = timeout_of(ctx, n);
 	return 0;
 }
@@ -65,6 +65,9 @@ static void dsfs_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	/* The kernel works out which set-id bits a chown or a truncation
+	 * clears and sends them as a mode change (setattr.c, setid.c). */
+	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
 	/* flock() is served by the kernel on this host, by flock.c across
 	 * the hosts of a shared runtime. */
 	if (!ctx->flocks)
@@ -126,7 +129,7 @@ static void dsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			memset(&e, 0, sizeof(e));
 			e.ino = n->ino;
 			fixed_stat(ctx, n, &e.attr);
-			e.attr_timeout = e.entry_timeout = ctx->timeout;
+			e.attr_timeout = e.entry_timeout = timeout_of(ctx, n);
 			rc = 0;
 		}
 		goto out;
@@ -206,101 +209,6 @@ static void dsfs_getattr(fuse_req_t req, fuse_ino_t ino,
 	node_put(&ctx->nodes, n);
 }
 
-/* A time setattr sets, if it sets it: the one given (flag `given`), or
- * now (flag `at_now`). */
-static bool time_to_set(int to_set, int given, int at_now,
-			const struct timespec *t, struct timespec *out)
-{
-	if (!(to_set & (given | at_now)))
-		return false;
-	if (to_set & at_now)
-		now(out);
-	else
-		*out = *t;
-	return true;
-}
-
-static void dsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
-			 int to_set, struct fuse_file_info *fi)
-{
-	struct dsfs_ctx *ctx = ctx_of(req);
-	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
-	struct node *n = node_get(&ctx->nodes, ino);
-	struct dsfs_attr a;
-	unsigned mask = 0;
-	struct found f;
-	struct stat st;
-	struct loc l;
-	int rc = 0;
-
-	if (!n) {
-		fuse_reply_err(req, ESTALE);
-		return;
-	}
-	if (n->special != NODE_PLAIN) {
-		rc = -EROFS;
-		goto out;
-	}
-	if (is_fixed(n)) {
-		rc = -EPERM;
-		goto out;
-	}
-	rc = node_loc(&ctx->nodes, n, &l);
-	if (rc)
-		goto out;
-	if (to_set & FUSE_SET_ATTR_SIZE) {
-		rc = file_truncate(ctx, n, &l, h, attr->st_size);
-		if (rc) {
-			log_fail(&l, NULL, "truncate", rc, NULL);
-			goto out;
-		}
-	}
-	memset(&a, 0, sizeof(a));
-	if (to_set & FUSE_SET_ATTR_MODE) {
-		a.mode = attr->st_mode & 07777;
-		mask |= DSFS_SET_MODE;
-	}
-	if (to_set & FUSE_SET_ATTR_UID) {
-		a.uid = attr->st_uid;
-		mask |= DSFS_SET_UID;
-	}
-	if (to_set & FUSE_SET_ATTR_GID) {
-		a.gid = attr->st_gid;
-		mask |= DSFS_SET_GID;
-	}
-	if (time_to_set(to_set, FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW,
-			&attr->st_atim, &a.atime))
-		mask |= DSFS_SET_ATIME;
-	if (time_to_set(to_set, FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW,
-			&attr->st_mtim, &a.mtime))
-		mask |= DSFS_SET_MTIME;
-	if (mask & (DSFS_SET_ATIME | DSFS_SET_MTIME))
-		node_set_times(&ctx->nodes, n,
-			       (mask & DSFS_SET_ATIME) ? &a.atime : NULL,
-			       (mask & DSFS_SET_MTIME) ? &a.mtime : NULL);
-	if (mask) {
-		now(&a.ctime);
-		mask |= DSFS_SET_CTIME;
-		rc = ovl_setattr(&ctx->stack, &l, &a, mask, &f);
-		if (rc) {
-			log_fail(&l, NULL, "setattr", rc, NULL);
-			goto out;
-		}
-		notify_alias(ctx, &l, false);
-	}
-	rc = stat_node(ctx, n, &st);
-	if (rc == 0 && h)
-		file_own_size(h, &st.st_size);
-	if (rc == 0)
-		node_attrs_sent(&ctx->nodes, n);
-out:
-	if (rc)
-		fuse_reply_err(req, -rc);
-	else
-		fuse_reply_attr(req, &st, timeout_of(ctx, n));
-	node_put(&ctx->nodes, n);
-}
-
 /* Common checks for making a name in dir: returns the loc of the new
  * name.  Nothing can be made at the root or in the layer directories. */
 static int new_name_loc(struct dsfs_ctx *ctx, struct node *dir,
@@ -356,6 +264,7 @@ static int make_name(fuse_req_t req, struct node *dir, const char *name,
 		rc = -EPERM; /* devices/ holds only device directories */
 	if (rc == 0) {
 		new_attr(req, mode, &a);
+		setid_inherit(ctx, dir, !fi, &a);
 		if (fi) {
 			rc = file_create(ctx, &l, &a, fi->flags, &f, h);
 		} else {
@@ -570,7 +479,9 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	rc = file_open(ctx, n, fi->flags, &h, &r);
+	rc = setid_open(ctx, req, n, fi->flags);
+	if (rc == 0)
+		rc = file_open(ctx, n, fi->flags, &h, &r);
 	if (rc) {
 		node_put(&ctx->nodes, n);
 		fuse_reply_err(req, -rc);
@@ -611,7 +522,9 @@ static void dsfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	ssize_t rc;
 
 	(void)ino;
-	rc = file_write(ctx_of(req), h, (uint64_t)off, buf, size);
+	rc = setid_write(ctx_of(req), req, h);
+	if (rc == 0)
+		rc = file_write(ctx_of(req), h, (uint64_t)off, buf, size);
 	if (rc < 0)
 		fuse_reply_err(req, (int)-rc);
 	else
@@ -766,8 +679,7 @@ static void serve_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				if (is_fixed(n))
 					fixed_stat(ctx, n, &e.attr);
 				else
-					attr_stat(n->ino, &it->found.attr,
-						  &e.attr);
+					entry_stat(ctx, n, &it->found, &e.attr);
 				e.attr_timeout = e.entry_timeout =
 					timeout_of(ctx, n);
 			}

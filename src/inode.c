@@ -442,6 +442,32 @@ struct node *node_get_child(struct node_table *t, struct node *dir,
 	return n;
 }
 
+bool node_subdirs(struct node_table *t, struct node *n, uint32_t *count,
+		  uint64_t *at)
+{
+	bool kept;
+
+	pthread_mutex_lock(&t->lock);
+	kept = n->subdirs_kept;
+	*count = n->subdirs;
+	*at = n->subdirs_at;
+	pthread_mutex_unlock(&t->lock);
+	return kept;
+}
+
+void node_set_subdirs(struct node_table *t, struct node *n, uint32_t count,
+		      uint64_t at)
+{
+	pthread_mutex_lock(&t->lock);
+	/* A listing taken earlier than the one kept says less. */
+	if (!n->subdirs_kept || at >= n->subdirs_at) {
+		n->subdirs_kept = true;
+		n->subdirs = count;
+		n->subdirs_at = at;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
 int node_gone(struct node_table *t, struct node *n, struct dsfs_attr *a)
 {
 	int rc = -ESTALE;
@@ -497,15 +523,19 @@ static int build_key(struct node *n, const char *leaf, struct loc *l)
 	l->tree = root->tree;
 	pos = (size_t)snprintf(l->key, sizeof(l->key), "%s",
 			       root->tree == TREE_IMAGES ? "images" : "kv");
+	/* The key is as long as the path below the mount or shorter ("kv/"
+	 * stands for "runtime/kv/", "kv/__ID" for "devices/ID"), so exactly
+	 * the room DSFS_KEY_MAX leaves is used: a path of PATH_MAX - 1 bytes
+	 * fits. */
 	for (i = (int)nparts - 1; i >= 0; i--) {
 		bool device = root->tree == TREE_DEVICES &&
 			      i == (int)nparts - 1;
-		size_t len = strlen(parts[i]);
+		size_t sep = device ? 3 : 1, len = strlen(parts[i]);
 
-		if (pos + len + 4 >= sizeof(l->key))
+		if (pos + sep + len + 1 > sizeof(l->key))
 			return -ENAMETOOLONG;
-		memcpy(l->key + pos, device ? "/__" : "/", device ? 3 : 1);
-		pos += device ? 3 : 1;
+		memcpy(l->key + pos, device ? "/__" : "/", sep);
+		pos += sep;
 		memcpy(l->key + pos, parts[i], len + 1);
 		pos += len;
 	}

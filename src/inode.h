@@ -54,6 +54,11 @@ struct node {
 	 * is there now. */
 	struct node *was_parent;
 	char *was_name;
+	/* A directory's count of subdirectories (its link count less 2),
+	 * and the stack's change count when it was listed, if it was. */
+	bool subdirs_kept;
+	uint32_t subdirs;
+	uint64_t subdirs_at;
 	/* A directory's shared listing while a handle reads it: dirlist.c's,
 	 * guarded by its lock, not this table's. */
 	struct dir_snap *snap;
@@ -126,6 +131,14 @@ void node_set_times(struct node_table *t, struct node *n,
 		    const struct timespec *atime, const struct timespec *mtime);
 void node_take_times(struct node_table *t, struct node *n,
 		     struct timespec *atime, struct timespec *mtime);
+
+/* A directory's count of subdirectories as last listed: true with the
+ * count and the stack's change count of that listing, false if none was
+ * kept.  attrs.c decides whether it is still good (ovl_changed_since). */
+bool node_subdirs(struct node_table *t, struct node *n, uint32_t *count,
+		  uint64_t *at);
+void node_set_subdirs(struct node_table *t, struct node *n, uint32_t count,
+		      uint64_t at);
 
 /* The existing child `name` of dir, with one more kernel lookup counted;
  * NULL if the table has none (for the fixed directories). */

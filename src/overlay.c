@@ -83,7 +83,7 @@ static size_t parent_len(const char *key)
 
 /* A change to key (NULL: to anything, as a factory install is) is about
  * to be made: listings of its directory taken before it are out of date. */
-static void note_change(struct dsfs_stack *s, const char *key)
+void ovl_note_change(struct dsfs_stack *s, const char *key)
 {
 	if (!key)
 		s->all_changed_at = s->changes;
@@ -97,7 +97,7 @@ static void lock_for_change(struct dsfs_stack *s, const char *key)
 {
 	pthread_rwlock_wrlock(&s->lock);
 	s->changes++;
-	note_change(s, key);
+	ovl_note_change(s, key);
 }
 
 void ovl_changed_elsewhere(struct dsfs_stack *s, const char *key)
@@ -238,7 +238,7 @@ static int copy_up_parents(struct dsfs_stack *s, const struct loc *l, int t)
 		rc = layer_mkdir(s->layer[t], dir.key, &f.attr);
 		if (rc)
 			return rc;
-		note_change(s, dir.key); /* the layer's own tree shows it */
+		ovl_note_change(s, dir.key); /* the layer's own tree shows it */
 		/* The loop condition made slash non-NULL; cppcheck reads the
 		 * "slash &&" there as a sign that it may be NULL here. */
 		/* cppcheck-suppress nullPointerRedundantCheck */
@@ -300,8 +300,10 @@ static int make_new(struct dsfs_stack *s, const struct loc *l,
 			    cur.kind == DSFS_WHITEOUT;
 		rc = layer_mkdir(s->layer[t], l->key, &na);
 	}
-	if (rc == 0)
+	if (rc == 0) {
+		ovl_touch_parent(s, l);
 		fill_found(s, l, t, f);
+	}
 out:
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
@@ -325,6 +327,7 @@ static int commit_locked(struct dsfs_stack *s, const struct loc *l,
 {
 	struct dsfs_attr na = *a;
 	struct found cur;
+	bool fresh;
 	int t, rc;
 
 	rc = lookup_locked(s, l, &cur);
@@ -332,6 +335,7 @@ static int commit_locked(struct dsfs_stack *s, const struct loc *l,
 		return -EISDIR;
 	if (rc && rc != -ENOENT)
 		return rc;
+	fresh = rc != 0;
 	t = target_layer(s, l, rc == 0 ? &cur : NULL);
 	if (t < 0)
 		return t;
@@ -350,6 +354,8 @@ static int commit_locked(struct dsfs_stack *s, const struct loc *l,
 		return rc;
 	na.kind = DSFS_FILE;
 	rc = layer_commit(s->layer[t], l->key, &na, data, len, &f->attr);
+	if (rc == 0 && fresh)
+		ovl_touch_parent(s, l); /* a new name */
 	if (rc == 0)
 		fill_found(s, l, t, f);
 	return rc;
@@ -431,6 +437,8 @@ static int remove_entry(struct dsfs_stack *s, const struct loc *l, bool dir)
 		rc = layer_remove(s->layer[l->layer], l->key);
 	else
 		rc = remove_merged(s, l);
+	if (rc == 0)
+		ovl_touch_parent(s, l);
 out:
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
@@ -515,7 +523,7 @@ int ovl_rename(struct dsfs_stack *s, const struct loc *from,
 	    (from->view == VIEW_LAYER && from->layer != to->layer))
 		return -EXDEV;
 	lock_for_change(s, from->key);
-	note_change(s, to->key);
+	ovl_note_change(s, to->key);
 	rc = lookup_locked(s, from, &fs);
 	if (rc)
 		goto out;
@@ -542,14 +550,15 @@ int ovl_rename(struct dsfs_stack *s, const struct loc *from,
 		if (rc)
 			goto out;
 	}
-	if (from->view == VIEW_LAYER) {
+	if (from->view == VIEW_LAYER)
 		rc = layer_readonly(s->layer[from->layer]) ?
 			     -EROFS :
 			     layer_rename(s->layer[from->layer], from->key,
 					  to->key, 0);
-		goto out;
-	}
-	rc = rename_merged(s, from, to, &fs, dst_exists, &fd);
+	else
+		rc = rename_merged(s, from, to, &fs, dst_exists, &fd);
+	if (rc == 0)
+		ovl_touch_parents(s, from, to);
 out:
 	pthread_rwlock_unlock(&s->lock);
 	return rc;

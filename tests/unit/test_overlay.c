@@ -166,6 +166,66 @@ static void teardown(void)
 	pthread_rwlock_destroy(&stack.lock);
 }
 
+/* The mtime of key in one layer, 0 if it has none. */
+static time_t mtime_in(int layer, const char *key)
+{
+	struct dsfs_attr a;
+
+	return layer_lookup(stack.layer[layer], key, &a) == 0 ? a.mtime.tv_sec :
+								0;
+}
+
+/* Set key's times in one layer back to the epoch. */
+static void age(int layer, const char *key)
+{
+	struct dsfs_attr old = {0};
+
+	layer_setattr(stack.layer[layer], key, &old,
+		      DSFS_SET_MTIME | DSFS_SET_CTIME);
+}
+
+/* A made, removed or renamed name sets its directory's mtime and ctime in
+ * the layer changed and in the writable ones above it (dirtimes.c). */
+static void dir_times(void)
+{
+	struct dsfs_attr da = dir_attr();
+	struct timespec t;
+	struct found f;
+
+	is_int(ovl_tree_time(&stack, VIEW_MERGED, 0, TREE_IMAGES, &t), -ENOENT,
+	       "images/ has not changed since the start");
+	is_int(ovl_mkdir(&stack, at(merged("kv/t")), &da, &f), 0, "mkdir kv/t");
+	is_int(ovl_tree_time(&stack, VIEW_MERGED, 0, TREE_KV, &t), 0,
+	       "kv/ has changed");
+	ok(t.tv_sec > 0, "at a time");
+	is_int(ovl_mkdir(&stack, at(in_layer(L_EPHEMERAL, "kv/t")), &da, &f), 0,
+	       "mkdir ephemeral/kv/t too");
+	age(L_RUNTIME, "kv/t");
+	age(L_EPHEMERAL, "kv/t");
+	is_int(put(at(merged("kv/t/n")), "1"), 0, "a new name in kv/t");
+	ok(mtime_in(L_RUNTIME, "kv/t") > 0, "sets runtime's kv/t mtime");
+	ok(mtime_in(L_EPHEMERAL, "kv/t") > 0, "and ephemeral's, shown above");
+	age(L_RUNTIME, "kv/t");
+	age(L_EPHEMERAL, "kv/t");
+	is_int(put(at(merged("kv/t/n")), "2"), 0, "a new value, same name");
+	is_int((int)mtime_in(L_RUNTIME, "kv/t"), 0, "leaves the times alone");
+	is_int(ovl_unlink(&stack, at(in_layer(L_RUNTIME, "kv/t/n"))), 0,
+	       "rm runtime/kv/t/n");
+	ok(mtime_in(L_RUNTIME, "kv/t") > 0, "sets runtime's kv/t mtime");
+	ok(mtime_in(L_EPHEMERAL, "kv/t") > 0, "and ephemeral's above it");
+	age(L_RUNTIME, "kv/t");
+	age(L_EPHEMERAL, "kv/t");
+	is_int(put(at(in_layer(L_EPHEMERAL, "kv/t/e")), "3"), 0,
+	       "a new name in ephemeral/kv/t");
+	ok(mtime_in(L_EPHEMERAL, "kv/t") > 0, "sets ephemeral's kv/t mtime");
+	is_int((int)mtime_in(L_RUNTIME, "kv/t"), 0, "not runtime's, below");
+	age(L_EPHEMERAL, "kv/t");
+	is_int(ovl_rename(&stack, at(merged("kv/t/e")), at(merged("kv/t2e")),
+			  0),
+	       0, "mv kv/t/e kv/t2e");
+	ok(mtime_in(L_EPHEMERAL, "kv/t") > 0, "sets the source's mtime");
+}
+
 int main(void)
 {
 	struct loc a = merged("kv/a"), b = merged("kv/b"), c = merged("kv/c");
@@ -307,6 +367,9 @@ int main(void)
 	       0, "chmod of a factory directory");
 	is_int(f.layer, L_RUNTIME, "copied it up");
 	is_int((int)f.attr.mode, 0640, "with the new mode");
+
+	/* Directory times. */
+	dir_times();
 
 	/* Factory reset. */
 	is_int(ovl_factory_reset(&stack), 0, "factory reset");
