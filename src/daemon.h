@@ -17,6 +17,8 @@
 #include "inode.h"
 
 struct handle;
+struct flocks;
+struct dsfs_cluster;
 
 struct dsfs_ctx {
 	/* Set up by main.c before the session starts; read-only after. */
@@ -36,6 +38,10 @@ struct dsfs_ctx {
 	struct fuse_session *se;
 	pthread_t control_thread;
 	bool control_running;
+	/* A shared runtime (remote.c): the other hosts, and flock() across
+	 * them.  NULL otherwise; set before the session starts. */
+	struct dsfs_cluster *cluster;
+	struct flocks *flocks;
 };
 
 /* fuse_ops.c */
@@ -62,6 +68,9 @@ void notify_alias(struct dsfs_ctx *ctx, const struct loc *l, bool entry);
 /* Tell the kernel to forget everything it cached below the fixed
  * directories (after a factory install or reset). */
 void dsfs_invalidate_all(struct dsfs_ctx *ctx);
+/* Another host changed key: drop what the kernel cached of its merged
+ * node, its name, and its directory's listing. */
+void notify_remote(struct dsfs_ctx *ctx, const char *key);
 
 /* attrs.c: a node as the kernel and the log see it. */
 const char *layer_name(int layer); /* "ephemeral", "runtime", "factory" */
@@ -163,6 +172,25 @@ int setid_write(struct dsfs_ctx *ctx, fuse_req_t req, struct handle *h);
 int setid_open(struct dsfs_ctx *ctx, fuse_req_t req, struct node *n, int flags);
 void setid_inherit(struct dsfs_ctx *ctx, struct node *dir, bool is_dir,
 		   struct dsfs_attr *a);
+
+/* flock.c: flock() on a shared runtime, across its hosts. */
+int flocks_new(struct dsfs_cluster *c, struct flocks **out);
+/* After the cluster closed. */
+void flocks_free(struct flocks *fl);
+/* Serve a FUSE flock request (op: LOCK_SH, LOCK_EX or LOCK_UN, with
+ * LOCK_NB) of the lock owner on inode ino: answers req now, or later. */
+void flock_request(struct dsfs_ctx *ctx, fuse_req_t req, fuse_ino_t ino,
+		   uint64_t owner, int op);
+/* The last close of an open file that owner locked. */
+void flock_release(struct dsfs_ctx *ctx, uint64_t owner);
+
+/* remote.c: the other hosts of a shared runtime.  remote_start() after
+ * the layers are open and before the session runs: the cluster on the
+ * database conninfo names, the runtime layer wrapped to tell them of
+ * every change, flocks; remote_stop() once no request and no change can
+ * come any more, before the layers close. */
+int remote_start(struct dsfs_ctx *ctx, const char *conninfo);
+void remote_stop(struct dsfs_ctx *ctx);
 
 /* control.c: the daemon's side of dsfsctl's requests. */
 int control_listen(struct dsfs_ctx *ctx);

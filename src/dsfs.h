@@ -184,6 +184,9 @@ int ovl_sync(struct dsfs_stack *s);
  * struct loc) since the stack's change count was since. */
 bool ovl_changed_since(struct dsfs_stack *s, const char *dirkey,
 		       uint64_t since);
+/* Another host changed key in the shared runtime layer (NULL: anything):
+ * listings taken before are out of date. */
+void ovl_changed_elsewhere(struct dsfs_stack *s, const char *key);
 int ovl_usage(struct dsfs_stack *s, int layer, uint64_t *used,
 	      uint64_t *budget);
 int ovl_open_image(struct dsfs_stack *s, const struct loc *l, struct found *f,

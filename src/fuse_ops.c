@@ -58,7 +58,8 @@ static void now(struct timespec *ts)
 
 static void dsfs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct dsfs_ctx *ctx = userdata;
+
 	/* O_TRUNC arrives with open(), so a truncating writer works on its
 	 * own empty copy instead of emptying the stored value at once. */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
@@ -67,8 +68,10 @@ static void dsfs_init(void *userdata, struct fuse_conn_info *conn)
 	/* The kernel works out which set-id bits a chown or a truncation
 	 * clears and sends them as a mode change (setattr.c, setid.c). */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
-	/* flock() is served by the kernel on this host. */
-	conn->want &= ~(unsigned)FUSE_CAP_FLOCK_LOCKS;
+	/* flock() is served by the kernel on this host, by flock.c across
+	 * the hosts of a shared runtime. */
+	if (!ctx->flocks)
+		conn->want &= ~(unsigned)FUSE_CAP_FLOCK_LOCKS;
 	conn->want &= ~(unsigned)FUSE_CAP_POSIX_LOCKS;
 }
 
@@ -546,8 +549,16 @@ static void dsfs_release(fuse_req_t req, fuse_ino_t ino,
 			 struct fuse_file_info *fi)
 {
 	(void)ino;
+	if (fi->flock_release)
+		flock_release(ctx_of(req), fi->lock_owner);
 	file_release(ctx_of(req), (struct handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
+}
+
+static void dsfs_flock(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi, int op)
+{
+	flock_request(ctx_of(req), req, ino, fi->lock_owner, op);
 }
 
 static void dsfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
@@ -863,6 +874,7 @@ const struct fuse_lowlevel_ops dsfs_ll_ops = {
 	.flush = dsfs_flush,
 	.release = dsfs_release,
 	.fsync = dsfs_fsync,
+	.flock = dsfs_flock,
 	.opendir = dsfs_opendir,
 	.readdir = dsfs_readdir,
 	.readdirplus = dsfs_readdirplus,

@@ -30,6 +30,7 @@ struct options {
 	char *scratch; /* NULL: DSFS_SCRATCH_DEFAULT */
 	char *runtime;
 	double cache_timeout;
+	int cache_timeout_given;
 	int foreground;
 	int debug;
 	int single_thread;
@@ -50,6 +51,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("scratch=%s", scratch),
 	OPT("runtime=%s", runtime),
 	OPT("cache_timeout=%lf", cache_timeout),
+	OPT("cache_timeout=", cache_timeout_given),
 	OPT("-f", foreground),
 	OPT("-s", single_thread),
 	OPT("-d", debug),
@@ -103,6 +105,12 @@ static int opt_proc(void *data, const char *arg, int key,
 		o->mountpoint = strdup(arg);
 	o->nonopts++;
 	return 0;
+}
+
+/* A runtime that other hosts share: PostgreSQL (remote.c). */
+static bool shared_runtime(const char *runtime)
+{
+	return runtime && strcmp(runtime, "memory") != 0;
 }
 
 static int set_budget(const char *name, const char *value, uint64_t *budget)
@@ -339,6 +347,11 @@ int main(int argc, char *argv[])
 		goto out_args;
 	if (o.cache_timeout < 0)
 		o.cache_timeout = 0;
+	/* Other hosts change a shared runtime below this kernel: unless told
+	 * otherwise, it caches nothing by time, so that a lookup or a stat
+	 * made after their commit sees it (close-to-open across hosts). */
+	if (shared_runtime(ctx.runtime) && !o.cache_timeout_given)
+		o.cache_timeout = 0;
 	ctx.timeout = o.cache_timeout;
 	clock_gettime(CLOCK_REALTIME, &ctx.started);
 	log_init("dsfs", true, o.debug);
@@ -385,6 +398,8 @@ int main(int argc, char *argv[])
 	log_init("dsfs", o.foreground, o.debug);
 	if (open_stack(&ctx) != 0)
 		goto out_unmount;
+	if (shared_runtime(ctx.runtime) && remote_start(&ctx, ctx.runtime) != 0)
+		goto out_layers;
 	rc = control_start(&ctx);
 	if (rc)
 		log_warn("%s: control socket not served: %s", ctx.store,
@@ -405,6 +420,7 @@ int main(int argc, char *argv[])
 
 out_layers:
 	control_stop(&ctx);
+	remote_stop(&ctx);
 out_unmount:
 	fuse_session_unmount(ctx.se);
 out_signals:

@@ -9,6 +9,9 @@
  * by one of these, before the reply, so that the next request of the kernel
  * asks dsfs again.  None of them is called with a lock of ours held: the
  * kernel may wait for a request in flight, which must be able to finish.
+ *
+ * On a shared runtime, another host's change comes as its key, from the
+ * thread that listens to the other hosts (remote.c): notify_remote().
  */
 #include <string.h>
 
@@ -74,4 +77,20 @@ void dsfs_invalidate_all(struct dsfs_ctx *ctx)
 	/* The fixed directories' listings (kv/, images/, ...) change too. */
 	for (ino = ROOT_INO; ino <= FIXED_NODES; ino++)
 		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
+}
+
+void notify_remote(struct dsfs_ctx *ctx, const char *key)
+{
+	uint64_t ino, parent;
+	const char *name;
+
+	/* The merged trees are the only ones the kernel caches (attrs.c);
+	 * devices/ID/x and runtime/kv/x are asked again every time. */
+	if (node_find_merged(&ctx->nodes, key, &ino, &parent, &name) != 0)
+		return;
+	if (ino)
+		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
+	/* The name may be new, or gone, or another entry now. */
+	fuse_lowlevel_notify_inval_entry(ctx->se, parent, name, strlen(name));
+	fuse_lowlevel_notify_inval_inode(ctx->se, parent, 0, 0);
 }

@@ -100,6 +100,12 @@ static void lock_for_change(struct dsfs_stack *s, const char *key)
 	ovl_note_change(s, key);
 }
 
+void ovl_changed_elsewhere(struct dsfs_stack *s, const char *key)
+{
+	lock_for_change(s, key);
+	pthread_rwlock_unlock(&s->lock);
+}
+
 bool ovl_changed_since(struct dsfs_stack *s, const char *dirkey, uint64_t since)
 {
 	bool changed;

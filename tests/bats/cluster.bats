@@ -1,0 +1,260 @@
+#!/usr/bin/env bats
+# cluster.bats - several hosts on one shared runtime: flock() honoured
+# across them, and each host seeing the others' changes (close-to-open,
+# and pushed invalidations of its kernel caches).  The hosts are mounts
+# of separate STORE directories ($T/a.store on $T/a, ...) on one
+# PostgreSQL database of a server this file starts.
+
+load helpers
+
+setup_file()
+{
+	pg_server_start
+}
+
+teardown_file()
+{
+	pg_server_stop
+}
+
+setup()
+{
+	setup_store
+	URI=$(pg_new_database "c_${BATS_TEST_NUMBER}_$$") || return 1
+	export URI
+	: >"$T/pids"
+}
+
+teardown()
+{
+	local h pid
+	# Processes left holding or waiting for locks on the mounts.
+	while read -r pid; do
+		kill -9 "$pid" 2>/dev/null || true
+	done <"$T/pids"
+	for h in a b c; do
+		STORE=$T/$h.store MNT=$T/$h unmount_dsfs || true
+		STORE=$T/$h.store teardown_daemons
+	done
+	teardown_store
+}
+
+# teardown_daemons: no daemon of $STORE is left.
+teardown_daemons()
+{
+	local pids
+	pids=$(daemon_pids)
+	# shellcheck disable=SC2086 # a list of pids
+	[ -z "$pids" ] || kill -9 $pids 2>/dev/null
+	wait_daemon_gone 10 || true
+}
+
+# host H [dsfs options...]: mount host H ($T/H.store on $T/H) on the
+# test's database.
+host()
+{
+	local h=$1
+	shift
+	mkdir -p "$T/$h"
+	STORE=$T/$h.store MNT=$T/$h mount_dsfs -o "runtime=$URI" "$@"
+}
+
+# bg CMD...: run CMD in the background, its pid noted for teardown.
+bg()
+{
+	"$@" </dev/null >/dev/null 2>&1 3>&- 4>&- &
+	echo $! >>"$T/pids"
+}
+
+# hold FILE [sh]: a process that locks FILE (exclusive, or shared) and
+# keeps it until killed; one process, so that killing it releases it.
+hold()
+{
+	bg "$PYTHON" -c 'import fcntl, sys, time
+f = open(sys.argv[1])
+fcntl.flock(f, fcntl.LOCK_SH if sys.argv[2:] == ["sh"] else fcntl.LOCK_EX)
+time.sleep(120)' "$@"
+}
+
+# locked FILE: true once flock -n on FILE is refused.
+locked()
+{
+	local tries=100
+	while tmo flock -n "$1" true; do
+		tries=$((tries - 1))
+		[ $tries -gt 0 ] || return 1
+		sleep 0.05
+	done
+}
+
+# within SECS CMD...: true as soon as CMD succeeds, polling every 20 ms.
+within()
+{
+	local tries=$(($1 * 50))
+	shift
+	until "$@"; do
+		tries=$((tries - 1))
+		[ $tries -gt 0 ] || return 1
+		sleep 0.02
+	done
+}
+
+# size_is FILE N: stat says FILE has N bytes.
+size_is()
+{
+	[ "$(stat -c %s "$1" 2>/dev/null)" = "$2" ]
+}
+
+# Python's flock(2) without its retry on EINTR: prints OK or the errno.
+FLOCK_PY='
+import ctypes, errno, fcntl, os, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+signal.signal(signal.SIGALRM, lambda s, f: None)
+fd = os.open(sys.argv[1], os.O_RDONLY)
+op = {"ex": fcntl.LOCK_EX, "sh": fcntl.LOCK_SH,
+      "exnb": fcntl.LOCK_EX | fcntl.LOCK_NB,
+      "shnb": fcntl.LOCK_SH | fcntl.LOCK_NB}[sys.argv[2]]
+if len(sys.argv) > 3:
+    signal.setitimer(signal.ITIMER_REAL, float(sys.argv[3]))
+rc = libc.flock(fd, op)
+print("OK" if rc == 0 else errno.errorcode[ctypes.get_errno()])
+'
+
+pyflock()
+{
+	tmo "$PYTHON" -c "$FLOCK_PY" "$@"
+}
+
+@test "flock counter: 3 hosts x 4 processes add exactly 12" {
+	local h i pids=()
+	host a
+	host b
+	host c
+	echo 0 >"$T/a/kv/n"
+	for h in a b c; do
+		for i in 1 2 3 4; do
+			(
+				cd "$T/$h/kv" &&
+					tmo flock n sh -c 'echo $(($(cat n)+1)) > n'
+			) 3>&- 4>&- &
+			pids+=($!)
+		done
+	done
+	# Not a bare wait: bats' own watchdog is a child too.
+	wait "${pids[@]}"
+	for h in a b c; do
+		assert_content "$T/$h/kv/n" "12
+"
+	done
+}
+
+@test "flock LOCK_NB across hosts: EWOULDBLOCK while another host holds it" {
+	host a
+	host b
+	echo 1 >"$T/a/kv/l"
+	hold "$T/a/kv/l"
+	locked "$T/b/kv/l"
+	[ "$(pyflock "$T/b/kv/l" exnb)" = EAGAIN ]
+	[ "$(pyflock "$T/b/kv/l" shnb)" = EAGAIN ]
+	# The same key under devices/ and runtime/ is the same lock.
+	mkdir "$T/a/kv/__d1"
+	echo 2 >"$T/a/kv/__d1/x"
+	hold "$T/a/devices/d1/x"
+	locked "$T/b/runtime/kv/__d1/x"
+	# Shared locks share across hosts.
+	echo 3 >"$T/a/kv/s"
+	hold "$T/a/kv/s" sh
+	within 5 tmo flock -n -s "$T/a/kv/s" true
+	[ "$(pyflock "$T/b/kv/s" shnb)" = OK ]
+	[ "$(pyflock "$T/b/kv/s" exnb)" = EAGAIN ]
+	# Released at the holder's last close: the other host gets it.
+	kill "$(sed -n 1p "$T/pids")"
+	within 5 tmo flock -n "$T/b/kv/l" true
+}
+
+@test "a blocked flock interrupted by a signal fails with EINTR" {
+	host a
+	host b
+	echo 1 >"$T/a/kv/l"
+	hold "$T/a/kv/l"
+	locked "$T/b/kv/l"
+	# Waiting behind another host, and behind a process of this host.
+	[ "$(pyflock "$T/b/kv/l" ex 0.5)" = EINTR ]
+	[ "$(pyflock "$T/a/kv/l" ex 0.5)" = EINTR ]
+	[ "$(pyflock "$T/b/kv/l" sh 0.5)" = EINTR ]
+	# The interrupted waits left nothing behind.
+	kill "$(sed -n 1p "$T/pids")"
+	[ "$(pyflock "$T/b/kv/l" ex 10)" = OK ]
+	[ "$(pyflock "$T/a/kv/l" ex 10)" = OK ]
+}
+
+@test "a host killed with SIGKILL while holding a lock releases it" {
+	host a
+	host b
+	echo 1 >"$T/a/kv/k"
+	hold "$T/a/kv/k"
+	locked "$T/b/kv/k"
+	STORE=$T/a.store kill_daemon
+	within 5 tmo flock -n "$T/b/kv/k" true
+}
+
+@test "close-to-open across hosts: values, new names and removals" {
+	host a
+	host b
+	# A name looked up (and missed) on b is found once a makes it.
+	[ "$(pyop stat "$T/b/kv/cfg")" = ENOENT ]
+	echo '{"url":"https://x"}' >"$T/a/kv/cfg"
+	assert_content "$T/b/kv/cfg" '{"url":"https://x"}
+'
+	echo '{"url":"https://longer.example"}' >"$T/a/kv/cfg"
+	assert_content "$T/b/kv/cfg" '{"url":"https://longer.example"}
+'
+	size_is "$T/b/kv/cfg" 33
+	mkdir "$T/a/kv/app"
+	echo 5 >"$T/a/kv/app/n"
+	assert_content "$T/b/kv/app/n" "5
+"
+	[ "$(ls1 "$T/b/kv")" = "app
+cfg" ]
+	rm "$T/b/kv/cfg"
+	[ "$(pyop stat "$T/a/kv/cfg")" = ENOENT ]
+	mv "$T/a/kv/app/n" "$T/a/kv/app/m"
+	[ "$(ls1 "$T/b/kv/app")" = m ]
+}
+
+@test "pushed invalidation: a host that caches sees another's change within 2 s" {
+	host a
+	host b -o cache_timeout=60
+	echo 1 >"$T/a/kv/x"
+	size_is "$T/b/kv/x" 2
+	[ "$(ls1 "$T/b/kv")" = x ]
+	echo 12345 >"$T/a/kv/x"
+	within 2 size_is "$T/b/kv/x" 6
+	echo 1 >"$T/a/kv/y"
+	within 2 eval '[ "$(ls1 "$T/b/kv")" = "x
+y" ]'
+	rm "$T/a/kv/x"
+	within 2 eval '[ "$(pyop stat "$T/b/kv/x")" = ENOENT ]'
+}
+
+@test "a lost LISTEN connection reconnects and drops every cache" {
+	host a
+	host b -o cache_timeout=60
+	echo 1 >"$T/a/kv/x"
+	size_is "$T/b/kv/x" 2
+	pg_sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'dsfs listen'" >/dev/null
+	echo 123 >"$T/a/kv/x"
+	within 2 size_is "$T/b/kv/x" 4
+	echo 12345 >"$T/a/kv/x"
+	within 2 size_is "$T/b/kv/x" 6
+}
+
+@test "a factory reset on one host reaches the others" {
+	host a
+	host b -o cache_timeout=60
+	echo 1 >"$T/a/kv/x"
+	size_is "$T/b/kv/x" 2
+	tmo "$DSFSCTL" factory-reset "$T/a.store"
+	within 2 eval '[ "$(pyop stat "$T/b/kv/x")" = ENOENT ]'
+	[ "$(ls1 "$T/b/kv")" = "" ]
+}
