@@ -140,6 +140,18 @@ static int p_unpin_blob(struct dsfs_layer *l, const char *token)
 	return layer_unpin_blob(pub(l)->inner, token);
 }
 
+/* A change set (the admin tool's load and reset): each of its keys is
+ * told once it has committed. */
+static int p_apply(struct dsfs_layer *l, const struct layer_change *c, size_t n)
+{
+	int rc = layer_apply(pub(l)->inner, c, n);
+	size_t i;
+
+	for (i = 0; rc == 0 && i < n; i++)
+		told(l, rc, c[i].key, 0);
+	return rc;
+}
+
 static const struct dsfs_layer_ops published_ops = {
 	.version = DSFS_LAYER_OPS_VERSION,
 	.lookup = p_lookup,
@@ -159,6 +171,7 @@ static const struct dsfs_layer_ops published_ops = {
 	.stat_blob = p_stat_blob,
 	.pin_blob = p_pin_blob,
 	.unpin_blob = p_unpin_blob,
+	.apply = p_apply,
 };
 
 int cluster_layer_wrap(struct dsfs_cluster *c, struct dsfs_layer *inner,
