@@ -15,6 +15,8 @@
 #include "dirlist.h"
 #include "dsfs.h"
 #include "inode.h"
+#include "last_error.h"
+#include "reserve.h"
 
 struct handle;
 
@@ -35,6 +37,10 @@ struct dsfs_ctx {
 	struct fuse_session *se;
 	pthread_t control_thread;
 	bool control_running;
+	/* Open writers' reservations (reserve.h), and why recent writes were
+	 * refused (last_error.h): set up by main.c before the session. */
+	struct reserve_table reserve;
+	struct last_errors errors;
 };
 
 /* fuse_ops.c */
@@ -92,14 +98,16 @@ int lookup_by_token(struct dsfs_ctx *ctx, struct node *dir, const char *name,
 		    struct fuse_entry_param *e);
 /* A read-only handle streaming the token's blob. */
 int open_token(struct dsfs_ctx *ctx, struct node *n, struct handle **h);
-/* The read-only user.dsfs.* attributes of a node: fills buf with the
- * value of `name`; -ENODATA if the node has no such attribute. */
-int xattr_value(struct dsfs_ctx *ctx, struct node *n, const char *name,
-		char *buf, size_t size);
-/* The names of the attributes n has, each ended by a NUL, into list;
- * returns their length. */
-size_t xattr_list(struct dsfs_ctx *ctx, struct node *n, char *list,
-		  size_t size);
+/* The read-only user.dsfs.* attributes of a node, as the process who
+ * sees them: fills buf with the value of `name`; -ENODATA if the node
+ * has no such attribute (user.dsfs.error: none that who could write). */
+int xattr_value(struct dsfs_ctx *ctx, struct node *n,
+		const struct fuse_ctx *who, const char *name, char *buf,
+		size_t size);
+/* The names of the attributes n has for who, each ended by a NUL, into
+ * list; returns their length. */
+size_t xattr_list(struct dsfs_ctx *ctx, struct node *n,
+		  const struct fuse_ctx *who, char *list, size_t size);
 
 /* dirsource.c: what a directory lists (struct dirlist_source, with the
  * context as its arg). */

@@ -294,6 +294,10 @@ int main(int argc, char *argv[])
 		goto out_store;
 	if (ovl_stack_init(&ctx.stack) != 0)
 		goto out_store;
+	/* The runtime layer's files are in the store directory. */
+	if (reserve_init(&ctx.reserve, ctx.store) != 0 ||
+	    last_errors_init(&ctx.errors) != 0)
+		goto out_stack;
 	/* Check the store now, while errors reach the terminal. */
 	if (open_stack(&ctx) != 0)
 		goto out_stack;
@@ -370,6 +374,8 @@ out_control:
 		unlink(path);
 	}
 out_stack:
+	last_errors_destroy(&ctx.errors);
+	reserve_destroy(&ctx.reserve);
 	ovl_stack_destroy(&ctx.stack);
 out_store:
 	if (ctx.lock_fd >= 0)
