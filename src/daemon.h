@@ -60,6 +60,10 @@ void notify_key(struct dsfs_ctx *ctx, const struct loc *l);
  * entry, also its name and its directory's listing (a name made or
  * removed). */
 void notify_alias(struct dsfs_ctx *ctx, const struct loc *l, bool entry);
+/* A value at key was changed without the mount (dsfsctl set): drop the
+ * merged node's attributes, pages and name, and its directory's
+ * listing. */
+void notify_changed_key(struct dsfs_ctx *ctx, const char *key);
 /* Tell the kernel to forget everything it cached below the fixed
  * directories (after a factory install or reset). */
 void dsfs_invalidate_all(struct dsfs_ctx *ctx);

@@ -68,13 +68,15 @@ static int split(const char *path, char *copy, char **parts, size_t *n,
 	char *p, *slash;
 	int rc;
 
-	if (strlen(path) >= DSFS_KEY_MAX - 4)
+	size_t len = strlen(path);
+
+	if (len >= DSFS_KEY_MAX - 4)
 		return -ENAMETOOLONG;
 	if (!*path || path[0] == '/') {
 		*why = "not a path inside the mount (such as kv/app/x)";
 		return -EINVAL;
 	}
-	strcpy(copy, path);
+	memcpy(copy, path, len + 1);
 	*n = 0;
 	for (p = copy; p; p = slash ? slash + 1 : NULL) {
 		slash = strchr(p, '/');
@@ -97,16 +99,16 @@ static int split(const char *path, char *copy, char **parts, size_t *n,
 static int walk_ancestors(struct dsfs_stack *s, struct entry *e)
 {
 	struct loc dir = e->loc;
-	char *slash = strchr(dir.key, '/');
+	char *slash = strchr(dir.key, '/'), *prev;
 	struct found f;
 	int rc;
 
 	e->dir_is_root = true;
-	while ((slash = strchr(slash + 1, '/'))) {
+	for (prev = slash; (slash = strchr(slash + 1, '/')); prev = slash) {
 		*slash = '\0';
 		rc = ovl_lookup(s, &dir, &f);
 		if (rc == -ENOENT) {
-			e->missing_at = (size_t)(slash - dir.key);
+			e->missing_at = (size_t)(prev - dir.key);
 			for (e->missing = 1; (slash = strchr(slash + 1, '/'));)
 				e->missing++;
 			break;
@@ -232,6 +234,16 @@ const char *entry_head_reason(const char *why, const void *head, size_t n,
 	return out;
 }
 
+const char *entry_json_reason(const char *why, size_t len, char *out,
+			      size_t size)
+{
+	if (strstr(why, "byte"))
+		snprintf(out, size, "%s", why);
+	else
+		snprintf(out, size, "%s, after byte %zu", why, len);
+	return out;
+}
+
 const char *entry_budget_reason(struct dsfs_stack *s, int layer, size_t len,
 				char *out, size_t size)
 {
@@ -288,7 +300,7 @@ int entry_commit(struct dsfs_stack *s, const struct entry *e, const void *data,
 		if (c == DSFS_CONTENT_IMAGE)
 			entry_head_reason(reason, data, len, why, size);
 		else
-			snprintf(why, size, "%s", reason);
+			entry_json_reason(reason, len, why, size);
 		return -EINVAL;
 	}
 	memset(&a, 0, sizeof(a));

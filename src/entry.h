@@ -27,12 +27,12 @@ struct entry {
 	struct loc loc;
 	bool exists; /* found holds what the path shows now */
 	struct found found;
-	int layer;	/* where a commit goes (-EROFS: none) */
-	uint64_t frees; /* value bytes a commit replaces there */
-	uint64_t names; /* name bytes a commit adds there (its own,
+	int layer;	      /* where a commit goes (-EROFS: none) */
+	uint64_t frees;	      /* value bytes a commit replaces there */
+	uint64_t names;	      /* name bytes a commit adds there (its own,
 			     * and the directories it makes) */
-	size_t missing; /* ancestors to make: key[0..missing_at) exists */
-	size_t missing_at;
+	size_t missing;	      /* ancestors to make: the first is named after */
+	size_t missing_at;    /* the '/' at key[missing_at] */
 	struct dsfs_attr dir; /* the deepest existing ancestor directory */
 	bool dir_is_root;     /* ...which is a tree root (dir unset) */
 };
@@ -62,10 +62,15 @@ int entry_commit(struct dsfs_stack *s, const struct entry *e, const void *data,
 		 size_t len, uid_t uid, gid_t gid, char *why, size_t size);
 
 /* Reasons worded alike wherever a value is refused: "WHY; it starts with
- * 89 50 4e 58" (an image's first bytes, at most 8), and an -ENOSPC from a
- * layer's own check, with its budget in figures.  Both return out. */
+ * 89 50 4e 58" (an image's first bytes, at most 8), JSON's with a byte,
+ * and an -ENOSPC from a layer's own check, with its budget in figures.
+ * Each returns out. */
 const char *entry_head_reason(const char *why, const void *head, size_t n,
 			      char *out, size_t size);
+/* A JSON reason that names no byte ("incomplete JSON at end of file")
+ * gets the length at which the content ended. */
+const char *entry_json_reason(const char *why, size_t len, char *out,
+			      size_t size);
 const char *entry_budget_reason(struct dsfs_stack *s, int layer, size_t len,
 				char *out, size_t size);
 
