@@ -470,6 +470,10 @@ ssize_t file_write(struct dsfs_ctx *ctx, struct handle *h, uint64_t off,
 			why = with_head(h, off, buf, size, why, headed,
 					sizeof(headed));
 	}
+	/* A refused handle never commits: what it held is free for the
+	 * others at once. */
+	if (h->poisoned)
+		reserve_release(&ctx->reserve, &h->res);
 	pthread_mutex_unlock(&h->lock);
 	if (rc < 0 && node_loc(&ctx->nodes, h->node, &l) == 0) {
 		if (told)

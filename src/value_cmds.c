@@ -80,10 +80,11 @@ static void close_stack(struct store *s, struct dsfs_stack *st)
 			 AT_SYMLINK_NOFOLLOW);
 }
 
-/* Open store, and take its lock unless a daemon has it (*mounted), for
- * a command on path. */
+/* Open store (made first if create: a store is made by its first use),
+ * and take its lock unless a daemon has it (*mounted), for a command on
+ * path. */
 static int open_store(struct store *s, const char *store, const char *path,
-		      bool *mounted, struct store_error *e)
+		      bool create, bool *mounted, struct store_error *e)
 {
 	int rc;
 
@@ -91,7 +92,7 @@ static int open_store(struct store *s, const char *store, const char *path,
 	if (strchr(path, '\n'))
 		return store_fail(e, -EINVAL, "%s: a path with a line feed",
 				  path);
-	rc = store_open(s, store, false, true, e);
+	rc = store_open(s, store, create, true, e);
 	if (rc)
 		return rc;
 	rc = store_lock(s, e);
@@ -207,7 +208,7 @@ static int one_value(const char *store, const char *path, const char *value,
 	bool mounted;
 	int rc;
 
-	rc = open_store(&s, store, path, &mounted, e);
+	rc = open_store(&s, store, path, value != NULL, &mounted, e);
 	if (rc)
 		return rc;
 	if (value && mounted)
@@ -457,7 +458,7 @@ int value_update(const char *store, const char *path, char **argv,
 	bool mounted;
 	int fd = -1, rc;
 
-	rc = open_store(&s, store, path, &mounted, e);
+	rc = open_store(&s, store, path, true, &mounted, e);
 	if (rc)
 		return rc;
 	if (mounted)
