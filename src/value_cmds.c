@@ -89,9 +89,10 @@ static int open_store(struct store *s, const char *store, const char *path,
 	int rc;
 
 	*mounted = false;
-	if (strchr(path, '\n'))
-		return store_fail(e, -EINVAL, "%s: a path with a line feed",
-				  path);
+	if (strchr(path, '\n')) {
+		store_fail(e, -EINVAL, "%s: a path with a line feed", path);
+		return -EINVAL;
+	}
 	rc = store_open(s, store, create, true, e);
 	if (rc)
 		return rc;
@@ -205,6 +206,8 @@ static int one_value(const char *store, const char *path, const char *value,
 		     struct store_error *e)
 {
 	struct store s;
+	char *got = NULL;
+	size_t glen = 0;
 	bool mounted;
 	int rc;
 
@@ -216,10 +219,16 @@ static int one_value(const char *store, const char *path, const char *value,
 	else if (value)
 		rc = write_offline(&s, path, value, len, e);
 	else if (mounted)
-		rc = read_mounted(&s, path, false, data, dlen, e);
+		rc = read_mounted(&s, path, false, &got, &glen, e);
 	else
-		rc = read_offline(&s, path, false, data, dlen, e);
+		rc = read_offline(&s, path, false, &got, &glen, e);
 	store_close(&s);
+	if (data) {
+		*data = got;
+		*dlen = glen;
+	} else {
+		free(got);
+	}
 	return rc;
 }
 
