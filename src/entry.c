@@ -179,8 +179,8 @@ int entry_resolve(struct dsfs_stack *s, const char *path, struct entry *e,
 		e->frees = e->found.attr.size;
 	} else if (e->missing) {
 		/* The missing directories' names and the entry's: the tail
-		 * of the key less its slashes. */
-		e->names = strlen(e->loc.key) - e->missing_at - e->missing;
+		 * of the key after key[missing_at], less its slashes. */
+		e->names = strlen(e->loc.key) - e->missing_at - 1 - e->missing;
 	} else {
 		e->names = strlen(last);
 	}
@@ -254,7 +254,7 @@ const char *entry_budget_reason(struct dsfs_stack *s, int layer, size_t len,
 	snprintf(out, size,
 		 "the %s layer's budget of %llu bytes is full: %llu stored, "
 		 "and this value is %zu bytes",
-		 s->layer[layer]->name, (unsigned long long)budget,
+		 layer_dirs[layer], (unsigned long long)budget,
 		 (unsigned long long)used, len);
 	return out;
 }

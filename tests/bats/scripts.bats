@@ -168,8 +168,9 @@ refused()
 }
 
 @test "every value refusal is told at write, or at close with user.dsfs.error, to bash, dash, /bin/echo, dd and python3" {
-	mount_dsfs -o runtime_size=64K
+	mount_dsfs -o runtime_size=64K,ephemeral_size=64K
 	echo '{"a": 1}' >"$MNT/kv/x"
+	echo 1 >"$MNT/ephemeral/kv/e"
 	printf "$PNG" >"$MNT/images/logo"
 	refused write "$MNT/kv/x" '{oops' "EINVAL: unexpected"
 	refused write "$MNT/kv/x" '{"a": 1}}' "EINVAL: "
@@ -177,6 +178,10 @@ refused()
 		"EINVAL: not a PNG, JPEG, GIF, BMP or WebP image (byte 0); it starts with 68 65 6c 6c 6f"
 	refused write "$MNT/kv/x" "\"$(head -c 70000 /dev/zero | tr '\0' x)\"" \
 		"ENOSPC: the runtime layer's budget of 65536 bytes is full"
+	refused write "$MNT/images/logo" "\x89PNG\r\n\x1a\n$(head -c 70000 /dev/zero | tr '\0' x)" \
+		"ENOSPC: the runtime layer's budget of 65536 bytes is full"
+	refused write "$MNT/ephemeral/kv/e" "\"$(head -c 70000 /dev/zero | tr '\0' x)\"" \
+		"ENOSPC: the ephemeral layer's budget of 65536 bytes is full"
 	refused close "$MNT/kv/x" '{"a": [1, 2' "EINVAL: incomplete JSON"
 	refused close "$MNT/images/logo" '\x89PNG' \
 		"EINVAL: image too short for its signature"
