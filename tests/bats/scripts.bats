@@ -16,10 +16,13 @@ setup()
 
 teardown()
 {
-	teardown_store
-	if [ -n "${DISK:-}" ] && is_mounted "$DISK"; then
-		umount "$DISK"
+	# A store on a tmpfs of its own: unmount dsfs, then the tmpfs, then
+	# remove the rest.
+	if [ -n "${DISK:-}" ]; then
+		unmount_dsfs
+		! is_mounted "$DISK" || umount "$DISK"
 	fi
+	teardown_store
 }
 
 ctl()
