@@ -1,7 +1,8 @@
 /*
  * by_token.c - images/.by-token/TOKEN, an image's bytes found by their
  * content token, and the read-only user.dsfs.* attributes that give an
- * entry's layer, type, version and token.
+ * entry's layer, type, version and token, and why its last write was
+ * refused (error: kept by last_error.c, shown only to who could write it).
  *
  * .by-token lives in the merged images/ tree only, outside every layer:
  * TOKEN is the blob of that token in whichever layer holds one, read-only,
@@ -22,6 +23,7 @@
 #define XATTR_TYPE "user.dsfs.type"
 #define XATTR_VERSION "user.dsfs.version"
 #define XATTR_TOKEN "user.dsfs.token"
+#define XATTR_ERROR "user.dsfs.error"
 
 bool is_by_token_name(const struct node *dir, const char *name)
 {
@@ -162,8 +164,25 @@ static int token_xattr(struct dsfs_ctx *ctx, struct node *n, const char *name,
 	return 0;
 }
 
-int xattr_value(struct dsfs_ctx *ctx, struct node *n, const char *name,
-		char *buf, size_t size)
+/* Could who write an entry with these attributes?  The reason of a
+ * refused write may show what was being written: it is for the writers'
+ * eyes (root, the owner, the group by the process's own gid, others by
+ * the mode's bits), as default_permissions would judge an open for
+ * writing. */
+static bool may_write(const struct fuse_ctx *who, const struct dsfs_attr *a)
+{
+	if (who->uid == 0)
+		return true;
+	if (who->uid == a->uid)
+		return a->mode & 0200;
+	if (who->gid == a->gid)
+		return a->mode & 0020;
+	return a->mode & 0002;
+}
+
+int xattr_value(struct dsfs_ctx *ctx, struct node *n,
+		const struct fuse_ctx *who, const char *name, char *buf,
+		size_t size)
 {
 	struct found f;
 	struct loc l;
@@ -185,20 +204,25 @@ int xattr_value(struct dsfs_ctx *ctx, struct node *n, const char *name,
 		snprintf(buf, size, "%llu", (unsigned long long)f.attr.version);
 	else if (strcmp(name, XATTR_TOKEN) == 0 && f.attr.token[0])
 		snprintf(buf, size, "%s", f.attr.token);
+	else if (strcmp(name, XATTR_ERROR) == 0 && may_write(who, &f.attr))
+		return last_error_get(&ctx->errors, l.key, buf, size);
 	else
 		return -ENODATA;
 	return 0;
 }
 
-size_t xattr_list(struct dsfs_ctx *ctx, struct node *n, char *list, size_t size)
+size_t xattr_list(struct dsfs_ctx *ctx, struct node *n,
+		  const struct fuse_ctx *who, char *list, size_t size)
 {
 	static const char *const names[] = {XATTR_LAYER, XATTR_TYPE,
-					    XATTR_VERSION, XATTR_TOKEN};
-	char value[128];
+					    XATTR_VERSION, XATTR_TOKEN,
+					    XATTR_ERROR};
+	char value[LAST_ERROR_LEN];
 	size_t i, len = 0;
 
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (xattr_value(ctx, n, names[i], value, sizeof(value)) != 0)
+		if (xattr_value(ctx, n, who, names[i], value, sizeof(value)) !=
+		    0)
 			continue;
 		if (len + strlen(names[i]) + 1 > size)
 			break;

@@ -31,14 +31,27 @@
 
 #include "control.h"
 #include "daemon.h"
+#include "entry.h"
 #include "log.h"
 #include "store.h"
 
-/* What a command answers: "+" lines, then the OK text or ERR message. */
+/* What a command answers: "+" lines, then the OK text or ERR message,
+ * then (get) a value. */
 struct reply {
 	char lines[CONTROL_REPLY_MAX / 2];
 	size_t len;
 	char status[CONTROL_REPLY_MAX / 4];
+	char *data; /* owned; sent after an OK status line */
+	size_t dlen;
+};
+
+/* A request as a command sees it: its arguments (the rest of the line),
+ * who asks, and the connection, from which set reads its value. */
+struct request {
+	const char *args;
+	int sock;
+	uid_t uid;
+	gid_t gid;
 };
 
 static void reply_line(struct reply *r, const char *fmt, ...)
@@ -74,14 +87,18 @@ static int reply_status(struct reply *r, int rc, const char *fmt, ...)
 	return rc;
 }
 
-static int cmd_ping(struct dsfs_ctx *ctx, struct reply *r)
+static int cmd_ping(struct dsfs_ctx *ctx, struct reply *r,
+		    const struct request *q)
 {
+	(void)q;
 	(void)ctx;
 	return reply_status(r, 0, "%ld", (long)getpid());
 }
 
-static int cmd_usage(struct dsfs_ctx *ctx, struct reply *r)
+static int cmd_usage(struct dsfs_ctx *ctx, struct reply *r,
+		     const struct request *q)
 {
+	(void)q;
 	static const char *const names[DSFS_NLAYERS] = {
 		[L_EPHEMERAL] = "ephemeral",
 		[L_RUNTIME] = "runtime",
@@ -102,8 +119,10 @@ static int cmd_usage(struct dsfs_ctx *ctx, struct reply *r)
 	return 0;
 }
 
-static int cmd_factory_reset(struct dsfs_ctx *ctx, struct reply *r)
+static int cmd_factory_reset(struct dsfs_ctx *ctx, struct reply *r,
+			     const struct request *q)
 {
+	(void)q;
 	int rc;
 
 	rc = ovl_factory_reset(&ctx->stack);
@@ -118,8 +137,10 @@ static int cmd_factory_reset(struct dsfs_ctx *ctx, struct reply *r)
 }
 
 /* The client has written and fsynced STORE/factory.db.new (store.c). */
-static int cmd_install_factory(struct dsfs_ctx *ctx, struct reply *r)
+static int cmd_install_factory(struct dsfs_ctx *ctx, struct reply *r,
+			       const struct request *q)
 {
+	(void)q;
 	struct store_error e = {.text = ""};
 	struct dsfs_layer *fresh;
 	int rc;
@@ -136,28 +157,135 @@ static int cmd_install_factory(struct dsfs_ctx *ctx, struct reply *r)
 	return rc;
 }
 
+/* get PATH: the value, after "OK LENGTH". */
+static int cmd_get(struct dsfs_ctx *ctx, struct reply *r,
+		   const struct request *q)
+{
+	const char *why;
+	struct entry e;
+	int rc;
+
+	rc = entry_resolve(&ctx->stack, q->args, &e, &why);
+	if (rc == 0 && !e.exists)
+		rc = -ENOENT;
+	if (rc == 0)
+		rc = entry_read(&ctx->stack, &e, &r->data, &r->dlen);
+	if (rc)
+		return reply_status(r, rc, "%s: %s", q->args,
+				    why ? why : strerror(-rc));
+	return reply_status(r, 0, "%zu", r->dlen);
+}
+
+/* Commit value[0..len) at e as q's sender, within the budget that open
+ * writers leave (reserve.h), and drop what the kernel cached of it. */
+static int set_value(struct dsfs_ctx *ctx, const struct request *q,
+		     const struct entry *e, const char *value, size_t len,
+		     char *why, size_t size)
+{
+	struct reservation res;
+	int rc;
+
+	rc = entry_may_write(e, q->uid, q->gid, ctx->owner_uid, ctx->owner_gid);
+	if (rc)
+		return rc;
+	reservation_start(&res, e->layer, e->frees, e->names);
+	rc = reserve_grow(&ctx->reserve, &ctx->stack, &res, len, why, size);
+	if (rc)
+		return rc;
+	reserve_commit_begin(&ctx->reserve);
+	rc = entry_commit(&ctx->stack, e, value, len, q->uid, q->gid, why,
+			  size);
+	reserve_commit_end(&ctx->reserve, &res, rc == 0, len);
+	if (rc == 0)
+		notify_changed_key(ctx, e->loc.key);
+	return rc;
+}
+
+/* set LENGTH PATH, then the value. */
+static int cmd_set(struct dsfs_ctx *ctx, struct reply *r,
+		   const struct request *q)
+{
+	int64_t deadline = control_now_ms() + CONTROL_SERVER_TIMEOUT * 1000;
+	char why[LAST_ERROR_LEN] = "", *value, *path;
+	const char *reason = NULL;
+	unsigned long long len;
+	struct entry e;
+	int rc;
+
+	errno = 0;
+	len = strtoull(q->args, &path, 10);
+	if (path == q->args || *path != ' ' || errno)
+		return reply_status(r, -EINVAL, "usage: set LENGTH PATH");
+	path++;
+	if (len > ctx->budget[L_RUNTIME] && len > ctx->budget[L_EPHEMERAL])
+		return reply_status(r, -ENOSPC,
+				    "%s: a value of %llu bytes is over every "
+				    "layer's budget",
+				    path, len);
+	value = malloc(len ? len : 1);
+	if (!value)
+		return reply_status(r, -ENOMEM, "out of memory");
+	rc = control_recv_all(q->sock, value, len, deadline);
+	if (rc) {
+		reply_status(r, rc, "value cut short: %s", strerror(-rc));
+		goto out;
+	}
+	rc = entry_resolve(&ctx->stack, path, &e, &reason);
+	if (rc == 0)
+		rc = set_value(ctx, q, &e, value, len, why, sizeof(why));
+	else if (reason)
+		snprintf(why, sizeof(why), "%s", reason);
+	if (rc) {
+		if (rc != -EACCES && rc != -EROFS && e.loc.key[0])
+			last_error_note(&ctx->errors, e.loc.key, rc,
+					why[0] ? why : NULL);
+		reply_status(r, rc, "%s: not stored: %s", path,
+			     why[0] ? why : strerror(-rc));
+		goto out;
+	}
+	last_error_forget(&ctx->errors, e.loc.key);
+out:
+	free(value);
+	return rc;
+}
+
 static const struct command {
 	const char *name;
-	int (*run)(struct dsfs_ctx *ctx, struct reply *r);
+	bool args; /* takes arguments after a space */
+	int (*run)(struct dsfs_ctx *ctx, struct reply *r,
+		   const struct request *q);
 } commands[] = {
-	{"ping", cmd_ping},
-	{"usage", cmd_usage},
-	{"factory-reset", cmd_factory_reset},
-	{"install-factory", cmd_install_factory},
+	{"ping", false, cmd_ping},
+	{"usage", false, cmd_usage},
+	{"factory-reset", false, cmd_factory_reset},
+	{"install-factory", false, cmd_install_factory},
+	{"get", true, cmd_get},
+	{"set", true, cmd_set},
 };
 
-static int dispatch(struct dsfs_ctx *ctx, const char *request, struct reply *r)
+static int dispatch(struct dsfs_ctx *ctx, const char *request,
+		    struct request *q, struct reply *r)
 {
 	char msg[CONTROL_REPLY_MAX / 4];
-	size_t i;
+	size_t i, n;
 
 	if (strncmp(request, "admin ", 6) == 0) /* control_admin.c */
 		return reply_status(
 			r, control_admin(ctx, request + 6, msg, sizeof(msg)),
 			"%s", msg);
-	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (strcmp(request, commands[i].name) == 0)
-			return commands[i].run(ctx, r);
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		n = strlen(commands[i].name);
+		if (strncmp(request, commands[i].name, n) != 0)
+			continue;
+		if (request[n] == '\0' && !commands[i].args) {
+			q->args = "";
+			return commands[i].run(ctx, r, q);
+		}
+		if (request[n] == ' ' && commands[i].args) {
+			q->args = request + n + 1;
+			return commands[i].run(ctx, r, q);
+		}
+	}
 	return reply_status(r, -ENOSYS, "unknown command '%s'", request);
 }
 
@@ -167,11 +295,13 @@ static void serve(struct dsfs_ctx *ctx, int c)
 	int64_t deadline = control_now_ms() + CONTROL_SERVER_TIMEOUT * 1000;
 	char request[CONTROL_LINE_MAX], *out, *p;
 	struct reply r = {.len = 0};
+	struct request q = {.sock = c};
 	uid_t uid;
 	ssize_t n;
 	int rc;
 
-	rc = control_peer_uid(c, &uid);
+	rc = control_peer_ids(c, &q.uid, &q.gid);
+	uid = q.uid;
 	if (rc) {
 		log_err("%s/%s: SO_PEERCRED: %s", ctx->store, STORE_SOCKET,
 			strerror(-rc));
@@ -205,7 +335,7 @@ static void serve(struct dsfs_ctx *ctx, int c)
 	if (n < 0)
 		rc = reply_status(&r, -EINVAL, "request line too long");
 	else
-		rc = dispatch(ctx, request, &r);
+		rc = dispatch(ctx, request, &q, &r);
 	if (rc)
 		log_err("%s: control request '%s' from uid %u failed: %s",
 			ctx->store, request, (unsigned)uid, r.status);
@@ -226,10 +356,13 @@ send:
 	}
 	deadline = control_now_ms() + CONTROL_SERVER_TIMEOUT * 1000;
 	rc = control_send(c, out, (size_t)n, deadline);
+	if (rc == 0 && r.data && r.dlen)
+		rc = control_send(c, r.data, r.dlen, deadline);
 	if (rc)
 		log_warn("%s: control reply to '%s' not delivered: %s",
 			 ctx->store, request, strerror(-rc));
 	free(out);
+	free(r.data);
 }
 
 static void *control_main(void *arg)

@@ -26,7 +26,17 @@
  *				its arguments in STORE/admin.PID.req, its
  *				output left in STORE/admin.PID.out:
  *				control_admin.c)
+ *	get PATH	OK <length>, then <length> bytes: the value of the
+ *			entry at PATH (a path in the mount, entry.h)
+ *	set <length> PATH
+ *			the request line is followed by <length> bytes, the
+ *			value; OK once it is validated and committed (and
+ *			the kernel's caches of PATH dropped), else ERR with
+ *			the reason (EINVAL with the byte, ENOSPC with the
+ *			budget, EACCES, EROFS ...)
  *
+ * A value is at most CONTROL_VALUE_MAX bytes.  PATH is the rest of the
+ * line, so it may hold spaces (not a LF).
  * An unknown command gets "ERR ENOSYS ...".  The daemon serves one
  * connection at a time and waits at most CONTROL_SERVER_TIMEOUT seconds for
  * a request line; the client waits at most CONTROL_TIMEOUT seconds for the
@@ -48,14 +58,16 @@
 #ifndef DSFS_CONTROL_H
 #define DSFS_CONTROL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#define CONTROL_LINE_MAX 256	 /* a request line, LF included */
-#define CONTROL_REPLY_MAX 4096	 /* a whole reply */
-#define CONTROL_TIMEOUT 60	 /* seconds the client waits, in all */
-#define CONTROL_SERVER_TIMEOUT 5 /* seconds the daemon waits for a line */
+#define CONTROL_LINE_MAX 4352 /* a request line: a path of DSFS_KEY_MAX */
+#define CONTROL_VALUE_MAX (1ull << 30) /* bytes of one value, either way */
+#define CONTROL_REPLY_MAX 4096	       /* a whole reply */
+#define CONTROL_TIMEOUT 60	       /* seconds the client waits, in all */
+#define CONTROL_SERVER_TIMEOUT 5       /* seconds the daemon waits for a line */
 
 /*
  * Send request (one command, without the LF) to the daemon serving store
@@ -75,6 +87,16 @@
 int control_request(const char *store, const char *request, char *reply,
 		    size_t size);
 
+/* The same, with a value: body[0..blen) is sent after the request line
+ * (set), and if data is not NULL the value that follows an OK reply
+ * (get) is returned in *data (a new buffer the caller frees) and *dlen,
+ * the OK line's text still in reply.  *answered (if not NULL) tells
+ * whether the daemon replied: an ERR ENOENT of get is not a missing
+ * daemon. */
+int control_call(const char *store, const char *request, const void *body,
+		 size_t blen, char **data, size_t *dlen, char *reply,
+		 size_t size, bool *answered);
+
 /* What both ends share (control_client.c). */
 
 /* Milliseconds on CLOCK_MONOTONIC: deadlines are absolute in these. */
@@ -84,19 +106,25 @@ int64_t control_now_ms(void);
  * dirfd, from inside it.  Single-threaded callers only. */
 int control_socket_at(int dirfd, int sock, int listen_side);
 
-/* The uid of the process at the other end of the Unix socket sock. */
+/* The uid (and gid) of the process at the other end of the Unix socket
+ * sock. */
 int control_peer_uid(int sock, uid_t *uid);
+int control_peer_ids(int sock, uid_t *uid, gid_t *gid);
 
 /* Send all of buf, or fail: -ETIMEDOUT once deadline (control_now_ms())
  * has passed, -EPIPE if the peer has gone.  Never raises SIGPIPE. */
 int control_send(int sock, const void *buf, size_t len, int64_t deadline);
 
 /* Receive one request (one_line) or one whole reply into buf, NUL
- * terminated.  Returns its length, or -EMSGSIZE if it does not fit in
+ * terminated, and nothing after it.  Returns its length, or -EMSGSIZE if it does not fit in
  * size - 1 bytes, -EPROTO if the peer closed before it was complete,
  * -ETIMEDOUT at the deadline. */
 ssize_t control_recv(int sock, char *buf, size_t size, int one_line,
 		     int64_t deadline);
+
+/* Receive exactly len bytes (a value after a request or reply line):
+ * -EPROTO if the peer closed first, -ETIMEDOUT at the deadline. */
+int control_recv_all(int sock, void *buf, size_t len, int64_t deadline);
 
 /* "EPERM" for EPERM ...; "EIO" for a code that has no name. */
 const char *control_errname(int err);

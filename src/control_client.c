@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -82,7 +83,7 @@ out_cwd:
 	return rc;
 }
 
-int control_peer_uid(int sock, uid_t *uid)
+int control_peer_ids(int sock, uid_t *uid, gid_t *gid)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -90,30 +91,51 @@ int control_peer_uid(int sock, uid_t *uid)
 	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
 		return -errno;
 	*uid = cred.uid;
+	*gid = cred.gid;
+	return 0;
+}
+
+int control_peer_uid(int sock, uid_t *uid)
+{
+	gid_t gid;
+
+	return control_peer_ids(sock, uid, &gid);
+}
+
+/* Send out[0..len) (out not NULL) or receive in[0..len), all of it,
+ * before the deadline.  A peer that closes before all is received is
+ * -EPROTO. */
+static int move_all(int sock, const char *out, char *in, size_t len,
+		    int64_t deadline)
+{
+	ssize_t n;
+	int rc;
+
+	while (len > 0) {
+		rc = wait_for(sock, out ? POLLOUT : POLLIN, deadline);
+		if (rc)
+			return rc;
+		/* MSG_NOSIGNAL: a peer that went away must not kill us. */
+		n = out ? send(sock, out, len, MSG_NOSIGNAL | MSG_DONTWAIT) :
+			  recv(sock, in, len, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0 && !out)
+			return -EPROTO;
+		if (out)
+			out += n;
+		else
+			in += n;
+		len -= (size_t)n;
+	}
 	return 0;
 }
 
 int control_send(int sock, const void *buf, size_t len, int64_t deadline)
 {
-	const char *p = buf;
-	ssize_t n;
-	int rc;
-
-	while (len > 0) {
-		rc = wait_for(sock, POLLOUT, deadline);
-		if (rc)
-			return rc;
-		/* MSG_NOSIGNAL: a peer that went away must not kill us. */
-		n = send(sock, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return move_all(sock, buf, NULL, len, deadline);
 }
 
 /* The length of the message at the start of buf[0..len) if it is complete:
@@ -151,7 +173,16 @@ ssize_t control_recv(int sock, char *buf, size_t size, int one_line,
 		rc = wait_for(sock, POLLIN, deadline);
 		if (rc)
 			return rc;
-		n = recv(sock, buf + len, size - 1 - len, MSG_DONTWAIT);
+		/* Look first, then take no more than the message: a value
+		 * that follows it stays in the socket for control_recv_all(). */
+		n = recv(sock, buf + len, size - 1 - len,
+			 MSG_PEEK | MSG_DONTWAIT);
+		if (n > 0) {
+			buf[len + (size_t)n] = '\0';
+			done = complete(buf, len + (size_t)n, one_line);
+			n = recv(sock, buf + len, done ? done - len : (size_t)n,
+				 MSG_DONTWAIT);
+		}
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				continue;
@@ -162,6 +193,11 @@ ssize_t control_recv(int sock, char *buf, size_t size, int one_line,
 		len += (size_t)n;
 		buf[len] = '\0';
 	}
+}
+
+int control_recv_all(int sock, void *buf, size_t len, int64_t deadline)
+{
+	return move_all(sock, NULL, buf, len, deadline);
 }
 
 const char *control_errname(int err)
@@ -251,8 +287,45 @@ static int parse_reply(char *msg, char *reply, size_t size)
 	return fail(reply, size, -err, "%s", sp ? sp + 1 : strerror(err));
 }
 
+/* The value after an "OK LENGTH ..." status line, in a new buffer. */
+static int recv_value(int sock, const char *status, char **data, size_t *dlen,
+		      int64_t deadline, char *reply, size_t size)
+{
+	char text[64];
+	unsigned long long n;
+	char *end;
+	int rc;
+
+	snprintf(text, sizeof(text), "%s", status);
+	errno = 0;
+	n = strtoull(text, &end, 10);
+	if (end == text || errno || n > CONTROL_VALUE_MAX)
+		return fail(reply, size, -EPROTO, "bad value length '%s'",
+			    text);
+	*data = malloc(n ? n : 1);
+	if (!*data)
+		return fail(reply, size, -ENOMEM, "out of memory");
+	rc = control_recv_all(sock, *data, n, deadline);
+	if (rc) {
+		free(*data);
+		*data = NULL;
+		return fail(reply, size, rc, "%s: value cut short: %s",
+			    STORE_SOCKET, strerror(-rc));
+	}
+	*dlen = n;
+	return 0;
+}
+
 int control_request(const char *store, const char *request, char *reply,
 		    size_t size)
+{
+	return control_call(store, request, NULL, 0, NULL, NULL, reply, size,
+			    NULL);
+}
+
+int control_call(const char *store, const char *request, const void *body,
+		 size_t blen, char **data, size_t *dlen, char *reply,
+		 size_t size, bool *answered)
 {
 	struct timeval tv = {.tv_sec = CONTROL_TIMEOUT};
 	char line[CONTROL_LINE_MAX], msg[CONTROL_REPLY_MAX];
@@ -262,6 +335,8 @@ int control_request(const char *store, const char *request, char *reply,
 	ssize_t n;
 	int dirfd, sock, rc;
 
+	if (answered)
+		*answered = false;
 	n = snprintf(line, sizeof(line), "%s\n", request);
 	if (n < 0 || (size_t)n >= sizeof(line) || strchr(request, '\n'))
 		return fail(reply, size, -EINVAL, "bad request");
@@ -304,18 +379,26 @@ int control_request(const char *store, const char *request, char *reply,
 		goto out_sock;
 	}
 	rc = control_send(sock, line, (size_t)n, deadline);
-	if (rc) {
+	if (rc == 0 && blen)
+		rc = control_send(sock, body, blen, deadline);
+	/* A daemon that refused the request before reading the value has
+	 * said why: read that rather than the broken pipe. */
+	n = control_recv(sock, msg, sizeof(msg), 0, deadline);
+	if (n < 0 && rc) {
 		rc = fail(reply, size, rc, "%s: sending '%s': %s", STORE_SOCKET,
 			  request, strerror(-rc));
 		goto out_sock;
 	}
-	n = control_recv(sock, msg, sizeof(msg), 0, deadline);
 	if (n < 0) {
 		rc = fail(reply, size, (int)n, "%s: no reply to '%s': %s",
 			  STORE_SOCKET, request, strerror((int)-n));
 		goto out_sock;
 	}
+	if (answered)
+		*answered = true;
 	rc = parse_reply(msg, reply, size);
+	if (rc == 0 && data)
+		rc = recv_value(sock, reply, data, dlen, deadline, reply, size);
 out_sock:
 	close(sock);
 out_dir:

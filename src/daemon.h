@@ -15,6 +15,8 @@
 #include "dirlist.h"
 #include "dsfs.h"
 #include "inode.h"
+#include "last_error.h"
+#include "reserve.h"
 
 struct handle;
 struct flocks;
@@ -42,6 +44,10 @@ struct dsfs_ctx {
 	 * them.  NULL otherwise; set before the session starts. */
 	struct dsfs_cluster *cluster;
 	struct flocks *flocks;
+	/* Open writers' reservations (reserve.h), and why recent writes were
+	 * refused (last_error.h): set up by main.c before the session. */
+	struct reserve_table reserve;
+	struct last_errors errors;
 };
 
 /* fuse_ops.c */
@@ -65,6 +71,10 @@ void notify_key(struct dsfs_ctx *ctx, const struct loc *l);
  * entry, also its name and its directory's listing (a name made or
  * removed). */
 void notify_alias(struct dsfs_ctx *ctx, const struct loc *l, bool entry);
+/* A value at key was changed without the mount (dsfsctl set): drop the
+ * merged node's attributes, pages and name, and its directory's
+ * listing. */
+void notify_changed_key(struct dsfs_ctx *ctx, const char *key);
 /* Tell the kernel to forget everything it cached below the fixed
  * directories (after a factory install or reset). */
 void dsfs_invalidate_all(struct dsfs_ctx *ctx);
@@ -110,14 +120,16 @@ int lookup_by_token(struct dsfs_ctx *ctx, struct node *dir, const char *name,
 		    struct fuse_entry_param *e);
 /* A read-only handle streaming the token's blob. */
 int open_token(struct dsfs_ctx *ctx, struct node *n, struct handle **h);
-/* The read-only user.dsfs.* attributes of a node: fills buf with the
- * value of `name`; -ENODATA if the node has no such attribute. */
-int xattr_value(struct dsfs_ctx *ctx, struct node *n, const char *name,
-		char *buf, size_t size);
-/* The names of the attributes n has, each ended by a NUL, into list;
- * returns their length. */
-size_t xattr_list(struct dsfs_ctx *ctx, struct node *n, char *list,
-		  size_t size);
+/* The read-only user.dsfs.* attributes of a node, as the process who
+ * sees them: fills buf with the value of `name`; -ENODATA if the node
+ * has no such attribute (user.dsfs.error: none that who could write). */
+int xattr_value(struct dsfs_ctx *ctx, struct node *n,
+		const struct fuse_ctx *who, const char *name, char *buf,
+		size_t size);
+/* The names of the attributes n has for who, each ended by a NUL, into
+ * list; returns their length. */
+size_t xattr_list(struct dsfs_ctx *ctx, struct node *n,
+		  const struct fuse_ctx *who, char *list, size_t size);
 
 /* dirsource.c: what a directory lists (struct dirlist_source, with the
  * context as its arg). */

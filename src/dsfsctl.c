@@ -31,6 +31,9 @@ static void usage(FILE *out)
 	      "       dsfsctl diff [--json] STORE\n"
 	      "       dsfsctl usage [-h | --json] STORE\n"
 	      "       dsfsctl check STORE\n"
+	      "       dsfsctl get STORE PATH\n"
+	      "       dsfsctl set STORE PATH [VALUE | -]\n"
+	      "       dsfsctl update STORE PATH -- COMMAND [ARG ...]\n"
 	      "       dsfsctl -h | -V\n",
 	      out);
 }
@@ -38,6 +41,7 @@ static void usage(FILE *out)
 /* What a command gets: its operands, and the options that apply to it. */
 struct args {
 	char **argv;
+	int argc;
 	uint64_t budget; /* mkfactory -s */
 };
 
@@ -66,17 +70,81 @@ static int cmd_check(const struct args *a, struct store_error *e)
 	return store_check(a->argv[0], stdout, e);
 }
 
+static int cmd_get(const struct args *a, struct store_error *e)
+{
+	return value_get(a->argv[0], a->argv[1], stdout, e);
+}
+
+/* All of standard input, in a new buffer. */
+static int read_stdin(char **data, size_t *len, struct store_error *e)
+{
+	size_t cap = CTL_CHUNK, got;
+	char *buf = malloc(cap), *grown;
+
+	*len = 0;
+	while (buf && (got = fread(buf + *len, 1, cap - *len, stdin)) > 0) {
+		*len += got;
+		if (*len < cap)
+			continue;
+		grown = realloc(buf, cap * 2);
+		if (!grown) {
+			free(buf);
+			buf = NULL;
+			break;
+		}
+		buf = grown;
+		cap *= 2;
+	}
+	if (!buf)
+		return store_fail(e, -ENOMEM, "out of memory");
+	if (ferror(stdin)) {
+		free(buf);
+		return store_fail(e, -EIO, "reading standard input: %s",
+				  strerror(errno));
+	}
+	*data = buf;
+	return 0;
+}
+
+/* set STORE PATH [VALUE | -]: VALUE's bytes exactly as given; standard
+ * input without VALUE or with "-". */
+static int cmd_set(const struct args *a, struct store_error *e)
+{
+	const char *value = a->argc == 3 ? a->argv[2] : "-";
+	char *data = NULL;
+	size_t len;
+	int rc;
+
+	if (strcmp(value, "-") != 0)
+		return value_set(a->argv[0], a->argv[1], value, strlen(value),
+				 e);
+	rc = read_stdin(&data, &len, e);
+	if (rc == 0)
+		rc = value_set(a->argv[0], a->argv[1], data, len, e);
+	free(data);
+	return rc;
+}
+
+static int cmd_update(const struct args *a, struct store_error *e)
+{
+	return value_update(a->argv[0], a->argv[1], a->argv + 3, e);
+}
+
 static const struct command {
 	const char *name;
 	const char *opts; /* getopt(3) string */
-	int nargs;
+	int nargs;	  /* operands at least... */
+	int maxargs;	  /* ...and at most (-1: any number) */
 	int (*run)(const struct args *a, struct store_error *e);
 } commands[] = {
-	{"mkfactory", "+hs:", 2, cmd_mkfactory},
-	{"install-factory", "+h", 2, cmd_install},
-	{"factory-reset", "+h", 1, cmd_reset},
-	{"usage", "+h", 1, cmd_usage},
-	{"check", "+h", 1, cmd_check},
+	{"mkfactory", "+hs:", 2, 2, cmd_mkfactory},
+	{"install-factory", "+h", 2, 2, cmd_install},
+	{"factory-reset", "+h", 1, 1, cmd_reset},
+	{"usage", "+h", 1, 1, cmd_usage},
+	{"check", "+h", 1, 1, cmd_check},
+	{"get", "+h", 2, 2, cmd_get},
+	{"set", "+h", 2, 3, cmd_set},
+	{"update", "+h", 4, -1, cmd_update},
 };
 
 static int admin_exit(int argc, char **argv)
@@ -169,7 +237,9 @@ int main(int argc, char *argv[])
 			return 2;
 		}
 	}
-	if (argc - optind != cmd->nargs) {
+	if (argc - optind < cmd->nargs ||
+	    (cmd->maxargs >= 0 && argc - optind > cmd->maxargs) ||
+	    (cmd->run == cmd_update && strcmp(argv[optind + 2], "--") != 0)) {
 		usage(stderr);
 		return 2;
 	}
@@ -179,6 +249,7 @@ int main(int argc, char *argv[])
 		return 2;
 	}
 	a.argv = argv + optind;
+	a.argc = argc - optind;
 	rc = cmd->run(&a, &e);
 	if (rc) {
 		fprintf(stderr, "dsfsctl: %s\n",

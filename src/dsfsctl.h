@@ -2,8 +2,9 @@
  * dsfsctl.h - the work behind dsfsctl's commands (dsfsctl.c only parses
  * the command line): building a factory image from a directory laid out
  * like the mount (mkfactory.c), checking an image entry by entry
- * (image_check.c), installing it into a store (install.c), and the
- * store-level commands factory reset, usage and check (store_cmds.c).
+ * (image_check.c), installing it into a store (install.c), the
+ * store-level commands factory reset, usage and check (store_cmds.c), and
+ * get, set and update of one value (value_cmds.c).
  *
  * A command on a store works offline when it can take STORE/lock (no
  * daemon has the store; dsfsctl holds the lock until it is done), and
@@ -64,6 +65,20 @@ int admin_main(int argc, char **argv, struct store_error *e);
 /* Have the daemon that has s run argv (control_admin.c); its output goes
  * to stdout. */
 int admin_ask(struct store *s, int argc, char **argv, struct store_error *e);
+/* value_cmds.c: one value by its path in the mount (entry.h), mounted
+ * (through the daemon) or not (on the store's files, with the default
+ * budgets).  get prints the value to out as stored; set stores
+ * value[0..len) after validating it; update runs argv with the current
+ * value on its standard input (empty if there is none) and stores what it
+ * prints, holding the entry's flock (mounted: the one `flock` takes on
+ * the file in the mount) or STORE/lock (unmounted) meanwhile, so that
+ * updates and flock users do not lose each other's changes. */
+int value_get(const char *store, const char *path, FILE *out,
+	      struct store_error *e);
+int value_set(const char *store, const char *path, const char *value,
+	      size_t len, struct store_error *e);
+int value_update(const char *store, const char *path, char **argv,
+		 struct store_error *e);
 
 /* ---- what the commands share ----------------------------------------- */
 
@@ -75,9 +90,13 @@ int admin_ask(struct store *s, int argc, char **argv, struct store_error *e);
  * buf is unchanged then. */
 int key_push(char *buf, size_t cap, const char *name, size_t *was);
 
-/* Ask the daemon that has the store s (store_cmds.c). */
+/* Ask the daemon that has the store s (store_cmds.c); store_call() with
+ * a value to send or to receive (control_call()). */
 int store_ask(const struct store *s, const char *request, char *reply,
 	      size_t size, struct store_error *e);
+int store_call(const struct store *s, const char *request, const void *body,
+	       size_t blen, char **data, size_t *dlen, char *reply, size_t size,
+	       struct store_error *e);
 
 /* image_check.c */
 

@@ -10,14 +10,22 @@
  * then.  The node table counts open writers and page-cache readers, so that
  * a reader of one version never reads another's bytes from the kernel's
  * page cache.
+ *
+ * A writer holds a reservation (reserve.h) that grows with its copy, so a
+ * write that could not be committed within the budget fails at once with
+ * ENOSPC: a shell's builtin echo hears of a write error, never of a close
+ * error.  Every refusal is logged with its path and reason and remembered
+ * for user.dsfs.error (last_error.h).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "daemon.h"
+#include "entry.h"
 #include "handle.h"
 
 static enum dsfs_content content_of(struct dsfs_ctx *ctx, const struct loc *l)
@@ -27,13 +35,59 @@ static enum dsfs_content content_of(struct dsfs_ctx *ctx, const struct loc *l)
 	return l->tree == TREE_IMAGES ? DSFS_CONTENT_IMAGE : DSFS_CONTENT_JSON;
 }
 
+/* Start h's reservation for commits to l, whose entry was found as f:
+ * they go where overlay.c's commit puts them (the layer of a layer's own
+ * tree; in the merged view ephemeral if the entry is there, else
+ * runtime), replacing the value if that layer has the entry, else adding
+ * its name too. */
+static void start_reservation(struct handle *h, const struct loc *l,
+			      const struct found *f)
+{
+	const char *name = strrchr(l->key, '/');
+	int t;
+
+	if (l->view == VIEW_LAYER)
+		t = l->layer;
+	else
+		t = f->layer == L_EPHEMERAL ? L_EPHEMERAL : L_RUNTIME;
+	if (f->layer == t)
+		reservation_start(&h->res, t, f->attr.size, 0);
+	else
+		reservation_start(&h->res, t, 0, name ? strlen(name + 1) : 0);
+}
+
+/* A refused write or commit of the entry at l: logged, and kept for
+ * user.dsfs.error. */
+static void refused(struct dsfs_ctx *ctx, const struct loc *l, const char *what,
+		    int rc, const char *why)
+{
+	log_fail(l, NULL, what, rc, why);
+	last_error_note(&ctx->errors, l->key, rc, why);
+}
+
+/* Commit h's copy to l through the overlay, with h's reservation replaced
+ * by what the layer now counts. */
+static int commit_copy(struct dsfs_ctx *ctx, struct handle *h,
+		       const struct loc *l, const struct dsfs_attr *a,
+		       struct found *f)
+{
+	int rc;
+
+	reserve_commit_begin(&ctx->reserve);
+	rc = ovl_commit(&ctx->stack, l, a, h->buf, h->len, f);
+	reserve_commit_end(&ctx->reserve, &h->res, rc == 0, h->len);
+	return rc;
+}
+
 /* Commit an open handle's copy if it changed; `last` at the final close,
  * when a pending O_TRUNC alone is committed too.  Called with h->lock
  * held. */
 static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
 {
+	char buf[LAST_ERROR_LEN];
 	struct dsfs_attr a;
 	const char *why = NULL;
+	bool told = h->poisoned != 0;
 	struct found f;
 	struct loc l;
 	int rc;
@@ -55,7 +109,18 @@ static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
 	memset(&a, 0, sizeof(a));
 	rc = handle_check(h, &a, &why);
 	if (rc) {
-		log_fail(&l, NULL, "not stored", rc, why);
+		/* A write was refused already: that reason stays. */
+		if (told) {
+			log_fail(&l, NULL, "not stored", rc, why);
+		} else {
+			/* Content incomplete at close: where it ended. */
+			if (why && h->content == DSFS_CONTENT_JSON) {
+				snprintf(buf, sizeof(buf), "%s, after byte %zu",
+					 why, h->len);
+				why = buf;
+			}
+			refused(ctx, &l, "not stored", rc, why);
+		}
 		return rc;
 	}
 	a.mode = 0644;
@@ -64,11 +129,16 @@ static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
 	/* Times set with futimens()/utimensat() while this was open for
 	 * writing (cp -p, tar x) are what the committed value keeps. */
 	node_take_times(&ctx->nodes, h->node, &a.atime, &a.mtime);
-	rc = ovl_commit(&ctx->stack, &l, &a, h->buf, h->len, &f);
+	rc = commit_copy(ctx, h, &l, &a, &f);
 	if (rc) {
-		log_fail(&l, NULL, "not stored", rc, NULL);
+		refused(ctx, &l, "not stored", rc,
+			rc == -ENOSPC && h->res.active ?
+				entry_budget_reason(&ctx->stack, h->res.layer,
+						    h->len, buf, sizeof(buf)) :
+				NULL);
 		return rc;
 	}
+	last_error_forget(&ctx->errors, l.key);
 	handle_committed(h);
 	/* The kernel's size and times of this inode came from the writes
 	 * and from attributes sent before the commit: refetch them, unless
@@ -91,6 +161,7 @@ void file_drop(struct dsfs_ctx *ctx, struct handle *h)
 	if (h->writable)
 		node_writers(&ctx->nodes, h->node, -1);
 	node_put(&ctx->nodes, h->node);
+	reserve_release(&ctx->reserve, &h->res);
 	ovl_release_image(&ctx->stack, h->src, h->token);
 	handle_free(h);
 }
@@ -118,10 +189,22 @@ static int truncate_closed(struct dsfs_ctx *ctx, struct node *n, off_t size)
 	if (rc)
 		return rc;
 	h->node = n;
-	rc = handle_truncate(h, (uint64_t)size);
+	rc = 0;
+	if (size != 0) {
+		char why[LAST_ERROR_LEN];
+
+		start_reservation(h, &l, &f);
+		rc = reserve_grow(&ctx->reserve, &ctx->stack, &h->res,
+				  (uint64_t)size, why, sizeof(why));
+		if (rc)
+			refused(ctx, &l, "truncate refused", rc, why);
+	}
+	if (rc == 0)
+		rc = handle_truncate(h, (uint64_t)size);
 	h->dirty = true;
 	if (rc == 0)
 		rc = commit_handle(ctx, h, true);
+	reserve_release(&ctx->reserve, &h->res);
 	handle_free(h);
 	return rc;
 }
@@ -136,9 +219,16 @@ int file_truncate(struct dsfs_ctx *ctx, struct node *n, const struct loc *l,
 	if (l->view == VIEW_LAYER && l->layer == L_FACTORY)
 		return -EROFS;
 	if (h && h->writable) {
+		char why[LAST_ERROR_LEN];
+
 		pthread_mutex_lock(&h->lock);
-		rc = handle_truncate(h, (uint64_t)size);
+		rc = reserve_grow(&ctx->reserve, &ctx->stack, &h->res,
+				  (uint64_t)size, why, sizeof(why));
+		if (rc == 0)
+			rc = handle_truncate(h, (uint64_t)size);
 		pthread_mutex_unlock(&h->lock);
+		if (rc == -ENOSPC)
+			refused(ctx, l, "truncate refused", rc, why);
 		return rc;
 	}
 	return truncate_closed(ctx, n, size);
@@ -251,6 +341,8 @@ static int open_entry(struct dsfs_ctx *ctx, struct node *n, bool writable,
 				  &used, &budget);
 		rc = handle_new(content_of(ctx, &l), data, len, writable, trunc,
 				budget, &h);
+		if (rc == 0 && writable)
+			start_reservation(h, &l, &f);
 	}
 	if (rc)
 		return rc;
@@ -315,6 +407,9 @@ int file_create(struct dsfs_ctx *ctx, const struct loc *l,
 		return rc;
 	h->attr = f->attr;
 	h->from_empty = true;
+	/* The create stored the name: a commit replaces an empty value. */
+	if (h->writable)
+		reservation_start(&h->res, f->layer, 0, 0);
 	*out = h;
 	return 0;
 }
@@ -336,18 +431,62 @@ ssize_t file_read(struct handle *h, uint64_t off, void *buf, size_t size)
 	return got;
 }
 
+/* An image refused by its first bytes: the reason, with the bytes the
+ * copy would have started with (those before off, then buf), into out. */
+static const char *with_head(const struct handle *h, uint64_t off,
+			     const void *buf, size_t size, const char *why,
+			     char *out, size_t cap)
+{
+	unsigned char head[8];
+	size_t n = 0, i;
+
+	for (; n < sizeof(head) && n < h->len; n++)
+		head[n] = (unsigned char)h->buf[n];
+	for (i = 0; n < sizeof(head) && off == h->len && i < size; i++)
+		head[n++] = ((const unsigned char *)buf)[i];
+	return entry_head_reason(why, head, n, out, cap);
+}
+
 ssize_t file_write(struct dsfs_ctx *ctx, struct handle *h, uint64_t off,
 		   const void *buf, size_t size)
 {
+	char reason[LAST_ERROR_LEN], headed[LAST_ERROR_LEN];
 	const char *why = NULL;
+	bool told;
 	struct loc l;
-	ssize_t rc;
+	uint64_t end = off + size;
+	ssize_t rc = 0;
 
 	pthread_mutex_lock(&h->lock);
-	rc = handle_write(h, off, buf, size, &why);
+	told = h->poisoned != 0;
+	/* Hold the budget the grown copy would need before taking its
+	 * bytes: a write that could not be committed fails now. */
+	if (h->writable && !told && end >= off) {
+		rc = reserve_grow(&ctx->reserve, &ctx->stack, &h->res,
+				  end > h->len ? end : h->len, reason,
+				  sizeof(reason));
+		if (rc) {
+			h->poisoned = (int)rc;
+			why = reason;
+		}
+	}
+	if (rc == 0) {
+		rc = handle_write(h, off, buf, size, &why);
+		if (rc == -EINVAL && h->content == DSFS_CONTENT_IMAGE && why)
+			why = with_head(h, off, buf, size, why, headed,
+					sizeof(headed));
+	}
+	/* A refused handle never commits: what it held is free for the
+	 * others at once. */
+	if (h->poisoned)
+		reserve_release(&ctx->reserve, &h->res);
 	pthread_mutex_unlock(&h->lock);
-	if (rc < 0 && node_loc(&ctx->nodes, h->node, &l) == 0)
-		log_fail(&l, NULL, "write refused", (int)rc, why);
+	if (rc < 0 && node_loc(&ctx->nodes, h->node, &l) == 0) {
+		if (told)
+			log_fail(&l, NULL, "write refused", (int)rc, why);
+		else
+			refused(ctx, &l, "write refused", (int)rc, why);
+	}
 	return rc;
 }
 

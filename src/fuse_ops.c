@@ -800,7 +800,8 @@ static void serve_xattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 {
 	struct dsfs_ctx *ctx = ctx_of(req);
 	struct node *n = node_get(&ctx->nodes, ino);
-	char buf[128];
+	const struct fuse_ctx *who = fuse_req_ctx(req);
+	char buf[LAST_ERROR_LEN];
 	size_t len = 0;
 	int rc = 0;
 
@@ -809,10 +810,10 @@ static void serve_xattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		return;
 	}
 	if (name) {
-		rc = xattr_value(ctx, n, name, buf, sizeof(buf));
+		rc = xattr_value(ctx, n, who, name, buf, sizeof(buf));
 		len = rc ? 0 : strlen(buf);
 	} else {
-		len = xattr_list(ctx, n, buf, sizeof(buf));
+		len = xattr_list(ctx, n, who, buf, sizeof(buf));
 	}
 	node_put(&ctx->nodes, n);
 	if (rc)

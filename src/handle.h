@@ -14,6 +14,7 @@
 #define DSFS_HANDLE_H
 
 #include "dsfs.h"
+#include "reserve.h"
 #include "validate.h"
 
 struct node;
@@ -54,6 +55,9 @@ struct handle {
 	 * (the opener's path walk raced with it): where it commits, the name
 	 * the path leads to now.  Owned; NULL otherwise. */
 	struct loc *walked;
+	/* A writer's hold on its layer's budget (reserve.h; file.c keeps
+	 * it): inactive for readers. */
+	struct reservation res;
 };
 
 /* Make a handle over data[0..len), which it takes ownership of (also on

@@ -361,6 +361,11 @@ int main(int argc, char *argv[])
 	if (ovl_stack_init(&ctx.stack) != 0)
 		goto out_store;
 	ctx.stack.scratch = o.scratch ? o.scratch : DSFS_SCRATCH_DEFAULT;
+	/* A SQLite runtime layer's files are in the store directory; other
+	 * runtimes keep nothing there that a commit grows. */
+	if (reserve_init(&ctx.reserve, ctx.runtime ? NULL : ctx.store) != 0 ||
+	    last_errors_init(&ctx.errors) != 0)
+		goto out_stack;
 	/* Check the store now, while errors reach the terminal. */
 	if (open_stack(&ctx) != 0)
 		goto out_stack;
@@ -440,6 +445,8 @@ out_control:
 		unlink(path);
 	}
 out_stack:
+	last_errors_destroy(&ctx.errors);
+	reserve_destroy(&ctx.reserve);
 	ovl_stack_destroy(&ctx.stack);
 out_store:
 	if (ctx.lock_fd >= 0)

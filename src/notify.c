@@ -38,14 +38,14 @@ void notify_key(struct dsfs_ctx *ctx, const struct loc *l)
 		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
 }
 
-void notify_alias(struct dsfs_ctx *ctx, const struct loc *l, bool entry)
+/* What the kernel cached of the merged node for key: its attributes and
+ * pages, and with entry its name and its directory's listing. */
+static void inval_merged(struct dsfs_ctx *ctx, const char *key, bool entry)
 {
 	uint64_t ino, parent;
 	const char *name;
 
-	if (l->view == VIEW_MERGED && l->tree != TREE_DEVICES)
-		return;
-	if (node_find_merged(&ctx->nodes, l->key, &ino, &parent, &name) != 0)
+	if (node_find_merged(&ctx->nodes, key, &ino, &parent, &name) != 0)
 		return;
 	if (ino)
 		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
@@ -57,6 +57,21 @@ void notify_alias(struct dsfs_ctx *ctx, const struct loc *l, bool entry)
 		 * new to the kernel */
 		fuse_lowlevel_notify_inval_inode(ctx->se, parent, 0, 0);
 	}
+}
+
+void notify_alias(struct dsfs_ctx *ctx, const struct loc *l, bool entry)
+{
+	if (l->view == VIEW_MERGED && l->tree != TREE_DEVICES)
+		return;
+	inval_merged(ctx, l->key, entry);
+}
+
+/* Only the merged trees are cached for longer than a request (attrs.c's
+ * timeout_of()): a change to key made outside every open of the mount
+ * drops what the kernel holds of them. */
+void notify_changed_key(struct dsfs_ctx *ctx, const char *key)
+{
+	inval_merged(ctx, key, true);
 }
 
 static void inval_one(void *arg, uint64_t ino, uint64_t parent,

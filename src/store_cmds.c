@@ -22,10 +22,19 @@
 int store_ask(const struct store *s, const char *request, char *reply,
 	      size_t size, struct store_error *e)
 {
+	return store_call(s, request, NULL, 0, NULL, NULL, reply, size, e);
+}
+
+int store_call(const struct store *s, const char *request, const void *body,
+	       size_t blen, char **data, size_t *dlen, char *reply, size_t size,
+	       struct store_error *e)
+{
+	bool answered;
 	int rc;
 
-	rc = control_request(s->path, request, reply, size);
-	if (rc == -ENOENT || rc == -ECONNREFUSED)
+	rc = control_call(s->path, request, body, blen, data, dlen, reply, size,
+			  &answered);
+	if (!answered && (rc == -ENOENT || rc == -ECONNREFUSED))
 		return store_fail(
 			e, -EBUSY,
 			"%s: store is in use but no daemon answers on %s "
