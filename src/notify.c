@@ -50,11 +50,10 @@ static void inval_merged(struct dsfs_ctx *ctx, const char *key, bool entry)
 	if (ino)
 		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
 	if (entry) {
-		if (ino)
-			fuse_lowlevel_notify_inval_entry(ctx->se, parent, name,
-							 strlen(name));
-		/* and the directory's cached listing, also when the name is
-		 * new to the kernel */
+		/* The name may be new (a negative entry cached), gone, or
+		 * another entry now; and the directory's cached listing. */
+		fuse_lowlevel_notify_inval_entry(ctx->se, parent, name,
+						 strlen(name));
 		fuse_lowlevel_notify_inval_inode(ctx->se, parent, 0, 0);
 	}
 }
@@ -96,16 +95,7 @@ void dsfs_invalidate_all(struct dsfs_ctx *ctx)
 
 void notify_remote(struct dsfs_ctx *ctx, const char *key)
 {
-	uint64_t ino, parent;
-	const char *name;
-
 	/* The merged trees are the only ones the kernel caches (attrs.c);
 	 * devices/ID/x and runtime/kv/x are asked again every time. */
-	if (node_find_merged(&ctx->nodes, key, &ino, &parent, &name) != 0)
-		return;
-	if (ino)
-		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
-	/* The name may be new, or gone, or another entry now. */
-	fuse_lowlevel_notify_inval_entry(ctx->se, parent, name, strlen(name));
-	fuse_lowlevel_notify_inval_inode(ctx->se, parent, 0, 0);
+	inval_merged(ctx, key, true);
 }
