@@ -54,10 +54,11 @@
 
 #define STORE_VERSION 1
 
-/* The page size of a new store: the unit of every write to the WAL, so
- * what one small change costs the disk (see "On a device" in README.md).
- * Older stores keep the page size they were made with. */
-#define STORE_PAGE_SIZE "512"
+/* The page size of a new store unless layer_sqlite_create() is given
+ * another: the unit of every write to the WAL, so what one small change
+ * costs the disk (see "On a device" in README.md).  Older stores keep the
+ * page size they were made with. */
+#define STORE_PAGE_SIZE 512u
 
 /* The blobs no entry references: pinned ones, or ones left by a crash.
  * Partial, so it holds only those rows and costs nothing otherwise. */
@@ -433,9 +434,9 @@ static int fsync_parent(const char *path)
  * crash never leaves a half-made store that the next open would refuse.
  * If another process created path meanwhile, its store wins.
  */
-static int create_store(const char *path, const char **why)
+static int create_store(const char *path, unsigned page_size, const char **why)
 {
-	char tmp[PATH_MAX];
+	char tmp[PATH_MAX], sql[40];
 	struct sq_db *db = NULL;
 	int fd, rc;
 
@@ -462,7 +463,8 @@ static int create_store(const char *path, const char **why)
 	/* Default journal (DELETE) and synchronous=FULL: the COMMIT has
 	 * synced the file by the time sqlite3_exec() returns.  The page size
 	 * is set before the first table makes it final. */
-	rc = sq_db_exec(db, "PRAGMA page_size = " STORE_PAGE_SIZE);
+	snprintf(sql, sizeof(sql), "PRAGMA page_size = %u", page_size);
+	rc = sq_db_exec(db, sql);
 	if (rc == SQLITE_OK)
 		rc = sq_db_exec(db, schema_sql);
 	if (rc != SQLITE_OK) {
@@ -495,6 +497,30 @@ out_synced:
 out_unlink:
 	unlink(tmp);
 	return rc;
+}
+
+int layer_sqlite_create(const char *path, unsigned page_size, const char **why)
+{
+	const char *scratch;
+	struct stat st;
+
+	if (!why)
+		why = &scratch;
+	*why = "";
+	if (page_size < 512 || page_size > 65536 ||
+	    (page_size & (page_size - 1))) {
+		*why = "page size not a power of two from 512 to 65536";
+		return -EINVAL;
+	}
+	if (lstat(path, &st) == 0) {
+		*why = "exists (its page size was fixed when it was made)";
+		return -EEXIST;
+	}
+	if (errno != ENOENT) {
+		*why = sq_whyf("cannot stat: %s", strerror(errno));
+		return -errno;
+	}
+	return create_store(path, page_size, why);
 }
 
 /*
@@ -565,7 +591,7 @@ int layer_sqlite_open(const char *path, const char *name, uint64_t budget,
 			*why = "no such store";
 			return -ENOENT;
 		}
-		rc = create_store(path, why);
+		rc = create_store(path, STORE_PAGE_SIZE, why);
 		if (rc)
 			return rc;
 	}
@@ -702,10 +728,29 @@ int layer_sqlite_exclusive(struct dsfs_layer *l)
 	struct sq_layer *s = to_sq(l);
 	int rc;
 
+	char mode[16] = "";
+	int rc2;
+
 	pthread_mutex_lock(&s->lock);
 	rc = sq_db_exec(s->db, "PRAGMA locking_mode = EXCLUSIVE");
-	if (rc != SQLITE_OK)
+	if (rc != SQLITE_OK) {
 		rc = sq_db_errno(s->db, rc, errno);
+		goto out_unlock;
+	}
+	/* Leaving WAL mode and entering it again under the exclusive lock
+	 * moves the WAL's index from the mapped file -shm, whose page the
+	 * kernel writes back to the disk after every burst of commits, to
+	 * the heap.  It checkpoints what a crash left in the WAL (at most
+	 * 2 W); if it cannot, the store stays as it was, which is correct. */
+	rc2 = sq_db_query1(s->db, "PRAGMA journal_mode = DELETE", NULL, mode,
+			   sizeof(mode));
+	if (rc2 == SQLITE_OK)
+		rc2 = sq_db_query1(s->db, "PRAGMA journal_mode = WAL", NULL,
+				   mode, sizeof(mode));
+	if (rc2 != SQLITE_OK || strcmp(mode, "wal") != 0)
+		log_warn("%s: WAL index left in the -shm file: %s", s->path,
+			 rc2 != SQLITE_OK ? sq_db_errmsg(s->db) : mode);
+out_unlock:
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }

@@ -8,6 +8,7 @@
  * connections and their POSIX locks must not cross a fork().
  */
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ struct options {
 	char *ephemeral_size;
 	char *factory_size;
 	double cache_timeout;
+	unsigned page_size;
 	int foreground;
 	int debug;
 	int single_thread;
@@ -46,6 +48,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("ephemeral_size=%s", ephemeral_size),
 	OPT("factory_size=%s", factory_size),
 	OPT("cache_timeout=%lf", cache_timeout),
+	OPT("page_size=%u", page_size),
 	OPT("-f", foreground),
 	OPT("-s", single_thread),
 	OPT("-d", debug),
@@ -69,6 +72,8 @@ static void usage(FILE *out)
 		"    -o factory_size=SIZE    factory layer budget (default 13M)\n"
 		"    -o cache_timeout=SECS   kernel cache of kv/ and images/ "
 		"(default 60)\n"
+		"    -o page_size=BYTES      page size of a new runtime store "
+		"(default 512)\n"
 		"    -f                      stay in the foreground, log to "
 		"stderr\n"
 		"    -d                      debug: -f and every request "
@@ -105,6 +110,29 @@ static int set_budget(const char *name, const char *value, uint64_t *budget)
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* -o page_size: make STORE/runtime.db with that page size if it does not
+ * exist yet; an existing store keeps the one it was made with. */
+static int make_runtime(const char *store, unsigned page_size)
+{
+	const char *why = "";
+	char path[PATH_MAX];
+	int rc;
+
+	if (!page_size)
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s", store, STORE_RUNTIME);
+	rc = layer_sqlite_create(path, page_size, &why);
+	if (rc == -EEXIST) {
+		log_info("%s: page_size=%u not applied: %s", path, page_size,
+			 why);
+		return 0;
+	}
+	if (rc)
+		log_err("%s: page_size=%u: %s", path, page_size,
+			*why ? why : strerror(-rc));
+	return rc;
 }
 
 /* Open the layer on STORE/name; a failure is logged, followed by after,
@@ -291,6 +319,8 @@ int main(int argc, char *argv[])
 	log_init("dsfs", true, o.debug);
 
 	if (prepare_store(&ctx, o.store) != 0)
+		goto out_store;
+	if (make_runtime(ctx.store, o.page_size) != 0)
 		goto out_store;
 	if (ovl_stack_init(&ctx.stack) != 0)
 		goto out_store;

@@ -227,3 +227,37 @@ small_cycle()
 	[ "$status" -eq 0 ] || fail "$output"
 	ls "$STORE" | grep -q reserve || fail "no reserve beside the store"
 }
+
+# page_size FILE: the page size of the SQLite file FILE (not mounted).
+page_size()
+{
+	"$PYTHON" -c 'import sqlite3, sys
+print(sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True).execute("pragma page_size").fetchone()[0])' "$1"
+}
+
+@test "page_size: 512 by default, another for a new store with -o page_size, fixed once made" {
+	mount_dsfs
+	echo '"v"' >"$MNT/kv/a"
+	unmount_dsfs
+	[ "$(page_size "$STORE/runtime.db")" = 512 ] ||
+		fail "a new store has pages of $(page_size "$STORE/runtime.db") bytes"
+	# An existing store keeps its page size, and its values.
+	mount_dsfs -o page_size=4096
+	assert_content "$MNT/kv/a" '"v"'$'\n'
+	unmount_dsfs
+	[ "$(page_size "$STORE/runtime.db")" = 512 ] ||
+		fail "page_size=4096 changed an existing store"
+	rm -rf "$STORE"
+	mount_dsfs -o page_size=4096
+	echo '"w"' >"$MNT/kv/b"
+	assert_content "$MNT/kv/b" '"w"'$'\n'
+	unmount_dsfs
+	[ "$(page_size "$STORE/runtime.db")" = 4096 ] ||
+		fail "page_size=4096 made pages of $(page_size "$STORE/runtime.db") bytes"
+	rm -rf "$STORE"
+	run tmo "$DSFS" -o page_size=1000 "$STORE" "$MNT" 3>&- 4>&-
+	[ "$status" -ne 0 ] || fail "page_size=1000 was accepted"
+	[[ $output == *"page_size=1000"*"power of two"* ]] ||
+		fail "page_size=1000 refused without saying why: $output"
+	[ ! -e "$STORE/runtime.db" ] || fail "page_size=1000 left a store behind"
+}
