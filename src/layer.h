@@ -459,6 +459,13 @@ int layer_sqlite_open(const char *path, const char *name, uint64_t budget,
 int layer_sqlite_open_image(const char *path, const char *name, uint64_t budget,
 			    struct dsfs_layer **out, const char **why);
 
+/* Create an empty store at path whose pages are page_size bytes (a power
+ * of two from 512 to 65536; layer_sqlite_open() makes them 512): the
+ * unit of every write, fixed for the life of the store.  -EEXIST if
+ * there is a file at path already, -EINVAL for another size; *why as for
+ * layer_sqlite_open(). */
+int layer_sqlite_create(const char *path, unsigned page_size, const char **why);
+
 /* Hold `bytes` of disk space in the file path + "-reserve" beside the
  * read-write store l, given back when the disk is too full for a change
  * that frees space (a removal) and taken again when there is room (see

@@ -290,7 +290,7 @@ static int commit_fn(struct tx *t, void *arg)
 	}
 	if (!fits(t, add, sub))
 		return -ENOSPC;
-	rc = add > sub ? sq_reserve_room(t, add - sub) : 0;
+	rc = add > sub ? sq_disk_room(t, add - sub) : 0;
 	if (rc)
 		return rc;
 
@@ -635,13 +635,18 @@ static int sq_usage(struct dsfs_layer *l, uint64_t *used, uint64_t *budget)
 	struct sq_layer *s = to_sq(l);
 	struct tx t = {.s = s, .what = "usage"};
 	int64_t v = 0;
+	uint64_t room;
 	int rc;
 
 	pthread_mutex_lock(&s->lock);
 	rc = sq_meta_get(&t, "used", &v);
+	room = sq_disk_fits(s);
 	pthread_mutex_unlock(&s->lock);
 	*used = v < 0 ? 0 : (uint64_t)v;
-	*budget = s->budget;
+	/* A disk smaller than the budget: what is used and what still fits
+	 * on it (layer_sqlite_disk.c). */
+	*budget = room < s->budget && *used + room < s->budget ? *used + room :
+								 s->budget;
 	return rc;
 }
 

@@ -88,6 +88,8 @@ struct sq_layer {
 	uint64_t reserve;   /* its size when held */
 	bool reserve_out;   /* given back, not yet taken again */
 	time_t reserve_try; /* last attempt to take it again (monotonic s) */
+	uint64_t psize;	    /* the database's page size */
+	uint64_t wal_bytes; /* W, the WAL's limit: layer_sqlite_disk.c */
 };
 
 static inline struct sq_layer *to_sq(struct dsfs_layer *l)
@@ -129,6 +131,14 @@ int sq_backup(struct sq_layer *s, const char *dst, const char **why);
 /* layer_sqlite_store.c */
 void sq_close(struct dsfs_layer *l);
 const char *__attribute__((format(printf, 1, 2))) sq_whyf(const char *fmt, ...);
+
+/* layer_sqlite_disk.c: the disk under a read-write store.  sq_disk_room()
+ * is -ENOSPC unless `bytes` more of values fit on it in one change;
+ * sq_disk_fits() says how many do in small changes (UINT64_MAX for an
+ * image).  Lock held. */
+int sq_disk_plan(struct sq_layer *s);
+int sq_disk_room(struct tx *t, uint64_t bytes);
+uint64_t sq_disk_fits(struct sq_layer *s);
 bool sq_reserve_give(struct sq_layer *s, const char *what);
 void sq_reserve_retake(struct sq_layer *s);
 
@@ -160,7 +170,6 @@ int sq_write_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
 int sq_read_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
 	       void *arg);
 int sq_set_synchronous(struct tx *t, const char *level);
-int sq_reserve_room(struct tx *t, uint64_t bytes);
 
 /* layer_sqlite_tx.c: rows and blobs. */
 int sq_split(const char *key, size_t len, struct layer_key *k);

@@ -1,7 +1,7 @@
 /*
  * layer_sqlite_store.c - the SQLite layer's store file: its schema and
  * statements, checking, creating, opening and closing it, and the
- * disk-space reserve beside it.
+ * settings of its connection (the disk under it is layer_sqlite_disk.c).
  *
  * A store is one SQLite file:
  *
@@ -55,11 +55,11 @@
 
 #define STORE_VERSION 1
 
-/* The WAL is checkpointed once it holds this many pages (SQLite's default
- * is 1000, 4 MiB), and cut back to this size when it starts over: see
- * "Disk space" below. */
-#define WAL_CKPT_PAGES "256"
-#define WAL_LIMIT_BYTES "1048576"
+/* The page size of a new store unless layer_sqlite_create() is given
+ * another: the unit of every write to the WAL, so what one small change
+ * costs the disk (see "On a device" in README.md).  Older stores keep the
+ * page size they were made with. */
+#define STORE_PAGE_SIZE 512u
 
 /* The blobs no entry references: pinned ones, or ones left by a crash.
  * Partial, so it holds only those rows and costs nothing otherwise. */
@@ -162,79 +162,6 @@ const char *sq_whyf(const char *fmt, ...)
 	vsnprintf(why_buf, sizeof(why_buf), fmt, ap);
 	va_end(ap);
 	return why_buf;
-}
-
-/* ---- disk space ---------------------------------------------------- */
-
-/*
- * SQLite needs disk space to delete: a removal appends its pages to the
- * WAL, and the checkpoint that lets the WAL start over copies into the
- * database the pages that earlier commits added, which grows it.  On a
- * disk filled by the store's own values neither can happen, and nothing
- * could be removed to make room.  So the daemon holds a reserve, a file
- * beside the store (path + "-reserve") whose blocks are allocated
- * (layer_sqlite_reserve()).  A change other than a commit or a mkdir that
- * fails for want of space gives the reserve back to the filesystem and is
- * tried once more: it then has room for its WAL pages and for the
- * checkpoint, which the small WAL (WAL_CKPT_PAGES, WAL_LIMIT_BYTES) keeps
- * well under the reserve's size.
- *
- * While the reserve is out, a commit must fit in the pages the database
- * file already has free (what removals gave back), so that the database
- * does not grow into the room the reserve left; every successful change
- * tries, at most once a second, to take the reserve again, which succeeds
- * once the filesystem has room for it.
- */
-#define RESERVE_RETRY_SEC 1
-
-/* Allocate the reserve file's blocks; 0 or a negative errno, and on
- * failure the file is emptied again. */
-static int reserve_fill(int fd, uint64_t bytes)
-{
-	int err = posix_fallocate(fd, 0, (off_t)bytes);
-
-	if (err) {
-		if (ftruncate(fd, 0) < 0)
-			err = errno;
-		return -err;
-	}
-	return 0;
-}
-
-/* Give the reserve back so that `what` can be tried again; false if
- * there is none to give, or `what` adds values (commit, mkdir). */
-bool sq_reserve_give(struct sq_layer *s, const char *what)
-{
-	struct timespec now;
-
-	if (s->reserve_fd < 0 || s->reserve_out ||
-	    strcmp(what, "commit") == 0 || strcmp(what, "mkdir") == 0)
-		return false;
-	if (ftruncate(s->reserve_fd, 0) < 0) {
-		log_err("%s: cannot release the space reserve: %s", s->path,
-			strerror(errno));
-		return false;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	s->reserve_out = true;
-	s->reserve_try = now.tv_sec;
-	log_warn("%s: disk full: space reserve (%llu bytes) released for %s",
-		 s->path, (unsigned long long)s->reserve, what);
-	return true;
-}
-
-void sq_reserve_retake(struct sq_layer *s)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (now.tv_sec - s->reserve_try < RESERVE_RETRY_SEC)
-		return;
-	s->reserve_try = now.tv_sec;
-	if (reserve_fill(s->reserve_fd, s->reserve) == 0) {
-		s->reserve_out = false;
-		log_info("%s: space reserve taken again", s->path);
-	}
 }
 
 /* ---- opening ------------------------------------------------------- */
@@ -499,9 +426,9 @@ static int fsync_parent(const char *path)
  * crash never leaves a half-made store that the next open would refuse.
  * If another process created path meanwhile, its store wins.
  */
-static int create_store(const char *path, const char **why)
+static int create_store(const char *path, unsigned page_size, const char **why)
 {
-	char tmp[PATH_MAX];
+	char tmp[PATH_MAX], sql[40];
 	struct sq_db *db = NULL;
 	int fd, rc;
 
@@ -526,8 +453,12 @@ static int create_store(const char *path, const char **why)
 	if (rc)
 		goto out_unlink;
 	/* Default journal (DELETE) and synchronous=FULL: the COMMIT has
-	 * synced the file by the time sqlite3_exec() returns. */
-	rc = sq_db_exec(db, schema_sql);
+	 * synced the file by the time sqlite3_exec() returns.  The page size
+	 * is set before the first table makes it final. */
+	snprintf(sql, sizeof(sql), "PRAGMA page_size = %u", page_size);
+	rc = sq_db_exec(db, sql);
+	if (rc == SQLITE_OK)
+		rc = sq_db_exec(db, schema_sql);
 	if (rc != SQLITE_OK) {
 		rc = sq_db_errno(db, rc, errno);
 		*why = sq_whyf("cannot create: %s", sq_db_errmsg(db));
@@ -558,6 +489,30 @@ out_synced:
 out_unlink:
 	unlink(tmp);
 	return rc;
+}
+
+int layer_sqlite_create(const char *path, unsigned page_size, const char **why)
+{
+	const char *scratch;
+	struct stat st;
+
+	if (!why)
+		why = &scratch;
+	*why = "";
+	if (page_size < 512 || page_size > 65536 ||
+	    (page_size & (page_size - 1))) {
+		*why = "page size not a power of two from 512 to 65536";
+		return -EINVAL;
+	}
+	if (lstat(path, &st) == 0) {
+		*why = "exists (its page size was fixed when it was made)";
+		return -EEXIST;
+	}
+	if (errno != ENOENT) {
+		*why = sq_whyf("cannot stat: %s", strerror(errno));
+		return -errno;
+	}
+	return create_store(path, page_size, why);
 }
 
 /*
@@ -628,7 +583,7 @@ int layer_sqlite_open(const char *path, const char *name, uint64_t budget,
 			*why = "no such store";
 			return -ENOENT;
 		}
-		rc = create_store(path, why);
+		rc = create_store(path, STORE_PAGE_SIZE, why);
 		if (rc)
 			return rc;
 	}
@@ -662,11 +617,8 @@ int layer_sqlite_open(const char *path, const char *name, uint64_t budget,
 		log_warn("%s: WAL not available, using journal mode %s", path,
 			 mode);
 	if (rc == SQLITE_OK)
-		rc = sq_db_exec(
-			db, "PRAGMA synchronous = NORMAL;"
-			    "PRAGMA cache_size = -2000;"
-			    "PRAGMA wal_autocheckpoint = " WAL_CKPT_PAGES ";"
-			    "PRAGMA journal_size_limit = " WAL_LIMIT_BYTES ";");
+		rc = sq_db_exec(db, "PRAGMA synchronous = NORMAL;"
+				    "PRAGMA cache_size = -2000;");
 	if (rc != SQLITE_OK) {
 		rc = sq_db_errno(db, rc, errno);
 		*why = sq_whyf("cannot set up store (%s)", sq_db_errmsg(db));
@@ -675,7 +627,17 @@ int layer_sqlite_open(const char *path, const char *name, uint64_t budget,
 	rc = collect_garbage(db, path, why);
 	if (rc)
 		goto out_close;
-	return layer_new(db, path, name, budget, false, out, why);
+	rc = layer_new(db, path, name, budget, false, out, why);
+	if (rc)
+		return rc;
+	/* The WAL's limits, from the filesystem (layer_sqlite_disk.c). */
+	rc = sq_disk_plan(to_sq(*out));
+	if (rc) {
+		*why = sq_whyf("cannot size the WAL (%s)", strerror(-rc));
+		sq_close(*out);
+		*out = NULL;
+	}
+	return rc;
 
 out_close:
 	sq_db_close(db);
@@ -753,42 +715,34 @@ int layer_sqlite_open_image(const char *path, const char *name, uint64_t budget,
 	return layer_new(db, path, name, budget, true, out, why);
 }
 
-int layer_sqlite_reserve(struct dsfs_layer *l, uint64_t bytes)
-{
-	struct sq_layer *s = to_sq(l);
-	char path[PATH_MAX];
-	int fd, rc;
-
-	if (s->base.readonly || s->reserve_fd >= 0 || !bytes)
-		return -EINVAL;
-	if (snprintf(path, sizeof(path), "%s-reserve", s->path) >=
-	    (int)sizeof(path))
-		return -ENAMETOOLONG;
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	rc = reserve_fill(fd, bytes);
-	if (rc) {
-		close(fd);
-		return rc;
-	}
-	pthread_mutex_lock(&s->lock);
-	s->reserve_fd = fd;
-	s->reserve = bytes;
-	s->reserve_out = false;
-	pthread_mutex_unlock(&s->lock);
-	return 0;
-}
-
 int layer_sqlite_exclusive(struct dsfs_layer *l)
 {
 	struct sq_layer *s = to_sq(l);
 	int rc;
 
+	char mode[16] = "";
+	int rc2;
+
 	pthread_mutex_lock(&s->lock);
 	rc = sq_db_exec(s->db, "PRAGMA locking_mode = EXCLUSIVE");
-	if (rc != SQLITE_OK)
+	if (rc != SQLITE_OK) {
 		rc = sq_db_errno(s->db, rc, errno);
+		goto out_unlock;
+	}
+	/* Leaving WAL mode and entering it again under the exclusive lock
+	 * moves the WAL's index from the mapped file -shm, whose page the
+	 * kernel writes back to the disk after every burst of commits, to
+	 * the heap.  It checkpoints what a crash left in the WAL (at most
+	 * 2 W); if it cannot, the store stays as it was, which is correct. */
+	rc2 = sq_db_query1(s->db, "PRAGMA journal_mode = DELETE", NULL, mode,
+			   sizeof(mode));
+	if (rc2 == SQLITE_OK)
+		rc2 = sq_db_query1(s->db, "PRAGMA journal_mode = WAL", NULL,
+				   mode, sizeof(mode));
+	if (rc2 != SQLITE_OK || strcmp(mode, "wal") != 0)
+		log_warn("%s: WAL index left in the -shm file: %s", s->path,
+			 rc2 != SQLITE_OK ? sq_db_errmsg(s->db) : mode);
+out_unlock:
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }

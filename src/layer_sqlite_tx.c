@@ -25,7 +25,6 @@
 #include <string.h>
 
 #define BUSY_TIMEOUT_MS 5000
-#define RESERVE_SLACK_PAGES 8 /* b-tree and index pages a commit may add */
 
 struct sq_db {
 	sqlite3 *db;
@@ -343,38 +342,6 @@ static int meta_set(struct tx *t, const char *k, int64_t v)
 }
 
 /* ---- transactions -------------------------------------------------- */
-
-/* While the reserve is out (see "Disk space" in layer_sqlite_store.c):
- * -ENOSPC unless `bytes` more fit in the free pages of the database
- * file. */
-int sq_reserve_room(struct tx *t, uint64_t bytes)
-{
-	static const char sql[] = "SELECT freelist_count, page_size"
-				  " FROM pragma_freelist_count,"
-				  " pragma_page_size";
-	sqlite3_stmt *st;
-	uint64_t free_pages = 0, psize = 4096;
-	int rc;
-
-	if (!t->s->reserve_out)
-		return 0;
-	rc = sqlite3_prepare_v2(t->s->db->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return tx_fail(t, rc);
-	rc = step(t, st);
-	if (rc == 1) {
-		free_pages = (uint64_t)sqlite3_column_int64(st, 0);
-		psize = (uint64_t)sqlite3_column_int64(st, 1);
-		rc = 0;
-	}
-	sqlite3_finalize(st);
-	if (rc)
-		return rc;
-	if (free_pages < RESERVE_SLACK_PAGES ||
-	    (free_pages - RESERVE_SLACK_PAGES) * psize < bytes)
-		return -ENOSPC;
-	return 0;
-}
 
 /* Undo whatever the transaction did.  SQLite rolls back by itself after
  * some errors (a full disk, an I/O error), hence the autocommit test. */

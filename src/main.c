@@ -8,6 +8,7 @@
  * connections and their POSIX locks must not cross a fork().
  */
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ struct options {
 	char *runtime;
 	double cache_timeout;
 	int cache_timeout_given;
+	unsigned page_size;
 	int foreground;
 	int debug;
 	int single_thread;
@@ -52,6 +54,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("runtime=%s", runtime),
 	OPT("cache_timeout=%lf", cache_timeout),
 	OPT("cache_timeout=", cache_timeout_given),
+	OPT("page_size=%u", page_size),
 	OPT("-f", foreground),
 	OPT("-s", single_thread),
 	OPT("-d", debug),
@@ -81,6 +84,8 @@ static void usage(FILE *out)
 		"(default 60)\n"
 		"    -o scratch=PATTERNS     editors' scratch names, ':' "
 		"between\n"
+		"    -o page_size=BYTES      page size of a new runtime store "
+		"(default 512)\n"
 		"    -f                      stay in the foreground, log to "
 		"stderr\n"
 		"    -d                      debug: -f and every request "
@@ -149,6 +154,29 @@ static int use_runtime(struct dsfs_ctx *ctx, char *runtime)
 	ctx->runtime = runtime && strcmp(runtime, "sqlite") != 0 ? runtime :
 								   NULL;
 	return 0;
+}
+
+/* -o page_size: make STORE/runtime.db with that page size if it does not
+ * exist yet; an existing store keeps the one it was made with. */
+static int make_runtime(const char *store, unsigned page_size)
+{
+	const char *why = "";
+	char path[PATH_MAX];
+	int rc;
+
+	if (!page_size)
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s", store, STORE_RUNTIME);
+	rc = layer_sqlite_create(path, page_size, &why);
+	if (rc == -EEXIST) {
+		log_info("%s: page_size=%u not applied: %s", path, page_size,
+			 why);
+		return 0;
+	}
+	if (rc)
+		log_err("%s: page_size=%u: %s", path, page_size,
+			*why ? why : strerror(-rc));
+	return rc;
 }
 
 /* Open the layer on STORE/name; a failure is logged, followed by after,
@@ -358,12 +386,12 @@ int main(int argc, char *argv[])
 
 	if (prepare_store(&ctx, o.store) != 0)
 		goto out_store;
+	if (!ctx.runtime && make_runtime(ctx.store, o.page_size) != 0)
+		goto out_store;
 	if (ovl_stack_init(&ctx.stack) != 0)
 		goto out_store;
 	ctx.stack.scratch = o.scratch ? o.scratch : DSFS_SCRATCH_DEFAULT;
-	/* A SQLite runtime layer's files are in the store directory; other
-	 * runtimes keep nothing there that a commit grows. */
-	if (reserve_init(&ctx.reserve, ctx.runtime ? NULL : ctx.store) != 0 ||
+	if (reserve_init(&ctx.reserve) != 0 ||
 	    last_errors_init(&ctx.errors) != 0)
 		goto out_stack;
 	/* Check the store now, while errors reach the terminal. */

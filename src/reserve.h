@@ -1,7 +1,7 @@
 /*
  * reserve.h - the bytes that open files have written but not yet
- * committed, held against their layer's budget (and, for the runtime
- * layer, the disk under the store) as the writes arrive.
+ * committed, held against their layer's budget (which, for a layer on a
+ * disk, is also what the disk can still take) as the writes arrive.
  *
  * A layer checks its budget when a value is committed, which is at close:
  * too late for a shell's builtin echo, whose close error is lost.  So each
@@ -42,13 +42,9 @@ struct reserve_table {
 	/* Taken after a handle's lock and before the stack's. */
 	pthread_mutex_t lock;
 	uint64_t held[DSFS_NLAYERS]; /* sum of the reservations, per layer */
-	/* The directory whose file system holds the runtime layer's files
-	 * (owned), or NULL when that layer is not on a local disk. */
-	char *disk_dir;
 };
 
-/* disk_dir may be NULL. */
-int reserve_init(struct reserve_table *t, const char *disk_dir);
+int reserve_init(struct reserve_table *t);
 void reserve_destroy(struct reserve_table *t);
 
 /* Start r for a commit to layer that replaces `frees` bytes of value and
@@ -57,7 +53,7 @@ void reservation_start(struct reservation *r, int layer, uint64_t frees,
 		       uint64_t name);
 
 /* Make r hold what committing a value of len bytes would add.  -ENOSPC,
- * with why[0..size) saying which budget (or the disk) and by how much,
+ * with why[0..size) saying which budget and by how much,
  * if that does not fit beside what is stored and what others hold;
  * r is unchanged then. */
 int reserve_grow(struct reserve_table *t, struct dsfs_stack *s,
