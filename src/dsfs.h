@@ -189,6 +189,8 @@ bool ovl_changed_since(struct dsfs_stack *s, const char *dirkey,
 void ovl_changed_elsewhere(struct dsfs_stack *s, const char *key);
 int ovl_usage(struct dsfs_stack *s, int layer, uint64_t *used,
 	      uint64_t *budget);
+/* layer_room() of one layer: would a commit adding bytes fit? */
+int ovl_room(struct dsfs_stack *s, int layer, uint64_t bytes);
 int ovl_open_image(struct dsfs_stack *s, const struct loc *l, struct found *f,
 		   struct dsfs_layer **held);
 int ovl_open_blob(struct dsfs_stack *s, const char *token, uint64_t *size,

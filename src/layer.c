@@ -177,6 +177,14 @@ int layer_sync(struct dsfs_layer *l)
 	return l->ops->sync(l);
 }
 
+int layer_room(struct dsfs_layer *l, uint64_t bytes)
+{
+	assert(layer_ok(l));
+	if (!l->ops->room || layer_readonly(l))
+		return 0;
+	return l->ops->room(l, bytes);
+}
+
 int layer_apply(struct dsfs_layer *l, const struct layer_change *c, size_t n)
 {
 	size_t i;

@@ -331,6 +331,16 @@ struct dsfs_layer_ops {
 	 * versions as if each had been made alone. */
 	int (*apply)(struct dsfs_layer *l, const struct layer_change *c,
 		     size_t n);
+
+	/* Optional (NULL: nothing limits a layer but its budget).  0 if
+	 * changes that add `bytes` of values, made as one commit, would
+	 * fit on the storage under the layer, -ENOSPC if they would not.
+	 * An estimate made before the commit (the daemon asks it as a value
+	 * is written, so that the write that cannot be stored fails); the
+	 * commit still finds out for sure.  usage()'s budget already says
+	 * what small changes could add; this answers for one large one,
+	 * which a store may need room for twice (a log, then its file). */
+	int (*room)(struct dsfs_layer *l, uint64_t bytes);
 };
 
 /* Set by the implementation when it opens the layer (or by its opener,
@@ -375,6 +385,7 @@ int layer_stat_blob(struct dsfs_layer *l, const char *token, uint64_t *size);
 int layer_pin_blob(struct dsfs_layer *l, const char *token);
 int layer_unpin_blob(struct dsfs_layer *l, const char *token);
 int layer_apply(struct dsfs_layer *l, const struct layer_change *c, size_t n);
+int layer_room(struct dsfs_layer *l, uint64_t bytes);
 
 /*
  * layer.c: the rules every implementation shares, so that each decides

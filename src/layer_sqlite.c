@@ -650,6 +650,17 @@ static int sq_usage(struct dsfs_layer *l, uint64_t *used, uint64_t *budget)
 	return rc;
 }
 
+static int sq_room(struct dsfs_layer *l, uint64_t bytes)
+{
+	struct sq_layer *s = to_sq(l);
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = sq_disk_room_for(s, bytes);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
 static int bump_fn(struct tx *t, void *arg)
 {
 	(void)arg;
@@ -846,6 +857,7 @@ const struct dsfs_layer_ops sq_ops = {
 	.rename = sq_rename,
 	.list = sq_list,
 	.usage = sq_usage,
+	.room = sq_room,
 	.sync = sq_sync,
 	.clear = sq_clear,
 	.close = sq_close,

@@ -138,6 +138,7 @@ const char *__attribute__((format(printf, 1, 2))) sq_whyf(const char *fmt, ...);
  * image).  Lock held. */
 int sq_disk_plan(struct sq_layer *s);
 int sq_disk_room(struct tx *t, uint64_t bytes);
+int sq_disk_room_for(struct sq_layer *s, uint64_t bytes); /* room() */
 uint64_t sq_disk_fits(struct sq_layer *s);
 bool sq_reserve_give(struct sq_layer *s, const char *what);
 void sq_reserve_retake(struct sq_layer *s);

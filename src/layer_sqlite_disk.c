@@ -171,13 +171,18 @@ static bool disk_fits(const struct sq_layer *s, const struct disk *d,
 	return db <= d->avail && wal <= d->avail - db;
 }
 
-int sq_disk_room(struct tx *t, uint64_t bytes)
+int sq_disk_room_for(struct sq_layer *s, uint64_t bytes)
 {
 	struct disk d;
 
-	if (disk_get(t->s, &d) != 0)
+	if (disk_get(s, &d) != 0)
 		return 0; /* SQLite finds out for sure */
-	return disk_fits(t->s, &d, bytes) ? 0 : -ENOSPC;
+	return disk_fits(s, &d, bytes) ? 0 : -ENOSPC;
+}
+
+int sq_disk_room(struct tx *t, uint64_t bytes)
+{
+	return sq_disk_room_for(t->s, bytes);
 }
 
 /* What values made of small changes could still add: the rule above for

@@ -769,6 +769,16 @@ int ovl_usage(struct dsfs_stack *s, int layer, uint64_t *used, uint64_t *budget)
 	return rc;
 }
 
+int ovl_room(struct dsfs_stack *s, int layer, uint64_t bytes)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&s->lock);
+	rc = layer_room(s->layer[layer], bytes);
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
 void ovl_admin_lock(struct dsfs_stack *s, bool change)
 {
 	if (change)

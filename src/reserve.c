@@ -7,9 +7,9 @@
  * the table's lock, so two writers racing for the last bytes are decided
  * one after the other: the second sees what the first holds.
  *
- * The disk under the store needs no check of its own here: a layer on a
- * disk reports as its budget no more than the disk can still take
- * (layer_sqlite_disk.c), so usage() already answers for both.
+ * The disk under the store is the layer's to know: its usage() reports as
+ * budget no more than small changes could still add there, and its room()
+ * answers for one large commit (layer.h), which the writers' holds make.
  */
 #include "reserve.h"
 
@@ -70,6 +70,17 @@ int reserve_grow(struct reserve_table *t, struct dsfs_stack *s,
 			 (unsigned long long)used, (unsigned long long)others,
 			 (unsigned long long)need);
 		rc = -ENOSPC;
+		goto out;
+	}
+	rc = ovl_room(s, r->layer, t->held[r->layer] + extra);
+	if (rc) {
+		snprintf(why, size,
+			 "the storage under the %s layer cannot take %llu more "
+			 "bytes of values in one commit (%llu of them held by "
+			 "other open files): %s",
+			 layer_name(r->layer),
+			 (unsigned long long)(t->held[r->layer] + extra),
+			 (unsigned long long)others, strerror(-rc));
 		goto out;
 	}
 	t->held[r->layer] += extra;

@@ -346,7 +346,7 @@ print(told)
 	[[ "$output" == *"No space left on device"* ]] || fail "$output"
 	[ ! -s "$MNT/kv/big" ]
 	run xattr "$MNT/kv/big" user.dsfs.error
-	[[ "$output" == "ENOSPC: the disk under $STORE has "*" bytes free"* ]] ||
+	[[ "$output" == "ENOSPC: the storage under the runtime layer cannot take "*" more bytes of values in one commit"* ]] ||
 		fail "$output"
 	# What fits still goes in.
 	printf '"%s"' "$(head -c 100000 /dev/zero | tr '\0' x)" >"$MNT/kv/small"
