@@ -44,7 +44,7 @@ void reservation_start(struct reservation *r, int layer, uint64_t frees,
 int reserve_grow(struct reserve_table *t, struct dsfs_stack *s,
 		 struct reservation *r, uint64_t len, char *why, size_t size)
 {
-	uint64_t need, extra, used, budget, others;
+	uint64_t need, extra, used, budget, others, total;
 	int rc;
 
 	if (!r->active)
@@ -72,14 +72,14 @@ int reserve_grow(struct reserve_table *t, struct dsfs_stack *s,
 		rc = -ENOSPC;
 		goto out;
 	}
-	rc = ovl_room(s, r->layer, t->held[r->layer] + extra);
+	total = t->held[r->layer] + extra;
+	rc = ovl_room(s, r->layer, total);
 	if (rc) {
 		snprintf(why, size,
 			 "the storage under the %s layer cannot take %llu more "
 			 "bytes of values in one commit (%llu of them held by "
 			 "other open files): %s",
-			 layer_name(r->layer),
-			 (unsigned long long)(t->held[r->layer] + extra),
+			 layer_name(r->layer), (unsigned long long)total,
 			 (unsigned long long)others, strerror(-rc));
 		goto out;
 	}
