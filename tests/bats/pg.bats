@@ -24,6 +24,8 @@ setup()
 
 teardown()
 {
+	# A test that failed before its end leaves its second host mounted.
+	teardown_host2
 	teardown_store
 }
 
