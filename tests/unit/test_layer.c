@@ -1146,7 +1146,8 @@ static void t_threads(void)
 	mkd(l, "kv/t");
 	for (i = 0; i < 4; i++) {
 		ta[i] = (struct thread_arg){l, i + 1, 0};
-		pthread_create(&th[i], NULL, writer, &ta[i]);
+		if (pthread_create(&th[i], NULL, writer, &ta[i]) != 0)
+			bail("pthread_create");
 	}
 	for (i = 0; i < 4; i++) {
 		pthread_join(th[i], NULL);
