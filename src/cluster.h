@@ -110,6 +110,11 @@ void cluster_close(struct dsfs_cluster *c);
  * then still the caller's). */
 int cluster_layer_wrap(struct dsfs_cluster *c, struct dsfs_layer *inner,
 		       struct dsfs_layer **out);
+/* The same for a process that opened c only to tell the other hosts of
+ * this layer's changes (dsfsctl on a store not mounted here): closing the
+ * wrapper closes c too. */
+int cluster_layer_wrap_own(struct dsfs_cluster *c, struct dsfs_layer *inner,
+			   struct dsfs_layer **out);
 /* Free the wrapper l and return the layer it wrapped (before the cluster
  * closes: l publishes on it). */
 struct dsfs_layer *cluster_layer_unwrap(struct dsfs_layer *l);

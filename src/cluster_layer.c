@@ -14,6 +14,7 @@
  * everything.  Reads pass through untouched.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "cluster.h"
@@ -22,7 +23,8 @@
 struct published {
 	struct dsfs_layer base;
 	struct dsfs_layer *inner; /* owned */
-	struct dsfs_cluster *c;	  /* not owned: outlives the layer */
+	struct dsfs_cluster *c;	  /* outlives the layer, unless owned */
+	bool owns_c;		  /* cluster_layer_wrap_own() */
 };
 
 static struct published *pub(struct dsfs_layer *l)
@@ -121,8 +123,12 @@ static int p_clear(struct dsfs_layer *l)
 
 static void p_close(struct dsfs_layer *l)
 {
+	struct dsfs_cluster *owned = pub(l)->owns_c ? pub(l)->c : NULL;
+
 	layer_close(pub(l)->inner);
 	free(l);
+	if (owned)
+		cluster_close(owned);
 }
 
 static int p_stat_blob(struct dsfs_layer *l, const char *token, uint64_t *size)
@@ -188,6 +194,16 @@ int cluster_layer_wrap(struct dsfs_cluster *c, struct dsfs_layer *inner,
 	p->c = c;
 	*out = &p->base;
 	return 0;
+}
+
+int cluster_layer_wrap_own(struct dsfs_cluster *c, struct dsfs_layer *inner,
+			   struct dsfs_layer **out)
+{
+	int rc = cluster_layer_wrap(c, inner, out);
+
+	if (rc == 0)
+		pub(*out)->owns_c = true;
+	return rc;
 }
 
 struct dsfs_layer *cluster_layer_unwrap(struct dsfs_layer *l)

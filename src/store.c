@@ -19,6 +19,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "layer.h"
 
 int store_fail(struct store_error *e, int rc, const char *fmt, ...)
@@ -288,14 +289,51 @@ static char *recorded_runtime(const char *store)
 	return line;
 }
 
-/* The runtime that STORE/runtime.uri records, opened for dsfsctl. */
+/* dsfsctl only tells the other hosts; what they change is not its
+ * concern (it reads the database afresh each time). */
+static void ignore_change(void *arg, const char *key, uint64_t version)
+{
+	(void)arg, (void)key, (void)version;
+}
+
+static void ignore_reset(void *arg)
+{
+	(void)arg;
+}
+
+/* The runtime that STORE/runtime.uri records, opened for dsfsctl.  A
+ * shared one is wrapped so that dsfsctl's changes (set, load, a reset)
+ * reach the hosts that have it mounted, as the daemon's do. */
 static int open_recorded(const char *store, const char *runtime,
 			 uint64_t budget, const char *doing,
 			 struct dsfs_layer **out, struct store_error *e)
 {
+	static const struct cluster_events quiet = {ignore_change, ignore_reset,
+						    NULL};
+	struct dsfs_cluster *c;
+	struct dsfs_layer *wrapped;
+	int rc;
+
 	if (strcmp(runtime, "memory") == 0)
 		return -ENOENT; /* nothing outlives the mount */
-	return store_open_runtime(store, runtime, budget, doing, out, e);
+	rc = store_open_runtime(store, runtime, budget, doing, out, e);
+	if (rc)
+		return rc;
+	rc = cluster_pg_open(runtime, &quiet, &c);
+	if (rc == 0) {
+		rc = cluster_layer_wrap_own(c, *out, &wrapped);
+		if (rc == 0) {
+			*out = wrapped;
+			return 0;
+		}
+		cluster_close(c);
+	}
+	layer_close(*out);
+	*out = NULL;
+	return store_fail(e, rc,
+			  "runtime: cannot reach the other hosts to tell "
+			  "them of changes: %s",
+			  strerror(-rc));
 }
 
 int store_open_layer(const char *store, const char *name, uint64_t budget,

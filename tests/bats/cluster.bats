@@ -258,3 +258,17 @@ y" ]'
 	within 2 eval '[ "$(pyop stat "$T/b/kv/x")" = ENOENT ]'
 	[ "$(ls1 "$T/b/kv")" = "" ]
 }
+
+@test "dsfsctl on a host where the store is not mounted: its changes reach the mounted hosts" {
+	host a
+	host b -o cache_timeout=60
+	host c
+	STORE=$T/c.store MNT=$T/c unmount_dsfs
+	echo 1 >"$T/a/kv/x"
+	size_is "$T/b/kv/x" 2
+	tmo "$DSFSCTL" set "$T/c.store" kv/x 12345
+	within 2 size_is "$T/b/kv/x" 5
+	[ "$(cat "$T/b/kv/x")" = 12345 ]
+	tmo "$DSFSCTL" factory-reset "$T/c.store"
+	within 2 eval '[ "$(pyop stat "$T/b/kv/x")" = ENOENT ]'
+}
