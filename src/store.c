@@ -267,7 +267,7 @@ out:
 
 /* What STORE/runtime.uri records, allocated; NULL if there is no such
  * file (sqlite). */
-static char *recorded_runtime(const char *store)
+char *store_recorded_runtime(const char *store)
 {
 	char *path = store_file(store, STORE_RUNTIME_URI);
 	char *line = NULL;
@@ -344,7 +344,7 @@ int store_open_layer(const char *store, const char *name, uint64_t budget,
 	int rc;
 
 	if (strcmp(name, STORE_RUNTIME) == 0 &&
-	    (recorded = recorded_runtime(store))) {
+	    (recorded = store_recorded_runtime(store))) {
 		rc = open_recorded(store, recorded, budget, doing, out, e);
 		free(recorded);
 		return rc;

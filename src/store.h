@@ -97,6 +97,8 @@ int store_open_runtime(const char *store, const char *runtime, uint64_t budget,
 		       struct store_error *e);
 int store_record_runtime(const struct store *s, const char *runtime,
 			 struct store_error *e);
+/* What STORE/runtime.uri records, allocated; NULL without one (sqlite). */
+char *store_recorded_runtime(const char *store);
 
 /* Remove STORE/factory.db.new: an install that crashed before its rename
  * left it behind, and the old image is still whole.  Only for the holder

@@ -176,18 +176,57 @@ static void report_integrity(void *ctx, const char *what, const char *detail)
 	r->problems++;
 }
 
-/* Check one store file: SQLite's integrity, then every entry. */
-unsigned check_file(struct store *s, const char *name, FILE *out)
+/* Walk the layer of store file name (every entry, the usage against a
+ * recount), reporting to out under label; problems found before are
+ * added. */
+static unsigned check_opened(struct store *s, const char *name,
+			     const char *label, FILE *out, unsigned problems)
 {
 	struct store_error e = {.text = ""};
-	struct walk w = {.label = name, .report = out, .e = &e};
-	struct integrity_report ir = {.out = out, .label = name};
+	struct walk w = {.label = label, .report = out, .e = &e};
 	struct dsfs_layer *l = NULL;
-	unsigned problems;
+	int rc;
+
+	w.image = strcmp(name, STORE_RUNTIME) != 0;
+	rc = open_offline(s, name, &l, &e);
+	if (rc) {
+		fprintf(out, "%s: cannot open: %s\n", label, e.text);
+		return problems + 1;
+	}
+	w.l = l;
+	rc = check_layer(&w);
+	layer_close(l);
+	problems += w.problems;
+	if (rc && !w.problems) {
+		fprintf(out, "%s: %s\n", label, e.text);
+		problems++;
+	}
+	fprintf(out,
+		"%s: %llu directories, %llu files, %llu whiteouts, %llu "
+		"bytes used: %s\n",
+		label, (unsigned long long)w.dirs, (unsigned long long)w.files,
+		(unsigned long long)w.whiteouts, (unsigned long long)w.used,
+		problems ? "PROBLEMS" : "ok");
+	return problems;
+}
+
+/* Check one store file: SQLite's integrity, then every entry.  A runtime
+ * that STORE/runtime.uri names instead (PostgreSQL) has only the walk. */
+unsigned check_file(struct store *s, const char *name, FILE *out)
+{
+	struct integrity_report ir = {.out = out, .label = name};
 	struct stat st;
 	char *path;
 	int rc;
 
+	if (strcmp(name, STORE_RUNTIME) == 0 &&
+	    (path = store_recorded_runtime(s->path))) {
+		rc = strcmp(path, "memory") == 0;
+		fprintf(out, "runtime: %s%s\n", rc ? "" : "in PostgreSQL, ",
+			rc ? "kept in memory, nothing to check" : path);
+		free(path);
+		return rc ? 0 : check_opened(s, name, "runtime", out, 0);
+	}
 	if (fstatat(s->dirfd, name, &st, 0) != 0 && errno == ENOENT) {
 		fprintf(out, "%s: absent%s\n", name,
 			strcmp(name, STORE_RUNTIME) == 0 ?
@@ -199,29 +238,8 @@ unsigned check_file(struct store *s, const char *name, FILE *out)
 	if (!path)
 		return 1;
 	layer_sqlite_integrity(path, report_integrity, &ir);
-	problems = ir.problems;
 	free(path);
-	w.image = strcmp(name, STORE_RUNTIME) != 0;
-	rc = open_offline(s, name, &l, &e);
-	if (rc) {
-		fprintf(out, "%s: cannot open: %s\n", name, e.text);
-		return problems + 1;
-	}
-	w.l = l;
-	rc = check_layer(&w);
-	layer_close(l);
-	problems += w.problems;
-	if (rc && !w.problems) {
-		fprintf(out, "%s: %s\n", name, e.text);
-		problems++;
-	}
-	fprintf(out,
-		"%s: %llu directories, %llu files, %llu whiteouts, %llu "
-		"bytes used: %s\n",
-		name, (unsigned long long)w.dirs, (unsigned long long)w.files,
-		(unsigned long long)w.whiteouts, (unsigned long long)w.used,
-		problems ? "PROBLEMS" : "ok");
-	return problems;
+	return check_opened(s, name, name, out, ir.problems);
 }
 
 int store_check(const char *store, FILE *out, struct store_error *e)

@@ -185,10 +185,18 @@ fresh_db()
 	[ "$status" -eq 0 ]
 	[ ! -e "$MNT/kv/k" ]
 	echo '"abc"' >"$MNT/kv/k2"
+	mkdir "$MNT/kv/d"
 	unmount_dsfs
 	run tmo "$DSFSCTL" usage "$STORE"
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"runtime 8 "* ]]
+	[[ "$output" == *"runtime 9 "* ]] || fail "$output"
+	# check walks the database's runtime layer: every value, the usage.
+	run tmo "$DSFSCTL" check "$STORE"
+	[ "$status" -eq 0 ] || fail "$output"
+	[[ "$output" == *"runtime: in PostgreSQL, "* ]] || fail "$output"
+	[[ "$output" == *"runtime: 1 directories, 1 files, 0 whiteouts, 9 bytes used: ok"* ]] ||
+		fail "$output"
+	[[ "$output" != *absent\ \(the\ store\ was\ never* ]] || fail "$output"
 	run tmo "$DSFSCTL" factory-reset "$STORE"
 	[ "$status" -eq 0 ]
 	[ "$(pg_sql "SELECT count(*) FROM dsfs_entry")" = 0 ]
