@@ -27,7 +27,8 @@ struct dsfs_ctx {
 	char *store;   /* absolute path of the store directory */
 	char *runtime; /* -o runtime=: NULL for sqlite (store.h) */
 	uint64_t budget[DSFS_NLAYERS];
-	double timeout;	 /* kernel cache timeout for the merged trees */
+	bool runtime_size_given; /* a shared runtime records it for all */
+	double timeout;		 /* kernel cache timeout for the merged trees */
 	uid_t owner_uid; /* owner of the store: of the fixed directories */
 	gid_t owner_gid;
 	struct timespec started;

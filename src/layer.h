@@ -520,13 +520,21 @@ int layer_sqlite_copy(struct dsfs_layer *l, const char *dst, const char **why);
  * synchronous_commit on; an operation that cannot reach the server fails
  * with -EIO within bounded time (layer_pg.h), and the next one reconnects.
  *
+ * The runtime budget is the store's, recorded in the database and read in
+ * every transaction that checks it, so that every host enforces the same
+ * one.  With LAYER_PG_SET_BUDGET in flags, budget is recorded (a mount
+ * with -o runtime_size); without it, the recorded budget holds and
+ * budget is recorded only if none is (a new store).
+ *
  * layer_pg_is_conninfo() tells whether -o runtime=VALUE names a database.
  * layer_pg_shown() is conninfo without its password, as key='value'
  * words (allocated; NULL with why set if libpq cannot read conninfo).
  * layer_pg_hide_password() overwrites in place, with '*', every password
  * in a command-line argument holding a conninfo. */
+#define LAYER_PG_SET_BUDGET 1u
 int layer_pg_open(const char *conninfo, const char *name, uint64_t budget,
-		  struct dsfs_layer **out, char *why, size_t cap);
+		  unsigned flags, struct dsfs_layer **out, char *why,
+		  size_t cap);
 bool layer_pg_is_conninfo(const char *runtime);
 char *layer_pg_shown(const char *conninfo, char *why, size_t cap);
 void layer_pg_hide_password(char *arg);

@@ -241,6 +241,32 @@ fresh_db()
 	teardown_host2
 }
 
+@test "the budget is the store's: a host mounted without runtime_size uses the one recorded, and a host with it changes it for all" {
+	fresh_db
+	setup_host2
+	mount_dsfs -o "runtime=$URI,runtime_size=2K"
+	STORE=$STORE2 MNT=$MNT2 mount_dsfs -o "runtime=$URI"
+	[ "$(pg_sql "SELECT v FROM dsfs_meta WHERE k = 'runtime_budget'")" = 2048 ]
+	run tmo "$DSFSCTL" usage "$STORE2"
+	[[ "$output" == *"runtime 0 2048"* ]] || fail "$output"
+	local v
+	v=\"$(head -c 1500 /dev/zero | tr '\0' x)\"
+	printf %s "$v" >"$MNT/kv/a"
+	# Host 2 holds the store's 2K, not its own default of 13M.
+	run pyop write "$MNT2/kv/b" "$v"
+	[ "$output" = ENOSPC ] || fail "$output"
+	assert_content "$MNT/kv/a" "$v"
+	# A host mounted with a size records it for every host.
+	unmount_dsfs
+	mount_dsfs -o "runtime=$URI,runtime_size=8K"
+	[ "$(pg_sql "SELECT v FROM dsfs_meta WHERE k = 'runtime_budget'")" = 8192 ]
+	run pyop write "$MNT2/kv/b" "$v"
+	[ "$output" = OK ] || fail "$output"
+	run tmo "$DSFSCTL" usage "$STORE2"
+	[[ "$output" == *"runtime 3006 8192"* ]] || fail "$output"
+	teardown_host2
+}
+
 @test "outage: the server stops under load, operations fail with EIO in bounded time, nothing acknowledged is lost, the mount recovers" {
 	local i start took
 	fresh_db
