@@ -384,7 +384,6 @@ static void free_layer(struct pg_layer *p)
 	free(p);
 }
 
-/* The first connection: schema, statements, this owner, the sweep. */
 /* One runtime budget for every host: the store records it.  A mount that
  * names a size records it (and says so when that changes the budget);
  * one that does not keeps the recorded budget, or records its default
@@ -420,6 +419,7 @@ static int record_budget(PGconn *conn, struct pg_layer *p, char *why,
 	return rc;
 }
 
+/* The first connection: schema, statements, this owner, the sweep. */
 static int first_connection(struct pg_layer *p, char *why, size_t cap)
 {
 	struct pg_conn *c = &p->pool[0];
