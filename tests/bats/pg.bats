@@ -36,22 +36,6 @@ teardown()
 	[ "$(stat -c %U "$PG_DIR/pgdata")" = postgres ]
 }
 
-# mount_fg [options...]: mounts $STORE on $MNT with dsfs -f in the
-# background, its log in $T/log, and waits for the mount.
-mount_fg()
-{
-	local tries=100
-	check_fuse || return 1
-	"$DSFS" -f "$@" "$STORE" "$MNT" </dev/null >>"$T/log" 2>&1 3>&- 4>&- &
-	until mountpoint -q "$MNT"; do
-		tries=$((tries - 1))
-		[ $tries -gt 0 ] ||
-			fail "dsfs -f did not mount $MNT within 10s: $(cat "$T/log")" ||
-			return 1
-		sleep 0.1
-	done
-}
-
 # A second host: another STORE and mount point on the same database.
 setup_host2()
 {
@@ -145,7 +129,7 @@ fresh_db()
 	pg_sql "SELECT pg_reload_conf()" >/dev/null
 	sleep 0.3
 	local uri="postgresql://pwuser:$pw@/pwdb?host=$PG_DIR"
-	mount_fg -o "runtime=$uri"
+	mount_dsfs_fg -o "runtime=$uri"
 	echo '"v"' >"$MNT/kv/k"
 	pid=$(daemon_pids)
 	[ -n "$pid" ]
@@ -270,7 +254,7 @@ fresh_db()
 @test "outage: the server stops under load, operations fail with EIO in bounded time, nothing acknowledged is lost, the mount recovers" {
 	local i start took
 	fresh_db
-	mount_fg -o "runtime=$URI"
+	mount_dsfs_fg -o "runtime=$URI"
 	# Writers running while the server goes away and comes back.
 	(
 		for i in $(seq 1 300); do
