@@ -7,6 +7,7 @@ _dsfsctl()
 {
 	local cur prev cmd i
 	local commands="mkfactory install-factory factory-reset dump load diff usage check"
+	commands+=" watch"
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
 	cmd=
@@ -49,7 +50,7 @@ _dsfsctl()
 		return
 	fi
 	case $cmd in
-	mkfactory | factory-reset | diff | usage | check | dump)
+	mkfactory | factory-reset | diff | usage | check | dump | watch)
 		mapfile -t COMPREPLY < <(compgen -d -- "$cur")
 		;;
 	*)

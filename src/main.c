@@ -433,6 +433,8 @@ int main(int argc, char *argv[])
 	log_init("dsfs", o.foreground, o.debug);
 	if (open_stack(&ctx) != 0)
 		goto out_unmount;
+	if (watch_start(&ctx) != 0)
+		goto out_layers;
 	if (shared_runtime(ctx.runtime) && remote_start(&ctx, ctx.runtime) != 0)
 		goto out_layers;
 	rc = control_start(&ctx);
@@ -456,6 +458,7 @@ int main(int argc, char *argv[])
 out_layers:
 	control_stop(&ctx);
 	remote_stop(&ctx);
+	watch_stop(&ctx);
 out_unmount:
 	fuse_session_unmount(ctx.se);
 out_signals:
