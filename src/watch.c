@@ -8,7 +8,8 @@
  * it), control.c (a new factory image) and remote.c (another host's
  * notices).  With nobody watching, an offer costs one atomic load.
  *
- * Each watcher has a bounded queue of its own (WATCH_QUEUE events).  A
+ * Each watcher has a bounded queue of its own (WATCH_QUEUE events, and
+ * WATCH_QUEUE_BYTES of their lines, keys being up to 4 KiB long).  A
  * change is formatted once, into a reference-counted event, and queued
  * for every watcher whose filter takes it, under the hub's lock, which
  * nothing holds across I/O: a writer never waits for a watcher.  A
@@ -41,9 +42,10 @@
 #include "log.h"
 #include "watch.h"
 
-#define WATCH_QUEUE 4096 /* events a watcher may fall behind by */
-#define WATCH_MAX 16	 /* watchers at once */
-#define WATCH_BATCH 64	 /* events taken out of a queue at a time */
+#define WATCH_QUEUE 4096	     /* events a watcher may fall behind by */
+#define WATCH_QUEUE_BYTES (4u << 20) /* ...and bytes of their lines */
+#define WATCH_MAX 16		     /* watchers at once */
+#define WATCH_BATCH 64		     /* events taken out of a queue at a time */
 
 /* One change, formatted once, shared by the queues that hold it. */
 struct watch_event {
@@ -69,6 +71,7 @@ struct watcher {
 	/* Under hub->lock: */
 	struct slot q[WATCH_QUEUE];
 	size_t head, count;
+	size_t bytes;  /* of the queued events' lines */
 	uint64_t lost; /* lost since the last queued event */
 };
 
@@ -112,10 +115,11 @@ static void push(struct watcher *w, struct watch_event *ev)
 {
 	struct slot *s;
 
-	if (w->count == WATCH_QUEUE) {
+	if (w->count == WATCH_QUEUE || w->bytes + ev->len > WATCH_QUEUE_BYTES) {
 		w->lost++;
 		return;
 	}
+	w->bytes += ev->len;
 	s = &w->q[(w->head + w->count) % WATCH_QUEUE];
 	s->ev = ev;
 	s->lost_before = w->lost;
@@ -284,6 +288,7 @@ static size_t take(struct watcher *w, struct slot *out, size_t max,
 		out[n++] = w->q[w->head];
 		w->head = (w->head + 1) % WATCH_QUEUE;
 		w->count--;
+		w->bytes -= out[n - 1].ev->len;
 	}
 	*tail = 0;
 	if (w->count == 0) {
