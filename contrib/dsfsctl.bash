@@ -7,7 +7,7 @@ _dsfsctl()
 {
 	local cur prev cmd i
 	local commands="mkfactory install-factory factory-reset dump load diff usage check"
-	commands+=" watch"
+	commands+=" watch get set update"
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
 	cmd=
@@ -52,6 +52,12 @@ _dsfsctl()
 	case $cmd in
 	mkfactory | factory-reset | diff | usage | check | dump | watch)
 		mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+		;;
+	get | set | update)
+		# STORE, then a PATH inside it and a value or a command: the
+		# local files are no help there.
+		[ "${COMP_WORDS[COMP_CWORD - 1]}" = "$cmd" ] &&
+			mapfile -t COMPREPLY < <(compgen -d -- "$cur")
 		;;
 	*)
 		mapfile -t COMPREPLY < <(compgen -f -- "$cur")
