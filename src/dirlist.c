@@ -44,30 +44,22 @@ static void snap_free(struct dir_snap *s)
 	free(s);
 }
 
-/* s in its compact form, from the listing ls (which the caller frees):
- * 0, -ENOMEM, or -EOVERFLOW if the names come to 4 GiB or more. */
-static int compact(struct dir_snap *s, const struct listing *ls)
+/* s in its compact form, from the listing ls, whose block of names it
+ * takes (the caller frees the rest): 0 or -ENOMEM. */
+static int compact(struct dir_snap *s, struct listing *ls)
 {
-	size_t i, total = 0, pos = 0;
+	size_t i;
 
-	for (i = 0; i < ls->count; i++)
-		total += strlen(ls->items[i].name) + 1;
-	if (total > UINT32_MAX)
-		return -EOVERFLOW;
 	s->items = malloc((ls->count ? ls->count : 1) * sizeof(*s->items));
-	s->names = malloc(total ? total : 1);
-	if (!s->items || !s->names)
+	if (!s->items)
 		return -ENOMEM;
 	for (i = 0; i < ls->count; i++) {
-		const struct dirent_item *it = &ls->items[i];
-		size_t len = strlen(it->name) + 1;
-
-		s->items[i].off = name_off(it->name);
-		s->items[i].name = (uint32_t)pos;
-		s->items[i].kind = (uint8_t)it->found.attr.kind;
-		memcpy(s->names + pos, it->name, len);
-		pos += len;
+		s->items[i].off = name_off(listing_name(ls, i));
+		s->items[i].name = ls->items[i].name;
+		s->items[i].kind = ls->items[i].kind;
 	}
+	s->names = ls->names;
+	ls->names = NULL;
 	s->count = ls->count;
 	s->changes = ls->changes;
 	if (s->count)
