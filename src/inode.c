@@ -384,11 +384,9 @@ void node_writers(struct node_table *t, struct node *n, int delta)
 
 	pthread_mutex_lock(&t->lock);
 	x = delta > 0 ? extra(n) : n->x;
-	if (!x) {
-		/* Not counted: never trust the kernel's view of n again. */
-		n->writers_lost = true;
-	} else if (delta < 0 && x->writers == 0) {
-		/* Its opening was the one not counted. */
+	/* An opening that could not be counted (no memory for x), or the
+	 * closing of one: never trust the kernel's view of n again. */
+	if (!x || (delta < 0 && x->writers == 0)) {
 		n->writers_lost = true;
 	} else {
 		x->writers = (unsigned)((int)x->writers + delta);

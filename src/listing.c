@@ -14,47 +14,50 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Room for `more` bytes in the block of names; 0, -ENOMEM or -EOVERFLOW
- * (an item says where its name starts in 32 bits). */
-static int names_room(struct listing *ls, size_t more)
-{
-	size_t cap = ls->names_cap ? ls->names_cap : 1024;
-	char *p;
+/* listing_gather()'s state while the layers list into out. */
+struct gather {
+	struct listing *out;
+	int layer;
+	bool devices;
+};
 
-	if (ls->names_len + more > UINT32_MAX)
-		return -EOVERFLOW;
-	if (ls->names_len + more <= ls->names_cap)
+/* Room for need units of unit bytes at *p, which has room for *cap: 0 or
+ * -ENOMEM. */
+static int grow(void **p, size_t *cap, size_t need, size_t unit)
+{
+	size_t n = *cap ? *cap : 64;
+	void *q;
+
+	if (need <= *cap)
 		return 0;
-	while (cap < ls->names_len + more)
-		cap *= 2;
-	p = realloc(ls->names, cap);
-	if (!p)
-		return -ENOMEM;
-	ls->names = p;
-	ls->names_cap = cap;
-	return 0;
+	while (n < need)
+		n *= 2;
+	q = reallocarray(*p, n, unit);
+	if (q) {
+		*p = q;
+		*cap = n;
+	}
+	return q ? 0 : -ENOMEM;
 }
 
 /* A new last item named name, its other fields left for the caller; NULL
- * with *err set when it cannot be had. */
+ * with *err set when it cannot be had (-ENOMEM, or -EOVERFLOW when the
+ * names come to 4 GiB: an item says where its name starts in 32 bits). */
 static struct dirent_item *listing_push(struct listing *ls, const char *name,
 					int *err)
 {
 	size_t len = strlen(name) + 1;
 	struct dirent_item *it;
+	void *items = ls->items, *names = ls->names;
 
-	if (ls->count == ls->cap) {
-		size_t cap = ls->cap ? ls->cap * 2 : 64;
-
-		it = realloc(ls->items, cap * sizeof(*it));
-		if (!it) {
-			*err = -ENOMEM;
-			return NULL;
-		}
-		ls->items = it;
-		ls->cap = cap;
-	}
-	*err = names_room(ls, len);
+	*err = ls->names_len + len > UINT32_MAX ? -EOVERFLOW : 0;
+	if (!*err)
+		*err = grow(&items, &ls->cap, ls->count + 1,
+			    sizeof(*ls->items));
+	ls->items = items;
+	if (!*err)
+		*err = grow(&names, &ls->names_cap, ls->names_len + len, 1);
+	ls->names = names;
 	if (*err)
 		return NULL;
 	it = &ls->items[ls->count++];
@@ -92,12 +95,6 @@ void listing_free(struct listing *ls)
 	free(ls->names);
 	memset(ls, 0, sizeof(*ls));
 }
-
-struct gather {
-	struct listing *out;
-	int layer;
-	bool devices;
-};
 
 static int gather_cb(void *ctx, const char *name, const struct dsfs_attr *a)
 {

@@ -18,13 +18,9 @@ int ptab_init(struct ptab *t, size_t slots, uint64_t (*hash)(const void *))
 
 	while (n < slots)
 		n *= 2;
+	*t = (struct ptab){.mask = n - 1, .hash = hash};
 	t->slot = calloc(n, sizeof(*t->slot));
-	if (!t->slot)
-		return -ENOMEM;
-	t->mask = n - 1;
-	t->count = 0;
-	t->hash = hash;
-	return 0;
+	return t->slot ? 0 : -ENOMEM;
 }
 
 void ptab_free(struct ptab *t)
