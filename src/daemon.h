@@ -142,6 +142,17 @@ size_t xattr_list(struct dsfs_ctx *ctx, struct node *n,
  * context as its arg). */
 int load_listing(void *arg, struct node *n, struct listing *ls);
 bool listing_changed(void *arg, struct node *n, uint64_t since);
+/* What a lookup of the child name of dir finds: 0 with f, or an errno
+ * (-ENOENT also for a non-directory directly under devices/). */
+int lookup_child(struct dsfs_ctx *ctx, struct node *dir, const char *name,
+		 struct found *f);
+/* READDIRPLUS: the entry of a listed name, looked up now, into e, with
+ * one more lookup counted on *np.  A name gone since the listing, or
+ * that cannot be read now, is sent without an entry (*np NULL, e->ino 0:
+ * the kernel then only lists it, and a lookup reports what is wrong).
+ * 0, or -ENOMEM. */
+int listing_entry(struct dsfs_ctx *ctx, struct node *dir, const char *name,
+		  struct fuse_entry_param *e, struct node **np);
 
 /* file.c: open files against the stack and the node table. */
 /* What an open tells the kernel along with its handle. */

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "dirlist.h"
 #include "hash.h"
@@ -31,9 +32,39 @@ static uint64_t name_off(const char *name)
 
 static int off_cmp(const void *x, const void *y)
 {
-	const struct dirent_item *a = x, *b = y;
+	const struct dir_item *a = x, *b = y;
 
 	return a->off < b->off ? -1 : a->off > b->off;
+}
+
+static void snap_free(struct dir_snap *s)
+{
+	free(s->items);
+	free(s->names);
+	free(s);
+}
+
+/* s in its compact form, from the listing ls, whose block of names it
+ * takes (the caller frees the rest): 0 or -ENOMEM. */
+static int compact(struct dir_snap *s, struct listing *ls)
+{
+	size_t i;
+
+	s->items = malloc((ls->count ? ls->count : 1) * sizeof(*s->items));
+	if (!s->items)
+		return -ENOMEM;
+	for (i = 0; i < ls->count; i++) {
+		s->items[i].off = name_off(listing_name(ls, i));
+		s->items[i].name = ls->items[i].name;
+		s->items[i].kind = ls->items[i].kind;
+	}
+	s->names = ls->names;
+	ls->names = NULL;
+	s->count = ls->count;
+	s->changes = ls->changes;
+	if (s->count)
+		qsort(s->items, s->count, sizeof(*s->items), off_cmp);
+	return 0;
 }
 
 int dirlists_init(struct dirlists *dl, struct node_table *nodes)
@@ -58,11 +89,10 @@ static struct node *unbind_locked(struct dir_cursor *c)
 	if (!s || --s->refs > 0)
 		return NULL;
 	if (s->dir) {
-		s->dir->snap = NULL;
+		s->dir->x->snap = NULL;
 		dir = s->dir;
 	}
-	listing_free(&s->ls);
-	free(s);
+	snap_free(s);
 	return dir;
 }
 
@@ -80,13 +110,13 @@ static void bind_locked(struct dir_cursor *c, struct dir_snap *s,
  * dir->snap holds passes from the listing s replaces, which lives on for
  * its cursors and is then freed. */
 static void make_current_locked(struct dirlists *dl, struct node *dir,
-				struct dir_snap *s)
+				struct dir_snap **slot, struct dir_snap *s)
 {
-	if (dir->snap)
-		dir->snap->dir = NULL;
+	if (*slot)
+		(*slot)->dir = NULL;
 	else
 		node_get(dl->nodes, dir->ino);
-	dir->snap = s;
+	*slot = s;
 	s->dir = dir;
 }
 
@@ -94,20 +124,19 @@ static int take(struct node *dir, const struct dirlist_source *src,
 		struct dir_snap **out)
 {
 	struct dir_snap *s = calloc(1, sizeof(*s));
-	size_t i;
+	struct listing ls = {0};
 	int rc;
 
 	if (!s)
 		return -ENOMEM;
-	rc = src->take(src->arg, dir, &s->ls);
+	rc = src->take(src->arg, dir, &ls);
+	if (rc == 0)
+		rc = compact(s, &ls);
+	listing_free(&ls);
 	if (rc) {
-		free(s);
+		snap_free(s);
 		return rc;
 	}
-	for (i = 0; i < s->ls.count; i++)
-		s->ls.items[i].off = name_off(s->ls.items[i].name);
-	if (s->ls.count)
-		qsort(s->ls.items, s->ls.count, sizeof(*s->ls.items), off_cmp);
 	*out = s;
 	return 0;
 }
@@ -115,20 +144,22 @@ static int take(struct node *dir, const struct dirlist_source *src,
 int dirlist_get(struct dirlists *dl, struct node *dir, struct dir_cursor *c,
 		const struct dirlist_source *src)
 {
-	struct dir_snap *s;
+	struct dir_snap **slot = node_snap_slot(dl->nodes, dir), *s;
 	struct node *drop = NULL;
 	uint64_t since;
 	int rc;
 
+	if (!slot)
+		return -ENOMEM;
 	/* The cursor's listing, or else the directory's, if still good.
 	 * The check is made unlocked, on a listing the cursor holds. */
 	pthread_mutex_lock(&dl->lock);
-	if (!c->snap || c->snap != dir->snap) {
-		if (dir->snap)
-			bind_locked(c, dir->snap, &drop);
+	if (!c->snap || c->snap != *slot) {
+		if (*slot)
+			bind_locked(c, *slot, &drop);
 	}
 	s = c->snap;
-	since = s ? s->ls.changes : 0;
+	since = s ? s->changes : 0;
 	pthread_mutex_unlock(&dl->lock);
 	node_put(dl->nodes, drop);
 	drop = NULL;
@@ -139,13 +170,12 @@ int dirlist_get(struct dirlists *dl, struct node *dir, struct dir_cursor *c,
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&dl->lock);
-	if (dir->snap && dir->snap->ls.changes >= s->ls.changes) {
+	if (*slot && (*slot)->changes >= s->changes) {
 		/* Another handle took one as new meanwhile. */
-		listing_free(&s->ls);
-		free(s);
-		s = dir->snap;
+		snap_free(s);
+		s = *slot;
 	} else {
-		make_current_locked(dl, dir, s);
+		make_current_locked(dl, dir, slot, s);
 	}
 	bind_locked(c, s, &drop);
 	pthread_mutex_unlock(&dl->lock);
@@ -165,7 +195,7 @@ void dirlist_release(struct dirlists *dl, struct dir_cursor *c)
 
 size_t dirlist_index(const struct dir_snap *s, off_t off)
 {
-	size_t lo = 0, hi = s->ls.count;
+	size_t lo = 0, hi = s->count;
 
 	if (off < FIRST_NAME_OFF)
 		return off < 0 ? 0 : (size_t)off;
@@ -173,7 +203,7 @@ size_t dirlist_index(const struct dir_snap *s, off_t off)
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (s->ls.items[mid].off <= (uint64_t)off)
+		if (s->items[mid].off <= (uint64_t)off)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -183,5 +213,10 @@ size_t dirlist_index(const struct dir_snap *s, off_t off)
 
 off_t dirlist_off(const struct dir_snap *s, size_t i)
 {
-	return i < 2 ? (off_t)(i + 1) : (off_t)s->ls.items[i - 2].off;
+	return i < 2 ? (off_t)(i + 1) : (off_t)s->items[i - 2].off;
+}
+
+const char *dirlist_name(const struct dir_snap *s, size_t i)
+{
+	return s->names + s->items[i - 2].name;
 }

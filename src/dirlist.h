@@ -17,17 +17,31 @@
  *
  * A listing is taken once and shared until a change in its directory; it
  * lives while a handle reads it, so the daemon's memory holds only the
- * listings in use.
+ * listings in use.  It is held compact, about 16 bytes and the name per
+ * entry: the names in one block, and of each entry only what a plain
+ * readdir sends (its offset and kind).  READDIRPLUS looks each name up as
+ * it sends it, which also gives the kernel attributes as of now rather
+ * than as listed.
  */
 #ifndef DSFS_DIRLIST_H
 #define DSFS_DIRLIST_H
 
 #include "inode.h"
 
+/* One name of a listing. */
+struct dir_item {
+	uint64_t off;  /* its readdir offset: the hash of its name */
+	uint32_t name; /* where its name starts in dir_snap.names */
+	uint8_t kind;  /* enum dsfs_kind */
+};
+
 struct dir_snap {
-	unsigned refs;	   /* cursors reading it */
-	struct node *dir;  /* holds a reference while it is dir->snap */
-	struct listing ls; /* sorted by off */
+	unsigned refs;	  /* cursors reading it */
+	struct node *dir; /* holds a reference while it is the dir's */
+	uint64_t changes; /* the stack's change count it was taken at */
+	size_t count;
+	struct dir_item *items; /* sorted by off */
+	char *names;		/* every name, each ending in a NUL */
 };
 
 /* One open directory's place: the listing it reads. */
@@ -66,5 +80,7 @@ void dirlist_release(struct dirlists *dl, struct dir_cursor *c);
  */
 size_t dirlist_index(const struct dir_snap *s, off_t off);
 off_t dirlist_off(const struct dir_snap *s, size_t i);
+/* The name at position i, 2 or more. */
+const char *dirlist_name(const struct dir_snap *s, size_t i);
 
 #endif

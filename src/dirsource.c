@@ -6,7 +6,9 @@
  * The root and the layer directories list fixed names, and so do never
  * change; images/.by-token lists nothing; every other directory lists what
  * the overlay resolves in it, and has changed when the stack says a change
- * was made in it since the listing was taken.
+ * was made in it since the listing was taken.  Listings keep no
+ * attributes (dirlist.h): READDIRPLUS looks each name up as a LOOKUP
+ * would (listing_entry()).
  */
 #include <errno.h>
 
@@ -76,4 +78,45 @@ bool listing_changed(void *arg, struct node *n, uint64_t since)
 	if (node_loc(&ctx->nodes, n, &l) != 0)
 		return true;
 	return ovl_changed_since(&ctx->stack, l.key, since);
+}
+
+int lookup_child(struct dsfs_ctx *ctx, struct node *dir, const char *name,
+		 struct found *f)
+{
+	struct loc l;
+	int rc = node_child_loc(&ctx->nodes, dir, name, &l);
+
+	if (rc == 0)
+		rc = ovl_lookup(&ctx->stack, &l, f);
+	if (rc == 0 && dir->tree == TREE_DEVICES && dir->is_tree_root &&
+	    f->attr.kind != DSFS_DIR)
+		rc = -ENOENT;
+	return rc;
+}
+
+int listing_entry(struct dsfs_ctx *ctx, struct node *dir, const char *name,
+		  struct fuse_entry_param *e, struct node **np)
+{
+	struct node *n;
+	struct found f;
+
+	*np = NULL;
+	if (dir->view == VIEW_ROOT) {
+		n = node_get_child(&ctx->nodes, dir, name);
+		if (!n)
+			return -ENOMEM;
+		fixed_stat(ctx, n, &e->attr);
+	} else {
+		if (lookup_child(ctx, dir, name, &f) != 0)
+			return 0;
+		n = node_link(&ctx->nodes, dir, name, f.attr.kind == DSFS_DIR,
+			      f.limit);
+		if (!n)
+			return -ENOMEM;
+		entry_stat(ctx, n, &f, &e->attr);
+	}
+	e->ino = n->ino;
+	e->attr_timeout = e->entry_timeout = timeout_of(ctx, n);
+	*np = n;
+	return 0;
 }

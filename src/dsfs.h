@@ -122,18 +122,25 @@ struct found {
 	struct dsfs_attr attr;
 };
 
-/* One name of a directory listing, with what a lookup of it would find
- * (so READDIRPLUS answers without looking each name up again). */
+/* One name of a directory listing: its kind, and where a lookup of it
+ * would find it.  Its name is in the listing's block of names, so that a
+ * listing of a million names is a few allocations of ~20 bytes a name
+ * rather than a million (listing.c). */
 struct dirent_item {
-	char *name;
-	uint64_t off; /* its readdir offset (dirlist.c) */
-	struct found found;
+	uint32_t name; /* where its name starts in listing.names */
+	uint8_t kind;  /* enum dsfs_kind of what a lookup finds */
+	uint8_t layer; /* found.layer */
+	uint8_t limit; /* found.limit */
+	bool opaque;   /* a directory hiding lower layers' children */
 };
 
 struct listing {
 	struct dirent_item *items;
 	size_t count;
 	size_t cap;
+	char *names; /* every item's name, each ending in a NUL */
+	size_t names_len;
+	size_t names_cap;
 	uint64_t changes; /* the stack's change count it was taken at */
 };
 
@@ -211,8 +218,6 @@ int ovl_swap_factory(struct dsfs_stack *s, struct dsfs_layer *fresh);
 /* A change to key (NULL: to anything) is being made, with the lock held
  * exclusive: listings of its directory taken before it are out of date. */
 void ovl_note_change(struct dsfs_stack *s, const char *key);
-void listing_add(struct listing *ls, const char *name, const struct found *f,
-		 int *err);
 
 /* dirtimes.c: the mtime and ctime of a directory whose names change.
  * ovl_touch_parent() sets those of the directory holding l->key to now
@@ -225,6 +230,18 @@ void ovl_touch_parents(struct dsfs_stack *s, const struct loc *from,
 		       const struct loc *to);
 int ovl_tree_time(struct dsfs_stack *s, enum dsfs_view view, int layer,
 		  enum dsfs_tree tree, struct timespec *t);
+
+/* listing.c: merged listings.  listing_gather() lists the directory at l
+ * (with the stack's lock held): every layer l merges, each name once, a
+ * whiteout hiding it; devices: kv/'s __ID directories as ID.  Items are in
+ * no set order. */
+int listing_gather(struct dsfs_stack *s, const struct loc *l, bool devices,
+		   struct listing *out);
+/* Add name with what a lookup finds (f) to ls; on failure *err is set
+ * (-ENOMEM, -EOVERFLOW) and later calls do nothing. */
+void listing_add(struct listing *ls, const char *name, const struct found *f,
+		 int *err);
+const char *listing_name(const struct listing *ls, size_t i);
 void listing_free(struct listing *ls);
 
 #endif

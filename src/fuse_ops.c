@@ -108,7 +108,6 @@ static void dsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_entry_param e;
 	struct node *dir, *n;
 	struct found f;
-	struct loc l;
 	int rc;
 
 	dir = node_get(&ctx->nodes, parent);
@@ -138,12 +137,7 @@ static void dsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = lookup_by_token(ctx, dir, name, &e);
 		goto out;
 	}
-	rc = node_child_loc(&ctx->nodes, dir, name, &l);
-	if (rc == 0)
-		rc = ovl_lookup(&ctx->stack, &l, &f);
-	if (rc == 0 && dir->tree == TREE_DEVICES && dir->is_tree_root &&
-	    f.attr.kind != DSFS_DIR)
-		rc = -ENOENT;
+	rc = lookup_child(ctx, dir, name, &f);
 	if (rc == 0)
 		rc = make_entry(ctx, dir, name, &f, &e);
 out:
@@ -631,8 +625,7 @@ static void serve_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct node *dir = node_get(&ctx->nodes, ino);
 	struct dirlist_source src = {load_listing, listing_changed, ctx};
 	char *buf = malloc(size);
-	struct listing *ls = NULL;
-	size_t pos = 0, i = 0;
+	size_t count = 0, pos = 0, i = 0;
 	off_t next;
 	int rc = 0;
 
@@ -643,10 +636,10 @@ static void serve_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pthread_mutex_lock(&d->lock);
 	rc = dirlist_get(&ctx->dirs, dir, &d->cur, &src);
 	if (rc == 0) {
-		ls = &d->cur.snap->ls;
+		count = d->cur.snap->count;
 		i = dirlist_index(d->cur.snap, off);
 	}
-	for (; rc == 0 && i < ls->count + 2; i++) {
+	for (; rc == 0 && i < count + 2; i++) {
 		struct fuse_entry_param e;
 		struct node *n = NULL;
 		const char *name;
@@ -657,32 +650,18 @@ static void serve_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			name = i == 0 ? "." : "..";
 			e.attr.st_mode = S_IFDIR;
 		} else {
-			const struct dirent_item *it = &ls->items[i - 2];
-
-			name = it->name;
-			e.attr.st_mode = it->found.attr.kind == DSFS_DIR ?
-						 S_IFDIR :
-						 S_IFREG;
-			if (plus) {
-				n = dir->view == VIEW_ROOT ?
-					    node_get_child(&ctx->nodes, dir,
-							   name) :
-					    node_link(&ctx->nodes, dir, name,
-						      it->found.attr.kind ==
-							      DSFS_DIR,
-						      it->found.limit);
-				if (!n) {
-					rc = -ENOMEM;
-					break;
-				}
-				e.ino = n->ino;
-				if (is_fixed(n))
-					fixed_stat(ctx, n, &e.attr);
-				else
-					entry_stat(ctx, n, &it->found, &e.attr);
-				e.attr_timeout = e.entry_timeout =
-					timeout_of(ctx, n);
-			}
+			name = dirlist_name(d->cur.snap, i);
+			if (plus)
+				rc = listing_entry(ctx, dir, name, &e, &n);
+			if (rc)
+				break;
+			/* Its kind as listed, unless looked up just now. */
+			if (!n)
+				e.attr.st_mode =
+					d->cur.snap->items[i - 2].kind ==
+							DSFS_DIR ?
+						S_IFDIR :
+						S_IFREG;
 		}
 		/* The kernel takes inode numbers from lookups; this one only
 		 * needs to be non-zero for tools that skip zero. */

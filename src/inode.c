@@ -1,9 +1,13 @@
 /*
  * inode.c - the node table: inode numbers <-> names in the mount's trees.
  *
- * Two chained hash tables share the nodes: one by inode number, one by
- * (parent, name).  Inode numbers count up from ROOT_INO and are never
- * reused, so the generation is always 0.  The fixed directories (the root,
+ * Two open-addressing tables (ptab.h) index the nodes: one by inode number,
+ * one by (parent, name); a node holds no links of its own, and its name is
+ * in the same allocation, so that a node the kernel merely remembers costs
+ * about 60 bytes and two table slots.  What only some nodes need (open
+ * files, page cache, listings, renames) is in a node_extra made on first
+ * use.  Inode numbers count up from ROOT_INO and are never reused, so the
+ * generation is always 0.  The fixed directories (the root,
  * kv/, images/, devices/, ephemeral/, runtime/, factory/ and their kv/,
  * images/, devices/) are made once and never freed.
  *
@@ -15,134 +19,127 @@
 #include "inode.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static size_t hash_ino(uint64_t ino)
+static uint64_t hash_ino(uint64_t ino)
 {
-	return (size_t)(ino * 0x9E3779B97F4A7C15ull >> 17);
+	return ino * 0x9E3779B97F4A7C15ull >> 17;
 }
 
 /* Seeded with the parent's address, which a local user choosing names
  * cannot know in advance. */
-static size_t hash_name(const struct node *parent, const char *name)
+static uint64_t hash_name(const struct node *parent, const char *name)
 {
-	return (size_t)dsfs_hash_str((uintptr_t)parent, name);
+	return dsfs_hash_str((uintptr_t)parent, name);
 }
 
+static uint64_t node_ino_hash(const void *item)
+{
+	return hash_ino(((const struct node *)item)->ino);
+}
+
+static uint64_t node_name_hash(const void *item)
+{
+	const struct node *n = item;
+
+	return hash_name(n->parent, n->name);
+}
+
+static bool ino_match(const void *item, const void *key)
+{
+	return ((const struct node *)item)->ino == *(const uint64_t *)key;
+}
+
+struct child_key {
+	const struct node *dir;
+	const char *name;
+};
+
+static bool child_match(const void *item, const void *key)
+{
+	const struct node *n = item;
+	const struct child_key *k = key;
+
+	return n->parent == k->dir && strcmp(n->name, k->name) == 0;
+}
+
+/* Only named children are found by name. */
 static void name_unhash(struct node_table *t, struct node *n)
 {
-	struct node **pp;
+	if (n->parent && n->name)
+		ptab_del(&t->by_name, n);
+}
 
+static int name_hash(struct node_table *t, struct node *n)
+{
 	if (!n->parent || !n->name)
-		return;
-	pp = &t->by_name[hash_name(n->parent, n->name) & (t->nbuckets - 1)];
-	for (; *pp; pp = &(*pp)->name_next) {
-		if (*pp == n) {
-			*pp = n->name_next;
-			n->name_next = NULL;
-			return;
-		}
-	}
+		return 0;
+	return ptab_add(&t->by_name, n);
 }
 
-static void name_hash(struct node_table *t, struct node *n)
+/* The node's extra state, made if it has none; NULL when out of memory. */
+static struct node_extra *extra(struct node *n)
 {
-	size_t b;
-
-	if (!n->parent || !n->name)
-		return; /* as in name_unhash(): only named children are found */
-	b = hash_name(n->parent, n->name) & (t->nbuckets - 1);
-	n->name_next = t->by_name[b];
-	t->by_name[b] = n;
+	if (!n->x)
+		n->x = calloc(1, sizeof(*n->x));
+	return n->x;
 }
 
-static void ino_hash(struct node_table *t, struct node *n)
+static void free_name(struct node *n)
 {
-	size_t b = hash_ino(n->ino) & (t->nbuckets - 1);
-
-	n->ino_next = t->by_ino[b];
-	t->by_ino[b] = n;
+	if (n->name != n->name_buf)
+		free(n->name);
+	n->name = NULL;
 }
 
-static void ino_unhash(struct node_table *t, struct node *n)
+static void free_node(struct node *n)
 {
-	struct node **pp = &t->by_ino[hash_ino(n->ino) & (t->nbuckets - 1)];
-
-	for (; *pp; pp = &(*pp)->ino_next) {
-		if (*pp == n) {
-			*pp = n->ino_next;
-			return;
-		}
+	if (n->x) {
+		free(n->x->gone);
+		if (n->x->was_name != n->name_buf)
+			free(n->x->was_name);
+		free(n->x);
 	}
-}
-
-/* Double both tables when they hold more nodes than buckets, so chains stay
- * short however many names the kernel keeps. */
-static void maybe_grow(struct node_table *t)
-{
-	struct node **by_ino, **by_name, *n, *next;
-	size_t i, old = t->nbuckets;
-
-	if (t->count < old)
-		return;
-	by_ino = calloc(old * 2, sizeof(*by_ino));
-	by_name = calloc(old * 2, sizeof(*by_name));
-	if (!by_ino || !by_name) {
-		free(by_ino);
-		free(by_name);
-		return; /* keep the old tables: slower, still correct */
-	}
-	for (i = 0; i < old; i++) {
-		for (n = t->by_ino[i]; n; n = next) {
-			next = n->ino_next;
-			n->ino_next = by_ino[hash_ino(n->ino) & (old * 2 - 1)];
-			by_ino[hash_ino(n->ino) & (old * 2 - 1)] = n;
-		}
-		for (n = t->by_name[i]; n; n = next) {
-			size_t b = hash_name(n->parent, n->name) &
-				   (old * 2 - 1);
-
-			next = n->name_next;
-			n->name_next = by_name[b];
-			by_name[b] = n;
-		}
-	}
-	free(t->by_ino);
-	free(t->by_name);
-	t->by_ino = by_ino;
-	t->by_name = by_name;
-	t->nbuckets = old * 2;
+	free_name(n);
+	free(n);
 }
 
 static struct node *node_new(struct node_table *t, struct node *parent,
 			     const char *name)
 {
-	struct node *n = calloc(1, sizeof(*n));
+	size_t len = name ? strlen(name) + 1 : 0;
+	struct node *n = calloc(1, offsetof(struct node, name_buf) + len);
 
 	if (!n)
 		return NULL;
 	if (name) {
-		n->name = strdup(name);
-		if (!n->name) {
-			free(n);
-			return NULL;
-		}
+		memcpy(n->name_buf, name, len);
+		n->name = n->name_buf;
 	}
-	n->ino = t->next_ino++;
+	n->ino = t->next_ino;
 	n->parent = parent;
 	if (parent) {
-		parent->refs++;
 		n->view = parent->view;
 		n->layer = parent->layer;
 		n->tree = parent->tree;
 		n->limit = parent->limit;
-		name_hash(t, n);
 	}
-	ino_hash(t, n);
+	if (ptab_add(&t->by_ino, n) != 0) {
+		free(n);
+		return NULL;
+	}
+	if (name_hash(t, n) != 0) {
+		ptab_del(&t->by_ino, n);
+		free(n);
+		return NULL;
+	}
+	if (parent)
+		parent->refs++;
+	t->next_ino++;
 	t->count++;
-	maybe_grow(t);
 	return n;
 }
 
@@ -150,15 +147,14 @@ static struct node *node_new(struct node_table *t, struct node *parent,
 static void maybe_free(struct node_table *t, struct node *n)
 {
 	while (n && !n->permanent && n->nlookup == 0 && n->refs == 0) {
-		struct node *parent = n->parent ? n->parent : n->was_parent;
+		struct node *parent = n->parent ? n->parent :
+				      n->x	? n->x->was_parent :
+						  NULL;
 
 		name_unhash(t, n);
-		ino_unhash(t, n);
+		ptab_del(&t->by_ino, n);
 		t->count--;
-		free(n->gone);
-		free(n->was_name);
-		free(n->name);
-		free(n);
+		free_node(n);
 		if (!parent)
 			break;
 		parent->refs--;
@@ -202,14 +198,13 @@ int nodes_init(struct node_table *t)
 	int i, rc;
 
 	memset(t, 0, sizeof(*t));
-	t->nbuckets = 1024;
 	t->next_ino = ROOT_INO;
-	t->by_ino = calloc(t->nbuckets, sizeof(*t->by_ino));
-	t->by_name = calloc(t->nbuckets, sizeof(*t->by_name));
-	if (!t->by_ino || !t->by_name) {
-		rc = -ENOMEM;
+	rc = ptab_init(&t->by_ino, 1024, node_ino_hash);
+	if (rc)
+		return rc;
+	rc = ptab_init(&t->by_name, 1024, node_name_hash);
+	if (rc)
 		goto fail;
-	}
 	pthread_mutex_init(&t->lock, NULL);
 	root = fixed(t, NULL, NULL, VIEW_ROOT, 0, TREE_NONE);
 	if (!root) {
@@ -230,49 +225,35 @@ fail_nodes:
 	return rc;
 fail_lock:
 	pthread_mutex_destroy(&t->lock);
+	ptab_free(&t->by_name);
 fail:
-	free(t->by_ino);
-	free(t->by_name);
+	ptab_free(&t->by_ino);
 	return rc;
 }
 
 void nodes_destroy(struct node_table *t)
 {
-	struct node *n, *next;
-	size_t i;
+	struct node *n;
+	size_t pos = 0;
 
-	for (i = 0; i < t->nbuckets; i++) {
-		for (n = t->by_ino[i]; n; n = next) {
-			next = n->ino_next;
-			free(n->gone);
-			free(n->was_name);
-			free(n->name);
-			free(n);
-		}
-	}
-	free(t->by_ino);
-	free(t->by_name);
-	t->by_ino = t->by_name = NULL;
+	while ((n = ptab_next(&t->by_ino, &pos)) != NULL)
+		free_node(n);
+	ptab_free(&t->by_ino);
+	ptab_free(&t->by_name);
 	pthread_mutex_destroy(&t->lock);
 }
 
 static struct node *find_ino(struct node_table *t, uint64_t ino)
 {
-	struct node *n = t->by_ino[hash_ino(ino) & (t->nbuckets - 1)];
-
-	while (n && n->ino != ino)
-		n = n->ino_next;
-	return n;
+	return ptab_find(&t->by_ino, hash_ino(ino), ino_match, &ino);
 }
 
 static struct node *find_child(struct node_table *t, struct node *dir,
 			       const char *name)
 {
-	struct node *n = t->by_name[hash_name(dir, name) & (t->nbuckets - 1)];
+	struct child_key k = {dir, name};
 
-	while (n && !(n->parent == dir && strcmp(n->name, name) == 0))
-		n = n->name_next;
-	return n;
+	return ptab_find(&t->by_name, hash_name(dir, name), child_match, &k);
 }
 
 struct node *node_get(struct node_table *t, uint64_t ino)
@@ -297,6 +278,14 @@ void node_put(struct node_table *t, struct node *n)
 	pthread_mutex_unlock(&t->lock);
 }
 
+/* One more lookup replied to the kernel.  A count at its maximum stays
+ * there: the node is then never freed, which is safe. */
+static void count_lookup(struct node *n)
+{
+	if (n->nlookup < UINT32_MAX)
+		n->nlookup++;
+}
+
 /* The child `name` of dir, found or made, with one more kernel lookup
  * counted; called with the lock held. */
 static struct node *link_locked(struct node_table *t, struct node *dir,
@@ -307,7 +296,7 @@ static struct node *link_locked(struct node_table *t, struct node *dir,
 	if (!n)
 		n = node_new(t, dir, name);
 	if (n)
-		n->nlookup++;
+		count_lookup(n);
 	return n;
 }
 
@@ -320,9 +309,9 @@ struct node *node_link(struct node_table *t, struct node *dir, const char *name,
 	n = link_locked(t, dir, name);
 	if (n) {
 		n->is_dir = is_dir;
-		n->limit = limit;
-		if (n->writers > 0)
-			n->attrs_sent_writing = true;
+		n->limit = (unsigned)limit;
+		if (n->x && n->x->writers > 0)
+			n->x->attrs_sent_writing = true;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return n;
@@ -336,7 +325,7 @@ struct node *node_link_special(struct node_table *t, struct node *dir,
 	pthread_mutex_lock(&t->lock);
 	n = link_locked(t, dir, name);
 	if (n) {
-		n->special = special;
+		n->special = (unsigned)special;
 		n->is_dir = special == NODE_BY_TOKEN_DIR;
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -346,37 +335,65 @@ struct node *node_link_special(struct node_table *t, struct node *dir,
 int node_cache_open(struct node_table *t, struct node *n, uint64_t version,
 		    int layer)
 {
+	struct node_extra *x;
 	bool same;
 	int how;
 
 	pthread_mutex_lock(&t->lock);
-	same = n->cached_version == version && n->cached_layer == layer;
-	if (!same && n->cache_readers > 0) {
+	x = extra(n);
+	if (!x) {
+		/* Nothing can be remembered of this reader: the page cache
+		 * is left to the others. */
+		pthread_mutex_unlock(&t->lock);
+		return NODE_CACHE_BYPASS;
+	}
+	same = x->cached_version == version && x->cached_layer == layer;
+	if (!same && x->cache_readers > 0) {
 		how = NODE_CACHE_BYPASS;
 	} else {
 		how = same ? NODE_CACHE_KEEP : NODE_CACHE_FRESH;
-		n->cached_version = version;
-		n->cached_layer = layer;
-		n->cache_readers++;
+		x->cached_version = version;
+		x->cached_layer = layer;
+		x->cache_readers++;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return how;
 }
 
+/* Only KEEP and FRESH, which made n->x, are counted. */
 void node_cache_done(struct node_table *t, struct node *n)
 {
 	pthread_mutex_lock(&t->lock);
-	n->cache_readers--;
+	n->x->cache_readers--;
 	pthread_mutex_unlock(&t->lock);
+}
+
+struct dir_snap **node_snap_slot(struct node_table *t, struct node *n)
+{
+	struct node_extra *x;
+
+	pthread_mutex_lock(&t->lock);
+	x = extra(n);
+	pthread_mutex_unlock(&t->lock);
+	return x ? &x->snap : NULL;
 }
 
 void node_writers(struct node_table *t, struct node *n, int delta)
 {
+	struct node_extra *x;
+
 	pthread_mutex_lock(&t->lock);
-	n->writers = (unsigned)((int)n->writers + delta);
-	if (n->writers == 0) {
-		n->times_set = false;
-		n->attrs_sent_writing = false;
+	x = delta > 0 ? extra(n) : n->x;
+	/* An opening that could not be counted (no memory for x), or the
+	 * closing of one: never trust the kernel's view of n again. */
+	if (!x || (delta < 0 && x->writers == 0)) {
+		n->writers_lost = true;
+	} else {
+		x->writers = (unsigned)((int)x->writers + delta);
+		if (x->writers == 0) {
+			x->times_set = false;
+			x->attrs_sent_writing = false;
+		}
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -384,8 +401,8 @@ void node_writers(struct node_table *t, struct node *n, int delta)
 void node_attrs_sent(struct node_table *t, struct node *n)
 {
 	pthread_mutex_lock(&t->lock);
-	if (n->writers > 0)
-		n->attrs_sent_writing = true;
+	if (n->x && n->x->writers > 0)
+		n->x->attrs_sent_writing = true;
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -394,26 +411,31 @@ bool node_sole_writer_view(struct node_table *t, struct node *n)
 	bool ok;
 
 	pthread_mutex_lock(&t->lock);
-	ok = n->writers == 1 && !n->attrs_sent_writing;
+	ok = !n->writers_lost && n->x && n->x->writers == 1 &&
+	     !n->x->attrs_sent_writing;
 	pthread_mutex_unlock(&t->lock);
 	return ok;
 }
 
+/* Writers made n->x, so times set while they are open are kept. */
 void node_set_times(struct node_table *t, struct node *n,
 		    const struct timespec *atime, const struct timespec *mtime)
 {
+	struct node_extra *x;
+
 	pthread_mutex_lock(&t->lock);
-	if (n->writers > 0) {
-		if (!n->times_set) {
+	x = n->x;
+	if (x && x->writers > 0) {
+		if (!x->times_set) {
 			/* Only one of the two given: the other stays "now". */
-			clock_gettime(CLOCK_REALTIME, &n->atime);
-			n->mtime = n->atime;
+			clock_gettime(CLOCK_REALTIME, &x->atime);
+			x->mtime = x->atime;
 		}
 		if (atime)
-			n->atime = *atime;
+			x->atime = *atime;
 		if (mtime)
-			n->mtime = *mtime;
-		n->times_set = true;
+			x->mtime = *mtime;
+		x->times_set = true;
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -422,9 +444,9 @@ void node_take_times(struct node_table *t, struct node *n,
 		     struct timespec *atime, struct timespec *mtime)
 {
 	pthread_mutex_lock(&t->lock);
-	if (n->times_set) {
-		*atime = n->atime;
-		*mtime = n->mtime;
+	if (n->x && n->x->times_set) {
+		*atime = n->x->atime;
+		*mtime = n->x->mtime;
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -437,7 +459,7 @@ struct node *node_get_child(struct node_table *t, struct node *dir,
 	pthread_mutex_lock(&t->lock);
 	n = find_child(t, dir, name);
 	if (n)
-		n->nlookup++;
+		count_lookup(n);
 	pthread_mutex_unlock(&t->lock);
 	return n;
 }
@@ -445,25 +467,31 @@ struct node *node_get_child(struct node_table *t, struct node *dir,
 bool node_subdirs(struct node_table *t, struct node *n, uint32_t *count,
 		  uint64_t *at)
 {
-	bool kept;
+	bool kept = false;
 
 	pthread_mutex_lock(&t->lock);
-	kept = n->subdirs_kept;
-	*count = n->subdirs;
-	*at = n->subdirs_at;
+	if (n->x) {
+		kept = n->x->subdirs_kept;
+		*count = n->x->subdirs;
+		*at = n->x->subdirs_at;
+	}
 	pthread_mutex_unlock(&t->lock);
 	return kept;
 }
 
+/* A count that cannot be kept (no memory) is counted again next time. */
 void node_set_subdirs(struct node_table *t, struct node *n, uint32_t count,
 		      uint64_t at)
 {
+	struct node_extra *x;
+
 	pthread_mutex_lock(&t->lock);
+	x = extra(n);
 	/* A listing taken earlier than the one kept says less. */
-	if (!n->subdirs_kept || at >= n->subdirs_at) {
-		n->subdirs_kept = true;
-		n->subdirs = count;
-		n->subdirs_at = at;
+	if (x && (!x->subdirs_kept || at >= x->subdirs_at)) {
+		x->subdirs_kept = true;
+		x->subdirs = count;
+		x->subdirs_at = at;
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -473,8 +501,8 @@ int node_gone(struct node_table *t, struct node *n, struct dsfs_attr *a)
 	int rc = -ESTALE;
 
 	pthread_mutex_lock(&t->lock);
-	if (n->gone) {
-		*a = *n->gone;
+	if (n->x && n->x->gone) {
+		*a = *n->x->gone;
 		rc = 0;
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -487,8 +515,10 @@ void node_forget(struct node_table *t, uint64_t ino, uint64_t nlookup)
 
 	pthread_mutex_lock(&t->lock);
 	n = find_ino(t, ino);
-	if (n) {
-		n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
+	if (n && n->nlookup < UINT32_MAX) {
+		n->nlookup = nlookup > n->nlookup ?
+				     0 :
+				     n->nlookup - (uint32_t)nlookup;
 		maybe_free(t, n);
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -580,23 +610,29 @@ int node_former_loc(struct node_table *t, struct node *n, struct loc *l)
 	int rc = -ESTALE;
 
 	pthread_mutex_lock(&t->lock);
-	if (n->was_parent) {
-		rc = build_key(n->was_parent, n->was_name, l);
+	if (n->x && n->x->was_parent) {
+		rc = build_key(n->x->was_parent, n->x->was_name, l);
 		if (rc == 0)
-			l->limit = n->was_parent->limit;
+			l->limit = n->x->was_parent->limit;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
 }
 
-/* Keep what n was, for fstat() of files still open on it. */
+/* Keep what n was, for fstat() of files still open on it; without the
+ * memory, fstat() finds nothing kept (ESTALE). */
 static void keep_gone(struct node *n, const struct dsfs_attr *gone)
 {
-	if (!gone || n->gone)
+	struct node_extra *x;
+
+	if (!gone || (n->x && n->x->gone))
 		return;
-	n->gone = malloc(sizeof(*n->gone));
-	if (n->gone)
-		*n->gone = *gone;
+	x = extra(n);
+	if (!x)
+		return;
+	x->gone = malloc(sizeof(*x->gone));
+	if (x->gone)
+		*x->gone = *gone;
 }
 
 void node_detach(struct node_table *t, struct node *dir, const char *name,
@@ -609,8 +645,7 @@ void node_detach(struct node_table *t, struct node *dir, const char *name,
 	if (n) {
 		keep_gone(n, gone);
 		name_unhash(t, n);
-		free(n->name);
-		n->name = NULL;
+		free_name(n);
 		n->parent = NULL;
 		dir->refs--;
 		maybe_free(t, dir);
@@ -622,27 +657,40 @@ void node_detach(struct node_table *t, struct node *dir, const char *name,
 int node_move(struct node_table *t, struct node *from, const char *fname,
 	      struct node *to, const char *tname, const struct dsfs_attr *gone)
 {
-	struct node *n, *old;
+	struct node_extra *spare = calloc(1, sizeof(*spare));
 	char *copy = strdup(tname);
+	struct node *n, *old;
 
-	if (!copy)
+	/* Everything a replaced node keeps is allocated first, so that the
+	 * move cannot fail half done. */
+	if (!copy || !spare) {
+		free(copy);
+		free(spare);
 		return -ENOMEM;
+	}
 	pthread_mutex_lock(&t->lock);
 	old = find_child(t, to, tname);
 	n = find_child(t, from, fname);
 	if (old && old != n) {
+		if (!old->x) {
+			old->x = spare;
+			spare = NULL;
+		}
 		keep_gone(old, gone);
 		name_unhash(t, old);
-		/* Its reference on `to` moves to was_parent. */
-		old->was_parent = to;
-		old->was_name = old->name;
+		/* Its reference on `to` moves to was_parent, and its name
+		 * (its own allocation) to was_name. */
+		if (old->x->was_name != old->name_buf)
+			free(old->x->was_name);
+		old->x->was_parent = to;
+		old->x->was_name = old->name;
 		old->name = NULL;
 		old->parent = NULL;
 		maybe_free(t, old);
 	}
 	if (n && n != old) {
 		name_unhash(t, n);
-		free(n->name);
+		free_name(n);
 		n->name = copy;
 		copy = NULL;
 		/* Freeing old above cannot have freed `to`: the caller holds
@@ -651,12 +699,14 @@ int node_move(struct node_table *t, struct node *from, const char *fname,
 		/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
 		to->refs++;
 		n->parent = to;
-		name_hash(t, n);
+		/* It was just taken out: its slot is free, this cannot fail. */
+		(void)name_hash(t, n);
 		from->refs--;
 		maybe_free(t, from);
 	}
 	pthread_mutex_unlock(&t->lock);
 	free(copy);
+	free(spare);
 	return 0;
 }
 
@@ -702,12 +752,12 @@ out:
 void nodes_forget_cache(struct node_table *t)
 {
 	struct node *n;
-	size_t i;
+	size_t pos = 0;
 
 	pthread_mutex_lock(&t->lock);
-	for (i = 0; i < t->nbuckets; i++)
-		for (n = t->by_ino[i]; n; n = n->ino_next)
-			n->cached_layer = -1;
+	while ((n = ptab_next(&t->by_ino, &pos)) != NULL)
+		if (n->x)
+			n->x->cached_layer = -1;
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -724,7 +774,7 @@ int nodes_each(struct node_table *t,
 {
 	struct each_item *items;
 	struct node *n;
-	size_t i, count = 0;
+	size_t i, pos = 0, count = 0;
 	int rc = 0;
 
 	pthread_mutex_lock(&t->lock);
@@ -733,21 +783,18 @@ int nodes_each(struct node_table *t,
 		pthread_mutex_unlock(&t->lock);
 		return -ENOMEM;
 	}
-	for (i = 0; i < t->nbuckets; i++) {
-		for (n = t->by_ino[i]; n; n = n->ino_next) {
-			if (!n->parent || !n->name || n->permanent)
-				continue;
-			items[count].ino = n->ino;
-			items[count].parent = n->parent->ino;
-			items[count].name = strdup(n->name);
-			if (!items[count].name) {
-				rc = -ENOMEM;
-				goto unlock;
-			}
-			count++;
+	while ((n = ptab_next(&t->by_ino, &pos)) != NULL) {
+		if (!n->parent || !n->name || n->permanent)
+			continue;
+		items[count].ino = n->ino;
+		items[count].parent = n->parent->ino;
+		items[count].name = strdup(n->name);
+		if (!items[count].name) {
+			rc = -ENOMEM;
+			break;
 		}
+		count++;
 	}
-unlock:
 	pthread_mutex_unlock(&t->lock);
 	for (i = 0; i < count; i++) {
 		if (rc == 0)

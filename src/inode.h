@@ -14,26 +14,12 @@
 #define DSFS_INODE_H
 
 #include "dsfs.h"
+#include "ptab.h"
 
-struct node {
-	uint64_t ino;
-	uint64_t nlookup; /* lookups replied to the kernel, not yet forgotten */
-	uint32_t refs;	  /* children, handles, requests in flight */
-	struct node *parent; /* holds a reference; NULL when detached */
-	char *name;	     /* owned; NULL for the root and detached nodes */
-	enum dsfs_view view;
-	int layer; /* VIEW_LAYER */
-	enum dsfs_tree tree;
-	bool is_dir;
-	bool is_tree_root; /* kv, images, devices of some view */
-	bool permanent;	   /* the root and the fixed directories */
-	/* images/.by-token/ and the blobs in it, outside every layer. */
-	enum {
-		NODE_PLAIN,
-		NODE_BY_TOKEN_DIR,
-		NODE_BY_TOKEN
-	} special;
-	int limit; /* a merged dir: the limit its children inherit */
+/* What few nodes need: a file open, a page cache filled, a directory
+ * listed, a node replaced.  Made on first use, freed with the node, so that
+ * the many nodes the kernel only remembers stay small. */
+struct node_extra {
 	uint64_t cached_version; /* what the kernel's page cache holds */
 	int cached_layer;
 	/* Open readers served through the page cache, and the version they
@@ -47,32 +33,63 @@ struct node {
 	 * may say what the entry was before its commit. */
 	bool attrs_sent_writing;
 	bool times_set;
+	/* A directory's count of subdirectories (its link count less 2),
+	 * and the stack's change count when it was listed, if it was. */
+	bool subdirs_kept;
+	uint32_t subdirs;
+	uint64_t subdirs_at;
 	struct timespec atime, mtime;
 	struct dsfs_attr *gone; /* owned; what it was when detached */
 	/* Replaced by a rename: where it was (was_parent holds a reference),
 	 * so that a reader whose path walk raced with the rename opens what
 	 * is there now. */
 	struct node *was_parent;
-	char *was_name;
-	/* A directory's count of subdirectories (its link count less 2),
-	 * and the stack's change count when it was listed, if it was. */
-	bool subdirs_kept;
-	uint32_t subdirs;
-	uint64_t subdirs_at;
+	char *was_name; /* owned */
 	/* A directory's shared listing while a handle reads it: dirlist.c's,
 	 * guarded by its lock, not this table's. */
 	struct dir_snap *snap;
-	struct node *ino_next;
-	struct node *name_next;
+};
+
+/* images/.by-token/ and the blobs in it, outside every layer. */
+enum {
+	NODE_PLAIN,
+	NODE_BY_TOKEN_DIR,
+	NODE_BY_TOKEN
+};
+
+/* The node the kernel holds an inode number for: about 60 bytes with a
+ * short name, which is kept in the same allocation. */
+struct node {
+	uint64_t ino;
+	struct node *parent; /* holds a reference; NULL when detached */
+	/* NULL for the root and detached nodes; else name_buf, or an owned
+	 * copy once a rename gave the node a longer name. */
+	char *name;
+	struct node_extra *x; /* NULL until needed; owned */
+	/* Lookups replied to the kernel, not yet forgotten; it stops at its
+	 * maximum rather than wrap, which only keeps the node. */
+	uint32_t nlookup;
+	uint32_t refs;	      /* children, handles, requests in flight */
+	unsigned view : 2;    /* enum dsfs_view */
+	unsigned layer : 2;   /* VIEW_LAYER */
+	unsigned tree : 2;    /* enum dsfs_tree */
+	unsigned limit : 2;   /* a merged dir: the limit its children inherit */
+	unsigned special : 2; /* NODE_PLAIN, ... */
+	bool is_dir : 1;
+	bool is_tree_root : 1; /* kv, images, devices of some view */
+	bool permanent : 1;    /* the root and the fixed directories */
+	/* node_extra could not be made for a writer: the writer count is
+	 * unknown, so the kernel's view of the node is never trusted. */
+	bool writers_lost : 1;
+	char name_buf[]; /* the name it was made with */
 };
 
 /* All fields are guarded by lock, except the immutable ino, view, layer,
  * tree, is_tree_root and permanent. */
 struct node_table {
 	pthread_mutex_t lock;
-	struct node **by_ino;
-	struct node **by_name;
-	size_t nbuckets; /* same for both tables; a power of two */
+	struct ptab by_ino;  /* every node */
+	struct ptab by_name; /* the named children, by (parent, name) */
 	size_t count;
 	uint64_t next_ino;
 };
@@ -114,6 +131,11 @@ void node_cache_done(struct node_table *t, struct node *n);
 /* A layer was replaced or emptied: versions seen before say nothing about
  * what the page cache holds any more. */
 void nodes_forget_cache(struct node_table *t);
+
+/* Where a directory keeps its shared listing (dirlist.c): made with the
+ * node's extra state if it has none, and valid while the node lives; NULL
+ * when out of memory. */
+struct dir_snap **node_snap_slot(struct node_table *t, struct node *n);
 
 /* Count open writers (delta +1 or -1). */
 void node_writers(struct node_table *t, struct node *n, int delta);

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -343,6 +344,14 @@ int main(int argc, char *argv[])
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.lock_fd = ctx.control_fd = -1;
 	log_init("dsfs", true, false);
+#ifdef M_MMAP_THRESHOLD
+	/* A listing of a big directory is a few large blocks freed soon
+	 * after.  With a fixed threshold glibc maps them apart and gives them
+	 * back at free; left to itself it raises the threshold after the
+	 * first such free and keeps the next ones in the heap, where the
+	 * memory stays with the daemon. */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
 	if (fuse_opt_parse(&args, &o, option_spec, opt_proc) != 0)
 		goto out_args;
 	hide_passwords(argc, argv);

@@ -1,6 +1,6 @@
 /*
- * overlay.c - one view of three layers: resolution, copy-up, whiteouts and
- * merged listings.
+ * overlay.c - one view of three layers: resolution, copy-up and whiteouts
+ * (the merged listings are listing.c's).
  *
  * The stack is an array, upper layer first.  A lookup through a merged tree
  * is one loop down the stack in which "not here" continues and a whiteout
@@ -392,9 +392,6 @@ static int remove_merged(struct dsfs_stack *s, const struct loc *l)
 	return rc == -ENOENT || rc == -ENOTDIR ? 0 : rc;
 }
 
-static int list_locked(struct dsfs_stack *s, const struct loc *l, bool devices,
-		       struct listing *out);
-
 /* A directory seen through l is empty (its own listing, with its own
  * limit). */
 static int dir_empty(struct dsfs_stack *s, const struct loc *l,
@@ -405,7 +402,7 @@ static int dir_empty(struct dsfs_stack *s, const struct loc *l,
 	int rc;
 
 	dir.limit = f->limit;
-	rc = list_locked(s, &dir, false, &ls);
+	rc = listing_gather(s, &dir, false, &ls);
 	if (rc == 0 && ls.count > 0)
 		rc = -ENOTEMPTY;
 	listing_free(&ls);
@@ -605,138 +602,6 @@ out:
 	return rc;
 }
 
-/* Listings: every layer's children are gathered into the listing with the
- * index of their layer, sorted by name then layer, and the first of each
- * name wins; a winning whiteout hides the name. */
-struct gather {
-	struct listing *out;
-	int layer;
-	bool devices;
-};
-
-/* A new last item of ls named name, its found left for the caller; NULL
- * when out of memory. */
-static struct dirent_item *listing_push(struct listing *ls, const char *name)
-{
-	struct dirent_item *it;
-
-	if (ls->count == ls->cap) {
-		size_t cap = ls->cap ? ls->cap * 2 : 64;
-
-		it = realloc(ls->items, cap * sizeof(*it));
-		if (!it)
-			return NULL;
-		ls->items = it;
-		ls->cap = cap;
-	}
-	it = &ls->items[ls->count];
-	it->name = strdup(name);
-	if (!it->name)
-		return NULL;
-	it->off = 0;
-	ls->count++;
-	return it;
-}
-
-static int gather_cb(void *ctx, const char *name, const struct dsfs_attr *a)
-{
-	struct gather *g = ctx;
-	struct dirent_item *it;
-
-	if (g->devices) {
-		/* devices/ shows the __ID directories of kv/ as ID. */
-		if (strncmp(name, "__", 2) != 0 || name[2] == '\0' ||
-		    (a->kind != DSFS_DIR && a->kind != DSFS_WHITEOUT))
-			return 0;
-		name += 2;
-	}
-	it = listing_push(g->out, name);
-	if (!it)
-		return -ENOMEM;
-	it->found.layer = g->layer;
-	it->found.attr = *a;
-	return 0;
-}
-
-static int layered_cmp(const void *x, const void *y)
-{
-	const struct dirent_item *a = x, *b = y;
-	int c = strcmp(a->name, b->name);
-
-	return c ? c : a->found.layer - b->found.layer;
-}
-
-void listing_add(struct listing *ls, const char *name, const struct found *f,
-		 int *err)
-{
-	struct dirent_item *it;
-
-	if (*err)
-		return;
-	it = listing_push(ls, name);
-	if (!it) {
-		*err = -ENOMEM;
-		return;
-	}
-	it->found = *f;
-}
-
-void listing_free(struct listing *ls)
-{
-	size_t i;
-
-	for (i = 0; i < ls->count; i++)
-		free(ls->items[i].name);
-	free(ls->items);
-	memset(ls, 0, sizeof(*ls));
-}
-
-static int list_locked(struct dsfs_stack *s, const struct loc *l, bool devices,
-		       struct listing *out)
-{
-	struct gather g = {.out = out, .devices = devices};
-	int first = l->view == VIEW_LAYER ? l->layer : 0;
-	int last = l->view == VIEW_LAYER ? l->layer : l->limit;
-	struct dirent_item *items;
-	size_t i, j, k, n;
-	int rc = 0;
-
-	for (g.layer = first; g.layer <= last && g.layer < DSFS_NLAYERS;
-	     g.layer++) {
-		rc = layer_list(s->layer[g.layer], l->key, gather_cb, &g);
-		if (rc == -ENOENT || rc == -ENOTDIR)
-			rc = 0;
-		if (rc) {
-			listing_free(out);
-			return rc;
-		}
-	}
-	items = out->items;
-	n = out->count;
-	if (n)
-		qsort(items, n, sizeof(*items), layered_cmp);
-	/* Compact in place: items[j] is written only after every item it
-	 * held was read. */
-	for (i = j = 0; i < n; i = k) {
-		struct found *f = &items[i].found;
-
-		for (k = i + 1;
-		     k < n && strcmp(items[k].name, items[i].name) == 0; k++)
-			free(items[k].name); /* hidden by items[i] */
-		if (f->attr.kind == DSFS_WHITEOUT) {
-			free(items[i].name);
-			continue;
-		}
-		f->limit = l->view == VIEW_LAYER ? l->layer :
-			   f->attr.kind == DSFS_DIR && f->attr.opaque ?
-						   f->layer :
-						   l->limit;
-		items[j++] = items[i];
-	}
-	out->count = j;
-	return 0;
-}
-
 int ovl_list(struct dsfs_stack *s, const struct loc *l, bool devices,
 	     struct listing *out)
 {
@@ -744,7 +609,7 @@ int ovl_list(struct dsfs_stack *s, const struct loc *l, bool devices,
 
 	pthread_rwlock_rdlock(&s->lock);
 	out->changes = s->changes;
-	rc = list_locked(s, l, devices, out);
+	rc = listing_gather(s, l, devices, out);
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
 }

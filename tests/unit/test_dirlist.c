@@ -106,8 +106,8 @@ static off_t off_of(const struct dir_snap *s, const char *name)
 {
 	size_t i;
 
-	for (i = 0; i < s->ls.count; i++)
-		if (!strcmp(s->ls.items[i].name, name))
+	for (i = 0; i < s->count; i++)
+		if (!strcmp(dirlist_name(s, i + 2), name))
 			return dirlist_off(s, i + 2);
 	return -1;
 }
@@ -135,14 +135,14 @@ static void test_offsets(struct node *d)
 	s = c.snap;
 	if (!ok(s != NULL, "binds the cursor to a listing"))
 		return;
-	is_int(s->ls.count, n, "the listing holds every name");
+	is_int(s->count, n, "the listing holds every name");
 	is_int(dirlist_off(s, 0), 1, "after \".\" a reader goes on from 1");
 	is_int(dirlist_off(s, 1), 2, "after \"..\" from 2");
 	is_int(dirlist_index(s, 0), 0, "offset 0 starts at \".\"");
 	is_int(dirlist_index(s, 1), 1, "offset 1 starts at \"..\"");
 	is_int(dirlist_index(s, 2), 2, "offset 2 starts at the first name");
 	is_int(dirlist_index(s, -1), 0, "a negative offset starts over");
-	for (i = 0; i < s->ls.count; i++) {
+	for (i = 0; i < s->count; i++) {
 		off_t off = dirlist_off(s, i + 2);
 
 		if (off <= 2)
@@ -161,7 +161,7 @@ static void test_offsets(struct node *d)
 		   "alike");
 	ok(resumes, "going on from a name's offset gives the next name");
 	ok(every, "each name is listed");
-	is_int(dirlist_index(s, INT64_MAX), s->ls.count + 2,
+	is_int(dirlist_index(s, INT64_MAX), s->count + 2,
 	       "going on from past the last offset is the end");
 	dirlist_release(&lists, &c);
 	ok(c.snap == NULL, "dirlist_release unbinds the cursor");
@@ -196,7 +196,7 @@ static void test_resume_after_change(struct node *d)
 	s = c.snap;
 	/* Read the first third, as readdir would, position by position. */
 	for (k = 2; k < first_part + 2; k++)
-		seen[atoi(s->ls.items[k - 2].name + 5)]++;
+		seen[atoi(dirlist_name(s, k) + 5)]++;
 	last = dirlist_off(s, first_part + 1);
 	before = off_of(s, "entry7");
 
@@ -229,8 +229,8 @@ static void test_resume_after_change(struct node *d)
 	}
 	ok(stable, "every name that stayed or was added is listed");
 	/* Go on from the last offset read. */
-	for (k = dirlist_index(s, last); k < s->ls.count + 2; k++)
-		seen[atoi(s->ls.items[k - 2].name + 5)]++;
+	for (k = dirlist_index(s, last); k < s->count + 2; k++)
+		seen[atoi(dirlist_name(s, k) + 5)]++;
 	for (i = 0; i < N; i++) {
 		bool gone = i % 10 == 0;
 
@@ -260,7 +260,7 @@ static void test_sharing(struct node *d)
 	takes = dir_src.takes;
 	is_int(dirlist_get(&lists, d, &c1, &source), 0, "a first handle");
 	is_int(dirlist_get(&lists, d, &c2, &source), 0, "a second handle");
-	ok(c1.snap && c1.snap == c2.snap && d->snap == c1.snap,
+	ok(c1.snap && c1.snap == c2.snap && d->x->snap == c1.snap,
 	   "the two share the directory's listing");
 	is_int(dir_src.takes - takes, 1, "which was taken once");
 	is_int(c1.snap ? c1.snap->refs : 0, 2, "and counts both");
@@ -271,7 +271,7 @@ static void test_sharing(struct node *d)
 	src_add("four");
 	first = c1.snap;
 	is_int(dirlist_get(&lists, d, &c2, &source), 0, "after a change");
-	ok(c2.snap != first && d->snap == c2.snap,
+	ok(c2.snap != first && d->x->snap == c2.snap,
 	   "the handle reads a new listing, now the directory's");
 	ok(c1.snap == first && first->dir == NULL,
 	   "the other keeps the old one, no longer the directory's");
@@ -281,9 +281,9 @@ static void test_sharing(struct node *d)
 	is_int(dir_src.takes - takes, 2, "taken once more, not twice");
 
 	dirlist_release(&lists, &c1);
-	ok(d->snap != NULL, "the listing lives while a handle reads it");
+	ok(d->x->snap != NULL, "the listing lives while a handle reads it");
 	dirlist_release(&lists, &c2);
-	ok(d->snap == NULL, "the last release frees it");
+	ok(d->x->snap == NULL, "the last release frees it");
 	is_int(d->refs, refs, "and gives back the reference on the dir");
 }
 
@@ -295,7 +295,7 @@ static void test_take_fails(struct node *d)
 	dir_src.changes++;
 	is_int(dirlist_get(&lists, d, &c, &source), -EIO,
 	       "a listing that cannot be taken fails dirlist_get");
-	ok(c.snap == NULL && d->snap == NULL, "and binds nothing");
+	ok(c.snap == NULL && d->x->snap == NULL, "and binds nothing");
 	dir_src.fail_take = 0;
 	is_int(dirlist_get(&lists, d, &c, &source), 0, "then it works again");
 	dirlist_release(&lists, &c);

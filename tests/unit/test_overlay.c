@@ -117,7 +117,7 @@ static const char *names(const struct loc *l, bool devices)
 		return "error";
 	for (i = 0; i < ls.count; i++)
 		pos += (size_t)snprintf(out + pos, sizeof(out) - pos, "%s%s",
-					i ? " " : "", ls.items[i].name);
+					i ? " " : "", listing_name(&ls, i));
 	listing_free(&ls);
 	return out;
 }
