@@ -69,6 +69,18 @@ static int p_commit(struct dsfs_layer *l, const char *key,
 	return told(l, rc, key, stored.version);
 }
 
+static int p_create(struct dsfs_layer *l, const char *key,
+		    const struct dsfs_attr *a, struct dsfs_attr *out)
+{
+	struct dsfs_attr stored;
+	int rc;
+
+	rc = layer_create(pub(l)->inner, key, a, &stored);
+	if (rc == 0 && out)
+		*out = stored;
+	return told(l, rc, key, stored.version);
+}
+
 static int p_mkdir(struct dsfs_layer *l, const char *key,
 		   const struct dsfs_attr *a)
 {
@@ -178,6 +190,7 @@ static const struct dsfs_layer_ops published_ops = {
 	.pin_blob = p_pin_blob,
 	.unpin_blob = p_unpin_blob,
 	.apply = p_apply,
+	.create = p_create,
 };
 
 int cluster_layer_wrap(struct dsfs_cluster *c, struct dsfs_layer *inner,

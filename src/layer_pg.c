@@ -299,6 +299,23 @@ static int drop_entry(struct pg_tx *t, const char *key,
 	return pg_run(t, P_DEL, &pp, NULL);
 }
 
+/* A name in the directory dir[0..len) changed (layer.h, Directory
+ * times): its mtime and ctime are now, with a new version; nothing for a
+ * tree root, or in apply(). */
+static int touch_dir(struct pg_tx *t, const char *dir, size_t len)
+{
+	struct pg_params pp = {0};
+	struct layer_key k;
+
+	if (t->stated || layer_is_root(dir, len) ||
+	    layer_split_key(dir, len, &k))
+		return 0;
+	param_key(&pp, &k);
+	pg_param_i64(&pp, layer_time_ns(layer_now()));
+	pg_param_i64(&pp, ++t->seq);
+	return pg_run(t, P_TOUCH, &pp, NULL);
+}
+
 static bool fits(const struct pg_tx *t, uint64_t add, uint64_t sub)
 {
 	return layer_fits(t->used < 0 ? 0 : (uint64_t)t->used, t->p->budget,
@@ -471,6 +488,8 @@ static int commit_fn(struct pg_tx *t, void *arg)
 	t->seq = (int64_t)layer_version_floor((uint64_t)t->seq, c->a);
 	na.version = next_version(t);
 	rc = put_row(t, &k, &na, na.token[0] ? NULL : c->data, c->len);
+	if (rc == 0 && (!found || old.kind == DSFS_WHITEOUT))
+		rc = touch_dir(t, k.parent, k.plen); /* a new name */
 	if (rc == 0 && c->out)
 		*c->out = na;
 	if (rc == 0)
@@ -506,6 +525,8 @@ static int mkdir_fn(struct pg_tx *t, void *arg)
 	layer_dir_attr(&na, a);
 	na.version = next_version(t);
 	rc = put_row(t, &k, &na, NULL, 0);
+	if (rc == 0)
+		rc = touch_dir(t, k.parent, k.plen);
 	if (rc == 0 && !found)
 		t->used += (int64_t)k.nlen;
 	return rc;
@@ -546,6 +567,8 @@ static int remove_fn(struct pg_tx *t, void *arg)
 		rc = entry_cost(t, t->key, &k, &a, NULL, &cost);
 	if (rc == 0)
 		rc = drop_entry(t, t->key, &k, &a);
+	if (rc == 0)
+		rc = touch_dir(t, k.parent, k.plen);
 	if (rc == 0)
 		t->used -= (int64_t)cost;
 	return rc;
@@ -591,6 +614,8 @@ static int whiteout_fn(struct pg_tx *t, void *arg)
 		rc = blob_put(t, a.token);
 	if (rc == 0)
 		rc = put_whiteout(t, &k);
+	if (rc == 0)
+		rc = touch_dir(t, k.parent, k.plen);
 	if (rc == 0)
 		t->used = (int64_t)((uint64_t)t->used + add - sub);
 	return rc;
@@ -734,6 +759,11 @@ static int rename_fn(struct pg_tx *t, void *arg)
 	if (rc == 0 && (ra->flags & DSFS_RENAME_WHITEOUT))
 		rc = put_whiteout(t, &fk);
 	if (rc == 0)
+		rc = touch_dir(t, fk.parent, fk.plen);
+	if (rc == 0 &&
+	    (fk.plen != tk.plen || memcmp(fk.parent, tk.parent, fk.plen) != 0))
+		rc = touch_dir(t, tk.parent, tk.plen);
+	if (rc == 0)
 		t->used = (int64_t)((uint64_t)t->used + add - sub);
 	return rc;
 }
@@ -823,12 +853,48 @@ static int pg_usage(struct dsfs_layer *l, uint64_t *used, uint64_t *budget)
 	return rc;
 }
 
+/* Writes nothing but the state row, which is enough for a commit record
+ * that waits for the server's disk. */
+static int flush_fn(struct pg_tx *t, void *arg)
+{
+	(void)t;
+	(void)arg;
+	return 0;
+}
+
 /* Every commit is durable when it returns (synchronous_commit is on for
- * every connection): nothing is left to do. */
+ * every connection), except a create's (PG_LAZY).  If one was made since
+ * the last sync(), a synchronous commit after it makes it durable: the
+ * server's log is written in order. */
 static int pg_sync(struct dsfs_layer *l)
 {
-	(void)l;
-	return 0;
+	struct pg_layer *p = to_pg(l);
+	bool lazy;
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	lazy = p->unsynced;
+	p->unsynced = false;
+	pthread_mutex_unlock(&p->lock);
+	if (!lazy)
+		return 0;
+	rc = pg_tx_run(p, PG_WRITE, "sync", NULL, flush_fn, NULL);
+	if (rc) {
+		pthread_mutex_lock(&p->lock);
+		p->unsynced = true; /* the next sync() tries again */
+		pthread_mutex_unlock(&p->lock);
+	}
+	return rc;
+}
+
+/* A create need not wait for the server's disk (layer.h, create()): the
+ * commit of its value at close, or a sync(), will. */
+static int pg_create(struct dsfs_layer *l, const char *key,
+		     const struct dsfs_attr *a, struct dsfs_attr *out)
+{
+	struct commit_args c = {a, "", 0, out};
+
+	return pg_tx_run(to_pg(l), PG_LAZY, "create", key, commit_fn, &c);
 }
 
 /* Every entry goes, and every blob nobody pins; the pinned ones stay,
@@ -942,6 +1008,7 @@ static int apply_fn(struct pg_tx *t, void *arg)
 	size_t i;
 	int rc = 0;
 
+	t->stated = true; /* the changes state every attribute */
 	for (i = 0; i < aa->n && rc == 0; i++) {
 		const struct layer_change *c = &aa->c[i];
 		struct commit_args ca = {&c->attr, c->data, c->len, NULL};
@@ -987,4 +1054,5 @@ const struct dsfs_layer_ops pg_ops = {
 	.pin_blob = pg_pin_blob,
 	.unpin_blob = pg_unpin_blob,
 	.apply = pg_apply,
+	.create = pg_create,
 };

@@ -83,6 +83,7 @@ enum pg_stmt {
 	P_OWNER_SWEEP,
 	P_OWNER_DROP,
 	P_BLOB_SWEEP,
+	P_TOUCH,
 	P_COUNT
 };
 
@@ -106,6 +107,9 @@ struct pg_layer {
 	pthread_cond_t freed; /* a connection was given back */
 	struct pg_conn pool[PG_POOL];
 	bool down; /* the last connection attempt failed (logged once) */
+	/* A PG_LAZY transaction committed since the last sync(): its log
+	 * record may not be on the server's disk yet. */
+	bool unsynced;
 
 	/* The heartbeat thread renews this owner's row (its pins). */
 	pthread_t beat;
@@ -142,6 +146,7 @@ struct pg_tx {
 	const char *key;  /* the key or token concerned, or NULL */
 	int64_t used;	  /* dsfs_state, read and written by write tx */
 	int64_t seq;
+	bool stated; /* apply(): no directory times (layer.h) */
 };
 
 /* layer_pg_conn.c */
@@ -161,11 +166,16 @@ int64_t pg_get_i64(const PGresult *r, int row, int col);
 bool pg_get_bool(const PGresult *r, int row, int col);
 
 /* How pg_tx_run() wraps fn: no transaction (fn runs one statement), a
- * read-only one on one snapshot (REPEATABLE READ), or a write. */
+ * read-only one on one snapshot (REPEATABLE READ), a write, or a write
+ * whose commit does not wait for the server's log to reach its disk
+ * (synchronous_commit off for that transaction alone: layer.h, create()).
+ * The server writes its log in order, so the next synchronous commit of
+ * any connection, or sync(), makes a lazy one durable too. */
 enum pg_mode {
 	PG_ONE,
 	PG_READ,
 	PG_WRITE,
+	PG_LAZY,
 };
 
 /* Run fn on a pooled connection.  A write transaction locks dsfs_state

@@ -476,11 +476,13 @@ static int tx_once(struct pg_tx *t, enum pg_mode mode,
 				 "READ ONLY");
 	else if (mode == PG_WRITE)
 		rc = exec_raw(t, "BEGIN");
-	if (rc == 0 && mode == PG_WRITE)
+	else if (mode == PG_LAZY)
+		rc = exec_raw(t, "BEGIN; SET LOCAL synchronous_commit = off");
+	if (rc == 0 && (mode == PG_WRITE || mode == PG_LAZY))
 		rc = state_lock(t);
 	if (rc == 0)
 		rc = fn(t, arg);
-	if (rc == 0 && mode == PG_WRITE)
+	if (rc == 0 && (mode == PG_WRITE || mode == PG_LAZY))
 		rc = state_set(t);
 	if (mode == PG_ONE)
 		return rc;
@@ -514,6 +516,11 @@ int pg_tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
 		}
 		rc = tx_once(&t, mode, fn, arg, &sent);
 		broken = !t.c->conn;
+		if (rc == 0 && mode == PG_LAZY) {
+			pthread_mutex_lock(&p->lock);
+			p->unsynced = true;
+			pthread_mutex_unlock(&p->lock);
+		}
 		if (broken)
 			snprintf(msg, sizeof(msg), "lost the connection");
 		pool_put(p, t.c);

@@ -166,6 +166,8 @@ const char *const pg_stmt_sql[P_COUNT] = {
 	[P_BLOB_SWEEP] =
 		"DELETE FROM dsfs_blob b WHERE refs <= 0 AND" NOT_PINNED(
 			"b.token") " RETURNING len",
+	[P_TOUCH] = "UPDATE dsfs_entry SET mtime = $3::int8, ctime = $3::int8,"
+		    " version = $4::int8" AT_KEY " AND kind = 2",
 };
 
 int pg_store_prepare_stmts(PGconn *conn, char *why, size_t cap)

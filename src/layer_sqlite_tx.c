@@ -588,6 +588,20 @@ int sq_row_del(struct tx *t, int64_t id)
 	return sq_run(t, S_DEL);
 }
 
+int sq_touch_dir(struct tx *t, const char *dir, size_t len)
+{
+	sqlite3_stmt *st = stmt(t, S_TOUCH);
+	struct layer_key k;
+
+	if (t->stated || layer_is_root(dir, len) || sq_split(dir, len, &k))
+		return 0;
+	bind_str(st, 1, k.parent, (int)k.plen);
+	bind_str(st, 2, k.name, (int)k.nlen);
+	sqlite3_bind_int64(st, 3, layer_time_ns(layer_now()));
+	sqlite3_bind_int64(st, 4, ++t->seq);
+	return run(t, st);
+}
+
 /* Give the row id the key `to`, with a new version. */
 int sq_row_move(struct tx *t, int64_t id, const struct layer_key *to,
 		uint64_t version)
