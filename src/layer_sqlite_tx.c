@@ -527,12 +527,12 @@ int sq_target(struct tx *t, const char *key, size_t len, struct layer_key *k,
 
 	if (sq_split(key, len, k))
 		return -EINVAL;
-	rc = parent_ok(t, k);
-	if (rc)
-		return rc;
+	/* A row found has its parent (layer.h, Entries). */
 	rc = sq_get_row(t, k, r);
 	*found = rc == 0;
-	return rc == -ENOENT ? 0 : rc;
+	if (rc != -ENOENT)
+		return rc;
+	return parent_ok(t, k);
 }
 
 /* Insert or replace the row at k.  value NULL stores SQL NULL (images,

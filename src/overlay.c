@@ -247,33 +247,49 @@ static int copy_up_parents(struct dsfs_stack *s, const struct loc *l, int t)
 	return 0;
 }
 
-static void fill_found(struct dsfs_stack *s, const struct loc *l, int t,
-		       struct found *f)
+/* f for the entry whose attributes f->attr the change to layer t just
+ * returned (a commit's or a create's: no lookup needed). */
+static void found_in(const struct loc *l, int t, struct found *f)
 {
 	f->layer = t;
-	if (layer_lookup(s->layer[t], l->key, &f->attr) != 0)
-		memset(&f->attr, 0, sizeof(f->attr));
 	f->limit = f->attr.kind == DSFS_DIR && f->attr.opaque ? t : l->limit;
 	if (l->view == VIEW_LAYER)
 		f->limit = l->layer;
 }
 
+static void fill_found(struct dsfs_stack *s, const struct loc *l, int t,
+		       struct found *f)
+{
+	if (layer_lookup(s->layer[t], l->key, &f->attr) != 0)
+		memset(&f->attr, 0, sizeof(f->attr));
+	found_in(l, t, f);
+}
+
 /* The common start of making a new name: it must not exist; returns the
- * layer it goes to, with the parents copied up there. */
+ * layer it goes to. */
 static int begin_new(struct dsfs_stack *s, const struct loc *l, struct found *f)
 {
-	int t, rc;
+	int rc;
 
 	rc = ovl_lookup_locked(s, l, f);
 	if (rc == 0)
 		return -EEXIST;
 	if (rc != -ENOENT)
 		return rc;
-	t = target_layer(s, l, NULL);
-	if (t < 0)
-		return t;
-	rc = copy_up_parents(s, l, t);
-	return rc ? rc : t;
+	return target_layer(s, l, NULL);
+}
+
+/* A change to l in layer t failed with rc: should it be made again after
+ * copying up l's parents?  Most changes go to a directory that t holds
+ * already, so the parents are looked up in t (a round trip each, on a
+ * database) only when the layer found one missing (-ENOENT), once. */
+static bool copy_up_again(struct dsfs_stack *s, const struct loc *l, int t,
+			  int *rc, int *tries)
+{
+	if (*rc != -ENOENT || l->view != VIEW_MERGED || (*tries)++)
+		return false;
+	*rc = copy_up_parents(s, l, t);
+	return *rc == 0;
 }
 
 /* create (kind DSFS_FILE, empty) or mkdir (DSFS_DIR) of a new name. */
@@ -282,7 +298,7 @@ static int make_new(struct dsfs_stack *s, const struct loc *l,
 		    struct found *f)
 {
 	struct dsfs_attr na = *a, cur;
-	int t, rc;
+	int t, rc, tries = 0;
 
 	ovl_lock_for_change(s, l->key);
 	rc = t = begin_new(s, l, f);
@@ -290,21 +306,25 @@ static int make_new(struct dsfs_stack *s, const struct loc *l,
 		goto out;
 	na.kind = kind;
 	na.size = 0;
-	if (kind == DSFS_FILE) {
-		/* Durable with its value, committed at its close. */
-		rc = layer_create(s->layer[t], l->key, &na, &f->attr);
-	} else {
+	do {
+		if (kind == DSFS_FILE) {
+			/* Durable with its value, committed at its close. */
+			rc = layer_create(s->layer[t], l->key, &na, &f->attr);
+			continue;
+		}
 		/* Made again where a lower layer's directory was removed:
 		 * keep what that directory held hidden. */
 		na.opaque = l->view == VIEW_MERGED &&
 			    layer_lookup(s->layer[t], l->key, &cur) == 0 &&
 			    cur.kind == DSFS_WHITEOUT;
 		rc = layer_mkdir(s->layer[t], l->key, &na);
-	}
-	if (rc == 0) {
-		ovl_touch_parent(s, l, t);
+	} while (copy_up_again(s, l, t, &rc, &tries));
+	if (rc == 0 && kind == DSFS_FILE)
+		found_in(l, t, f);
+	else if (rc == 0)
 		fill_found(s, l, t, f);
-	}
+	if (rc == 0)
+		ovl_touch_parent(s, l, t);
 out:
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
@@ -329,7 +349,7 @@ static int commit_locked(struct dsfs_stack *s, const struct loc *l,
 	struct dsfs_attr na = *a;
 	struct found cur;
 	bool fresh;
-	int t, rc;
+	int t, rc, tries = 0;
 
 	rc = ovl_lookup_locked(s, l, &cur);
 	if (rc == 0 && cur.attr.kind == DSFS_DIR)
@@ -350,15 +370,15 @@ static int commit_locked(struct dsfs_stack *s, const struct loc *l,
 	} else {
 		na.version = 0;
 	}
-	rc = copy_up_parents(s, l, t);
-	if (rc)
-		return rc;
 	na.kind = DSFS_FILE;
-	rc = layer_commit(s->layer[t], l->key, &na, data, len, &f->attr);
+	do
+		rc = layer_commit(s->layer[t], l->key, &na, data, len,
+				  &f->attr);
+	while (copy_up_again(s, l, t, &rc, &tries));
 	if (rc == 0 && fresh)
 		ovl_touch_parent(s, l, t); /* a new name */
 	if (rc == 0)
-		fill_found(s, l, t, f);
+		found_in(l, t, f);
 	return rc;
 }
 
