@@ -143,7 +143,8 @@ static int snapshot(struct dsfs_ctx *ctx, const char *dir, char *msg,
 		return -ENOMEM;
 	/* The layer serialises itself; the stack's lock would stop the
 	 * writers for the whole copy. */
-	rc = layer_sqlite_copy(ctx->stack.layer[L_RUNTIME], path, &why);
+	rc = layer_sqlite_copy(watch_layer_inner(ctx->stack.layer[L_RUNTIME]),
+			       path, &why);
 	if (rc)
 		snprintf(msg, size, "%s: %s", path, why ? why : strerror(-rc));
 	free(path);

@@ -464,6 +464,8 @@ static int state_begin(struct pg_tx *t, bool lazy)
 	} else {
 		t->used = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 		t->seq = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+		t->budget =
+			pg_budget(t->p, strtoll(PQgetvalue(r, 0, 2), NULL, 10));
 	}
 	PQclear(r);
 	return rc;
