@@ -4,14 +4,17 @@
  * that holds it to now, as every local filesystem does (make, rsync and
  * backup tools compare them).
  *
- * A stored directory's times are changed with the layer's setattr(), in
- * the layer the change was made in and in every writable layer above it
- * that holds a directory of that name.  The merged view shows the upper
- * one, as overlayfs shows its upper directory, so it sees every change to
- * its names: one made through it (which lands in runtime or ephemeral)
- * and one made through a layer's own tree.  A change through a merged
- * tree counts as made in runtime, below ephemeral.  A directory seen only
- * in the factory layer has been copied up by the change itself.
+ * The layer the change was made in sets its own directory's times in the
+ * change's transaction (layer.h, Directory times).  What is left here is
+ * what that layer cannot see: the merged view shows the directory of the
+ * upper layer that holds one, as overlayfs shows its upper directory, so
+ * a writable layer above the changed one that holds a directory of that
+ * name gets the same times, with its setattr() (in practice the ephemeral
+ * layer, in memory, above runtime: no transaction of a store).  A change
+ * through a merged tree counts as made in runtime, below ephemeral.  A
+ * directory seen only in the factory layer has been copied up by the
+ * change itself; copying it up made a name in its runtime parent, whose
+ * times the runtime layer set too, as a name did appear in runtime/.
  *
  * The tree roots (kv, images, and devices/, which is kv's __ID names) are
  * not stored: their times are kept here, in memory, per view and layer,
@@ -74,7 +77,7 @@ static void touch_stored(struct dsfs_stack *s, int i, const char *dir,
 		ovl_note_change(s, dir); /* its listing shows its times */
 }
 
-void ovl_touch_parent(struct dsfs_stack *s, const struct loc *l)
+void ovl_touch_parent(struct dsfs_stack *s, const struct loc *l, int changed)
 {
 	const char *slash = strrchr(l->key, '/');
 	struct dsfs_attr times = {0};
@@ -96,19 +99,19 @@ void ovl_touch_parent(struct dsfs_stack *s, const struct loc *l)
 	}
 	memcpy(dir, l->key, len);
 	dir[len] = '\0';
-	for (i = L_EPHEMERAL; i <= last; i++)
+	for (i = L_EPHEMERAL; i < changed && i <= last; i++)
 		touch_stored(s, i, dir, &times);
 }
 
 void ovl_touch_parents(struct dsfs_stack *s, const struct loc *from,
-		       const struct loc *to)
+		       const struct loc *to, int changed)
 {
 	const char *fs = strrchr(from->key, '/'), *ts = strrchr(to->key, '/');
 
-	ovl_touch_parent(s, from);
+	ovl_touch_parent(s, from, changed);
 	if (!fs || !ts || fs - from->key != ts - to->key ||
 	    memcmp(from->key, to->key, (size_t)(fs - from->key)) != 0)
-		ovl_touch_parent(s, to);
+		ovl_touch_parent(s, to, changed);
 }
 
 int ovl_tree_time(struct dsfs_stack *s, enum dsfs_view view, int layer,

@@ -166,6 +166,12 @@ int scratch_init(struct dsfs_stack *s);
 void scratch_destroy(struct dsfs_stack *s);
 
 /* overlay.c */
+/* With s->lock held (shared at least): ovl_lookup() without the lock. */
+int ovl_lookup_locked(struct dsfs_stack *s, const struct loc *l,
+		      struct found *f);
+/* Take s->lock exclusive for a change to key (NULL: to anything), and
+ * note the change (ovl_note_change()). */
+void ovl_lock_for_change(struct dsfs_stack *s, const char *key);
 int ovl_lookup(struct dsfs_stack *s, const struct loc *l, struct found *f);
 ssize_t ovl_read(struct dsfs_stack *s, const struct found *f, const char *key,
 		 uint64_t off, void *buf, size_t len);
@@ -222,12 +228,14 @@ void ovl_note_change(struct dsfs_stack *s, const char *key);
 /* dirtimes.c: the mtime and ctime of a directory whose names change.
  * ovl_touch_parent() sets those of the directory holding l->key to now
  * (ovl_touch_parents() those of both directories of a rename), with the
- * stack's lock held exclusive, after the change.  ovl_tree_time() is when
+ * stack's lock held exclusive, after the change, in the writable layers
+ * above the layer `changed` (which set its own: layer.h) and in the tree
+ * roots' times.  ovl_tree_time() is when
  * a name in a tree root last changed, seen through view (and layer):
  * -ENOENT if none has since the mount. */
-void ovl_touch_parent(struct dsfs_stack *s, const struct loc *l);
+void ovl_touch_parent(struct dsfs_stack *s, const struct loc *l, int changed);
 void ovl_touch_parents(struct dsfs_stack *s, const struct loc *from,
-		       const struct loc *to);
+		       const struct loc *to, int changed);
 int ovl_tree_time(struct dsfs_stack *s, enum dsfs_view view, int layer,
 		  enum dsfs_tree tree, struct timespec *t);
 

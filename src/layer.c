@@ -17,6 +17,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #define ALL_SET_BITS                                                    \
 	(DSFS_SET_MODE | DSFS_SET_UID | DSFS_SET_GID | DSFS_SET_ATIME | \
@@ -104,6 +105,16 @@ int layer_commit(struct dsfs_layer *l, const char *key,
 	assert(layer_ok(l) && key_ok(key) && a && (data || !len));
 	rc = refuse(l, key, -EISDIR);
 	return rc ? rc : l->ops->commit(l, key, a, data, len, out);
+}
+
+int layer_create(struct dsfs_layer *l, const char *key,
+		 const struct dsfs_attr *a, struct dsfs_attr *out)
+{
+	int rc;
+
+	assert(layer_ok(l) && key_ok(key) && a);
+	rc = refuse(l, key, -EISDIR);
+	return rc ? rc : l->ops->create(l, key, a, out);
 }
 
 int layer_mkdir(struct dsfs_layer *l, const char *key,
@@ -423,5 +434,15 @@ struct timespec layer_ns_time(int64_t ns)
 		t.tv_nsec += 1000000000;
 		t.tv_sec--;
 	}
+	return t;
+}
+
+/* The wall clock, as a local filesystem stamps a directory whose names
+ * change (layer.h, Directory times). */
+struct timespec layer_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
 	return t;
 }

@@ -94,11 +94,25 @@
  * (layer_fits() decides).  Replacing an entry counts what it frees: a
  * commit over a file of the same size grows nothing.
  *
+ * Directory times.  An operation that makes, removes or renames a name
+ * (create, a commit where no file was, mkdir, remove, whiteout, rename)
+ * sets the mtime and ctime of the directory holding it (both directories
+ * for a rename) to the time of the change, with a new version, in the
+ * same transaction, as a local filesystem does; a directory that is a
+ * tree root is not stored, so its times are the caller's to keep.  A
+ * commit over a file, setattr, clear and apply() leave directories' times
+ * alone (apply()'s change set states every attribute it wants).  Setting
+ * them with a separate setattr() would cost a second transaction, and on
+ * a database server a second wait for its log to reach the disk.
+ *
  * Atomicity and durability.  Each mutating operation is one transaction:
  * it happens completely or not at all, and others see either all of it or
  * none of it.  When it returns on a persistent layer the change survives a
  * crash of the process; sync() makes every change that has returned
  * survive a power loss too.  Reads see every change that has returned.
+ * On a layer whose backing store promises more (a database server that
+ * makes each commit durable before it answers, layer_pg_open()), every
+ * operation keeps that promise except create(), which need not: see there.
  *
  * Threads.  Every operation may be called from any thread, concurrently
  * with any other on the same layer except close(); an implementation
@@ -131,7 +145,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define DSFS_LAYER_OPS_VERSION 2
+#define DSFS_LAYER_OPS_VERSION 3
 
 #define DSFS_TYPE_MAX 32  /* "object", "image/png", ... with NUL */
 #define DSFS_TOKEN_LEN 64 /* hex SHA-256 */
@@ -341,6 +355,25 @@ struct dsfs_layer_ops {
 	 * what small changes could add; this answers for one large one,
 	 * which a store may need room for twice (a log, then its file). */
 	int (*room)(struct dsfs_layer *l, uint64_t bytes);
+
+	/* Version 3. */
+
+	/* Make a new, empty file at key: commit(key, a, "", 0, out) with the
+	 * rules and errors of commit() (directory times included), for a
+	 * name being made by open(O_CREAT), whose value comes with a later
+	 * commit() at its close.  The one difference: where the backing
+	 * store would make a commit durable before it answers (a database
+	 * server's synchronous commit, a wait for its log to reach the
+	 * disk), this one need not be.  It is visible to every reader and
+	 * survives a crash of the process at once, as every change does, and
+	 * becomes durable against the store's own crash or a power loss with
+	 * the next durable change of the layer (whose log record comes after
+	 * it) or sync().  So a created file costs one durable commit, the
+	 * one that stores its value, as on a local filesystem, where a new
+	 * file survives a power loss only once it and its directory are
+	 * synced.  A layer with no such distinction does what commit() does. */
+	int (*create)(struct dsfs_layer *l, const char *key,
+		      const struct dsfs_attr *a, struct dsfs_attr *out);
 };
 
 /* Set by the implementation when it opens the layer (or by its opener,
@@ -367,6 +400,8 @@ ssize_t layer_read_blob(struct dsfs_layer *l, const char *token, uint64_t off,
 int layer_commit(struct dsfs_layer *l, const char *key,
 		 const struct dsfs_attr *a, const void *data, size_t len,
 		 struct dsfs_attr *out);
+int layer_create(struct dsfs_layer *l, const char *key,
+		 const struct dsfs_attr *a, struct dsfs_attr *out);
 int layer_mkdir(struct dsfs_layer *l, const char *key,
 		const struct dsfs_attr *a);
 int layer_remove(struct dsfs_layer *l, const char *key);
@@ -410,6 +445,7 @@ int layer_room(struct dsfs_layer *l, uint64_t bytes);
  * layer_time_ns()        a time as nanoseconds since the epoch, as the
  * layer_ns_time()        SQL layers store it (clamped at +-292 years),
  *                        and back
+ * layer_now()            the time of a change, for directory times
  * layer_rename_check()   rename(2)'s rules between the entry src at
  *                        `from` and dst at `to` (NULL or a whiteout: no
  *                        entry): *same and 0 (-EEXIST with NOREPLACE)
@@ -442,6 +478,7 @@ void layer_apply_setattr(struct dsfs_attr *dst, const struct dsfs_attr *a,
 uint64_t layer_version_floor(uint64_t seq, const struct dsfs_attr *a);
 int64_t layer_time_ns(struct timespec t);
 struct timespec layer_ns_time(int64_t ns);
+struct timespec layer_now(void);
 int layer_rename_check(const char *from, const char *to, unsigned flags,
 		       const struct dsfs_attr *src, const struct dsfs_attr *dst,
 		       bool *same);

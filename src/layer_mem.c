@@ -1,30 +1,18 @@
 /*
- * layer_mem.c - the ephemeral layer: every entry in memory, lost at
- * unmount or crash.
+ * layer_mem.c - the ephemeral layer (and runtime=memory): every entry in
+ * memory, lost at unmount or crash.  The operations of layer.h, each
+ * under the layer's one mutex, made of the pieces of layer_mem_tree.c
+ * (layer_mem.h says how entries and blobs are kept).
  *
- * Every entry, the two tree roots included, is a struct mem_entry in one
- * hash table (htab.h) keyed by its full key ("kv/app/x"), so lookup, commit and
- * removal cost the length of the key, not the size of the store.  Each
- * directory also links its children in a list, so that listing costs
- * O(children) and renaming a directory re-keys only its subtree.  A
- * directory counts its children that are not whiteouts (nreal), which
- * answers "does it hold only whiteouts?" in O(1).
- *
- * Image values (a non-empty token) live in a second hash table of
- * reference-counted blobs, one per token, shared by every entry that names
- * it.  A blob also counts its pins (layer.h, Pins): it is freed when both
- * counts are zero, and counted in usage until then.  Budget accounting
- * follows layer.h: name bytes plus value bytes, a blob counted once.  Every
- * change is checked against the budget and has allocated all it needs
- * before it touches anything, so a failure leaves the layer as it was.
- * The rules every layer shares (tree roots, budget, attributes, rename's
- * checks) are layer.c's; this file only stores.
- *
- * One mutex protects the whole layer.  list() copies the children out and
- * calls the callback unlocked, so a callback may call back into the layer.
+ * Budget accounting follows layer.h: name bytes plus value bytes, a blob
+ * counted once.  Every change is checked against the budget and has
+ * allocated all it needs before it touches anything, so a failure leaves
+ * the layer as it was.  The rules every layer shares (tree roots, budget,
+ * attributes, rename's checks) are layer.c's; this file only stores.
+ * list() copies the children out and calls the callback unlocked, so a
+ * callback may call back into the layer.
  */
-#include "htab.h"
-#include "layer.h"
+#include "layer_mem.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -32,232 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-
-struct mem_blob {
-	struct htab_node h; /* in m->blobs, keyed by token */
-	char token[DSFS_TOKEN_LEN + 1];
-	unsigned char *data; /* owned */
-	size_t len;
-	unsigned long refs; /* entries naming this token */
-	unsigned long pins; /* pin_blob() calls not yet unpinned */
-};
-
-struct mem_entry {
-	struct htab_node h;	       /* in m->entries, keyed by key */
-	char *key;		       /* owned: the full key */
-	const char *name;	       /* last component, inside key */
-	struct mem_entry *parent;      /* NULL for a tree root */
-	struct mem_entry *prev, *next; /* siblings in parent->kids */
-	struct mem_entry *kids;	       /* DSFS_DIR: children, no order */
-	size_t nreal;		       /* DSFS_DIR: kids not whiteouts */
-	bool root;		       /* "kv" or "images": never removed */
-	struct dsfs_attr a;
-	unsigned char *value;  /* plain file: owned copy of the value */
-	struct mem_blob *blob; /* image file: one reference */
-};
-
-struct mem_layer {
-	struct dsfs_layer base; /* first: (struct dsfs_layer *) is a cast */
-	pthread_mutex_t lock;	/* protects everything below */
-	struct htab entries;	/* every entry, roots included */
-	struct htab blobs;	/* image blobs by token */
-	uint64_t used;
-	uint64_t budget;
-	uint64_t seq; /* last version handed out; never goes back */
-};
-
-static inline struct mem_layer *to_mem(struct dsfs_layer *l)
-{
-	return (struct mem_layer *)l;
-}
-
-/* ---- entries ------------------------------------------------------- */
-
-static struct mem_entry *find_len(struct mem_layer *m, const char *key,
-				  size_t len)
-{
-	struct htab_node *h = htab_find(&m->entries, key, len);
-
-	return h ? (struct mem_entry *)h : NULL;
-}
-
-static struct mem_entry *find(struct mem_layer *m, const char *key)
-{
-	return find_len(m, key, strlen(key));
-}
-
-static struct mem_blob *find_blob(struct mem_layer *m, const char *token)
-{
-	struct htab_node *h = htab_find(&m->blobs, token, strlen(token));
-
-	return h ? (struct mem_blob *)h : NULL;
-}
-
-/* The directory that holds key: a tree root or a directory entry.
- * -ENOENT if it is missing or a whiteout, -ENOTDIR if it is a file,
- * -EINVAL if key has no parent part or an empty last component. */
-static int find_parent(struct mem_layer *m, const char *key,
-		       struct mem_entry **out)
-{
-	struct layer_key k;
-	struct mem_entry *p;
-	int rc;
-
-	rc = layer_split_key(key, strlen(key), &k);
-	if (rc)
-		return rc;
-	p = find_len(m, k.parent, k.plen);
-	rc = layer_dir_check(p ? p->a.kind : DSFS_NONE);
-	if (rc == 0)
-		*out = p;
-	return rc;
-}
-
-static const char *base_name(const char *key)
-{
-	const char *slash = strrchr(key, '/');
-
-	return slash ? slash + 1 : key;
-}
-
-static void link_child(struct mem_entry *dir, struct mem_entry *e)
-{
-	e->parent = dir;
-	e->prev = NULL;
-	e->next = dir->kids;
-	if (dir->kids)
-		dir->kids->prev = e;
-	dir->kids = e;
-	if (e->a.kind != DSFS_WHITEOUT)
-		dir->nreal++;
-}
-
-static void unlink_child(struct mem_entry *e)
-{
-	struct mem_entry *dir = e->parent;
-
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		dir->kids = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	if (e->a.kind != DSFS_WHITEOUT)
-		dir->nreal--;
-	e->parent = e->prev = e->next = NULL;
-}
-
-/* A new entry for key, not yet in the table nor in a directory. */
-static struct mem_entry *entry_new(const char *key)
-{
-	struct mem_entry *e = calloc(1, sizeof(*e));
-
-	if (!e)
-		return NULL;
-	e->key = strdup(key);
-	if (!e->key) {
-		free(e);
-		return NULL;
-	}
-	e->name = base_name(e->key);
-	return e;
-}
-
-static void blob_free(struct mem_layer *m, struct mem_blob *b)
-{
-	htab_del(&m->blobs, &b->h);
-	free(b->data);
-	free(b);
-}
-
-/* Drop one reference.  A pinned blob outlives its last one: the last
- * unpin frees it and gives its bytes back. */
-static void blob_put(struct mem_layer *m, struct mem_blob *b)
-{
-	if (--b->refs || b->pins)
-		return;
-	blob_free(m, b);
-}
-
-/* Drop a file's value (its own copy or its blob reference). */
-static void entry_drop_value(struct mem_layer *m, struct mem_entry *e)
-{
-	free(e->value);
-	e->value = NULL;
-	if (e->blob)
-		blob_put(m, e->blob);
-	e->blob = NULL;
-}
-
-/* Take e out of the table and its directory and free it.  Its kids must
- * already be gone. */
-static void entry_destroy(struct mem_layer *m, struct mem_entry *e)
-{
-	htab_del(&m->entries, &e->h);
-	unlink_child(e);
-	entry_drop_value(m, e);
-	free(e->key);
-	free(e);
-}
-
-/* Value bytes given back when e's value is dropped: an image's blob only
- * if e holds its last reference and nobody has it pinned. */
-static uint64_t value_cost(const struct mem_entry *e)
-{
-	if (e->a.kind != DSFS_FILE)
-		return 0;
-	if (e->blob)
-		return e->blob->refs == 1 && !e->blob->pins ? e->blob->len : 0;
-	return e->a.size;
-}
-
-/* Bytes given back when e goes, with the whiteouts a directory holds. */
-static uint64_t entry_cost(const struct mem_entry *e)
-{
-	const struct mem_entry *k;
-	uint64_t n = strlen(e->name) + value_cost(e);
-
-	for (k = e->kids; k; k = k->next)
-		n += strlen(k->name);
-	return n;
-}
-
-/* Free the whiteouts of a directory that holds nothing else. */
-static void drop_whiteouts(struct mem_layer *m, struct mem_entry *dir)
-{
-	struct mem_entry *k, *next;
-
-	for (k = dir->kids; k; k = next) {
-		next = k->next;
-		entry_destroy(m, k);
-	}
-}
-
-/* Would a change that adds `add` bytes and frees `sub` fit the budget? */
-static bool fits(const struct mem_layer *m, uint64_t add, uint64_t sub)
-{
-	return layer_fits(m->used, m->budget, add, sub);
-}
-
-/* Turn e into a whiteout of a new version; the caller dropped its value
- * and kids. */
-static void set_whiteout(struct mem_layer *m, struct mem_entry *e)
-{
-	struct mem_entry *dir = e->parent;
-
-	if (dir && e->a.kind != DSFS_WHITEOUT)
-		dir->nreal--;
-	layer_whiteout_attr(&e->a);
-	e->a.version = ++m->seq;
-}
-
-/* Attach a new entry to the table and to dir; the kind must be set. */
-static void entry_attach(struct mem_layer *m, struct mem_entry *dir,
-			 struct mem_entry *e)
-{
-	htab_add(&m->entries, &e->h, e->key, strlen(e->key));
-	link_child(dir, e);
-}
 
 /* ---- operations ---------------------------------------------------- */
 
@@ -269,7 +31,7 @@ static int mem_lookup(struct dsfs_layer *l, const char *key,
 	int rc = 0;
 
 	pthread_mutex_lock(&m->lock);
-	e = find(m, key);
+	e = mem_find(m, key);
 	if (e)
 		*a = e->a;
 	else
@@ -299,7 +61,7 @@ static ssize_t mem_read(struct dsfs_layer *l, const char *key, uint64_t off,
 	ssize_t rc;
 
 	pthread_mutex_lock(&m->lock);
-	e = find(m, key);
+	e = mem_find(m, key);
 	if (!e || e->a.kind == DSFS_WHITEOUT)
 		rc = -ENOENT;
 	else if (e->a.kind == DSFS_DIR)
@@ -320,32 +82,36 @@ static ssize_t mem_read_blob(struct dsfs_layer *l, const char *token,
 	ssize_t rc;
 
 	pthread_mutex_lock(&m->lock);
-	b = find_blob(m, token);
+	b = mem_find_blob(m, token);
 	rc = b ? copy_out(b->data, b->len, off, buf, len) : -ENOENT;
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
 
+/* The changes below take the time of the change for directory times
+ * (layer.h), or NULL for none (apply()). */
 static int commit_locked(struct mem_layer *m, const char *key,
 			 const struct dsfs_attr *a, const void *data,
-			 size_t len, struct dsfs_attr *out)
+			 size_t len, struct dsfs_attr *out,
+			 const struct timespec *now)
 {
 	struct mem_entry *e, *dir, *fresh = NULL;
 	struct mem_blob *b = NULL, *nb = NULL;
 	unsigned char *copy = NULL;
 	uint64_t add, sub = 0;
+	bool named;
 	int rc;
 
-	rc = find_parent(m, key, &dir);
+	rc = mem_find_parent(m, key, &dir);
 	if (rc)
 		return rc;
-	e = find(m, key);
+	e = mem_find(m, key);
 	if (e && e->a.kind == DSFS_DIR)
 		return -EISDIR;
 
-	add = strlen(base_name(key));
+	add = strlen(mem_base_name(key));
 	if (a->token[0]) {
-		b = find_blob(m, a->token);
+		b = mem_find_blob(m, a->token);
 		if (!b)
 			add += len;
 	} else {
@@ -355,15 +121,15 @@ static int commit_locked(struct mem_layer *m, const char *key,
 		sub = strlen(e->name);
 		/* Replacing an image by the same image frees no blob. */
 		if (!(b && e->blob == b))
-			sub += value_cost(e);
+			sub += mem_value_cost(e);
 	}
-	if (!fits(m, add, sub))
+	if (!mem_fits(m, add, sub))
 		return -ENOSPC;
 
 	/* Allocate everything before changing anything. */
 	rc = -ENOMEM;
 	if (!e) {
-		fresh = entry_new(key);
+		fresh = mem_entry_new(key);
 		if (!fresh)
 			goto out_free;
 	}
@@ -394,12 +160,13 @@ static int commit_locked(struct mem_layer *m, const char *key,
 	}
 	if (b)
 		b->refs++;
+	named = fresh || e->a.kind == DSFS_WHITEOUT;
 	if (fresh) {
 		fresh->a.kind = DSFS_FILE;
-		entry_attach(m, dir, fresh);
+		mem_attach(m, dir, fresh);
 		e = fresh;
 	} else {
-		entry_drop_value(m, e);
+		mem_drop_value(m, e);
 		if (e->a.kind == DSFS_WHITEOUT)
 			dir->nreal++;
 	}
@@ -412,6 +179,8 @@ static int commit_locked(struct mem_layer *m, const char *key,
 	m->used = m->used + add - sub;
 	if (out)
 		*out = e->a;
+	if (now && named)
+		mem_touch_dir(m, dir, *now); /* a new name */
 	return 0;
 
 out_free:
@@ -429,80 +198,90 @@ static int mem_commit(struct dsfs_layer *l, const char *key,
 		      const struct dsfs_attr *a, const void *data, size_t len,
 		      struct dsfs_attr *out)
 {
+	struct timespec now = layer_now();
 	struct mem_layer *m = to_mem(l);
 	int rc;
 
 	pthread_mutex_lock(&m->lock);
-	rc = commit_locked(m, key, a, data, len, out);
+	rc = commit_locked(m, key, a, data, len, out, &now);
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
 
 static int mkdir_locked(struct mem_layer *m, const char *key,
-			const struct dsfs_attr *a)
+			const struct dsfs_attr *a, const struct timespec *now)
 {
 	struct mem_entry *e, *dir;
 	int rc;
 
-	rc = find_parent(m, key, &dir);
+	rc = mem_find_parent(m, key, &dir);
 	if (rc)
 		return rc;
-	e = find(m, key);
+	e = mem_find(m, key);
 	if (e && e->a.kind != DSFS_WHITEOUT)
 		return -EEXIST;
 	if (!e) {
-		if (!fits(m, strlen(base_name(key)), 0))
+		if (!mem_fits(m, strlen(mem_base_name(key)), 0))
 			return -ENOSPC;
-		e = entry_new(key);
+		e = mem_entry_new(key);
 		if (!e)
 			return -ENOMEM;
 		e->a.kind = DSFS_DIR;
-		entry_attach(m, dir, e);
+		mem_attach(m, dir, e);
 		m->used += strlen(e->name);
 	} else {
 		dir->nreal++;
 	}
 	layer_dir_attr(&e->a, a);
 	e->a.version = ++m->seq;
+	if (now)
+		mem_touch_dir(m, dir, *now);
 	return 0;
 }
 
 static int mem_mkdir(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a)
 {
+	struct timespec now = layer_now();
 	struct mem_layer *m = to_mem(l);
 	int rc;
 
 	pthread_mutex_lock(&m->lock);
-	rc = mkdir_locked(m, key, a);
+	rc = mkdir_locked(m, key, a, &now);
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
 
-static int remove_locked(struct mem_layer *m, const char *key)
+static int remove_locked(struct mem_layer *m, const char *key,
+			 const struct timespec *now)
 {
-	struct mem_entry *e;
+	struct mem_entry *e, *dir;
 
-	e = find(m, key);
+	e = mem_find(m, key);
 	if (!e)
 		return -ENOENT;
 	if (e->a.kind == DSFS_DIR && e->nreal)
 		return -ENOTEMPTY;
-	m->used -= entry_cost(e);
-	drop_whiteouts(m, e);
-	entry_destroy(m, e);
+	m->used -= mem_entry_cost(e);
+	dir = e->parent;
+	mem_drop_whiteouts(m, e);
+	mem_entry_destroy(m, e);
+	if (now)
+		mem_touch_dir(m, dir, *now);
 	return 0;
 }
 
 /* Run fn(m, key) under the lock. */
 static int key_locked(struct dsfs_layer *l, const char *key,
-		      int (*fn)(struct mem_layer *m, const char *key))
+		      int (*fn)(struct mem_layer *m, const char *key,
+				const struct timespec *now))
 {
+	struct timespec now = layer_now();
 	struct mem_layer *m = to_mem(l);
 	int rc;
 
 	pthread_mutex_lock(&m->lock);
-	rc = fn(m, key);
+	rc = fn(m, key, &now);
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
@@ -512,34 +291,37 @@ static int mem_remove(struct dsfs_layer *l, const char *key)
 	return key_locked(l, key, remove_locked);
 }
 
-static int whiteout_locked(struct mem_layer *m, const char *key)
+static int whiteout_locked(struct mem_layer *m, const char *key,
+			   const struct timespec *now)
 {
 	struct mem_entry *e, *dir;
-	uint64_t add = strlen(base_name(key)), sub = 0;
+	uint64_t add = strlen(mem_base_name(key)), sub = 0;
 	int rc;
 
-	rc = find_parent(m, key, &dir);
+	rc = mem_find_parent(m, key, &dir);
 	if (rc)
 		return rc;
-	e = find(m, key);
+	e = mem_find(m, key);
 	if (e && e->a.kind == DSFS_DIR && e->nreal)
 		return -ENOTEMPTY;
 	if (e)
-		sub = entry_cost(e);
-	if (!fits(m, add, sub))
+		sub = mem_entry_cost(e);
+	if (!mem_fits(m, add, sub))
 		return -ENOSPC;
 	if (!e) {
-		e = entry_new(key);
+		e = mem_entry_new(key);
 		if (!e)
 			return -ENOMEM;
 		e->a.kind = DSFS_WHITEOUT;
-		entry_attach(m, dir, e);
+		mem_attach(m, dir, e);
 	} else {
-		drop_whiteouts(m, e);
-		entry_drop_value(m, e);
+		mem_drop_whiteouts(m, e);
+		mem_drop_value(m, e);
 	}
-	set_whiteout(m, e);
+	mem_set_whiteout(m, e);
 	m->used = m->used + add - sub;
+	if (now)
+		mem_touch_dir(m, dir, *now);
 	return 0;
 }
 
@@ -556,7 +338,7 @@ static int mem_setattr(struct dsfs_layer *l, const char *key,
 	int rc = 0;
 
 	pthread_mutex_lock(&m->lock);
-	e = find(m, key);
+	e = mem_find(m, key);
 	if (!e || e->a.kind == DSFS_WHITEOUT) {
 		rc = -ENOENT;
 		goto out_unlock;
@@ -568,66 +350,8 @@ out_unlock:
 	return rc;
 }
 
-/* Walk a subtree in preorder without a stack: the first descendant of top,
- * then next_in(e, top) until NULL.  The walk only reads the links, so it
- * visits the same nodes in the same order while keys are being changed. */
-static struct mem_entry *next_in(struct mem_entry *e,
-				 const struct mem_entry *top)
-{
-	if (e->kids)
-		return e->kids;
-	while (e != top) {
-		if (e->next)
-			return e->next;
-		e = e->parent;
-	}
-	return NULL;
-}
-
-/* New keys for every descendant of src once src is named `to`, in walk
- * order; NULL (everything freed) when out of memory. */
-static char **subtree_keys(struct mem_entry *src, const char *to, size_t *count)
-{
-	size_t n = 0, i = 0, flen = strlen(src->key), tlen = strlen(to);
-	struct mem_entry *d;
-	char **keys;
-
-	for (d = next_in(src, src); d; d = next_in(d, src))
-		n++;
-	keys = calloc(n ? n : 1, sizeof(*keys));
-	if (!keys)
-		return NULL;
-	for (d = next_in(src, src); d; d = next_in(d, src), i++) {
-		size_t rest = strlen(d->key) - flen;
-
-		keys[i] = malloc(tlen + rest + 1);
-		if (!keys[i])
-			goto out_free;
-		memcpy(keys[i], to, tlen);
-		memcpy(keys[i] + tlen, d->key + flen, rest + 1);
-	}
-	*count = n;
-	return keys;
-
-out_free:
-	while (i--)
-		free(keys[i]);
-	free(keys);
-	return NULL;
-}
-
-/* Give e its new key and re-index it. */
-static void rekey(struct mem_layer *m, struct mem_entry *e, char *key)
-{
-	htab_del(&m->entries, &e->h);
-	free(e->key);
-	e->key = key;
-	e->name = base_name(key);
-	htab_add(&m->entries, &e->h, key, strlen(key));
-}
-
 static int rename_locked(struct mem_layer *m, const char *from, const char *to,
-			 unsigned flags)
+			 unsigned flags, const struct timespec *now)
 {
 	struct mem_entry *src, *dst, *tdir, *fdir, *wo = NULL, *d;
 	char **keys = NULL, *newkey = NULL;
@@ -636,13 +360,13 @@ static int rename_locked(struct mem_layer *m, const char *from, const char *to,
 	bool same;
 	int rc;
 
-	src = find(m, from);
+	src = mem_find(m, from);
 	if (!src || src->a.kind == DSFS_WHITEOUT)
 		return -ENOENT;
-	rc = find_parent(m, to, &tdir);
+	rc = mem_find_parent(m, to, &tdir);
 	if (rc)
 		return rc;
-	dst = find(m, to);
+	dst = mem_find(m, to);
 	rc = layer_rename_check(from, to, flags, &src->a, dst ? &dst->a : NULL,
 				&same);
 	if (rc || same)
@@ -650,11 +374,11 @@ static int rename_locked(struct mem_layer *m, const char *from, const char *to,
 	if (dst && dst->a.kind == DSFS_DIR && dst->nreal)
 		return -ENOTEMPTY;
 
-	add = strlen(base_name(to));
-	sub = strlen(src->name) + (dst ? entry_cost(dst) : 0);
+	add = strlen(mem_base_name(to));
+	sub = strlen(src->name) + (dst ? mem_entry_cost(dst) : 0);
 	if (flags & DSFS_RENAME_WHITEOUT)
 		add += strlen(src->name);
-	if (!fits(m, add, sub))
+	if (!mem_fits(m, add, sub))
 		return -ENOSPC;
 
 	/* Allocate everything before changing anything. */
@@ -663,36 +387,41 @@ static int rename_locked(struct mem_layer *m, const char *from, const char *to,
 	if (!newkey)
 		goto out_free;
 	if (src->a.kind == DSFS_DIR) {
-		keys = subtree_keys(src, to, &nkeys);
+		keys = mem_subtree_keys(src, to, &nkeys);
 		if (!keys)
 			goto out_free;
 	}
 	if (flags & DSFS_RENAME_WHITEOUT) {
-		wo = entry_new(from);
+		wo = mem_entry_new(from);
 		if (!wo)
 			goto out_free;
 		wo->a.kind = DSFS_WHITEOUT;
 	}
 
 	if (dst) {
-		drop_whiteouts(m, dst);
-		entry_destroy(m, dst);
+		mem_drop_whiteouts(m, dst);
+		mem_entry_destroy(m, dst);
 	}
 	fdir = src->parent;
-	unlink_child(src);
-	rekey(m, src, newkey);
-	link_child(tdir, src);
+	mem_unlink_child(src);
+	mem_rekey(m, src, newkey);
+	mem_link_child(tdir, src);
 	src->a.version = ++m->seq;
-	/* The walk reads only links, which rekey() leaves alone. */
-	for (d = next_in(src, src), i = 0; d && i < nkeys;
-	     d = next_in(d, src), i++)
-		rekey(m, d, keys[i]);
+	/* The walk reads only links, which mem_rekey() leaves alone. */
+	for (d = mem_next_in(src, src), i = 0; d && i < nkeys;
+	     d = mem_next_in(d, src), i++)
+		mem_rekey(m, d, keys[i]);
 	free(keys);
 	if (wo) {
-		entry_attach(m, fdir, wo);
-		set_whiteout(m, wo);
+		mem_attach(m, fdir, wo);
+		mem_set_whiteout(m, wo);
 	}
 	m->used = m->used + add - sub;
+	if (now) {
+		mem_touch_dir(m, fdir, *now);
+		if (tdir != fdir)
+			mem_touch_dir(m, tdir, *now);
+	}
 	return 0;
 
 out_free:
@@ -711,11 +440,12 @@ out_free:
 static int mem_rename(struct dsfs_layer *l, const char *from, const char *to,
 		      unsigned flags)
 {
+	struct timespec now = layer_now();
 	struct mem_layer *m = to_mem(l);
 	int rc;
 
 	pthread_mutex_lock(&m->lock);
-	rc = rename_locked(m, from, to, flags);
+	rc = rename_locked(m, from, to, flags, &now);
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
@@ -735,7 +465,7 @@ static int snapshot_kids(struct mem_layer *m, const char *dir,
 	size_t n = 0, names = 0;
 	char *pool;
 
-	e = find(m, dir);
+	e = mem_find(m, dir);
 	if (!e || e->a.kind == DSFS_WHITEOUT)
 		return -ENOENT;
 	if (e->a.kind != DSFS_DIR)
@@ -799,65 +529,12 @@ static int mem_sync(struct dsfs_layer *l)
 	return 0;
 }
 
-/* What clear_locked() keeps: the roots (emptied) and, unless closing, the
- * pinned blobs. */
-struct clearing {
-	struct mem_layer *m;
-	bool closing;
-	uint64_t used; /* bytes of the blobs kept */
-};
-
-static void clear_entry(struct htab_node *h, void *arg)
-{
-	struct clearing *c = arg;
-	struct mem_entry *e = (struct mem_entry *)h;
-
-	if (e->root && !c->closing) {
-		e->kids = NULL;
-		e->nreal = 0;
-		htab_add(&c->m->entries, h, e->key, strlen(e->key));
-		return;
-	}
-	free(e->value);
-	free(e->key);
-	free(e);
-}
-
-static void clear_blob(struct htab_node *h, void *arg)
-{
-	struct clearing *c = arg;
-	struct mem_blob *b = (struct mem_blob *)h;
-
-	if (b->pins && !c->closing) {
-		b->refs = 0;
-		htab_add(&c->m->blobs, h, b->token, strlen(b->token));
-		c->used += b->len;
-		return;
-	}
-	free(b->data);
-	free(b);
-}
-
-/* Free every entry but the roots, and every blob but the pinned ones, or
- * everything if closing.  The pinned blobs stay, referenced by nothing and
- * still counted in usage, until their last unpin.  seq is kept: versions
- * must keep increasing across a factory reset, or a cache holding an old
- * version could take a new value for the one it has. */
-static void clear_locked(struct mem_layer *m, bool closing)
-{
-	struct clearing c = {m, closing, 0};
-
-	htab_drain(&m->entries, clear_entry, &c);
-	htab_drain(&m->blobs, clear_blob, &c);
-	m->used = c.used;
-}
-
 static int mem_clear(struct dsfs_layer *l)
 {
 	struct mem_layer *m = to_mem(l);
 
 	pthread_mutex_lock(&m->lock);
-	clear_locked(m, false);
+	mem_clear_locked(m, false);
 	pthread_mutex_unlock(&m->lock);
 	return 0;
 }
@@ -873,7 +550,7 @@ static int find_blob_locked(struct dsfs_layer *l, const char *token, bool pin,
 	int rc = 0;
 
 	pthread_mutex_lock(&m->lock);
-	b = find_blob(m, token);
+	b = mem_find_blob(m, token);
 	if (!b)
 		rc = -ENOENT;
 	else if (pin)
@@ -902,12 +579,12 @@ static int mem_unpin_blob(struct dsfs_layer *l, const char *token)
 	int rc = 0;
 
 	pthread_mutex_lock(&m->lock);
-	b = find_blob(m, token);
+	b = mem_find_blob(m, token);
 	if (!b || !b->pins) {
 		rc = -ENOENT;
 	} else if (!--b->pins && !b->refs) {
 		m->used -= b->len;
-		blob_free(m, b);
+		mem_blob_free(m, b);
 	}
 	pthread_mutex_unlock(&m->lock);
 	return rc;
@@ -917,11 +594,60 @@ static void mem_close(struct dsfs_layer *l)
 {
 	struct mem_layer *m = to_mem(l);
 
-	clear_locked(m, true);
+	mem_clear_locked(m, true);
 	htab_free(&m->entries);
 	htab_free(&m->blobs);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
+}
+
+/* Nothing here is durable: a create is a commit of an empty value. */
+static int mem_create(struct dsfs_layer *l, const char *key,
+		      const struct dsfs_attr *a, struct dsfs_attr *out)
+{
+	return mem_commit(l, key, a, "", 0, out);
+}
+
+/* One change of a change set, with its op's rules and no directory
+ * times (layer.h). */
+static int apply_one(struct mem_layer *m, const struct layer_change *c)
+{
+	switch (c->op) {
+	case LAYER_CH_COMMIT:
+		return commit_locked(m, c->key, &c->attr, c->data, c->len, NULL,
+				     NULL);
+	case LAYER_CH_MKDIR:
+		return mkdir_locked(m, c->key, &c->attr, NULL);
+	case LAYER_CH_REMOVE:
+		return remove_locked(m, c->key, NULL);
+	case LAYER_CH_WHITEOUT:
+		return whiteout_locked(m, c->key, NULL);
+	}
+	return -EINVAL;
+}
+
+/* All or nothing: the changes are made to a copy of the layer, which
+ * becomes the layer if every one of them succeeded.  A copy costs the
+ * layer's size, once per change set (an admin tool's load or reset, not
+ * a path that runs per file), and keeps each op free of undo records. */
+static int mem_apply(struct dsfs_layer *l, const struct layer_change *c,
+		     size_t n)
+{
+	struct mem_layer *m = to_mem(l), copy;
+	size_t i;
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	rc = mem_clone(m, &copy);
+	if (rc == 0) {
+		for (i = 0; i < n && rc == 0; i++)
+			rc = apply_one(&copy, &c[i]);
+		if (rc == 0)
+			mem_swap_tree(m, &copy);
+		mem_free_tree(&copy); /* the copy, or the old content */
+	}
+	pthread_mutex_unlock(&m->lock);
+	return rc;
 }
 
 static const struct dsfs_layer_ops mem_ops = {
@@ -943,6 +669,8 @@ static const struct dsfs_layer_ops mem_ops = {
 	.stat_blob = mem_stat_blob,
 	.pin_blob = mem_pin_blob,
 	.unpin_blob = mem_unpin_blob,
+	.apply = mem_apply,
+	.create = mem_create,
 };
 
 int layer_mem_open(uint64_t budget, struct dsfs_layer **out)
@@ -965,7 +693,7 @@ int layer_mem_open(uint64_t budget, struct dsfs_layer **out)
 	if (htab_init(&m->blobs, seed))
 		goto out_free_entries;
 	for (i = 0; (root = layer_tree_root(i)); i++) {
-		e = entry_new(root);
+		e = mem_entry_new(root);
 		if (!e)
 			goto out_free_roots;
 		e->root = true;
@@ -985,7 +713,7 @@ int layer_mem_open(uint64_t budget, struct dsfs_layer **out)
 	return 0;
 
 out_free_roots:
-	clear_locked(m, true);
+	mem_clear_locked(m, true);
 	htab_free(&m->blobs);
 out_free_entries:
 	htab_free(&m->entries);

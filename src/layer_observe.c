@@ -78,6 +78,21 @@ static int o_commit(struct dsfs_layer *l, const char *key,
 	return tell(l, rc, &ev);
 }
 
+static int o_create(struct dsfs_layer *l, const char *key,
+		    const struct dsfs_attr *a, struct dsfs_attr *out)
+{
+	struct layer_event ev = {.op = LAYER_EV_COMMIT, .key = key};
+	struct dsfs_attr stored;
+	int rc;
+
+	rc = layer_create(obs(l)->inner, key, a, &stored);
+	if (rc == 0 && out)
+		*out = stored;
+	if (rc == 0)
+		ev.version = stored.version;
+	return tell(l, rc, &ev);
+}
+
 static int o_mkdir(struct dsfs_layer *l, const char *key,
 		   const struct dsfs_attr *a)
 {
@@ -201,6 +216,7 @@ static const struct dsfs_layer_ops observed_ops = {
 	.pin_blob = o_pin_blob,
 	.unpin_blob = o_unpin_blob,
 	.apply = o_apply,
+	.create = o_create,
 	.room = o_room,
 };
 

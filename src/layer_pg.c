@@ -1,6 +1,7 @@
 /*
  * layer_pg.c - the runtime layer in a PostgreSQL database: the operations
- * of layer.h, in terms of rows of dsfs_entry and dsfs_blob.
+ * of layer.h, in terms of rows of dsfs_entry and dsfs_blob
+ * (layer_pg_rows.c).
  *
  * Each change is one write transaction (layer_pg_conn.c), which begins by
  * locking the usage row, dsfs_state: the budget is checked against the
@@ -21,230 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- rows ---------------------------------------------------------- */
-
-/* The attribute columns (ATTR_COLS) of row, from column c. */
-static void row_attr(const PGresult *r, int row, int c, struct dsfs_attr *a)
-{
-	memset(a, 0, sizeof(*a));
-	a->kind = (enum dsfs_kind)pg_get_i64(r, row, c);
-	a->opaque = pg_get_bool(r, row, c + 1);
-	a->mode = (uint32_t)pg_get_i64(r, row, c + 2);
-	a->uid = (uint32_t)pg_get_i64(r, row, c + 3);
-	a->gid = (uint32_t)pg_get_i64(r, row, c + 4);
-	a->atime = layer_ns_time(pg_get_i64(r, row, c + 5));
-	a->mtime = layer_ns_time(pg_get_i64(r, row, c + 6));
-	a->ctime = layer_ns_time(pg_get_i64(r, row, c + 7));
-	a->version = (uint64_t)pg_get_i64(r, row, c + 8);
-	a->size = (uint64_t)pg_get_i64(r, row, c + 9);
-	snprintf(a->type, sizeof(a->type), "%.*s", PQgetlength(r, row, c + 10),
-		 PQgetvalue(r, row, c + 10));
-	snprintf(a->token, sizeof(a->token), "%.*s",
-		 PQgetlength(r, row, c + 11), PQgetvalue(r, row, c + 11));
-}
-
-static void param_key(struct pg_params *pp, const struct layer_key *k)
-{
-	pg_param_bytes(pp, k->parent, k->plen);
-	pg_param_bytes(pp, k->name, k->nlen);
-}
-
-/* Run stmt: its one row in *r (to PQclear()), or -ENOENT if it found
- * none. */
-static int one_row(struct pg_tx *t, enum pg_stmt stmt,
-		   const struct pg_params *pp, PGresult **r)
-{
-	int rc = pg_exec(t, stmt, pp, r);
-
-	if (rc == 0 && PQntuples(*r) != 1) {
-		PQclear(*r);
-		*r = NULL;
-		rc = -ENOENT;
-	}
-	return rc;
-}
-
-/* The row named by k: 0, or -ENOENT if there is none. */
-static int get_row(struct pg_tx *t, const struct layer_key *k,
-		   struct dsfs_attr *a)
-{
-	struct pg_params pp = {0};
-	PGresult *r;
-	int rc;
-
-	param_key(&pp, k);
-	rc = one_row(t, P_GET, &pp, &r);
-	if (rc == 0) {
-		row_attr(r, 0, 0, a);
-		PQclear(r);
-	}
-	return rc;
-}
-
-/* The row of key; a key without a parent part has none. */
-static int get_key(struct pg_tx *t, const char *key, struct dsfs_attr *a)
-{
-	struct layer_key k;
-
-	if (layer_split_key(key, strlen(key), &k))
-		return -ENOENT;
-	return get_row(t, &k, a);
-}
-
-/* Split key, check that its parent can hold it (a root or a directory),
- * and read the row at key, if any (*found). */
-static int target(struct pg_tx *t, const char *key, struct layer_key *k,
-		  struct dsfs_attr *a, bool *found)
-{
-	struct layer_key pk;
-	struct dsfs_attr pa;
-	int rc;
-
-	if (layer_split_key(key, strlen(key), k))
-		return -EINVAL;
-	if (!layer_is_root(k->parent, k->plen)) {
-		if (layer_split_key(k->parent, k->plen, &pk))
-			return -ENOENT;
-		rc = get_row(t, &pk, &pa);
-		if (rc == -ENOENT)
-			pa.kind = DSFS_NONE;
-		else if (rc)
-			return rc;
-		rc = layer_dir_check(pa.kind);
-		if (rc)
-			return rc;
-	}
-	rc = get_row(t, k, a);
-	*found = rc == 0;
-	return rc == -ENOENT ? 0 : rc;
-}
-
-/* Write the row at k with a; data is the value of a plain file (NULL
- * stores none). */
-static int put_row(struct pg_tx *t, const struct layer_key *k,
-		   const struct dsfs_attr *a, const void *data, size_t len)
-{
-	struct pg_params pp = {0};
-
-	param_key(&pp, k);
-	pg_param_i64(&pp, a->kind);
-	pg_param_i64(&pp, a->opaque);
-	pg_param_i64(&pp, a->mode);
-	pg_param_i64(&pp, a->uid);
-	pg_param_i64(&pp, a->gid);
-	pg_param_i64(&pp, layer_time_ns(a->atime));
-	pg_param_i64(&pp, layer_time_ns(a->mtime));
-	pg_param_i64(&pp, layer_time_ns(a->ctime));
-	pg_param_i64(&pp, (int64_t)a->version);
-	pg_param_i64(&pp, (int64_t)a->size);
-	pg_param_str(&pp, a->type);
-	pg_param_str(&pp, a->token);
-	if (data)
-		pg_param_bytes(&pp, data, len);
-	else
-		pg_param_null(&pp);
-	return pg_run(t, P_PUT, &pp, NULL);
-}
-
-/* Run a statement whose only parameter is the byte string s[0..len). */
-static int run_on(struct pg_tx *t, enum pg_stmt stmt, const char *s, size_t len,
-		  long *n)
-{
-	struct pg_params pp = {0};
-
-	pg_param_bytes(&pp, s, len);
-	return pg_run(t, stmt, &pp, n);
-}
-
-/* The int8 in the first column of stmt's one row (0 if no row). */
-static int int_on(struct pg_tx *t, enum pg_stmt stmt, const char *s, size_t len,
-		  int64_t *v)
-{
-	struct pg_params pp = {0};
-	PGresult *r;
-	int rc;
-
-	if (s)
-		pg_param_bytes(&pp, s, len);
-	rc = pg_exec(t, stmt, &pp, &r);
-	if (rc)
-		return rc;
-	*v = PQntuples(r) ? pg_get_i64(r, 0, 0) : 0;
-	PQclear(r);
-	return 0;
-}
-
-/* ---- blobs --------------------------------------------------------- */
-
-static bool in_blob(const struct dsfs_attr *a)
-{
-	return a->kind == DSFS_FILE && a->token[0];
-}
-
-static int blob_get(struct pg_tx *t, const char *token, int64_t *refs,
-		    uint64_t *len)
-{
-	struct pg_params pp = {0};
-	PGresult *r;
-	int rc;
-
-	pg_param_str(&pp, token);
-	rc = one_row(t, P_BLOB_GET, &pp, &r);
-	if (rc == 0) {
-		*refs = pg_get_i64(r, 0, 0);
-		*len = (uint64_t)pg_get_i64(r, 0, 1);
-		PQclear(r);
-	}
-	return rc;
-}
-
-static int blob_ref(struct pg_tx *t, const char *token, int64_t delta)
-{
-	struct pg_params pp = {0};
-
-	pg_param_str(&pp, token);
-	pg_param_i64(&pp, delta);
-	return pg_run(t, P_BLOB_REF, &pp, NULL);
-}
-
-/* Is token pinned by any opening, on any host? */
-static int pinned(struct pg_tx *t, const char *token, bool *yes)
-{
-	long n = 0;
-	int rc = run_on(t, P_PINNED, token, strlen(token), &n);
-
-	*yes = n > 0;
-	return rc;
-}
-
-/* Delete token's blob if nothing references or pins it; *freed is the
- * bytes it held (0 if it stays). */
-static int blob_gc(struct pg_tx *t, const char *token, uint64_t *freed)
-{
-	int64_t len = 0;
-	int rc = int_on(t, P_BLOB_GC, token, strlen(token), &len);
-
-	*freed = (uint64_t)len;
-	return rc;
-}
-
-/* Drop one reference to token's blob; one that nothing references or
- * pins any more is deleted (its bytes were counted by entry_cost()). */
-static int blob_put(struct pg_tx *t, const char *token)
-{
-	uint64_t freed;
-	int rc = blob_ref(t, token, -1);
-
-	return rc ? rc : blob_gc(t, token, &freed);
-}
-
 /* ---- entries ------------------------------------------------------- */
 
 /* 1 if the directory at key holds anything but whiteouts, else 0. */
 static int has_real_kid(struct pg_tx *t, const char *key)
 {
 	long n = 0;
-	int rc = run_on(t, P_REAL_KID, key, strlen(key), &n);
+	int rc = pg_run_on(t, P_REAL_KID, key, strlen(key), &n);
 
 	return rc ? rc : n > 0;
 }
@@ -262,41 +46,65 @@ static int entry_cost(struct pg_tx *t, const char *key,
 
 	*cost = (uint64_t)k->nlen;
 	if (a->kind == DSFS_DIR) {
-		rc = int_on(t, P_KIDS_COST, key, strlen(key), &kids);
+		rc = pg_int_on(t, P_KIDS_COST, key, strlen(key), &kids);
 		*cost += rc ? 0 : (uint64_t)kids;
 		return rc;
 	}
-	if (!in_blob(a)) {
+	if (!pg_in_blob(a)) {
 		*cost += a->kind == DSFS_FILE ? a->size : 0;
 		return 0;
 	}
 	if (keep && strcmp(keep, a->token) == 0)
 		return 0;
-	rc = blob_get(t, a->token, &refs, &len);
+	rc = pg_blob_get(t, a->token, &refs, &len);
 	if (rc)
 		return rc == -ENOENT ? 0 : rc;
-	rc = pinned(t, a->token, &pin);
+	rc = pg_pinned(t, a->token, &pin);
 	if (rc == 0 && refs <= 1 && !pin)
 		*cost += len;
 	return rc;
 }
 
-/* Delete the entry a at k (key) with a directory's whiteouts or an
+/* What goes with the entry a at key: a directory's whiteouts or an
  * image's blob reference. */
+static int drop_with(struct pg_tx *t, const char *key,
+		     const struct dsfs_attr *a)
+{
+	if (a->kind == DSFS_DIR)
+		return pg_run_on(t, P_DEL_KIDS, key, strlen(key), NULL);
+	if (pg_in_blob(a))
+		return pg_blob_put(t, a->token);
+	return 0;
+}
+
+/* Delete the entry a at k (key) with what goes with it. */
 static int drop_entry(struct pg_tx *t, const char *key,
 		      const struct layer_key *k, const struct dsfs_attr *a)
 {
 	struct pg_params pp = {0};
-	int rc = 0;
+	int rc = drop_with(t, key, a);
 
-	if (a->kind == DSFS_DIR)
-		rc = run_on(t, P_DEL_KIDS, key, strlen(key), NULL);
-	else if (in_blob(a))
-		rc = blob_put(t, a->token);
 	if (rc)
 		return rc;
-	param_key(&pp, k);
+	pg_param_key(&pp, k);
 	return pg_run(t, P_DEL, &pp, NULL);
+}
+
+/* A name in the directory dir[0..len) changed (layer.h, Directory
+ * times): its mtime and ctime are now, with a new version; nothing for a
+ * tree root, or in apply(). */
+static int touch_dir(struct pg_tx *t, const char *dir, size_t len)
+{
+	struct pg_params pp = {0};
+	struct layer_key k;
+
+	if (t->stated || layer_is_root(dir, len) ||
+	    layer_split_key(dir, len, &k))
+		return 0;
+	pg_param_key(&pp, &k);
+	pg_param_i64(&pp, layer_time_ns(layer_now()));
+	pg_param_i64(&pp, ++t->seq);
+	return pg_run(t, P_TOUCH, &pp, NULL);
 }
 
 static bool fits(const struct pg_tx *t, uint64_t add, uint64_t sub)
@@ -316,7 +124,7 @@ static int lookup_fn(struct pg_tx *t, void *arg)
 {
 	struct dsfs_attr *a = arg;
 
-	return get_key(t, t->key, a);
+	return pg_get_key(t, t->key, a);
 }
 
 static int pg_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a)
@@ -363,7 +171,7 @@ static int read_fn(struct pg_tx *t, void *arg)
 	if (ra->token) {
 		pg_param_str(&pp, ra->token);
 		param_slice(&pp, ra->off, ra->len);
-		rc = one_row(t, P_READ_BLOB, &pp, &r);
+		rc = pg_one_row(t, P_READ_BLOB, &pp, &r);
 		if (rc == 0) {
 			take_slice(ra, r, 0);
 			PQclear(r);
@@ -373,7 +181,7 @@ static int read_fn(struct pg_tx *t, void *arg)
 	if (layer_split_key(t->key, strlen(t->key), &k))
 		return layer_is_root(t->key, strlen(t->key)) ? -EISDIR :
 							       -ENOENT;
-	param_key(&pp, &k);
+	pg_param_key(&pp, &k);
 	param_slice(&pp, ra->off, ra->len);
 	rc = pg_exec(t, P_READ, &pp, &r);
 	if (rc)
@@ -426,7 +234,7 @@ static int commit_fn(struct pg_tx *t, void *arg)
 	int64_t refs;
 	int rc;
 
-	rc = target(t, t->key, &k, &old, &found);
+	rc = pg_target(t, t->key, &k, &old, &found);
 	if (rc)
 		return rc;
 	if (found && old.kind == DSFS_DIR)
@@ -434,11 +242,11 @@ static int commit_fn(struct pg_tx *t, void *arg)
 	layer_file_attr(&na, c->a);
 	add = (uint64_t)k.nlen;
 	if (na.token[0]) {
-		rc = blob_get(t, na.token, &refs, &blen);
+		rc = pg_blob_get(t, na.token, &refs, &blen);
 		if (rc && rc != -ENOENT)
 			return rc;
 		have_blob = rc == 0;
-		same_blob = found && in_blob(&old) &&
+		same_blob = found && pg_in_blob(&old) &&
 			    strcmp(old.token, na.token) == 0;
 	}
 	if (!have_blob)
@@ -461,16 +269,18 @@ static int commit_fn(struct pg_tx *t, void *arg)
 		pg_param_bytes(&pp, c->data, c->len);
 		rc = pg_run(t, P_BLOB_ADD, &pp, NULL);
 	} else if (na.token[0] && !same_blob) {
-		rc = blob_ref(t, na.token, 1);
+		rc = pg_blob_ref(t, na.token, 1);
 	}
-	if (rc == 0 && found && in_blob(&old) && !same_blob)
-		rc = blob_put(t, old.token);
+	if (rc == 0 && found && pg_in_blob(&old) && !same_blob)
+		rc = pg_blob_put(t, old.token);
 	if (rc)
 		return rc;
 	na.size = have_blob ? blen : c->len;
 	t->seq = (int64_t)layer_version_floor((uint64_t)t->seq, c->a);
 	na.version = next_version(t);
-	rc = put_row(t, &k, &na, na.token[0] ? NULL : c->data, c->len);
+	rc = pg_put_row(t, &k, &na, na.token[0] ? NULL : c->data, c->len);
+	if (rc == 0 && (!found || old.kind == DSFS_WHITEOUT))
+		rc = touch_dir(t, k.parent, k.plen); /* a new name */
 	if (rc == 0 && c->out)
 		*c->out = na;
 	if (rc == 0)
@@ -495,7 +305,7 @@ static int mkdir_fn(struct pg_tx *t, void *arg)
 	bool found;
 	int rc;
 
-	rc = target(t, t->key, &k, &old, &found);
+	rc = pg_target(t, t->key, &k, &old, &found);
 	if (rc)
 		return rc;
 	if (found && old.kind != DSFS_WHITEOUT)
@@ -505,7 +315,9 @@ static int mkdir_fn(struct pg_tx *t, void *arg)
 		return -ENOSPC;
 	layer_dir_attr(&na, a);
 	na.version = next_version(t);
-	rc = put_row(t, &k, &na, NULL, 0);
+	rc = pg_put_row(t, &k, &na, NULL, 0);
+	if (rc == 0)
+		rc = touch_dir(t, k.parent, k.plen);
 	if (rc == 0 && !found)
 		t->used += (int64_t)k.nlen;
 	return rc;
@@ -531,21 +343,31 @@ static int check_empty(struct pg_tx *t, const char *key,
 
 static int remove_fn(struct pg_tx *t, void *arg)
 {
+	struct pg_params pp = {0};
 	struct layer_key k;
 	struct dsfs_attr a;
 	uint64_t cost;
+	PGresult *r;
 	int rc;
 
 	(void)arg;
 	if (layer_split_key(t->key, strlen(t->key), &k))
 		return -ENOENT;
-	rc = get_row(t, &k, &a);
-	if (rc == 0)
-		rc = check_empty(t, t->key, &a);
+	/* The row first, which a plain file needs nothing else for; a
+	 * directory that is not empty rolls it all back. */
+	pg_param_key(&pp, &k);
+	rc = pg_one_row(t, P_TAKE, &pp, &r);
+	if (rc)
+		return rc;
+	pg_row_attr(r, 0, 0, &a);
+	PQclear(r);
+	rc = check_empty(t, t->key, &a);
 	if (rc == 0)
 		rc = entry_cost(t, t->key, &k, &a, NULL, &cost);
 	if (rc == 0)
-		rc = drop_entry(t, t->key, &k, &a);
+		rc = drop_with(t, t->key, &a);
+	if (rc == 0)
+		rc = touch_dir(t, k.parent, k.plen);
 	if (rc == 0)
 		t->used -= (int64_t)cost;
 	return rc;
@@ -563,7 +385,7 @@ static int put_whiteout(struct pg_tx *t, const struct layer_key *k)
 
 	layer_whiteout_attr(&wo);
 	wo.version = next_version(t);
-	return put_row(t, k, &wo, NULL, 0);
+	return pg_put_row(t, k, &wo, NULL, 0);
 }
 
 static int whiteout_fn(struct pg_tx *t, void *arg)
@@ -575,7 +397,7 @@ static int whiteout_fn(struct pg_tx *t, void *arg)
 	int rc;
 
 	(void)arg;
-	rc = target(t, t->key, &k, &a, &found);
+	rc = pg_target(t, t->key, &k, &a, &found);
 	if (rc == 0 && found)
 		rc = check_empty(t, t->key, &a);
 	if (rc == 0 && found)
@@ -586,11 +408,13 @@ static int whiteout_fn(struct pg_tx *t, void *arg)
 	if (!fits(t, add, sub))
 		return -ENOSPC;
 	if (found && a.kind == DSFS_DIR)
-		rc = run_on(t, P_DEL_KIDS, t->key, strlen(t->key), NULL);
-	else if (found && in_blob(&a))
-		rc = blob_put(t, a.token);
+		rc = pg_run_on(t, P_DEL_KIDS, t->key, strlen(t->key), NULL);
+	else if (found && pg_in_blob(&a))
+		rc = pg_blob_put(t, a.token);
 	if (rc == 0)
 		rc = put_whiteout(t, &k);
+	if (rc == 0)
+		rc = touch_dir(t, k.parent, k.plen);
 	if (rc == 0)
 		t->used = (int64_t)((uint64_t)t->used + add - sub);
 	return rc;
@@ -617,13 +441,13 @@ static int setattr_fn(struct pg_tx *t, void *arg)
 
 	if (layer_split_key(t->key, strlen(t->key), &k))
 		return -ENOENT;
-	rc = get_row(t, &k, &a);
+	rc = pg_get_row(t, &k, &a);
 	if (rc)
 		return rc;
 	if (a.kind == DSFS_WHITEOUT)
 		return -ENOENT;
 	layer_apply_setattr(&a, sa->a, sa->mask);
-	param_key(&pp, &k);
+	pg_param_key(&pp, &k);
 	pg_param_i64(&pp, a.mode);
 	pg_param_i64(&pp, a.uid);
 	pg_param_i64(&pp, a.gid);
@@ -696,12 +520,12 @@ static int rename_fn(struct pg_tx *t, void *arg)
 
 	if (layer_split_key(from, strlen(from), &fk))
 		return -ENOENT;
-	rc = get_row(t, &fk, &src);
+	rc = pg_get_row(t, &fk, &src);
 	if (rc)
 		return rc;
 	if (src.kind == DSFS_WHITEOUT)
 		return -ENOENT;
-	rc = target(t, ra->to, &tk, &dst, &found);
+	rc = pg_target(t, ra->to, &tk, &dst, &found);
 	if (rc)
 		return rc;
 	rc = layer_rename_check(from, ra->to, ra->flags, &src,
@@ -725,14 +549,19 @@ static int rename_fn(struct pg_tx *t, void *arg)
 		if (rc)
 			return rc;
 	}
-	param_key(&pp, &fk);
-	param_key(&pp, &tk);
+	pg_param_key(&pp, &fk);
+	pg_param_key(&pp, &tk);
 	pg_param_i64(&pp, (int64_t)next_version(t));
 	rc = pg_run(t, P_MOVE, &pp, NULL);
 	if (rc == 0 && src.kind == DSFS_DIR)
 		rc = move_subtree(t, from, ra->to);
 	if (rc == 0 && (ra->flags & DSFS_RENAME_WHITEOUT))
 		rc = put_whiteout(t, &fk);
+	if (rc == 0)
+		rc = touch_dir(t, fk.parent, fk.plen);
+	if (rc == 0 &&
+	    (fk.plen != tk.plen || memcmp(fk.parent, tk.parent, fk.plen) != 0))
+		rc = touch_dir(t, tk.parent, tk.plen);
 	if (rc == 0)
 		t->used = (int64_t)((uint64_t)t->used + add - sub);
 	return rc;
@@ -763,7 +592,7 @@ static int list_fn(struct pg_tx *t, void *arg)
 	PQclear(la->rows); /* from an attempt that lost its connection */
 	la->rows = NULL;
 	if (!layer_is_root(t->key, dlen)) {
-		rc = get_key(t, t->key, &d);
+		rc = pg_get_key(t, t->key, &d);
 		if (rc == -ENOENT)
 			d.kind = DSFS_NONE;
 		else if (rc)
@@ -798,7 +627,7 @@ static int pg_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
 			rc = -ENOMEM;
 			break;
 		}
-		row_attr(la.rows, i, 1, &a);
+		pg_row_attr(la.rows, i, 1, &a);
 		rc = cb(ctx, name, &a);
 		free(name);
 	}
@@ -811,7 +640,7 @@ static int pg_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
 static int usage_fn(struct pg_tx *t, void *arg)
 {
 	PGresult *r;
-	int rc = one_row(t, P_USED, NULL, &r);
+	int rc = pg_one_row(t, P_USED, NULL, &r);
 
 	if (rc == 0) {
 		t->used = pg_get_i64(r, 0, 0);
@@ -832,12 +661,48 @@ static int pg_usage(struct dsfs_layer *l, uint64_t *used, uint64_t *budget)
 	return rc;
 }
 
+/* Writes nothing but the state row, which is enough for a commit record
+ * that waits for the server's disk. */
+static int flush_fn(struct pg_tx *t, void *arg)
+{
+	(void)t;
+	(void)arg;
+	return 0;
+}
+
 /* Every commit is durable when it returns (synchronous_commit is on for
- * every connection): nothing is left to do. */
+ * every connection), except a create's (PG_LAZY).  If one was made since
+ * the last sync(), a synchronous commit after it makes it durable: the
+ * server's log is written in order. */
 static int pg_sync(struct dsfs_layer *l)
 {
-	(void)l;
-	return 0;
+	struct pg_layer *p = to_pg(l);
+	bool lazy;
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	lazy = p->unsynced;
+	p->unsynced = false;
+	pthread_mutex_unlock(&p->lock);
+	if (!lazy)
+		return 0;
+	rc = pg_tx_run(p, PG_WRITE, "sync", NULL, flush_fn, NULL);
+	if (rc) {
+		pthread_mutex_lock(&p->lock);
+		p->unsynced = true; /* the next sync() tries again */
+		pthread_mutex_unlock(&p->lock);
+	}
+	return rc;
+}
+
+/* A create need not wait for the server's disk (layer.h, create()): the
+ * commit of its value at close, or a sync(), will. */
+static int pg_create(struct dsfs_layer *l, const char *key,
+		     const struct dsfs_attr *a, struct dsfs_attr *out)
+{
+	struct commit_args c = {a, "", 0, out};
+
+	return pg_tx_run(to_pg(l), PG_LAZY, "create", key, commit_fn, &c);
 }
 
 /* Every entry goes, and every blob nobody pins; the pinned ones stay,
@@ -854,7 +719,7 @@ static int clear_fn(struct pg_tx *t, void *arg)
 	if (rc == 0)
 		rc = pg_run(t, P_BLOB_ZERO, NULL, NULL);
 	if (rc == 0)
-		rc = int_on(t, P_BLOB_BYTES, NULL, 0, &bytes);
+		rc = pg_int_on(t, P_BLOB_BYTES, NULL, 0, &bytes);
 	/* seq stays: versions keep increasing across a reset. */
 	if (rc == 0)
 		t->used = bytes;
@@ -875,7 +740,7 @@ static int stat_blob_fn(struct pg_tx *t, void *arg)
 {
 	int64_t refs;
 
-	return blob_get(t, t->key, &refs, arg);
+	return pg_blob_get(t, t->key, &refs, arg);
 }
 
 static int pg_stat_blob(struct dsfs_layer *l, const char *token, uint64_t *size)
@@ -917,7 +782,7 @@ static int unpin_fn(struct pg_tx *t, void *arg)
 	(void)arg;
 	pg_param_str(&pp, t->key);
 	pg_param_str(&pp, t->p->owner);
-	rc = one_row(t, P_UNPIN, &pp, &r);
+	rc = pg_one_row(t, P_UNPIN, &pp, &r);
 	if (rc)
 		return rc;
 	left = pg_get_i64(r, 0, 0);
@@ -926,7 +791,7 @@ static int unpin_fn(struct pg_tx *t, void *arg)
 		return 0;
 	rc = pg_run(t, P_UNPIN_DEL, &pp, NULL);
 	if (rc == 0)
-		rc = blob_gc(t, t->key, &freed);
+		rc = pg_blob_gc(t, t->key, &freed);
 	if (rc == 0)
 		t->used -= (int64_t)freed;
 	return rc;
@@ -951,6 +816,7 @@ static int apply_fn(struct pg_tx *t, void *arg)
 	size_t i;
 	int rc = 0;
 
+	t->stated = true; /* the changes state every attribute */
 	for (i = 0; i < aa->n && rc == 0; i++) {
 		const struct layer_change *c = &aa->c[i];
 		struct commit_args ca = {&c->attr, c->data, c->len, NULL};
@@ -996,4 +862,5 @@ const struct dsfs_layer_ops pg_ops = {
 	.pin_blob = pg_pin_blob,
 	.unpin_blob = pg_unpin_blob,
 	.apply = pg_apply,
+	.create = pg_create,
 };

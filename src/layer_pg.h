@@ -2,10 +2,11 @@
  * layer_pg.h - what the files of the PostgreSQL layer share, and no one
  * else includes.
  *
- * The layer is three files, one concern each, like the SQLite layer:
+ * The layer is four files, one concern each, like the SQLite layer:
  *
  *   layer_pg.c        the operations of layer.h, in terms of rows and
  *                     blobs, and the pins
+ *   layer_pg_rows.c   one entry's row, and the blobs' reference counts
  *   layer_pg_conn.c   the connections: the conninfo and its password, the
  *                     pool, timeouts, errors and reconnection, parameters
  *                     and results, transactions
@@ -51,8 +52,6 @@
  * layer_pg_store.c.  The attribute columns come in the same order in
  * P_GET and P_LIST (P_LIST's from column 1): see pg_row_attr(). */
 enum pg_stmt {
-	P_STATE_LOCK,
-	P_STATE_SET,
 	P_USED,
 	P_GET,
 	P_LIST,
@@ -83,10 +82,28 @@ enum pg_stmt {
 	P_OWNER_SWEEP,
 	P_OWNER_DROP,
 	P_BLOB_SWEEP,
+	P_TOUCH,
+	P_TAKE,
 	P_COUNT
 };
 
 extern const char *const pg_stmt_sql[P_COUNT];
+
+/* What a write transaction starts and ends with, on dsfs_state (usage and
+ * version counter), sent as text in the same message as its BEGIN and its
+ * COMMIT (layer_pg_conn.c): a change costs no round trip of its own for
+ * them. */
+/* The store's budget, read in the transaction that checks it, so that a
+ * mount that changes it changes it for every host at once; -1 if no
+ * daemon recorded one yet. */
+#define PG_BUDGET_SQL                                                    \
+	"coalesce((SELECT v FROM dsfs_meta WHERE k = 'runtime_budget')," \
+	" -1)"
+#define PG_STATE_LOCK_SQL                                     \
+	"SELECT used, seq, " PG_BUDGET_SQL " FROM dsfs_state" \
+	" WHERE id = 1 FOR UPDATE"
+#define PG_STATE_SET_SQL \
+	"UPDATE dsfs_state SET used = %lld, seq = %lld WHERE id = 1; COMMIT"
 
 /* One connection of the pool. */
 struct pg_conn {
@@ -107,6 +124,9 @@ struct pg_layer {
 	pthread_cond_t freed; /* a connection was given back */
 	struct pg_conn pool[PG_POOL];
 	bool down; /* the last connection attempt failed (logged once) */
+	/* A PG_LAZY transaction committed since the last sync(): its log
+	 * record may not be on the server's disk yet. */
+	bool unsynced;
 
 	/* The heartbeat thread renews this owner's row (its pins). */
 	pthread_t beat;
@@ -143,6 +163,7 @@ struct pg_tx {
 	const char *key;  /* the key or token concerned, or NULL */
 	int64_t used;	  /* dsfs_state, read and written by write tx */
 	int64_t seq;
+	bool stated;	 /* apply(): no directory times (layer.h) */
 	uint64_t budget; /* the store's, read with dsfs_state */
 };
 
@@ -170,11 +191,16 @@ static inline uint64_t pg_budget(const struct pg_layer *p, int64_t recorded)
 }
 
 /* How pg_tx_run() wraps fn: no transaction (fn runs one statement), a
- * read-only one on one snapshot (REPEATABLE READ), or a write. */
+ * read-only one on one snapshot (REPEATABLE READ), a write, or a write
+ * whose commit does not wait for the server's log to reach its disk
+ * (synchronous_commit off for that transaction alone: layer.h, create()).
+ * The server writes its log in order, so the next synchronous commit of
+ * any connection, or sync(), makes a lazy one durable too. */
 enum pg_mode {
 	PG_ONE,
 	PG_READ,
 	PG_WRITE,
+	PG_LAZY,
 };
 
 /* Run fn on a pooled connection.  A write transaction locks dsfs_state
@@ -190,6 +216,51 @@ int pg_tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
  * through p->down.  Called with p->lock NOT held. */
 int pg_connect(struct pg_layer *p, struct pg_conn *c, char *why, size_t cap);
 void pg_pool_close(struct pg_layer *p);
+
+/* layer_pg_rows.c: one entry's row, and the blobs' reference counts, in
+ * the caller's transaction. */
+/* The attribute columns (ATTR_COLS) of row, from column c. */
+void pg_row_attr(const PGresult *r, int row, int c, struct dsfs_attr *a);
+/* k as the first two parameters, (parent, name). */
+void pg_param_key(struct pg_params *pp, const struct layer_key *k);
+/* Run stmt: its one row in *r (to PQclear()), or -ENOENT if it found
+ * none. */
+int pg_one_row(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
+	       PGresult **r);
+/* The row named by k: 0, or -ENOENT if there is none. */
+int pg_get_row(struct pg_tx *t, const struct layer_key *k, struct dsfs_attr *a);
+/* The row of key; a key without a parent part has none. */
+int pg_get_key(struct pg_tx *t, const char *key, struct dsfs_attr *a);
+/* Split key, read the row at key, if any (*found), and check that its
+ * parent can hold it (a root or a directory).  A row found has its parent
+ * (layer.h, Entries): replacing one costs no second read. */
+int pg_target(struct pg_tx *t, const char *key, struct layer_key *k,
+	      struct dsfs_attr *a, bool *found);
+/* Write the row at k with a; data is the value of a plain file (NULL
+ * stores none). */
+int pg_put_row(struct pg_tx *t, const struct layer_key *k,
+	       const struct dsfs_attr *a, const void *data, size_t len);
+/* Run a statement whose only parameter is the byte string s[0..len). */
+int pg_run_on(struct pg_tx *t, enum pg_stmt stmt, const char *s, size_t len,
+	      long *n);
+/* The int8 in the first column of stmt's one row (0 if no row). */
+int pg_int_on(struct pg_tx *t, enum pg_stmt stmt, const char *s, size_t len,
+	      int64_t *v);
+/* Is a an image file, whose value is a blob? */
+bool pg_in_blob(const struct dsfs_attr *a);
+/* The references to token's blob and its length; -ENOENT if none. */
+int pg_blob_get(struct pg_tx *t, const char *token, int64_t *refs,
+		uint64_t *len);
+/* Add delta to the references to token's blob. */
+int pg_blob_ref(struct pg_tx *t, const char *token, int64_t delta);
+/* Is token pinned by any opening, on any host? */
+int pg_pinned(struct pg_tx *t, const char *token, bool *yes);
+/* Delete token's blob if nothing references or pins it; *freed is the
+ * bytes it held (0 if it stays). */
+int pg_blob_gc(struct pg_tx *t, const char *token, uint64_t *freed);
+/* Drop one reference to token's blob; one that nothing references or
+ * pins any more is deleted (the caller counted its bytes). */
+int pg_blob_put(struct pg_tx *t, const char *token);
 
 /* layer_pg_store.c */
 

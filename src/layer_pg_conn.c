@@ -215,22 +215,43 @@ static int fail_errno(struct pg_tx *t, const PGresult *r)
 
 /* ---- statements ---------------------------------------------------- */
 
+/* r, the result of a statement: kept in *res if it succeeded, else
+ * converted to a negative errno and logged (a broken connection is the
+ * runner's to report: it may retry). */
+static int result(struct pg_tx *t, PGresult *r, PGresult **res)
+{
+	ExecStatusType st = PQresultStatus(r);
+	char msg[256];
+	int rc;
+
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+		*res = r;
+		return 0;
+	}
+	rc = fail_errno(t, r);
+	if (t->c->conn && rc != -EAGAIN)
+		log_err("%s: %s%s%s: %s", t->p->shown, t->what,
+			t->key ? " " : "", t->key ? t->key : "",
+			pq_msg(t->c->conn, r, msg, sizeof(msg)));
+	PQclear(r);
+	return rc;
+}
+
+/* Send sql (one or several statements, as text) and keep the result of
+ * the last in *res (to PQclear()). */
+static int exec_text(struct pg_tx *t, const char *sql, PGresult **res)
+{
+	*res = NULL;
+	if (!t->c->conn)
+		return -EIO;
+	return result(t, PQexec(t->c->conn, sql), res);
+}
+
 static int exec_raw(struct pg_tx *t, const char *sql)
 {
 	PGresult *r;
-	char msg[256];
-	int rc = 0;
+	int rc = exec_text(t, sql, &r);
 
-	if (!t->c->conn)
-		return -EIO;
-	r = PQexec(t->c->conn, sql);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		rc = fail_errno(t, r);
-		if (t->c->conn && rc != -EAGAIN)
-			log_err("%s: %s%s%s: %s: %s", t->p->shown, t->what,
-				t->key ? " " : "", t->key ? t->key : "", sql,
-				pq_msg(t->c->conn, r, msg, sizeof(msg)));
-	}
 	PQclear(r);
 	return rc;
 }
@@ -239,10 +260,7 @@ int pg_exec(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 	    PGresult **res)
 {
 	static const struct pg_params none;
-	char name[16], msg[256];
-	ExecStatusType st;
-	PGresult *r;
-	int rc;
+	char name[16];
 
 	*res = NULL;
 	if (!t->c->conn)
@@ -250,21 +268,10 @@ int pg_exec(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 	if (!pp)
 		pp = &none;
 	snprintf(name, sizeof(name), "s%d", (int)stmt);
-	r = PQexecPrepared(t->c->conn, name, pp->n, pp->val, pp->len, pp->fmt,
-			   1);
-	st = PQresultStatus(r);
-	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-		*res = r;
-		return 0;
-	}
-	rc = fail_errno(t, r);
-	/* A broken connection is the runner's to report: it may retry. */
-	if (t->c->conn && rc != -EAGAIN)
-		log_err("%s: %s%s%s: %s", t->p->shown, t->what,
-			t->key ? " " : "", t->key ? t->key : "",
-			pq_msg(t->c->conn, r, msg, sizeof(msg)));
-	PQclear(r);
-	return rc;
+	return result(t,
+		      PQexecPrepared(t->c->conn, name, pp->n, pp->val, pp->len,
+				     pp->fmt, 1),
+		      res);
 }
 
 int pg_run(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
@@ -436,58 +443,72 @@ void pg_pool_close(struct pg_layer *p)
 
 /* ---- transactions -------------------------------------------------- */
 
-static int state_lock(struct pg_tx *t)
+/* BEGIN and the lock of the state row (t->used, t->seq), in one round
+ * trip; lazy: the commit will not wait for the server's disk. */
+static int state_begin(struct pg_tx *t, bool lazy)
 {
 	PGresult *r;
-	int rc = pg_exec(t, P_STATE_LOCK, NULL, &r);
+	int rc;
 
+	rc = exec_text(
+		t,
+		lazy ? "BEGIN; SET LOCAL synchronous_commit = off; " PG_STATE_LOCK_SQL :
+		       "BEGIN; " PG_STATE_LOCK_SQL,
+		&r);
 	if (rc)
 		return rc;
-	if (PQntuples(r) != 1) {
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		log_err("%s: %s: the dsfs_state row is missing", t->p->shown,
 			t->what);
 		rc = -EIO;
 	} else {
-		t->used = pg_get_i64(r, 0, 0);
-		t->seq = pg_get_i64(r, 0, 1);
-		t->budget = pg_budget(t->p, pg_get_i64(r, 0, 2));
+		t->used = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		t->seq = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+		t->budget =
+			pg_budget(t->p, strtoll(PQgetvalue(r, 0, 2), NULL, 10));
 	}
 	PQclear(r);
 	return rc;
 }
 
-static int state_set(struct pg_tx *t)
+/* The state row written back and COMMIT, in one round trip. */
+static int state_commit(struct pg_tx *t)
 {
-	struct pg_params pp = {0};
+	char sql[160];
+	PGresult *r;
+	int rc;
 
-	pg_param_i64(&pp, t->used);
-	pg_param_i64(&pp, t->seq);
-	return pg_run(t, P_STATE_SET, &pp, NULL);
+	snprintf(sql, sizeof(sql), PG_STATE_SET_SQL, (long long)t->used,
+		 (long long)t->seq);
+	rc = exec_text(t, sql, &r);
+	PQclear(r);
+	return rc;
 }
 
 /* One attempt; *sent says whether a COMMIT reached the wire. */
 static int tx_once(struct pg_tx *t, enum pg_mode mode,
 		   int (*fn)(struct pg_tx *t, void *arg), void *arg, bool *sent)
 {
+	bool write = mode == PG_WRITE || mode == PG_LAZY;
 	int rc = 0;
 
 	*sent = false;
 	if (mode == PG_READ)
 		rc = exec_raw(t, "BEGIN ISOLATION LEVEL REPEATABLE READ "
 				 "READ ONLY");
-	else if (mode == PG_WRITE)
-		rc = exec_raw(t, "BEGIN");
-	if (rc == 0 && mode == PG_WRITE)
-		rc = state_lock(t);
+	else if (write)
+		rc = state_begin(t, mode == PG_LAZY);
 	if (rc == 0)
 		rc = fn(t, arg);
-	if (rc == 0 && mode == PG_WRITE)
-		rc = state_set(t);
 	if (mode == PG_ONE)
 		return rc;
 	if (rc == 0) {
 		*sent = true;
-		return exec_raw(t, "COMMIT");
+		rc = write ? state_commit(t) : exec_raw(t, "COMMIT");
+		if (rc == 0)
+			return 0;
+		/* The UPDATE failed, COMMIT did not run: still in the
+		 * (aborted) transaction. */
 	}
 	if (t->c->conn)
 		exec_raw(t, "ROLLBACK");
@@ -515,6 +536,11 @@ int pg_tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
 		}
 		rc = tx_once(&t, mode, fn, arg, &sent);
 		broken = !t.c->conn;
+		if (rc == 0 && mode == PG_LAZY) {
+			pthread_mutex_lock(&p->lock);
+			p->unsynced = true;
+			pthread_mutex_unlock(&p->lock);
+		}
 		if (broken)
 			snprintf(msg, sizeof(msg), "lost the connection");
 		pool_put(p, t.c);

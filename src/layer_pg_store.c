@@ -93,20 +93,10 @@ static const char schema_sql[] =
 #define NOT_PINNED(tok) \
 	" NOT EXISTS (SELECT 1 FROM dsfs_pin p WHERE p.token = " tok ")"
 
-/* The store's budget, read in the transaction that checks it, so that a
- * mount that changes it changes it for every host at once; -1 if no
- * daemon recorded one yet. */
-#define BUDGET                                                           \
-	"coalesce((SELECT v FROM dsfs_meta WHERE k = 'runtime_budget')," \
-	" -1)"
-
 /* Integers go over the wire as int8 ($n::int8); substr() wants int4. */
 const char *const pg_stmt_sql[P_COUNT] = {
-	[P_STATE_LOCK] = "SELECT used, seq, " BUDGET
-			 " FROM dsfs_state WHERE id = 1 FOR UPDATE",
-	[P_STATE_SET] = "UPDATE dsfs_state SET used = $1::int8,"
-			" seq = $2::int8 WHERE id = 1",
-	[P_USED] = "SELECT used, " BUDGET " FROM dsfs_state WHERE id = 1",
+	[P_USED] = "SELECT used, " PG_BUDGET_SQL
+		   " FROM dsfs_state WHERE id = 1",
 	[P_GET] = "SELECT " ATTR_COLS " FROM dsfs_entry" AT_KEY,
 	[P_LIST] = "SELECT name, " ATTR_COLS
 		   " FROM dsfs_entry WHERE parent = $1::bytea",
@@ -174,6 +164,10 @@ const char *const pg_stmt_sql[P_COUNT] = {
 	[P_BLOB_SWEEP] =
 		"DELETE FROM dsfs_blob b WHERE refs <= 0 AND" NOT_PINNED(
 			"b.token") " RETURNING len",
+	/* remove(): the row goes, its attributes come back, in one trip. */
+	[P_TAKE] = "DELETE FROM dsfs_entry" AT_KEY " RETURNING " ATTR_COLS,
+	[P_TOUCH] = "UPDATE dsfs_entry SET mtime = $3::int8, ctime = $3::int8,"
+		    " version = $4::int8" AT_KEY " AND kind = 2",
 };
 
 int pg_store_prepare_stmts(PGconn *conn, char *why, size_t cap)

@@ -309,6 +309,8 @@ static int commit_fn(struct tx *t, void *arg)
 	na.version = (uint64_t)++t->seq;
 	rc = sq_put_row(t, &k, &na, na.token[0] ? NULL : c->data, c->len,
 			!na.token[0]);
+	if (rc == 0 && (!found || old.a.kind == DSFS_WHITEOUT))
+		rc = sq_touch_dir(t, k.parent, k.plen); /* a new name */
 	if (rc)
 		return rc;
 	t->used = (int64_t)((uint64_t)t->used + add - sub);
@@ -348,6 +350,8 @@ static int mkdir_fn(struct tx *t, void *arg)
 	layer_dir_attr(&na, m->a);
 	na.version = (uint64_t)++t->seq;
 	rc = sq_put_row(t, &k, &na, NULL, 0, false);
+	if (rc == 0)
+		rc = sq_touch_dir(t, k.parent, k.plen);
 	if (rc == 0 && !found)
 		t->used += (int64_t)k.nlen;
 	return rc;
@@ -383,6 +387,8 @@ static int remove_fn(struct tx *t, void *arg)
 	rc = entry_cost(t, key, klen, &r, NULL, &cost);
 	if (rc == 0)
 		rc = drop_entry(t, key, klen, &r);
+	if (rc == 0)
+		rc = sq_touch_dir(t, k.parent, k.plen);
 	if (rc == 0)
 		t->used -= (int64_t)cost;
 	return rc;
@@ -435,6 +441,8 @@ static int whiteout_fn(struct tx *t, void *arg)
 		return rc;
 	whiteout_attr(t, &na);
 	rc = sq_put_row(t, &k, &na, NULL, 0, false);
+	if (rc == 0)
+		rc = sq_touch_dir(t, k.parent, k.plen);
 	if (rc == 0)
 		t->used = (int64_t)((uint64_t)t->used + add - sub);
 	return rc;
@@ -535,6 +543,11 @@ static int rename_fn(struct tx *t, void *arg)
 		whiteout_attr(t, &wo);
 		rc = sq_put_row(t, &fk, &wo, NULL, 0, false);
 	}
+	if (rc == 0)
+		rc = sq_touch_dir(t, fk.parent, fk.plen);
+	if (rc == 0 &&
+	    (fk.plen != tk.plen || memcmp(fk.parent, tk.parent, fk.plen) != 0))
+		rc = sq_touch_dir(t, tk.parent, tk.plen);
 	if (rc == 0)
 		t->used = (int64_t)((uint64_t)t->used + add - sub);
 	return rc;
@@ -823,7 +836,8 @@ static int apply_fn(struct tx *t, void *arg)
 		struct commit_args ca = {c->key, &c->attr, c->data, c->len,
 					 NULL};
 
-		t->key = c->key; /* for the messages */
+		t->key = c->key;  /* for the messages */
+		t->stated = true; /* the change states every attribute */
 		if (c->op == LAYER_CH_COMMIT)
 			rc = commit_fn(t, &ca);
 		else if (c->op == LAYER_CH_MKDIR)
@@ -842,6 +856,14 @@ static int sq_apply(struct dsfs_layer *l, const struct layer_change *c,
 	struct apply_args aa = {c, n};
 
 	return sq_write_tx(to_sq(l), "apply", c[0].key, apply_fn, &aa);
+}
+
+/* With synchronous=NORMAL in WAL mode no commit waits for the disk (sync()
+ * does): a create is the commit of an empty value. */
+static int sq_create(struct dsfs_layer *l, const char *key,
+		     const struct dsfs_attr *a, struct dsfs_attr *out)
+{
+	return sq_commit(l, key, a, "", 0, out);
 }
 
 const struct dsfs_layer_ops sq_ops = {
@@ -865,4 +887,5 @@ const struct dsfs_layer_ops sq_ops = {
 	.pin_blob = sq_pin_blob,
 	.unpin_blob = sq_unpin_blob,
 	.apply = sq_apply,
+	.create = sq_create,
 };

@@ -68,6 +68,7 @@ enum stmt {
 	S_BLOB_BYTES,
 	S_CLEAR_ENTRIES,
 	S_CLEAR_BLOBS,
+	S_TOUCH,
 	S_COUNT
 };
 
@@ -106,6 +107,7 @@ struct tx {
 	int64_t used, seq;
 	int64_t used0, seq0; /* as loaded, to skip writing unchanged meta */
 	bool disk_full;	     /* a statement failed for want of disk space */
+	bool stated;	     /* apply(): no directory times (layer.h) */
 };
 
 typedef int (*tx_fn)(struct tx *t, void *arg);
@@ -165,6 +167,9 @@ int sq_run_key(struct tx *t, enum stmt i, const char *key, size_t len);
 int sq_int_key(struct tx *t, enum stmt i, const char *key, size_t len,
 	       int64_t *v);
 int sq_meta_get(struct tx *t, const char *k, int64_t *v);
+/* A name in the directory dir[0..len) changed: its mtime and ctime are
+ * now, with a new version, unless it is a tree root or t->stated. */
+int sq_touch_dir(struct tx *t, const char *dir, size_t len);
 int sq_write_locked(struct tx *t, tx_fn fn, void *arg);
 int sq_write_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
 		void *arg);

@@ -148,6 +148,8 @@ const char *const sq_stmt_sql[S_COUNT] = {
 	[S_BLOB_BYTES] = "SELECT coalesce(sum(length(data)), 0) FROM blob",
 	[S_CLEAR_ENTRIES] = "DELETE FROM entry",
 	[S_CLEAR_BLOBS] = "DELETE FROM blob WHERE refs >= 0",
+	[S_TOUCH] = "UPDATE entry SET mtime = ?3, ctime = ?3, version = ?4"
+		    " WHERE parent = ?1 AND name = ?2 AND kind = 2",
 };
 
 /* Reasons for refusing a store that carry a number live here: static as

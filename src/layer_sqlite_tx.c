@@ -527,12 +527,12 @@ int sq_target(struct tx *t, const char *key, size_t len, struct layer_key *k,
 
 	if (sq_split(key, len, k))
 		return -EINVAL;
-	rc = parent_ok(t, k);
-	if (rc)
-		return rc;
+	/* A row found has its parent (layer.h, Entries). */
 	rc = sq_get_row(t, k, r);
 	*found = rc == 0;
-	return rc == -ENOENT ? 0 : rc;
+	if (rc != -ENOENT)
+		return rc;
+	return parent_ok(t, k);
 }
 
 /* Insert or replace the row at k.  value NULL stores SQL NULL (images,
@@ -586,6 +586,20 @@ int sq_row_del(struct tx *t, int64_t id)
 {
 	sqlite3_bind_int64(stmt(t, S_DEL), 1, id);
 	return sq_run(t, S_DEL);
+}
+
+int sq_touch_dir(struct tx *t, const char *dir, size_t len)
+{
+	sqlite3_stmt *st = stmt(t, S_TOUCH);
+	struct layer_key k;
+
+	if (t->stated || layer_is_root(dir, len) || sq_split(dir, len, &k))
+		return 0;
+	bind_str(st, 1, k.parent, (int)k.plen);
+	bind_str(st, 2, k.name, (int)k.nlen);
+	sqlite3_bind_int64(st, 3, layer_time_ns(layer_now()));
+	sqlite3_bind_int64(st, 4, ++t->seq);
+	return run(t, st);
 }
 
 /* Give the row id the key `to`, with a new version. */

@@ -346,6 +346,7 @@ static const char *kind_name(mode_t mode)
 static int visit(struct build *b, int dirfd, const char *name,
 		 enum dsfs_content kind)
 {
+	struct dsfs_attr a;
 	struct stat st;
 	int fd, rc;
 
@@ -370,7 +371,13 @@ static int visit(struct build *b, int dirfd, const char *name,
 				  strerror(errno));
 	rc = each_name(b, fd, kind, src_entry);
 	close(fd);
-	return rc;
+	if (rc)
+		return rc;
+	/* Each name made in it set its times to now (layer.h, Directory
+	 * times): the image keeps the source's. */
+	attr_from_stat(&a, &st, DSFS_DIR);
+	rc = layer_setattr(b->l, b->key, &a, DSFS_SET_MTIME | DSFS_SET_CTIME);
+	return rc ? build_fail(b, rc) : 0;
 }
 
 /* A name in a directory of kv/ or images/. */

@@ -24,8 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int lookup_locked(struct dsfs_stack *s, const struct loc *l,
-			 struct found *f)
+int ovl_lookup_locked(struct dsfs_stack *s, const struct loc *l,
+		      struct found *f)
 {
 	int i, rc;
 
@@ -93,7 +93,7 @@ void ovl_note_change(struct dsfs_stack *s, const char *key)
 
 /* Every change takes the lock exclusive through here, so that listings
  * can tell whether they are still what the store holds. */
-static void lock_for_change(struct dsfs_stack *s, const char *key)
+void ovl_lock_for_change(struct dsfs_stack *s, const char *key)
 {
 	pthread_rwlock_wrlock(&s->lock);
 	s->changes++;
@@ -102,7 +102,7 @@ static void lock_for_change(struct dsfs_stack *s, const char *key)
 
 void ovl_changed_elsewhere(struct dsfs_stack *s, const char *key)
 {
-	lock_for_change(s, key);
+	ovl_lock_for_change(s, key);
 	pthread_rwlock_unlock(&s->lock);
 }
 
@@ -133,7 +133,7 @@ int ovl_lookup(struct dsfs_stack *s, const struct loc *l, struct found *f)
 	int rc;
 
 	pthread_rwlock_rdlock(&s->lock);
-	rc = lookup_locked(s, l, f);
+	rc = ovl_lookup_locked(s, l, f);
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
 }
@@ -176,7 +176,7 @@ int ovl_read_all(struct dsfs_stack *s, const struct loc *l, struct found *f,
 	int rc;
 
 	pthread_rwlock_rdlock(&s->lock);
-	rc = lookup_locked(s, l, f);
+	rc = ovl_lookup_locked(s, l, f);
 	if (rc == 0 && f->attr.kind == DSFS_DIR)
 		rc = -EISDIR;
 	if (rc == 0)
@@ -229,7 +229,7 @@ static int copy_up_parents(struct dsfs_stack *s, const struct loc *l, int t)
 			return rc;
 		bool whiteout = rc == 0;
 
-		rc = lookup_locked(s, &dir, &f);
+		rc = ovl_lookup_locked(s, &dir, &f);
 		if (rc)
 			return rc;
 		if (f.attr.kind != DSFS_DIR)
@@ -247,33 +247,49 @@ static int copy_up_parents(struct dsfs_stack *s, const struct loc *l, int t)
 	return 0;
 }
 
-static void fill_found(struct dsfs_stack *s, const struct loc *l, int t,
-		       struct found *f)
+/* f for the entry whose attributes f->attr the change to layer t just
+ * returned (a commit's or a create's: no lookup needed). */
+static void found_in(const struct loc *l, int t, struct found *f)
 {
 	f->layer = t;
-	if (layer_lookup(s->layer[t], l->key, &f->attr) != 0)
-		memset(&f->attr, 0, sizeof(f->attr));
 	f->limit = f->attr.kind == DSFS_DIR && f->attr.opaque ? t : l->limit;
 	if (l->view == VIEW_LAYER)
 		f->limit = l->layer;
 }
 
+static void fill_found(struct dsfs_stack *s, const struct loc *l, int t,
+		       struct found *f)
+{
+	if (layer_lookup(s->layer[t], l->key, &f->attr) != 0)
+		memset(&f->attr, 0, sizeof(f->attr));
+	found_in(l, t, f);
+}
+
 /* The common start of making a new name: it must not exist; returns the
- * layer it goes to, with the parents copied up there. */
+ * layer it goes to. */
 static int begin_new(struct dsfs_stack *s, const struct loc *l, struct found *f)
 {
-	int t, rc;
+	int rc;
 
-	rc = lookup_locked(s, l, f);
+	rc = ovl_lookup_locked(s, l, f);
 	if (rc == 0)
 		return -EEXIST;
 	if (rc != -ENOENT)
 		return rc;
-	t = target_layer(s, l, NULL);
-	if (t < 0)
-		return t;
-	rc = copy_up_parents(s, l, t);
-	return rc ? rc : t;
+	return target_layer(s, l, NULL);
+}
+
+/* A change to l in layer t failed with rc: should it be made again after
+ * copying up l's parents?  Most changes go to a directory that t holds
+ * already, so the parents are looked up in t (a round trip each, on a
+ * database) only when the layer found one missing (-ENOENT), once. */
+static bool copy_up_again(struct dsfs_stack *s, const struct loc *l, int t,
+			  int *rc, int *tries)
+{
+	if (*rc != -ENOENT || l->view != VIEW_MERGED || (*tries)++)
+		return false;
+	*rc = copy_up_parents(s, l, t);
+	return *rc == 0;
 }
 
 /* create (kind DSFS_FILE, empty) or mkdir (DSFS_DIR) of a new name. */
@@ -282,28 +298,33 @@ static int make_new(struct dsfs_stack *s, const struct loc *l,
 		    struct found *f)
 {
 	struct dsfs_attr na = *a, cur;
-	int t, rc;
+	int t, rc, tries = 0;
 
-	lock_for_change(s, l->key);
+	ovl_lock_for_change(s, l->key);
 	rc = t = begin_new(s, l, f);
 	if (t < 0)
 		goto out;
 	na.kind = kind;
 	na.size = 0;
-	if (kind == DSFS_FILE) {
-		rc = layer_commit(s->layer[t], l->key, &na, "", 0, &f->attr);
-	} else {
+	do {
+		if (kind == DSFS_FILE) {
+			/* Durable with its value, committed at its close. */
+			rc = layer_create(s->layer[t], l->key, &na, &f->attr);
+			continue;
+		}
 		/* Made again where a lower layer's directory was removed:
 		 * keep what that directory held hidden. */
 		na.opaque = l->view == VIEW_MERGED &&
 			    layer_lookup(s->layer[t], l->key, &cur) == 0 &&
 			    cur.kind == DSFS_WHITEOUT;
 		rc = layer_mkdir(s->layer[t], l->key, &na);
-	}
-	if (rc == 0) {
-		ovl_touch_parent(s, l);
+	} while (copy_up_again(s, l, t, &rc, &tries));
+	if (rc == 0 && kind == DSFS_FILE)
+		found_in(l, t, f);
+	else if (rc == 0)
 		fill_found(s, l, t, f);
-	}
+	if (rc == 0)
+		ovl_touch_parent(s, l, t);
 out:
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
@@ -328,9 +349,9 @@ static int commit_locked(struct dsfs_stack *s, const struct loc *l,
 	struct dsfs_attr na = *a;
 	struct found cur;
 	bool fresh;
-	int t, rc;
+	int t, rc, tries = 0;
 
-	rc = lookup_locked(s, l, &cur);
+	rc = ovl_lookup_locked(s, l, &cur);
 	if (rc == 0 && cur.attr.kind == DSFS_DIR)
 		return -EISDIR;
 	if (rc && rc != -ENOENT)
@@ -349,15 +370,15 @@ static int commit_locked(struct dsfs_stack *s, const struct loc *l,
 	} else {
 		na.version = 0;
 	}
-	rc = copy_up_parents(s, l, t);
-	if (rc)
-		return rc;
 	na.kind = DSFS_FILE;
-	rc = layer_commit(s->layer[t], l->key, &na, data, len, &f->attr);
+	do
+		rc = layer_commit(s->layer[t], l->key, &na, data, len,
+				  &f->attr);
+	while (copy_up_again(s, l, t, &rc, &tries));
 	if (rc == 0 && fresh)
-		ovl_touch_parent(s, l); /* a new name */
+		ovl_touch_parent(s, l, t); /* a new name */
 	if (rc == 0)
-		fill_found(s, l, t, f);
+		found_in(l, t, f);
 	return rc;
 }
 
@@ -367,7 +388,7 @@ int ovl_commit(struct dsfs_stack *s, const struct loc *l,
 {
 	int rc;
 
-	lock_for_change(s, l->key);
+	ovl_lock_for_change(s, l->key);
 	rc = commit_locked(s, l, a, data, len, f);
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
@@ -417,8 +438,8 @@ static int remove_entry(struct dsfs_stack *s, const struct loc *l, bool dir)
 	struct found f;
 	int rc;
 
-	lock_for_change(s, l->key);
-	rc = lookup_locked(s, l, &f);
+	ovl_lock_for_change(s, l->key);
+	rc = ovl_lookup_locked(s, l, &f);
 	if (rc)
 		goto out;
 	if (dir != (f.attr.kind == DSFS_DIR)) {
@@ -435,7 +456,8 @@ static int remove_entry(struct dsfs_stack *s, const struct loc *l, bool dir)
 	else
 		rc = remove_merged(s, l);
 	if (rc == 0)
-		ovl_touch_parent(s, l);
+		ovl_touch_parent(s, l,
+				 l->view == VIEW_LAYER ? l->layer : L_RUNTIME);
 out:
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
@@ -519,12 +541,12 @@ int ovl_rename(struct dsfs_stack *s, const struct loc *from,
 	if (from->view != to->view || from->tree != to->tree ||
 	    (from->view == VIEW_LAYER && from->layer != to->layer))
 		return -EXDEV;
-	lock_for_change(s, from->key);
+	ovl_lock_for_change(s, from->key);
 	ovl_note_change(s, to->key);
-	rc = lookup_locked(s, from, &fs);
+	rc = ovl_lookup_locked(s, from, &fs);
 	if (rc)
 		goto out;
-	rc = lookup_locked(s, to, &fd);
+	rc = ovl_lookup_locked(s, to, &fd);
 	if (rc && rc != -ENOENT)
 		goto out;
 	dst_exists = rc == 0;
@@ -555,7 +577,9 @@ int ovl_rename(struct dsfs_stack *s, const struct loc *from,
 	else
 		rc = rename_merged(s, from, to, &fs, dst_exists, &fd);
 	if (rc == 0)
-		ovl_touch_parents(s, from, to);
+		ovl_touch_parents(s, from, to,
+				  from->view == VIEW_LAYER ? from->layer :
+							     fs.layer);
 out:
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
@@ -569,8 +593,8 @@ int ovl_setattr(struct dsfs_stack *s, const struct loc *l,
 	size_t len = 0;
 	int t, rc;
 
-	lock_for_change(s, l->key);
-	rc = lookup_locked(s, l, &cur);
+	ovl_lock_for_change(s, l->key);
+	rc = ovl_lookup_locked(s, l, &cur);
 	if (rc)
 		goto out;
 	rc = t = target_layer(s, l, &cur);
@@ -647,7 +671,7 @@ int ovl_room(struct dsfs_stack *s, int layer, uint64_t bytes)
 void ovl_admin_lock(struct dsfs_stack *s, bool change)
 {
 	if (change)
-		lock_for_change(s, NULL);
+		ovl_lock_for_change(s, NULL);
 	else
 		pthread_rwlock_rdlock(&s->lock);
 }
@@ -661,7 +685,7 @@ int ovl_factory_reset(struct dsfs_stack *s)
 {
 	int rc;
 
-	lock_for_change(s, NULL);
+	ovl_lock_for_change(s, NULL);
 	rc = layer_clear(s->layer[L_RUNTIME]);
 	if (rc == 0)
 		rc = layer_clear(s->layer[L_EPHEMERAL]);
@@ -702,158 +726,4 @@ void ovl_stack_destroy(struct dsfs_stack *s)
 	pthread_mutex_destroy(&s->holds_lock);
 	pthread_rwlock_destroy(&s->lock);
 	memset(s, 0, sizeof(*s));
-}
-
-/* Count one more reader of l.  Called with s->lock held, so l is in the
- * stack. */
-static int hold_layer(struct dsfs_stack *s, struct dsfs_layer *l)
-{
-	struct layer_hold *h;
-	size_t i;
-	int rc = 0;
-
-	pthread_mutex_lock(&s->holds_lock);
-	for (i = 0; i < s->nholds; i++) {
-		if (s->holds[i].layer == l && !s->holds[i].retired) {
-			s->holds[i].count++;
-			goto out;
-		}
-	}
-	h = realloc(s->holds, (s->nholds + 1) * sizeof(*h));
-	if (!h) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	s->holds = h;
-	s->holds[s->nholds++] = (struct layer_hold){l, 1, false};
-out:
-	pthread_mutex_unlock(&s->holds_lock);
-	return rc;
-}
-
-static void release_layer(struct dsfs_stack *s, struct dsfs_layer *l)
-{
-	struct dsfs_layer *close_me = NULL;
-	size_t i;
-
-	pthread_mutex_lock(&s->holds_lock);
-	for (i = 0; i < s->nholds; i++) {
-		if (s->holds[i].layer != l)
-			continue;
-		if (--s->holds[i].count == 0) {
-			if (s->holds[i].retired)
-				close_me = l;
-			s->holds[i] = s->holds[--s->nholds];
-		}
-		break;
-	}
-	pthread_mutex_unlock(&s->holds_lock);
-	layer_close(close_me);
-}
-
-int ovl_swap_factory(struct dsfs_stack *s, struct dsfs_layer *fresh)
-{
-	struct dsfs_layer *old;
-	bool held = false;
-	size_t i;
-
-	lock_for_change(s, NULL);
-	old = s->layer[L_FACTORY];
-	s->layer[L_FACTORY] = fresh;
-	pthread_mutex_lock(&s->holds_lock);
-	for (i = 0; i < s->nholds; i++) {
-		if (s->holds[i].layer == old) {
-			s->holds[i].retired = true;
-			held = true;
-		}
-	}
-	pthread_mutex_unlock(&s->holds_lock);
-	pthread_rwlock_unlock(&s->lock);
-	if (!held)
-		layer_close(old);
-	return 0;
-}
-
-/* Pin the blob and hold its layer, for a reader that streams it. */
-static int hold_blob(struct dsfs_stack *s, struct dsfs_layer *l,
-		     const char *token)
-{
-	int rc = layer_pin_blob(l, token);
-
-	if (rc)
-		return rc;
-	rc = hold_layer(s, l);
-	if (rc)
-		layer_unpin_blob(l, token);
-	return rc;
-}
-
-int ovl_open_image(struct dsfs_stack *s, const struct loc *l, struct found *f,
-		   struct dsfs_layer **held)
-{
-	int rc;
-
-	*held = NULL;
-	pthread_rwlock_rdlock(&s->lock);
-	rc = lookup_locked(s, l, f);
-	if (rc == 0 && f->attr.kind == DSFS_DIR)
-		rc = -EISDIR;
-	if (rc == 0 && f->attr.token[0]) {
-		rc = hold_blob(s, s->layer[f->layer], f->attr.token);
-		if (rc == 0)
-			*held = s->layer[f->layer];
-	}
-	pthread_rwlock_unlock(&s->lock);
-	return rc;
-}
-
-static int find_blob_locked(struct dsfs_stack *s, const char *token, int *layer,
-			    uint64_t *size)
-{
-	int i, rc = -ENOENT;
-
-	for (i = 0; i < DSFS_NLAYERS; i++) {
-		rc = layer_stat_blob(s->layer[i], token, size);
-		if (rc != -ENOENT) {
-			*layer = i;
-			break;
-		}
-	}
-	return rc;
-}
-
-int ovl_find_blob(struct dsfs_stack *s, const char *token, int *layer,
-		  uint64_t *size)
-{
-	int rc;
-
-	pthread_rwlock_rdlock(&s->lock);
-	rc = find_blob_locked(s, token, layer, size);
-	pthread_rwlock_unlock(&s->lock);
-	return rc;
-}
-
-int ovl_open_blob(struct dsfs_stack *s, const char *token, uint64_t *size,
-		  struct dsfs_layer **held)
-{
-	int layer, rc;
-
-	*held = NULL;
-	pthread_rwlock_rdlock(&s->lock);
-	rc = find_blob_locked(s, token, &layer, size);
-	if (rc == 0)
-		rc = hold_blob(s, s->layer[layer], token);
-	if (rc == 0)
-		*held = s->layer[layer];
-	pthread_rwlock_unlock(&s->lock);
-	return rc;
-}
-
-void ovl_release_image(struct dsfs_stack *s, struct dsfs_layer *held,
-		       const char *token)
-{
-	if (!held)
-		return;
-	layer_unpin_blob(held, token);
-	release_layer(s, held);
 }

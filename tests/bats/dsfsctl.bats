@@ -180,7 +180,7 @@ refuse()
 
 @test "install-factory offline, then the mount shows the factory values" {
 	mk_src "$T/src" '{"v": 1}'
-	touch -d '2001-02-03 04:05:06' "$T/src/kv/greeting"
+	touch -d '2001-02-03 04:05:06' "$T/src/kv/greeting" "$T/src/kv/app"
 	chmod 0640 "$T/src/kv/greeting"
 	run ctl mkfactory "$T/src" "$T/img.db"
 	[ "$status" -eq 0 ]
@@ -201,6 +201,9 @@ refuse()
 	[ "$(stat -c %a "$MNT/factory/kv/greeting")" = 640 ]
 	[ "$(stat -c %Y "$MNT/factory/kv/greeting")" = \
 		"$(stat -c %Y "$T/src/kv/greeting")" ]
+	# And a directory's, though names were made in it after it.
+	[ "$(stat -c %Y "$MNT/factory/kv/app")" = \
+		"$(stat -c %Y "$T/src/kv/app")" ]
 }
 
 @test "install-factory refuses an image with invalid content, naming the key" {

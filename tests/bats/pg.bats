@@ -80,6 +80,29 @@ fresh_db()
 	[ ! -e "$STORE/runtime.uri" ]
 }
 
+@test "runtime=memory: dsfsctl load and a limited factory-reset change the mounted memory runtime in one change set" {
+	mount_dsfs -o runtime=memory
+	mkdir "$MNT/kv/m"
+	echo '"old"' >"$MNT/kv/m/a"
+	echo '"kept"' >"$MNT/kv/m/keep"
+	printf '{"m": {"b": {"c": [1, 2]}}}' | tmo "$DSFSCTL" load "$STORE" -
+	assert_content "$MNT/kv/m/b/c" '[1, 2]'
+	assert_content "$MNT/kv/m/a" '"old"
+'
+	[ "$(getfattr --only-values -n user.dsfs.layer "$MNT/kv/m/b/c")" = runtime ]
+	# A document that cannot be loaded whole changes nothing.
+	run tmo "$DSFSCTL" load "$STORE" - <<<'{"m": {"a": {"x": 1}, "z": 1'
+	[ "$status" -ne 0 ]
+	assert_content "$MNT/kv/m/a" '"old"
+'
+	[ ! -e "$MNT/kv/m/z" ]
+	tmo "$DSFSCTL" factory-reset --prefix m --keep m/keep "$STORE"
+	[ ! -e "$MNT/kv/m/a" ]
+	[ ! -e "$MNT/kv/m/b" ]
+	assert_content "$MNT/kv/m/keep" '"kept"
+'
+}
+
 @test "runtime=postgresql: values, directories and images live in the database, across remounts" {
 	fresh_db
 	mount_dsfs -o "runtime=$URI"

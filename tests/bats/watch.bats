@@ -97,13 +97,16 @@ seen()
 }
 
 # ops NAME [SENTINEL]: the lines of NAME as "op path [from] origin",
-# SENTINEL's left out; every line is checked to be one JSON object with
-# the documented fields.
+# SENTINEL's left out, and so is what came before its first line (the
+# first write of SENTINEL may copy its directory up while the watcher
+# starts); every line is checked to be one JSON object with the
+# documented fields.
 ops()
 {
 	"$PYTHON" -c '
 import json, re, sys
 skip = sys.argv[2] if len(sys.argv) > 2 else None
+started = not skip
 for raw in open(sys.argv[1]):
     e = json.loads(raw)
     if "lost" in e:
@@ -114,7 +117,8 @@ for raw in open(sys.argv[1]):
     assert e["layer"] in ("ephemeral", "runtime", "factory"), raw
     assert e["origin"] in ("mount", "dsfsctl", "remote"), raw
     assert isinstance(e["version"], int), raw
-    if e["path"] == skip: continue
+    started = started or e["path"] == skip
+    if e["path"] == skip or not started: continue
     print(e["op"], e["path"], *([e["from"]] if "from" in e else []),
           e["origin"])
 ' "$T/$1.out" "${2:-}"

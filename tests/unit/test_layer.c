@@ -1171,6 +1171,185 @@ static void t_sync(void)
 	layer_close(l);
 }
 
+/* ---- directory times, create, change sets -------------------------- */
+
+/* The directory's times, as a layer reports them. */
+static struct dsfs_attr dir_attr(struct dsfs_layer *l, const char *key)
+{
+	struct dsfs_attr a;
+
+	if (layer_lookup(l, key, &a))
+		memset(&a, 0, sizeof(a));
+	return a;
+}
+
+/* Was dir stamped by a change just made: mtime and ctime equal, not
+ * before `since`, and a version above `before`? */
+static bool stamped(struct dsfs_layer *l, const char *dir,
+		    struct timespec since, uint64_t before)
+{
+	struct dsfs_attr a = dir_attr(l, dir);
+
+	return same_time(a.mtime, a.ctime) &&
+	       (a.mtime.tv_sec > since.tv_sec ||
+		(a.mtime.tv_sec == since.tv_sec &&
+		 a.mtime.tv_nsec >= since.tv_nsec)) &&
+	       a.version > before;
+}
+
+/* Put dir's times back to attr()'s, far in the past. */
+static void unstamp(struct dsfs_layer *l, const char *dir)
+{
+	struct dsfs_attr a = attr(0755);
+
+	layer_setattr(l, dir, &a, DSFS_SET_MTIME | DSFS_SET_CTIME);
+}
+
+static void t_dirtimes(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	struct dsfs_attr a = attr(0644), out, old;
+	struct timespec t0;
+	uint64_t v;
+
+	clock_gettime(CLOCK_REALTIME, &t0);
+	mkd(l, "kv/d");
+	mkd(l, "kv/e");
+	unstamp(l, "kv/d");
+	is_int(layer_create(l, "kv/d/c", &a, &out), 0, nm("create"));
+	ok(out.kind == DSFS_FILE && out.size == 0 && out.version > 0, "%s",
+	   nm("... returns an empty file"));
+	is_str(get(l, "kv/d/c"), "", nm("... which reads empty"));
+	ok(stamped(l, "kv/d", t0, out.version), "%s",
+	   nm("... and stamps its directory in the same change"));
+	is_int(layer_create(l, "kv/d", &a, NULL), -EISDIR,
+	       nm("create over a directory is EISDIR"));
+	is_int(layer_create(l, "kv/nope/c", &a, NULL), -ENOENT,
+	       nm("create without its parent is ENOENT"));
+	is_int(layer_create(l, "kv", &a, NULL), -EISDIR,
+	       nm("create of a tree root is EISDIR"));
+
+	unstamp(l, "kv/d");
+	old = dir_attr(l, "kv/d");
+	is_int(put(l, "kv/d/c", "1"), 0, nm("commit over a file"));
+	ok(same_time(dir_attr(l, "kv/d").mtime, old.mtime) &&
+		   version_of(l, "kv/d") == old.version,
+	   "%s", nm("... leaves its directory alone"));
+	is_int(put(l, "kv/d/n", "2"), 0, nm("commit of a new name"));
+	ok(stamped(l, "kv/d", t0, version_of(l, "kv/d/n")), "%s",
+	   nm("... stamps its directory"));
+
+	unstamp(l, "kv/d");
+	v = version_of(l, "kv/d");
+	is_int(layer_remove(l, "kv/d/n"), 0, nm("remove"));
+	ok(stamped(l, "kv/d", t0, v), "%s", nm("... stamps its directory"));
+	unstamp(l, "kv/d");
+	v = version_of(l, "kv/d");
+	is_int(layer_whiteout(l, "kv/d/w"), 0, nm("whiteout"));
+	ok(stamped(l, "kv/d", t0, v), "%s", nm("... stamps its directory"));
+	unstamp(l, "kv/d");
+	v = version_of(l, "kv/d");
+	is_int(mkd(l, "kv/d/sub"), 0, nm("mkdir"));
+	ok(stamped(l, "kv/d", t0, v), "%s", nm("... stamps its directory"));
+
+	unstamp(l, "kv/d");
+	unstamp(l, "kv/e");
+	v = version_of(l, "kv/e");
+	is_int(layer_rename(l, "kv/d/c", "kv/e/c", 0), 0,
+	       nm("rename between directories"));
+	ok(stamped(l, "kv/d", t0, v) && stamped(l, "kv/e", t0, v), "%s",
+	   nm("... stamps both"));
+	unstamp(l, "kv/e");
+	v = version_of(l, "kv/e");
+	is_int(layer_rename(l, "kv/e/c", "kv/e/c2", 0), 0,
+	       nm("rename inside one directory"));
+	ok(stamped(l, "kv/e", t0, v), "%s", nm("... stamps it"));
+
+	unstamp(l, "kv/e");
+	old = dir_attr(l, "kv/e");
+	is_int(layer_setattr(l, "kv/e/c2", &a, DSFS_SET_MODE), 0,
+	       nm("setattr of a child"));
+	ok(same_time(dir_attr(l, "kv/e").mtime, old.mtime), "%s",
+	   nm("... leaves its directory alone"));
+	is_int(layer_rename(l, "kv/d/nope", "kv/e/x", 0), -ENOENT,
+	       nm("a failed rename"));
+	ok(same_time(dir_attr(l, "kv/e").mtime, old.mtime) &&
+		   version_of(l, "kv/e") == old.version,
+	   "%s", nm("... changes no directory"));
+	ok(kind_of(l, "kv") == DSFS_DIR, "%s", nm("the roots are not stored"));
+	layer_close(l);
+}
+
+/* Change sets: all of them or none, each with its op's rules, and the
+ * directories' times as stated (every implementation here has apply). */
+static void t_apply(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	struct dsfs_attr d = attr(0755), f = attr(0644), img = attr(0644);
+	struct layer_change ok3[4], bad[2], gone[2];
+	unsigned char px[100];
+	uint64_t used;
+
+	d.kind = DSFS_DIR;
+	fill(px, sizeof(px), 7);
+	strcpy(img.type, "image/png");
+	strcpy(img.token, TOKEN_T);
+	memset(ok3, 0, sizeof(ok3));
+	ok3[0] = (struct layer_change){LAYER_CH_MKDIR, "kv/a", d, NULL, 0};
+	ok3[1] = (struct layer_change){LAYER_CH_COMMIT, "kv/a/x", f, "11", 2};
+	ok3[2] = (struct layer_change){LAYER_CH_WHITEOUT, "kv/w", f, NULL, 0};
+	ok3[3] = (struct layer_change){LAYER_CH_COMMIT, "images/i", img, px,
+				       sizeof(px)};
+	is_int(layer_apply(l, ok3, 4), 0, nm("apply of four changes"));
+	is_str(get(l, "kv/a/x"), "11", nm("... the file is there"));
+	ok(kind_of(l, "kv/w") == DSFS_WHITEOUT, "%s",
+	   nm("... and the whiteout"));
+	ok(version_of(l, "kv/a/x") > version_of(l, "kv/a"), "%s",
+	   nm("... with versions in order"));
+	ok(same_time(dir_attr(l, "kv/a").mtime, d.mtime), "%s",
+	   nm("... and the directory's times as stated"));
+	used = used_of(l);
+	is_int((int)used, (int)(1 + 1 + 2 + 1 + 1 + sizeof(px)),
+	       nm("... usage counts every change"));
+
+	/* The second change fails: the first is undone. */
+	bad[0] = (struct layer_change){LAYER_CH_COMMIT, "kv/b", f, "2", 1};
+	bad[1] = (struct layer_change){LAYER_CH_MKDIR, "kv/a", d, NULL, 0};
+	is_int(layer_apply(l, bad, 2), -EEXIST,
+	       nm("apply stops at the first failure"));
+	is_int(kind_of(l, "kv/b"), -ENOENT, nm("... and makes none of them"));
+	is_int((int)used_of(l), (int)used, nm("... usage as it was"));
+	is_str(get(l, "kv/a/x"), "11", nm("... what was there stays"));
+
+	/* A pinned blob outlives its entry in a change set as alone. */
+	is_int(layer_pin_blob(l, TOKEN_T), 0, nm("pin an image's blob"));
+	gone[0] =
+		(struct layer_change){LAYER_CH_REMOVE, "images/i", f, NULL, 0};
+	gone[1] = (struct layer_change){LAYER_CH_REMOVE, "kv/a", f, NULL, 0};
+	is_int(layer_apply(l, gone, 2), -ENOTEMPTY,
+	       nm("a failed removal of a full directory"));
+	is_int(kind_of(l, "images/i"), DSFS_FILE,
+	       nm("... leaves the image in place"));
+	gone[1] = (struct layer_change){LAYER_CH_REMOVE, "kv/a/x", f, NULL, 0};
+	is_int(layer_apply(l, gone, 2), 0, nm("removals"));
+	is_int(kind_of(l, "images/i"), -ENOENT, nm("... the image went"));
+	ok(blob_size(l, TOKEN_T) == sizeof(px), "%s",
+	   nm("... its pinned blob stays readable"));
+	is_int(layer_unpin_blob(l, TOKEN_T), 0, nm("... until the unpin"));
+	ok(!blob_is(l, TOKEN_T, px, sizeof(px)), "%s",
+	   nm("... which deletes it"));
+	is_int((int)used_of(l), 1 + 1, nm("... usage: kv/a and kv/w"));
+	layer_close(l);
+
+	l = fresh(8);
+	ok3[1] = (struct layer_change){LAYER_CH_COMMIT, "kv/a/x", f,
+				       "0123456789", 10};
+	is_int(layer_apply(l, ok3, 2), -ENOSPC,
+	       nm("apply over the budget is ENOSPC"));
+	is_int(kind_of(l, "kv/a"), -ENOENT, nm("... and makes nothing"));
+	layer_close(l);
+}
+
 /* ---- store files --------------------------------------------------- */
 
 struct blob_file {
@@ -1963,6 +2142,7 @@ int main(void)
 		t_rename_subtree, t_list,    t_setattr,	     t_budget,
 		t_usage,	  t_images,  t_clear,	     t_readonly,
 		t_many,		  t_threads, t_sync,	     t_pins,
+		t_dirtimes,	  t_apply,
 	};
 	const char *base = getenv("TMPDIR");
 	size_t i, j;
