@@ -229,11 +229,6 @@ int admin_main(int argc, char **argv, struct store_error *e)
 		rc = store_lock(&s, e);
 		if (rc == 0)
 			rc = run_offline(&s, n, args, e);
-		else if (rc == -EWOULDBLOCK && archive_file(n, args))
-			rc = store_fail(e, -EBUSY,
-					"%s: mounted: unmount it to load an "
-					"archive (its factory image changes)",
-					store);
 		else if (rc == -EWOULDBLOCK)
 			rc = admin_ask(&s, n, args, e);
 		store_close(&s);
