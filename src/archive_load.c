@@ -457,11 +457,8 @@ int archive_read(struct store *s, const char *label, const char *buf,
 		store_fail(e, -ENOMEM, "out of memory");
 		return -ENOMEM;
 	}
-	in->s = s;
-	in->label = label;
-	in->buf = buf;
-	in->len = len;
-	in->e = e;
+	*in = (struct archive){
+		.s = s, .label = label, .buf = buf, .len = len, .e = e};
 	rc = parse(in, &in->objs, &in->nobjs);
 	if (rc == 0 && in->n[L_FACTORY])
 		rc = stage_factory(in);
