@@ -112,6 +112,12 @@ static int put_file(struct store *s, const char *name, int src, const char *buf,
 
 int admin_ask(struct store *s, int argc, char **argv, struct store_error *e)
 {
+	return admin_ask_ok(s, argc, argv, NULL, 0, e);
+}
+
+int admin_ask_ok(struct store *s, int argc, char **argv, char *ok,
+		 size_t oksize, struct store_error *e)
+{
 	char req[32], in[32], outname[32], reqline[48];
 	char reply[CONTROL_REPLY_MAX], *buf = NULL, *doc = NULL, *abs;
 	size_t len = 0, i;
@@ -177,6 +183,8 @@ int admin_ask(struct store *s, int argc, char **argv, struct store_error *e)
 		rc = store_fail(e, rc, "%s%s", label, reply + strlen(doc));
 	else if (rc)
 		rc = store_fail(e, rc, "%s", reply);
+	if (rc == 0 && ok)
+		snprintf(ok, oksize, "%s", reply);
 	/* What the command printed before it failed is shown too. */
 	fd = openat(s->dirfd, outname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	out = fd >= 0 ? fdopen(fd, "r") : NULL;

@@ -206,7 +206,8 @@ int control_admin(struct dsfs_ctx *ctx, const char *arg, char *msg, size_t size)
 				.arg = &ck};
 	char name[64], *argv[ADMIN_ARGS_MAX], *buf = NULL;
 	int dirfd = -1, fd = -1, argc = 0, i, rc;
-	bool change = false;
+	bool change = false, check;
+	unsigned problems = 0;
 	FILE *out = NULL;
 
 	msg[0] = '\0';
@@ -230,7 +231,8 @@ int control_admin(struct dsfs_ctx *ctx, const char *arg, char *msg, size_t size)
 		rc = snapshot(ctx, argv[1], msg, size);
 		goto out;
 	}
-	if (rc == 0 && (argc < 1 || !admin_command(argv[0])))
+	check = rc == 0 && argc == 1 && strcmp(argv[0], "check") == 0;
+	if (rc == 0 && !check && (argc < 1 || !admin_command(argv[0])))
 		rc = -EINVAL;
 	if (rc) {
 		snprintf(msg, size, "%s/%s: %s", ctx->store, name,
@@ -250,9 +252,14 @@ int control_admin(struct dsfs_ctx *ctx, const char *arg, char *msg, size_t size)
 			 strerror(-rc));
 		goto out;
 	}
-	change = changes(argc, argv);
-	if (argc == 3 && strcmp(argv[0], "load") == 0 &&
-	    strcmp(argv[1], "--archive") == 0) {
+	change = !check && changes(argc, argv);
+	if (check) {
+		rc = control_check(ctx, out, &problems, &e);
+		/* dsfsctl reads the number from the OK line. */
+		if (rc == 0)
+			snprintf(msg, size, "%u", problems);
+	} else if (argc == 3 && strcmp(argv[0], "load") == 0 &&
+		   strcmp(argv[1], "--archive") == 0) {
 		rc = load_archive(ctx, &env, argv[2], &e);
 		change = false; /* its caches are dropped already */
 	} else {
@@ -269,7 +276,7 @@ int control_admin(struct dsfs_ctx *ctx, const char *arg, char *msg, size_t size)
 		drop_caches(ctx, &ck);
 	if (rc)
 		snprintf(msg, size, "%s", e.text);
-	else if (changes(argc, argv))
+	else if (!check && changes(argc, argv))
 		log_info("%s: %s by dsfsctl", ctx->store, argv[0]);
 out:
 	if (dirfd >= 0)

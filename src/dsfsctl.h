@@ -65,6 +65,9 @@ int admin_main(int argc, char **argv, struct store_error *e);
 /* Have the daemon that has s run argv (control_admin.c); its output goes
  * to stdout. */
 int admin_ask(struct store *s, int argc, char **argv, struct store_error *e);
+/* The same, the text of the daemon's OK line in ok[0..oksize). */
+int admin_ask_ok(struct store *s, int argc, char **argv, char *ok,
+		 size_t oksize, struct store_error *e);
 /* value_cmds.c: one value by its path in the mount (entry.h), mounted
  * (through the daemon) or not (on the store's files, with the default
  * budgets).  get prints the value to out as stored; set stores
@@ -124,6 +127,14 @@ struct walk {
 
 /* Walk the whole layer w->l; problems counted in w->problems. */
 int check_layer(struct walk *w);
+
+/* Walk the layer l and print each problem, then the summary line
+ * "LABEL: N directories, N files, N whiteouts, N bytes used: ok" (or
+ * PROBLEMS) to out; problems found before are added to the number
+ * returned.  dsfsctl check on a store's files and the daemon's check of
+ * its runtime layer (control_check.c) print the same. */
+unsigned check_layer_report(struct dsfs_layer *l, const char *label, bool image,
+			    FILE *out, unsigned problems);
 
 /* Open image as the daemon would and check all of it; stop at the first
  * problem. */

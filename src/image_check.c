@@ -292,6 +292,29 @@ out:
 	return rc;
 }
 
+unsigned check_layer_report(struct dsfs_layer *l, const char *label, bool image,
+			    FILE *out, unsigned problems)
+{
+	struct store_error e = {.text = ""};
+	struct walk w = {
+		.l = l, .label = label, .image = image, .report = out, .e = &e};
+	int rc;
+
+	rc = check_layer(&w);
+	problems += w.problems;
+	if (rc && !w.problems) {
+		fprintf(out, "%s: %s\n", label, e.text);
+		problems++;
+	}
+	fprintf(out,
+		"%s: %llu directories, %llu files, %llu whiteouts, %llu "
+		"bytes used: %s\n",
+		label, (unsigned long long)w.dirs, (unsigned long long)w.files,
+		(unsigned long long)w.whiteouts, (unsigned long long)w.used,
+		problems ? "PROBLEMS" : "ok");
+	return problems;
+}
+
 int check_image_file(const char *image, struct store_error *e)
 {
 	struct walk w = {.label = image, .image = true, .e = e};

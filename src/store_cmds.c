@@ -183,30 +183,17 @@ static unsigned check_opened(struct store *s, const char *name,
 			     const char *label, FILE *out, unsigned problems)
 {
 	struct store_error e = {.text = ""};
-	struct walk w = {.label = label, .report = out, .e = &e};
 	struct dsfs_layer *l = NULL;
 	int rc;
 
-	w.image = strcmp(name, STORE_RUNTIME) != 0;
 	rc = open_offline(s, name, &l, &e);
 	if (rc) {
 		fprintf(out, "%s: cannot open: %s\n", label, e.text);
 		return problems + 1;
 	}
-	w.l = l;
-	rc = check_layer(&w);
+	problems = check_layer_report(
+		l, label, strcmp(name, STORE_RUNTIME) != 0, out, problems);
 	layer_close(l);
-	problems += w.problems;
-	if (rc && !w.problems) {
-		fprintf(out, "%s: %s\n", label, e.text);
-		problems++;
-	}
-	fprintf(out,
-		"%s: %llu directories, %llu files, %llu whiteouts, %llu "
-		"bytes used: %s\n",
-		label, (unsigned long long)w.dirs, (unsigned long long)w.files,
-		(unsigned long long)w.whiteouts, (unsigned long long)w.used,
-		problems ? "PROBLEMS" : "ok");
 	return problems;
 }
 
