@@ -53,12 +53,13 @@ static int load_archive(struct store *s, struct admin_env *env,
 }
 
 static int run_offline(struct store *s, int argc, char **argv,
-		       struct store_error *e)
+		       enum progress_mode progress, struct store_error *e)
 {
 	bool load = strcmp(argv[0], "load") == 0;
 	struct admin_env env = {.scratch = DSFS_SCRATCH_DEFAULT,
 				.uid = s->st.st_uid,
-				.gid = s->st.st_gid};
+				.gid = s->st.st_gid,
+				.progress = progress};
 	int rc;
 
 	rc = store_open_layer(s->path, STORE_RUNTIME, DSFS_DEFAULT_RUNTIME_SIZE,
@@ -208,7 +209,8 @@ out:
 	return rc;
 }
 
-int admin_main(int argc, char **argv, struct store_error *e)
+int admin_main(int argc, char **argv, enum progress_mode progress,
+	       struct store_error *e)
 {
 	char **args = calloc((size_t)argc + 1, sizeof(*args));
 	const char *store = NULL;
@@ -236,7 +238,7 @@ int admin_main(int argc, char **argv, struct store_error *e)
 	if (rc == 0) {
 		rc = store_lock(&s, e);
 		if (rc == 0)
-			rc = run_offline(&s, n, args, e);
+			rc = run_offline(&s, n, args, progress, e);
 		else if (rc == -EWOULDBLOCK)
 			rc = admin_ask(&s, n, args, e);
 		store_close(&s);

@@ -45,7 +45,8 @@ struct archive {
 	struct layer_change *c[DSFS_NLAYERS]; /* runtime, factory */
 	size_t n[DSFS_NLAYERS], cap[DSFS_NLAYERS];
 	uint64_t entries;
-	json_object **objs; /* the headers: keys point into them */
+	struct progress progress; /* records read, bytes of the archive */
+	json_object **objs;	  /* the headers: keys point into them */
 	size_t nobjs;
 	char *factory_new; /* STORE/factory.db.new, once written */
 	bool installed;	   /* ...and renamed over STORE/factory.db */
@@ -312,6 +313,7 @@ static int parse(struct archive *in, json_object ***objs, size_t *nobjs)
 		     0;
 	json_object_put(o);
 	while (rc == 0 && in->pos < end_at) {
+		progress_update(&in->progress, *nobjs, in->pos);
 		off = in->pos;
 		line = next_line(in, &len);
 		if (!line || in->pos > end_at)
@@ -440,9 +442,11 @@ static int stage_factory(struct archive *in)
 }
 
 int archive_read(struct store *s, const char *label, const char *buf,
-		 size_t len, struct archive **out, struct store_error *e)
+		 size_t len, enum progress_mode progress, struct archive **out,
+		 struct store_error *e)
 {
 	struct archive *in;
+	char what[80];
 	int rc;
 
 	*out = NULL;
@@ -459,7 +463,10 @@ int archive_read(struct store *s, const char *label, const char *buf,
 	}
 	*in = (struct archive){
 		.s = s, .label = label, .buf = buf, .len = len, .e = e};
+	snprintf(what, sizeof(what), "load --archive %s", label);
+	progress_begin(&in->progress, progress, what, 0, len);
 	rc = parse(in, &in->objs, &in->nobjs);
+	progress_end(&in->progress);
 	if (rc == 0 && in->n[L_FACTORY])
 		rc = stage_factory(in);
 	if (rc) {
@@ -505,7 +512,7 @@ int archive_load(struct store *s, struct admin_env *env, const char *label,
 	bool renamed;
 	int rc;
 
-	rc = archive_read(s, label, buf, len, &in, e);
+	rc = archive_read(s, label, buf, len, env->progress, &in, e);
 	if (rc)
 		return rc;
 	rc = archive_apply(in, env);

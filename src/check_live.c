@@ -88,7 +88,7 @@ static int ask_walk(struct store *s, const char *runtime, unsigned *problems,
 }
 
 int check_mounted(struct store *s, unsigned *problems, FILE *out,
-		  struct store_error *e)
+		  enum progress_mode progress, struct store_error *e)
 {
 	char name[32], *dir, *argv[] = {(char *)"snapshot", name, NULL};
 	char *runtime = store_recorded_runtime(s->path);
@@ -115,9 +115,10 @@ int check_mounted(struct store *s, unsigned *problems, FILE *out,
 	if (rc == 0)
 		rc = store_open(&t, dir, false, false, e);
 	if (rc == 0) {
-		*problems = runtime ? walked :
-				      check_file(&t, STORE_RUNTIME, out);
-		*problems += check_file(&t, STORE_FACTORY, out);
+		*problems =
+			runtime ? walked :
+				  check_file(&t, STORE_RUNTIME, out, progress);
+		*problems += check_file(&t, STORE_FACTORY, out, progress);
 		drop_copy(t.dirfd, STORE_RUNTIME);
 		drop_copy(t.dirfd, STORE_FACTORY);
 		store_close(&t);

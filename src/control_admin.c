@@ -174,7 +174,7 @@ static int load_archive(struct dsfs_ctx *ctx, struct admin_env *env,
 		return rc;
 	rc = admin_read_file(file, ARCHIVE_MAX, &buf, &len, e);
 	if (rc == 0)
-		rc = archive_read(&s, file, buf, len, &a, e);
+		rc = archive_read(&s, file, buf, len, PROGRESS_OFF, &a, e);
 	if (rc)
 		goto out;
 	ovl_admin_lock(&ctx->stack, true);

@@ -41,7 +41,8 @@ static int walk_once(struct dsfs_ctx *ctx, char **text, size_t *len,
 	ovl_admin_lock(&ctx->stack, false);
 	l = ctx->stack.layer[L_RUNTIME];
 	rc = layer_usage(l, &before, &budget);
-	*problems = check_layer_report(l, "runtime", false, mem, 0);
+	*problems =
+		check_layer_report(l, "runtime", false, mem, 0, PROGRESS_OFF);
 	if (rc == 0)
 		rc = layer_usage(l, &after, &budget);
 	ovl_admin_unlock(&ctx->stack);

@@ -332,6 +332,8 @@ tree_of()
 	ctl dump --archive "$T/b" >"$T/a2"
 	cmp "$T/a1" "$T/a2"
 	fusermount3 -u "$T/mnt2"
+	# The daemon lets go of STORE/lock as it exits.
+	tmo flock -w 10 "$T/b/lock" true
 	ctl dump --archive "$T/b" >"$T/a3"
 	cmp "$T/a1" "$T/a3"
 	[ ! -e "$T/b/factory.db.new" ]
