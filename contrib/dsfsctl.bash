@@ -7,6 +7,7 @@ _dsfsctl()
 {
 	local cur prev cmd i
 	local commands="mkfactory install-factory factory-reset dump load diff usage check"
+	commands+=" watch get set update"
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
 	cmd=
@@ -50,8 +51,14 @@ _dsfsctl()
 		return
 	fi
 	case $cmd in
-	mkfactory | factory-reset | diff | usage | check | dump)
+	mkfactory | factory-reset | diff | usage | check | dump | watch)
 		mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+		;;
+	get | set | update)
+		# STORE, then a PATH inside it and a value or a command: the
+		# local files are no help there.
+		[ "${COMP_WORDS[COMP_CWORD - 1]}" = "$cmd" ] &&
+			mapfile -t COMPREPLY < <(compgen -d -- "$cur")
 		;;
 	*)
 		mapfile -t COMPREPLY < <(compgen -f -- "$cur")

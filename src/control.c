@@ -43,6 +43,7 @@ struct reply {
 	char status[CONTROL_REPLY_MAX / 4];
 	char *data; /* owned; sent after an OK status line */
 	size_t dlen;
+	struct watcher *watcher; /* watch: streams after the OK (watch.c) */
 };
 
 /* A request as a command sees it: its arguments (the rest of the line),
@@ -153,6 +154,7 @@ static int cmd_install_factory(struct dsfs_ctx *ctx, struct reply *r,
 		return rc;
 	ovl_swap_factory(&ctx->stack, fresh);
 	dsfs_invalidate_all(ctx);
+	watch_told(ctx, L_FACTORY, NULL, "install-factory", 0, NULL);
 	log_info("%s: new factory image installed", ctx->store);
 	return rc;
 }
@@ -273,6 +275,12 @@ static int dispatch(struct dsfs_ctx *ctx, const char *request,
 		return reply_status(
 			r, control_admin(ctx, request + 6, msg, sizeof(msg)),
 			"%s", msg);
+	if (strcmp(request, "watch") == 0 || strncmp(request, "watch ", 6) == 0)
+		return reply_status(
+			r,
+			watch_request(ctx, request[5] ? request + 6 : "",
+				      &r->watcher, msg, sizeof(msg)),
+			"%s", msg);
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		n = strlen(commands[i].name);
 		if (strncmp(request, commands[i].name, n) != 0)
@@ -361,6 +369,8 @@ send:
 	if (rc)
 		log_warn("%s: control reply to '%s' not delivered: %s",
 			 ctx->store, request, strerror(-rc));
+	if (r.watcher) /* the stream follows the OK, on its own thread */
+		watch_begin(ctx, r.watcher, c, rc == 0);
 	free(out);
 	free(r.data);
 }

@@ -35,6 +35,10 @@
  *			the kernel's caches of PATH dropped), else ERR with
  *			the reason (EINVAL with the byte, ENOSPC with the
  *			budget, EACCES, EROFS ...)
+ *	watch [PATH]	OK, then the connection stays open and the daemon
+ *			sends one JSON line per committed change under PATH
+ *			(a path in the mount; all of it without), until the
+ *			client closes or the daemon stops (watch.h)
  *
  * A value is at most CONTROL_VALUE_MAX bytes.  PATH is the rest of the
  * line, so it may hold spaces (not a LF).
@@ -97,6 +101,16 @@ int control_request(const char *store, const char *request, char *reply,
 int control_call(const char *store, const char *request, const void *body,
 		 size_t blen, char **data, size_t *dlen, char *reply,
 		 size_t size, bool *answered);
+
+/* Connect to the daemon serving store and check that it may be trusted
+ * (see Trust): 0 and *sock, or a negative errno as control_request()'s
+ * and a one-line reason in reply.  For a request whose reply does not
+ * end the exchange (watch).  Single-threaded callers only. */
+int control_connect(const char *store, int *sock, char *reply, size_t size);
+/* A whole reply received with control_recv() (msg, changed) turned into
+ * control_request()'s result: 0 and the OK text, or the errno of ERR with
+ * its message, in reply. */
+int control_reply(char *msg, char *reply, size_t size);
 
 /* What both ends share (control_client.c). */
 

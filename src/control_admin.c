@@ -145,7 +145,8 @@ static int snapshot(struct dsfs_ctx *ctx, const char *dir, char *msg,
 		return -ENOMEM;
 	/* The layer serialises itself; the stack's lock would stop the
 	 * writers for the whole copy. */
-	rc = layer_sqlite_copy(ctx->stack.layer[L_RUNTIME], path, &why);
+	rc = layer_sqlite_copy(watch_layer_inner(ctx->stack.layer[L_RUNTIME]),
+			       path, &why);
 	if (rc)
 		snprintf(msg, size, "%s: %s", path, why ? why : strerror(-rc));
 	free(path);
@@ -188,6 +189,10 @@ static int load_archive(struct dsfs_ctx *ctx, struct admin_env *env,
 			ovl_swap_factory(&ctx->stack, fresh);
 	}
 	dsfs_invalidate_all(ctx);
+	/* The runtime layer's changes were seen by its watch wrapper; a new
+	 * image is told as install-factory tells it. */
+	if (fresh)
+		watch_told(ctx, L_FACTORY, NULL, "install-factory", 0, NULL);
 out:
 	archive_free(a);
 	free(buf);

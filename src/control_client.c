@@ -323,23 +323,14 @@ int control_request(const char *store, const char *request, char *reply,
 			    NULL);
 }
 
-int control_call(const char *store, const char *request, const void *body,
-		 size_t blen, char **data, size_t *dlen, char *reply,
-		 size_t size, bool *answered)
+int control_connect(const char *store, int *out, char *reply, size_t size)
 {
 	struct timeval tv = {.tv_sec = CONTROL_TIMEOUT};
-	char line[CONTROL_LINE_MAX], msg[CONTROL_REPLY_MAX];
-	int64_t deadline = control_now_ms() + CONTROL_TIMEOUT * 1000;
 	struct stat st;
 	uid_t peer = (uid_t)-1;
-	ssize_t n;
 	int dirfd, sock, rc;
 
-	if (answered)
-		*answered = false;
-	n = snprintf(line, sizeof(line), "%s\n", request);
-	if (n < 0 || (size_t)n >= sizeof(line) || strchr(request, '\n'))
-		return fail(reply, size, -EINVAL, "bad request");
+	*out = -1;
 	dirfd = open(store, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0)
 		return fail(reply, size, -errno, "%s", strerror(errno));
@@ -378,6 +369,34 @@ int control_call(const char *store, const char *request, const void *body,
 			  STORE_SOCKET, (unsigned)peer, (unsigned)st.st_uid);
 		goto out_sock;
 	}
+	*out = sock;
+	close(dirfd);
+	return 0;
+
+out_sock:
+	close(sock);
+out_dir:
+	close(dirfd);
+	return rc;
+}
+
+int control_call(const char *store, const char *request, const void *body,
+		 size_t blen, char **data, size_t *dlen, char *reply,
+		 size_t size, bool *answered)
+{
+	char line[CONTROL_LINE_MAX], msg[CONTROL_REPLY_MAX];
+	int64_t deadline = control_now_ms() + CONTROL_TIMEOUT * 1000;
+	ssize_t n;
+	int sock, rc;
+
+	if (answered)
+		*answered = false;
+	n = snprintf(line, sizeof(line), "%s\n", request);
+	if (n < 0 || (size_t)n >= sizeof(line) || strchr(request, '\n'))
+		return fail(reply, size, -EINVAL, "bad request");
+	rc = control_connect(store, &sock, reply, size);
+	if (rc)
+		return rc;
 	rc = control_send(sock, line, (size_t)n, deadline);
 	if (rc == 0 && blen)
 		rc = control_send(sock, body, blen, deadline);
@@ -401,7 +420,10 @@ int control_call(const char *store, const char *request, const void *body,
 		rc = recv_value(sock, reply, data, dlen, deadline, reply, size);
 out_sock:
 	close(sock);
-out_dir:
-	close(dirfd);
 	return rc;
+}
+
+int control_reply(char *msg, char *reply, size_t size)
+{
+	return parse_reply(msg, reply, size);
 }

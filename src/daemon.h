@@ -22,13 +22,17 @@
 struct handle;
 struct flocks;
 struct dsfs_cluster;
+struct watch_hub;
+struct watch_change;
+struct watcher;
 
 struct dsfs_ctx {
 	/* Set up by main.c before the session starts; read-only after. */
 	char *store;   /* absolute path of the store directory */
 	char *runtime; /* -o runtime=: NULL for sqlite (store.h) */
 	uint64_t budget[DSFS_NLAYERS];
-	double timeout;	 /* kernel cache timeout for the merged trees */
+	bool runtime_size_given; /* a shared runtime records it for all */
+	double timeout;		 /* kernel cache timeout for the merged trees */
 	uid_t owner_uid; /* owner of the store: of the fixed directories */
 	gid_t owner_gid;
 	struct timespec started;
@@ -49,6 +53,9 @@ struct dsfs_ctx {
 	 * refused (last_error.h): set up by main.c before the session. */
 	struct reserve_table reserve;
 	struct last_errors errors;
+	/* dsfsctl watch (watch.c): set by watch_start() before the session
+	 * and remote_start(), cleared by watch_stop(); NULL without it. */
+	struct watch_hub *watch;
 };
 
 /* fuse_ops.c */
@@ -210,6 +217,35 @@ void flock_release(struct dsfs_ctx *ctx, uint64_t owner);
  * come any more, before the layers close. */
 int remote_start(struct dsfs_ctx *ctx, const char *conninfo);
 void remote_stop(struct dsfs_ctx *ctx);
+
+/* watch.c, watch_layer.c: dsfsctl watch (watch.h).  watch_start() after
+ * the layers are open and before remote_start(): the ephemeral and runtime
+ * layers wrapped to offer every committed change; watch_stop() after
+ * remote_stop(): every stream ended, the layers unwrapped. */
+int watch_start(struct dsfs_ctx *ctx);
+void watch_stop(struct dsfs_ctx *ctx);
+/* Is anyone watching?  One atomic load: the offer is skipped if not. */
+bool watch_wanted(struct dsfs_ctx *ctx);
+/* A change that committed (origin NULL: the mount's, or dsfsctl's when
+ * made on the control thread); watch_told() builds it from its parts. */
+void watch_offer(struct dsfs_ctx *ctx, const struct watch_change *c);
+void watch_told(struct dsfs_ctx *ctx, int layer, const char *key,
+		const char *op, uint64_t version, const char *origin);
+/* "watch [PATH]" on the control socket: register a watcher (its events
+ * are queued from now on), then, once the OK is sent or not (answered),
+ * watch_begin() hands it a copy of the connection sock and starts its
+ * thread, or drops it.  msg gets why a request was refused. */
+int watch_request(struct dsfs_ctx *ctx, const char *path, struct watcher **out,
+		  char *msg, size_t size);
+void watch_begin(struct dsfs_ctx *ctx, struct watcher *w, int sock,
+		 bool answered);
+/* The wrapper of layer index (L_EPHEMERAL, L_RUNTIME) around inner, which
+ * it owns; the layer under a wrapper (l itself if l is none); unwrap frees
+ * the wrapper and returns that layer. */
+int watch_layer_wrap(struct dsfs_ctx *ctx, int index, struct dsfs_layer *inner,
+		     struct dsfs_layer **out);
+struct dsfs_layer *watch_layer_inner(struct dsfs_layer *l);
+struct dsfs_layer *watch_layer_unwrap(struct dsfs_layer *l);
 
 /* control.c: the daemon's side of dsfsctl's requests. */
 int control_listen(struct dsfs_ctx *ctx);

@@ -37,6 +37,7 @@ static void usage(FILE *out)
 	      "       dsfsctl get STORE PATH\n"
 	      "       dsfsctl set STORE PATH [VALUE | -]\n"
 	      "       dsfsctl update STORE PATH -- COMMAND [ARG ...]\n"
+	      "       dsfsctl watch STORE [PATH]\n"
 	      "       dsfsctl -h | -V\n",
 	      out);
 }
@@ -163,6 +164,12 @@ static int cmd_update(const struct args *a, struct store_error *e)
 	return value_update(a->argv[0], a->argv[1], a->argv + 3, e);
 }
 
+/* watch STORE [PATH]: until interrupted (watch_cli.c). */
+static int cmd_watch(const struct args *a, struct store_error *e)
+{
+	return watch_store(a->argv[0], a->argc == 2 ? a->argv[1] : "", e);
+}
+
 static const struct command {
 	const char *name;
 	const char *opts; /* getopt(3) string */
@@ -178,6 +185,7 @@ static const struct command {
 	{"get", "+h", 2, 2, cmd_get},
 	{"set", "+h", 2, 3, cmd_set},
 	{"update", "+h", 4, -1, cmd_update},
+	{"watch", "+h", 1, 2, cmd_watch},
 };
 
 static int admin_exit(int argc, char **argv, enum progress_mode progress)
@@ -293,7 +301,8 @@ int main(int argc, char *argv[])
 	if (rc) {
 		fprintf(stderr, "dsfsctl: %s\n",
 			e.text[0] ? e.text : strerror(-rc));
-		return 1;
+		/* watch of a store that nothing can change: a usage error */
+		return cmd->run == cmd_watch && rc == -EOPNOTSUPP ? 2 : 1;
 	}
 	return 0;
 }

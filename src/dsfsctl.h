@@ -4,7 +4,8 @@
  * like the mount (mkfactory.c), checking an image entry by entry
  * (image_check.c), installing it into a store (install.c), the
  * store-level commands factory reset, usage and check (store_cmds.c), and
- * get, set and update of one value (value_cmds.c).
+ * get, set and update of one value (value_cmds.c), and watch
+ * (watch_cli.c).
  *
  * A command on a store works offline when it can take STORE/lock (no
  * daemon has the store; dsfsctl holds the lock until it is done), and
@@ -86,6 +87,13 @@ int value_set(const char *store, const char *path, const char *value,
 	      size_t len, struct store_error *e);
 int value_update(const char *store, const char *path, char **argv,
 		 struct store_error *e);
+
+/* watch_cli.c: print one JSON line per committed change under path (a
+ * path in the mount, "" for all) until SIGINT, SIGTERM, standard output
+ * closed or the daemon's unmount (0).  Through the daemon when mounted;
+ * otherwise on a shared runtime's database, and -EOPNOTSUPP for a local
+ * runtime, which nothing but dsfsctl can change. */
+int watch_store(const char *store, const char *path, struct store_error *e);
 
 /* ---- what the commands share ----------------------------------------- */
 

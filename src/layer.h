@@ -520,15 +520,62 @@ int layer_sqlite_copy(struct dsfs_layer *l, const char *dst, const char **why);
  * synchronous_commit on; an operation that cannot reach the server fails
  * with -EIO within bounded time (layer_pg.h), and the next one reconnects.
  *
+ * The runtime budget is the store's, recorded in the database and read in
+ * every transaction that checks it, so that every host enforces the same
+ * one.  With LAYER_PG_SET_BUDGET in flags, budget is recorded (a mount
+ * with -o runtime_size); without it, the recorded budget holds and
+ * budget is recorded only if none is (a new store).
+ *
  * layer_pg_is_conninfo() tells whether -o runtime=VALUE names a database.
  * layer_pg_shown() is conninfo without its password, as key='value'
  * words (allocated; NULL with why set if libpq cannot read conninfo).
  * layer_pg_hide_password() overwrites in place, with '*', every password
  * in a command-line argument holding a conninfo. */
+#define LAYER_PG_SET_BUDGET 1u
 int layer_pg_open(const char *conninfo, const char *name, uint64_t budget,
-		  struct dsfs_layer **out, char *why, size_t cap);
+		  unsigned flags, struct dsfs_layer **out, char *why,
+		  size_t cap);
 bool layer_pg_is_conninfo(const char *runtime);
 char *layer_pg_shown(const char *conninfo, char *why, size_t cap);
 void layer_pg_hide_password(char *arg);
+
+/* layer_observe.c: a layer that is inner (which it owns: closing it
+ * closes inner), and after each change that committed through it calls
+ * o->changed(o->arg, inner, ev), on the caller's thread and with the
+ * caller's locks held; and o->done(o->arg), if set, once the wrapper
+ * is gone (after inner closed, or at layer_unobserve()).  A change set
+ * (apply) is told change by change, once all of it committed.
+ * layer_observed() is the layer under l if l observes with
+ * changed, else NULL; layer_unobserve() frees the wrapper l and returns
+ * the layer it wrapped.  0 or -ENOMEM (inner is then still the
+ * caller's). */
+enum layer_event_op {
+	LAYER_EV_COMMIT,
+	LAYER_EV_MKDIR,
+	LAYER_EV_REMOVE,
+	LAYER_EV_WHITEOUT,
+	LAYER_EV_SETATTR,
+	LAYER_EV_RENAME,
+	LAYER_EV_CLEAR,
+};
+struct layer_event {
+	enum layer_event_op op;
+	const char *key;  /* NULL for clear */
+	const char *from; /* rename: the old key */
+	uint64_t version; /* commit: the stored version; else 0 */
+	unsigned mask;	  /* setattr: DSFS_SET_* */
+};
+typedef void (*layer_observer_fn)(void *arg, struct dsfs_layer *inner,
+				  const struct layer_event *ev);
+struct layer_observer {
+	layer_observer_fn changed;
+	void (*done)(void *arg);
+	void *arg;
+};
+int layer_observe(struct dsfs_layer *inner, const struct layer_observer *o,
+		  struct dsfs_layer **out);
+struct dsfs_layer *layer_observed(struct dsfs_layer *l,
+				  layer_observer_fn changed);
+struct dsfs_layer *layer_unobserve(struct dsfs_layer *l);
 
 #endif

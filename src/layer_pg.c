@@ -301,8 +301,8 @@ static int drop_entry(struct pg_tx *t, const char *key,
 
 static bool fits(const struct pg_tx *t, uint64_t add, uint64_t sub)
 {
-	return layer_fits(t->used < 0 ? 0 : (uint64_t)t->used, t->p->budget,
-			  add, sub);
+	return layer_fits(t->used < 0 ? 0 : (uint64_t)t->used, t->budget, add,
+			  sub);
 }
 
 static uint64_t next_version(struct pg_tx *t)
@@ -810,16 +810,25 @@ static int pg_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
 
 static int usage_fn(struct pg_tx *t, void *arg)
 {
-	return int_on(t, P_USED, NULL, 0, arg);
+	PGresult *r;
+	int rc = one_row(t, P_USED, NULL, &r);
+
+	if (rc == 0) {
+		t->used = pg_get_i64(r, 0, 0);
+		t->budget = pg_budget(t->p, pg_get_i64(r, 0, 1));
+		PQclear(r);
+	}
+	*(struct pg_tx *)arg = *t;
+	return rc;
 }
 
 static int pg_usage(struct dsfs_layer *l, uint64_t *used, uint64_t *budget)
 {
-	int64_t v = 0;
-	int rc = pg_tx_run(to_pg(l), PG_ONE, "usage", NULL, usage_fn, &v);
+	struct pg_tx seen = {.budget = to_pg(l)->budget};
+	int rc = pg_tx_run(to_pg(l), PG_ONE, "usage", NULL, usage_fn, &seen);
 
-	*used = v < 0 ? 0 : (uint64_t)v;
-	*budget = to_pg(l)->budget;
+	*used = seen.used < 0 ? 0 : (uint64_t)seen.used;
+	*budget = seen.budget;
 	return rc;
 }
 

@@ -100,7 +100,8 @@ struct pg_layer {
 	char *conninfo;		/* as given: holds the password, if any */
 	char *shown;		/* the conninfo without password, for logs */
 	char owner[64];		/* this opening's pin owner name */
-	uint64_t budget;
+	uint64_t budget;	/* the store's, as recorded at open */
+	bool set_budget;	/* record budget, whatever was recorded */
 
 	pthread_mutex_t lock; /* guards pool[] and down */
 	pthread_cond_t freed; /* a connection was given back */
@@ -142,6 +143,7 @@ struct pg_tx {
 	const char *key;  /* the key or token concerned, or NULL */
 	int64_t used;	  /* dsfs_state, read and written by write tx */
 	int64_t seq;
+	uint64_t budget; /* the store's, read with dsfs_state */
 };
 
 /* layer_pg_conn.c */
@@ -159,6 +161,13 @@ int pg_run(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 /* Column values of a binary result. */
 int64_t pg_get_i64(const PGresult *r, int row, int col);
 bool pg_get_bool(const PGresult *r, int row, int col);
+
+/* The budget to check: the store's recorded one (dsfs_meta), or this
+ * opening's if none is recorded (recorded < 0). */
+static inline uint64_t pg_budget(const struct pg_layer *p, int64_t recorded)
+{
+	return recorded < 0 ? p->budget : (uint64_t)recorded;
+}
 
 /* How pg_tx_run() wraps fn: no transaction (fn runs one statement), a
  * read-only one on one snapshot (REPEATABLE READ), or a write. */

@@ -450,6 +450,7 @@ static int state_lock(struct pg_tx *t)
 	} else {
 		t->used = pg_get_i64(r, 0, 0);
 		t->seq = pg_get_i64(r, 0, 1);
+		t->budget = pg_budget(t->p, pg_get_i64(r, 0, 2));
 	}
 	PQclear(r);
 	return rc;

@@ -5,7 +5,8 @@
  *
  * The schema (every table named dsfs_*, so the database may hold others):
  *
- *   dsfs_meta(k PRIMARY KEY, v)     'schema_version' = PG_SCHEMA_VERSION
+ *   dsfs_meta(k PRIMARY KEY, v)     'schema_version' = PG_SCHEMA_VERSION,
+ *                                   'runtime_budget' = the budget in bytes
  *   dsfs_state(id = 1, used, seq)   usage in bytes, the version counter
  *   dsfs_entry(parent, name, kind, opaque, mode, uid, gid, atime, mtime,
  *              ctime (ns since the epoch), version, size, type, token,
@@ -92,13 +93,20 @@ static const char schema_sql[] =
 #define NOT_PINNED(tok) \
 	" NOT EXISTS (SELECT 1 FROM dsfs_pin p WHERE p.token = " tok ")"
 
+/* The store's budget, read in the transaction that checks it, so that a
+ * mount that changes it changes it for every host at once; -1 if no
+ * daemon recorded one yet. */
+#define BUDGET                                                           \
+	"coalesce((SELECT v FROM dsfs_meta WHERE k = 'runtime_budget')," \
+	" -1)"
+
 /* Integers go over the wire as int8 ($n::int8); substr() wants int4. */
 const char *const pg_stmt_sql[P_COUNT] = {
-	[P_STATE_LOCK] = "SELECT used, seq FROM dsfs_state WHERE id = 1"
-			 " FOR UPDATE",
+	[P_STATE_LOCK] = "SELECT used, seq, " BUDGET
+			 " FROM dsfs_state WHERE id = 1 FOR UPDATE",
 	[P_STATE_SET] = "UPDATE dsfs_state SET used = $1::int8,"
 			" seq = $2::int8 WHERE id = 1",
-	[P_USED] = "SELECT used FROM dsfs_state WHERE id = 1",
+	[P_USED] = "SELECT used, " BUDGET " FROM dsfs_state WHERE id = 1",
 	[P_GET] = "SELECT " ATTR_COLS " FROM dsfs_entry" AT_KEY,
 	[P_LIST] = "SELECT name, " ATTR_COLS
 		   " FROM dsfs_entry WHERE parent = $1::bytea",
@@ -376,6 +384,41 @@ static void free_layer(struct pg_layer *p)
 	free(p);
 }
 
+/* One runtime budget for every host: the store records it.  A mount that
+ * names a size records it (and says so when that changes the budget);
+ * one that does not keeps the recorded budget, or records its default
+ * on a new store. */
+static int record_budget(PGconn *conn, struct pg_layer *p, char *why,
+			 size_t cap)
+{
+	char sql[192];
+	PGresult *r;
+	long long was = -1;
+	int rc;
+
+	rc = simple(conn, "SELECT v FROM dsfs_meta WHERE k = 'runtime_budget'",
+		    &r, why, cap);
+	if (rc)
+		return rc;
+	if (PQntuples(r) == 1)
+		was = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	if (was >= 0 && (!p->set_budget || (uint64_t)was == p->budget)) {
+		p->budget = (uint64_t)was;
+		return 0;
+	}
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO dsfs_meta VALUES ('runtime_budget', %llu)"
+		 " ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+		 (unsigned long long)p->budget);
+	rc = simple(conn, sql, NULL, why, cap);
+	if (rc == 0 && was >= 0)
+		log_info("%s: the runtime budget of every host is now %llu "
+			 "bytes (was %lld): runtime_size of this mount",
+			 p->shown, (unsigned long long)p->budget, was);
+	return rc;
+}
+
 /* The first connection: schema, statements, this owner, the sweep. */
 static int first_connection(struct pg_layer *p, char *why, size_t cap)
 {
@@ -391,6 +434,9 @@ static int first_connection(struct pg_layer *p, char *why, size_t cap)
 	if (rc)
 		return rc;
 	c->prepared = true;
+	rc = record_budget(c->conn, p, why, cap);
+	if (rc)
+		return rc;
 	rc = pg_tx_run(p, PG_ONE, "register pin owner", NULL, beat_fn, NULL);
 	if (rc == 0)
 		rc = pg_tx_run(p, PG_WRITE, "sweep dead pins", NULL, sweep_fn,
@@ -402,7 +448,8 @@ static int first_connection(struct pg_layer *p, char *why, size_t cap)
 }
 
 int layer_pg_open(const char *conninfo, const char *name, uint64_t budget,
-		  struct dsfs_layer **out, char *why, size_t cap)
+		  unsigned flags, struct dsfs_layer **out, char *why,
+		  size_t cap)
 {
 	struct pg_layer *p;
 	char host[32] = "";
@@ -421,6 +468,7 @@ int layer_pg_open(const char *conninfo, const char *name, uint64_t budget,
 	p->base.ops = &pg_ops;
 	p->base.name = name;
 	p->budget = budget;
+	p->set_budget = flags & LAYER_PG_SET_BUDGET;
 	p->conninfo = strdup(conninfo);
 	p->shown = layer_pg_shown(conninfo, why, cap);
 	if (!p->conninfo || !p->shown) {

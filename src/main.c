@@ -214,14 +214,14 @@ static int open_factory(const char *store, uint64_t budget,
 }
 
 static int open_runtime(const char *store, const char *runtime, uint64_t budget,
-			struct dsfs_layer **out)
+			unsigned flags, struct dsfs_layer **out)
 {
 	struct store_error e = {.text = ""};
 	int rc;
 
 	if (runtime) {
 		/* memory or PostgreSQL: nothing of STORE/runtime.db. */
-		rc = store_open_runtime(store, runtime, budget,
+		rc = store_open_runtime(store, runtime, budget, flags,
 					"cannot use the runtime layer", out,
 					&e);
 		if (rc)
@@ -257,6 +257,7 @@ static int open_stack(struct dsfs_ctx *ctx)
 	if (rc)
 		goto fail;
 	rc = open_runtime(ctx->store, ctx->runtime, ctx->budget[L_RUNTIME],
+			  ctx->runtime_size_given ? LAYER_PG_SET_BUDGET : 0,
 			  &s->layer[L_RUNTIME]);
 	if (rc)
 		goto fail_ephemeral;
@@ -365,6 +366,7 @@ int main(int argc, char *argv[])
 	ctx.budget[L_FACTORY] = DSFS_DEFAULT_FACTORY_SIZE;
 	ctx.budget[L_RUNTIME] = DSFS_DEFAULT_RUNTIME_SIZE;
 	ctx.budget[L_EPHEMERAL] = DSFS_DEFAULT_EPHEMERAL_SIZE;
+	ctx.runtime_size_given = o.runtime_size != NULL;
 	if (set_budget("runtime_size", o.runtime_size,
 		       &ctx.budget[L_RUNTIME]) ||
 	    set_budget("ephemeral_size", o.ephemeral_size,
@@ -431,6 +433,8 @@ int main(int argc, char *argv[])
 	log_init("dsfs", o.foreground, o.debug);
 	if (open_stack(&ctx) != 0)
 		goto out_unmount;
+	if (watch_start(&ctx) != 0)
+		goto out_layers;
 	if (shared_runtime(ctx.runtime) && remote_start(&ctx, ctx.runtime) != 0)
 		goto out_layers;
 	rc = control_start(&ctx);
@@ -454,6 +458,7 @@ int main(int argc, char *argv[])
 out_layers:
 	control_stop(&ctx);
 	remote_stop(&ctx);
+	watch_stop(&ctx);
 out_unmount:
 	fuse_session_unmount(ctx.se);
 out_signals:

@@ -22,9 +22,9 @@ static void changed_elsewhere(void *arg, const char *key, uint64_t version)
 {
 	struct dsfs_ctx *ctx = arg;
 
-	(void)version; /* the open compares versions itself (file.c) */
 	ovl_changed_elsewhere(&ctx->stack, key);
 	notify_remote(ctx, key);
+	watch_told(ctx, L_RUNTIME, key, "change", version, "remote");
 }
 
 static void reset_elsewhere(void *arg)
@@ -33,6 +33,7 @@ static void reset_elsewhere(void *arg)
 
 	ovl_changed_elsewhere(&ctx->stack, NULL);
 	dsfs_invalidate_all(ctx);
+	watch_told(ctx, L_RUNTIME, NULL, "reset", 0, "remote");
 }
 
 int remote_start(struct dsfs_ctx *ctx, const char *conninfo)

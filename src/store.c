@@ -192,8 +192,8 @@ int store_check_runtime(const char *runtime, struct store_error *e)
 }
 
 int store_open_runtime(const char *store, const char *runtime, uint64_t budget,
-		       const char *doing, struct dsfs_layer **out,
-		       struct store_error *e)
+		       unsigned flags, const char *doing,
+		       struct dsfs_layer **out, struct store_error *e)
 {
 	char why[320], bad[128], *shown;
 	int rc;
@@ -210,7 +210,8 @@ int store_open_runtime(const char *store, const char *runtime, uint64_t budget,
 		(*out)->name = "runtime";
 		return 0;
 	}
-	rc = layer_pg_open(runtime, "runtime", budget, out, why, sizeof(why));
+	rc = layer_pg_open(runtime, "runtime", budget, flags, out, why,
+			   sizeof(why));
 	if (rc) {
 		shown = layer_pg_shown(runtime, bad, sizeof(bad));
 		store_fail(e, rc, "runtime %s: %s%s%s",
@@ -316,7 +317,7 @@ static int open_recorded(const char *store, const char *runtime,
 
 	if (strcmp(runtime, "memory") == 0)
 		return -ENOENT; /* nothing outlives the mount */
-	rc = store_open_runtime(store, runtime, budget, doing, out, e);
+	rc = store_open_runtime(store, runtime, budget, 0, doing, out, e);
 	if (rc)
 		return rc;
 	rc = cluster_pg_open(runtime, &quiet, &c);

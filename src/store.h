@@ -85,7 +85,8 @@ int store_open_layer(const char *store, const char *name, uint64_t budget,
  *
  * store_check_runtime() refuses (-EINVAL, e set) a value that is none of
  * these.  store_open_runtime() opens it, the SQLite file as
- * store_open_layer() does.  store_record_runtime() writes what the daemon
+ * store_open_layer() does; flags are layer_pg_open()'s (a shared runtime
+ * keeps the budget the store records unless LAYER_PG_SET_BUDGET).  store_record_runtime() writes what the daemon
  * was given to STORE/runtime.uri, the password left out, so that dsfsctl
  * finds the same runtime when the store is not mounted (it removes the
  * file for sqlite); store_open_layer() of STORE_RUNTIME follows it.
@@ -93,8 +94,8 @@ int store_open_layer(const char *store, const char *name, uint64_t budget,
 #define STORE_RUNTIME_URI "runtime.uri"
 int store_check_runtime(const char *runtime, struct store_error *e);
 int store_open_runtime(const char *store, const char *runtime, uint64_t budget,
-		       const char *doing, struct dsfs_layer **out,
-		       struct store_error *e);
+		       unsigned flags, const char *doing,
+		       struct dsfs_layer **out, struct store_error *e);
 int store_record_runtime(const struct store *s, const char *runtime,
 			 struct store_error *e);
 /* What STORE/runtime.uri records, allocated; NULL without one (sqlite). */

@@ -15,22 +15,6 @@ teardown()
 	teardown_store
 }
 
-# Mounts in the foreground (-f) with stderr in $T/log, in the background of
-# this shell, and waits for the mount.
-mount_dsfs_fg()
-{
-	check_fuse || return 1
-	"$DSFS" -f "$@" "$STORE" "$MNT" </dev/null >"$T/log" 2>&1 3>&- 4>&- &
-	local tries=100
-	until mountpoint -q "$MNT"; do
-		tries=$((tries - 1))
-		[ $tries -gt 0 ] ||
-			fail "dsfs -f did not mount $MNT within 10s: $(cat "$T/log")" ||
-			return 1
-		sleep 0.1
-	done
-}
-
 # log_line PATTERN...: prints a line of $T/log that matches every pattern
 # (grep -i -E); fails if there is none.
 log_line()

@@ -151,6 +151,26 @@ mount_dsfs()
 	done
 }
 
+# mount_dsfs_fg [dsfs options...]: mounts $STORE on $MNT with dsfs -f in
+# the background of this shell, its log lines appended to $T/log (where a
+# test looks for the line naming a path and a reason), and waits for the
+# mount.
+mount_dsfs_fg()
+{
+	local tries=100
+	local -a rt
+	mapfile -t rt < <(runtime_args "$@")
+	check_fuse || return 1
+	"$DSFS" -f "${rt[@]}" "$@" "$STORE" "$MNT" </dev/null >>"$T/log" 2>&1 3>&- 4>&- &
+	until mountpoint -q "$MNT"; do
+		tries=$((tries - 1))
+		[ $tries -gt 0 ] ||
+			fail "dsfs -f did not mount $MNT within 10s: $(cat "$T/log")" ||
+			return 1
+		sleep 0.1
+	done
+}
+
 # unmount_dsfs: unmounts $MNT (retrying while it is busy, then lazily) and
 # waits for the daemon to exit, killing it if it does not.  Succeeds when
 # nothing was mounted.

@@ -116,21 +116,6 @@ mime_of()
 	esac
 }
 
-# mount_fg: mounts $STORE on $MNT with dsfs in the foreground
-# (-f), its log lines going to $T/dsfs.log, and waits for the mount.
-mount_fg()
-{
-	check_fuse || return 1
-	"$DSFS" -f "$STORE" "$MNT" </dev/null >"$T/dsfs.log" 2>&1 3>&- 4>&- &
-	local tries=100
-	until mountpoint -q "$MNT"; do
-		tries=$((tries - 1))
-		[ $tries -gt 0 ] || fail "dsfs -f did not mount: $(cat "$T/dsfs.log")" ||
-			return 1
-		sleep 0.1
-	done
-}
-
 @test "PNG, JPEG, GIF, BMP and WebP are stored byte for byte with their MIME type" {
 	mount_dsfs
 	local t
@@ -578,7 +563,7 @@ print("ok")
 }
 
 @test "a refused image is logged with its path and the reason" {
-	mount_fg
+	mount_dsfs_fg
 	mkimg png "$D/old" 1
 	tmo cp "$D/old" "$MNT/images/x"
 	mkdir "$MNT/images/sub"
@@ -588,8 +573,8 @@ print("ok")
 	[ "$output" = "write=OK close=EINVAL" ] || fail "write_steps: $output"
 	same "$D/old" "$MNT/images/x"
 	sleep 0.2
-	grep -q 'images/x:.*\(image\|PNG\)' "$T/dsfs.log" ||
-		fail "no log line names images/x and the reason: $(cat "$T/dsfs.log")"
-	grep -q 'images/sub/y:.*\(image\|short\|signature\)' "$T/dsfs.log" ||
-		fail "no log line names images/sub/y and the reason: $(cat "$T/dsfs.log")"
+	grep -q 'images/x:.*\(image\|PNG\)' "$T/log" ||
+		fail "no log line names images/x and the reason: $(cat "$T/log")"
+	grep -q 'images/sub/y:.*\(image\|short\|signature\)' "$T/log" ||
+		fail "no log line names images/sub/y and the reason: $(cat "$T/log")"
 }

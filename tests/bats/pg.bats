@@ -36,22 +36,6 @@ teardown()
 	[ "$(stat -c %U "$PG_DIR/pgdata")" = postgres ]
 }
 
-# mount_fg [options...]: mounts $STORE on $MNT with dsfs -f in the
-# background, its log in $T/log, and waits for the mount.
-mount_fg()
-{
-	local tries=100
-	check_fuse || return 1
-	"$DSFS" -f "$@" "$STORE" "$MNT" </dev/null >>"$T/log" 2>&1 3>&- 4>&- &
-	until mountpoint -q "$MNT"; do
-		tries=$((tries - 1))
-		[ $tries -gt 0 ] ||
-			fail "dsfs -f did not mount $MNT within 10s: $(cat "$T/log")" ||
-			return 1
-		sleep 0.1
-	done
-}
-
 # A second host: another STORE and mount point on the same database.
 setup_host2()
 {
@@ -145,7 +129,7 @@ fresh_db()
 	pg_sql "SELECT pg_reload_conf()" >/dev/null
 	sleep 0.3
 	local uri="postgresql://pwuser:$pw@/pwdb?host=$PG_DIR"
-	mount_fg -o "runtime=$uri"
+	mount_dsfs_fg -o "runtime=$uri"
 	echo '"v"' >"$MNT/kv/k"
 	pid=$(daemon_pids)
 	[ -n "$pid" ]
@@ -241,10 +225,36 @@ fresh_db()
 	teardown_host2
 }
 
+@test "the budget is the store's: a host mounted without runtime_size uses the one recorded, and a host with it changes it for all" {
+	fresh_db
+	setup_host2
+	mount_dsfs -o "runtime=$URI,runtime_size=2K"
+	STORE=$STORE2 MNT=$MNT2 mount_dsfs -o "runtime=$URI"
+	[ "$(pg_sql "SELECT v FROM dsfs_meta WHERE k = 'runtime_budget'")" = 2048 ]
+	run tmo "$DSFSCTL" usage "$STORE2"
+	[[ "$output" == *"runtime 0 2048"* ]] || fail "$output"
+	local v
+	v=\"$(head -c 1500 /dev/zero | tr '\0' x)\"
+	printf %s "$v" >"$MNT/kv/a"
+	# Host 2 holds the store's 2K, not its own default of 13M.
+	run pyop write "$MNT2/kv/b" "$v"
+	[ "$output" = ENOSPC ] || fail "$output"
+	assert_content "$MNT/kv/a" "$v"
+	# A host mounted with a size records it for every host.
+	unmount_dsfs
+	mount_dsfs -o "runtime=$URI,runtime_size=8K"
+	[ "$(pg_sql "SELECT v FROM dsfs_meta WHERE k = 'runtime_budget'")" = 8192 ]
+	run pyop write "$MNT2/kv/b" "$v"
+	[ "$output" = OK ] || fail "$output"
+	run tmo "$DSFSCTL" usage "$STORE2"
+	[[ "$output" == *"runtime 3006 8192"* ]] || fail "$output"
+	teardown_host2
+}
+
 @test "outage: the server stops under load, operations fail with EIO in bounded time, nothing acknowledged is lost, the mount recovers" {
 	local i start took
 	fresh_db
-	mount_fg -o "runtime=$URI"
+	mount_dsfs_fg -o "runtime=$URI"
 	# Writers running while the server goes away and comes back.
 	(
 		for i in $(seq 1 300); do

@@ -77,6 +77,9 @@ complete_words()
 	[ "$(complete_words dsfsctl check --)" = $'--no-progress\n--progress' ]
 	mkdir "$T/stores"
 	[ "$(cd "$T" && complete_words dsfsctl check sto)" = stores ]
+	[ "$(complete_words dsfsctl u)" = $'update\nusage' ]
+	[ "$(cd "$T" && complete_words dsfsctl set sto)" = stores ]
+	[ -z "$(cd "$T" && complete_words dsfsctl set stores s)" ]
 	grep -q 'contrib/dsfsctl' "$TOP/Makefile.am"
 }
 

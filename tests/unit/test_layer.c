@@ -98,8 +98,8 @@ static int open_pg(uint64_t budget, struct dsfs_layer **l)
 	int rc;
 
 	pg_test_reset();
-	rc = layer_pg_open(pg_test_uri(), "runtime", budget, l, why,
-			   sizeof(why));
+	rc = layer_pg_open(pg_test_uri(), "runtime", budget,
+			   LAYER_PG_SET_BUDGET, l, why, sizeof(why));
 	if (rc)
 		diag("layer_pg_open: %d (%s)", rc, why);
 	return rc;
@@ -1716,7 +1716,8 @@ static struct dsfs_layer *open_pg_host(const char *what)
 	char why[256];
 	int rc;
 
-	rc = layer_pg_open(pg_test_uri(), "runtime", BIG, &l, why, sizeof(why));
+	rc = layer_pg_open(pg_test_uri(), "runtime", BIG, LAYER_PG_SET_BUDGET,
+			   &l, why, sizeof(why));
 	is_int(rc, 0, nm("%s", what));
 	if (rc)
 		bail(why);
@@ -1773,6 +1774,57 @@ static void t_pg_hosts(void)
 	layer_close(c);
 }
 
+static uint64_t budget_of(struct dsfs_layer *l)
+{
+	uint64_t used, budget = 0;
+
+	if (layer_usage(l, &used, &budget))
+		return 0;
+	return budget;
+}
+
+static struct dsfs_layer *open_pg_budget(uint64_t budget, unsigned flags,
+					 const char *what)
+{
+	struct dsfs_layer *l = NULL;
+	char why[256];
+
+	is_int(layer_pg_open(pg_test_uri(), "runtime", budget, flags, &l, why,
+			     sizeof(why)),
+	       0, nm("%s", what));
+	if (!l)
+		bail(why);
+	return l;
+}
+
+/* One budget for the store, whatever each host was started with. */
+static void t_pg_budget(void)
+{
+	struct dsfs_layer *a, *b, *c;
+	char big[3000];
+
+	memset(big, '7', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	pg_test_reset();
+	a = open_pg_budget(4000, 0, "a new store records the opener's budget");
+	is_int(budget_of(a), 4000, nm("... and uses it"));
+	b = open_pg_budget(BIG, 0, "a host without runtime_size opens");
+	is_int(budget_of(b), 4000, nm("... and keeps the recorded budget"));
+	is_int(put(a, "kv/a", big), 0, nm("A fills most of it"));
+	is_int(put(b, "kv/b", big), -ENOSPC,
+	       nm("... B is refused by the store's budget, not its own"));
+	c = open_pg_budget(10000, LAYER_PG_SET_BUDGET,
+			   "a host with runtime_size opens");
+	is_int(budget_of(a), 10000, nm("... every host now uses its budget"));
+	is_int(put(b, "kv/b", big), 0, nm("... B's value fits now"));
+	is_int(put(a, "kv/c", big), 0, nm("... A's too"));
+	is_int(put(c, "kv/d", big), -ENOSPC,
+	       nm("... and the next is refused on every host"));
+	layer_close(a);
+	layer_close(b);
+	layer_close(c);
+}
+
 static void t_pg_refusals(void)
 {
 	struct dsfs_layer *l = NULL;
@@ -1783,25 +1835,26 @@ static void t_pg_refusals(void)
 	l = open_pg_host("a new database gets the schema");
 	layer_close(l);
 	pg_test_sql("UPDATE dsfs_meta SET v = 2 WHERE k = 'schema_version'");
-	is_int(layer_pg_open(pg_test_uri(), "runtime", BIG, &l, why,
-			     sizeof(why)),
+	is_int(layer_pg_open(pg_test_uri(), "runtime", BIG, LAYER_PG_SET_BUDGET,
+			     &l, why, sizeof(why)),
 	       -EINVAL, nm("a newer schema is refused"));
 	ok(strstr(why, "version 2, newer than this dsfs knows (1)") != NULL,
 	   "%s", nm("... saying so: %s", why));
 	pg_test_sql("DELETE FROM dsfs_meta");
-	is_int(layer_pg_open(pg_test_uri(), "runtime", BIG, &l, why,
-			     sizeof(why)),
+	is_int(layer_pg_open(pg_test_uri(), "runtime", BIG, LAYER_PG_SET_BUDGET,
+			     &l, why, sizeof(why)),
 	       -EINVAL, nm("dsfs tables without a version are refused"));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	is_int(layer_pg_open("host=/nonexistent dbname=x password=Pw123",
-			     "runtime", BIG, &l, why, sizeof(why)),
+			     "runtime", BIG, LAYER_PG_SET_BUDGET, &l, why,
+			     sizeof(why)),
 	       -EIO, nm("no server: EIO"));
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ok(t1.tv_sec - t0.tv_sec < 5, "%s", nm("... at once"));
 	ok(strstr(why, "Pw123") == NULL, "%s",
 	   nm("... the reason holds no password: %s", why));
-	is_int(layer_pg_open("not a conninfo", "runtime", BIG, &l, why,
-			     sizeof(why)),
+	is_int(layer_pg_open("not a conninfo", "runtime", BIG,
+			     LAYER_PG_SET_BUDGET, &l, why, sizeof(why)),
 	       -EINVAL, nm("a string libpq cannot read: EINVAL"));
 }
 
@@ -1935,6 +1988,7 @@ int main(void)
 	t_disk_full();
 	impl_name = "postgresql";
 	t_pg_hosts();
+	t_pg_budget();
 	t_pg_refusals();
 	t_pg_hide();
 	t_pg_outage();
