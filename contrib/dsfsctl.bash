@@ -39,10 +39,11 @@ _dsfsctl()
 	if [[ $cur == -* ]]; then
 		local opts="-h"
 		case $cmd in
-		mkfactory) opts="-h -s" ;;
+		mkfactory) opts="-h -s --progress --no-progress" ;;
 		factory-reset) opts="-h --prefix --keep --dry-run" ;;
 		dump) opts="-h --layer --archive" ;;
-		load) opts="-h --replace --archive" ;;
+		load) opts="-h --replace --archive --progress --no-progress" ;;
+		check) opts="-h --progress --no-progress" ;;
 		diff) opts="-h --json" ;;
 		usage) opts="-h --json" ;;
 		esac

@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "dsfs.h"
+#include "progress.h"
 #include "store.h"
 
 /* The largest document load reads (a runtime layer holds 13 MiB by
@@ -36,6 +37,7 @@ struct admin_env {
 	gid_t gid;
 	void (*changed)(void *arg, const char *key);
 	void *arg;
+	enum progress_mode progress; /* dsfsctl's own work; OFF in the daemon */
 };
 
 /* Run one admin command: argv[0] is "dump", "load", "diff" or
@@ -107,6 +109,22 @@ int archive_dump(const struct admin_env *env, FILE *out, struct store_error *e);
  * the archive buf[0..len) holds, or stays as it was. */
 int archive_load(struct store *s, struct admin_env *env, const char *label,
 		 const char *buf, size_t len, struct store_error *e);
+
+/* archive_load.c, the same in steps for a mounted store (the daemon):
+ * archive_read() checks the whole archive (showing its progress) and
+ * writes its factory records, if it has any, into STORE/factory.db.new
+ * (archive_has_factory());
+ * archive_apply() makes the runtime layer of env the archive's runtime
+ * records in one layer_apply(); archive_free() removes the new image if
+ * it is still there (not installed).  buf and s must outlive the
+ * archive: it points into them. */
+struct archive;
+int archive_read(struct store *s, const char *label, const char *buf,
+		 size_t len, enum progress_mode progress, struct archive **out,
+		 struct store_error *e);
+int archive_apply(struct archive *a, const struct admin_env *env);
+bool archive_has_factory(const struct archive *a);
+void archive_free(struct archive *a);
 
 /* dump.c: the kv/ subtree at path ("" for all) as one JSON document. */
 int dump_json(const struct admin_env *env, const char *path, int only,

@@ -53,12 +53,13 @@ static int load_archive(struct store *s, struct admin_env *env,
 }
 
 static int run_offline(struct store *s, int argc, char **argv,
-		       struct store_error *e)
+		       enum progress_mode progress, struct store_error *e)
 {
 	bool load = strcmp(argv[0], "load") == 0;
 	struct admin_env env = {.scratch = DSFS_SCRATCH_DEFAULT,
 				.uid = s->st.st_uid,
-				.gid = s->st.st_gid};
+				.gid = s->st.st_gid,
+				.progress = progress};
 	int rc;
 
 	rc = store_open_layer(s->path, STORE_RUNTIME, DSFS_DEFAULT_RUNTIME_SIZE,
@@ -111,6 +112,12 @@ static int put_file(struct store *s, const char *name, int src, const char *buf,
 }
 
 int admin_ask(struct store *s, int argc, char **argv, struct store_error *e)
+{
+	return admin_ask_ok(s, argc, argv, NULL, 0, e);
+}
+
+int admin_ask_ok(struct store *s, int argc, char **argv, char *ok,
+		 size_t oksize, struct store_error *e)
 {
 	char req[32], in[32], outname[32], reqline[48];
 	char reply[CONTROL_REPLY_MAX], *buf = NULL, *doc = NULL, *abs;
@@ -177,6 +184,8 @@ int admin_ask(struct store *s, int argc, char **argv, struct store_error *e)
 		rc = store_fail(e, rc, "%s%s", label, reply + strlen(doc));
 	else if (rc)
 		rc = store_fail(e, rc, "%s", reply);
+	if (rc == 0 && ok)
+		snprintf(ok, oksize, "%s", reply);
 	/* What the command printed before it failed is shown too. */
 	fd = openat(s->dirfd, outname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	out = fd >= 0 ? fdopen(fd, "r") : NULL;
@@ -200,7 +209,8 @@ out:
 	return rc;
 }
 
-int admin_main(int argc, char **argv, struct store_error *e)
+int admin_main(int argc, char **argv, enum progress_mode progress,
+	       struct store_error *e)
 {
 	char **args = calloc((size_t)argc + 1, sizeof(*args));
 	const char *store = NULL;
@@ -228,12 +238,7 @@ int admin_main(int argc, char **argv, struct store_error *e)
 	if (rc == 0) {
 		rc = store_lock(&s, e);
 		if (rc == 0)
-			rc = run_offline(&s, n, args, e);
-		else if (rc == -EWOULDBLOCK && archive_file(n, args))
-			rc = store_fail(e, -EBUSY,
-					"%s: mounted: unmount it to load an "
-					"archive (its factory image changes)",
-					store);
+			rc = run_offline(&s, n, args, progress, e);
 		else if (rc == -EWOULDBLOCK)
 			rc = admin_ask(&s, n, args, e);
 		store_close(&s);

@@ -12,9 +12,12 @@
  *   2. the runtime layer is made exactly the archive's runtime records:
  *      what it held is removed and the records written, in one
  *      layer_apply() (on any backend that has it);
- *   3. the new image is renamed over STORE/factory.db.
- * A failure in 1 or 2 leaves the store as it was.  The store must not be
- * mounted (the daemon would keep its old factory image).
+ *   3. the new image is installed over STORE/factory.db.
+ * A failure in 1 or 2 leaves the store as it was.  Steps 1 and 2 are
+ * archive_read() and archive_apply(), so that a mounted daemon
+ * (control_admin.c) runs only step 2 under the stack's lock and installs
+ * the image its own way (a rename, then the new layer in the stack);
+ * archive_load() runs all three on an unmounted store.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +35,8 @@ struct blob {
 	size_t len;
 };
 
-struct arch_in {
+struct archive {
+	struct store *s;
 	const char *label;
 	const char *buf;
 	size_t len, pos;
@@ -41,10 +45,15 @@ struct arch_in {
 	struct layer_change *c[DSFS_NLAYERS]; /* runtime, factory */
 	size_t n[DSFS_NLAYERS], cap[DSFS_NLAYERS];
 	uint64_t entries;
+	struct progress progress; /* records read, bytes of the archive */
+	json_object **objs;	  /* the headers: keys point into them */
+	size_t nobjs;
+	char *factory_new; /* STORE/factory.db.new, once written */
+	bool installed;	   /* ...and renamed over STORE/factory.db */
 	struct store_error *e;
 };
 
-static int bad(struct arch_in *in, size_t off, const char *why)
+static int bad(struct archive *in, size_t off, const char *why)
 {
 	return store_fail(in->e, -EINVAL,
 			  "%s: byte %zu: %s: archive refused, nothing changed",
@@ -52,7 +61,7 @@ static int bad(struct arch_in *in, size_t off, const char *why)
 }
 
 /* The next line (without its LF), or NULL at the end. */
-static const char *next_line(struct arch_in *in, size_t *len)
+static const char *next_line(struct archive *in, size_t *len)
 {
 	const char *s = in->buf + in->pos, *nl;
 
@@ -124,7 +133,7 @@ static bool key_ok(const char *key)
 	return ok;
 }
 
-static int add_change(struct arch_in *in, int layer,
+static int add_change(struct archive *in, int layer,
 		      const struct layer_change *c)
 {
 	if (in->n[layer] == in->cap[layer]) {
@@ -140,7 +149,7 @@ static int add_change(struct arch_in *in, int layer,
 	return 0;
 }
 
-static const struct blob *find_blob(struct arch_in *in, const char *tk)
+static const struct blob *find_blob(struct archive *in, const char *tk)
 {
 	size_t i;
 
@@ -151,7 +160,7 @@ static const struct blob *find_blob(struct arch_in *in, const char *tk)
 }
 
 /* The payload of n bytes after a header, then its LF. */
-static int payload(struct arch_in *in, size_t off, int64_t n, const char **data)
+static int payload(struct archive *in, size_t off, int64_t n, const char **data)
 {
 	if (n < 0 || (uint64_t)n > in->len - in->pos ||
 	    in->len - in->pos - (size_t)n < 1 ||
@@ -162,7 +171,7 @@ static int payload(struct arch_in *in, size_t off, int64_t n, const char **data)
 	return 0;
 }
 
-static int blob_record(struct arch_in *in, size_t off, json_object *o)
+static int blob_record(struct archive *in, size_t off, json_object *o)
 {
 	const char *tk = jstr(o, "tk"), *data = NULL;
 	struct dsfs_sha256 sha;
@@ -198,7 +207,7 @@ static int blob_record(struct arch_in *in, size_t off, json_object *o)
 	return 0;
 }
 
-static int entry_record(struct arch_in *in, size_t off, json_object *o,
+static int entry_record(struct archive *in, size_t off, json_object *o,
 			const char *t)
 {
 	const char *key = jstr(o, "k"), *l = jstr(o, "l"), *y, *tk, *data = "";
@@ -268,7 +277,7 @@ static int entry_record(struct arch_in *in, size_t off, json_object *o,
 }
 
 /* Check the whole archive and turn it into change sets. */
-static int parse(struct arch_in *in, json_object ***objs, size_t *nobjs)
+static int parse(struct archive *in, json_object ***objs, size_t *nobjs)
 {
 	size_t len, off, end_at, cap = 0;
 	const char *line, *t, *hex;
@@ -304,6 +313,7 @@ static int parse(struct arch_in *in, json_object ***objs, size_t *nobjs)
 		     0;
 	json_object_put(o);
 	while (rc == 0 && in->pos < end_at) {
+		progress_update(&in->progress, *nobjs, in->pos);
 		off = in->pos;
 		line = next_line(in, &len);
 		if (!line || in->pos > end_at)
@@ -346,7 +356,7 @@ static int parse(struct arch_in *in, json_object ***objs, size_t *nobjs)
 
 /* Remove everything the runtime layer holds under dir, children first:
  * the first changes of the set. */
-static int clear_plan(struct arch_in *in, const struct admin_env *env,
+static int clear_plan(struct archive *in, const struct admin_env *env,
 		      const char *dir)
 {
 	struct layer_change c = {.op = LAYER_CH_REMOVE};
@@ -375,7 +385,7 @@ static int clear_plan(struct arch_in *in, const struct admin_env *env,
 }
 
 /* Step 2: the runtime layer becomes the archive's runtime records. */
-static int replace_runtime(struct arch_in *in, const struct admin_env *env)
+static int replace_runtime(struct archive *in, const struct admin_env *env)
 {
 	size_t n = in->n[L_RUNTIME], i;
 	struct layer_change *c = NULL;
@@ -406,53 +416,113 @@ static int replace_runtime(struct arch_in *in, const struct admin_env *env)
 	return rc;
 }
 
+/* Step 1: write the factory records into STORE/factory.db.new. */
+static int stage_factory(struct archive *in)
+{
+	struct dsfs_layer *img = NULL;
+	const char *why = NULL;
+	int rc;
+
+	in->factory_new = store_file(in->s->path, STORE_FACTORY_NEW);
+	if (!in->factory_new)
+		return store_fail(in->e, -ENOMEM, "out of memory");
+	unlinkat(in->s->dirfd, STORE_FACTORY_NEW, 0);
+	rc = layer_sqlite_open(in->factory_new, "factory", ARCHIVE_MAX, true,
+			       &img, &why);
+	if (rc == 0)
+		rc = layer_apply(img, in->c[L_FACTORY], in->n[L_FACTORY]);
+	if (img)
+		layer_close(img);
+	if (rc == 0)
+		rc = store_fsync_path(in->factory_new, 0);
+	if (rc)
+		store_fail(in->e, rc, "%s: %s", in->factory_new,
+			   why ? why : strerror(-rc));
+	return rc;
+}
+
+int archive_read(struct store *s, const char *label, const char *buf,
+		 size_t len, enum progress_mode progress, struct archive **out,
+		 struct store_error *e)
+{
+	struct archive *in;
+	char what[80];
+	int rc;
+
+	*out = NULL;
+	/* The errno is returned as a constant: the analyser does not see
+	 * that store_fail() returns its argument. */
+	if (len > ARCHIVE_MAX) {
+		store_fail(e, -EFBIG, "%s: archive too large", label);
+		return -EFBIG;
+	}
+	in = calloc(1, sizeof(*in));
+	if (!in) {
+		store_fail(e, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
+	*in = (struct archive){
+		.s = s, .label = label, .buf = buf, .len = len, .e = e};
+	snprintf(what, sizeof(what), "load --archive %s", label);
+	progress_begin(&in->progress, progress, what, 0, len);
+	rc = parse(in, &in->objs, &in->nobjs);
+	progress_end(&in->progress);
+	if (rc == 0 && in->n[L_FACTORY])
+		rc = stage_factory(in);
+	if (rc) {
+		archive_free(in);
+		return rc;
+	}
+	*out = in;
+	return 0;
+}
+
+int archive_apply(struct archive *in, const struct admin_env *env)
+{
+	return replace_runtime(in, env);
+}
+
+bool archive_has_factory(const struct archive *in)
+{
+	return in->factory_new != NULL;
+}
+
+void archive_free(struct archive *in)
+{
+	size_t i;
+
+	if (!in)
+		return;
+	if (in->factory_new && !in->installed)
+		unlinkat(in->s->dirfd, STORE_FACTORY_NEW, 0);
+	for (i = 0; i < in->nobjs; i++)
+		json_object_put(in->objs[i]);
+	free(in->objs);
+	for (i = 0; i < DSFS_NLAYERS; i++)
+		free(in->c[i]);
+	free(in->blobs);
+	free(in->factory_new);
+	free(in);
+}
+
 int archive_load(struct store *s, struct admin_env *env, const char *label,
 		 const char *buf, size_t len, struct store_error *e)
 {
-	struct arch_in in = {.label = label, .buf = buf, .len = len, .e = e};
-	struct dsfs_layer *img = NULL;
-	json_object **objs = NULL;
-	size_t nobjs = 0, i;
-	const char *why = NULL;
-	char *path = NULL;
+	struct archive *in;
 	bool renamed;
 	int rc;
 
-	if (len > ARCHIVE_MAX)
-		return store_fail(e, -EFBIG, "%s: archive too large", label);
-	rc = parse(&in, &objs, &nobjs);
-	if (rc == 0 && in.n[L_FACTORY]) {
-		path = store_file(s->path, STORE_FACTORY_NEW);
-		unlinkat(s->dirfd, STORE_FACTORY_NEW, 0);
-		rc = path ? layer_sqlite_open(path, "factory", ARCHIVE_MAX,
-					      true, &img, &why) :
-			    -ENOMEM;
-		if (rc == 0)
-			rc = layer_apply(img, in.c[L_FACTORY], in.n[L_FACTORY]);
-		if (img)
-			layer_close(img);
-		if (rc == 0)
-			rc = store_fsync_path(path, 0);
-		if (rc)
-			store_fail(e, rc, "%s: %s", path ? path : label,
-				   why ? why : strerror(-rc));
-	}
-	if (rc == 0)
-		rc = replace_runtime(&in, env);
-	if (rc == 0 && in.n[L_FACTORY]) {
+	rc = archive_read(s, label, buf, len, env->progress, &in, e);
+	if (rc)
+		return rc;
+	rc = archive_apply(in, env);
+	if (rc == 0 && archive_has_factory(in)) {
 		rc = store_install_new(s->dirfd, &renamed);
+		in->installed = renamed;
 		if (rc)
 			store_fail(e, rc, "%s/%s: %s", s->path, STORE_FACTORY,
 				   strerror(-rc));
-	} else if (path) {
-		unlinkat(s->dirfd, STORE_FACTORY_NEW, 0);
 	}
-	for (i = 0; i < nobjs; i++)
-		json_object_put(objs[i]);
-	free(objs);
-	for (i = 0; i < DSFS_NLAYERS; i++)
-		free(in.c[i]);
-	free(in.blobs);
-	free(path);
+	archive_free(in);
 	return rc;
 }

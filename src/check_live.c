@@ -1,6 +1,6 @@
 /*
  * check_live.c - dsfsctl check on a mounted store: check a consistent
- * snapshot without stopping the daemon's writers.
+ * snapshot without refusing the daemon's writers.
  *
  * The daemon holds STORE/lock and its runtime file exclusively, so it
  * copies its runtime layer itself ("admin PID" with "snapshot check.PID":
@@ -9,9 +9,15 @@
  * factory image there (layer_sqlite_snapshot: it is read-only, replaced
  * only by a rename).  That copy gets the same check as an unmounted store,
  * with the same report, and is removed when the check is done.
+ *
+ * A runtime layer that is no SQLite file (STORE/runtime.uri: memory or
+ * PostgreSQL) has no file to copy: the daemon walks it ("admin PID" with
+ * "check", control_check.c), prints the same lines, and answers the
+ * number of problems on its OK line.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,30 +60,65 @@ static int snap(struct store *s, const char *dir, const char *name,
 	return rc;
 }
 
+/* The daemon's walk of a runtime layer that is no file. */
+static int ask_walk(struct store *s, const char *runtime, unsigned *problems,
+		    FILE *out, struct store_error *e)
+{
+	char *argv[] = {(char *)"check", NULL}, ok[64] = "", *end = NULL;
+	unsigned long n;
+	int rc;
+
+	if (strcmp(runtime, "memory") == 0)
+		fprintf(out, "runtime: kept in memory, walked by the daemon\n");
+	else
+		fprintf(out, "runtime: in PostgreSQL, %s\n", runtime);
+	if (fflush(out) != 0)
+		return store_fail(e, -errno, "stdout: %s", strerror(errno));
+	rc = admin_ask_ok(s, 1, argv, ok, sizeof(ok), e);
+	if (rc)
+		return rc;
+	errno = 0;
+	n = strtoul(ok, &end, 10);
+	if (errno || end == ok || *end || n > UINT_MAX)
+		return store_fail(e, -EPROTO,
+				  "%s: check: unexpected reply '%s'", s->path,
+				  ok);
+	*problems = (unsigned)n;
+	return 0;
+}
+
 int check_mounted(struct store *s, unsigned *problems, FILE *out,
-		  struct store_error *e)
+		  enum progress_mode progress, struct store_error *e)
 {
 	char name[32], *dir, *argv[] = {(char *)"snapshot", name, NULL};
+	char *runtime = store_recorded_runtime(s->path);
+	unsigned walked = 0;
 	struct store t;
 	int rc;
 
 	snprintf(name, sizeof(name), "check.%ld", (long)getpid());
 	dir = store_file(s->path, name);
-	if (!dir)
+	if (!dir) {
+		free(runtime);
 		return store_fail(e, -ENOMEM, "out of memory");
+	}
 	if (mkdirat(s->dirfd, name, 0700) != 0) {
 		rc = store_fail(e, -errno, "%s: %s", dir, strerror(errno));
+		free(runtime);
 		free(dir);
 		return rc;
 	}
-	rc = admin_ask(s, 2, argv, e);
+	rc = runtime ? ask_walk(s, runtime, &walked, out, e) :
+		       admin_ask(s, 2, argv, e);
 	if (rc == 0)
 		rc = snap(s, dir, STORE_FACTORY, e);
 	if (rc == 0)
 		rc = store_open(&t, dir, false, false, e);
 	if (rc == 0) {
-		*problems = check_file(&t, STORE_RUNTIME, out);
-		*problems += check_file(&t, STORE_FACTORY, out);
+		*problems =
+			runtime ? walked :
+				  check_file(&t, STORE_RUNTIME, out, progress);
+		*problems += check_file(&t, STORE_FACTORY, out, progress);
 		drop_copy(t.dirfd, STORE_RUNTIME);
 		drop_copy(t.dirfd, STORE_FACTORY);
 		store_close(&t);
@@ -91,6 +132,7 @@ int check_mounted(struct store *s, unsigned *problems, FILE *out,
 		}
 	}
 	unlinkat(s->dirfd, name, AT_REMOVEDIR);
+	free(runtime);
 	free(dir);
 	return rc;
 }

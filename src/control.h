@@ -25,7 +25,8 @@
  *	admin PID	OK	(dump, load, diff or factory-reset with options,
  *				its arguments in STORE/admin.PID.req, its
  *				output left in STORE/admin.PID.out:
- *				control_admin.c)
+ *				control_admin.c; for "check", OK <number
+ *				of problems>: control_check.c)
  *	get PATH	OK <length>, then <length> bytes: the value of the
  *			entry at PATH (a path in the mount, entry.h)
  *	set <length> PATH

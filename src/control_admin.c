@@ -14,7 +14,9 @@
  * The command runs admin_run() on the daemon's own layers, holding the
  * stack's lock (shared to read, exclusive to change) so that it sees one
  * consistent tree and FUSE never sees a change half made; then the
- * kernel's caches are dropped for exactly the keys that changed.
+ * kernel's caches are dropped for exactly the keys that changed.  load
+ * --archive (load_archive() below) holds the lock only while the runtime
+ * layer changes, and replaces the factory image as install-factory does.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -151,6 +153,53 @@ static int snapshot(struct dsfs_ctx *ctx, const char *dir, char *msg,
 	return rc;
 }
 
+/* "load --archive FILE": the archive is read and checked, and its factory
+ * image written, with no lock held; the runtime layer changes under the
+ * stack's lock, in one layer_apply(); then the new image is taken as
+ * install-factory takes one.  Between the two, for an instant, readers
+ * may see the new runtime layer over the old image: the same order a
+ * crash would leave on an unmounted store.  Every cache is dropped: an
+ * archive can change any key. */
+static int load_archive(struct dsfs_ctx *ctx, struct admin_env *env,
+			const char *file, struct store_error *e)
+{
+	struct dsfs_layer *fresh = NULL;
+	struct archive *a = NULL;
+	struct store s;
+	char *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = store_open(&s, ctx->store, false, false, e);
+	if (rc)
+		return rc;
+	rc = admin_read_file(file, ARCHIVE_MAX, &buf, &len, e);
+	if (rc == 0)
+		rc = archive_read(&s, file, buf, len, PROGRESS_OFF, &a, e);
+	if (rc)
+		goto out;
+	ovl_admin_lock(&ctx->stack, true);
+	env->layer[L_RUNTIME] = ctx->stack.layer[L_RUNTIME];
+	rc = archive_apply(a, env);
+	ovl_admin_unlock(&ctx->stack);
+	if (rc == 0 && archive_has_factory(a)) {
+		rc = store_take_new_factory(ctx->store, ctx->budget[L_FACTORY],
+					    &fresh, e);
+		if (fresh)
+			ovl_swap_factory(&ctx->stack, fresh);
+	}
+	dsfs_invalidate_all(ctx);
+	/* The runtime layer's changes were seen by its watch wrapper; a new
+	 * image is told as install-factory tells it. */
+	if (fresh)
+		watch_told(ctx, L_FACTORY, NULL, "install-factory", 0, NULL);
+out:
+	archive_free(a);
+	free(buf);
+	store_close(&s);
+	return rc;
+}
+
 int control_admin(struct dsfs_ctx *ctx, const char *arg, char *msg, size_t size)
 {
 	struct store_error e = {.text = ""};
@@ -162,7 +211,8 @@ int control_admin(struct dsfs_ctx *ctx, const char *arg, char *msg, size_t size)
 				.arg = &ck};
 	char name[64], *argv[ADMIN_ARGS_MAX], *buf = NULL;
 	int dirfd = -1, fd = -1, argc = 0, i, rc;
-	bool change = false;
+	bool change = false, check;
+	unsigned problems = 0;
 	FILE *out = NULL;
 
 	msg[0] = '\0';
@@ -186,7 +236,8 @@ int control_admin(struct dsfs_ctx *ctx, const char *arg, char *msg, size_t size)
 		rc = snapshot(ctx, argv[1], msg, size);
 		goto out;
 	}
-	if (rc == 0 && (argc < 1 || !admin_command(argv[0])))
+	check = rc == 0 && argc == 1 && strcmp(argv[0], "check") == 0;
+	if (rc == 0 && !check && (argc < 1 || !admin_command(argv[0])))
 		rc = -EINVAL;
 	if (rc) {
 		snprintf(msg, size, "%s/%s: %s", ctx->store, name,
@@ -206,12 +257,23 @@ int control_admin(struct dsfs_ctx *ctx, const char *arg, char *msg, size_t size)
 			 strerror(-rc));
 		goto out;
 	}
-	change = changes(argc, argv);
-	ovl_admin_lock(&ctx->stack, change);
-	for (i = 0; i < DSFS_NLAYERS; i++)
-		env.layer[i] = ctx->stack.layer[i];
-	rc = admin_run(&env, argc, argv, out, &e);
-	ovl_admin_unlock(&ctx->stack);
+	change = !check && changes(argc, argv);
+	if (check) {
+		rc = control_check(ctx, out, &problems, &e);
+		/* dsfsctl reads the number from the OK line. */
+		if (rc == 0)
+			snprintf(msg, size, "%u", problems);
+	} else if (argc == 3 && strcmp(argv[0], "load") == 0 &&
+		   strcmp(argv[1], "--archive") == 0) {
+		rc = load_archive(ctx, &env, argv[2], &e);
+		change = false; /* its caches are dropped already */
+	} else {
+		ovl_admin_lock(&ctx->stack, change);
+		for (i = 0; i < DSFS_NLAYERS; i++)
+			env.layer[i] = ctx->stack.layer[i];
+		rc = admin_run(&env, argc, argv, out, &e);
+		ovl_admin_unlock(&ctx->stack);
+	}
 	if (fclose(out) != 0 && rc == 0)
 		rc = store_fail(&e, -errno, "%s/%s: %s", ctx->store, name,
 				strerror(errno));
@@ -219,7 +281,7 @@ int control_admin(struct dsfs_ctx *ctx, const char *arg, char *msg, size_t size)
 		drop_caches(ctx, &ck);
 	if (rc)
 		snprintf(msg, size, "%s", e.text);
-	else if (change)
+	else if (!check && changes(argc, argv))
 		log_info("%s: %s by dsfsctl", ctx->store, argv[0]);
 out:
 	if (dirfd >= 0)

@@ -10,6 +10,7 @@
 #define DSFS_DAEMON_H
 
 #include <fuse_lowlevel.h>
+#include <stdio.h>
 #include <sys/stat.h>
 
 #include "dirlist.h"
@@ -193,6 +194,12 @@ void file_drop(struct dsfs_ctx *ctx, struct handle *h);
  * factory-reset run on the daemon's layers; msg gets the error's text. */
 int control_admin(struct dsfs_ctx *ctx, const char *arg, char *msg,
 		  size_t size);
+/* control_check.c: dsfsctl check of the runtime layer (memory,
+ * PostgreSQL), reported to out as dsfsctl check prints it; *problems gets
+ * the number found. */
+struct store_error;
+int control_check(struct dsfs_ctx *ctx, FILE *out, unsigned *problems,
+		  struct store_error *e);
 /* setid.c: the set-id bits where the kernel leaves them to dsfs.  Before
  * a write through h, or an open of n with these flags (O_TRUNC), by the
  * process of req: clear the bits a local filesystem clears for a writer

@@ -20,17 +20,20 @@
 
 static void usage(FILE *out)
 {
-	fputs("usage: dsfsctl mkfactory [-s SIZE] SRC IMAGE\n"
+	fputs("usage: dsfsctl mkfactory [-s SIZE] [--progress | --no-progress] "
+	      "SRC IMAGE\n"
 	      "       dsfsctl install-factory IMAGE STORE\n"
 	      "       dsfsctl factory-reset [--prefix PATH] [--keep PATH]... "
 	      "[--dry-run] STORE\n"
 	      "       dsfsctl dump [--layer LAYER] STORE [PATH]\n"
-	      "       dsfsctl load [--replace] STORE FILE [PATH]\n"
+	      "       dsfsctl load [--replace] [--progress | --no-progress] "
+	      "STORE FILE [PATH]\n"
 	      "       dsfsctl dump --archive STORE\n"
-	      "       dsfsctl load --archive STORE FILE\n"
+	      "       dsfsctl load --archive [--progress | --no-progress] "
+	      "STORE FILE\n"
 	      "       dsfsctl diff [--json] STORE\n"
 	      "       dsfsctl usage [-h | --json] STORE\n"
-	      "       dsfsctl check STORE\n"
+	      "       dsfsctl check [--progress | --no-progress] STORE\n"
 	      "       dsfsctl get STORE PATH\n"
 	      "       dsfsctl set STORE PATH [VALUE | -]\n"
 	      "       dsfsctl update STORE PATH -- COMMAND [ARG ...]\n"
@@ -44,11 +47,12 @@ struct args {
 	char **argv;
 	int argc;
 	uint64_t budget; /* mkfactory -s */
+	enum progress_mode progress;
 };
 
 static int cmd_mkfactory(const struct args *a, struct store_error *e)
 {
-	return factory_build(a->argv[0], a->argv[1], a->budget, e);
+	return factory_build(a->argv[0], a->argv[1], a->budget, a->progress, e);
 }
 
 static int cmd_install(const struct args *a, struct store_error *e)
@@ -68,12 +72,41 @@ static int cmd_usage(const struct args *a, struct store_error *e)
 
 static int cmd_check(const struct args *a, struct store_error *e)
 {
-	return store_check(a->argv[0], stdout, e);
+	return store_check(a->argv[0], stdout, a->progress, e);
 }
 
 static int cmd_get(const struct args *a, struct store_error *e)
 {
 	return value_get(a->argv[0], a->argv[1], stdout, e);
+}
+
+/* mkfactory, load and check: take --progress and --no-progress out of
+ * argv[1..*argc) (the last one given wins), wherever they are before a
+ * "--". */
+static enum progress_mode take_progress(int *argc, char **argv)
+{
+	enum progress_mode mode = PROGRESS_AUTO;
+	int i, n = 1;
+
+	if (strcmp(argv[0], "mkfactory") != 0 && strcmp(argv[0], "load") != 0 &&
+	    strcmp(argv[0], "check") != 0)
+		return mode;
+	for (i = 1; i < *argc; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			while (i < *argc)
+				argv[n++] = argv[i++];
+			break;
+		}
+		if (strcmp(argv[i], "--progress") == 0)
+			mode = PROGRESS_ON;
+		else if (strcmp(argv[i], "--no-progress") == 0)
+			mode = PROGRESS_OFF;
+		else
+			argv[n++] = argv[i];
+	}
+	argv[n] = NULL;
+	*argc = n;
+	return mode;
 }
 
 /* All of standard input, in a new buffer. */
@@ -155,7 +188,7 @@ static const struct command {
 	{"watch", "+h", 1, 2, cmd_watch},
 };
 
-static int admin_exit(int argc, char **argv)
+static int admin_exit(int argc, char **argv, enum progress_mode progress)
 {
 	struct store_error e = {.text = ""};
 	int i, rc;
@@ -167,8 +200,9 @@ static int admin_exit(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		}
-	rc = strcmp(argv[0], "usage") == 0 ? usage_main(argc, argv, &e) :
-					     admin_main(argc, argv, &e);
+	rc = strcmp(argv[0], "usage") == 0 ?
+		     usage_main(argc, argv, &e) :
+		     admin_main(argc, argv, progress, &e);
 	if (rc == -EINVAL && !e.text[0]) {
 		usage(stderr);
 		return 2;
@@ -214,12 +248,17 @@ int main(int argc, char *argv[])
 		usage(stderr);
 		return 2;
 	}
+	argc -= optind;
+	argv += optind;
+	a.progress = take_progress(&argc, argv);
+	argc += optind;
+	argv -= optind;
 	/* dump, load, diff, factory-reset with options: admin_cli.c. */
 	if ((admin_command(argv[optind]) &&
 	     (strcmp(argv[optind], "factory-reset") != 0 ||
 	      argc - optind > 2)) ||
 	    (strcmp(argv[optind], "usage") == 0 && argc - optind > 2))
-		return admin_exit(argc - optind, argv + optind);
+		return admin_exit(argc - optind, argv + optind, a.progress);
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(argv[optind], commands[i].name) == 0)
 			cmd = &commands[i];

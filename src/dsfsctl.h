@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "progress.h"
 #include "store.h"
 
 /* ---- the commands ---------------------------------------------------- */
@@ -30,7 +31,7 @@
  * devices/) within budget bytes.  The whole source is refused at its first
  * bad entry and nothing is left at image; image is replaced atomically. */
 int factory_build(const char *src, const char *image, uint64_t budget,
-		  struct store_error *e);
+		  enum progress_mode progress, struct store_error *e);
 
 /* Check every entry of image, then make it store's factory image
  * atomically: offline by rename, mounted through the daemon. */
@@ -46,15 +47,17 @@ int store_usage(const char *store, FILE *out, struct store_error *e);
 /* Check runtime.db and factory.db (SQLite integrity, every value, the
  * usage figures) and print a report to out; -EINVAL if any problem was
  * found.  On a mounted store, a snapshot of them (check_live.c). */
-int store_check(const char *store, FILE *out, struct store_error *e);
+int store_check(const char *store, FILE *out, enum progress_mode progress,
+		struct store_error *e);
 
 /* store_cmds.c: check the store file STORE/name (s need not be locked);
  * the number of problems, each reported on out. */
-unsigned check_file(struct store *s, const char *name, FILE *out);
+unsigned check_file(struct store *s, const char *name, FILE *out,
+		    enum progress_mode progress);
 
 /* check_live.c: check a consistent snapshot of the mounted store s. */
 int check_mounted(struct store *s, unsigned *problems, FILE *out,
-		  struct store_error *e);
+		  enum progress_mode progress, struct store_error *e);
 
 /* usage_fmt.c: usage -h (df-like, human units) or --json; -EINVAL with
  * e->text empty for a usage error. */
@@ -62,10 +65,14 @@ int usage_main(int argc, char **argv, struct store_error *e);
 
 /* admin_cli.c: dump, load, diff and factory-reset with options, argv[0]
  * the command; -EINVAL with e->text empty for a missing STORE. */
-int admin_main(int argc, char **argv, struct store_error *e);
+int admin_main(int argc, char **argv, enum progress_mode progress,
+	       struct store_error *e);
 /* Have the daemon that has s run argv (control_admin.c); its output goes
  * to stdout. */
 int admin_ask(struct store *s, int argc, char **argv, struct store_error *e);
+/* The same, the text of the daemon's OK line in ok[0..oksize). */
+int admin_ask_ok(struct store *s, int argc, char **argv, char *ok,
+		 size_t oksize, struct store_error *e);
 /* value_cmds.c: one value by its path in the mount (entry.h), mounted
  * (through the daemon) or not (on the store's files, with the default
  * budgets).  get prints the value to out as stored; set stores
@@ -126,15 +133,26 @@ struct walk {
 	uint64_t dirs, files, whiteouts, used;
 	struct blobsize *blobs;
 	size_t nblobs, capblobs;
-	unsigned char *buf; /* CTL_CHUNK bytes */
+	unsigned char *buf;	   /* CTL_CHUNK bytes */
+	struct progress *progress; /* or NULL */
 	char key[DSFS_KEY_MAX];
 };
 
 /* Walk the whole layer w->l; problems counted in w->problems. */
 int check_layer(struct walk *w);
 
+/* Walk the layer l and print each problem, then the summary line
+ * "LABEL: N directories, N files, N whiteouts, N bytes used: ok" (or
+ * PROBLEMS) to out; problems found before are added to the number
+ * returned.  dsfsctl check on a store's files and the daemon's check of
+ * its runtime layer (control_check.c) print the same. */
+unsigned check_layer_report(struct dsfs_layer *l, const char *label, bool image,
+			    FILE *out, unsigned problems,
+			    enum progress_mode progress);
+
 /* Open image as the daemon would and check all of it; stop at the first
  * problem. */
-int check_image_file(const char *image, struct store_error *e);
+int check_image_file(const char *image, enum progress_mode progress,
+		     struct store_error *e);
 
 #endif

@@ -50,6 +50,8 @@ static int problem(struct walk *w, int rc, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	w->problems++;
+	/* The report line must not run into the progress line. */
+	progress_end(w->progress);
 	if (w->report) {
 		fprintf(w->report, "%s: %s: %s\n", w->label, w->key, msg);
 		return 0;
@@ -205,6 +207,8 @@ static int check_kid(struct walk *w, const struct kid *kid,
 		rc = problem(w, -EINVAL, "name is not allowed");
 		goto out;
 	}
+	progress_update(w->progress, w->dirs + w->files + w->whiteouts,
+			w->used);
 	switch (kid->a.kind) {
 	case DSFS_DIR:
 		w->dirs++;
@@ -292,10 +296,46 @@ out:
 	return rc;
 }
 
-int check_image_file(const char *image, struct store_error *e)
+unsigned check_layer_report(struct dsfs_layer *l, const char *label, bool image,
+			    FILE *out, unsigned problems,
+			    enum progress_mode progress)
+{
+	struct store_error e = {.text = ""};
+	struct walk w = {
+		.l = l, .label = label, .image = image, .report = out, .e = &e};
+	struct progress pr;
+	char what[80];
+	uint64_t used = 0, budget;
+	int rc;
+
+	snprintf(what, sizeof(what), "check %s", label);
+	if (layer_usage(l, &used, &budget) != 0)
+		used = 0;
+	progress_begin(&pr, progress, what, 0, used);
+	w.progress = &pr;
+	rc = check_layer(&w);
+	progress_end(&pr);
+	problems += w.problems;
+	if (rc && !w.problems) {
+		fprintf(out, "%s: %s\n", label, e.text);
+		problems++;
+	}
+	fprintf(out,
+		"%s: %llu directories, %llu files, %llu whiteouts, %llu "
+		"bytes used: %s\n",
+		label, (unsigned long long)w.dirs, (unsigned long long)w.files,
+		(unsigned long long)w.whiteouts, (unsigned long long)w.used,
+		problems ? "PROBLEMS" : "ok");
+	return problems;
+}
+
+int check_image_file(const char *image, enum progress_mode progress,
+		     struct store_error *e)
 {
 	struct walk w = {.label = image, .image = true, .e = e};
 	const char *why = NULL;
+	struct progress pr;
+	char what[80];
 	int rc;
 
 	rc = layer_sqlite_open_image(image, "factory",
@@ -303,7 +343,11 @@ int check_image_file(const char *image, struct store_error *e)
 	if (rc)
 		return store_fail(e, rc, "%s: not a factory image: %s", image,
 				  why && *why ? why : strerror(-rc));
+	snprintf(what, sizeof(what), "check %s", image);
+	progress_begin(&pr, progress, what, 0, 0);
+	w.progress = &pr;
 	rc = check_layer(&w);
+	progress_end(&pr);
 	layer_close(w.l);
 	return rc;
 }

@@ -188,7 +188,7 @@ int factory_install(const char *image, const char *store, struct store_error *e)
 		goto out_img;
 	}
 	/* All of it, before the store is touched. */
-	rc = check_image_file(image, e);
+	rc = check_image_file(image, PROGRESS_OFF, e);
 	if (rc)
 		goto out_img;
 	rc = store_open(&s, store, true, true, e);

@@ -53,6 +53,8 @@ struct parser {
 	const char *doc, *label;
 	size_t len, pos;
 	const char *scratch;
+	struct progress progress; /* members read, bytes of the document */
+	uint64_t members;
 	struct store_error *e;
 };
 
@@ -291,6 +293,7 @@ static int parse_member_value(struct parser *p, struct jmember *m, int depth)
 	size_t start;
 	int rc;
 
+	progress_update(&p->progress, ++p->members, p->pos);
 	skip_ws(p);
 	start = p->pos;
 	if (p->pos < p->len && p->doc[p->pos] == '{') {
@@ -385,6 +388,8 @@ struct plan {
 	size_t n, cap;
 	bool replace;
 	struct timespec now;
+	struct progress progress; /* members planned, bytes of their values */
+	uint64_t members, bytes;
 	struct store_error *e;
 };
 
@@ -563,6 +568,8 @@ static int plan_member(struct plan *pl, const char *key,
 {
 	int rc;
 
+	pl->bytes += m->object ? 0 : m->vlen;
+	progress_update(&pl->progress, ++pl->members, pl->bytes);
 	if (m->object && cur && cur->attr.kind == DSFS_FILE)
 		return plan_file(pl, key, m, cur); /* a file stays a file */
 	if (m->object) {
@@ -689,6 +696,7 @@ int load_json(struct admin_env *env, const char *label, const char *doc,
 	struct plan pl = {.env = env, .replace = replace, .e = e};
 	struct tree_item cur;
 	int limit = L_FACTORY, rc;
+	char what[80];
 	char *key;
 
 	if (!env->layer[L_RUNTIME])
@@ -697,6 +705,8 @@ int load_json(struct admin_env *env, const char *label, const char *doc,
 		return bad(&p,
 			   (size_t)((const char *)memchr(doc, '\0', len) - doc),
 			   "NUL byte in the document");
+	snprintf(what, sizeof(what), "load %s: reading", label);
+	progress_begin(&p.progress, env->progress, what, 0, len);
 	skip_ws(&p);
 	if (p.pos < len && doc[p.pos] == '{') {
 		top.object = true;
@@ -707,10 +717,13 @@ int load_json(struct admin_env *env, const char *label, const char *doc,
 		rc = scan_value(&p, &top);
 	}
 	skip_ws(&p);
+	progress_end(&p.progress);
 	if (rc == 0 && p.pos < len)
 		rc = bad(&p, p.pos, "data after the end of the document");
 	if (rc)
 		goto out;
+	snprintf(what, sizeof(what), "load %s: planning", label);
+	progress_begin(&pl.progress, env->progress, what, p.members, 0);
 	clock_gettime(CLOCK_REALTIME, &pl.now);
 	key = path[0] ? tree_join("kv", path) : strdup("kv");
 	if (!key) {
@@ -732,6 +745,7 @@ int load_json(struct admin_env *env, const char *label, const char *doc,
 		}
 	}
 	free(key);
+	progress_end(&pl.progress);
 	if (rc == 0)
 		rc = apply_plan(&pl, label, out);
 	plan_free(&pl);

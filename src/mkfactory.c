@@ -122,6 +122,8 @@ struct build {
 	struct store_error *e;
 	char key[DSFS_KEY_MAX];		    /* the entry being added */
 	char path[PATH_MAX + DSFS_KEY_MAX]; /* its source, for messages */
+	struct progress progress;	    /* entries and bytes added */
+	uint64_t entries, bytes;
 };
 
 /* Call each() on every name in the source directory dirfd, which b->path
@@ -226,6 +228,7 @@ static int add_dir(struct build *b, const struct stat *st)
 	struct dsfs_attr a;
 	int rc;
 
+	progress_update(&b->progress, ++b->entries, b->bytes);
 	attr_from_stat(&a, st, DSFS_DIR);
 	rc = layer_mkdir(b->l, b->key, &a);
 	/* kv/__ID/ and devices/ID/ are one directory: their contents merge,
@@ -315,6 +318,8 @@ static int add_file(struct build *b, int dirfd, const char *name,
 	rc = layer_commit(b->l, b->key, &a, data, size, NULL);
 	if (rc)
 		rc = build_fail(b, rc);
+	b->bytes += size;
+	progress_update(&b->progress, ++b->entries, b->bytes);
 out_data:
 	free(data);
 out_fd:
@@ -501,7 +506,7 @@ static int walk_top(struct build *b, int srcfd)
 }
 
 int factory_build(const char *src, const char *image, uint64_t budget,
-		  struct store_error *e)
+		  enum progress_mode progress, struct store_error *e)
 {
 	struct build *b;
 	const char *why = NULL;
@@ -540,14 +545,16 @@ int factory_build(const char *src, const char *image, uint64_t budget,
 				why && *why ? why : strerror(-rc));
 		goto out_remove;
 	}
+	progress_begin(&b->progress, progress, "mkfactory", 0, 0);
 	rc = walk_top(b, srcfd);
+	progress_end(&b->progress);
 	/* Closing turns the store into one self-contained file. */
 	layer_close(b->l);
 	if (rc)
 		goto out_remove;
 	/* Prove the result is an image, as install-factory will see it:
 	 * this also catches a close that could not finish the file. */
-	rc = check_image_file(tmp, e);
+	rc = check_image_file(tmp, progress, e);
 	if (rc)
 		goto out_remove;
 	rc = store_fsync_path(tmp, 0);

@@ -180,39 +180,29 @@ static void report_integrity(void *ctx, const char *what, const char *detail)
  * recount), reporting to out under label; problems found before are
  * added. */
 static unsigned check_opened(struct store *s, const char *name,
-			     const char *label, FILE *out, unsigned problems)
+			     const char *label, FILE *out, unsigned problems,
+			     enum progress_mode progress)
 {
 	struct store_error e = {.text = ""};
-	struct walk w = {.label = label, .report = out, .e = &e};
 	struct dsfs_layer *l = NULL;
 	int rc;
 
-	w.image = strcmp(name, STORE_RUNTIME) != 0;
 	rc = open_offline(s, name, &l, &e);
 	if (rc) {
 		fprintf(out, "%s: cannot open: %s\n", label, e.text);
 		return problems + 1;
 	}
-	w.l = l;
-	rc = check_layer(&w);
+	problems = check_layer_report(l, label,
+				      strcmp(name, STORE_RUNTIME) != 0, out,
+				      problems, progress);
 	layer_close(l);
-	problems += w.problems;
-	if (rc && !w.problems) {
-		fprintf(out, "%s: %s\n", label, e.text);
-		problems++;
-	}
-	fprintf(out,
-		"%s: %llu directories, %llu files, %llu whiteouts, %llu "
-		"bytes used: %s\n",
-		label, (unsigned long long)w.dirs, (unsigned long long)w.files,
-		(unsigned long long)w.whiteouts, (unsigned long long)w.used,
-		problems ? "PROBLEMS" : "ok");
 	return problems;
 }
 
 /* Check one store file: SQLite's integrity, then every entry.  A runtime
  * that STORE/runtime.uri names instead (PostgreSQL) has only the walk. */
-unsigned check_file(struct store *s, const char *name, FILE *out)
+unsigned check_file(struct store *s, const char *name, FILE *out,
+		    enum progress_mode progress)
 {
 	struct integrity_report ir = {.out = out, .label = name};
 	struct stat st;
@@ -225,7 +215,8 @@ unsigned check_file(struct store *s, const char *name, FILE *out)
 		fprintf(out, "runtime: %s%s\n", rc ? "" : "in PostgreSQL, ",
 			rc ? "kept in memory, nothing to check" : path);
 		free(path);
-		return rc ? 0 : check_opened(s, name, "runtime", out, 0);
+		return rc ? 0 :
+			    check_opened(s, name, "runtime", out, 0, progress);
 	}
 	if (fstatat(s->dirfd, name, &st, 0) != 0 && errno == ENOENT) {
 		fprintf(out, "%s: absent%s\n", name,
@@ -239,10 +230,11 @@ unsigned check_file(struct store *s, const char *name, FILE *out)
 		return 1;
 	layer_sqlite_integrity(path, report_integrity, &ir);
 	free(path);
-	return check_opened(s, name, name, out, ir.problems);
+	return check_opened(s, name, name, out, ir.problems, progress);
 }
 
-int store_check(const char *store, FILE *out, struct store_error *e)
+int store_check(const char *store, FILE *out, enum progress_mode progress,
+		struct store_error *e)
 {
 	unsigned problems;
 	struct store s;
@@ -253,10 +245,10 @@ int store_check(const char *store, FILE *out, struct store_error *e)
 		return rc;
 	rc = store_lock(&s, e);
 	if (rc == -EWOULDBLOCK) /* mounted: check_live.c */
-		rc = check_mounted(&s, &problems, out, e);
+		rc = check_mounted(&s, &problems, out, progress, e);
 	else if (rc == 0) {
-		problems = check_file(&s, STORE_RUNTIME, out);
-		problems += check_file(&s, STORE_FACTORY, out);
+		problems = check_file(&s, STORE_RUNTIME, out, progress);
+		problems += check_file(&s, STORE_FACTORY, out, progress);
 	}
 	if (rc)
 		goto out_store;

@@ -9,25 +9,7 @@
 #include <string.h>
 
 #include "dsfsctl.h"
-
-/* 1536 -> "1.5K", as df -h: powers of 1024, one decimal below 10. */
-static void human(uint64_t n, char *buf, size_t size)
-{
-	static const char units[] = "BKMGTPE";
-	double v = (double)n;
-	size_t u = 0;
-
-	while (v >= 1024 && u + 1 < sizeof(units) - 1) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, size, "%llu", (unsigned long long)n);
-	else if (v < 10)
-		snprintf(buf, size, "%.1f%c", v, units[u]);
-	else
-		snprintf(buf, size, "%.0f%c", v, units[u]);
-}
+#include "progress.h"
 
 static void print_line(FILE *out, bool json, bool first, const char *layer,
 		       uint64_t used, uint64_t budget)
@@ -45,9 +27,9 @@ static void print_line(FILE *out, bool json, bool first, const char *layer,
 			(unsigned long long)budget, (unsigned long long)avail);
 		return;
 	}
-	human(budget, s, sizeof(s));
-	human(used, u, sizeof(u));
-	human(avail, a, sizeof(a));
+	human_size(budget, s, sizeof(s));
+	human_size(used, u, sizeof(u));
+	human_size(avail, a, sizeof(a));
 	fprintf(out, "%-10s %6s %6s %6s %4u%%\n", layer, s, u, a, pct);
 }
 

@@ -281,9 +281,60 @@ tree_of()
 	[[ "$output" == *"not a dsfs archive"* ]]
 	[ "$(ctl dump --archive "$T/dst")" = "$before" ]
 	[ ! -e "$T/dst/factory.db" ]
-	# A mounted store is not loaded into.
+	# Nor into a mounted store, through its daemon.
 	mount_dsfs
-	run ctl load --archive "$STORE" "$T/a"
+	before=$(ctl dump --archive "$STORE")
+	run ctl load --archive "$STORE" "$T/damaged"
 	[ "$status" -eq 1 ]
-	[[ "$output" == *"unmount it"* ]]
+	[[ "$output" == *"$T/damaged: byte "*"checksum mismatch"*"nothing changed"* ]]
+	[ "$(ctl dump --archive "$STORE")" = "$before" ]
+	[ ! -e "$STORE/factory.db.new" ]
+	ls "$STORE" | grep -q '^admin\.' && fail "left behind: $(ls "$STORE")"
+	true
+}
+
+@test "load --archive into a mounted store: the same tree, shown at once" {
+	PNG='\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\1\0\0\0\1\x08\x06\0\0\0\x1f\x15\xc4\x89\0\0\0\rIDATx\x9cc\xf8\x0f\0\0\x01\x01\0\x05\x18\xd8N\0\0\0\0IEND\xaeB`\x82'
+	mount_dsfs
+	printf "$PNG" >"$MNT/images/a"
+	echo '"FR"' >"$MNT/kv/wifi/country"
+	chmod 600 "$MNT/kv/wifi/country"
+	touch -d '2001-02-03 04:05:06.123456789' "$MNT/kv/wifi/net"
+	rm "$MNT/kv/app/empty"
+	mkdir "$MNT/kv/fresh"
+	ctl dump --archive "$STORE" >"$T/a1"
+	unmount_dsfs
+	# Store B: a factory and runtime entries of its own, mounted, its
+	# values in the kernel's caches.
+	mkdir -p "$T/srcb/kv/wifi" "$T/srcb/kv/old"
+	echo '"US"' >"$T/srcb/kv/wifi/country"
+	echo 1 >"$T/srcb/kv/old/x"
+	mkdir "$T/b"
+	ctl mkfactory "$T/srcb" "$T/b/factory.db"
+	echo '{"junk": {"y": 2}}' | ctl load "$T/b" -
+	mkdir "$T/mnt2"
+	tmo "$DSFS" "$T/b" "$T/mnt2" </dev/null 3>&- 4>&-
+	[ "$(cat "$T/mnt2/kv/wifi/country")" = '"US"' ]
+	[ "$(cat "$T/mnt2/kv/junk/y")" = 2 ]
+	ls "$T/mnt2/kv" "$T/mnt2/kv/old" >/dev/null
+	ctl load --archive "$T/b" "$T/a1"
+	# The mount shows it at once, through its caches.
+	[ "$(cat "$T/mnt2/kv/wifi/country")" = '"FR"' ]
+	[ "$(stat -c %a "$T/mnt2/kv/wifi/country")" = 600 ]
+	[ "$(TZ=UTC stat -c %y "$T/mnt2/kv/wifi/net")" = "2001-02-03 04:05:06.123456789 +0000" ]
+	[ ! -e "$T/mnt2/kv/junk" ]
+	[ ! -e "$T/mnt2/kv/old" ]
+	[ ! -e "$T/mnt2/kv/app/empty" ]
+	[ -d "$T/mnt2/kv/fresh" ]
+	[ "$(cat "$T/mnt2/kv/app/n")" = 1.50 ]
+	printf "$PNG" | cmp - "$T/mnt2/images/a"
+	# The same archive back, mounted and unmounted.
+	ctl dump --archive "$T/b" >"$T/a2"
+	cmp "$T/a1" "$T/a2"
+	fusermount3 -u "$T/mnt2"
+	# The daemon lets go of STORE/lock as it exits.
+	tmo flock -w 10 "$T/b/lock" true
+	ctl dump --archive "$T/b" >"$T/a3"
+	cmp "$T/a1" "$T/a3"
+	[ ! -e "$T/b/factory.db.new" ]
 }

@@ -93,7 +93,7 @@ as_nobody()
 @test "usage: -h prints the synopsis, -V the version, misuse exits 2" {
 	run "$DSFSCTL" -h
 	[ "$status" -eq 0 ]
-	[[ "$output" == "usage: dsfsctl mkfactory [-s SIZE] SRC IMAGE"* ]]
+	[[ "$output" == "usage: dsfsctl mkfactory [-s SIZE] [--progress | --no-progress] SRC IMAGE"* ]]
 	[[ "$output" == *"dsfsctl install-factory IMAGE STORE"* ]]
 	[[ "$output" == *"dsfsctl factory-reset [--prefix PATH] [--keep PATH]... [--dry-run] STORE"* ]]
 	run "$DSFSCTL" -V

@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # editors.bats - editors and tools save values as if the value had simply
-# been written: vim (swap file, backup by rename, the 4913 probe), nano,
-# sed -i, rsync, cp and python3 leave no scratch file in the store, and a
-# crash at any step of vim's save leaves the old value or the new one.
+# been written: vim (swap file, backup by rename, the 4913 probe), emacs
+# (backup, auto-save and lock files), nano, sed -i, rsync, cp and python3
+# leave no scratch file in the store, and a crash at any step of vim's
+# save leaves the old value or the new one.
 
 load helpers
 
@@ -204,6 +205,74 @@ EOF
 	assert_content "$MNT/kv/settings" $'["edited"]\n'
 	[ "$(runtime_names)" = ./settings ]
 	[ "$(ls1 "$MNT/kv")" = settings ]
+}
+
+# emacs_edit FILE FROM TO: real emacs, in batch mode, with no init file,
+# replaces FROM by TO in FILE and saves, the way an interactive emacs
+# does: backups on (NAME renamed to NAME~; 'backup-enable-predicate'
+# accepts /tmp, which emacs skips by default and the tests live in),
+# auto-save on (#NAME# written before the save, as the idle timer would,
+# and deleted by it), lock files on (.#NAME, a symbolic link: dsfs
+# refuses it and emacs 28 edits on without the lock).  Prints what emacs
+# saw along the way.
+emacs_edit()
+{
+	cat >"$T/edit.el" <<'EOF'
+(setq make-backup-files t backup-by-copying nil create-lockfiles t
+      auto-save-default t delete-auto-save-files t
+      backup-enable-predicate (lambda (_name) t))
+(let ((file (nth 0 command-line-args-left))
+      (from (nth 1 command-line-args-left))
+      (to (nth 2 command-line-args-left)))
+  (setq command-line-args-left nil)
+  (find-file file)
+  (auto-save-mode 1)
+  (goto-char (point-min))
+  (search-forward from)
+  (replace-match to t t)
+  (do-auto-save t)
+  (princ (format "autosave: %s %S\n"
+                 (file-name-nondirectory buffer-auto-save-file-name)
+                 (file-exists-p buffer-auto-save-file-name)))
+  (save-buffer)
+  (princ (format "saved; autosave left: %S\n"
+                 (file-exists-p buffer-auto-save-file-name)))
+  (kill-emacs 0))
+EOF
+	HOME=$T tmo emacs -Q --batch -l "$T/edit.el" "$@" </dev/null 3>&- 4>&-
+}
+
+@test "emacs saves with backup, auto-save and lock files on, leaving nothing behind" {
+	command -v emacs >/dev/null ||
+		fail "FATAL: emacs is missing (./bootstrap --deps installs emacs-nox)"
+	mount_dsfs
+	mkdir "$MNT/kv/app"
+	echo "$OLD" >"$MNT/kv/app/settings"
+	run emacs_edit "$MNT/kv/app/settings" 15 5
+	[ "$status" -eq 0 ] || fail "$output"
+	# #settings# was written into the mount before the save, and gone
+	# after it.
+	[[ "$output" == *"autosave: #settings# t"* ]] || fail "$output"
+	[[ "$output" == *"saved; autosave left: nil"* ]] || fail "$output"
+	assert_content "$MNT/kv/app/settings" "$NEW"$'\n'
+	# The backup (the old NAME, renamed) stays beside it while mounted,
+	# in memory only, never in the store.
+	assert_content "$MNT/kv/app/settings~" "$OLD"$'\n'
+	[ ! -e "$MNT/kv/app/#settings#" ]
+	[ ! -L "$MNT/kv/app/.#settings" ]
+	[ "$(runtime_names)" = $'./app\n./app/settings' ]
+	# A second edit, then a new mount: the value, and nothing else.
+	run emacs_edit "$MNT/kv/app/settings" '"dark"' '"light"'
+	[ "$status" -eq 0 ] || fail "$output"
+	unmount_dsfs
+	mount_dsfs
+	assert_content "$MNT/kv/app/settings" '{"volume": 5, "theme": "light"}'$'\n'
+	[ "$(ls -A "$MNT/kv/app")" = settings ]
+	# A save that breaks the JSON fails, and the value stays.
+	run emacs_edit "$MNT/kv/app/settings" '"light"' '"light'
+	[ "$status" -ne 0 ] || fail "emacs saved invalid JSON: $output"
+	assert_content "$MNT/kv/app/settings" '{"volume": 5, "theme": "light"}'$'\n'
+	[ ! -e "$MNT/runtime/kv/app/#settings#" ]
 }
 
 @test "sed -i, rsync, cp and python3 rewrite values and leave nothing behind" {

@@ -73,7 +73,8 @@ complete_words()
 	[ "$(complete_words dsfsctl dump --l)" = --layer ]
 	[ "$(complete_words dsfsctl dump --layer r)" = runtime ]
 	[ "$(complete_words dsfsctl factory-reset --)" = $'--dry-run\n--keep\n--prefix' ]
-	[ "$(complete_words dsfsctl load --)" = $'--archive\n--replace' ]
+	[ "$(complete_words dsfsctl load --)" = $'--archive\n--no-progress\n--progress\n--replace' ]
+	[ "$(complete_words dsfsctl check --)" = $'--no-progress\n--progress' ]
 	mkdir "$T/stores"
 	[ "$(cd "$T" && complete_words dsfsctl check sto)" = stores ]
 	[ "$(complete_words dsfsctl u)" = $'update\nusage' ]
