@@ -196,6 +196,15 @@ int layer_room(struct dsfs_layer *l, uint64_t bytes)
 	return l->ops->room(l, bytes);
 }
 
+int layer_snapshot(struct dsfs_layer *l, struct dsfs_layer **out)
+{
+	assert(layer_ok(l) && out);
+	*out = NULL;
+	if (!l->ops->snapshot)
+		return -EOPNOTSUPP;
+	return l->ops->snapshot(l, out);
+}
+
 int layer_apply(struct dsfs_layer *l, const struct layer_change *c, size_t n)
 {
 	size_t i;

@@ -374,6 +374,15 @@ struct dsfs_layer_ops {
 	 * synced.  A layer with no such distinction does what commit() does. */
 	int (*create)(struct dsfs_layer *l, const char *key,
 		      const struct dsfs_attr *a, struct dsfs_attr *out);
+
+	/* Optional (NULL: layer_snapshot() answers -EOPNOTSUPP). */
+
+	/* A read-only layer (*out, closed with layer_close()) holding l's
+	 * entries, blobs and usage as they are at this moment: changes made
+	 * to l afterwards do not reach it, and l's writers do not wait for
+	 * its readers.  For a check of a live layer: what it walks is one
+	 * state of the layer, whatever is written meanwhile. */
+	int (*snapshot)(struct dsfs_layer *l, struct dsfs_layer **out);
 };
 
 /* Set by the implementation when it opens the layer (or by its opener,
@@ -402,6 +411,7 @@ int layer_commit(struct dsfs_layer *l, const char *key,
 		 struct dsfs_attr *out);
 int layer_create(struct dsfs_layer *l, const char *key,
 		 const struct dsfs_attr *a, struct dsfs_attr *out);
+int layer_snapshot(struct dsfs_layer *l, struct dsfs_layer **out);
 int layer_mkdir(struct dsfs_layer *l, const char *key,
 		const struct dsfs_attr *a);
 int layer_remove(struct dsfs_layer *l, const char *key);

@@ -601,6 +601,36 @@ static void mem_close(struct dsfs_layer *l)
 	free(m);
 }
 
+static const struct dsfs_layer_ops mem_ops;
+
+/* A copy of the whole layer, made under the lock: writers wait for the
+ * copy (memory speed), never for what reads the snapshot. */
+static int mem_snapshot(struct dsfs_layer *l, struct dsfs_layer **out)
+{
+	struct mem_layer *m = to_mem(l), *s;
+	int rc;
+
+	s = malloc(sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_lock(&m->lock);
+	rc = mem_clone(m, s);
+	pthread_mutex_unlock(&m->lock);
+	if (rc == 0 && pthread_mutex_init(&s->lock, NULL) != 0) {
+		mem_free_tree(s);
+		rc = -ENOMEM;
+	}
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	s->base.ops = &mem_ops;
+	s->base.name = l->name;
+	s->base.readonly = true;
+	*out = &s->base;
+	return 0;
+}
+
 /* Nothing here is durable: a create is a commit of an empty value. */
 static int mem_create(struct dsfs_layer *l, const char *key,
 		      const struct dsfs_attr *a, struct dsfs_attr *out)
@@ -671,6 +701,7 @@ static const struct dsfs_layer_ops mem_ops = {
 	.unpin_blob = mem_unpin_blob,
 	.apply = mem_apply,
 	.create = mem_create,
+	.snapshot = mem_snapshot,
 };
 
 int layer_mem_open(uint64_t budget, struct dsfs_layer **out)

@@ -191,6 +191,12 @@ static int o_apply(struct dsfs_layer *l, const struct layer_change *c, size_t n)
 	return rc;
 }
 
+/* A snapshot is for reading: it needs no observer of its own. */
+static int o_snapshot(struct dsfs_layer *l, struct dsfs_layer **out)
+{
+	return layer_snapshot(obs(l)->inner, out);
+}
+
 static int o_room(struct dsfs_layer *l, uint64_t bytes)
 {
 	return layer_room(obs(l)->inner, bytes);
@@ -218,6 +224,7 @@ static const struct dsfs_layer_ops observed_ops = {
 	.apply = o_apply,
 	.create = o_create,
 	.room = o_room,
+	.snapshot = o_snapshot,
 };
 
 int layer_observe(struct dsfs_layer *inner, const struct layer_observer *o,

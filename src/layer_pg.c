@@ -842,6 +842,11 @@ static int pg_apply(struct dsfs_layer *l, const struct layer_change *c,
 	return pg_tx_run(to_pg(l), PG_WRITE, "apply", c[0].key, apply_fn, &aa);
 }
 
+static int pg_snapshot(struct dsfs_layer *l, struct dsfs_layer **out)
+{
+	return pg_snapshot_open(to_pg(l), out);
+}
+
 const struct dsfs_layer_ops pg_ops = {
 	.version = DSFS_LAYER_OPS_VERSION,
 	.lookup = pg_lookup,
@@ -863,4 +868,5 @@ const struct dsfs_layer_ops pg_ops = {
 	.unpin_blob = pg_unpin_blob,
 	.apply = pg_apply,
 	.create = pg_create,
+	.snapshot = pg_snapshot,
 };

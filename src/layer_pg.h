@@ -119,6 +119,9 @@ struct pg_layer {
 	char owner[64];		/* this opening's pin owner name */
 	uint64_t budget;	/* the store's, as recorded at open */
 	bool set_budget;	/* record budget, whatever was recorded */
+	/* A snapshot (pg_snapshot_open()): pool[0] holds one REPEATABLE
+	 * READ, READ ONLY transaction that every op runs in. */
+	bool snap;
 
 	pthread_mutex_t lock; /* guards pool[] and down */
 	pthread_cond_t freed; /* a connection was given back */
@@ -269,6 +272,9 @@ int pg_store_prepare_stmts(PGconn *conn, char *why, size_t cap);
 /* close(): stop the heartbeat, drop this opening's pins (deleting
  * nothing), close the connections and free p. */
 void pg_store_close(struct pg_layer *p);
+/* A read-only layer of p's rows as they are now (layer.h, snapshot):
+ * a connection of its own in one REPEATABLE READ transaction. */
+int pg_snapshot_open(struct pg_layer *p, struct dsfs_layer **out);
 
 extern const struct dsfs_layer_ops pg_ops;
 

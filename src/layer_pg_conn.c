@@ -397,6 +397,12 @@ static int pool_get(struct pg_tx *t)
 	char why[320];
 	int rc = 0;
 
+	if (p->snap) {
+		/* Its one transaction, or nothing: a new connection would
+		 * see another state. */
+		t->c = &p->pool[0];
+		return t->c->conn ? 0 : -EIO;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += PG_POOL_WAIT_SEC;
 	pthread_mutex_lock(&p->lock);
@@ -493,6 +499,8 @@ static int tx_once(struct pg_tx *t, enum pg_mode mode,
 	int rc = 0;
 
 	*sent = false;
+	if (t->p->snap) /* already in its transaction, which only reads */
+		return write ? -EROFS : fn(t, arg);
 	if (mode == PG_READ)
 		rc = exec_raw(t, "BEGIN ISOLATION LEVEL REPEATABLE READ "
 				 "READ ONLY");

@@ -492,6 +492,53 @@ fail:
 	return rc;
 }
 
+int pg_snapshot_open(struct pg_layer *p, struct dsfs_layer **out)
+{
+	struct pg_layer *s;
+	struct pg_conn *c;
+	char why[320];
+	int rc = -ENOMEM;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	if (init_sync(s)) {
+		free(s);
+		return -ENOMEM;
+	}
+	s->base = p->base;
+	s->base.readonly = true;
+	s->budget = p->budget;
+	memcpy(s->owner, p->owner, sizeof(s->owner));
+	s->conninfo = strdup(p->conninfo);
+	s->shown = strdup(p->shown);
+	if (!s->conninfo || !s->shown)
+		goto fail;
+	c = &s->pool[0];
+	rc = pg_connect(s, c, why, sizeof(why));
+	if (rc == 0)
+		rc = pg_store_prepare_stmts(c->conn, why, sizeof(why));
+	/* The snapshot is taken by the transaction's first statement. */
+	if (rc == 0)
+		rc = simple(c->conn,
+			    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"
+			    "SELECT 1 FROM dsfs_state",
+			    NULL, why, sizeof(why));
+	if (rc) {
+		log_err("%s: snapshot: %s", p->shown, why);
+		pg_pool_close(s);
+		goto fail;
+	}
+	c->prepared = true;
+	s->snap = true;
+	*out = &s->base;
+	return 0;
+
+fail:
+	free_layer(s);
+	return rc;
+}
+
 void pg_store_close(struct pg_layer *p)
 {
 	if (p->beating) {
@@ -501,8 +548,10 @@ void pg_store_close(struct pg_layer *p)
 		pthread_mutex_unlock(&p->lock);
 		pthread_join(p->beat, NULL);
 	}
-	/* Its pins go with it; what they kept is swept by the next open. */
-	pg_tx_run(p, PG_ONE, "drop pins", NULL, drop_fn, NULL);
+	/* Its pins go with it; what they kept is swept by the next open.
+	 * A snapshot pins nothing: its transaction keeps what it reads. */
+	if (!p->snap)
+		pg_tx_run(p, PG_ONE, "drop pins", NULL, drop_fn, NULL);
 	pg_pool_close(p);
 	free_layer(p);
 }

@@ -1280,6 +1280,44 @@ static void t_dirtimes(void)
 	layer_close(l);
 }
 
+/* A snapshot keeps the state of its moment, whatever the layer does next,
+ * and refuses changes; a layer without one says so. */
+static void t_snapshot(void)
+{
+	struct dsfs_layer *l = fresh(BIG), *s = NULL;
+	unsigned char px[300];
+	uint64_t used;
+
+	fill(px, sizeof(px), 3);
+	is_int(put(l, "kv/x", "1"), 0, nm("a value"));
+	is_int(put_img(l, "images/i", TOKEN_T, px, sizeof(px)), 0,
+	       nm("an image"));
+	if (strcmp(impl_name, "sqlite") == 0) {
+		/* A daemon copies its file instead (check_live.c). */
+		is_int(layer_snapshot(l, &s), -EOPNOTSUPP,
+		       nm("no snapshot of a SQLite layer: EOPNOTSUPP"));
+		layer_close(l);
+		return;
+	}
+	used = used_of(l);
+	is_int(layer_snapshot(l, &s), 0, nm("a snapshot"));
+	if (!s)
+		bail("no snapshot");
+	is_int(put(l, "kv/x", "22"), 0, nm("the value changes"));
+	is_int(put(l, "kv/y", "3"), 0, nm("a name is made"));
+	is_int(layer_remove(l, "images/i"), 0, nm("the image goes"));
+	is_str(get(s, "kv/x"), "1", nm("... the snapshot reads the old value"));
+	is_int(kind_of(s, "kv/y"), -ENOENT, nm("... not the new name"));
+	ok(blob_is(s, TOKEN_T, px, sizeof(px)), "%s",
+	   nm("... and the image's bytes"));
+	is_int((int)used_of(s), (int)used, nm("... with the usage of then"));
+	is_int(put(s, "kv/z", "4"), -EROFS, nm("... and refuses changes"));
+	is_str(get(l, "kv/x"), "22", nm("the layer has moved on"));
+	layer_close(s);
+	is_str(get(l, "kv/x"), "22", nm("... and is whole after the close"));
+	layer_close(l);
+}
+
 /* Change sets: all of them or none, each with its op's rules, and the
  * directories' times as stated (every implementation here has apply). */
 static void t_apply(void)
@@ -2142,7 +2180,7 @@ int main(void)
 		t_rename_subtree, t_list,    t_setattr,	     t_budget,
 		t_usage,	  t_images,  t_clear,	     t_readonly,
 		t_many,		  t_threads, t_sync,	     t_pins,
-		t_dirtimes,	  t_apply,
+		t_dirtimes,	  t_apply,   t_snapshot,
 	};
 	const char *base = getenv("TMPDIR");
 	size_t i, j;
