@@ -149,7 +149,10 @@ static struct node *node_new(struct node_table *t, struct node *parent,
 /* Free n if nothing holds it any more, then its parent likewise. */
 static void maybe_free(struct node_table *t, struct node *n)
 {
-	while (n && !n->permanent && n->nlookup == 0 && n->refs == 0) {
+	/* A node waiting for writers (pending_at) stays: a FORGET of the
+	 * revalidating LOOKUP may come before the writer's own LOOKUP. */
+	while (n && !n->permanent && n->nlookup == 0 && n->refs == 0 &&
+	       !n->pending_at) {
 		struct node *parent = n->parent ? n->parent : n->was_parent;
 
 		name_unhash(t, n);
@@ -343,30 +346,16 @@ struct node *node_link_special(struct node_table *t, struct node *dir,
 	return n;
 }
 
-int node_cache_open(struct node_table *t, struct node *n, uint64_t version,
-		    int layer)
-{
-	bool same;
-	int how;
-
-	pthread_mutex_lock(&t->lock);
-	same = n->cached_version == version && n->cached_layer == layer;
-	if (!same && n->cache_readers > 0) {
-		how = NODE_CACHE_BYPASS;
-	} else {
-		how = same ? NODE_CACHE_KEEP : NODE_CACHE_FRESH;
-		n->cached_version = version;
-		n->cached_layer = layer;
-		n->cache_readers++;
-	}
-	pthread_mutex_unlock(&t->lock);
-	return how;
-}
-
 void node_cache_done(struct node_table *t, struct node *n)
 {
 	pthread_mutex_lock(&t->lock);
 	n->cache_readers--;
+	/* What the readers read is no longer needed while n has its name;
+	 * once detached, it is what fstat answers. */
+	if (n->cache_readers == 0 && n->parent) {
+		free(n->gone);
+		n->gone = NULL;
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -599,6 +588,22 @@ static void keep_gone(struct node *n, const struct dsfs_attr *gone)
 		*n->gone = *gone;
 }
 
+/* n no longer stands for its name, which a lookup gives a new node; n
+ * remembers where it was (its reference on its parent moves to
+ * was_parent), for an open whose path walk raced with this.  Called with
+ * the lock held, on an attached node. */
+static void retire_locked(struct node_table *t, struct node *n,
+			  const struct dsfs_attr *gone)
+{
+	keep_gone(n, gone);
+	name_unhash(t, n);
+	free(n->was_name);
+	n->was_parent = n->parent;
+	n->was_name = n->name;
+	n->name = NULL;
+	n->parent = NULL;
+}
+
 void node_detach(struct node_table *t, struct node *dir, const char *name,
 		 const struct dsfs_attr *gone)
 {
@@ -631,13 +636,11 @@ int node_move(struct node_table *t, struct node *from, const char *fname,
 	old = find_child(t, to, tname);
 	n = find_child(t, from, fname);
 	if (old && old != n) {
-		keep_gone(old, gone);
-		name_unhash(t, old);
-		/* Its reference on `to` moves to was_parent. */
-		old->was_parent = to;
-		old->was_name = old->name;
-		old->name = NULL;
-		old->parent = NULL;
+		/* Writers sent to the name by node_writer_open() will find
+		 * the node moved there instead. */
+		if (n && old->pending_at)
+			n->pending_at = old->pending_at;
+		retire_locked(t, old, gone);
 		maybe_free(t, old);
 	}
 	if (n && n != old) {
@@ -695,6 +698,135 @@ int node_find_merged(struct node_table *t, const char *key, uint64_t *ino,
 		dir = n;
 	}
 out:
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+/* Whether writers sent to n may still be on their way (ticks compared
+ * by difference, so the clock may wrap). */
+static bool pending(const struct node *n, uint16_t now)
+{
+	return n->pending_at &&
+	       (uint16_t)(now - n->pending_at) < NODE_PENDING_TICKS;
+}
+
+int node_cache_reader_open(struct node_table *t, struct node *n,
+			   const struct dsfs_attr *a, int layer, uint16_t now,
+			   bool *dropped)
+{
+	bool same;
+	int how = NODE_CACHE_BYPASS;
+
+	*dropped = false;
+	pthread_mutex_lock(&t->lock);
+	if (n->pending_at && !pending(n, now))
+		n->pending_at = 0; /* freed by the caller's node_put() */
+	same = n->cached_version == a->version && n->cached_layer == layer;
+	if (n->writers > 0 || pending(n, now) || !n->parent)
+		goto out;
+	if (n->cache_readers > 0) {
+		if (same) {
+			n->cache_readers++;
+			how = NODE_CACHE_KEEP;
+		} else {
+			/* Its readers keep the version they read. */
+			retire_locked(t, n, NULL);
+			how = NODE_CACHE_RETIRED;
+		}
+		goto out;
+	}
+	/* The first page-cache reader: what it reads is kept for a
+	 * retirement (node_cache_done() frees it). */
+	free(n->gone);
+	n->gone = malloc(sizeof(*n->gone));
+	if (!n->gone)
+		goto out;
+	*n->gone = *a;
+	/* Pages are only ever filled by page-cache readers: those of
+	 * another version can be there only if one read it. */
+	*dropped = !same && n->cached_version != 0;
+	how = same ? NODE_CACHE_KEEP : NODE_CACHE_FRESH;
+	n->cached_version = a->version;
+	n->cached_layer = layer;
+	n->cache_readers = 1;
+out:
+	pthread_mutex_unlock(&t->lock);
+	return how;
+}
+
+int node_writer_open(struct node_table *t, struct node *n, uint16_t now)
+{
+	struct node *next;
+	int rc = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if (n->pending_at && !pending(n, now))
+		n->pending_at = 0;
+	if (n->cache_readers == 0) {
+		n->writers++;
+		goto out;
+	}
+	if (n->parent)
+		retire_locked(t, n, NULL);
+	/* The node the kernel's new walk will find: readers that find it
+	 * before this writer opens it do not fill its page cache, or the
+	 * writer's second open would meet them too. */
+	if (n->was_parent && n->was_name) {
+		next = find_child(t, n->was_parent, n->was_name);
+		/* Moved there by a rename and read already: retired too (the
+		 * caller's notice drops the same name). */
+		if (next && next->cache_readers > 0) {
+			retire_locked(t, next, NULL);
+			next = NULL;
+		}
+		if (!next)
+			next = node_new(t, n->was_parent, n->was_name);
+		if (next)
+			next->pending_at = now ? now : 1;
+	}
+	rc = -ESTALE;
+out:
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+bool node_cache_seen(struct node_table *t, struct node *n, uint64_t version,
+		     int layer)
+{
+	bool retire;
+
+	pthread_mutex_lock(&t->lock);
+	retire = n->cache_readers > 0 && n->parent &&
+		 (n->cached_version != version || n->cached_layer != layer);
+	if (retire)
+		retire_locked(t, n, NULL);
+	pthread_mutex_unlock(&t->lock);
+	return retire;
+}
+
+bool node_retire_cached(struct node_table *t, struct node *n)
+{
+	bool retire;
+
+	pthread_mutex_lock(&t->lock);
+	retire = n->cache_readers > 0 && n->parent;
+	if (retire)
+		retire_locked(t, n, NULL);
+	pthread_mutex_unlock(&t->lock);
+	return retire;
+}
+
+int node_retired_name(struct node_table *t, struct node *n, uint64_t *parent,
+		      char *buf, size_t size)
+{
+	int rc = -ESTALE;
+
+	pthread_mutex_lock(&t->lock);
+	if (n->was_parent && n->was_name &&
+	    (size_t)snprintf(buf, size, "%s", n->was_name) < size) {
+		*parent = n->was_parent->ino;
+		rc = 0;
+	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
 }
