@@ -18,11 +18,6 @@ teardown()
 	teardown_store
 }
 
-ctl()
-{
-	tmo "$DSFSCTL" "$@" 3>&- 4>&-
-}
-
 # The value number N of a writer W: its length varies with N, so a mix of
 # two values or a size of another one is never valid JSON of this form.
 PC_VAL='
@@ -41,7 +36,7 @@ keys = ["p/k%d" % i for i in range(3)]
 for k in keys:
     open(os.path.join(mnt, "kv", k), "w").write(val(0, 0))
 END = time.time() + 4
-def writer(w, q):
+def writer(w):
     rnd, n, bad = random.Random(w), 0, None
     try:
         while time.time() < END:
@@ -64,8 +59,8 @@ def writer(w, q):
                                stdout=subprocess.DEVNULL)
     except (OSError, subprocess.CalledProcessError) as e:
         bad = "writer %d: %s" % (w, e)
-    q.put(("w", n, bad))
-def reader(r, q):
+    return "w", n, bad
+def reader(r):
     reads, bad = 0, None
     while time.time() < END and bad is None:
         for k in keys:
@@ -88,16 +83,15 @@ def reader(r, q):
                     bad = "%s: inconsistent value %r" % (k, d[:60])
             except ValueError:
                 bad = "%s: mixed or partial (%d bytes): %r" % (k, len(d), d[:60])
-    q.put(("r", reads, bad))
-q = mp.Queue()
-ps = [mp.Process(target=writer, args=(w, q)) for w in (1, 2, 3, 4)]
-ps += [mp.Process(target=reader, args=(r, q)) for r in range(4)]
-for p in ps: p.start()
-res = [q.get(timeout=60) for _ in ps]
-for p in ps: p.join(10)
-print(sum(n for t, n, _ in res if t == "w"), sum(n for t, n, _ in res if t == "r"))
+    return "r", reads, bad
+with mp.Pool(8) as pool:
+    jobs = [pool.apply_async(writer, (w,)) for w in (1, 2, 3, 4)]
+    jobs += [pool.apply_async(reader, (r,)) for r in range(4)]
+    res = [j.get(timeout=60) for j in jobs]
+done = {t: sum(n for k, n, _ in res if k == t) for t in "wr"}
+print(done["w"], done["r"])
 bads = [b for _, _, b in res if b]
-for b in bads: sys.stderr.write(b + "\n")
+sys.stderr.write("".join(b + "\n" for b in bads))
 sys.exit(1 if bads else 0)
 ' "$MNT" "$DSFSCTL" "$STORE"
 	[ "$status" -eq 0 ] || fail "$output"
