@@ -39,9 +39,11 @@
  *    handle, and answered from it.  The attributes the kernel held may say
  *    another version: a LOOKUP or GETATTR answered while a rename over the
  *    name was half done, another host's commit whose notice has not come
- *    yet.  Later opens of the same version keep both (keep_cache): a warm
- *    read is an OPEN and a RELEASE, and as no READ reaches dsfs the
- *    kernel's attributes (atime included) stay valid for lstat.
+ *    yet.  That open also fills the pages with its copy (store_pages()),
+ *    and later opens of the same version keep both (keep_cache): a read
+ *    is an OPEN and a RELEASE (and a GETATTR the first time), and as no
+ *    READ reaches dsfs the kernel's attributes (atime included) stay
+ *    valid for lstat.
  *
  * So, with kernel caches on: a reader during a commit reads the version it
  * opened (its handle's copy, its version's pages and size); a reader whose
@@ -62,6 +64,10 @@
 #include <time.h>
 
 #include "handle.h"
+
+/* Values up to this size are pushed into the page cache at their first
+ * open (store_pages()); larger ones are read by the kernel as it needs. */
+#define PAGECACHE_STORE_MAX (1024 * 1024)
 
 /* The views whose every change below the kernel is told to this file
  * (notify.c): the merged kv/ and images/, and factory/ (an install drops
@@ -98,6 +104,22 @@ static void retired_notice(struct dsfs_ctx *ctx, struct node *n)
 						 strlen(name));
 }
 
+/* Fill the kernel's pages of n with the copy h just read, so that not
+ * even the first read of a version sends a READ (which would also mark
+ * the inode's atime stale, and make the next lstat ask dsfs).  Only the
+ * first page-cache reader of a version does this, while no writer can
+ * open n (node_writer_open() sees the reader).  Returns whether the pages
+ * are there, to keep at the open. */
+static bool store_pages(struct dsfs_ctx *ctx, struct node *n, struct handle *h)
+{
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(h->len);
+
+	if (!h->buf || h->len == 0 || h->len > PAGECACHE_STORE_MAX)
+		return false;
+	buf.buf[0].mem = h->buf;
+	return fuse_lowlevel_notify_store(ctx->se, n->ino, 0, &buf, 0) == 0;
+}
+
 void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
 			   const struct loc *l, const struct found *f,
 			   struct handle *h, struct open_reply *r)
@@ -120,6 +142,7 @@ void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
 			notify_inode(ctx, n->ino);
 		else
 			notify_attrs(ctx, n->ino);
+		r->keep_cache = store_pages(ctx, n, h);
 		break;
 	case NODE_CACHE_RETIRED:
 		retired_notice(ctx, n);
