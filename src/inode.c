@@ -597,6 +597,9 @@ static void retire_locked(struct node_table *t, struct node *n,
 {
 	keep_gone(n, gone);
 	name_unhash(t, n);
+	/* Writers sent to the name find its next node: n waits for none
+	 * (and may be freed). */
+	n->pending_at = 0;
 	free(n->was_name);
 	n->was_parent = n->parent;
 	n->was_name = n->name;
@@ -612,6 +615,7 @@ void node_detach(struct node_table *t, struct node *dir, const char *name,
 	pthread_mutex_lock(&t->lock);
 	n = find_child(t, dir, name);
 	if (n) {
+		n->pending_at = 0;
 		keep_gone(n, gone);
 		name_unhash(t, n);
 		free(n->name);

@@ -378,6 +378,41 @@ static int reader_open(struct node *n, uint64_t version, int layer,
 	return node_cache_reader_open(t, n, &a, layer, now, dropped);
 }
 
+/* A node made to wait for a writer is kept while it waits, and freed once
+ * a rename over its name or an unlink has taken its place. */
+static void test_pending_freed(struct node *kv)
+{
+	struct node *r = node_link(t, kv, "h", false, L_FACTORY), *m, *s;
+	long before = extra();
+	bool dropped;
+
+	if (!r)
+		return;
+	reader_open(r, 1, L_RUNTIME, &dropped);
+	is_int(node_writer_open(t, r, now), -ESTALE, "a writer meets a reader");
+	is_int(extra(), before + 1, "the waiting node is made");
+	s = node_link(t, kv, "src", false, L_FACTORY);
+	if (!s)
+		return;
+	node_forget(t, s->ino, 1);
+	node_link(t, kv, "src", false, L_FACTORY);
+	node_move(t, kv, "src", kv, "h", NULL);
+	is_int(extra(), before + 1,
+	       "renamed over, the waiting node is freed (the renamed one is left)");
+	m = node_link(t, kv, "h", false, L_FACTORY);
+	ok(m == s, "the name is the renamed node's");
+	is_int(reader_open(m, 2, L_RUNTIME, &dropped), NODE_CACHE_BYPASS,
+	       "which waits for the writer in its place");
+	now += NODE_PENDING_TICKS;
+	is_int(reader_open(m, 2, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "until the wait is over");
+	node_cache_done(t, m);
+	node_forget(t, m->ino, 2);
+	node_cache_done(t, r);
+	node_forget(t, r->ino, 1);
+	is_int(extra(), before - 1, "nothing else is left");
+}
+
 /* Page-cache readers and writers of a name (pagecache.c's rules). */
 static void test_cache_identity(struct node *kv)
 {
@@ -457,6 +492,7 @@ static void test_cache_identity(struct node *kv)
 	ok(node_retire_cached(t, p), "a node with page-cache readers retires");
 	node_cache_done(t, p);
 	node_forget(t, p->ino, 1);
+	test_pending_freed(kv);
 }
 
 static void test_cache_writers(struct node *kv)
