@@ -395,7 +395,9 @@ static void test_pending_freed(struct node *kv)
 	if (!s)
 		return;
 	node_forget(t, s->ino, 1);
-	node_link(t, kv, "src", false, L_FACTORY);
+	s = node_link(t, kv, "src", false, L_FACTORY);
+	if (!s)
+		return;
 	node_move(t, kv, "src", kv, "h", NULL);
 	is_int(extra(), before + 1,
 	       "renamed over, the waiting node is freed (the renamed one is left)");
