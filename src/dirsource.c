@@ -13,6 +13,7 @@
 #include <errno.h>
 
 #include "daemon.h"
+#include "pagecache.h"
 
 static int fixed_listing(struct dsfs_ctx *ctx, struct node *n,
 			 struct listing *ls)
@@ -109,8 +110,7 @@ int listing_entry(struct dsfs_ctx *ctx, struct node *dir, const char *name,
 	} else {
 		if (lookup_child(ctx, dir, name, &f) != 0)
 			return 0;
-		n = node_link(&ctx->nodes, dir, name, f.attr.kind == DSFS_DIR,
-			      f.limit);
+		n = pagecache_link(ctx, dir, name, &f);
 		if (!n)
 			return -ENOMEM;
 		entry_stat(ctx, n, &f, &e->attr);

@@ -7,9 +7,8 @@
  * from; here an open reads the value through the overlay into a handle (or
  * streams an image from the layer that holds it), and a commit checks the
  * copy and writes it back through the overlay, to the name the node has
- * then.  The node table counts open writers and page-cache readers, so that
- * a reader of one version never reads another's bytes from the kernel's
- * page cache.
+ * then.  Which opens read through the kernel's page cache, and what a
+ * writer's open does to the readers already there, is pagecache.c's.
  *
  * A writer holds a reservation (reserve.h) that grows with its copy, so a
  * write that could not be committed within the budget fails at once with
@@ -27,6 +26,7 @@
 #include "daemon.h"
 #include "entry.h"
 #include "handle.h"
+#include "pagecache.h"
 
 static enum dsfs_content content_of(struct dsfs_ctx *ctx, const struct loc *l)
 {
@@ -218,6 +218,11 @@ int file_truncate(struct dsfs_ctx *ctx, struct node *n, const struct loc *l,
 		return -EISDIR;
 	if (l->view == VIEW_LAYER && l->layer == L_FACTORY)
 		return -EROFS;
+	/* Page-cache readers keep the inode with their version's size: the
+	 * truncation goes to the name's next node (truncate(2) walks the
+	 * path again after ESTALE). */
+	if (!h && pagecache_retire(ctx, n))
+		return -ESTALE;
 	if (h && h->writable) {
 		char why[LAST_ERROR_LEN];
 
@@ -253,38 +258,19 @@ static int open_image(struct dsfs_ctx *ctx, const struct loc *l,
 	return rc;
 }
 
-/* How the kernel may cache what h reads: see file_open(). */
-static void cache_policy(struct dsfs_ctx *ctx, struct node *n,
-			 const struct loc *l, const struct found *f,
-			 struct handle *h, struct open_reply *r)
+/* How the kernel may cache what h reads or writes (pagecache.c): every
+ * writer works with direct I/O on its own copy; a reader may read through
+ * the page cache.  -ESTALE: the writer must walk the path again. */
+static int cache_policy(struct dsfs_ctx *ctx, struct node *n,
+			const struct loc *l, const struct found *f,
+			struct handle *h, struct open_reply *r)
 {
-	if (h->writable || l->view != VIEW_LAYER || l->layer != L_FACTORY) {
-		/* Every open works on its own copy, but the kernel keeps one
-		 * page cache and one size per inode: a writer's O_TRUNC and
-		 * writes would show through to readers of the same inode
-		 * before the commit, and a reader of the old value would
-		 * fill the cache that a reader of the new one reads.  So
-		 * opens of what can change go straight to their handles. */
+	if (h->writable) {
 		r->direct_io = true;
-		if (h->writable)
-			node_writers(&ctx->nodes, n, 1);
-		return;
+		return pagecache_writer_open(ctx, n);
 	}
-	/* factory/ never changes under an open (an install swaps the layer
-	 * and invalidates): its values are read through the page cache,
-	 * kept while unchanged since the last open. */
-	switch (node_cache_open(&ctx->nodes, n, f->attr.version, f->layer)) {
-	case NODE_CACHE_KEEP:
-		r->keep_cache = true;
-		h->cache_reader = true;
-		break;
-	case NODE_CACHE_FRESH:
-		h->cache_reader = true;
-		break;
-	default:
-		r->direct_io = true;
-		break;
-	}
+	pagecache_reader_open(ctx, n, l, f, h, r);
+	return 0;
 }
 
 /* The handle for an open of the stored entry n stands for. */
@@ -356,7 +342,12 @@ static int open_entry(struct dsfs_ctx *ctx, struct node *n, bool writable,
 		}
 		*h->walked = l;
 	}
-	cache_policy(ctx, n, &l, &f, h, r);
+	rc = cache_policy(ctx, n, &l, &f, h, r);
+	if (rc) {
+		reserve_release(&ctx->reserve, &h->res);
+		handle_free(h);
+		return rc;
+	}
 	*out = h;
 	return 0;
 }

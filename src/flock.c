@@ -1,7 +1,10 @@
 /*
- * flock.c - flock(2) on a shared runtime: the processes of this host
- * arbitrated here, and this host against the others through the cluster's
- * lock on the entry's key (cluster.h).
+ * flock.c - flock(2) by entry: the processes of this host arbitrated
+ * here, and on a shared runtime this host against the others through the
+ * cluster's lock on the entry's key (cluster.h).  Locks follow the key, not
+ * the inode: a name's inode changes with its committed versions while
+ * page-cache readers hold the old one (pagecache.c), and a lock taken
+ * through either must exclude the other.
  *
  * A lock is keyed by the entry's key as the layers name it (kv/x, also for
  * devices/ID/x and runtime/kv/x), hashed by cluster_key(), and owned by
@@ -31,6 +34,7 @@
  * called with fl->lock held, since it may call interrupted() at once.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -203,6 +207,23 @@ static void fail_waiters(struct fkey *k, int rc)
 
 static void acquired(void *arg, struct cluster_lock *lk, int rc);
 
+/* The host's hold on key k among the other hosts; on a single host (no
+ * cluster) there are none, and the host always has it. */
+static int host_lock(struct flocks *fl, struct fkey *k, bool wait)
+{
+	if (!fl->c) {
+		k->lk = NULL;
+		return 0;
+	}
+	return cluster_lock(fl->c, k->hash, k->lk_exclusive, wait,
+			    wait ? acquired : NULL, wait ? k : NULL, &k->lk);
+}
+
+static int host_unlock(struct flocks *fl, struct fkey *k)
+{
+	return fl->c ? cluster_unlock(fl->c, k->lk) : 0;
+}
+
 /* Grant what can be granted, give the key back to the cluster when no one
  * here holds it, ask for it when someone waits.  May free k.  Returns 0,
  * or -ENOLCK if the host's lock had been lost before this release. */
@@ -225,7 +246,7 @@ static int pump(struct flocks *fl, struct fkey *k)
 			}
 			if (k->holders)
 				return ret;
-			rc = cluster_unlock(fl->c, k->lk);
+			rc = host_unlock(fl, k);
 			k->lk = NULL;
 			k->state = K_FREE;
 			if (rc) {
@@ -244,8 +265,7 @@ static int pump(struct flocks *fl, struct fkey *k)
 			return ret;
 		}
 		k->lk_exclusive = k->waiters->exclusive;
-		rc = cluster_lock(fl->c, k->hash, k->lk_exclusive, true,
-				  acquired, k, &k->lk);
+		rc = host_lock(fl, k, true);
 		if (rc == 0)
 			k->state = K_HELD;
 		else if (rc == -EINPROGRESS)
@@ -351,11 +371,11 @@ static int try_now(struct flocks *fl, struct fkey *k, uint64_t owner,
 
 	if (k->state != K_FREE || k->holders || k->waiters)
 		return -EWOULDBLOCK;
-	rc = cluster_lock(fl->c, k->hash, exclusive, false, NULL, NULL, &k->lk);
+	k->lk_exclusive = exclusive;
+	rc = host_lock(fl, k, false);
 	if (rc)
 		return rc;
 	k->state = K_HELD;
-	k->lk_exclusive = exclusive;
 	rc = add_holder(k, owner, exclusive);
 	if (rc)
 		pump(fl, k); /* gives the key back */
@@ -449,6 +469,16 @@ void flock_request(struct dsfs_ctx *ctx, fuse_req_t req, fuse_ino_t ino,
 	int rc;
 
 	rc = !fl ? -ENOSYS : !n ? -ESTALE : node_loc(&ctx->nodes, n, &l);
+	/* Open on an inode its name no longer has: the lock is the name's
+	 * if it was replaced, the inode's own if it was removed. */
+	if (rc == -ESTALE && n) {
+		rc = 0;
+		if (node_former_loc(&ctx->nodes, n, &l) != 0) {
+			l.view = VIEW_MERGED;
+			snprintf(l.key, sizeof(l.key), "#%llu",
+				 (unsigned long long)n->ino);
+		}
+	}
 	node_put(&ctx->nodes, n);
 	if (rc == 0 && l.view == VIEW_ROOT)
 		rc = -EINVAL; /* no key: the root, a layer directory */

@@ -26,6 +26,7 @@
 #include "dirlist.h"
 #include "handle.h"
 #include "log.h"
+#include "pagecache.h"
 #include "validate.h"
 
 static struct dsfs_ctx *ctx_of(fuse_req_t req)
@@ -40,8 +41,7 @@ static int make_entry(struct dsfs_ctx *ctx, struct node *parent,
 {
 	struct node *n;
 
-	n = node_link(&ctx->nodes, parent, name, f->attr.kind == DSFS_DIR,
-		      f->limit);
+	n = pagecache_link(ctx, parent, name, f);
 	if (!n)
 		return -ENOMEM;
 	memset(e, 0, sizeof(*e));
@@ -68,8 +68,8 @@ static void dsfs_init(void *userdata, struct fuse_conn_info *conn)
 	/* The kernel works out which set-id bits a chown or a truncation
 	 * clears and sends them as a mode change (setattr.c, setid.c). */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
-	/* flock() is served by the kernel on this host, by flock.c across
-	 * the hosts of a shared runtime. */
+	/* flock() is served by flock.c, by entry (and across the hosts of
+	 * a shared runtime), since an entry's inode changes (pagecache.c). */
 	if (!ctx->flocks)
 		conn->want &= ~(unsigned)FUSE_CAP_FLOCK_LOCKS;
 	conn->want &= ~(unsigned)FUSE_CAP_POSIX_LOCKS;
@@ -179,7 +179,7 @@ static void dsfs_getattr(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	rc = stat_node(ctx, n, &st);
+	rc = pagecache_stat(ctx, n, h, &st);
 	if (rc == -ESTALE) {
 		/* fstat of an open file whose name is gone */
 		struct dsfs_attr gone;

@@ -146,7 +146,10 @@ static struct node *node_new(struct node_table *t, struct node *parent,
 /* Free n if nothing holds it any more, then its parent likewise. */
 static void maybe_free(struct node_table *t, struct node *n)
 {
-	while (n && !n->permanent && n->nlookup == 0 && n->refs == 0) {
+	/* A node waiting for writers (pending_at) stays: a FORGET of the
+	 * revalidating LOOKUP may come before the writer's own LOOKUP. */
+	while (n && !n->permanent && n->nlookup == 0 && n->refs == 0 &&
+	       !(n->x && n->x->pending_at)) {
 		struct node *parent = n->parent ? n->parent :
 				      n->x	? n->x->was_parent :
 						  NULL;
@@ -332,39 +335,17 @@ struct node *node_link_special(struct node_table *t, struct node *dir,
 	return n;
 }
 
-int node_cache_open(struct node_table *t, struct node *n, uint64_t version,
-		    int layer)
-{
-	struct node_extra *x;
-	bool same;
-	int how;
-
-	pthread_mutex_lock(&t->lock);
-	x = extra(n);
-	if (!x) {
-		/* Nothing can be remembered of this reader: the page cache
-		 * is left to the others. */
-		pthread_mutex_unlock(&t->lock);
-		return NODE_CACHE_BYPASS;
-	}
-	same = x->cached_version == version && x->cached_layer == layer;
-	if (!same && x->cache_readers > 0) {
-		how = NODE_CACHE_BYPASS;
-	} else {
-		how = same ? NODE_CACHE_KEEP : NODE_CACHE_FRESH;
-		x->cached_version = version;
-		x->cached_layer = layer;
-		x->cache_readers++;
-	}
-	pthread_mutex_unlock(&t->lock);
-	return how;
-}
-
 /* Only KEEP and FRESH, which made n->x, are counted. */
 void node_cache_done(struct node_table *t, struct node *n)
 {
 	pthread_mutex_lock(&t->lock);
 	n->x->cache_readers--;
+	/* What the readers read is no longer needed while n has its name;
+	 * once detached, it is what fstat answers. */
+	if (n->x->cache_readers == 0 && n->parent) {
+		free(n->x->gone);
+		n->x->gone = NULL;
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -635,6 +616,28 @@ static void keep_gone(struct node *n, const struct dsfs_attr *gone)
 		*x->gone = *gone;
 }
 
+/* n no longer stands for its name, which a lookup gives a new node; n
+ * remembers where it was (its reference on its parent moves to
+ * was_parent), for an open whose path walk raced with this.  Called with
+ * the lock held, on an attached node. */
+static void retire_locked(struct node_table *t, struct node *n,
+			  const struct dsfs_attr *gone)
+{
+	struct node_extra *x = n->x; /* the caller's contract: n has one */
+
+	keep_gone(n, gone);
+	name_unhash(t, n);
+	/* Writers sent to the name find its next node: n waits for none
+	 * (and may be freed). */
+	x->pending_at = 0;
+	if (x->was_name != n->name_buf)
+		free(x->was_name);
+	x->was_parent = n->parent;
+	x->was_name = n->name;
+	n->name = NULL;
+	n->parent = NULL;
+}
+
 void node_detach(struct node_table *t, struct node *dir, const char *name,
 		 const struct dsfs_attr *gone)
 {
@@ -643,6 +646,8 @@ void node_detach(struct node_table *t, struct node *dir, const char *name,
 	pthread_mutex_lock(&t->lock);
 	n = find_child(t, dir, name);
 	if (n) {
+		if (n->x)
+			n->x->pending_at = 0;
 		keep_gone(n, gone);
 		name_unhash(t, n);
 		free_name(n);
@@ -676,16 +681,11 @@ int node_move(struct node_table *t, struct node *from, const char *fname,
 			old->x = spare;
 			spare = NULL;
 		}
-		keep_gone(old, gone);
-		name_unhash(t, old);
-		/* Its reference on `to` moves to was_parent, and its name
-		 * (its own allocation) to was_name. */
-		if (old->x->was_name != old->name_buf)
-			free(old->x->was_name);
-		old->x->was_parent = to;
-		old->x->was_name = old->name;
-		old->name = NULL;
-		old->parent = NULL;
+		/* Writers sent to the name by node_writer_open() will find
+		 * the node moved there instead. */
+		if (n && old->x->pending_at && extra(n))
+			n->x->pending_at = old->x->pending_at;
+		retire_locked(t, old, gone);
 		maybe_free(t, old);
 	}
 	if (n && n != old) {
@@ -745,6 +745,152 @@ int node_find_merged(struct node_table *t, const char *key, uint64_t *ino,
 		dir = n;
 	}
 out:
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+/* Whether writers sent to n may still be on their way (ticks compared
+ * by difference, so the clock may wrap). */
+static bool pending(const struct node_extra *x, uint16_t now)
+{
+	return x->pending_at &&
+	       (uint16_t)(now - x->pending_at) < NODE_PENDING_TICKS;
+}
+
+int node_cache_reader_open(struct node_table *t, struct node *n,
+			   const struct dsfs_attr *a, int layer, uint16_t now,
+			   bool *dropped)
+{
+	struct node_extra *x;
+	bool same;
+	int how = NODE_CACHE_BYPASS;
+
+	*dropped = false;
+	pthread_mutex_lock(&t->lock);
+	/* Nothing can be remembered of this reader without x: the page
+	 * cache is left to the others. */
+	x = extra(n);
+	if (!x)
+		goto out;
+	if (x->pending_at && !pending(x, now))
+		x->pending_at = 0; /* freed by the caller's node_put() */
+	same = x->cached_version == a->version && x->cached_layer == layer;
+	if (x->writers > 0 || n->writers_lost || pending(x, now) || !n->parent)
+		goto out;
+	if (x->cache_readers > 0) {
+		if (same) {
+			x->cache_readers++;
+			how = NODE_CACHE_KEEP;
+		} else {
+			/* Its readers keep the version they read. */
+			retire_locked(t, n, NULL);
+			how = NODE_CACHE_RETIRED;
+		}
+		goto out;
+	}
+	/* The first page-cache reader: what it reads is kept for a
+	 * retirement (node_cache_done() frees it). */
+	free(x->gone);
+	x->gone = malloc(sizeof(*x->gone));
+	if (!x->gone)
+		goto out;
+	*x->gone = *a;
+	/* Pages are only ever filled by page-cache readers: those of
+	 * another version can be there only if one read it. */
+	*dropped = !same && x->cached_version != 0;
+	how = same ? NODE_CACHE_KEEP : NODE_CACHE_FRESH;
+	x->cached_version = a->version;
+	x->cached_layer = layer;
+	x->cache_readers = 1;
+out:
+	pthread_mutex_unlock(&t->lock);
+	return how;
+}
+
+int node_writer_open(struct node_table *t, struct node *n, uint16_t now)
+{
+	struct node_extra *x;
+	struct node *next;
+	int rc = 0;
+
+	pthread_mutex_lock(&t->lock);
+	x = extra(n);
+	if (!x) {
+		/* No page-cache reader either (they live in x). */
+		n->writers_lost = true;
+		goto out;
+	}
+	if (x->pending_at && !pending(x, now))
+		x->pending_at = 0;
+	if (x->cache_readers == 0) {
+		x->writers++;
+		goto out;
+	}
+	if (n->parent)
+		retire_locked(t, n, NULL);
+	/* The node the kernel's new walk will find: readers that find it
+	 * before this writer opens it do not fill its page cache, or the
+	 * writer's second open would meet them too. */
+	if (x->was_parent && x->was_name) {
+		next = find_child(t, x->was_parent, x->was_name);
+		/* Moved there by a rename and read already: retired too (the
+		 * caller's notice drops the same name). */
+		if (next && next->x && next->x->cache_readers > 0) {
+			retire_locked(t, next, NULL);
+			next = NULL;
+		}
+		if (!next)
+			next = node_new(t, x->was_parent, x->was_name);
+		if (next && extra(next))
+			next->x->pending_at = now ? now : 1;
+	}
+	rc = -ESTALE;
+out:
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+bool node_cache_seen(struct node_table *t, struct node *n, uint64_t version,
+		     int layer)
+{
+	struct node_extra *x;
+	bool retire;
+
+	pthread_mutex_lock(&t->lock);
+	x = n->x;
+	retire = x && x->cache_readers > 0 && n->parent &&
+		 (x->cached_version != version || x->cached_layer != layer);
+	if (retire)
+		retire_locked(t, n, NULL);
+	pthread_mutex_unlock(&t->lock);
+	return retire;
+}
+
+bool node_retire_cached(struct node_table *t, struct node *n)
+{
+	bool retire;
+
+	pthread_mutex_lock(&t->lock);
+	retire = n->x && n->x->cache_readers > 0 && n->parent;
+	if (retire)
+		retire_locked(t, n, NULL);
+	pthread_mutex_unlock(&t->lock);
+	return retire;
+}
+
+int node_retired_name(struct node_table *t, struct node *n, uint64_t *parent,
+		      char *buf, size_t size)
+{
+	struct node_extra *x;
+	int rc = -ESTALE;
+
+	pthread_mutex_lock(&t->lock);
+	x = n->x;
+	if (x && x->was_parent && x->was_name &&
+	    (size_t)snprintf(buf, size, "%s", x->was_name) < size) {
+		*parent = x->was_parent->ino;
+		rc = 0;
+	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
 }

@@ -38,8 +38,15 @@ struct node_extra {
 	bool subdirs_kept;
 	uint32_t subdirs;
 	uint64_t subdirs_at;
+	/* When a writer whose open found page-cache readers on the node the
+	 * name had was sent here (node_writer_open()), in the caller's clock
+	 * ticks, 0 for never: readers bypass the page cache for
+	 * NODE_PENDING_TICKS after it, until that writer's open has come. */
+	uint16_t pending_at;
 	struct timespec atime, mtime;
-	struct dsfs_attr *gone; /* owned; what it was when detached */
+	/* Owned: what it was when detached; while page-cache readers are
+	 * open, the version they read (kept for a retirement). */
+	struct dsfs_attr *gone;
 	/* Replaced by a rename: where it was (was_parent holds a reference),
 	 * so that a reader whose path walk raced with the rename opens what
 	 * is there now. */
@@ -114,19 +121,54 @@ struct node *node_link(struct node_table *t, struct node *dir, const char *name,
 struct node *node_link_special(struct node_table *t, struct node *dir,
 			       const char *name, int special);
 
-/* How a reader that found this version in this layer may use the kernel's
- * page cache: NODE_CACHE_KEEP (keep what is cached), NODE_CACHE_FRESH (drop
- * it and fill it anew), or NODE_CACHE_BYPASS (others still read an older
- * version through it).  KEEP and FRESH count the reader until
- * node_cache_done(). */
+/* How a reader that found a version of the entry in a layer may use the
+ * kernel's page cache: NODE_CACHE_KEEP (keep what is cached), NODE_CACHE_FRESH
+ * (drop it and fill it anew), or NODE_CACHE_BYPASS (direct I/O).  KEEP and
+ * FRESH count the reader until node_cache_done(). */
 enum {
 	NODE_CACHE_KEEP,
 	NODE_CACHE_FRESH,
-	NODE_CACHE_BYPASS
+	NODE_CACHE_BYPASS,
+	NODE_CACHE_RETIRED /* bypass, and n was retired (below) */
 };
-int node_cache_open(struct node_table *t, struct node *n, uint64_t version,
-		    int layer);
 void node_cache_done(struct node_table *t, struct node *n);
+
+/* Page-cache identities (pagecache.c says why).  A node never has open
+ * writers and open page-cache readers at once; when a version other than
+ * the one its page-cache readers read reaches it, the node is retired: it
+ * keeps the attributes of what they read (fstat answers them, with no
+ * link), and the name leads to a new node at the next lookup.
+ *
+ * node_cache_reader_open(): how a reader that read a (in layer) may use
+ * the page cache: KEEP if the pages hold that version, FRESH if no other
+ * page-cache reader is open, else RETIRED; BYPASS while writers are open,
+ * while the node waits for writers (pending_at), or once it no longer
+ * has its name.  *dropped: the kernel's pages of n may hold another
+ * version (FRESH over an earlier one): the caller drops them before the
+ * reply. */
+int node_cache_reader_open(struct node_table *t, struct node *n,
+			   const struct dsfs_attr *a, int layer, uint16_t now,
+			   bool *dropped);
+/* Count a writer of n; -ESTALE if page-cache readers have n open: n is
+ * retired, a node waiting for this writer is made for its name, and the
+ * kernel must walk the path again. */
+int node_writer_open(struct node_table *t, struct node *n, uint16_t now);
+/* The clock of pending_at: a tick is 1/16 s, and a node waits for the
+ * writers sent to it for 2 s (a retried open comes within microseconds;
+ * the margin is for a loaded machine).  Other writers that open and close
+ * it meanwhile do not end the wait, as a count of opens would. */
+#define NODE_TICKS_PER_SEC 16
+#define NODE_PENDING_TICKS 32
+/* A version (version, layer) of n's entry was seen: if n has page-cache
+ * readers of another one, retire n and return true. */
+bool node_cache_seen(struct node_table *t, struct node *n, uint64_t version,
+		     int layer);
+/* n has page-cache readers: retire it (true), or nothing to do (false). */
+bool node_retire_cached(struct node_table *t, struct node *n);
+/* For a notice after a retirement: the name n had and its directory's
+ * inode (name copied into buf); -ESTALE if it had none. */
+int node_retired_name(struct node_table *t, struct node *n, uint64_t *parent,
+		      char *buf, size_t size);
 
 /* A layer was replaced or emptied: versions seen before say nothing about
  * what the page cache holds any more. */

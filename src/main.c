@@ -446,6 +446,10 @@ int main(int argc, char *argv[])
 		goto out_layers;
 	if (shared_runtime(ctx.runtime) && remote_start(&ctx, ctx.runtime) != 0)
 		goto out_layers;
+	/* On a single host too, flock() follows the entry, not the inode
+	 * (pagecache.c gives each version its own). */
+	if (!ctx.flocks && flocks_new(NULL, &ctx.flocks) != 0)
+		goto out_layers;
 	rc = control_start(&ctx);
 	if (rc)
 		log_warn("%s: control socket not served: %s", ctx.store,
@@ -466,6 +470,10 @@ int main(int argc, char *argv[])
 
 out_layers:
 	control_stop(&ctx);
+	if (!ctx.cluster) {
+		flocks_free(ctx.flocks);
+		ctx.flocks = NULL;
+	}
 	remote_stop(&ctx);
 	watch_stop(&ctx);
 out_unmount:

@@ -28,14 +28,13 @@ void notify_attrs(struct dsfs_ctx *ctx, uint64_t ino)
 	fuse_lowlevel_notify_inval_inode(ctx->se, ino, -1, 0);
 }
 
-void notify_key(struct dsfs_ctx *ctx, const struct loc *l)
+static bool retire_ino(struct dsfs_ctx *ctx, uint64_t ino)
 {
-	uint64_t ino, parent;
-	const char *name;
+	struct node *n = node_get(&ctx->nodes, ino);
+	bool retired = n && node_retire_cached(&ctx->nodes, n);
 
-	if (node_find_merged(&ctx->nodes, l->key, &ino, &parent, &name) == 0 &&
-	    ino)
-		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
+	node_put(&ctx->nodes, n);
+	return retired;
 }
 
 /* What the kernel cached of the merged node for key: its attributes and
@@ -47,7 +46,11 @@ static void inval_merged(struct dsfs_ctx *ctx, const char *key, bool entry)
 
 	if (node_find_merged(&ctx->nodes, key, &ino, &parent, &name) != 0)
 		return;
-	if (ino)
+	/* Page-cache readers keep the inode of the version they read, with
+	 * its pages; the name goes to a new node (pagecache.c). */
+	if (ino && retire_ino(ctx, ino))
+		entry = true;
+	else if (ino)
 		fuse_lowlevel_notify_inval_inode(ctx->se, ino, 0, 0);
 	if (entry) {
 		/* The name may be new (a negative entry cached), gone, or
@@ -56,6 +59,11 @@ static void inval_merged(struct dsfs_ctx *ctx, const char *key, bool entry)
 						 strlen(name));
 		fuse_lowlevel_notify_inval_inode(ctx->se, parent, 0, 0);
 	}
+}
+
+void notify_key(struct dsfs_ctx *ctx, const struct loc *l)
+{
+	inval_merged(ctx, l->key, false);
 }
 
 void notify_alias(struct dsfs_ctx *ctx, const struct loc *l, bool entry)

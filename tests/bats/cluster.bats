@@ -222,6 +222,27 @@ cfg" ]
 	[ "$(ls1 "$T/b/kv/app")" = m ]
 }
 
+@test "page cache across hosts: an open after another host's commit reads it whole, a held reader keeps its value" {
+	host a
+	host b -o cache_timeout=60
+	local i v
+	echo '"first"' >"$T/a/kv/pc"
+	assert_content "$T/b/kv/pc" '"first"
+'
+	cat "$T/b/kv/pc" >/dev/null # warm: from b's page cache
+	exec 5<"$T/b/kv/pc"
+	for i in 1 2 3 4 5 6 7 8; do
+		v="\"$(printf 'v%.0s' $(seq $((i * 7))))\""
+		echo "$v" >"$T/a/kv/pc"
+		# close-to-open: no wait for the notice
+		assert_content "$T/b/kv/pc" "$v
+"
+		size_is "$T/b/kv/pc" $((${#v} + 1)) || fail "size on b after $i"
+	done
+	[ "$(cat <&5)" = '"first"' ] || fail "b's held reader lost its value"
+	exec 5<&-
+}
+
 @test "pushed invalidation: a host that caches sees another's change within 2 s" {
 	host a
 	host b -o cache_timeout=60

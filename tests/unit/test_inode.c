@@ -365,6 +365,138 @@ static void test_each(struct node *kv)
 	node_forget(t, a->ino, 1);
 }
 
+static uint16_t now = 100;
+
+static int reader_open(struct node *n, uint64_t version, int layer,
+		       bool *dropped)
+{
+	struct dsfs_attr a;
+
+	memset(&a, 0, sizeof(a));
+	a.version = version;
+	a.size = version * 10;
+	return node_cache_reader_open(t, n, &a, layer, now, dropped);
+}
+
+/* A node made to wait for a writer is kept while it waits, and freed once
+ * a rename over its name or an unlink has taken its place. */
+static void test_pending_freed(struct node *kv)
+{
+	struct node *r = node_link(t, kv, "h", false, L_FACTORY), *m, *s;
+	long before = extra();
+	bool dropped;
+
+	if (!r)
+		return;
+	reader_open(r, 1, L_RUNTIME, &dropped);
+	is_int(node_writer_open(t, r, now), -ESTALE, "a writer meets a reader");
+	is_int(extra(), before + 1, "the waiting node is made");
+	s = node_link(t, kv, "src", false, L_FACTORY);
+	if (!s)
+		return;
+	node_forget(t, s->ino, 1);
+	s = node_link(t, kv, "src", false, L_FACTORY);
+	if (!s)
+		return;
+	node_move(t, kv, "src", kv, "h", NULL);
+	is_int(extra(), before + 1,
+	       "renamed over, the waiting node is freed (the renamed one is left)");
+	m = node_link(t, kv, "h", false, L_FACTORY);
+	ok(m == s, "the name is the renamed node's");
+	is_int(reader_open(m, 2, L_RUNTIME, &dropped), NODE_CACHE_BYPASS,
+	       "which waits for the writer in its place");
+	now += NODE_PENDING_TICKS;
+	is_int(reader_open(m, 2, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "until the wait is over");
+	node_cache_done(t, m);
+	node_forget(t, m->ino, 2);
+	node_cache_done(t, r);
+	node_forget(t, r->ino, 1);
+	is_int(extra(), before - 1, "nothing else is left");
+}
+
+/* Page-cache readers and writers of a name (pagecache.c's rules). */
+static void test_cache_identity(struct node *kv)
+{
+	struct node *n = node_link(t, kv, "g", false, L_FACTORY), *m, *p;
+	struct dsfs_attr gone;
+	uint64_t parent = 0;
+	char name[16];
+	bool dropped = true;
+
+	if (!n)
+		return;
+	is_int(reader_open(n, 5, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "a first reader of version 5 fills the page cache");
+	ok(!dropped, "a node never read holds no pages to drop");
+	is_int(reader_open(n, 5, L_RUNTIME, &dropped), NODE_CACHE_KEEP,
+	       "a second reader of it keeps it");
+	is_int(reader_open(n, 6, L_RUNTIME, &dropped), NODE_CACHE_RETIRED,
+	       "a reader of version 6 retires the node read as 5");
+	ok(node_gone(t, n, &gone) == 0 && gone.size == 50,
+	   "the retired node answers what its readers read (size %llu)",
+	   (unsigned long long)gone.size);
+	ok(node_retired_name(t, n, &parent, name, sizeof(name)) == 0 &&
+		   parent == kv->ino && strcmp(name, "g") == 0,
+	   "and names the name it had");
+	m = node_link(t, kv, "g", false, L_FACTORY);
+	ok(m && m != n, "the name gets a new node");
+	node_cache_done(t, n);
+	node_cache_done(t, n);
+	node_forget(t, n->ino, 1);
+	if (!m)
+		return;
+	is_int(node_writer_open(t, m, now), 0,
+	       "a writer opens a node no one reads");
+	is_int(reader_open(m, 6, L_RUNTIME, &dropped), NODE_CACHE_BYPASS,
+	       "a reader bypasses the page cache while a writer is open");
+	node_writers(t, m, -1);
+	is_int(reader_open(m, 7, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "after the writer, readers use it");
+	is_int(node_writer_open(t, m, now), -ESTALE,
+	       "a writer meeting page-cache readers walks again");
+	p = node_link(t, kv, "g", false, L_FACTORY);
+	ok(p && p != m, "to a node of its own");
+	node_cache_done(t, m);
+	node_forget(t, m->ino, 1);
+	if (!p)
+		return;
+	is_int(reader_open(p, 7, L_RUNTIME, &dropped), NODE_CACHE_BYPASS,
+	       "readers do not fill it before that writer opens it");
+	is_int(node_writer_open(t, p, now), 0, "the writer opens it");
+	node_writers(t, p, -1);
+	is_int(reader_open(p, 8, L_RUNTIME, &dropped), NODE_CACHE_BYPASS,
+	       "other writers' opens and closes do not end the wait");
+	now += NODE_PENDING_TICKS;
+	is_int(reader_open(p, 8, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "after the wait, readers fill it");
+	ok(!node_cache_seen(t, p, 8, L_RUNTIME),
+	   "the version they read seen again changes nothing");
+	ok(node_cache_seen(t, p, 9, L_RUNTIME),
+	   "another version seen retires it");
+	node_cache_done(t, p);
+	node_forget(t, p->ino, 1);
+	p = node_link(t, kv, "g", false, L_FACTORY);
+	if (!p)
+		return;
+	is_int(reader_open(p, 9, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "version 9 on the name's next node");
+	node_cache_done(t, p);
+	ok(!node_retire_cached(t, p),
+	   "no page-cache reader: nothing to retire");
+	is_int(reader_open(p, 10, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "version 10 after 9 refills it");
+	ok(dropped, "dropping the pages of version 9");
+	node_cache_done(t, p);
+	nodes_forget_cache(t);
+	is_int(reader_open(p, 10, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "after nodes_forget_cache, nothing cached is trusted");
+	ok(node_retire_cached(t, p), "a node with page-cache readers retires");
+	node_cache_done(t, p);
+	node_forget(t, p->ino, 1);
+	test_pending_freed(kv);
+}
+
 static void test_cache_writers(struct node *kv)
 {
 	struct timespec at = {100, 1}, mt = {200, 2}, ga = {0, 0}, gm = {0, 0};
@@ -372,24 +504,6 @@ static void test_cache_writers(struct node *kv)
 
 	if (!n)
 		return;
-	is_int(node_cache_open(t, n, 5, L_RUNTIME), NODE_CACHE_FRESH,
-	       "a first reader of version 5 fills the page cache");
-	is_int(node_cache_open(t, n, 5, L_RUNTIME), NODE_CACHE_KEEP,
-	       "a second reader of it keeps it");
-	is_int(node_cache_open(t, n, 6, L_RUNTIME), NODE_CACHE_BYPASS,
-	       "a reader of version 6 bypasses it while others read 5");
-	is_int(node_cache_open(t, n, 5, L_FACTORY), NODE_CACHE_BYPASS,
-	       "so does version 5 of another layer");
-	node_cache_done(t, n);
-	node_cache_done(t, n);
-	is_int(node_cache_open(t, n, 6, L_RUNTIME), NODE_CACHE_FRESH,
-	       "once they are done, version 6 refills it");
-	node_cache_done(t, n);
-	nodes_forget_cache(t);
-	is_int(node_cache_open(t, n, 6, L_RUNTIME), NODE_CACHE_FRESH,
-	       "after nodes_forget_cache, nothing cached is trusted");
-	node_cache_done(t, n);
-
 	node_writers(t, n, 1);
 	ok(node_sole_writer_view(t, n), "one writer: its view holds");
 	node_attrs_sent(t, n);
@@ -469,6 +583,7 @@ int main(void)
 	test_move(kv);
 	test_find_merged(kv);
 	test_each(kv);
+	test_cache_identity(kv);
 	test_cache_writers(kv);
 	test_growth(kv);
 	node_put(t, root);

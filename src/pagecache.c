@@ -1,0 +1,214 @@
+/*
+ * pagecache.c - reads from the kernel's page cache, and the inode identity
+ * of each committed version that makes them safe.
+ *
+ * The kernel keeps one page cache and one size per inode.  A committed
+ * version of a value never changes, so its readers may share pages; what
+ * must never happen is a reader of one version reading another version's
+ * pages, or a size that is not its version's.  Three rules:
+ *
+ * 1. A node never has open writers and open page-cache readers at once.
+ *    A writer's O_TRUNC sets the inode's size to 0 and its writes grow it
+ *    (FUSE does so for direct I/O too), before anything is committed.  So
+ *    a reader that opens while writers are open reads with direct I/O
+ *    from its handle; a writer whose open finds page-cache readers
+ *    *retires* the node and gets ESTALE, and the kernel walks the path
+ *    again (LOOKUP_REVAL): the name now leads to a new node, made at once
+ *    and marked so that readers do not fill its pages while the writers
+ *    sent there may still be on their way (the kernel retries only
+ *    once).  This is what a rename of a new file over the name does on a
+ *    local filesystem: files open on the old inode keep it.
+ *
+ * 2. All page-cache readers of a node read one version, the node's
+ *    cached_version, whose attributes the node keeps while they are open.
+ *    When another version reaches the node (a reader's open, a GETATTR, a
+ *    LOOKUP or READDIRPLUS, a change below the kernel: another tree of the
+ *    mount, dsfsctl set, another host of a shared runtime, a truncation by
+ *    path), a node with page-cache readers is retired and the kernel told
+ *    to drop the name (notify_inval_entry, except in a LOOKUP or
+ *    READDIRPLUS, which are making the new name themselves).  Its readers
+ *    keep their version: their pages are not dropped, a GETATTR that comes
+ *    with one of their handles answers their version, and one without
+ *    (fstat) answers it too, with no link, as for a file replaced by a
+ *    rename.  The next open of the name finds the new node.
+ *
+ * 3. The first page-cache open of a version (FRESH) drops the node's
+ *    attributes before the reply, and its pages if a reader of another
+ *    version filled them (pages are filled only by page-cache readers): the
+ *    size the kernel reads up to is then asked again, with the reader's
+ *    handle, and answered from it.  The attributes the kernel held may say
+ *    another version: a LOOKUP or GETATTR answered while a rename over the
+ *    name was half done, another host's commit whose notice has not come
+ *    yet.  That open also fills the pages with its copy (store_pages()),
+ *    and later opens of the same version keep both (keep_cache): a read
+ *    is an OPEN and a RELEASE (and a GETATTR the first time), and as no
+ *    READ reaches dsfs the kernel's attributes (atime included) stay
+ *    valid for lstat.
+ *
+ * So, with kernel caches on: a reader during a commit reads the version it
+ * opened (its handle's copy, its version's pages and size); a reader whose
+ * open comes after a close has returned reads the new version, because
+ * that open reads the store (the OPEN always reaches dsfs: a reader's open
+ * is the place where its version is chosen) and either finds its node's
+ * pages of that version or drops them.  On another host the same holds
+ * from the moment the commit is acknowledged: the open reads the shared
+ * database, and a node whose readers read the older version is retired
+ * (rule 2) or its pages dropped (rule 3).  Only the merged kv/ and images/
+ * trees and factory/ are read through the page cache: the other views of
+ * an entry are not told of changes made through the merged one.
+ */
+#include "pagecache.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "handle.h"
+
+/* Values up to this size are pushed into the page cache at their first
+ * open (store_pages()); larger ones are read by the kernel as it needs. */
+#define PAGECACHE_STORE_MAX (1024 * 1024)
+
+/* The views whose every change below the kernel is told to this file
+ * (notify.c): the merged kv/ and images/, and factory/ (an install drops
+ * everything). */
+static bool cacheable(const struct node *n, const struct loc *l)
+{
+	if (n->special != NODE_PLAIN)
+		return false;
+	if (l->view == VIEW_MERGED)
+		return l->tree != TREE_DEVICES;
+	return l->view == VIEW_LAYER && l->layer == L_FACTORY;
+}
+
+/* The clock of the node table's pending_at. */
+static uint16_t ticks(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint16_t)((uint64_t)ts.tv_sec * NODE_TICKS_PER_SEC +
+			  (uint64_t)ts.tv_nsec /
+				  (1000000000 / NODE_TICKS_PER_SEC));
+}
+
+/* n was retired: make the kernel drop its name, so that the next walk
+ * looks it up again.  Called with no lock held. */
+static void retired_notice(struct dsfs_ctx *ctx, struct node *n)
+{
+	char name[256];
+	uint64_t parent;
+
+	if (node_retired_name(&ctx->nodes, n, &parent, name, sizeof(name)) == 0)
+		fuse_lowlevel_notify_inval_entry(ctx->se, parent, name,
+						 strlen(name));
+}
+
+/* Fill the kernel's pages of n with the copy h just read, so that not
+ * even the first read of a version sends a READ (which would also mark
+ * the inode's atime stale, and make the next lstat ask dsfs).  Only the
+ * first page-cache reader of a version does this, while no writer can
+ * open n (node_writer_open() sees the reader).  Returns whether the pages
+ * are there, to keep at the open. */
+static bool store_pages(struct dsfs_ctx *ctx, struct node *n, struct handle *h)
+{
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(h->len);
+
+	if (!h->buf || h->len == 0 || h->len > PAGECACHE_STORE_MAX)
+		return false;
+	buf.buf[0].mem = h->buf;
+	return fuse_lowlevel_notify_store(ctx->se, n->ino, 0, &buf, 0) == 0;
+}
+
+void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
+			   const struct loc *l, const struct found *f,
+			   struct handle *h, struct open_reply *r)
+{
+	bool dropped = false;
+
+	if (!cacheable(n, l)) {
+		r->direct_io = true;
+		return;
+	}
+	switch (node_cache_reader_open(&ctx->nodes, n, &f->attr, f->layer,
+				       ticks(), &dropped)) {
+	case NODE_CACHE_KEEP:
+		r->keep_cache = true;
+		h->cache_reader = true;
+		break;
+	case NODE_CACHE_FRESH:
+		h->cache_reader = true;
+		if (dropped)
+			notify_inode(ctx, n->ino);
+		else
+			notify_attrs(ctx, n->ino);
+		r->keep_cache = store_pages(ctx, n, h);
+		break;
+	case NODE_CACHE_RETIRED:
+		retired_notice(ctx, n);
+		r->direct_io = true;
+		break;
+	default:
+		r->direct_io = true;
+		break;
+	}
+}
+
+int pagecache_writer_open(struct dsfs_ctx *ctx, struct node *n)
+{
+	int rc = node_writer_open(&ctx->nodes, n, ticks());
+
+	if (rc == -ESTALE)
+		retired_notice(ctx, n);
+	return rc;
+}
+
+bool pagecache_retire(struct dsfs_ctx *ctx, struct node *n)
+{
+	if (!node_retire_cached(&ctx->nodes, n))
+		return false;
+	retired_notice(ctx, n);
+	return true;
+}
+
+struct node *pagecache_link(struct dsfs_ctx *ctx, struct node *dir,
+			    const char *name, const struct found *f)
+{
+	bool is_dir = f->attr.kind == DSFS_DIR;
+	struct node *n;
+
+	n = node_link(&ctx->nodes, dir, name, is_dir, f->limit);
+	if (n && !is_dir &&
+	    node_cache_seen(&ctx->nodes, n, f->attr.version, f->layer)) {
+		/* The lookup counted on the retired node is given back; the
+		 * reply names the new one. */
+		node_forget(&ctx->nodes, n->ino, 1);
+		n = node_link(&ctx->nodes, dir, name, is_dir, f->limit);
+	}
+	return n;
+}
+
+int pagecache_stat(struct dsfs_ctx *ctx, struct node *n, struct handle *h,
+		   struct stat *st)
+{
+	struct found f;
+	struct loc l;
+	int rc;
+
+	if (h && h->cache_reader) {
+		/* The size the kernel reads this handle's pages up to. */
+		attr_stat(n->ino, &h->attr, st);
+		return 0;
+	}
+	if (is_fixed(n) || n->special != NODE_PLAIN)
+		return stat_node(ctx, n, st);
+	rc = node_found(ctx, n, &l, &f);
+	if (rc == 0 && f.attr.kind != DSFS_DIR &&
+	    node_cache_seen(&ctx->nodes, n, f.attr.version, f.layer)) {
+		retired_notice(ctx, n);
+		return -ESTALE;
+	}
+	if (rc == 0)
+		entry_stat(ctx, n, &f, st);
+	return rc;
+}

@@ -1,0 +1,203 @@
+#!/usr/bin/env bats
+# pagecache.bats - reads served from the kernel's page cache never show a
+# stale or mixed value: readers in a loop against writers in place, by
+# rename, through runtime/kv/ and by dsfsctl set; a reader holding the old
+# value open keeps it whole while the name shows the new one; an open
+# after a commit sees it; flock still serialises across a name's inodes.
+# (Across hosts: cluster.bats.)
+
+load helpers
+
+setup()
+{
+	setup_store
+}
+
+teardown()
+{
+	teardown_store
+}
+
+# The value number N of a writer W: its length varies with N, so a mix of
+# two values or a size of another one is never valid JSON of this form.
+PC_VAL='
+import json, sys
+def val(w, n):
+    return json.dumps({"w": w, "n": n, "data": "z" * (n * 389 % 9000)})
+'
+
+@test "readers in a loop see whole values while writers replace them in place, by rename, through runtime/ and by dsfsctl set" {
+	mount_dsfs
+	mkdir "$MNT/kv/p"
+	run tmo "$PYTHON" -c "$PC_VAL"'
+import multiprocessing as mp, os, random, subprocess, time
+mnt, ctl, store = sys.argv[1], sys.argv[2], sys.argv[3]
+keys = ["p/k%d" % i for i in range(3)]
+for k in keys:
+    open(os.path.join(mnt, "kv", k), "w").write(val(0, 0))
+END = time.time() + 4
+def writer(w):
+    rnd, n, bad = random.Random(w), 0, None
+    try:
+        while time.time() < END:
+            n += 1
+            k = rnd.choice(keys)
+            path = os.path.join(mnt, "kv", k)
+            d = val(w, n)
+            if w == 1:                      # in place, in two writes
+                with open(path, "w") as f:
+                    f.write(d[:len(d) // 2]); f.flush(); f.write(d[len(d) // 2:])
+            elif w == 2:                    # a new file renamed over it
+                tmp = path + ".new"
+                with open(tmp, "w") as f: f.write(d)
+                os.rename(tmp, path)
+            elif w == 3:                    # through the runtime layer
+                with open(os.path.join(mnt, "runtime", "kv", k), "w") as f:
+                    f.write(d)
+            else:                           # by the admin tool
+                subprocess.run([ctl, "set", store, "kv/" + k, d], check=True,
+                               stdout=subprocess.DEVNULL)
+    except (OSError, subprocess.CalledProcessError) as e:
+        bad = "writer %d: %s" % (w, e)
+    return "w", n, bad
+def reader(r):
+    reads, bad = 0, None
+    while time.time() < END and bad is None:
+        for k in keys:
+            path = os.path.join(mnt, "kv", k)
+            try:
+                if r % 2:
+                    d = subprocess.run(["cat", path], check=True,
+                                       capture_output=True).stdout.decode()
+                else:
+                    with open(path) as f:
+                        d = f.read(7)
+                        d += f.read()
+            except (OSError, subprocess.CalledProcessError) as e:
+                bad = "reader: %s" % e
+                break
+            reads += 1
+            try:
+                v = json.loads(d)
+                if d != val(v["w"], v["n"]):
+                    bad = "%s: inconsistent value %r" % (k, d[:60])
+            except ValueError:
+                bad = "%s: mixed or partial (%d bytes): %r" % (k, len(d), d[:60])
+    return "r", reads, bad
+with mp.Pool(8) as pool:
+    jobs = [pool.apply_async(writer, (w,)) for w in (1, 2, 3, 4)]
+    jobs += [pool.apply_async(reader, (r,)) for r in range(4)]
+    res = [j.get(timeout=60) for j in jobs]
+done = {t: sum(n for k, n, _ in res if k == t) for t in "wr"}
+print(done["w"], done["r"])
+bads = [b for _, _, b in res if b]
+sys.stderr.write("".join(b + "\n" for b in bads))
+sys.exit(1 if bads else 0)
+' "$MNT" "$DSFSCTL" "$STORE"
+	[ "$status" -eq 0 ] || fail "$output"
+	local writes reads
+	read -r writes reads <<<"${lines[0]}"
+	[ "$writes" -gt 20 ] && [ "$reads" -gt 20 ] || fail "too little done: $output"
+	echo "# page-cache readers vs 4 kinds of writers: $writes replacements, $reads reads, none mixed" >&3
+}
+
+@test "a reader holding a value open reads it whole after the name changed; the next open and stat see the new one" {
+	mount_dsfs
+	run tmo "$PYTHON" -c "$PC_VAL"'
+import os, subprocess
+mnt, ctl, store = sys.argv[1], sys.argv[2], sys.argv[3]
+path = os.path.join(mnt, "kv", "held")
+bad = []
+def check(what, change, new):
+    old = open(path).read()
+    open(path).read()                       # a warm read: from the page cache
+    f = open(path)
+    head = f.read(10)
+    change()
+    rest = f.read()
+    if head + rest != old:
+        bad.append("%s: the open reader read %r, not the old value" % (what, (head + rest)[:40]))
+    f.close()
+    got = open(path).read()
+    if got != new:
+        bad.append("%s: an open after the change read %r" % (what, got[:40]))
+    if os.stat(path).st_size != len(new):
+        bad.append("%s: stat after the change says %d, not %d" % (what, os.stat(path).st_size, len(new)))
+    if subprocess.run(["cat", path], capture_output=True).stdout.decode() != new:
+        bad.append("%s: cat after the change" % what)
+open(path, "w").write(val(0, 1))
+def in_place():
+    with open(path, "w") as g: g.write(val(1, 2))
+def renamed():
+    with open(path + ".tmp", "w") as g: g.write(val(2, 3))
+    os.rename(path + ".tmp", path)
+def layer():
+    with open(os.path.join(mnt, "runtime", "kv", "held"), "w") as g: g.write(val(3, 4))
+def admin():
+    subprocess.run([ctl, "set", store, "kv/held", val(4, 5)], check=True, stdout=subprocess.DEVNULL)
+def shorter():
+    with open(path, "w") as g: g.write(val(5, 0))
+check("in place", in_place, val(1, 2))
+check("rename over it", renamed, val(2, 3))
+check("runtime/kv", layer, val(3, 4))
+check("dsfsctl set", admin, val(4, 5))
+check("a shorter value", shorter, val(5, 0))
+for b in bad: print(b)
+sys.exit(1 if bad else 0)
+' "$MNT" "$DSFSCTL" "$STORE"
+	[ "$status" -eq 0 ] || fail "$output"
+}
+
+@test "a writer that opens a name held open by a reader is not refused, and the reader keeps its value" {
+	mount_dsfs
+	echo '"old value"' >"$MNT/kv/w"
+	exec 5<"$MNT/kv/w"
+	cat "$MNT/kv/w" >/dev/null
+	echo '"new, longer value"' >"$MNT/kv/w" || fail "write over a held name failed"
+	assert_content "$MNT/kv/w" '"new, longer value"
+'
+	[ "$(cat <&5)" = '"old value"' ] || fail "the held reader lost its value"
+	exec 5<&-
+	[ "$(stat -c %s "$MNT/kv/w")" = 20 ]
+}
+
+@test "flock serialises increments while a reader holds the file open across its versions" {
+	mount_dsfs
+	echo 0 >"$MNT/kv/n"
+	exec 5<"$MNT/kv/n"
+	local i pids=()
+	for i in 1 2 3 4; do
+		(
+			for _ in 1 2 3 4 5; do
+				flock "$MNT/kv/n" sh -c 'echo $(($(cat "$1")+1)) > "$1"' sh "$MNT/kv/n" || exit 1
+			done
+		) &
+		pids+=($!)
+	done
+	local failed=0
+	for i in "${pids[@]}"; do wait "$i" || failed=$((failed + 1)); done
+	exec 5<&-
+	[ $failed -eq 0 ] || fail "$failed workers failed"
+	[ "$(cat "$MNT/kv/n")" = 20 ] || fail "counter is $(cat "$MNT/kv/n"), not 20"
+}
+
+@test "images read from the page cache: a replaced image reads back whole, the held one too" {
+	mount_dsfs
+	"$PYTHON" - "$MNT" <<'EOF' || fail "image reads"
+import os, sys, zlib, struct
+def png(n):
+    raw = b"".join(b"\0" + bytes([(x * n) % 256 for x in range(64)]) for _ in range(64))
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, n % 9)) + chunk(b"IEND", b""))
+p = os.path.join(sys.argv[1], "images", "logo")
+open(p, "wb").write(png(3))
+assert open(p, "rb").read() == png(3)
+held = open(p, "rb")
+open(p, "wb").write(png(7))
+assert open(p, "rb").read() == png(7), "the new image"
+assert open(p, "rb").read() == png(7), "the new image, warm"
+assert held.read() == png(3), "the held image"
+EOF
+}
