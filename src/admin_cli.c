@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "watch.h"
 #include "admin.h"
 #include "control.h"
 #include "dsfsctl.h"
@@ -64,6 +65,8 @@ static int run_offline(struct store *s, int argc, char **argv,
 
 	rc = store_open_layer(s->path, STORE_RUNTIME, DSFS_DEFAULT_RUNTIME_SIZE,
 			      load, NULL, &env.layer[L_RUNTIME], e);
+	if (rc == 0)
+		rc = watch_offline_observe(s->path, &env.layer[L_RUNTIME]);
 	if (rc && rc != -ENOENT)
 		return rc;
 	rc = store_open_layer(s->path, STORE_FACTORY, DSFS_DEFAULT_FACTORY_SIZE,

@@ -301,8 +301,7 @@ int main(int argc, char *argv[])
 	if (rc) {
 		fprintf(stderr, "dsfsctl: %s\n",
 			e.text[0] ? e.text : strerror(-rc));
-		/* watch of a store that nothing can change: a usage error */
-		return cmd->run == cmd_watch && rc == -EOPNOTSUPP ? 2 : 1;
+		return 1;
 	}
 	return 0;
 }

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "watch.h"
 #include "control.h"
 #include "dsfs.h"
 #include "dsfsctl.h"
@@ -219,6 +220,13 @@ int factory_install(const char *image, const char *store, struct store_error *e)
 		} else if (rc) {
 			store_fail(e, rc, "%s: fsync: %s", store,
 				   strerror(-rc));
+		} else {
+			struct watch_change c = {.layer = L_FACTORY,
+						 .op = "install-factory",
+						 .origin = "dsfsctl"};
+
+			clock_gettime(CLOCK_REALTIME, &c.time);
+			watch_offline_tell(store, &c);
 		}
 	}
 	close(newfd);

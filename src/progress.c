@@ -3,12 +3,14 @@
  *
  * The line is written to standard error and rewritten in place with \r:
  * "load doc.json: 1200 of 5000 entries, 1.2M of 4.8M" (a total only where
- * it is known).  The first update waits PROGRESS_DELAY_MS, so that work
- * that ends sooner shows nothing, and later ones come at most every
+ * it is known).  On a terminal the first update waits PROGRESS_DELAY_MS,
+ * so that work that ends sooner shows nothing (--progress shows it at
+ * once), and later ones come at most every
  * PROGRESS_EVERY_MS: a terminal over a slow serial line must not make the
  * work slower.  progress_end() overwrites the line with spaces, so that
  * what the command prints next starts on a clean line.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +46,19 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* DSFSCTL_PROGRESS_DELAY (ms) replaces the first update's delay. */
+static int64_t first_delay_ms(void)
+{
+	const char *v = getenv("DSFSCTL_PROGRESS_DELAY");
+	char *end;
+	long ms;
+
+	if (!v || !*v)
+		return PROGRESS_DELAY_MS;
+	ms = strtol(v, &end, 10);
+	return *end || ms < 0 ? PROGRESS_DELAY_MS : ms;
+}
+
 void progress_begin(struct progress *p, enum progress_mode mode,
 		    const char *what, uint64_t total_entries,
 		    uint64_t total_bytes)
@@ -55,7 +70,8 @@ void progress_begin(struct progress *p, enum progress_mode mode,
 	snprintf(p->what, sizeof(p->what), "%s", what);
 	p->total_entries = total_entries;
 	p->total_bytes = total_bytes;
-	p->next_ms = now_ms() + PROGRESS_DELAY_MS;
+	/* Asked for (--progress), it is shown from the start. */
+	p->next_ms = now_ms() + (mode == PROGRESS_ON ? 0 : first_delay_ms());
 }
 
 void progress_update(struct progress *p, uint64_t entries, uint64_t bytes)

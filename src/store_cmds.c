@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "watch.h"
 #include "control.h"
 #include "dsfs.h"
 #include "dsfsctl.h"
@@ -52,10 +53,15 @@ static int open_offline(struct store *s, const char *name,
 			struct dsfs_layer **l, struct store_error *e)
 {
 	uint64_t budget = DSFS_DEFAULT_FACTORY_SIZE;
+	int rc;
 
 	if (strcmp(name, STORE_RUNTIME) == 0)
 		budget = DSFS_DEFAULT_RUNTIME_SIZE;
-	return store_open_layer(s->path, name, budget, false, NULL, l, e);
+	rc = store_open_layer(s->path, name, budget, false, NULL, l, e);
+	/* dsfsctl watch on this store hears of what changes here. */
+	if (rc == 0 && strcmp(name, STORE_RUNTIME) == 0)
+		rc = watch_offline_observe(s->path, l);
+	return rc;
 }
 
 /* Open store and take its lock; or, when a daemon has the store, ask it

@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "watch.h"
 #include "control.h"
 #include "dsfs.h"
 #include "dsfsctl.h"
@@ -49,6 +50,8 @@ static int open_stack(struct store *s, struct dsfs_stack *st, bool create,
 	layer_set_readonly(l[L_EPHEMERAL]);
 	rc = store_open_layer(s->path, STORE_RUNTIME, DSFS_DEFAULT_RUNTIME_SIZE,
 			      create, NULL, &l[L_RUNTIME], e);
+	if (rc == 0)
+		rc = watch_offline_observe(s->path, &l[L_RUNTIME]);
 	if (rc == -ENOENT && !create) {
 		rc = layer_mem_open(DSFS_DEFAULT_RUNTIME_SIZE, &l[L_RUNTIME]);
 		if (rc == 0)

@@ -55,6 +55,30 @@ struct watch_change {
 	const char *origin;
 };
 
+/* watch_offline.c: dsfsctl watch on an unmounted store with a local
+ * runtime, told of changes by the dsfsctl commands that make them.
+ *
+ * watch_offline_listen() binds STORE/watchers/PID.sock (*path allocated),
+ * watch_offline_unlisten() removes it (and PID.lost); watch_offline_parse() reads one
+ * datagram (buf, len bytes) into m, whose strings point into buf.
+ * watch_offline_observe() wraps *l, a layer dsfsctl opened on store, so
+ * that its changes reach the watchers (if there are none, *l is left as
+ * it is); watch_offline_tell() sends them c (a new factory image). */
+#define WATCH_OFFLINE_DIR "watchers"
+struct dsfs_layer;
+struct watch_offline_msg {
+	uint64_t lost; /* changes the sender could not send before this */
+	struct watch_change c;
+};
+int watch_offline_listen(const char *store, int *fd, char **path);
+void watch_offline_unlisten(int fd, char *path);
+/* What senders could not tell the watcher at path by datagram since the
+ * last call (they append it to a file beside the socket). */
+uint64_t watch_offline_lost_late(const char *path);
+int watch_offline_parse(char *buf, size_t len, struct watch_offline_msg *m);
+int watch_offline_observe(const char *store, struct dsfs_layer **l);
+void watch_offline_tell(const char *store, const struct watch_change *c);
+
 /* watch_event.c */
 
 /* Parse PATH (a path in the mount: "", "kv/app", "devices/ID",

@@ -10,9 +10,10 @@
  *     (cluster.h), so this listens to those notices itself, through
  *     cluster_pg.c, and prints them as the daemon would ("change" lines,
  *     origin "remote"; "reset" when news may have been missed);
- *   - with a local runtime (SQLite, or memory) nothing but dsfsctl itself
- *     could change the store, so there is nothing to watch: refused, with
- *     exit status 2.
+ *   - with a local runtime nothing but dsfsctl itself can change the
+ *     store, so the dsfsctl commands that change it tell this one
+ *     (watch_offline.c), with origin "dsfsctl".  If the store is mounted
+ *     meanwhile, the daemon is asked from then on (checked every second).
  *
  * Ending: SIGINT or SIGTERM, standard output closed (EPIPE), or the end of
  * the daemon's stream (it unmounted) all end the command with status 0.
@@ -170,6 +171,97 @@ static void heard_reset(void *arg)
 	heard(arg, NULL, "reset", 0);
 }
 
+static int watch_daemon(const char *store, int sock, const char *path,
+			const sigset_t *open, struct store_error *e);
+
+/* A {"lost":N} line, if n. */
+static int show_lost(uint64_t n, const sigset_t *open)
+{
+	char lost[64];
+
+	return n ? put(lost, watch_format_lost(lost, sizeof(lost), n), open) :
+		   1;
+}
+
+/* One datagram of a dsfsctl command: its line, after a {"lost":N} line
+ * if the sender could not send some before it. */
+static int show_offline(char *buf, size_t n, const struct watch_filter *f,
+			const sigset_t *open)
+{
+	struct watch_offline_msg m;
+	size_t len;
+	char *line;
+	int rc;
+
+	if (watch_offline_parse(buf, n, &m) != 0)
+		return 1; /* not from dsfsctl: ignored */
+	rc = show_lost(m.lost, open);
+	if (rc <= 0 || strcmp(m.c.op, "end") == 0 ||
+	    !watch_filter_match(f, m.c.layer, m.c.key) ||
+	    (m.c.key && watch_scratch_key(DSFS_SCRATCH_DEFAULT, m.c.key)))
+		return rc;
+	line = watch_format(&m.c, &len);
+	if (!line)
+		return -ENOMEM;
+	rc = put(line, len, open);
+	free(line);
+	return rc;
+}
+
+/* The store is not mounted, its runtime is local: the lines come from the
+ * dsfsctl commands that change it, until the store is mounted. */
+static int watch_local(const char *store, const struct watch_filter *f,
+		       const sigset_t *open, struct store_error *e)
+{
+	struct timespec second = {1, 0};
+	char reply[CONTROL_REPLY_MAX];
+	char *buf, *path;
+	struct pollfd p;
+	int fd, sock, rc;
+	ssize_t n;
+
+	rc = watch_offline_listen(store, &fd, &path);
+	if (rc)
+		return store_fail(e, rc, "%s/%s: cannot listen: %s", store,
+				  WATCH_OFFLINE_DIR, strerror(-rc));
+	buf = malloc(RELAY_BUF);
+	rc = buf ? 1 : -ENOMEM;
+	while (rc > 0) {
+		p = (struct pollfd){.fd = fd, .events = POLLIN};
+		rc = ppoll(&p, 1, &second, open);
+		if (rc < 0) {
+			rc = errno == EINTR ? 0 : -errno;
+			break;
+		}
+		if (rc == 0) {
+			rc = show_lost(watch_offline_lost_late(path), open);
+			if (rc <= 0)
+				break;
+			if (control_connect(store, &sock, reply,
+					    sizeof(reply)) != 0)
+				continue;
+			/* Mounted now: the daemon tells of the changes. */
+			watch_offline_unlisten(fd, path);
+			fd = -1;
+			path = NULL;
+			rc = watch_daemon(store, sock, f->shown, open, e);
+			close(sock);
+			free(buf);
+			return rc;
+		}
+		n = recv(fd, buf, RELAY_BUF, 0);
+		if (n < 0)
+			rc = errno == EINTR || errno == EAGAIN ? 1 : -errno;
+		else
+			rc = show_offline(buf, (size_t)n, f, open);
+	}
+	free(buf);
+	watch_offline_unlisten(fd, path);
+	if (rc < 0)
+		return store_fail(e, rc, "%s: watch: %s", store, strerror(-rc));
+	return 0;
+}
+
 /* The store is not mounted here: listen to its database, if it has one. */
 static int watch_database(const char *store, const struct watch_filter *f,
 			  const sigset_t *open, struct store_error *e)
@@ -182,12 +274,7 @@ static int watch_database(const char *store, const struct watch_filter *f,
 
 	if (!runtime || strcmp(runtime, "memory") == 0) {
 		free(runtime);
-		return store_fail(e, -EOPNOTSUPP,
-				  "%s: not mounted, and its runtime is local: "
-				  "nothing but dsfsctl can change it, so there "
-				  "is nothing to watch (mount it, or watch a "
-				  "store on a shared runtime)",
-				  store);
+		return watch_local(store, f, open, e);
 	}
 	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) != 0) {
 		rc = store_fail(e, -errno, "socketpair: %s", strerror(errno));

@@ -97,9 +97,21 @@ json.dump([{"i": i, "s": "x" * 40} for i in range(20000)], sys.stdout)
 	[ "$(stat -c %s "$MNT/kv/x")" = 0 ]
 	[ "$(xattr "$MNT/kv/x" user.dsfs.type)" = empty ]
 	[ "$(ls1 "$MNT/kv")" = x ]
-	# Truncating a value to nothing makes it empty again.
+	# Truncating a value to nothing makes it empty again: truncate(1) at
+	# once; ": >" (an O_TRUNC open that writes nothing) at its last
+	# close, which the kernel reports just after close(2) returns
+	# (dsfs.8, Values): a moment later.
+	echo '[1]' >"$MNT/kv/y"
+	truncate -s 0 "$MNT/kv/y"
+	[ "$(stat -c %s "$MNT/kv/y")" = 0 ]
+	[ "$(xattr "$MNT/kv/y" user.dsfs.type)" = empty ]
 	echo '[1]' >"$MNT/kv/y"
 	: >"$MNT/kv/y"
+	local i
+	for i in $(seq 20); do
+		[ "$(stat -c %s "$MNT/kv/y")" = 0 ] && break
+		sleep 0.1
+	done
 	[ "$(stat -c %s "$MNT/kv/y")" = 0 ]
 	[ "$(xattr "$MNT/kv/y" user.dsfs.type)" = empty ]
 }

@@ -329,15 +329,74 @@ for i in range(20000):
 	[ "$rc" -eq 0 ]
 }
 
-@test "an unmounted store with a local runtime: refused, status 2, one line" {
-	mkdir -p "$STORE"
-	run ctl watch "$STORE"
+@test "an unmounted store with a local runtime: dsfsctl's changes are lines, until the mount's take over" {
+	local i
+	"$DSFSCTL" watch "$STORE" >"$T/off.out" 2>"$T/off.err" </dev/null 3>&- 4>&- &
+	echo $! >"$T/off.pid"
+	"$DSFSCTL" watch "$STORE" kv/ld >"$T/sub.out" 2>"$T/sub.err" </dev/null 3>&- 4>&- &
+	echo $! >"$T/sub.pid"
+	for i in $(seq 100); do
+		[ "$(ls "$STORE/watchers" 2>/dev/null | grep -c '\.sock$')" -eq 2 ] && break
+		sleep 0.1
+	done
+	ctl set "$STORE" kv/app/n 42
+	printf '{"l1": 1, "ld": {"x": [2]}}
+' >"$T/doc.json"
+	ctl load "$STORE" "$T/doc.json"
+	ctl factory-reset --prefix app "$STORE"
+	ctl factory-reset "$STORE"
+	mkdir -p "$T/f2/kv"
+	echo '"new"' >"$T/f2/kv/f"
+	ctl mkfactory "$T/f2" "$T/f2.db"
+	ctl install-factory "$T/f2.db" "$STORE"
+	seen off '"op":"install-factory"'
+	run ops off
 	echo "$output"
-	[ "$status" -eq 2 ]
-	[ "${#lines[@]}" -eq 1 ]
-	[[ "$output" == *"not mounted, and its runtime is local"* ]]
-	run ctl watch "$T/nothing"
-	[ "$status" -eq 1 ]
+	grep -qx 'write kv/app/n dsfsctl' <<<"$output"
+	grep -qx 'write kv/l1 dsfsctl' <<<"$output"
+	grep -qx 'mkdir kv/ld dsfsctl' <<<"$output"
+	grep -qx 'write kv/ld/x dsfsctl' <<<"$output"
+	grep -qx 'remove kv/app/n dsfsctl' <<<"$output"
+	grep -qx 'reset None dsfsctl' <<<"$output"
+	grep -qx 'install-factory None dsfsctl' <<<"$output"
+	! grep -q '^lost' <<<"$output"
+	# PATH limits it as on a mounted store (a reset and a new factory
+	# image are about every path).
+	run ops sub
+	[ "$output" = "$(printf '%s dsfsctl\n' 'mkdir kv/ld' 'write kv/ld/x' \
+		'reset None' 'install-factory None')" ] || fail "$output"
+	watch_end sub
+	# Once the store is mounted, the daemon's lines come instead.
+	mount_dsfs
+	for i in $(seq 100); do
+		echo 1 >"$MNT/kv/m"
+		grep -q '"path":"kv/m".*"origin":"mount"' "$T/off.out" && break
+		sleep 0.2
+	done
+	seen off '"path":"kv/m"'
+	[ ! -e "$STORE/watchers/$(cat "$T/off.pid").sock" ]
+	watch_end off
+	unmount_dsfs
+	# A watcher that stops reading loses what its socket cannot hold,
+	# never slowing the command, and is told so.
+	"$DSFSCTL" watch "$STORE" kv >"$T/slow.out" 2>"$T/slow.err" </dev/null 3>&- 4>&- &
+	echo $! >"$T/slow.pid"
+	for i in $(seq 100); do
+		[ -e "$STORE/watchers/$(cat "$T/slow.pid").sock" ] && break
+		sleep 0.1
+	done
+	kill -STOP "$(cat "$T/slow.pid")"
+	"$PYTHON" -c 'import json; print(json.dumps({"b": {"k%d" % i: i for i in range(30000)}}))' >"$T/big.json"
+	ctl load "$STORE" "$T/big.json"
+	kill -CONT "$(cat "$T/slow.pid")"
+	seen slow '"lost":'
+	watch_end slow
+	run ops slow
+	lost=$(grep '^lost ' <<<"$output" | awk '{ s += $2 } END { print s + 0 }')
+	shown=$(grep -c '^write kv/b/' <<<"$output")
+	echo "lost $lost, shown $shown"
+	[ "$lost" -gt 0 ]
+	[ $((lost + shown)) -eq 30000 ]
 }
 
 # host H: mount $T/H.store on $T/H on the test's database.

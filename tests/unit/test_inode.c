@@ -419,7 +419,7 @@ static void test_pending_freed(struct node *kv)
 static void test_cache_identity(struct node *kv)
 {
 	struct node *n = node_link(t, kv, "g", false, L_FACTORY), *m, *p;
-	struct dsfs_attr gone;
+	struct dsfs_attr gone = {0};
 	uint64_t parent = 0;
 	char name[16];
 	bool dropped = true;
