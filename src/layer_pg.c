@@ -797,10 +797,22 @@ static int unpin_fn(struct pg_tx *t, void *arg)
 	return rc;
 }
 
+int pg_unpin_now(struct pg_layer *p, const char *token)
+{
+	return pg_tx_run(p, PG_WRITE, "unpin blob", token, unpin_fn, NULL);
+}
+
+/* A pin is dropped all the same (layer.h): if the database cannot be
+ * reached, later. */
 static int pg_unpin_blob(struct dsfs_layer *l, const char *token)
 {
-	return pg_tx_run(to_pg(l), PG_WRITE, "unpin blob", token, unpin_fn,
-			 NULL);
+	int rc = pg_unpin_now(to_pg(l), token);
+
+	if (rc == -EIO)
+		pg_owe_unpin(to_pg(l), token);
+	else if (rc == 0)
+		pg_retry_unpins(to_pg(l));
+	return rc;
 }
 
 /* A change set: each change with its op's own rules, in one transaction

@@ -112,6 +112,11 @@ struct pg_conn {
 	bool busy;     /* taken by a thread */
 };
 
+struct pg_owed {
+	struct pg_owed *next;
+	char token[DSFS_TOKEN_LEN + 1];
+};
+
 struct pg_layer {
 	struct dsfs_layer base; /* first: (struct dsfs_layer *) is a cast */
 	char *conninfo;		/* as given: holds the password, if any */
@@ -130,6 +135,11 @@ struct pg_layer {
 	/* A PG_LAZY transaction committed since the last sync(): its log
 	 * record may not be on the server's disk yet. */
 	bool unsynced;
+
+	/* Unpins that could not reach the database: the heartbeat retries
+	 * them, so that a pin never outlives its opening by more than the
+	 * outage (guarded by lock). */
+	struct pg_owed *owed;
 
 	/* The heartbeat thread renews this owner's row (its pins). */
 	pthread_t beat;
@@ -272,6 +282,13 @@ int pg_store_prepare_stmts(PGconn *conn, char *why, size_t cap);
 /* close(): stop the heartbeat, drop this opening's pins (deleting
  * nothing), close the connections and free p. */
 void pg_store_close(struct pg_layer *p);
+/* Drop one pin of token now (layer_pg.c); -EIO if the database cannot be
+ * reached.  pg_retry_unpins() (layer_pg_store.c: at each heartbeat and
+ * after an unpin that reached the database) tries again those that
+ * failed so, which pg_owe_unpin() noted. */
+int pg_unpin_now(struct pg_layer *p, const char *token);
+void pg_owe_unpin(struct pg_layer *p, const char *token);
+void pg_retry_unpins(struct pg_layer *p);
 /* A read-only layer of p's rows as they are now (layer.h, snapshot):
  * a connection of its own in one REPEATABLE READ transaction. */
 int pg_snapshot_open(struct pg_layer *p, struct dsfs_layer **out);

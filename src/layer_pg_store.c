@@ -321,6 +321,57 @@ static int drop_fn(struct pg_tx *t, void *arg)
 	return pg_run(t, P_OWNER_DROP, &pp, NULL);
 }
 
+void pg_owe_unpin(struct pg_layer *p, const char *token)
+{
+	struct pg_owed *o = calloc(1, sizeof(*o));
+
+	if (!o) {
+		log_err("%s: unpin %s: out of memory: the pin stays until "
+			"this mount ends",
+			p->shown, token);
+		return;
+	}
+	snprintf(o->token, sizeof(o->token), "%s", token);
+	pthread_mutex_lock(&p->lock);
+	o->next = p->owed;
+	p->owed = o;
+	pthread_mutex_unlock(&p->lock);
+	log_warn("%s: unpin %s: retried when the database answers", p->shown,
+		 token);
+}
+
+/* Called without p->lock.  Those that fail again wait for the next beat. */
+void pg_retry_unpins(struct pg_layer *p)
+{
+	struct pg_owed *o, *next, *left = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	if (!p->owed) {
+		pthread_mutex_unlock(&p->lock);
+		return;
+	}
+	o = p->owed;
+	p->owed = NULL;
+	pthread_mutex_unlock(&p->lock);
+	for (; o; o = next) {
+		next = o->next;
+		if (pg_unpin_now(p, o->token) == -EIO) {
+			o->next = left;
+			left = o;
+		} else {
+			free(o);
+		}
+	}
+	if (!left)
+		return;
+	pthread_mutex_lock(&p->lock);
+	for (o = left; o->next; o = o->next)
+		;
+	o->next = p->owed;
+	p->owed = left;
+	pthread_mutex_unlock(&p->lock);
+}
+
 static void *beat_main(void *arg)
 {
 	struct pg_layer *p = arg;
@@ -335,7 +386,9 @@ static void *beat_main(void *arg)
 			break;
 		pthread_mutex_unlock(&p->lock);
 		/* A failure is logged; the next beat tries again. */
-		pg_tx_run(p, PG_ONE, "renew pins", NULL, beat_fn, NULL);
+		if (pg_tx_run(p, PG_ONE, "renew pins", NULL, beat_fn, NULL) ==
+		    0)
+			pg_retry_unpins(p);
 		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -370,6 +423,13 @@ static int init_sync(struct pg_layer *p)
 
 static void free_layer(struct pg_layer *p)
 {
+	struct pg_owed *o;
+
+	/* Their pins go with the owner row at close (drop_fn). */
+	while ((o = p->owed)) {
+		p->owed = o->next;
+		free(o);
+	}
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->freed);
 	pthread_cond_destroy(&p->stop);

@@ -2130,6 +2130,7 @@ static void warm_pool(struct dsfs_layer *l)
 /* The server stops and starts again under an open layer. */
 static void t_pg_outage(void)
 {
+	static unsigned char img[300];
 	struct dsfs_layer *l;
 	struct timespec t0, t1;
 	int rc;
@@ -2137,6 +2138,14 @@ static void t_pg_outage(void)
 	pg_test_reset();
 	l = open_pg_host("open before the outage");
 	is_int(put(l, "kv/a", "1"), 0, nm("commit"));
+	fill(img, sizeof(img), 9);
+	is_int(put_img(l, "images/t", TOKEN_T, img, sizeof(img)), 0,
+	       nm("an image"));
+	is_int(put_img(l, "images/u", TOKEN_U, img, 10), 0, nm("another"));
+	is_int(layer_pin_blob(l, TOKEN_T) | layer_pin_blob(l, TOKEN_U), 0,
+	       nm("both blobs pinned"));
+	is_int(layer_remove(l, "images/t") | layer_remove(l, "images/u"), 0,
+	       nm("... their entries removed"));
 	if (pg_test_stop() != 0) {
 		layer_close(l);
 		ok(getenv("DSFS_TEST_PG_URI") != NULL, "%s",
@@ -2146,6 +2155,7 @@ static void t_pg_outage(void)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	is_int(put(l, "kv/b", "2"), -EIO, nm("server down: commit is EIO"));
 	is_str(get(l, "kv/a"), "<errno 5>", nm("... and so is a read"));
+	is_int(layer_unpin_blob(l, TOKEN_T), -EIO, nm("... and an unpin"));
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ok(t1.tv_sec - t0.tv_sec < 20, "%s", nm("... within 20 s"));
 	rc = pg_test_start();
@@ -2154,6 +2164,11 @@ static void t_pg_outage(void)
 		bail("cannot restart the server");
 	is_int(put(l, "kv/b", "2"), 0, nm("... the same layer commits again"));
 	is_str(get(l, "kv/a"), "1", nm("... and nothing acknowledged is lost"));
+	is_int(blob_size(l, TOKEN_T), (int)sizeof(img),
+	       nm("the blob of the failed unpin is still kept"));
+	is_int(layer_unpin_blob(l, TOKEN_U), 0, nm("an unpin that works"));
+	is_int(blob_size(l, TOKEN_T), -ENOENT,
+	       nm("... drops the failed one's pin too: its blob is gone"));
 	warm_pool(l);
 	ok(pg_test_stop() == 0 && pg_test_start() == 0, "%s",
 	   nm("a restart while every pooled connection is open"));
