@@ -62,6 +62,16 @@ double timeout_of(struct dsfs_ctx *ctx, const struct node *n)
 	return 0.0;
 }
 
+uint64_t elsewhere_now(struct dsfs_ctx *ctx)
+{
+	return __atomic_load_n(&ctx->elsewhere_gen, __ATOMIC_ACQUIRE);
+}
+
+double fresh_timeout(struct dsfs_ctx *ctx, const struct node *n, uint64_t since)
+{
+	return elsewhere_now(ctx) == since ? timeout_of(ctx, n) : 0.0;
+}
+
 bool is_fixed(const struct node *n)
 {
 	return n->view == VIEW_ROOT || n->is_tree_root ||

@@ -48,6 +48,9 @@ struct dsfs_ctx {
 	/* A shared runtime (remote.c): the other hosts, and flock() across
 	 * them.  NULL otherwise; set before the session starts. */
 	struct dsfs_cluster *cluster;
+	/* Bumped (atomically) before what another host changed is dropped
+	 * from the kernel's caches: see fresh_timeout(). */
+	uint64_t elsewhere_gen;
 	struct flocks *flocks;
 	/* Open writers' reservations (reserve.h), and why recent writes were
 	 * refused (last_error.h): set up by main.c before the session. */
@@ -99,6 +102,13 @@ void log_fail(const struct loc *l, const char *name, const char *what, int rc,
 	      const char *why);
 /* How long the kernel may cache n's entry and attributes. */
 double timeout_of(struct dsfs_ctx *ctx, const struct node *n);
+/* elsewhere_now() at the start of a LOOKUP or GETATTR; fresh_timeout()
+ * at its reply: timeout_of(), or 0 if another host's change was dropped
+ * from the kernel's caches meanwhile, since the reply may hold what it
+ * replaced and would otherwise be cached after the drop. */
+uint64_t elsewhere_now(struct dsfs_ctx *ctx);
+double fresh_timeout(struct dsfs_ctx *ctx, const struct node *n,
+		     uint64_t since);
 /* The root, the layer directories, the trees' roots and .by-token. */
 bool is_fixed(const struct node *n);
 void fixed_stat(struct dsfs_ctx *ctx, struct node *n, struct stat *st);

@@ -105,6 +105,7 @@ static void log_bad_name(struct dsfs_ctx *ctx, struct node *dir,
 static void dsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct dsfs_ctx *ctx = ctx_of(req);
+	uint64_t since = elsewhere_now(ctx);
 	struct fuse_entry_param e;
 	struct node *dir, *n;
 	struct found f;
@@ -140,6 +141,8 @@ static void dsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = lookup_child(ctx, dir, name, &f);
 	if (rc == 0)
 		rc = make_entry(ctx, dir, name, &f, &e);
+	if (rc == 0 && e.entry_timeout > 0 && elsewhere_now(ctx) != since)
+		e.entry_timeout = e.attr_timeout = 0; /* fresh_timeout() */
 out:
 	node_put(&ctx->nodes, dir);
 	if (rc)
@@ -170,6 +173,7 @@ static void dsfs_getattr(fuse_req_t req, fuse_ino_t ino,
 {
 	struct dsfs_ctx *ctx = ctx_of(req);
 	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	uint64_t since = elsewhere_now(ctx);
 	struct node *n = node_get(&ctx->nodes, ino);
 	struct stat st;
 	bool own;
@@ -199,7 +203,7 @@ static void dsfs_getattr(fuse_req_t req, fuse_ino_t ino,
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
-		fuse_reply_attr(req, &st, timeout_of(ctx, n));
+		fuse_reply_attr(req, &st, fresh_timeout(ctx, n, since));
 	node_put(&ctx->nodes, n);
 }
 

@@ -22,6 +22,7 @@ static void changed_elsewhere(void *arg, const char *key, uint64_t version)
 {
 	struct dsfs_ctx *ctx = arg;
 
+	__atomic_add_fetch(&ctx->elsewhere_gen, 1, __ATOMIC_RELEASE);
 	ovl_changed_elsewhere(&ctx->stack, key);
 	notify_remote(ctx, key);
 	watch_told(ctx, L_RUNTIME, key, "change", version, "remote");
@@ -31,6 +32,7 @@ static void reset_elsewhere(void *arg)
 {
 	struct dsfs_ctx *ctx = arg;
 
+	__atomic_add_fetch(&ctx->elsewhere_gen, 1, __ATOMIC_RELEASE);
 	ovl_changed_elsewhere(&ctx->stack, NULL);
 	dsfs_invalidate_all(ctx);
 	watch_told(ctx, L_RUNTIME, NULL, "reset", 0, "remote");
