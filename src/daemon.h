@@ -48,6 +48,10 @@ struct dsfs_ctx {
 	/* A shared runtime (remote.c): the other hosts, and flock() across
 	 * them.  NULL otherwise; set before the session starts. */
 	struct dsfs_cluster *cluster;
+	/* Directory handles open now (fuse_ops.c), so that those the kernel
+	 * never releases (its connection ended first) are freed at exit. */
+	pthread_mutex_t open_dirs_lock;
+	struct dir_handle *open_dirs;
 	/* Bumped (atomically) before what another host changed is dropped
 	 * from the kernel's caches: see fresh_timeout(). */
 	uint64_t elsewhere_gen;
@@ -62,6 +66,9 @@ struct dsfs_ctx {
 };
 
 /* fuse_ops.c */
+struct dir_handle;
+/* Free the directory handles still open when the session has ended. */
+void fuse_ops_free_dirs(struct dsfs_ctx *ctx);
 extern const struct fuse_lowlevel_ops dsfs_ll_ops;
 
 /* setattr.c: the SETATTR request (truncate, chmod, chown, utimens). */

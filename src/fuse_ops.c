@@ -580,7 +580,39 @@ static void dsfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 struct dir_handle {
 	pthread_mutex_t lock;
 	struct dir_cursor cur;
+	struct dir_handle *prev, *next; /* in ctx->open_dirs */
 };
+
+static void dir_link(struct dsfs_ctx *ctx, struct dir_handle *d)
+{
+	pthread_mutex_lock(&ctx->open_dirs_lock);
+	d->next = ctx->open_dirs;
+	if (d->next)
+		d->next->prev = d;
+	ctx->open_dirs = d;
+	pthread_mutex_unlock(&ctx->open_dirs_lock);
+}
+
+static void dir_free(struct dsfs_ctx *ctx, struct dir_handle *d)
+{
+	pthread_mutex_lock(&ctx->open_dirs_lock);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		ctx->open_dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&ctx->open_dirs_lock);
+	dirlist_release(&ctx->dirs, &d->cur);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
+void fuse_ops_free_dirs(struct dsfs_ctx *ctx)
+{
+	while (ctx->open_dirs)
+		dir_free(ctx, ctx->open_dirs);
+}
 
 static void dsfs_opendir(fuse_req_t req, fuse_ino_t ino,
 			 struct fuse_file_info *fi)
@@ -613,10 +645,9 @@ static void dsfs_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 	node_put(&ctx->nodes, n);
 	fi->fh = (uintptr_t)d;
-	if (fuse_reply_open(req, fi) != 0) {
-		pthread_mutex_destroy(&d->lock);
-		free(d);
-	}
+	dir_link(ctx, d);
+	if (fuse_reply_open(req, fi) != 0)
+		dir_free(ctx, d);
 }
 
 /* Serve a listing from offset off; with plus, every name is looked up
@@ -722,9 +753,7 @@ static void dsfs_releasedir(fuse_req_t req, fuse_ino_t ino,
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
 
 	(void)ino;
-	dirlist_release(&ctx_of(req)->dirs, &d->cur);
-	pthread_mutex_destroy(&d->lock);
-	free(d);
+	dir_free(ctx_of(req), d);
 	fuse_reply_err(req, 0);
 }
 

@@ -421,6 +421,7 @@ int main(int argc, char *argv[])
 		goto out_control;
 	if (dirlists_init(&ctx.dirs, &ctx.nodes) != 0)
 		goto out_nodes;
+	pthread_mutex_init(&ctx.open_dirs_lock, NULL);
 	ctx.se = fuse_session_new(&args, &dsfs_ll_ops, sizeof(dsfs_ll_ops),
 				  &ctx);
 	if (!ctx.se)
@@ -483,6 +484,8 @@ out_signals:
 out_session:
 	fuse_session_destroy(ctx.se);
 out_dirs:
+	fuse_ops_free_dirs(&ctx);
+	pthread_mutex_destroy(&ctx.open_dirs_lock);
 	dirlists_destroy(&ctx.dirs);
 out_nodes:
 	nodes_destroy(&ctx.nodes);
