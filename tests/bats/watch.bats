@@ -227,9 +227,10 @@ write kv/e mount' ]
 	[ "$(cat "$MNT/kv/s")" = 3 ]
 }
 
-@test "dsfsctl set, load, factory-reset and install-factory on the mounted store are lines" {
-	mount_dsfs
-	watch_bg w kv/ready
+# dsfsctl_changes: set, load, factory-reset (limited, then whole) and
+# install-factory on $STORE, each a line for a watcher.
+dsfsctl_changes()
+{
 	ctl set "$STORE" kv/app/n 42
 	printf '{"l1": 1, "ld": {"x": [2]}}\n' >"$T/doc.json"
 	ctl load "$STORE" "$T/doc.json"
@@ -239,6 +240,12 @@ write kv/e mount' ]
 	echo '"new"' >"$T/f2/kv/f"
 	ctl mkfactory "$T/f2" "$T/f2.db"
 	ctl install-factory "$T/f2.db" "$STORE"
+}
+
+@test "dsfsctl set, load, factory-reset and install-factory on the mounted store are lines" {
+	mount_dsfs
+	watch_bg w kv/ready
+	dsfsctl_changes
 	seen w '"op":"install-factory"'
 	watch_end w
 	run ops w kv/ready
@@ -339,16 +346,7 @@ for i in range(20000):
 		[ "$(ls "$STORE/watchers" 2>/dev/null | grep -c '\.sock$')" -eq 2 ] && break
 		sleep 0.1
 	done
-	ctl set "$STORE" kv/app/n 42
-	printf '{"l1": 1, "ld": {"x": [2]}}
-' >"$T/doc.json"
-	ctl load "$STORE" "$T/doc.json"
-	ctl factory-reset --prefix app "$STORE"
-	ctl factory-reset "$STORE"
-	mkdir -p "$T/f2/kv"
-	echo '"new"' >"$T/f2/kv/f"
-	ctl mkfactory "$T/f2" "$T/f2.db"
-	ctl install-factory "$T/f2.db" "$STORE"
+	dsfsctl_changes
 	seen off '"op":"install-factory"'
 	run ops off
 	echo "$output"
