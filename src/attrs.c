@@ -80,7 +80,8 @@ bool is_fixed(const struct node *n)
 
 /* How many subdirectories the directory n, at l, lists now: those of every
  * layer l merges, each name once (a whiteout hides one), as readdir shows
- * them.  Kept in the node until the stack says the directory changed. */
+ * them.  Kept in the node until the stack says a subdirectory may have come
+ * or gone: a file's create or unlink must not cost a listing. */
 static int count_subdirs(struct dsfs_ctx *ctx, struct node *n,
 			 const struct loc *l, uint32_t *count)
 {
@@ -90,7 +91,7 @@ static int count_subdirs(struct dsfs_ctx *ctx, struct node *n,
 	int rc;
 
 	if (node_subdirs(&ctx->nodes, n, count, &at) &&
-	    !ovl_changed_since(&ctx->stack, l->key, at))
+	    !ovl_subdirs_changed_since(&ctx->stack, l->key, at))
 		return 0;
 	rc = ovl_list(&ctx->stack, l,
 		      n->tree == TREE_DEVICES && n->is_tree_root, &ls);

@@ -74,7 +74,7 @@ static void touch_stored(struct dsfs_stack *s, int i, const char *dir,
 		log_err("%s/%s: setting the directory's times: %s",
 			s->layer[i]->name, dir, strerror(-rc));
 	else
-		ovl_note_change(s, dir); /* its listing shows its times */
+		ovl_note_file_change(s, dir); /* its listing shows them */
 }
 
 void ovl_touch_parent(struct dsfs_stack *s, const struct loc *l, int changed)

@@ -65,9 +65,14 @@ struct dsfs_stack {
 	/* Counts the changes (tried) to the stack, and remembers when the
 	 * last one in each directory was made, in slots shared by the
 	 * directories whose keys hash alike: a listing taken at an older count
-	 * than its directory's slot (or all_changed_at) may be out of date. */
+	 * than its directory's slot (or all_changed_at) may be out of date.
+	 * subdirs_changed_at[] does the same for the changes that may add or
+	 * take away a subdirectory (a directory's link count counts them):
+	 * most changes are to files, and must not make every directory's
+	 * count be taken again. */
 	uint64_t changes;
 	uint64_t changed_at[DSFS_CHANGE_SLOTS];
+	uint64_t subdirs_changed_at[DSFS_CHANGE_SLOTS];
 	uint64_t all_changed_at;
 	/* When a name in a tree root last changed (dirtimes.c): per layer
 	 * and, at DSFS_NLAYERS, in the merged trees; kv, images, devices.
@@ -172,6 +177,10 @@ int ovl_lookup_locked(struct dsfs_stack *s, const struct loc *l,
 /* Take s->lock exclusive for a change to key (NULL: to anything), and
  * note the change (ovl_note_change()). */
 void ovl_lock_for_change(struct dsfs_stack *s, const char *key);
+/* The same for a change known to leave every subdirectory where it is
+ * (ovl_note_file_change()); one that finds otherwise on the way calls
+ * ovl_note_change() before it lets go of the lock. */
+void ovl_lock_for_file_change(struct dsfs_stack *s, const char *key);
 int ovl_lookup(struct dsfs_stack *s, const struct loc *l, struct found *f);
 ssize_t ovl_read(struct dsfs_stack *s, const struct found *f, const char *key,
 		 uint64_t off, void *buf, size_t len);
@@ -197,6 +206,10 @@ int ovl_sync(struct dsfs_stack *s);
  * struct loc) since the stack's change count was since. */
 bool ovl_changed_since(struct dsfs_stack *s, const char *dirkey,
 		       uint64_t since);
+/* The same, for the changes that may have added or taken away one of its
+ * subdirectories, in any layer. */
+bool ovl_subdirs_changed_since(struct dsfs_stack *s, const char *dirkey,
+			       uint64_t since);
 /* Another host changed key in the shared runtime layer (NULL: anything):
  * listings taken before are out of date. */
 void ovl_changed_elsewhere(struct dsfs_stack *s, const char *key);
@@ -222,8 +235,12 @@ void ovl_admin_lock(struct dsfs_stack *s, bool change);
 void ovl_admin_unlock(struct dsfs_stack *s);
 int ovl_swap_factory(struct dsfs_stack *s, struct dsfs_layer *fresh);
 /* A change to key (NULL: to anything) is being made, with the lock held
- * exclusive: listings of its directory taken before it are out of date. */
+ * exclusive: listings of its directory taken before it are out of date,
+ * and so are the counts of its subdirectories. */
 void ovl_note_change(struct dsfs_stack *s, const char *key);
+/* The same for a change that leaves the directory's subdirectories as they
+ * are, in every layer: a file's value, times or name, a directory's times. */
+void ovl_note_file_change(struct dsfs_stack *s, const char *key);
 
 /* dirtimes.c: the mtime and ctime of a directory whose names change.
  * ovl_touch_parent() sets those of the directory holding l->key to now

@@ -83,7 +83,7 @@ static size_t parent_len(const char *key)
 
 /* A change to key (NULL: to anything, as a factory install is) is about
  * to be made: listings of its directory taken before it are out of date. */
-void ovl_note_change(struct dsfs_stack *s, const char *key)
+void ovl_note_file_change(struct dsfs_stack *s, const char *key)
 {
 	if (!key)
 		s->all_changed_at = s->changes;
@@ -91,12 +91,26 @@ void ovl_note_change(struct dsfs_stack *s, const char *key)
 		s->changed_at[change_slot(key, parent_len(key))] = s->changes;
 }
 
+void ovl_note_change(struct dsfs_stack *s, const char *key)
+{
+	ovl_note_file_change(s, key);
+	if (key)
+		s->subdirs_changed_at[change_slot(key, parent_len(key))] =
+			s->changes;
+}
+
 /* Every change takes the lock exclusive through here, so that listings
  * can tell whether they are still what the store holds. */
-void ovl_lock_for_change(struct dsfs_stack *s, const char *key)
+void ovl_lock_for_file_change(struct dsfs_stack *s, const char *key)
 {
 	pthread_rwlock_wrlock(&s->lock);
 	s->changes++;
+	ovl_note_file_change(s, key);
+}
+
+void ovl_lock_for_change(struct dsfs_stack *s, const char *key)
+{
+	ovl_lock_for_file_change(s, key);
 	ovl_note_change(s, key);
 }
 
@@ -113,6 +127,19 @@ bool ovl_changed_since(struct dsfs_stack *s, const char *dirkey, uint64_t since)
 	pthread_rwlock_rdlock(&s->lock);
 	changed = s->all_changed_at > since ||
 		  s->changed_at[change_slot(dirkey, strlen(dirkey))] > since;
+	pthread_rwlock_unlock(&s->lock);
+	return changed;
+}
+
+bool ovl_subdirs_changed_since(struct dsfs_stack *s, const char *dirkey,
+			       uint64_t since)
+{
+	bool changed;
+
+	pthread_rwlock_rdlock(&s->lock);
+	changed = s->all_changed_at > since ||
+		  s->subdirs_changed_at[change_slot(dirkey, strlen(dirkey))] >
+			  since;
 	pthread_rwlock_unlock(&s->lock);
 	return changed;
 }
@@ -300,7 +327,13 @@ static int make_new(struct dsfs_stack *s, const struct loc *l,
 	struct dsfs_attr na = *a, cur;
 	int t, rc, tries = 0;
 
-	ovl_lock_for_change(s, l->key);
+	/* A new file in a layer's own tree may hide a lower layer's
+	 * directory from the merged one; in a merged tree, nothing had the
+	 * name. */
+	if (kind == DSFS_FILE && l->view == VIEW_MERGED)
+		ovl_lock_for_file_change(s, l->key);
+	else
+		ovl_lock_for_change(s, l->key);
 	rc = t = begin_new(s, l, f);
 	if (t < 0)
 		goto out;
@@ -375,6 +408,8 @@ static int commit_locked(struct dsfs_stack *s, const struct loc *l,
 		rc = layer_commit(s->layer[t], l->key, &na, data, len,
 				  &f->attr);
 	while (copy_up_again(s, l, t, &rc, &tries));
+	if (rc == 0 && fresh && l->view == VIEW_LAYER)
+		ovl_note_change(s, l->key); /* as make_new() says */
 	if (rc == 0 && fresh)
 		ovl_touch_parent(s, l, t); /* a new name */
 	if (rc == 0)
@@ -388,7 +423,7 @@ int ovl_commit(struct dsfs_stack *s, const struct loc *l,
 {
 	int rc;
 
-	ovl_lock_for_change(s, l->key);
+	ovl_lock_for_file_change(s, l->key);
 	rc = commit_locked(s, l, a, data, len, f);
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
@@ -438,10 +473,15 @@ static int remove_entry(struct dsfs_stack *s, const struct loc *l, bool dir)
 	struct found f;
 	int rc;
 
-	ovl_lock_for_change(s, l->key);
+	ovl_lock_for_file_change(s, l->key);
 	rc = ovl_lookup_locked(s, l, &f);
 	if (rc)
 		goto out;
+	/* A file that goes from a merged tree was the top one, over nothing
+	 * or over what a whiteout now hides; one in ephemeral may have hidden
+	 * runtime's directory, which removing it from runtime changes. */
+	if (dir || l->view == VIEW_LAYER || f.layer == L_EPHEMERAL)
+		ovl_note_change(s, l->key);
 	if (dir != (f.attr.kind == DSFS_DIR)) {
 		rc = dir ? -ENOTDIR : -EISDIR;
 		goto out;
@@ -531,6 +571,19 @@ static int rename_merged(struct dsfs_stack *s, const struct loc *from,
 	return rc;
 }
 
+/* A rename that leaves every layer's subdirectories as they were and the
+ * merged tree's too: a file of runtime or factory in a merged tree, over
+ * nothing or over such a file.  (A layer's own tree may uncover a lower
+ * layer's directory; ephemeral's file may have hidden runtime's.) */
+static bool file_rename(const struct loc *from, const struct found *fs,
+			const struct found *fd)
+{
+	if (from->view != VIEW_MERGED || fs->attr.kind == DSFS_DIR ||
+	    fs->layer == L_EPHEMERAL)
+		return false;
+	return !fd || (fd->attr.kind != DSFS_DIR && fd->layer != L_EPHEMERAL);
+}
+
 int ovl_rename(struct dsfs_stack *s, const struct loc *from,
 	       const struct loc *to, unsigned flags)
 {
@@ -541,8 +594,8 @@ int ovl_rename(struct dsfs_stack *s, const struct loc *from,
 	if (from->view != to->view || from->tree != to->tree ||
 	    (from->view == VIEW_LAYER && from->layer != to->layer))
 		return -EXDEV;
-	ovl_lock_for_change(s, from->key);
-	ovl_note_change(s, to->key);
+	ovl_lock_for_file_change(s, from->key);
+	ovl_note_file_change(s, to->key);
 	rc = ovl_lookup_locked(s, from, &fs);
 	if (rc)
 		goto out;
@@ -550,6 +603,10 @@ int ovl_rename(struct dsfs_stack *s, const struct loc *from,
 	if (rc && rc != -ENOENT)
 		goto out;
 	dst_exists = rc == 0;
+	if (!file_rename(from, &fs, dst_exists ? &fd : NULL)) {
+		ovl_note_change(s, from->key);
+		ovl_note_change(s, to->key);
+	}
 	rc = 0;
 	if (strcmp(from->key, to->key) == 0)
 		goto out;
@@ -593,13 +650,15 @@ int ovl_setattr(struct dsfs_stack *s, const struct loc *l,
 	size_t len = 0;
 	int t, rc;
 
-	ovl_lock_for_change(s, l->key);
+	ovl_lock_for_file_change(s, l->key);
 	rc = ovl_lookup_locked(s, l, &cur);
 	if (rc)
 		goto out;
 	rc = t = target_layer(s, l, &cur);
 	if (t < 0)
 		goto out;
+	if (cur.layer != t && cur.attr.kind == DSFS_DIR)
+		ovl_note_change(s, l->key); /* copied up: t gains it */
 	if (cur.layer != t) {
 		/* Found in the factory layer only: copy up, then change. */
 		rc = copy_up_parents(s, l, t);

@@ -341,6 +341,46 @@ nlink_ok()
 	[ "$(stat -c %h "$MNT/runtime/kv")" = 5 ]
 }
 
+@test "a file's create, write, rename and unlink keep the link count; a file hiding or uncovering a lower layer's directory changes it" {
+	mkdir -p "$T/f/kv/fd" "$T/f/kv/fd2"
+	make_factory "$T/f"
+	mount_dsfs
+	mkdir "$MNT/kv/rd"
+	[ "$(stat -c %h "$MNT/kv")" = 5 ]
+	local i
+	for i in 1 2 3; do
+		echo "$i" >"$MNT/kv/f$i"
+		[ "$(stat -c %h "$MNT/kv")" = 5 ]
+	done
+	mv "$MNT/kv/f1" "$MNT/kv/f4"
+	rm "$MNT/kv/f2"
+	nlink_ok "$MNT/kv"
+	# ephemeral's file hides runtime's directory, then uncovers it
+	echo 1 >"$MNT/ephemeral/kv/rd"
+	[ -f "$MNT/kv/rd" ]
+	nlink_ok "$MNT/kv"
+	[ "$(stat -c %h "$MNT/kv")" = 4 ]
+	rm "$MNT/ephemeral/kv/rd"
+	[ "$(stat -c %h "$MNT/kv")" = 5 ]
+	# runtime's file hides the factory's directory, then uncovers it
+	echo 1 >"$MNT/runtime/kv/fd"
+	[ "$(stat -c %h "$MNT/kv")" = 4 ]
+	nlink_ok "$MNT/runtime/kv"
+	mv "$MNT/runtime/kv/fd" "$MNT/runtime/kv/fd2"
+	[ "$(stat -c %h "$MNT/kv")" = 4 ]
+	[ -d "$MNT/kv/fd" ] && [ -f "$MNT/kv/fd2" ]
+	rm "$MNT/runtime/kv/fd2"
+	[ "$(stat -c %h "$MNT/kv")" = 5 ]
+	# a scratch file of ephemeral renamed over a merged name
+	echo 1 >"$MNT/ephemeral/kv/fd3"
+	mv "$MNT/ephemeral/kv/fd3" "$MNT/ephemeral/kv/rd"
+	[ "$(stat -c %h "$MNT/kv")" = 4 ]
+	rm "$MNT/kv/rd"
+	nlink_ok "$MNT/kv"
+	nlink_ok "$MNT/runtime/kv"
+	nlink_ok "$MNT/ephemeral/kv"
+}
+
 @test "every directory of the mount, opaque ones included, counts its subdirectories" {
 	mkdir -p "$T/f/kv/a/b/c" "$T/f/kv/a/x/hidden" "$T/f/devices/d1/s"
 	make_factory "$T/f"
