@@ -91,6 +91,10 @@ struct sq_layer {
 	time_t reserve_try; /* last attempt to take it again (monotonic s) */
 	uint64_t psize;	    /* the database's page size */
 	uint64_t wal_bytes; /* W, the WAL's limit: layer_sqlite_disk.c */
+	/* The filesystem's free space when last measured, and what this
+	 * layer's changes may have taken of it since (layer_sqlite_disk.c). */
+	uint64_t seen_avail, seen_spent;
+	struct timespec seen_at; /* CLOCK_MONOTONIC; 0: measure again */
 };
 
 static inline struct sq_layer *to_sq(struct dsfs_layer *l)
@@ -141,6 +145,8 @@ const char *__attribute__((format(printf, 1, 2))) sq_whyf(const char *fmt, ...);
 int sq_disk_plan(struct sq_layer *s);
 int sq_disk_room(struct tx *t, uint64_t bytes);
 int sq_disk_room_for(struct sq_layer *s, uint64_t bytes); /* room() */
+/* SQLite said the disk is full: measure at the next question. */
+void sq_disk_forget(struct sq_layer *s);
 uint64_t sq_disk_fits(struct sq_layer *s);
 bool sq_reserve_give(struct sq_layer *s, const char *what);
 void sq_reserve_retake(struct sq_layer *s);

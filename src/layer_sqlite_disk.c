@@ -42,6 +42,16 @@
  * it has: removing stays possible.  Every successful change tries, at
  * most once a second, to take the reserve again, which succeeds once the
  * filesystem has room for it.
+ *
+ * Measuring costs a statvfs, two stats and two PRAGMAs, and a file's create
+ * and close ask several times.  While the filesystem has plenty of room
+ * (DISK_PLENTY beyond what is asked, less all that this layer's changes
+ * may have taken since: each counts its values twice, for the WAL and the
+ * database file, and its headroom pages), an answer is given from the
+ * last measurement for up to DISK_SEEN_NS; near full, every question
+ * measures.  Another program filling the filesystem can race a fresh
+ * measurement as well as a kept one: SQLite's own disk-full error, handled
+ * above, is what decides in the end, and it forgets the measurement.
  */
 #include "layer_sqlite.h"
 #include "log.h"
@@ -61,6 +71,8 @@
 #define RESERVE_EXTRA_PAGES 16
 #define HEADROOM_PAGES 8 /* b-tree and index pages a change may add */
 #define RESERVE_RETRY_SEC 1
+#define DISK_PLENTY (64ULL << 20)
+#define DISK_SEEN_NS 250000000LL
 
 /* Size of the filesystem holding path, and what is free on it for an
  * unprivileged writer; 0 or a negative errno. */
@@ -116,6 +128,12 @@ int sq_disk_plan(struct sq_layer *s)
 	return rc != 0 ? sq_db_errno(s->db, rc, errno) : 0;
 }
 
+/* Bytes of WAL that n bytes of pages take (a 24-byte header a frame). */
+static uint64_t wal_of(const struct sq_layer *s, uint64_t n)
+{
+	return (n + s->psize - 1) / s->psize * (s->psize + 24) + 32;
+}
+
 /* What the filesystem and the database have, in bytes. */
 struct disk {
 	uint64_t avail;	  /* free on the filesystem */
@@ -124,6 +142,42 @@ struct disk {
 	uint64_t wal;	  /* allocated to the WAL file */
 };
 
+/* Forget the last measurement: the next question measures. */
+void sq_disk_forget(struct sq_layer *s)
+{
+	s->seen_at.tv_sec = s->seen_at.tv_nsec = 0;
+}
+
+/* Free space that the last measurement, less what was taken since, still
+ * vouches for (0: measure). */
+static uint64_t disk_seen(const struct sq_layer *s)
+{
+	struct timespec now;
+	int64_t age;
+
+	if (!s->seen_at.tv_sec && !s->seen_at.tv_nsec)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	age = (int64_t)(now.tv_sec - s->seen_at.tv_sec) * 1000000000LL +
+	      (now.tv_nsec - s->seen_at.tv_nsec);
+	if (age < 0 || age > DISK_SEEN_NS || s->seen_avail <= s->seen_spent)
+		return 0;
+	return s->seen_avail - s->seen_spent;
+}
+
+/* Would n more bytes fit by the last measurement alone?  If so, they are
+ * counted as taken from it. */
+static bool disk_plenty(struct sq_layer *s, uint64_t n)
+{
+	uint64_t take = 2 * wal_of(s, n) + HEADROOM_PAGES * s->psize;
+	uint64_t seen = disk_seen(s);
+
+	if (s->reserve_out || seen < DISK_PLENTY || seen - DISK_PLENTY < take)
+		return false;
+	s->seen_spent += take;
+	return true;
+}
+
 /* 0 or a negative errno (nothing known: let SQLite find out). */
 static int disk_get(struct sq_layer *s, struct disk *d)
 {
@@ -131,6 +185,7 @@ static int disk_get(struct sq_layer *s, struct disk *d)
 	uint64_t size, file;
 
 	memset(d, 0, sizeof(*d));
+	sq_disk_forget(s);
 	if (fs_space(s->path, &size, &d->avail) != 0)
 		return -EIO;
 	if (sq_db_query1(s->db, "PRAGMA page_count", &pages, NULL, 0) != 0 ||
@@ -142,13 +197,10 @@ static int disk_get(struct sq_layer *s, struct disk *d)
 			     (uint64_t)pages * s->psize - file :
 			     0;
 	d->wal = side_blocks(s->path, "-wal");
+	clock_gettime(CLOCK_MONOTONIC, &s->seen_at);
+	s->seen_avail = d->avail;
+	s->seen_spent = 0;
 	return 0;
-}
-
-/* Bytes of WAL that n bytes of pages take (a 24-byte header a frame). */
-static uint64_t wal_of(const struct sq_layer *s, uint64_t n)
-{
-	return (n + s->psize - 1) / s->psize * (s->psize + 24) + 32;
 }
 
 /*
@@ -175,6 +227,8 @@ int sq_disk_room_for(struct sq_layer *s, uint64_t bytes)
 {
 	struct disk d;
 
+	if (disk_plenty(s, bytes))
+		return 0;
 	if (disk_get(s, &d) != 0)
 		return 0; /* SQLite finds out for sure */
 	return disk_fits(s, &d, bytes) ? 0 : -ENOSPC;
@@ -191,10 +245,18 @@ int sq_disk_room(struct tx *t, uint64_t bytes)
  * size in the WAL too. */
 uint64_t sq_disk_fits(struct sq_layer *s)
 {
-	uint64_t wal, db, head;
+	uint64_t wal, db, head, seen;
 	struct disk d;
 
-	if (s->base.readonly || disk_get(s, &d) != 0)
+	if (s->base.readonly)
+		return UINT64_MAX;
+	/* Plenty: the most a measurement could add to it, less a WAL's worth
+	 * for what the WAL holds beyond the database's end. */
+	seen = disk_seen(s);
+	if (!s->reserve_out && seen >= DISK_PLENTY)
+		return seen - 2 * wal_of(s, s->wal_bytes + s->psize) -
+		       HEADROOM_PAGES * s->psize;
+	if (disk_get(s, &d) != 0)
 		return UINT64_MAX;
 	wal = wal_of(s, s->wal_bytes + s->psize);
 	wal = wal > d.wal ? wal - d.wal : 0;
@@ -236,6 +298,7 @@ bool sq_reserve_give(struct sq_layer *s, const char *what)
 		return false;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
+	sq_disk_forget(s);
 	s->reserve_out = true;
 	s->reserve_try = now.tv_sec;
 	log_warn("%s: disk full: space reserve (%llu bytes) released for %s",
@@ -253,6 +316,7 @@ void sq_reserve_retake(struct sq_layer *s)
 	s->reserve_try = now.tv_sec;
 	if (reserve_fill(s->reserve_fd, s->reserve) == 0) {
 		s->reserve_out = false;
+		sq_disk_forget(s);
 		log_info("%s: space reserve taken again", s->path);
 	}
 }

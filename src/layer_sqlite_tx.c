@@ -109,8 +109,10 @@ static int tx_fail(struct tx *t, int rc)
 	struct sq_layer *s = t->s;
 	int err = sq_errno(s->db->db, rc, saved);
 
-	if (err == -ENOSPC || err == -EDQUOT)
+	if (err == -ENOSPC || err == -EDQUOT) {
 		t->disk_full = true;
+		sq_disk_forget(s);
+	}
 	log_err("%s: %s %s: %s (%s)", s->path, t->what, t->key ? t->key : "",
 		sqlite3_errmsg(s->db->db), strerror(-err));
 	return err;

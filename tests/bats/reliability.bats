@@ -371,6 +371,42 @@ if sys.argv[1] == "fill":
 sys.exit(check(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else ""))
 '
 
+@test "a large disk filled by another program: the next write is refused with ENOSPC, the old value stays, and works again after rm" {
+	# Large enough that dsfs answers "does it fit?" from its last look at
+	# the disk for a moment (dsfs.8, FULL DISK); filled to its last 64 KiB
+	# from outside, which dsfs learns at the latest that moment later.
+	small_disk 256M
+	STORE=$SMALL/store
+	mount_dsfs -o runtime_size=1G
+	echo '{"v": "old"}' >"$MNT/kv/x"
+	"$PYTHON" -c 'print("{\"v\": \"" + "x" * 300000 + "\"}")' >"$T/big"
+	local avail
+	avail=$(($(stat -f -c '%a*%S' "$SMALL")))
+	fallocate -l $((avail - 65536)) "$SMALL/filler" ||
+		fail "cannot fill the disk from outside"
+	sleep 0.5
+	run tmo "$PYTHON" -c '
+import errno, os, sys
+data = open(sys.argv[2], "rb").read()
+try:
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    print("OK")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+' "$MNT/kv/x" "$T/big"
+	[ "$output" = ENOSPC ] || fail "a write to a full disk: $output"
+	assert_content "$MNT/kv/x" '{"v": "old"}
+'
+	rm "$SMALL/filler"
+	sleep 0.5
+	cp "$T/big" "$MNT/kv/x" || fail "cannot write once the disk has room"
+	cmp "$T/big" "$MNT/kv/x"
+}
+
 @test "disk filled by dsfs's own values: ENOSPC, then rm through the mount works, then writes work, no remount" {
 	small_disk 12M
 	STORE=$SMALL/store
