@@ -287,12 +287,13 @@ try:
         os.close(os.open(a[0], os.O_RDONLY)); res()
     elif op == "open_wronly":
         os.close(os.open(a[0], os.O_WRONLY)); res()
-    elif op in ("write", "append"):
+    elif op in ("write", "append", "write_from"):
         flags = os.O_WRONLY | os.O_CREAT
         flags |= os.O_APPEND if op == "append" else os.O_TRUNC
+        data = open(a[1], "rb").read() if op == "write_from" else a[1]
         fd = os.open(a[0], flags, 0o644)
         try:
-            os.write(fd, a[1])
+            os.write(fd, data)
         except OSError:
             os.close(fd)
             raise

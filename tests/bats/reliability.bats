@@ -373,7 +373,7 @@ sys.exit(check(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "
 
 @test "a large disk filled by another program: the next write is refused with ENOSPC, the old value stays, and works again after rm" {
 	# Large enough that dsfs answers "does it fit?" from its last look at
-	# the disk for a moment (dsfs.8, FULL DISK); filled to its last 64 KiB
+	# the disk for a moment (dsfs.8, CAPACITY); filled to its last 64 KiB
 	# from outside, which dsfs learns at the latest that moment later.
 	small_disk 256M
 	STORE=$SMALL/store
@@ -385,20 +385,8 @@ sys.exit(check(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "
 	fallocate -l $((avail - 65536)) "$SMALL/filler" ||
 		fail "cannot fill the disk from outside"
 	sleep 0.5
-	run tmo "$PYTHON" -c '
-import errno, os, sys
-data = open(sys.argv[2], "rb").read()
-try:
-    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    print("OK")
-except OSError as e:
-    print(errno.errorcode.get(e.errno, e.errno))
-' "$MNT/kv/x" "$T/big"
-	[ "$output" = ENOSPC ] || fail "a write to a full disk: $output"
+	# one write(2) of it all (write_from: DSFS_PYOPS)
+	assert_errno write_from "$MNT/kv/x" "$T/big" ENOSPC
 	assert_content "$MNT/kv/x" '{"v": "old"}
 '
 	rm "$SMALL/filler"
