@@ -19,9 +19,9 @@
  * lives while a handle reads it, so the daemon's memory holds only the
  * listings in use.  It is the merged listing itself (listing.c), taken
  * over whole: 16 bytes and the name per entry, the names in one block,
- * sorted by offset as it was gathered, with nothing copied.  READDIRPLUS looks each name up as
- * it sends it, which also gives the kernel attributes as of now rather
- * than as listed.
+ * sorted by offset as it was gathered, with nothing copied.  READDIRPLUS
+ * looks each name up as it sends it, which also gives the kernel
+ * attributes as of now rather than as listed.
  */
 #ifndef DSFS_DIRLIST_H
 #define DSFS_DIRLIST_H
