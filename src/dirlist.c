@@ -13,29 +13,6 @@
 #include <string.h>
 
 #include "dirlist.h"
-#include "hash.h"
-
-/* Offset 0 is the start, 1 and 2 follow "." and "..", and a name's offset
- * is its hash, above those. */
-#define FIRST_NAME_OFF 3
-
-/* Unseeded: an offset must mean the same name in every listing of the
- * directory for as long as the mount lives, whichever listing a reader
- * resumes in. */
-static uint64_t name_off(const char *name)
-{
-	uint64_t h = dsfs_hash_str(0, name);
-
-	h &= 0x7fffffffffffffffull; /* off_t is signed */
-	return h < FIRST_NAME_OFF ? h + FIRST_NAME_OFF : h;
-}
-
-static int off_cmp(const void *x, const void *y)
-{
-	const struct dir_item *a = x, *b = y;
-
-	return a->off < b->off ? -1 : a->off > b->off;
-}
 
 static void snap_free(struct dir_snap *s)
 {
@@ -44,27 +21,18 @@ static void snap_free(struct dir_snap *s)
 	free(s);
 }
 
-/* s in its compact form, from the listing ls, whose block of names it
- * takes (the caller frees the rest): 0 or -ENOMEM. */
-static int compact(struct dir_snap *s, struct listing *ls)
+/* s, new, takes the listing ls, in offset order, whole: its items and
+ * names are the snapshot's, with nothing copied. */
+static void adopt(struct dir_snap *s, struct listing *ls)
 {
-	size_t i;
-
-	s->items = malloc((ls->count ? ls->count : 1) * sizeof(*s->items));
-	if (!s->items)
-		return -ENOMEM;
-	for (i = 0; i < ls->count; i++) {
-		s->items[i].off = name_off(listing_name(ls, i));
-		s->items[i].name = ls->items[i].name;
-		s->items[i].kind = ls->items[i].kind;
-	}
-	s->names = ls->names;
+	if (!listing_sorted(ls))
+		listing_sort(ls);
+	*s = (struct dir_snap){.count = ls->count,
+			       .changes = ls->changes,
+			       .items = ls->items,
+			       .names = ls->names};
+	ls->items = NULL;
 	ls->names = NULL;
-	s->count = ls->count;
-	s->changes = ls->changes;
-	if (s->count)
-		qsort(s->items, s->count, sizeof(*s->items), off_cmp);
-	return 0;
 }
 
 int dirlists_init(struct dirlists *dl, struct node_table *nodes)
@@ -131,7 +99,7 @@ static int take(struct node *dir, const struct dirlist_source *src,
 		return -ENOMEM;
 	rc = src->take(src->arg, dir, &ls);
 	if (rc == 0)
-		rc = compact(s, &ls);
+		adopt(s, &ls);
 	listing_free(&ls);
 	if (rc) {
 		snap_free(s);
@@ -197,7 +165,7 @@ size_t dirlist_index(const struct dir_snap *s, off_t off)
 {
 	size_t lo = 0, hi = s->count;
 
-	if (off < FIRST_NAME_OFF)
+	if (off < LISTING_FIRST_OFF)
 		return off < 0 ? 0 : (size_t)off;
 	/* The first item whose offset is above off. */
 	while (lo < hi) {

@@ -17,31 +17,24 @@
  *
  * A listing is taken once and shared until a change in its directory; it
  * lives while a handle reads it, so the daemon's memory holds only the
- * listings in use.  It is held compact, about 16 bytes and the name per
- * entry: the names in one block, and of each entry only what a plain
- * readdir sends (its offset and kind).  READDIRPLUS looks each name up as
- * it sends it, which also gives the kernel attributes as of now rather
- * than as listed.
+ * listings in use.  It is the merged listing itself (listing.c), taken
+ * over whole: 16 bytes and the name per entry, the names in one block,
+ * sorted by offset as it was gathered, with nothing copied.  READDIRPLUS
+ * looks each name up as it sends it, which also gives the kernel
+ * attributes as of now rather than as listed.
  */
 #ifndef DSFS_DIRLIST_H
 #define DSFS_DIRLIST_H
 
 #include "inode.h"
 
-/* One name of a listing. */
-struct dir_item {
-	uint64_t off;  /* its readdir offset: the hash of its name */
-	uint32_t name; /* where its name starts in dir_snap.names */
-	uint8_t kind;  /* enum dsfs_kind */
-};
-
 struct dir_snap {
 	unsigned refs;	  /* cursors reading it */
 	struct node *dir; /* holds a reference while it is the dir's */
 	uint64_t changes; /* the stack's change count it was taken at */
 	size_t count;
-	struct dir_item *items; /* sorted by off */
-	char *names;		/* every name, each ending in a NUL */
+	struct dirent_item *items; /* a listing's (dsfs.h), sorted by off */
+	char *names;		   /* every name, each ending in a NUL */
 };
 
 /* One open directory's place: the listing it reads. */

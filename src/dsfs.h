@@ -127,17 +127,22 @@ struct found {
 	struct dsfs_attr attr;
 };
 
-/* One name of a directory listing: its kind, and where a lookup of it
- * would find it.  Its name is in the listing's block of names, so that a
- * listing of a million names is a few allocations of ~20 bytes a name
- * rather than a million (listing.c). */
+/* One name of a directory listing: its readdir offset, its kind, and where
+ * a lookup of it would find it.  Its name is in the listing's block of
+ * names, so that a listing of a million names is a few allocations of ~26
+ * bytes a name rather than a million (listing.c). */
 struct dirent_item {
+	uint64_t off;  /* the hash of its name: listing_off() */
 	uint32_t name; /* where its name starts in listing.names */
 	uint8_t kind;  /* enum dsfs_kind of what a lookup finds */
 	uint8_t layer; /* found.layer */
 	uint8_t limit; /* found.limit */
 	bool opaque;   /* a directory hiding lower layers' children */
 };
+
+/* Offset 0 is the start of a listing, 1 and 2 follow "." and "..", and a
+ * name's offset (listing_off()) is above those. */
+#define LISTING_FIRST_OFF 3
 
 struct listing {
 	struct dirent_item *items;
@@ -258,14 +263,22 @@ int ovl_tree_time(struct dsfs_stack *s, enum dsfs_view view, int layer,
 
 /* listing.c: merged listings.  listing_gather() lists the directory at l
  * (with the stack's lock held): every layer l merges, each name once, a
- * whiteout hiding it; devices: kv/'s __ID directories as ID.  Items are in
- * no set order. */
+ * whiteout hiding it; devices: kv/'s __ID directories as ID.  Items are
+ * sorted by offset (listing_sorted()). */
 int listing_gather(struct dsfs_stack *s, const struct loc *l, bool devices,
 		   struct listing *out);
-/* Add name with what a lookup finds (f) to ls; on failure *err is set
- * (-ENOMEM, -EOVERFLOW) and later calls do nothing. */
+/* Add name with what a lookup finds (f) to ls, at the end, whatever its
+ * offset; on failure *err is set (-ENOMEM, -EOVERFLOW) and later calls do
+ * nothing. */
 void listing_add(struct listing *ls, const char *name, const struct found *f,
 		 int *err);
+/* The readdir offset of name in every listing of its directory: a 63-bit
+ * hash, the same for as long as the mount lives (dirlist.h). */
+uint64_t listing_off(const char *name);
+/* Whether ls's items are in offset order; listing_sort() puts them in it
+ * (then by name and layer), in place. */
+bool listing_sorted(const struct listing *ls);
+void listing_sort(struct listing *ls);
 const char *listing_name(const struct listing *ls, size_t i);
 void listing_free(struct listing *ls);
 

@@ -291,9 +291,14 @@ struct dsfs_layer_ops {
 	 * directory dir ("kv", "kv/app", "images"...), in no set order, with
 	 * the child's last component and attributes.  -ENOENT if dir does not
 	 * exist or is a whiteout, -ENOTDIR if it is a file
-	 * (layer_dir_check()).  The children are copied out first, as one
-	 * consistent snapshot, and cb runs without the layer's lock, so it may
-	 * call the layer. */
+	 * (layer_dir_check()).  cb runs without the layer's lock, so it may
+	 * call the layer.  The children may be read in batches, cb running on
+	 * each before the next is read, so that a listing of a big directory
+	 * needs no copy of all of it: then a child that is there for the
+	 * whole call is reported exactly once, and one made or removed during
+	 * it may or may not be, as for readdir(3).  (The SQLite layer reads
+	 * batches in name order, layer_sqlite_list.c; the others copy all
+	 * the children out at once.) */
 	int (*list)(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
 		    void *ctx);
 

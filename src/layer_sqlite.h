@@ -6,6 +6,7 @@
  *
  *   layer_sqlite.c        the operations of layer.h, in terms of rows and
  *                         blobs; the pins
+ *   layer_sqlite_list.c   list(): a directory's children in batches
  *   layer_sqlite_tx.c     the connection: SQLite's errors, statements,
  *                         transactions, rows and blobs
  *   layer_sqlite_store.c  the store file: its schema and statements,
@@ -198,10 +199,13 @@ int sq_row_move(struct tx *t, int64_t id, const struct layer_key *to,
 		uint64_t version);
 int sq_move_subtree(struct tx *t, const char *from, size_t flen, const char *to,
 		    size_t tlen);
-int sq_list_rows(struct tx *t, const char *dir, size_t len,
+int sq_list_rows(struct tx *t, const char *dir, size_t len, const char *after,
+		 int limit,
 		 int (*fn)(void *ctx, const char *name,
 			   const struct dsfs_attr *a),
 		 void *ctx);
+/* layer_sqlite_list.c: the layer's list(). */
+int sq_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb, void *ctx);
 int sq_blob_get(struct tx *t, const char *token, struct blobinfo *b);
 int sq_blob_add(struct tx *t, const char *token, const void *data, size_t len);
 int sq_blob_ref(struct tx *t, const char *token, int delta);

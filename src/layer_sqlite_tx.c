@@ -650,10 +650,13 @@ int sq_move_subtree(struct tx *t, const char *from, size_t fl, const char *to,
 	return rc;
 }
 
-/* Call fn for every row whose parent is dir, in no set order, inside the
- * read transaction of the caller; a non-zero return of fn stops the walk
- * and is returned. */
-int sq_list_rows(struct tx *t, const char *dir, size_t len,
+/* Call fn for at most limit rows whose parent is dir and whose name sorts
+ * after `after` (byte order), in that order, inside the read transaction
+ * of the caller: one range of the UNIQUE(parent, name) index, so that a
+ * listing can go on from the last name it saw in a later transaction.  A
+ * non-zero return of fn stops the walk and is returned. */
+int sq_list_rows(struct tx *t, const char *dir, size_t len, const char *after,
+		 int limit,
 		 int (*fn)(void *ctx, const char *name,
 			   const struct dsfs_attr *a),
 		 void *ctx)
@@ -663,6 +666,8 @@ int sq_list_rows(struct tx *t, const char *dir, size_t len,
 	int rc;
 
 	bind_str(st, 1, dir, (int)len);
+	bind_str(st, 2, after, -1);
+	sqlite3_bind_int(st, 3, limit);
 	while ((rc = step(t, st)) == 1) {
 		row_attr(st, 1, &a);
 		rc = fn(ctx, (const char *)sqlite3_column_text(st, 0), &a);

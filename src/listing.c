@@ -3,16 +3,26 @@
  * each name once, a whiteout hiding the names below it.
  *
  * A listing is held compact because a directory may hold a million names:
- * the names go into one growing block and each item is 8 bytes (where its
- * name starts, its kind, and where a lookup would find it), instead of a
- * copy of every name and attribute.  The attributes a layer reports are not
- * kept: what needs them looks the name up (READDIRPLUS, dirsource.c).
+ * the names go into one growing block and each item is 16 bytes (its
+ * offset, where its name starts, its kind, and where a lookup would find
+ * it), instead of a copy of every name and attribute.  The attributes a
+ * layer reports are not kept: what needs them looks the name up
+ * (READDIRPLUS, dirsource.c).
+ *
+ * The items are sorted once, by offset (the hash of the name, dirlist.h),
+ * then name, then layer: a name that several layers list comes out as a
+ * run whose first item is the one a lookup finds, and the listing is in
+ * the order readdir serves it.  The sort is in place (an introsort):
+ * glibc's qsort() would allocate a copy of the items, 16 MiB for a
+ * million names.
  */
 #include "dsfs.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "hash.h"
 
 /* listing_gather()'s state while the layers list into out. */
 struct gather {
@@ -62,10 +72,22 @@ static struct dirent_item *listing_push(struct listing *ls, const char *name,
 		return NULL;
 	it = &ls->items[ls->count++];
 	memset(it, 0, sizeof(*it));
+	it->off = listing_off(name);
 	it->name = (uint32_t)ls->names_len;
 	memcpy(ls->names + ls->names_len, name, len);
 	ls->names_len += len;
 	return it;
+}
+
+/* Unseeded: an offset must mean the same name in every listing of the
+ * directory for as long as the mount lives, whichever listing a reader
+ * resumes in. */
+uint64_t listing_off(const char *name)
+{
+	uint64_t h = dsfs_hash_str(0, name);
+
+	h &= 0x7fffffffffffffffull; /* off_t is signed */
+	return h < LISTING_FIRST_OFF ? h + LISTING_FIRST_OFF : h;
 }
 
 const char *listing_name(const struct listing *ls, size_t i)
@@ -118,16 +140,166 @@ static int gather_cb(void *ctx, const char *name, const struct dsfs_attr *a)
 	return 0;
 }
 
-/* By name, then layer: the first item of each name is the one a lookup
- * finds. */
-static int layered_cmp(const void *x, const void *y, void *arg)
-{
-	const struct dirent_item *a = x, *b = y;
-	const char *names = arg;
-	int c = strcmp(names + a->name, names + b->name);
+/* ---- the sort -------------------------------------------------------- */
 
+/* By offset, then name, then layer. */
+static int item_cmp(const struct dirent_item *a, const struct dirent_item *b,
+		    const char *names)
+{
+	int c;
+
+	if (a->off != b->off)
+		return a->off < b->off ? -1 : 1;
+	c = strcmp(names + a->name, names + b->name);
 	return c ? c : a->layer - b->layer;
 }
+
+static void item_swap(struct dirent_item *a, struct dirent_item *b)
+{
+	struct dirent_item t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+static void insertion_sort(struct dirent_item *v, size_t n, const char *names)
+{
+	size_t i, j;
+
+	for (i = 1; i < n; i++) {
+		struct dirent_item x = v[i];
+
+		for (j = i; j > 0 && item_cmp(&v[j - 1], &x, names) > 0; j--)
+			v[j] = v[j - 1];
+		v[j] = x;
+	}
+}
+
+static void sift_down(struct dirent_item *v, size_t i, size_t n,
+		      const char *names)
+{
+	size_t c;
+
+	while ((c = 2 * i + 1) < n) {
+		if (c + 1 < n && item_cmp(&v[c], &v[c + 1], names) < 0)
+			c++;
+		if (item_cmp(&v[i], &v[c], names) >= 0)
+			return;
+		item_swap(&v[i], &v[c]);
+		i = c;
+	}
+}
+
+/* What the quicksort falls back to when its partitions keep coming out
+ * lopsided (names chosen to collide), so that a sort is never quadratic. */
+static void heap_sort(struct dirent_item *v, size_t n, const char *names)
+{
+	size_t i;
+
+	for (i = n / 2; i-- > 0;)
+		sift_down(v, i, n, names);
+	for (i = n; i-- > 1;) {
+		item_swap(&v[0], &v[i]);
+		sift_down(v, 0, i, names);
+	}
+}
+
+/* Hoare's partition around the median of the first, middle and last
+ * items: [0, returned] and (returned, n) are both non-empty, the first
+ * holding nothing above the pivot and the second nothing below it. */
+static size_t partition(struct dirent_item *v, size_t n, const char *names)
+{
+	size_t mid = n / 2, i = 0, j = n - 1;
+	struct dirent_item pivot;
+
+	if (item_cmp(&v[mid], &v[0], names) < 0)
+		item_swap(&v[mid], &v[0]);
+	if (item_cmp(&v[n - 1], &v[0], names) < 0)
+		item_swap(&v[n - 1], &v[0]);
+	if (item_cmp(&v[n - 1], &v[mid], names) < 0)
+		item_swap(&v[n - 1], &v[mid]);
+	pivot = v[mid];
+	for (;;) {
+		while (item_cmp(&v[i], &pivot, names) < 0)
+			i++;
+		while (item_cmp(&v[j], &pivot, names) > 0)
+			j--;
+		if (i >= j)
+			return j;
+		item_swap(&v[i], &v[j]);
+		i++;
+		j--;
+	}
+}
+
+static void intro_sort(struct dirent_item *v, size_t n, unsigned depth,
+		       const char *names)
+{
+	while (n > 16) {
+		size_t p;
+
+		if (depth-- == 0) {
+			heap_sort(v, n, names);
+			return;
+		}
+		p = partition(v, n, names) + 1;
+		/* Recurse into the smaller part: the stack stays shallow. */
+		if (p < n - p) {
+			intro_sort(v, p, depth, names);
+			v += p;
+			n -= p;
+		} else {
+			intro_sort(v + p, n - p, depth, names);
+			n = p;
+		}
+	}
+	insertion_sort(v, n, names);
+}
+
+bool listing_sorted(const struct listing *ls)
+{
+	size_t i;
+
+	for (i = 1; i < ls->count; i++)
+		if (ls->items[i - 1].off > ls->items[i].off)
+			return false;
+	return true;
+}
+
+void listing_sort(struct listing *ls)
+{
+	unsigned depth = 0;
+	size_t n;
+
+	for (n = ls->count; n > 1; n /= 2)
+		depth += 2;
+	intro_sort(ls->items, ls->count, depth, ls->names);
+}
+
+/* Give back what the blocks grew beyond their contents.  A large block is
+ * a mapping of its own (main.c's mmap threshold), so this is an mremap()
+ * that copies nothing; a failure only leaves the block as it was. */
+static void trim(struct listing *ls)
+{
+	void *p;
+
+	if (ls->count < ls->cap && ls->count > 0) {
+		p = realloc(ls->items, ls->count * sizeof(*ls->items));
+		if (p) {
+			ls->items = p;
+			ls->cap = ls->count;
+		}
+	}
+	if (ls->names_len < ls->names_cap && ls->names_len > 0) {
+		p = realloc(ls->names, ls->names_len);
+		if (p) {
+			ls->names = p;
+			ls->names_cap = ls->names_len;
+		}
+	}
+}
+
+/* ---- gathering ------------------------------------------------------- */
 
 int listing_gather(struct dsfs_stack *s, const struct loc *l, bool devices,
 		   struct listing *out)
@@ -149,19 +321,19 @@ int listing_gather(struct dsfs_stack *s, const struct loc *l, bool devices,
 			return rc;
 		}
 	}
+	listing_sort(out);
 	items = out->items;
 	n = out->count;
-	if (n)
-		qsort_r(items, n, sizeof(*items), layered_cmp, out->names);
 	/* Compact in place: items[j] is written only after every item it
 	 * held was read.  The names of the items dropped stay in the block
-	 * until the listing is freed. */
+	 * until the listing is freed.  The items of one name are together:
+	 * they have the same offset, and sort by name among those. */
 	for (i = j = 0; i < n; i = k) {
 		struct dirent_item *it = &items[i];
 		const char *name = out->names + it->name;
 
-		for (k = i + 1;
-		     k < n && strcmp(out->names + items[k].name, name) == 0;
+		for (k = i + 1; k < n && items[k].off == it->off &&
+				strcmp(out->names + items[k].name, name) == 0;
 		     k++)
 			; /* hidden by items[i] */
 		if (it->kind == DSFS_WHITEOUT)
@@ -173,5 +345,6 @@ int listing_gather(struct dsfs_stack *s, const struct loc *l, bool devices,
 		items[j++] = *it;
 	}
 	out->count = j;
+	trim(out);
 	return 0;
 }

@@ -2178,6 +2178,72 @@ static void t_pg_outage(void)
 	layer_close(l);
 }
 
+/* A listing while its directory changes: each callback makes a name that
+ * sorts before every name that stays and one after, and removes those it
+ * made two calls before.  A layer may list in batches (layer.h), the
+ * changes falling between them. */
+#define CHURN_KEEP 1000
+struct churn {
+	struct dsfs_layer *l;
+	int calls, twice, foreign, failed;
+	unsigned char seen[CHURN_KEEP];
+};
+
+static int churn_cb(void *ctx, const char *name, const struct dsfs_attr *a)
+{
+	struct churn *c = ctx;
+	char key[64];
+	int i;
+
+	(void)a;
+	c->calls++;
+	if (name[0] == 'k' && (i = atoi(name + 1)) >= 0 && i < CHURN_KEEP) {
+		if (c->seen[i]++)
+			c->twice++;
+	} else if (name[0] != 'a' && name[0] != 'z') {
+		c->foreign++;
+	}
+	snprintf(key, sizeof(key), "kv/c/a%05d", c->calls);
+	c->failed += put(c->l, key, "1") != 0;
+	snprintf(key, sizeof(key), "kv/c/z%05d", c->calls);
+	c->failed += put(c->l, key, "1") != 0;
+	if (c->calls > 2) {
+		snprintf(key, sizeof(key), "kv/c/a%05d", c->calls - 2);
+		c->failed += layer_remove(c->l, key) != 0;
+		snprintf(key, sizeof(key), "kv/c/z%05d", c->calls - 2);
+		c->failed += layer_remove(c->l, key) != 0;
+	}
+	return 0;
+}
+
+static void t_list_churn(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	struct churn *c = calloc(1, sizeof(*c));
+	char key[64];
+	int i, bad = 0, missing = 0;
+
+	if (!c)
+		bail("calloc");
+	c->l = l;
+	mkd(l, "kv/c");
+	for (i = 0; i < CHURN_KEEP; i++) {
+		snprintf(key, sizeof(key), "kv/c/k%04d", i);
+		bad += put(l, key, "1") != 0;
+	}
+	is_int(bad, 0, nm("churn: %d names made", CHURN_KEEP));
+	is_int(layer_list(l, "kv/c", churn_cb, c), 0,
+	       nm("churn: list while names come and go"));
+	is_int(c->failed, 0, nm("churn: the callback's changes succeed"));
+	for (i = 0; i < CHURN_KEEP; i++)
+		missing += !c->seen[i];
+	is_int(missing, 0, nm("churn: every name there throughout is listed"));
+	is_int(c->twice, 0, nm("churn: ... once"));
+	is_int(c->foreign, 0, nm("churn: nothing that never was is listed"));
+	free(c);
+	layer_close(l);
+}
+
 static int rm_cb(const char *path, const struct stat *st, int flag,
 		 struct FTW *ftw)
 {
@@ -2190,12 +2256,12 @@ static int rm_cb(const char *path, const struct stat *st, int flag,
 int main(void)
 {
 	static void (*const suite[])(void) = {
-		t_roundtrip,	  t_replace, t_parents,	     t_mkdir,
-		t_whiteouts,	  t_remove,  t_rename_files, t_rename_errors,
-		t_rename_subtree, t_list,    t_setattr,	     t_budget,
-		t_usage,	  t_images,  t_clear,	     t_readonly,
-		t_many,		  t_threads, t_sync,	     t_pins,
-		t_dirtimes,	  t_apply,   t_snapshot,
+		t_roundtrip,	  t_replace,	t_parents,	t_mkdir,
+		t_whiteouts,	  t_remove,	t_rename_files, t_rename_errors,
+		t_rename_subtree, t_list,	t_setattr,	t_budget,
+		t_usage,	  t_images,	t_clear,	t_readonly,
+		t_many,		  t_list_churn, t_threads,	t_sync,
+		t_pins,		  t_dirtimes,	t_apply,	t_snapshot,
 	};
 	const char *base = getenv("TMPDIR");
 	size_t i, j;

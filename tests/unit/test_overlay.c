@@ -105,19 +105,31 @@ static int found_layer(const struct loc *l)
 	return rc ? rc : f.layer;
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The names ovl_list() gives at l, sorted (a listing is in offset order),
+ * separated by spaces. */
 static const char *names(const struct loc *l, bool devices)
 {
 	static char out[512];
 	struct listing ls = {0};
-	size_t i, pos = 0;
+	const char *v[64];
+	size_t i, n, pos = 0;
 	int rc = ovl_list(&stack, l, devices, &ls);
 
 	out[0] = '\0';
 	if (rc)
 		return "error";
-	for (i = 0; i < ls.count; i++)
+	n = ls.count < 64 ? ls.count : 64;
+	for (i = 0; i < n; i++)
+		v[i] = listing_name(&ls, i);
+	qsort(v, n, sizeof(v[0]), cmp_name);
+	for (i = 0; i < n; i++)
 		pos += (size_t)snprintf(out + pos, sizeof(out) - pos, "%s%s",
-					i ? " " : "", listing_name(&ls, i));
+					i ? " " : "", v[i]);
 	listing_free(&ls);
 	return out;
 }
