@@ -60,6 +60,8 @@
 #include "pagecache.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -104,20 +106,49 @@ static void retired_notice(struct dsfs_ctx *ctx, struct node *n)
 						 strlen(name));
 }
 
-/* Fill the kernel's pages of n with the copy h just read, so that not
- * even the first read of a version sends a READ (which would also mark
- * the inode's atime stale, and make the next lstat ask dsfs).  Only the
- * first page-cache reader of a version does this, while no writer can
- * open n (node_writer_open() sees the reader).  Returns whether the pages
- * are there, to keep at the open. */
+/* The bytes of the image kept from its writer (pagecache_writer_done()),
+ * taken over if they are those of h's token (a token names its bytes):
+ * NULL if not.  Other images are not read whole at the open: a reader
+ * may want only their first bytes. */
+static char *take_recent(struct dsfs_ctx *ctx, struct handle *h)
+{
+	struct recent_image *r = &ctx->recent;
+	char *buf = NULL;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->buf && r->len == h->attr.size &&
+	    strcmp(r->token, h->token) == 0) {
+		buf = r->buf;
+		r->buf = NULL;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return buf;
+}
+
+/* Fill the kernel's pages of n with the copy h just read (or the image
+ * its writer left, take_recent()), so that not even the first read of a
+ * version sends a READ (which would also mark the inode's atime stale,
+ * and make the next lstat ask dsfs).  Only the first page-cache reader
+ * of a version does this, while no writer can open n
+ * (node_writer_open() sees the reader).  Returns whether the pages are
+ * there, to keep at the open. */
 static bool store_pages(struct dsfs_ctx *ctx, struct node *n, struct handle *h)
 {
-	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(h->len);
+	size_t len = h->src ? (size_t)h->attr.size : h->len;
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(len);
+	char *image = NULL;
+	bool stored;
 
-	if (!h->buf || h->len == 0 || h->len > PAGECACHE_STORE_MAX)
+	if (len == 0 || len > PAGECACHE_STORE_MAX)
 		return false;
-	buf.buf[0].mem = h->buf;
-	return fuse_lowlevel_notify_store(ctx->se, n->ino, 0, &buf, 0) == 0;
+	if (h->src)
+		image = take_recent(ctx, h);
+	buf.buf[0].mem = h->src ? image : h->buf;
+	if (!buf.buf[0].mem)
+		return false;
+	stored = fuse_lowlevel_notify_store(ctx->se, n->ino, 0, &buf, 0) == 0;
+	free(image);
+	return stored;
 }
 
 void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
@@ -152,6 +183,26 @@ void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
 		r->direct_io = true;
 		break;
 	}
+}
+
+void pagecache_writer_done(struct dsfs_ctx *ctx, struct handle *h)
+{
+	struct recent_image *r = &ctx->recent;
+	char *old;
+
+	if (!h->writable || h->dirty || h->poisoned || h->check_failed ||
+	    !h->committed[0] || !h->buf || h->len == 0 ||
+	    h->len > PAGECACHE_STORE_MAX)
+		return;
+	pthread_mutex_lock(&r->lock);
+	old = r->buf;
+	r->buf = h->buf;
+	r->len = h->len;
+	snprintf(r->token, sizeof(r->token), "%s", h->committed);
+	pthread_mutex_unlock(&r->lock);
+	h->buf = NULL;
+	h->len = h->cap = 0;
+	free(old);
 }
 
 int pagecache_writer_open(struct dsfs_ctx *ctx, struct node *n)
