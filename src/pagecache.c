@@ -53,9 +53,31 @@
  * pages of that version or drops them.  On another host the same holds
  * from the moment the commit is acknowledged: the open reads the shared
  * database, and a node whose readers read the older version is retired
- * (rule 2) or its pages dropped (rule 3).  Only the merged kv/ and images/
- * trees and factory/ are read through the page cache: the other views of
- * an entry are not told of changes made through the merged one.
+ * (rule 2) or its pages dropped (rule 3).  Read through the page cache:
+ * the merged kv/ and images/ trees and factory/, whose every change below
+ * the kernel is told to it (notify.c), and the images/ trees of runtime/
+ * and ephemeral/, which are not told of changes made through the merged
+ * view but are cached by the kernel for no time at all: every path walk
+ * to them is a LOOKUP and every stat a GETATTR, which see the stored
+ * version (pagecache_link(), pagecache_stat()), and every open chooses
+ * its version, so a change there retires a node with readers or drops
+ * its pages at the first request that could have used them.  (kv/ of a
+ * layer stays on direct I/O: its values are small, and read whole at the
+ * open anyway.)
+ *
+ * Images.  A version of an image is named by its token, the SHA-256 of
+ * its bytes, and its version changes with every commit, rename or
+ * removal in its layer (layer.h, Versions), so a node's (version, layer)
+ * never stands for two tokens.  Its first page-cache reader does not read
+ * it whole at the open (a reader may want its first bytes only): the
+ * kernel fills the pages by READs, which later readers of the version
+ * keep.  Except just after it was written: the writer's copy is kept at
+ * its release (one image at a time, pagecache_writer_done()), and the
+ * first page-cache reader whose handle streams that very token pushes
+ * it, so that a read back after a write is an open with no READ.  The
+ * writer's commit drops the kernel's attributes, so that the new mtime
+ * is fetched before that open (by its permission check): fetched after
+ * the push, a changed mtime would make the kernel drop those pages.
  */
 #include "pagecache.h"
 
@@ -73,14 +95,16 @@
 
 /* The views whose every change below the kernel is told to this file
  * (notify.c): the merged kv/ and images/, and factory/ (an install drops
- * everything). */
+ * everything); and the layers' images/, which the kernel caches for no
+ * time (see the top of this file). */
 static bool cacheable(const struct node *n, const struct loc *l)
 {
 	if (n->special != NODE_PLAIN)
 		return false;
 	if (l->view == VIEW_MERGED)
 		return l->tree != TREE_DEVICES;
-	return l->view == VIEW_LAYER && l->layer == L_FACTORY;
+	return l->view == VIEW_LAYER &&
+	       (l->layer == L_FACTORY || l->tree == TREE_IMAGES);
 }
 
 /* The clock of the node table's pending_at. */
