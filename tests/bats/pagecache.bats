@@ -4,7 +4,7 @@
 # rename, through runtime/kv/ and by dsfsctl set; a reader holding the old
 # value open keeps it whole while the name shows the new one; an open
 # after a commit sees it; flock still serialises across a name's inodes.
-# (Across hosts: cluster.bats.)
+# (Across hosts, values and images: cluster.bats.)
 
 load helpers
 
