@@ -26,6 +26,15 @@ struct watch_hub;
 struct watch_change;
 struct watcher;
 
+/* The bytes of the image a writer committed last, kept from its release
+ * for the first page-cache reader of the same token (pagecache.c). */
+struct recent_image {
+	pthread_mutex_t lock;
+	char token[DSFS_TOKEN_LEN + 1];
+	char *buf; /* owned; NULL when none is kept */
+	size_t len;
+};
+
 struct dsfs_ctx {
 	/* Set up by main.c before the session starts; read-only after. */
 	char *store;   /* absolute path of the store directory */
@@ -63,6 +72,8 @@ struct dsfs_ctx {
 	/* dsfsctl watch (watch.c): set by watch_start() before the session
 	 * and remote_start(), cleared by watch_stop(); NULL without it. */
 	struct watch_hub *watch;
+	/* At most one image's bytes, 1 MiB (pagecache.c). */
+	struct recent_image recent;
 };
 
 /* fuse_ops.c */

@@ -140,12 +140,18 @@ static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
 	}
 	last_error_forget(&ctx->errors, l.key);
 	handle_committed(h);
+	snprintf(h->committed, sizeof(h->committed), "%s", f.attr.token);
 	/* The kernel's size and times of this inode came from the writes
 	 * and from attributes sent before the commit: refetch them, unless
 	 * the kernel sized the file from this handle's writes alone (it
 	 * marks size and times stale after a write itself).  The GETATTR
-	 * this saves is one round trip of every `echo > f`. */
-	if (!h->from_empty || !node_sole_writer_view(&ctx->nodes, h->node))
+	 * this saves is one round trip of every `echo > f`.  Not for an
+	 * image: its first reader pushes it into the page cache
+	 * (pagecache.c), and the kernel drops pages when it learns of a
+	 * new mtime, so it must learn of it before that open (the open's
+	 * permission check asks), not after. */
+	if (!h->from_empty || !node_sole_writer_view(&ctx->nodes, h->node) ||
+	    h->content == DSFS_CONTENT_IMAGE)
 		notify_attrs(ctx, h->node->ino);
 	/* Written through an inode the name no longer has. */
 	if (h->walked)
@@ -163,6 +169,7 @@ void file_drop(struct dsfs_ctx *ctx, struct handle *h)
 	node_put(&ctx->nodes, h->node);
 	reserve_release(&ctx->reserve, &h->res);
 	ovl_release_image(&ctx->stack, h->src, h->token);
+	pagecache_writer_done(ctx, h);
 	handle_free(h);
 }
 

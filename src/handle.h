@@ -46,6 +46,9 @@ struct handle {
 	 * removed or replaced still answers. */
 	struct dsfs_attr attr;
 	char why[160]; /* why the last write or check was refused */
+	/* A writer's last commit stored an image of this token ("" if
+	 * not); dirty says whether buf has changed since. */
+	char committed[DSFS_TOKEN_LEN + 1];
 	/* Counted in its node's open readers (file.c). */
 	bool cache_reader;
 	/* Made by create, or opened with O_TRUNC: the kernel sized the file

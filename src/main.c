@@ -422,6 +422,7 @@ int main(int argc, char *argv[])
 	if (dirlists_init(&ctx.dirs, &ctx.nodes) != 0)
 		goto out_nodes;
 	pthread_mutex_init(&ctx.open_dirs_lock, NULL);
+	pthread_mutex_init(&ctx.recent.lock, NULL);
 	ctx.se = fuse_session_new(&args, &dsfs_ll_ops, sizeof(dsfs_ll_ops),
 				  &ctx);
 	if (!ctx.se)
@@ -486,6 +487,8 @@ out_session:
 out_dirs:
 	fuse_ops_free_dirs(&ctx);
 	pthread_mutex_destroy(&ctx.open_dirs_lock);
+	free(ctx.recent.buf);
+	pthread_mutex_destroy(&ctx.recent.lock);
 	dirlists_destroy(&ctx.dirs);
 out_nodes:
 	nodes_destroy(&ctx.nodes);

@@ -53,13 +53,37 @@
  * pages of that version or drops them.  On another host the same holds
  * from the moment the commit is acknowledged: the open reads the shared
  * database, and a node whose readers read the older version is retired
- * (rule 2) or its pages dropped (rule 3).  Only the merged kv/ and images/
- * trees and factory/ are read through the page cache: the other views of
- * an entry are not told of changes made through the merged one.
+ * (rule 2) or its pages dropped (rule 3).  Read through the page cache:
+ * the merged kv/ and images/ trees and factory/, whose every change below
+ * the kernel is told to it (notify.c), and the images/ trees of runtime/
+ * and ephemeral/, which are not told of changes made through the merged
+ * view but are cached by the kernel for no time at all: every path walk
+ * to them is a LOOKUP and every stat a GETATTR, which see the stored
+ * version (pagecache_link(), pagecache_stat()), and every open chooses
+ * its version, so a change there retires a node with readers or drops
+ * its pages at the first request that could have used them.  (kv/ of a
+ * layer stays on direct I/O: its values are small, and read whole at the
+ * open anyway.)
+ *
+ * Images.  A version of an image is named by its token, the SHA-256 of
+ * its bytes, and its version changes with every commit, rename or
+ * removal in its layer (layer.h, Versions), so a node's (version, layer)
+ * never stands for two tokens.  Its first page-cache reader does not read
+ * it whole at the open (a reader may want its first bytes only): the
+ * kernel fills the pages by READs, which later readers of the version
+ * keep.  Except just after it was written: the writer's copy is kept at
+ * its release (one image at a time, pagecache_writer_done()), and the
+ * first page-cache reader whose handle streams that very token pushes
+ * it, so that a read back after a write is an open with no READ.  The
+ * writer's commit drops the kernel's attributes, so that the new mtime
+ * is fetched before that open (by its permission check): fetched after
+ * the push, a changed mtime would make the kernel drop those pages.
  */
 #include "pagecache.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -71,14 +95,16 @@
 
 /* The views whose every change below the kernel is told to this file
  * (notify.c): the merged kv/ and images/, and factory/ (an install drops
- * everything). */
+ * everything); and the layers' images/, which the kernel caches for no
+ * time (see the top of this file). */
 static bool cacheable(const struct node *n, const struct loc *l)
 {
 	if (n->special != NODE_PLAIN)
 		return false;
 	if (l->view == VIEW_MERGED)
 		return l->tree != TREE_DEVICES;
-	return l->view == VIEW_LAYER && l->layer == L_FACTORY;
+	return l->view == VIEW_LAYER &&
+	       (l->layer == L_FACTORY || l->tree == TREE_IMAGES);
 }
 
 /* The clock of the node table's pending_at. */
@@ -104,20 +130,49 @@ static void retired_notice(struct dsfs_ctx *ctx, struct node *n)
 						 strlen(name));
 }
 
-/* Fill the kernel's pages of n with the copy h just read, so that not
- * even the first read of a version sends a READ (which would also mark
- * the inode's atime stale, and make the next lstat ask dsfs).  Only the
- * first page-cache reader of a version does this, while no writer can
- * open n (node_writer_open() sees the reader).  Returns whether the pages
- * are there, to keep at the open. */
+/* The bytes of the image kept from its writer (pagecache_writer_done()),
+ * taken over if they are those of h's token (a token names its bytes):
+ * NULL if not.  Other images are not read whole at the open: a reader
+ * may want only their first bytes. */
+static char *take_recent(struct dsfs_ctx *ctx, struct handle *h)
+{
+	struct recent_image *r = &ctx->recent;
+	char *buf = NULL;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->buf && r->len == h->attr.size &&
+	    strcmp(r->token, h->token) == 0) {
+		buf = r->buf;
+		r->buf = NULL;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return buf;
+}
+
+/* Fill the kernel's pages of n with the copy h just read (or the image
+ * its writer left, take_recent()), so that not even the first read of a
+ * version sends a READ (which would also mark the inode's atime stale,
+ * and make the next lstat ask dsfs).  Only the first page-cache reader
+ * of a version does this, while no writer can open n
+ * (node_writer_open() sees the reader).  Returns whether the pages are
+ * there, to keep at the open. */
 static bool store_pages(struct dsfs_ctx *ctx, struct node *n, struct handle *h)
 {
-	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(h->len);
+	size_t len = h->src ? (size_t)h->attr.size : h->len;
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(len);
+	char *image = NULL;
+	bool stored;
 
-	if (!h->buf || h->len == 0 || h->len > PAGECACHE_STORE_MAX)
+	if (len == 0 || len > PAGECACHE_STORE_MAX)
 		return false;
-	buf.buf[0].mem = h->buf;
-	return fuse_lowlevel_notify_store(ctx->se, n->ino, 0, &buf, 0) == 0;
+	if (h->src)
+		image = take_recent(ctx, h);
+	buf.buf[0].mem = h->src ? image : h->buf;
+	if (!buf.buf[0].mem)
+		return false;
+	stored = fuse_lowlevel_notify_store(ctx->se, n->ino, 0, &buf, 0) == 0;
+	free(image);
+	return stored;
 }
 
 void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
@@ -152,6 +207,26 @@ void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
 		r->direct_io = true;
 		break;
 	}
+}
+
+void pagecache_writer_done(struct dsfs_ctx *ctx, struct handle *h)
+{
+	struct recent_image *r = &ctx->recent;
+	char *old;
+
+	if (!h->writable || h->dirty || h->poisoned || h->check_failed ||
+	    !h->committed[0] || !h->buf || h->len == 0 ||
+	    h->len > PAGECACHE_STORE_MAX)
+		return;
+	pthread_mutex_lock(&r->lock);
+	old = r->buf;
+	r->buf = h->buf;
+	r->len = h->len;
+	snprintf(r->token, sizeof(r->token), "%s", h->committed);
+	pthread_mutex_unlock(&r->lock);
+	h->buf = NULL;
+	h->len = h->cap = 0;
+	free(old);
 }
 
 int pagecache_writer_open(struct dsfs_ctx *ctx, struct node *n)

@@ -15,6 +15,11 @@ struct handle;
 void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
 			   const struct loc *l, const struct found *f,
 			   struct handle *h, struct open_reply *r);
+/* The writer h is released: if its copy is the image its last commit
+ * stored, the copy is kept (one image at a time) for the first
+ * page-cache reader of that token, which then pushes it into the
+ * kernel's pages without reading it back from its layer. */
+void pagecache_writer_done(struct dsfs_ctx *ctx, struct handle *h);
 /* Count a writer of n: 0, or -ESTALE when page-cache readers have n open
  * (n is retired and the kernel told to walk the path again). */
 int pagecache_writer_open(struct dsfs_ctx *ctx, struct node *n);

@@ -243,6 +243,49 @@ cfg" ]
 	exec 5<&-
 }
 
+@test "images across hosts: a read on one host after another's commit, warm or through runtime/images, is the new image whole; a held reader keeps the old" {
+	host a
+	host b -o cache_timeout=60
+	run tmo "$PYTHON" - "$T/a" "$T/b" <<'EOF'
+import hashlib, os, random, sys
+a, b = sys.argv[1], sys.argv[2]
+def img(n):
+    # 4 KiB to 600 KiB (several READs), its number in its first bytes
+    size = 4096 + n * 104729 % 600000
+    head = b"\x89PNG\r\n\x1a\n%d\n" % n
+    return head + random.Random(n).randbytes(size - len(head))
+def read(p):
+    with open(p, "rb") as f:
+        return f.read()
+def sha(d):
+    return hashlib.sha256(d).hexdigest()[:12]
+bad = []
+with open(os.path.join(a, "images", "pc"), "wb") as f:
+    f.write(img(0))
+held = open(os.path.join(b, "images", "pc"), "rb")
+first = held.read(100)
+for n in range(1, 9):
+    old = img(n - 1)
+    for view in ("images", "runtime/images"):
+        read(os.path.join(b, view, "pc"))   # warm: b's page cache holds n - 1
+    with open(os.path.join(a, "images", "pc"), "wb") as f:
+        f.write(img(n))
+    for view in ("images", "runtime/images"):
+        p = os.path.join(b, view, "pc")     # close-to-open: no wait
+        got = read(p)
+        if got != img(n):
+            bad.append("b/%s after a's image %d: %d bytes, sha256 %s (new %s, old %s)" % (
+                view, n, len(got), sha(got), sha(img(n)), sha(old)))
+        if os.stat(p).st_size != len(img(n)):
+            bad.append("b/%s after a's image %d: size %d" % (view, n, os.stat(p).st_size))
+if first + held.read() != img(0):
+    bad.append("b's held reader lost its image")
+sys.stderr.write("".join(x + "\n" for x in bad))
+sys.exit(1 if bad else 0)
+EOF
+	[ "$status" -eq 0 ] || fail "$output"
+}
+
 @test "pushed invalidation: a host that caches sees another's change within 2 s" {
 	host a
 	host b -o cache_timeout=60
