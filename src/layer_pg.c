@@ -87,7 +87,7 @@ static int drop_entry(struct pg_tx *t, const char *key,
 	if (rc)
 		return rc;
 	pg_param_key(&pp, k);
-	return pg_run(t, P_DEL, &pp, NULL);
+	return pg_send(t, P_DEL, &pp);
 }
 
 /* A name in the directory dir[0..len) changed (layer.h, Directory
@@ -104,7 +104,7 @@ static int touch_dir(struct pg_tx *t, const char *dir, size_t len)
 	pg_param_key(&pp, &k);
 	pg_param_i64(&pp, layer_time_ns(layer_now()));
 	pg_param_i64(&pp, ++t->seq);
-	return pg_run(t, P_TOUCH, &pp, NULL);
+	return pg_send(t, P_TOUCH, &pp);
 }
 
 static bool fits(const struct pg_tx *t, uint64_t add, uint64_t sub)
@@ -267,7 +267,7 @@ static int commit_fn(struct pg_tx *t, void *arg)
 		pg_param_str(&pp, na.token);
 		pg_param_i64(&pp, (int64_t)c->len);
 		pg_param_bytes(&pp, c->data, c->len);
-		rc = pg_run(t, P_BLOB_ADD, &pp, NULL);
+		rc = pg_send(t, P_BLOB_ADD, &pp);
 	} else if (na.token[0] && !same_blob) {
 		rc = pg_blob_ref(t, na.token, 1);
 	}
@@ -455,7 +455,7 @@ static int setattr_fn(struct pg_tx *t, void *arg)
 	pg_param_i64(&pp, layer_time_ns(a.mtime));
 	pg_param_i64(&pp, layer_time_ns(a.ctime));
 	pg_param_i64(&pp, (int64_t)next_version(t));
-	return pg_run(t, P_SETATTR, &pp, NULL);
+	return pg_send(t, P_SETATTR, &pp);
 }
 
 static int pg_setattr(struct dsfs_layer *l, const char *key,
@@ -482,7 +482,7 @@ static int move_subtree(struct pg_tx *t, const char *from, const char *to)
 
 	pg_param_bytes(&pp, from, flen);
 	pg_param_bytes(&pp, to, tlen);
-	rc = pg_run(t, P_MOVE_KIDS, &pp, NULL);
+	rc = pg_send(t, P_MOVE_KIDS, &pp);
 	if (rc)
 		return rc;
 	lo = malloc(flen + 2);
@@ -501,7 +501,7 @@ static int move_subtree(struct pg_tx *t, const char *from, const char *to)
 	pg_param_i64(&pp, (int64_t)flen + 1); /* substr() keeps "/..." */
 	pg_param_bytes(&pp, lo, flen + 1);
 	pg_param_bytes(&pp, hi, flen + 1);
-	rc = pg_run(t, P_MOVE_DESC, &pp, NULL);
+	rc = pg_send(t, P_MOVE_DESC, &pp);
 	free(lo);
 	free(hi);
 	return rc;
@@ -552,7 +552,7 @@ static int rename_fn(struct pg_tx *t, void *arg)
 	pg_param_key(&pp, &fk);
 	pg_param_key(&pp, &tk);
 	pg_param_i64(&pp, (int64_t)next_version(t));
-	rc = pg_run(t, P_MOVE, &pp, NULL);
+	rc = pg_send(t, P_MOVE, &pp);
 	if (rc == 0 && src.kind == DSFS_DIR)
 		rc = move_subtree(t, from, ra->to);
 	if (rc == 0 && (ra->flags & DSFS_RENAME_WHITEOUT))

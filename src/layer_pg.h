@@ -84,26 +84,24 @@ enum pg_stmt {
 	P_BLOB_SWEEP,
 	P_TOUCH,
 	P_TAKE,
+	P_TARGET,
+	P_BEGIN,
+	P_LAZY_COMMIT,
+	P_STATE_LOCK,
+	P_STATE_SET,
+	P_COMMIT,
+	P_ROLLBACK,
 	P_COUNT
 };
 
 extern const char *const pg_stmt_sql[P_COUNT];
 
-/* What a write transaction starts and ends with, on dsfs_state (usage and
- * version counter), sent as text in the same message as its BEGIN and its
- * COMMIT (layer_pg_conn.c): a change costs no round trip of its own for
- * them. */
 /* The store's budget, read in the transaction that checks it, so that a
  * mount that changes it changes it for every host at once; -1 if no
  * daemon recorded one yet. */
 #define PG_BUDGET_SQL                                                    \
 	"coalesce((SELECT v FROM dsfs_meta WHERE k = 'runtime_budget')," \
 	" -1)"
-#define PG_STATE_LOCK_SQL                                     \
-	"SELECT used, seq, " PG_BUDGET_SQL " FROM dsfs_state" \
-	" WHERE id = 1 FOR UPDATE"
-#define PG_STATE_SET_SQL \
-	"UPDATE dsfs_state SET used = %lld, seq = %lld WHERE id = 1; COMMIT"
 
 /* One connection of the pool. */
 struct pg_conn {
@@ -168,6 +166,10 @@ void pg_param_bytes(struct pg_params *p, const void *v, size_t len);
 void pg_param_str(struct pg_params *p, const char *s);
 void pg_param_null(struct pg_params *p);
 
+/* Statements of a write transaction sent before their results are read;
+ * one more reads them all first. */
+#define PG_MAX_PEND 32
+
 /* A transaction on one connection of the pool. */
 struct pg_tx {
 	struct pg_layer *p;
@@ -178,6 +180,14 @@ struct pg_tx {
 	int64_t seq;
 	bool stated;	 /* apply(): no directory times (layer.h) */
 	uint64_t budget; /* the store's, read with dsfs_state */
+
+	/* A write transaction runs in libpq's pipeline mode
+	 * (layer_pg_pipe.c): statements whose results it does not need are
+	 * sent with the next one whose result it needs, or with COMMIT. */
+	bool piped;
+	bool state_due; /* used, seq and budget are not read yet */
+	int npend;	/* statements sent whose results are not read */
+	unsigned char pend[PG_MAX_PEND]; /* what each is (layer_pg_pipe.c) */
 };
 
 /* layer_pg_conn.c */
@@ -192,6 +202,13 @@ int pg_exec(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
  * is the number of rows it touched. */
 int pg_run(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 	   long *n);
+/* Keep r, a statement's result, in *res if it succeeded; else convert it
+ * to a negative errno, log it with t's what and key (not a broken
+ * connection's: the runner may retry) and free it. */
+int pg_result(struct pg_tx *t, PGresult *r, PGresult **res);
+/* A failed call of libpq on t's connection (r: its result, or NULL): the
+ * negative errno; a connection that broke is closed. */
+int pg_fail_errno(struct pg_tx *t, const PGresult *r);
 /* Column values of a binary result. */
 int64_t pg_get_i64(const PGresult *r, int row, int col);
 bool pg_get_bool(const PGresult *r, int row, int col);
@@ -230,6 +247,28 @@ int pg_tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
 int pg_connect(struct pg_layer *p, struct pg_conn *c, char *why, size_t cap);
 void pg_pool_close(struct pg_layer *p);
 
+/* layer_pg_pipe.c: a write transaction in pipeline mode.  Begin: BEGIN
+ * and the lock of dsfs_state are sent, and read with the first statement
+ * whose result fn needs.  Commit: the state row and COMMIT, sent with
+ * whatever pg_send() left, read at once; *sent says whether COMMIT was on
+ * the wire.  Abort: ROLLBACK, and the connection back out of pipeline
+ * mode; nothing if the connection broke. */
+int pg_pipe_begin(struct pg_tx *t, bool lazy);
+int pg_pipe_commit(struct pg_tx *t, bool *sent);
+void pg_pipe_abort(struct pg_tx *t);
+/* pg_exec() in pipeline mode: send stmt and read its result with those
+ * of everything sent before it (the first failure among them is
+ * returned). */
+int pg_pipe_exec(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
+		 PGresult **res);
+/* Run stmt, whose result only matters if it fails: in a write
+ * transaction it goes with the next statement whose result is read, which
+ * reports its failure; otherwise it runs now. */
+int pg_send(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp);
+/* t->used, t->seq and t->budget, read from the server if they are not
+ * yet: before a write transaction uses them. */
+int pg_tx_state(struct pg_tx *t);
+
 /* layer_pg_rows.c: one entry's row, and the blobs' reference counts, in
  * the caller's transaction. */
 /* The attribute columns (ATTR_COLS) of row, from column c. */
@@ -253,7 +292,8 @@ int pg_target(struct pg_tx *t, const char *key, struct layer_key *k,
  * stores none). */
 int pg_put_row(struct pg_tx *t, const struct layer_key *k,
 	       const struct dsfs_attr *a, const void *data, size_t len);
-/* Run a statement whose only parameter is the byte string s[0..len). */
+/* Run a statement whose only parameter is the byte string s[0..len);
+ * without n, as pg_send(). */
 int pg_run_on(struct pg_tx *t, enum pg_stmt stmt, const char *s, size_t len,
 	      long *n);
 /* The int8 in the first column of stmt's one row (0 if no row). */

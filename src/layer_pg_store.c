@@ -168,6 +168,22 @@ const char *const pg_stmt_sql[P_COUNT] = {
 	[P_TAKE] = "DELETE FROM dsfs_entry" AT_KEY " RETURNING " ATTR_COLS,
 	[P_TOUCH] = "UPDATE dsfs_entry SET mtime = $3::int8, ctime = $3::int8,"
 		    " version = $4::int8" AT_KEY " AND kind = 2",
+	/* A change's target and its parent, in one trip: the first column
+	 * says which row is the target's ($3, $4 may repeat $1, $2). */
+	[P_TARGET] = "SELECT true, " ATTR_COLS " FROM dsfs_entry" AT_KEY
+		     " UNION ALL SELECT false, " ATTR_COLS " FROM dsfs_entry"
+		     " WHERE parent = $3::bytea AND name = $4::bytea"
+		     " AND NOT (parent = $1::bytea AND name = $2::bytea)",
+	/* A write transaction (layer_pg_pipe.c): dsfs_state is locked first
+	 * and written back with the commit. */
+	[P_BEGIN] = "BEGIN",
+	[P_LAZY_COMMIT] = "SET LOCAL synchronous_commit = off",
+	[P_STATE_LOCK] = "SELECT used, seq, " PG_BUDGET_SQL
+			 " FROM dsfs_state WHERE id = 1 FOR UPDATE",
+	[P_STATE_SET] = "UPDATE dsfs_state SET used = $1::int8,"
+			" seq = $2::int8 WHERE id = 1",
+	[P_COMMIT] = "COMMIT",
+	[P_ROLLBACK] = "ROLLBACK",
 };
 
 int pg_store_prepare_stmts(PGconn *conn, char *why, size_t cap)
