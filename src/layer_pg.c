@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- entries ------------------------------------------------------- */
 
@@ -651,13 +652,55 @@ static int usage_fn(struct pg_tx *t, void *arg)
 	return rc;
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pg_note_usage(struct pg_layer *p, int64_t used, uint64_t budget)
+{
+	pthread_mutex_lock(&p->lock);
+	p->seen_used = used < 0 ? 0 : used;
+	p->seen_budget = budget;
+	p->seen_ms = now_ms();
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* The usage seen last, if it is recent and far from the budget: a writer
+ * asks usage() at every create and write, and the commit checks the
+ * budget again in its own transaction anyway (layer.h, room()). */
+static bool usage_seen(struct pg_layer *p, uint64_t *used, uint64_t *budget)
+{
+	bool fresh;
+
+	pthread_mutex_lock(&p->lock);
+	fresh = p->seen_ms && now_ms() - p->seen_ms < PG_USAGE_FRESH_MS &&
+		layer_fits((uint64_t)p->seen_used, p->seen_budget,
+			   p->seen_budget / 8, 0);
+	if (fresh) {
+		*used = (uint64_t)p->seen_used;
+		*budget = p->seen_budget;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return fresh;
+}
+
 static int pg_usage(struct dsfs_layer *l, uint64_t *used, uint64_t *budget)
 {
-	struct pg_tx seen = {.budget = to_pg(l)->budget};
-	int rc = pg_tx_run(to_pg(l), PG_ONE, "usage", NULL, usage_fn, &seen);
+	struct pg_layer *p = to_pg(l);
+	struct pg_tx seen = {.budget = p->budget};
+	int rc;
 
+	if (!p->snap && usage_seen(p, used, budget))
+		return 0;
+	rc = pg_tx_run(p, PG_ONE, "usage", NULL, usage_fn, &seen);
 	*used = seen.used < 0 ? 0 : (uint64_t)seen.used;
 	*budget = seen.budget;
+	if (rc == 0 && !p->snap)
+		pg_note_usage(p, seen.used, seen.budget);
 	return rc;
 }
 

@@ -43,6 +43,11 @@
 #define PG_STATEMENT_TIMEOUT_MS 5000
 #define PG_POOL_WAIT_SEC 10
 
+/* usage() answers from what this host's last write transaction or usage
+ * read saw, for this long after it (dsfs(8), several hosts), if that left
+ * an eighth of the budget free; else it asks the server. */
+#define PG_USAGE_FRESH_MS 100
+
 /* A pin owner (an opened layer) that has not renewed its row for this
  * long is dead: its pins stop protecting blobs. */
 #define PG_OWNER_TTL_SEC 120
@@ -133,6 +138,12 @@ struct pg_layer {
 	/* A PG_LAZY transaction committed since the last sync(): its log
 	 * record may not be on the server's disk yet. */
 	bool unsynced;
+
+	/* The usage and budget last seen, and when (CLOCK_MONOTONIC ms;
+	 * 0: never), for usage() (guarded by lock). */
+	int64_t seen_used;
+	uint64_t seen_budget;
+	int64_t seen_ms;
 
 	/* Unpins that could not reach the database: the heartbeat retries
 	 * them, so that a pin never outlives its opening by more than the
@@ -246,6 +257,10 @@ int pg_tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
  * through p->down.  Called with p->lock NOT held. */
 int pg_connect(struct pg_layer *p, struct pg_conn *c, char *why, size_t cap);
 void pg_pool_close(struct pg_layer *p);
+
+/* layer_pg.c: note what a transaction read or committed of dsfs_state,
+ * for usage(). */
+void pg_note_usage(struct pg_layer *p, int64_t used, uint64_t budget);
 
 /* layer_pg_pipe.c: a write transaction in pipeline mode.  Begin: BEGIN
  * and the lock of dsfs_state are sent, and read with the first statement

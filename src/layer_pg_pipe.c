@@ -224,7 +224,10 @@ int pg_pipe_commit(struct pg_tx *t, bool *sent)
 	if (rc)
 		return rc;
 	*sent = true;
-	return finish(t, 0);
+	rc = finish(t, 0);
+	if (rc == 0)
+		pg_note_usage(t->p, t->used, t->budget);
+	return rc;
 }
 
 void pg_pipe_abort(struct pg_tx *t)
