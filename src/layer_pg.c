@@ -376,6 +376,10 @@ static int remove_fn(struct pg_tx *t, void *arg)
 
 static int pg_remove(struct dsfs_layer *l, const char *key)
 {
+	int rc = pg_fast_remove(to_pg(l), key);
+
+	if (rc != 1)
+		return rc;
 	return pg_tx_run(to_pg(l), PG_WRITE, "remove", key, remove_fn, NULL);
 }
 
@@ -744,7 +748,10 @@ static int pg_create(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a, struct dsfs_attr *out)
 {
 	struct commit_args c = {a, "", 0, out};
+	int rc = pg_fast_create(to_pg(l), key, a, out);
 
+	if (rc != 1)
+		return rc;
 	return pg_tx_run(to_pg(l), PG_LAZY, "create", key, commit_fn, &c);
 }
 

@@ -96,6 +96,8 @@ enum pg_stmt {
 	P_STATE_SET,
 	P_COMMIT,
 	P_ROLLBACK,
+	P_FAST_CREATE,
+	P_FAST_REMOVE,
 	P_COUNT
 };
 
@@ -163,7 +165,7 @@ static inline struct pg_layer *to_pg(struct dsfs_layer *l)
 }
 
 /* Parameters of one statement, all sent in binary. */
-#define PG_MAX_PARAMS 16
+#define PG_MAX_PARAMS 24
 struct pg_params {
 	int n;
 	const char *val[PG_MAX_PARAMS];
@@ -253,6 +255,15 @@ int pg_tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
 	      const char *key, int (*fn)(struct pg_tx *t, void *arg),
 	      void *arg);
 
+/* A change in one round trip: BEGIN, the lock of dsfs_state, stmt and
+ * COMMIT sent at once.  stmt changes nothing unless its change applies,
+ * and then returns one row: the new usage and version counter first.
+ * 1 if it did not apply (nothing was changed: the caller makes the change
+ * with pg_tx_run(), which decides the errno), 0 if it did (*res holds its
+ * row, to PQclear()), or a negative errno. */
+int pg_tx_fast(struct pg_layer *p, bool lazy, const char *what, const char *key,
+	       enum pg_stmt stmt, const struct pg_params *pp, PGresult **res);
+
 /* Connect (or reconnect) pool slot c: 0 or -EIO, logged once per outage
  * through p->down.  Called with p->lock NOT held. */
 int pg_connect(struct pg_layer *p, struct pg_conn *c, char *why, size_t cap);
@@ -271,6 +282,10 @@ void pg_note_usage(struct pg_layer *p, int64_t used, uint64_t budget);
 int pg_pipe_begin(struct pg_tx *t, bool lazy);
 int pg_pipe_commit(struct pg_tx *t, bool *sent);
 void pg_pipe_abort(struct pg_tx *t);
+/* The statement of pg_tx_fast(), with COMMIT, read at once: *res its
+ * rows (to PQclear()); one row (used, seq, ...) is a change made. */
+int pg_pipe_fast(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
+		 PGresult **res);
 /* pg_exec() in pipeline mode: send stmt and read its result with those
  * of everything sent before it (the first failure among them is
  * returned). */
@@ -303,6 +318,10 @@ int pg_get_key(struct pg_tx *t, const char *key, struct dsfs_attr *a);
  * (layer.h, Entries): replacing one costs no second read. */
 int pg_target(struct pg_tx *t, const char *key, struct layer_key *k,
 	      struct dsfs_attr *a, bool *found);
+/* The 15 parameters of a row at k with a (P_PUT's): data is the value
+ * of a plain file (NULL stores none). */
+void pg_param_row(struct pg_params *pp, const struct layer_key *k,
+		  const struct dsfs_attr *a, const void *data, size_t len);
 /* Write the row at k with a; data is the value of a plain file (NULL
  * stores none). */
 int pg_put_row(struct pg_tx *t, const struct layer_key *k,
@@ -347,6 +366,14 @@ void pg_retry_unpins(struct pg_layer *p);
 /* A read-only layer of p's rows as they are now (layer.h, snapshot):
  * a connection of its own in one REPEATABLE READ transaction. */
 int pg_snapshot_open(struct pg_layer *p, struct dsfs_layer **out);
+
+/* layer_pg_fast.c: the commonest changes in one round trip
+ * (pg_tx_fast()); 1 if the change is not of the kind they make. */
+/* create() of a new empty plain file where no row is, in a directory. */
+int pg_fast_create(struct pg_layer *p, const char *key,
+		   const struct dsfs_attr *a, struct dsfs_attr *out);
+/* remove() of a plain file whose value is in its row. */
+int pg_fast_remove(struct pg_layer *p, const char *key);
 
 extern const struct dsfs_layer_ops pg_ops;
 

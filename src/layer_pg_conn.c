@@ -24,6 +24,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -390,6 +391,17 @@ static void pool_put(struct pg_layer *p, struct pg_conn *c)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* An idle connection has nothing to read; if it has, the server most
+ * likely said goodbye (a restart, an administrator's kill) and closed it.
+ * Found out now, without a round trip, a change sent in one message with
+ * its COMMIT (pg_tx_fast()) does not meet a dead connection. */
+static bool idle_ok(PGconn *conn)
+{
+	struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+
+	return pfd.fd >= 0 && poll(&pfd, 1, 0) == 0;
+}
+
 static int pool_get(struct pg_tx *t)
 {
 	struct pg_layer *p = t->p;
@@ -419,6 +431,11 @@ static int pool_get(struct pg_tx *t)
 		return -EIO;
 	}
 	t->c = c;
+	if (c->conn && !idle_ok(c->conn)) {
+		PQfinish(c->conn);
+		c->conn = NULL;
+		c->prepared = false;
+	}
 	if (!c->conn) {
 		rc = pg_connect(p, c, why, sizeof(why));
 		if (rc == 0 &&
@@ -484,6 +501,64 @@ static int tx_once(struct pg_tx *t, enum pg_mode mode,
 	return rc;
 }
 
+/* t, on a connection of the pool. */
+static int tx_start(struct pg_tx *t, struct pg_layer *p, const char *what,
+		    const char *key)
+{
+	int rc;
+
+	memset(t, 0, sizeof(*t));
+	t->p = p;
+	t->what = what;
+	t->key = key;
+	rc = pool_get(t);
+	if (rc)
+		log_err("%s: %s%s%s: cannot reach the database", p->shown, what,
+			key ? " " : "", key ? key : "");
+	return rc;
+}
+
+int pg_tx_fast(struct pg_layer *p, bool lazy, const char *what, const char *key,
+	       enum pg_stmt stmt, const struct pg_params *pp, PGresult **res)
+{
+	struct pg_tx t;
+	bool broken;
+	int rc;
+
+	*res = NULL;
+	if (p->snap)
+		return 1; /* pg_tx_run() says EROFS */
+	rc = tx_start(&t, p, what, key);
+	if (rc)
+		return rc;
+	rc = pg_pipe_begin(&t, lazy);
+	if (rc == 0)
+		rc = pg_pipe_fast(&t, stmt, pp, res);
+	if (rc)
+		pg_pipe_abort(&t);
+	broken = !t.c->conn;
+	if (rc == 0 && lazy) {
+		pthread_mutex_lock(&p->lock);
+		p->unsynced = true;
+		pthread_mutex_unlock(&p->lock);
+	}
+	pool_put(p, t.c);
+	if (broken) {
+		log_err("%s: %s %s: lost the connection while committing: the "
+			"change may or may not have been made",
+			p->shown, what, key);
+		return -EIO;
+	}
+	if (rc == -EAGAIN)
+		return 1; /* nothing was made: pg_tx_run() tries again */
+	if (rc == 0 && PQntuples(*res) != 1) {
+		PQclear(*res);
+		*res = NULL;
+		return 1;
+	}
+	return rc;
+}
+
 int pg_tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
 	      const char *key, int (*fn)(struct pg_tx *t, void *arg), void *arg)
 {
@@ -493,16 +568,9 @@ int pg_tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
 	int attempt, rc = -EIO;
 
 	for (attempt = 0; attempt < 4; attempt++) {
-		memset(&t, 0, sizeof(t));
-		t.p = p;
-		t.what = what;
-		t.key = key;
-		rc = pool_get(&t);
-		if (rc) {
-			log_err("%s: %s%s%s: cannot reach the database",
-				p->shown, what, key ? " " : "", key ? key : "");
+		rc = tx_start(&t, p, what, key);
+		if (rc)
 			return rc;
-		}
 		rc = tx_once(&t, mode, fn, arg, &sent);
 		broken = !t.c->conn;
 		if (rc == 0 && mode == PG_LAZY) {

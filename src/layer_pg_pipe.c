@@ -117,7 +117,7 @@ static int read_pending(struct pg_tx *t, bool synced, PGresult **res)
 			rc = one;
 	}
 	if (!t->c->conn)
-		return -EIO;
+		rc = -EIO;
 	if (rc && res && *res) {
 		PQclear(*res);
 		*res = NULL;
@@ -178,18 +178,18 @@ int pg_pipe_begin(struct pg_tx *t, bool lazy)
 	return rc;
 }
 
-/* Send a sync point and read up to it, then leave pipeline mode. */
-static int finish(struct pg_tx *t, int rc)
+/* Send a sync point and read up to it (a wanted result to *res, if res),
+ * then leave pipeline mode. */
+static int sync_and_leave(struct pg_tx *t, PGresult **res)
 {
 	PGresult *r;
-	int one;
+	int rc;
 
 	if (!t->c->conn)
 		return -EIO;
 	if (PQpipelineSync(t->c->conn) != 1)
 		return send_failed(t);
-	one = read_pending(t, true, NULL);
-	rc = rc ? rc : one;
+	rc = read_pending(t, true, res);
 	if (!t->c->conn)
 		return -EIO;
 	r = next_result(t->c->conn);
@@ -205,6 +205,19 @@ static int finish(struct pg_tx *t, int rc)
 	t->piped = false;
 	if (PQexitPipelineMode(t->c->conn) != 1)
 		return send_failed(t);
+	return rc;
+}
+
+/* sync_and_leave(), and rc if that went well; *res only on success. */
+static int finish(struct pg_tx *t, int rc, PGresult **res)
+{
+	int one = sync_and_leave(t, res);
+
+	rc = rc ? rc : one;
+	if (rc && res) {
+		PQclear(*res);
+		*res = NULL;
+	}
 	return rc;
 }
 
@@ -224,9 +237,27 @@ int pg_pipe_commit(struct pg_tx *t, bool *sent)
 	if (rc)
 		return rc;
 	*sent = true;
-	rc = finish(t, 0);
+	rc = finish(t, 0, NULL);
 	if (rc == 0)
 		pg_note_usage(t->p, t->used, t->budget);
+	return rc;
+}
+
+int pg_pipe_fast(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
+		 PGresult **res)
+{
+	int rc = queue(t, stmt, pp, PEND_WANT);
+
+	*res = NULL;
+	if (rc == 0)
+		rc = queue(t, P_COMMIT, NULL, PEND_DISCARD);
+	if (rc == 0)
+		rc = finish(t, 0, res);
+	if (rc == 0 && PQntuples(*res) == 1) {
+		t->used = pg_get_i64(*res, 0, 0);
+		t->seq = pg_get_i64(*res, 0, 1);
+		pg_note_usage(t->p, t->used, t->budget);
+	}
 	return rc;
 }
 
@@ -240,7 +271,7 @@ void pg_pipe_abort(struct pg_tx *t)
 		/* A ROLLBACK the server skips (after a failure) is made
 		 * again below, out of pipeline mode. */
 		if (queue(t, P_ROLLBACK, NULL, PEND_DISCARD) == 0)
-			finish(t, -EIO);
+			finish(t, -EIO, NULL);
 		if (t->c->conn && t->piped) {
 			/* Stuck in pipeline mode: start afresh. */
 			PQfinish(t->c->conn);

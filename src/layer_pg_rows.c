@@ -119,6 +119,28 @@ int pg_target(struct pg_tx *t, const char *key, struct layer_key *k,
 	return orphan ? -ENOENT : layer_dir_check(pa.kind);
 }
 
+void pg_param_row(struct pg_params *pp, const struct layer_key *k,
+		  const struct dsfs_attr *a, const void *data, size_t len)
+{
+	pg_param_key(pp, k);
+	pg_param_i64(pp, a->kind);
+	pg_param_i64(pp, a->opaque);
+	pg_param_i64(pp, a->mode);
+	pg_param_i64(pp, a->uid);
+	pg_param_i64(pp, a->gid);
+	pg_param_i64(pp, layer_time_ns(a->atime));
+	pg_param_i64(pp, layer_time_ns(a->mtime));
+	pg_param_i64(pp, layer_time_ns(a->ctime));
+	pg_param_i64(pp, (int64_t)a->version);
+	pg_param_i64(pp, (int64_t)a->size);
+	pg_param_str(pp, a->type);
+	pg_param_str(pp, a->token);
+	if (data)
+		pg_param_bytes(pp, data, len);
+	else
+		pg_param_null(pp);
+}
+
 /* Write the row at k with a; data is the value of a plain file (NULL
  * stores none). */
 int pg_put_row(struct pg_tx *t, const struct layer_key *k,
@@ -126,23 +148,7 @@ int pg_put_row(struct pg_tx *t, const struct layer_key *k,
 {
 	struct pg_params pp = {0};
 
-	pg_param_key(&pp, k);
-	pg_param_i64(&pp, a->kind);
-	pg_param_i64(&pp, a->opaque);
-	pg_param_i64(&pp, a->mode);
-	pg_param_i64(&pp, a->uid);
-	pg_param_i64(&pp, a->gid);
-	pg_param_i64(&pp, layer_time_ns(a->atime));
-	pg_param_i64(&pp, layer_time_ns(a->mtime));
-	pg_param_i64(&pp, layer_time_ns(a->ctime));
-	pg_param_i64(&pp, (int64_t)a->version);
-	pg_param_i64(&pp, (int64_t)a->size);
-	pg_param_str(&pp, a->type);
-	pg_param_str(&pp, a->token);
-	if (data)
-		pg_param_bytes(&pp, data, len);
-	else
-		pg_param_null(&pp);
+	pg_param_row(&pp, k, a, data, len);
 	return pg_send(t, P_PUT, &pp);
 }
 

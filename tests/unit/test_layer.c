@@ -2137,6 +2137,70 @@ static void t_pg_refused_statement(void)
 	layer_close(l);
 }
 
+/* create() and remove() have a one-round-trip form for their common case
+ * (a new name in a directory; a plain file); every other case goes the
+ * general way, with its errno, and both count and version the same. */
+static void t_pg_fast_forms(void)
+{
+	static unsigned char img[400];
+	struct dsfs_attr a = attr(0644), out;
+	struct dsfs_layer *l, *b;
+	uint64_t v, used;
+
+	fill(img, sizeof(img), 5);
+	pg_test_reset();
+	l = open_pg_budget(2000, LAYER_PG_SET_BUDGET, "fast: open");
+	is_int(mkd(l, "kv/d"), 0, nm("fast: a directory"));
+	v = version_of(l, "kv/d");
+	is_int(layer_create(l, "kv/d/n", &a, &out), 0, nm("create a new name"));
+	ok(out.version > v && version_of(l, "kv/d") == out.version + 1, "%s",
+	   nm("... its version, then its directory's, from the counter"));
+	is_int(used_of(l), 1 + 1, nm("... counted: the names d and n"));
+	is_int(layer_create(l, "kv/d/n", &a, NULL), 0,
+	       nm("create over a file replaces it"));
+	is_int(layer_whiteout(l, "kv/d/w"), 0, nm("a whiteout"));
+	is_int(layer_create(l, "kv/d/w", &a, NULL), 0,
+	       nm("create over a whiteout"));
+	is_int(kind_of(l, "kv/d/w"), DSFS_FILE, nm("... is a file"));
+	is_int(layer_create(l, "kv/none/x", &a, NULL), -ENOENT,
+	       nm("create without its parent: ENOENT"));
+	is_int(layer_create(l, "kv/d/n/x", &a, NULL), -ENOTDIR,
+	       nm("create under a file: ENOTDIR"));
+	is_int(layer_create(l, "kv/top", &a, NULL), 0,
+	       nm("create in a tree root"));
+	used = used_of(l);
+	is_int(put_img(l, "images/i", TOKEN_T, img, sizeof(img)), 0,
+	       nm("an image"));
+	is_int(layer_remove(l, "images/i"), 0, nm("remove an image"));
+	is_int(blob_size(l, TOKEN_T), -ENOENT, nm("... its blob goes"));
+	is_int(used_of(l), used, nm("... and its bytes"));
+	is_int(layer_remove(l, "kv/d"), -ENOTEMPTY,
+	       nm("remove a directory that is not empty: ENOTEMPTY"));
+	is_int(layer_remove(l, "kv/none"), -ENOENT,
+	       nm("remove a missing name: ENOENT"));
+	is_int(layer_whiteout(l, "kv/wo"), 0, nm("another whiteout"));
+	is_int(layer_remove(l, "kv/wo"), 0, nm("remove a whiteout"));
+	is_int(kind_of(l, "kv/wo"), -ENOENT, nm("... it is gone"));
+	is_int(put(l, "kv/d/n", "12345"), 0, nm("a value"));
+	v = version_of(l, "kv/d");
+	is_int(layer_remove(l, "kv/d/n"), 0, nm("remove a plain file"));
+	ok(version_of(l, "kv/d") > v, "%s",
+	   nm("... stamps its directory with a new version"));
+	is_int(layer_remove(l, "kv/d/w"), 0, nm("... and another"));
+	is_int(layer_remove(l, "kv/d"), 0, nm("... then the empty directory"));
+	is_int(layer_remove(l, "kv/top"), 0, nm("remove in a tree root"));
+	b = open_pg_budget(BIG, 0, "fast: another host opens");
+	is_int(used_of(b), 0, nm("... and finds everything given back"));
+	is_int(put_len(l, "kv/full", img, 1990), 0, nm("near the budget"));
+	is_int(layer_create(l, "kv/f2345678901", &a, NULL), -ENOSPC,
+	       nm("a create over the budget: ENOSPC"));
+	is_int(kind_of(b, "kv/f2345678901"), -ENOENT, nm("... makes nothing"));
+	usleep(150 * 1000); /* b's usage() may answer from what it saw */
+	is_int(used_of(b), 1994, nm("... and counts nothing"));
+	layer_close(b);
+	layer_close(l);
+}
+
 static void t_pg_refusals(void)
 {
 	struct dsfs_layer *l = NULL;
@@ -2319,6 +2383,7 @@ int main(void)
 	t_pg_budget();
 	t_pg_usage_seen();
 	t_pg_refused_statement();
+	t_pg_fast_forms();
 	t_pg_refusals();
 	t_pg_hide();
 	t_pg_outage();
