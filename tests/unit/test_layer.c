@@ -2142,7 +2142,7 @@ static void t_pg_refused_statement(void)
  * general way, with its errno, and both count and version the same. */
 static void t_pg_fast_forms(void)
 {
-	static unsigned char img[400];
+	static unsigned char img[400], full[1990];
 	struct dsfs_attr a = attr(0644), out;
 	struct dsfs_layer *l, *b;
 	uint64_t v, used;
@@ -2191,7 +2191,8 @@ static void t_pg_fast_forms(void)
 	is_int(layer_remove(l, "kv/top"), 0, nm("remove in a tree root"));
 	b = open_pg_budget(BIG, 0, "fast: another host opens");
 	is_int(used_of(b), 0, nm("... and finds everything given back"));
-	is_int(put_len(l, "kv/full", img, 1990), 0, nm("near the budget"));
+	is_int(put_len(l, "kv/full", full, sizeof(full)), 0,
+	       nm("near the budget"));
 	is_int(layer_create(l, "kv/f2345678901", &a, NULL), -ENOSPC,
 	       nm("a create over the budget: ENOSPC"));
 	is_int(kind_of(b, "kv/f2345678901"), -ENOENT, nm("... makes nothing"));
