@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- entries ------------------------------------------------------- */
 
@@ -87,7 +88,7 @@ static int drop_entry(struct pg_tx *t, const char *key,
 	if (rc)
 		return rc;
 	pg_param_key(&pp, k);
-	return pg_run(t, P_DEL, &pp, NULL);
+	return pg_send(t, P_DEL, &pp);
 }
 
 /* A name in the directory dir[0..len) changed (layer.h, Directory
@@ -104,7 +105,7 @@ static int touch_dir(struct pg_tx *t, const char *dir, size_t len)
 	pg_param_key(&pp, &k);
 	pg_param_i64(&pp, layer_time_ns(layer_now()));
 	pg_param_i64(&pp, ++t->seq);
-	return pg_run(t, P_TOUCH, &pp, NULL);
+	return pg_send(t, P_TOUCH, &pp);
 }
 
 static bool fits(const struct pg_tx *t, uint64_t add, uint64_t sub)
@@ -267,7 +268,7 @@ static int commit_fn(struct pg_tx *t, void *arg)
 		pg_param_str(&pp, na.token);
 		pg_param_i64(&pp, (int64_t)c->len);
 		pg_param_bytes(&pp, c->data, c->len);
-		rc = pg_run(t, P_BLOB_ADD, &pp, NULL);
+		rc = pg_send(t, P_BLOB_ADD, &pp);
 	} else if (na.token[0] && !same_blob) {
 		rc = pg_blob_ref(t, na.token, 1);
 	}
@@ -375,6 +376,10 @@ static int remove_fn(struct pg_tx *t, void *arg)
 
 static int pg_remove(struct dsfs_layer *l, const char *key)
 {
+	int rc = pg_fast_remove(to_pg(l), key);
+
+	if (rc != 1)
+		return rc;
 	return pg_tx_run(to_pg(l), PG_WRITE, "remove", key, remove_fn, NULL);
 }
 
@@ -455,7 +460,7 @@ static int setattr_fn(struct pg_tx *t, void *arg)
 	pg_param_i64(&pp, layer_time_ns(a.mtime));
 	pg_param_i64(&pp, layer_time_ns(a.ctime));
 	pg_param_i64(&pp, (int64_t)next_version(t));
-	return pg_run(t, P_SETATTR, &pp, NULL);
+	return pg_send(t, P_SETATTR, &pp);
 }
 
 static int pg_setattr(struct dsfs_layer *l, const char *key,
@@ -482,7 +487,7 @@ static int move_subtree(struct pg_tx *t, const char *from, const char *to)
 
 	pg_param_bytes(&pp, from, flen);
 	pg_param_bytes(&pp, to, tlen);
-	rc = pg_run(t, P_MOVE_KIDS, &pp, NULL);
+	rc = pg_send(t, P_MOVE_KIDS, &pp);
 	if (rc)
 		return rc;
 	lo = malloc(flen + 2);
@@ -501,7 +506,7 @@ static int move_subtree(struct pg_tx *t, const char *from, const char *to)
 	pg_param_i64(&pp, (int64_t)flen + 1); /* substr() keeps "/..." */
 	pg_param_bytes(&pp, lo, flen + 1);
 	pg_param_bytes(&pp, hi, flen + 1);
-	rc = pg_run(t, P_MOVE_DESC, &pp, NULL);
+	rc = pg_send(t, P_MOVE_DESC, &pp);
 	free(lo);
 	free(hi);
 	return rc;
@@ -552,7 +557,7 @@ static int rename_fn(struct pg_tx *t, void *arg)
 	pg_param_key(&pp, &fk);
 	pg_param_key(&pp, &tk);
 	pg_param_i64(&pp, (int64_t)next_version(t));
-	rc = pg_run(t, P_MOVE, &pp, NULL);
+	rc = pg_send(t, P_MOVE, &pp);
 	if (rc == 0 && src.kind == DSFS_DIR)
 		rc = move_subtree(t, from, ra->to);
 	if (rc == 0 && (ra->flags & DSFS_RENAME_WHITEOUT))
@@ -651,13 +656,55 @@ static int usage_fn(struct pg_tx *t, void *arg)
 	return rc;
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pg_note_usage(struct pg_layer *p, int64_t used, uint64_t budget)
+{
+	pthread_mutex_lock(&p->lock);
+	p->seen_used = used < 0 ? 0 : used;
+	p->seen_budget = budget;
+	p->seen_ms = now_ms();
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* The usage seen last, if it is recent and far from the budget: a writer
+ * asks usage() at every create and write, and the commit checks the
+ * budget again in its own transaction anyway (layer.h, room()). */
+static bool usage_seen(struct pg_layer *p, uint64_t *used, uint64_t *budget)
+{
+	bool fresh;
+
+	pthread_mutex_lock(&p->lock);
+	fresh = p->seen_ms && now_ms() - p->seen_ms < PG_USAGE_FRESH_MS &&
+		layer_fits((uint64_t)p->seen_used, p->seen_budget,
+			   p->seen_budget / 8, 0);
+	if (fresh) {
+		*used = (uint64_t)p->seen_used;
+		*budget = p->seen_budget;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return fresh;
+}
+
 static int pg_usage(struct dsfs_layer *l, uint64_t *used, uint64_t *budget)
 {
-	struct pg_tx seen = {.budget = to_pg(l)->budget};
-	int rc = pg_tx_run(to_pg(l), PG_ONE, "usage", NULL, usage_fn, &seen);
+	struct pg_layer *p = to_pg(l);
+	struct pg_tx seen = {.budget = p->budget};
+	int rc;
 
+	if (!p->snap && usage_seen(p, used, budget))
+		return 0;
+	rc = pg_tx_run(p, PG_ONE, "usage", NULL, usage_fn, &seen);
 	*used = seen.used < 0 ? 0 : (uint64_t)seen.used;
 	*budget = seen.budget;
+	if (rc == 0 && !p->snap)
+		pg_note_usage(p, seen.used, seen.budget);
 	return rc;
 }
 
@@ -701,7 +748,10 @@ static int pg_create(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a, struct dsfs_attr *out)
 {
 	struct commit_args c = {a, "", 0, out};
+	int rc = pg_fast_create(to_pg(l), key, a, out);
 
+	if (rc != 1)
+		return rc;
 	return pg_tx_run(to_pg(l), PG_LAZY, "create", key, commit_fn, &c);
 }
 

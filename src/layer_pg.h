@@ -43,6 +43,11 @@
 #define PG_STATEMENT_TIMEOUT_MS 5000
 #define PG_POOL_WAIT_SEC 10
 
+/* usage() answers from what this host's last write transaction or usage
+ * read saw, for this long after it (dsfs(8), several hosts), if that left
+ * an eighth of the budget free; else it asks the server. */
+#define PG_USAGE_FRESH_MS 100
+
 /* A pin owner (an opened layer) that has not renewed its row for this
  * long is dead: its pins stop protecting blobs. */
 #define PG_OWNER_TTL_SEC 120
@@ -84,26 +89,26 @@ enum pg_stmt {
 	P_BLOB_SWEEP,
 	P_TOUCH,
 	P_TAKE,
+	P_TARGET,
+	P_BEGIN,
+	P_LAZY_COMMIT,
+	P_STATE_LOCK,
+	P_STATE_SET,
+	P_COMMIT,
+	P_ROLLBACK,
+	P_FAST_CREATE,
+	P_FAST_REMOVE,
 	P_COUNT
 };
 
 extern const char *const pg_stmt_sql[P_COUNT];
 
-/* What a write transaction starts and ends with, on dsfs_state (usage and
- * version counter), sent as text in the same message as its BEGIN and its
- * COMMIT (layer_pg_conn.c): a change costs no round trip of its own for
- * them. */
 /* The store's budget, read in the transaction that checks it, so that a
  * mount that changes it changes it for every host at once; -1 if no
  * daemon recorded one yet. */
 #define PG_BUDGET_SQL                                                    \
 	"coalesce((SELECT v FROM dsfs_meta WHERE k = 'runtime_budget')," \
 	" -1)"
-#define PG_STATE_LOCK_SQL                                     \
-	"SELECT used, seq, " PG_BUDGET_SQL " FROM dsfs_state" \
-	" WHERE id = 1 FOR UPDATE"
-#define PG_STATE_SET_SQL \
-	"UPDATE dsfs_state SET used = %lld, seq = %lld WHERE id = 1; COMMIT"
 
 /* One connection of the pool. */
 struct pg_conn {
@@ -136,6 +141,12 @@ struct pg_layer {
 	 * record may not be on the server's disk yet. */
 	bool unsynced;
 
+	/* The usage and budget last seen, and when (CLOCK_MONOTONIC ms;
+	 * 0: never), for usage() (guarded by lock). */
+	int64_t seen_used;
+	uint64_t seen_budget;
+	int64_t seen_ms;
+
 	/* Unpins that could not reach the database: the heartbeat retries
 	 * them, so that a pin never outlives its opening by more than the
 	 * outage (guarded by lock). */
@@ -154,7 +165,7 @@ static inline struct pg_layer *to_pg(struct dsfs_layer *l)
 }
 
 /* Parameters of one statement, all sent in binary. */
-#define PG_MAX_PARAMS 16
+#define PG_MAX_PARAMS 24
 struct pg_params {
 	int n;
 	const char *val[PG_MAX_PARAMS];
@@ -168,6 +179,10 @@ void pg_param_bytes(struct pg_params *p, const void *v, size_t len);
 void pg_param_str(struct pg_params *p, const char *s);
 void pg_param_null(struct pg_params *p);
 
+/* Statements of a write transaction sent before their results are read;
+ * one more reads them all first. */
+#define PG_MAX_PEND 32
+
 /* A transaction on one connection of the pool. */
 struct pg_tx {
 	struct pg_layer *p;
@@ -178,6 +193,14 @@ struct pg_tx {
 	int64_t seq;
 	bool stated;	 /* apply(): no directory times (layer.h) */
 	uint64_t budget; /* the store's, read with dsfs_state */
+
+	/* A write transaction runs in libpq's pipeline mode
+	 * (layer_pg_pipe.c): statements whose results it does not need are
+	 * sent with the next one whose result it needs, or with COMMIT. */
+	bool piped;
+	bool state_due; /* used, seq and budget are not read yet */
+	int npend;	/* statements sent whose results are not read */
+	unsigned char pend[PG_MAX_PEND]; /* what each is (layer_pg_pipe.c) */
 };
 
 /* layer_pg_conn.c */
@@ -192,6 +215,13 @@ int pg_exec(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
  * is the number of rows it touched. */
 int pg_run(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 	   long *n);
+/* Keep r, a statement's result, in *res if it succeeded; else convert it
+ * to a negative errno, log it with t's what and key (not a broken
+ * connection's: the runner may retry) and free it. */
+int pg_result(struct pg_tx *t, PGresult *r, PGresult **res);
+/* A failed call of libpq on t's connection (r: its result, or NULL): the
+ * negative errno; a connection that broke is closed. */
+int pg_fail_errno(struct pg_tx *t, const PGresult *r);
 /* Column values of a binary result. */
 int64_t pg_get_i64(const PGresult *r, int row, int col);
 bool pg_get_bool(const PGresult *r, int row, int col);
@@ -225,10 +255,49 @@ int pg_tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
 	      const char *key, int (*fn)(struct pg_tx *t, void *arg),
 	      void *arg);
 
+/* A change in one round trip: BEGIN, the lock of dsfs_state, stmt and
+ * COMMIT sent at once.  stmt changes nothing unless its change applies,
+ * and then returns one row: the new usage and version counter first.
+ * 1 if it did not apply (nothing was changed: the caller makes the change
+ * with pg_tx_run(), which decides the errno), 0 if it did (*res holds its
+ * row, to PQclear()), or a negative errno. */
+int pg_tx_fast(struct pg_layer *p, bool lazy, const char *what, const char *key,
+	       enum pg_stmt stmt, const struct pg_params *pp, PGresult **res);
+
 /* Connect (or reconnect) pool slot c: 0 or -EIO, logged once per outage
  * through p->down.  Called with p->lock NOT held. */
 int pg_connect(struct pg_layer *p, struct pg_conn *c, char *why, size_t cap);
 void pg_pool_close(struct pg_layer *p);
+
+/* layer_pg.c: note what a transaction read or committed of dsfs_state,
+ * for usage(). */
+void pg_note_usage(struct pg_layer *p, int64_t used, uint64_t budget);
+
+/* layer_pg_pipe.c: a write transaction in pipeline mode.  Begin: BEGIN
+ * and the lock of dsfs_state are sent, and read with the first statement
+ * whose result fn needs.  Commit: the state row and COMMIT, sent with
+ * whatever pg_send() left, read at once; *sent says whether COMMIT was on
+ * the wire.  Abort: ROLLBACK, and the connection back out of pipeline
+ * mode; nothing if the connection broke. */
+int pg_pipe_begin(struct pg_tx *t, bool lazy);
+int pg_pipe_commit(struct pg_tx *t, bool *sent);
+void pg_pipe_abort(struct pg_tx *t);
+/* The statement of pg_tx_fast(), with COMMIT, read at once: *res its
+ * rows (to PQclear()); one row (used, seq, ...) is a change made. */
+int pg_pipe_fast(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
+		 PGresult **res);
+/* pg_exec() in pipeline mode: send stmt and read its result with those
+ * of everything sent before it (the first failure among them is
+ * returned). */
+int pg_pipe_exec(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
+		 PGresult **res);
+/* Run stmt, whose result only matters if it fails: in a write
+ * transaction it goes with the next statement whose result is read, which
+ * reports its failure; otherwise it runs now. */
+int pg_send(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp);
+/* t->used, t->seq and t->budget, read from the server if they are not
+ * yet: before a write transaction uses them. */
+int pg_tx_state(struct pg_tx *t);
 
 /* layer_pg_rows.c: one entry's row, and the blobs' reference counts, in
  * the caller's transaction. */
@@ -249,11 +318,16 @@ int pg_get_key(struct pg_tx *t, const char *key, struct dsfs_attr *a);
  * (layer.h, Entries): replacing one costs no second read. */
 int pg_target(struct pg_tx *t, const char *key, struct layer_key *k,
 	      struct dsfs_attr *a, bool *found);
+/* The 15 parameters of a row at k with a (P_PUT's): data is the value
+ * of a plain file (NULL stores none). */
+void pg_param_row(struct pg_params *pp, const struct layer_key *k,
+		  const struct dsfs_attr *a, const void *data, size_t len);
 /* Write the row at k with a; data is the value of a plain file (NULL
  * stores none). */
 int pg_put_row(struct pg_tx *t, const struct layer_key *k,
 	       const struct dsfs_attr *a, const void *data, size_t len);
-/* Run a statement whose only parameter is the byte string s[0..len). */
+/* Run a statement whose only parameter is the byte string s[0..len);
+ * without n, as pg_send(). */
 int pg_run_on(struct pg_tx *t, enum pg_stmt stmt, const char *s, size_t len,
 	      long *n);
 /* The int8 in the first column of stmt's one row (0 if no row). */
@@ -292,6 +366,14 @@ void pg_retry_unpins(struct pg_layer *p);
 /* A read-only layer of p's rows as they are now (layer.h, snapshot):
  * a connection of its own in one REPEATABLE READ transaction. */
 int pg_snapshot_open(struct pg_layer *p, struct dsfs_layer **out);
+
+/* layer_pg_fast.c: the commonest changes in one round trip
+ * (pg_tx_fast()); 1 if the change is not of the kind they make. */
+/* create() of a new empty plain file where no row is, in a directory. */
+int pg_fast_create(struct pg_layer *p, const char *key,
+		   const struct dsfs_attr *a, struct dsfs_attr *out);
+/* remove() of a plain file whose value is in its row. */
+int pg_fast_remove(struct pg_layer *p, const char *key);
 
 extern const struct dsfs_layer_ops pg_ops;
 

@@ -24,6 +24,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,8 +192,7 @@ static const char *pq_msg(PGconn *conn, const PGresult *r, char *buf,
 	return buf;
 }
 
-/* A failed statement's errno; a connection that broke is closed. */
-static int fail_errno(struct pg_tx *t, const PGresult *r)
+int pg_fail_errno(struct pg_tx *t, const PGresult *r)
 {
 	const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 
@@ -215,20 +215,20 @@ static int fail_errno(struct pg_tx *t, const PGresult *r)
 
 /* ---- statements ---------------------------------------------------- */
 
-/* r, the result of a statement: kept in *res if it succeeded, else
- * converted to a negative errno and logged (a broken connection is the
- * runner's to report: it may retry). */
-static int result(struct pg_tx *t, PGresult *r, PGresult **res)
+int pg_result(struct pg_tx *t, PGresult *r, PGresult **res)
 {
 	ExecStatusType st = PQresultStatus(r);
 	char msg[256];
 	int rc;
 
 	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-		*res = r;
+		if (res)
+			*res = r;
+		else
+			PQclear(r);
 		return 0;
 	}
-	rc = fail_errno(t, r);
+	rc = pg_fail_errno(t, r);
 	if (t->c->conn && rc != -EAGAIN)
 		log_err("%s: %s%s%s: %s", t->p->shown, t->what,
 			t->key ? " " : "", t->key ? t->key : "",
@@ -244,7 +244,7 @@ static int exec_text(struct pg_tx *t, const char *sql, PGresult **res)
 	*res = NULL;
 	if (!t->c->conn)
 		return -EIO;
-	return result(t, PQexec(t->c->conn, sql), res);
+	return pg_result(t, PQexec(t->c->conn, sql), res);
 }
 
 static int exec_raw(struct pg_tx *t, const char *sql)
@@ -265,13 +265,15 @@ int pg_exec(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 	*res = NULL;
 	if (!t->c->conn)
 		return -EIO;
+	if (t->piped)
+		return pg_pipe_exec(t, stmt, pp, res);
 	if (!pp)
 		pp = &none;
 	snprintf(name, sizeof(name), "s%d", (int)stmt);
-	return result(t,
-		      PQexecPrepared(t->c->conn, name, pp->n, pp->val, pp->len,
-				     pp->fmt, 1),
-		      res);
+	return pg_result(t,
+			 PQexecPrepared(t->c->conn, name, pp->n, pp->val,
+					pp->len, pp->fmt, 1),
+			 res);
 }
 
 int pg_run(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
@@ -389,6 +391,17 @@ static void pool_put(struct pg_layer *p, struct pg_conn *c)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* An idle connection has nothing to read; if it has, the server most
+ * likely said goodbye (a restart, an administrator's kill) and closed it.
+ * Found out now, without a round trip, a change sent in one message with
+ * its COMMIT (pg_tx_fast()) does not meet a dead connection. */
+static bool idle_ok(PGconn *conn)
+{
+	struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+
+	return pfd.fd >= 0 && poll(&pfd, 1, 0) == 0;
+}
+
 static int pool_get(struct pg_tx *t)
 {
 	struct pg_layer *p = t->p;
@@ -418,6 +431,11 @@ static int pool_get(struct pg_tx *t)
 		return -EIO;
 	}
 	t->c = c;
+	if (c->conn && !idle_ok(c->conn)) {
+		PQfinish(c->conn);
+		c->conn = NULL;
+		c->prepared = false;
+	}
 	if (!c->conn) {
 		rc = pg_connect(p, c, why, sizeof(why));
 		if (rc == 0 &&
@@ -449,48 +467,6 @@ void pg_pool_close(struct pg_layer *p)
 
 /* ---- transactions -------------------------------------------------- */
 
-/* BEGIN and the lock of the state row (t->used, t->seq), in one round
- * trip; lazy: the commit will not wait for the server's disk. */
-static int state_begin(struct pg_tx *t, bool lazy)
-{
-	PGresult *r;
-	int rc;
-
-	rc = exec_text(
-		t,
-		lazy ? "BEGIN; SET LOCAL synchronous_commit = off; " PG_STATE_LOCK_SQL :
-		       "BEGIN; " PG_STATE_LOCK_SQL,
-		&r);
-	if (rc)
-		return rc;
-	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-		log_err("%s: %s: the dsfs_state row is missing", t->p->shown,
-			t->what);
-		rc = -EIO;
-	} else {
-		t->used = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-		t->seq = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-		t->budget =
-			pg_budget(t->p, strtoll(PQgetvalue(r, 0, 2), NULL, 10));
-	}
-	PQclear(r);
-	return rc;
-}
-
-/* The state row written back and COMMIT, in one round trip. */
-static int state_commit(struct pg_tx *t)
-{
-	char sql[160];
-	PGresult *r;
-	int rc;
-
-	snprintf(sql, sizeof(sql), PG_STATE_SET_SQL, (long long)t->used,
-		 (long long)t->seq);
-	rc = exec_text(t, sql, &r);
-	PQclear(r);
-	return rc;
-}
-
 /* One attempt; *sent says whether a COMMIT reached the wire. */
 static int tx_once(struct pg_tx *t, enum pg_mode mode,
 		   int (*fn)(struct pg_tx *t, void *arg), void *arg, bool *sent)
@@ -505,21 +481,81 @@ static int tx_once(struct pg_tx *t, enum pg_mode mode,
 		rc = exec_raw(t, "BEGIN ISOLATION LEVEL REPEATABLE READ "
 				 "READ ONLY");
 	else if (write)
-		rc = state_begin(t, mode == PG_LAZY);
+		rc = pg_pipe_begin(t, mode == PG_LAZY);
 	if (rc == 0)
 		rc = fn(t, arg);
 	if (mode == PG_ONE)
 		return rc;
-	if (rc == 0) {
-		*sent = true;
-		rc = write ? state_commit(t) : exec_raw(t, "COMMIT");
-		if (rc == 0)
-			return 0;
-		/* The UPDATE failed, COMMIT did not run: still in the
-		 * (aborted) transaction. */
-	}
-	if (t->c->conn)
+	if (rc == 0 && write)
+		rc = pg_pipe_commit(t, sent);
+	else if (rc == 0)
+		rc = exec_raw(t, "COMMIT");
+	if (rc == 0)
+		return 0;
+	/* Whatever failed, COMMIT did not run: still in the (aborted)
+	 * transaction. */
+	if (write)
+		pg_pipe_abort(t);
+	else if (t->c->conn)
 		exec_raw(t, "ROLLBACK");
+	return rc;
+}
+
+/* t, on a connection of the pool. */
+static int tx_start(struct pg_tx *t, struct pg_layer *p, const char *what,
+		    const char *key)
+{
+	int rc;
+
+	memset(t, 0, sizeof(*t));
+	t->p = p;
+	t->what = what;
+	t->key = key;
+	rc = pool_get(t);
+	if (rc)
+		log_err("%s: %s%s%s: cannot reach the database", p->shown, what,
+			key ? " " : "", key ? key : "");
+	return rc;
+}
+
+int pg_tx_fast(struct pg_layer *p, bool lazy, const char *what, const char *key,
+	       enum pg_stmt stmt, const struct pg_params *pp, PGresult **res)
+{
+	struct pg_tx t;
+	bool broken;
+	int rc;
+
+	*res = NULL;
+	if (p->snap)
+		return 1; /* pg_tx_run() says EROFS */
+	rc = tx_start(&t, p, what, key);
+	if (rc)
+		return rc;
+	rc = pg_pipe_begin(&t, lazy);
+	if (rc == 0)
+		rc = pg_pipe_fast(&t, stmt, pp, res);
+	if (rc)
+		pg_pipe_abort(&t);
+	broken = !t.c->conn;
+	if (rc == 0 && lazy) {
+		pthread_mutex_lock(&p->lock);
+		p->unsynced = true;
+		pthread_mutex_unlock(&p->lock);
+	}
+	pool_put(p, t.c);
+	if (broken) {
+		log_err("%s: %s %s: lost the connection while committing: the "
+			"change may or may not have been made",
+			p->shown, what, key);
+		return -EIO;
+	}
+	if (rc == -EAGAIN)
+		return 1; /* nothing was made: pg_tx_run() tries again */
+	if (rc == 0 && PQntuples(*res) != 1) {
+		PQclear(*res);
+		*res = NULL;
+		return 1;
+	}
 	return rc;
 }
 
@@ -532,16 +568,9 @@ int pg_tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
 	int attempt, rc = -EIO;
 
 	for (attempt = 0; attempt < 4; attempt++) {
-		memset(&t, 0, sizeof(t));
-		t.p = p;
-		t.what = what;
-		t.key = key;
-		rc = pool_get(&t);
-		if (rc) {
-			log_err("%s: %s%s%s: cannot reach the database",
-				p->shown, what, key ? " " : "", key ? key : "");
+		rc = tx_start(&t, p, what, key);
+		if (rc)
 			return rc;
-		}
 		rc = tx_once(&t, mode, fn, arg, &sent);
 		broken = !t.c->conn;
 		if (rc == 0 && mode == PG_LAZY) {

@@ -81,34 +81,64 @@ int pg_get_key(struct pg_tx *t, const char *key, struct dsfs_attr *a)
 }
 
 /* Split key, read the row at key, if any (*found), and check that its
- * parent can hold it (a root or a directory).  A row found has its parent
- * (layer.h, Entries): replacing one costs no second read. */
+ * parent can hold it (a root or a directory).  Both rows are read in one
+ * statement: the parent's costs nothing more when the target is found. */
 int pg_target(struct pg_tx *t, const char *key, struct layer_key *k,
 	      struct dsfs_attr *a, bool *found)
 {
+	struct pg_params pp = {0};
 	struct layer_key pk;
 	struct dsfs_attr pa;
-	int rc;
+	bool root, orphan = false;
+	PGresult *r;
+	int i, rc;
 
 	if (layer_split_key(key, strlen(key), k))
 		return -EINVAL;
-	rc = pg_get_row(t, k, a);
-	*found = rc == 0;
-	if (rc != -ENOENT)
+	root = layer_is_root(k->parent, k->plen);
+	if (!root)
+		orphan = layer_split_key(k->parent, k->plen, &pk) != 0;
+	pg_param_key(&pp, k);
+	pg_param_key(&pp, root || orphan ? k : &pk);
+	rc = pg_exec(t, P_TARGET, &pp, &r);
+	if (rc)
 		return rc;
-	if (!layer_is_root(k->parent, k->plen)) {
-		if (layer_split_key(k->parent, k->plen, &pk))
-			return -ENOENT;
-		rc = pg_get_row(t, &pk, &pa);
-		if (rc == -ENOENT)
-			pa.kind = DSFS_NONE;
-		else if (rc)
-			return rc;
-		rc = layer_dir_check(pa.kind);
-		if (rc)
-			return rc;
+	*found = false;
+	pa.kind = DSFS_NONE;
+	for (i = 0; i < PQntuples(r); i++) {
+		if (pg_get_bool(r, i, 0)) {
+			pg_row_attr(r, i, 1, a);
+			*found = true;
+		} else {
+			pg_row_attr(r, i, 1, &pa);
+		}
 	}
-	return 0;
+	PQclear(r);
+	if (*found || root)
+		return 0;
+	return orphan ? -ENOENT : layer_dir_check(pa.kind);
+}
+
+void pg_param_row(struct pg_params *pp, const struct layer_key *k,
+		  const struct dsfs_attr *a, const void *data, size_t len)
+{
+	pg_param_key(pp, k);
+	pg_param_i64(pp, a->kind);
+	pg_param_i64(pp, a->opaque);
+	pg_param_i64(pp, a->mode);
+	pg_param_i64(pp, a->uid);
+	pg_param_i64(pp, a->gid);
+	pg_param_i64(pp, layer_time_ns(a->atime));
+	pg_param_i64(pp, layer_time_ns(a->mtime));
+	pg_param_i64(pp, layer_time_ns(a->ctime));
+	pg_param_i64(pp, (int64_t)a->version);
+	pg_param_i64(pp, (int64_t)a->size);
+	pg_param_str(pp, a->type);
+	pg_param_str(pp, a->token);
+	if (data)
+		pg_param_bytes(pp, data, len);
+	else
+		pg_param_null(pp);
 }
 
 /* Write the row at k with a; data is the value of a plain file (NULL
@@ -118,34 +148,19 @@ int pg_put_row(struct pg_tx *t, const struct layer_key *k,
 {
 	struct pg_params pp = {0};
 
-	pg_param_key(&pp, k);
-	pg_param_i64(&pp, a->kind);
-	pg_param_i64(&pp, a->opaque);
-	pg_param_i64(&pp, a->mode);
-	pg_param_i64(&pp, a->uid);
-	pg_param_i64(&pp, a->gid);
-	pg_param_i64(&pp, layer_time_ns(a->atime));
-	pg_param_i64(&pp, layer_time_ns(a->mtime));
-	pg_param_i64(&pp, layer_time_ns(a->ctime));
-	pg_param_i64(&pp, (int64_t)a->version);
-	pg_param_i64(&pp, (int64_t)a->size);
-	pg_param_str(&pp, a->type);
-	pg_param_str(&pp, a->token);
-	if (data)
-		pg_param_bytes(&pp, data, len);
-	else
-		pg_param_null(&pp);
-	return pg_run(t, P_PUT, &pp, NULL);
+	pg_param_row(&pp, k, a, data, len);
+	return pg_send(t, P_PUT, &pp);
 }
 
-/* Run a statement whose only parameter is the byte string s[0..len). */
+/* Run a statement whose only parameter is the byte string s[0..len);
+ * without n, as pg_send(). */
 int pg_run_on(struct pg_tx *t, enum pg_stmt stmt, const char *s, size_t len,
 	      long *n)
 {
 	struct pg_params pp = {0};
 
 	pg_param_bytes(&pp, s, len);
-	return pg_run(t, stmt, &pp, n);
+	return n ? pg_run(t, stmt, &pp, n) : pg_send(t, stmt, &pp);
 }
 
 /* The int8 in the first column of stmt's one row (0 if no row). */
@@ -196,7 +211,7 @@ int pg_blob_ref(struct pg_tx *t, const char *token, int64_t delta)
 
 	pg_param_str(&pp, token);
 	pg_param_i64(&pp, delta);
-	return pg_run(t, P_BLOB_REF, &pp, NULL);
+	return pg_send(t, P_BLOB_REF, &pp);
 }
 
 /* Is token pinned by any opening, on any host? */

@@ -168,6 +168,71 @@ const char *const pg_stmt_sql[P_COUNT] = {
 	[P_TAKE] = "DELETE FROM dsfs_entry" AT_KEY " RETURNING " ATTR_COLS,
 	[P_TOUCH] = "UPDATE dsfs_entry SET mtime = $3::int8, ctime = $3::int8,"
 		    " version = $4::int8" AT_KEY " AND kind = 2",
+	/* A change's target and its parent, in one trip: the first column
+	 * says which row is the target's ($3, $4 may repeat $1, $2). */
+	[P_TARGET] = "SELECT true, " ATTR_COLS " FROM dsfs_entry" AT_KEY
+		     " UNION ALL SELECT false, " ATTR_COLS " FROM dsfs_entry"
+		     " WHERE parent = $3::bytea AND name = $4::bytea"
+		     " AND NOT (parent = $1::bytea AND name = $2::bytea)",
+	/* A write transaction (layer_pg_pipe.c): dsfs_state is locked first
+	 * and written back with the commit. */
+	[P_BEGIN] = "BEGIN",
+	[P_LAZY_COMMIT] = "SET LOCAL synchronous_commit = off",
+	[P_STATE_LOCK] = "SELECT used, seq, " PG_BUDGET_SQL
+			 " FROM dsfs_state WHERE id = 1 FOR UPDATE",
+	[P_STATE_SET] = "UPDATE dsfs_state SET used = $1::int8,"
+			" seq = $2::int8 WHERE id = 1",
+	[P_COMMIT] = "COMMIT",
+	[P_ROLLBACK] = "ROLLBACK",
+	/* layer_pg_fast.c: each changes nothing unless its case holds
+	 * (under the lock of dsfs_state, taken before it), then makes the
+	 * whole change and returns the new used and seq. */
+	/* create(): $1..$15 the row (P_PUT's; $11, the version, is the
+	 * floor of the one made here), $16 the bytes added, $17 1 if the
+	 * parent is a tree root, $18 and $19 the parent's key, $20 now
+	 * (ns), $21 the budget if the store has none recorded. */
+	[P_FAST_CREATE] =
+		"WITH st AS (SELECT used, seq, CASE WHEN b < 0 THEN $21::int8"
+		" ELSE b END AS budget FROM (SELECT used, seq, " PG_BUDGET_SQL
+		" AS b FROM dsfs_state WHERE id = 1) x),"
+		" ok AS (SELECT greatest(seq, $11::int8) + 1 AS v FROM st"
+		" WHERE NOT EXISTS (SELECT 1 FROM dsfs_entry" AT_KEY ")"
+		" AND ($17::int8 <> 0 OR EXISTS (SELECT 1 FROM dsfs_entry"
+		" WHERE parent = $18::bytea AND name = $19::bytea"
+		" AND kind = 2))"
+		" AND greatest(used, 0) <= budget"
+		" AND $16::int8 <= budget - greatest(used, 0)),"
+		" ins AS (INSERT INTO dsfs_entry(parent, name, " ATTR_COLS
+		", value) SELECT $1::bytea, $2::bytea, $3::int8,"
+		" $4::int8 <> 0, $5::int8, $6::int8, $7::int8, $8::int8,"
+		" $9::int8, $10::int8, ok.v, $12::int8, $13::text, $14::text,"
+		" $15::bytea FROM ok RETURNING version),"
+		" s AS (UPDATE dsfs_state SET used = used + $16::int8,"
+		" seq = (SELECT version FROM ins) + CASE WHEN $17::int8 <> 0"
+		" THEN 0 ELSE 1 END WHERE id = 1"
+		" AND EXISTS (SELECT 1 FROM ins) RETURNING used, seq),"
+		" t AS (UPDATE dsfs_entry SET mtime = $20::int8,"
+		" ctime = $20::int8, version = (SELECT seq FROM s)"
+		" WHERE $17::int8 = 0 AND parent = $18::bytea"
+		" AND name = $19::bytea AND kind = 2"
+		" AND EXISTS (SELECT 1 FROM s))"
+		" SELECT used, seq, (SELECT version FROM ins) FROM s",
+	/* remove() of a plain file with its value in its row: $1 and $2
+	 * its key, $3 1 if the parent is a tree root, $4 and $5 the
+	 * parent's key, $6 now (ns). */
+	[P_FAST_REMOVE] =
+		"WITH d AS (DELETE FROM dsfs_entry" AT_KEY
+		" AND kind = 1 AND token = ''"
+		" RETURNING length(name)::int8 + size AS cost),"
+		" s AS (UPDATE dsfs_state SET used = used - (SELECT cost FROM d),"
+		" seq = seq + CASE WHEN $3::int8 <> 0 THEN 0 ELSE 1 END"
+		" WHERE id = 1 AND EXISTS (SELECT 1 FROM d) RETURNING used, seq),"
+		" t AS (UPDATE dsfs_entry SET mtime = $6::int8,"
+		" ctime = $6::int8, version = (SELECT seq FROM s)"
+		" WHERE $3::int8 = 0 AND parent = $4::bytea"
+		" AND name = $5::bytea AND kind = 2"
+		" AND EXISTS (SELECT 1 FROM s))"
+		" SELECT used, seq FROM s",
 };
 
 int pg_store_prepare_stmts(PGconn *conn, char *why, size_t cap)

@@ -2032,6 +2032,9 @@ static void t_pg_budget(void)
 	       nm("... B is refused by the store's budget, not its own"));
 	c = open_pg_budget(10000, LAYER_PG_SET_BUDGET,
 			   "a host with runtime_size opens");
+	/* usage() may answer from what A saw in the last 100 ms (dsfs(8));
+	 * a commit checks the budget recorded now. */
+	usleep(150 * 1000);
 	is_int(budget_of(a), 10000, nm("... every host now uses its budget"));
 	is_int(put(b, "kv/b", big), 0, nm("... B's value fits now"));
 	is_int(put(a, "kv/c", big), 0, nm("... A's too"));
@@ -2040,6 +2043,163 @@ static void t_pg_budget(void)
 	layer_close(a);
 	layer_close(b);
 	layer_close(c);
+}
+
+/* usage() answers from what this host last saw, for 100 ms and far from
+ * the budget only; the commit checks what every host committed. */
+static void t_pg_usage_seen(void)
+{
+	struct dsfs_layer *a, *b;
+	char big[3001], mid[601], small[101];
+
+	memset(big, '7', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	memset(mid, '8', sizeof(mid) - 1);
+	mid[sizeof(mid) - 1] = '\0';
+	memset(small, '9', sizeof(small) - 1);
+	small[sizeof(small) - 1] = '\0';
+	pg_test_reset();
+	/* Names and values count: "a" + "1" is 2 bytes. */
+	a = open_pg_budget(3500, LAYER_PG_SET_BUDGET, "usage: host A opens");
+	b = open_pg_budget(BIG, 0, "usage: host B opens");
+	is_int(put(a, "kv/a", "1"), 0, nm("A commits a little"));
+	is_int(used_of(a), 2, nm("... and knows the usage"));
+	is_int(put(b, "kv/b", big), 0, nm("B fills most of the budget"));
+	is_int(put(a, "kv/c", mid), -ENOSPC,
+	       nm("... A's commit is refused by what B committed, whatever A "
+		  "saw last"));
+	usleep(150 * 1000);
+	is_int(used_of(a), 3003, nm("... and 100 ms on, A's usage has it"));
+	is_int(put(b, "kv/d", small), 0,
+	       nm("B goes within an eighth of the budget"));
+	usleep(150 * 1000);
+	is_int(used_of(a), 3104, nm("... A sees it"));
+	is_int(put(b, "kv/e", "1"), 0, nm("B commits once more"));
+	is_int(used_of(a), 3106,
+	       nm("... near the budget, A's usage asks the server at once"));
+	layer_close(a);
+	layer_close(b);
+}
+
+/* A write transaction sends statements without waiting for their
+ * results: one the server refuses still fails the change as a whole, and
+ * the connection serves the next one. */
+static void t_pg_refused_statement(void)
+{
+	static unsigned char img[300];
+	struct dsfs_layer *l;
+	uint64_t used;
+	int i;
+
+	pg_test_reset();
+	l = open_pg_host("refusals: open");
+	/* plpgsql does not stop at the first true term of an OR: one
+	 * function per table. */
+	pg_test_sql("CREATE OR REPLACE FUNCTION dsfs_test_no_entry()"
+		    " RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		    " IF NEW.name = 'no'::bytea"
+		    " THEN RAISE EXCEPTION 'refused by the test'; END IF;"
+		    " RETURN NEW; END $$");
+	pg_test_sql("CREATE OR REPLACE FUNCTION dsfs_test_no_blob()"
+		    " RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+		    " IF NEW.len = 77"
+		    " THEN RAISE EXCEPTION 'refused by the test'; END IF;"
+		    " RETURN NEW; END $$");
+	pg_test_sql("CREATE TRIGGER t BEFORE INSERT OR UPDATE ON dsfs_entry"
+		    " FOR EACH ROW EXECUTE FUNCTION dsfs_test_no_entry()");
+	pg_test_sql("CREATE TRIGGER t BEFORE INSERT ON dsfs_blob"
+		    " FOR EACH ROW EXECUTE FUNCTION dsfs_test_no_blob()");
+	fill(img, sizeof(img), 3);
+	is_int(mkd(l, "kv/d"), 0, nm("a directory"));
+	is_int(put_img(l, "images/i", TOKEN_T, img, sizeof(img)), 0,
+	       nm("an image"));
+	used = used_of(l);
+	for (i = 0; i < 6; i++)
+		is_int(put(l, "kv/d/no", "1"), -EIO,
+		       nm("a row the server refuses: EIO (%d)", i));
+	is_int(kind_of(l, "kv/d/no"), -ENOENT, nm("... nothing is stored"));
+	is_int(used_of(l), used, nm("... nor counted"));
+	is_int(put(l, "kv/d/yes", "1"), 0, nm("... the next commit works"));
+	is_int(put_img(l, "images/i", TOKEN_U, img, 77), -EIO,
+	       nm("a blob the server refuses, replacing an image: EIO"));
+	ok(blob_is(l, TOKEN_T, img, sizeof(img)), "%s",
+	   nm("... the old image's blob is still there"));
+	is_int(blob_size(l, TOKEN_U), -ENOENT, nm("... the new one is not"));
+	is_int(layer_rename(l, "kv/d/yes", "kv/d/no", 0), -EIO,
+	       nm("a rename onto a refused name: EIO"));
+	is_str(get(l, "kv/d/yes"), "1", nm("... the source stays"));
+	is_int(layer_remove(l, "kv/d/yes"), 0, nm("... and can be removed"));
+	is_int(mkd(l, "kv/d"), -EEXIST, nm("an existing name: EEXIST"));
+	is_int(put(l, "kv/nodir/x", "1"), -ENOENT,
+	       nm("a missing parent: ENOENT"));
+	is_int(put(l, "images/i/x", "1"), -ENOTDIR,
+	       nm("a file as the parent: ENOTDIR"));
+	layer_close(l);
+}
+
+/* create() and remove() have a one-round-trip form for their common case
+ * (a new name in a directory; a plain file); every other case goes the
+ * general way, with its errno, and both count and version the same. */
+static void t_pg_fast_forms(void)
+{
+	static unsigned char img[400], full[1990];
+	struct dsfs_attr a = attr(0644), out;
+	struct dsfs_layer *l, *b;
+	uint64_t v, used;
+
+	fill(img, sizeof(img), 5);
+	pg_test_reset();
+	l = open_pg_budget(2000, LAYER_PG_SET_BUDGET, "fast: open");
+	is_int(mkd(l, "kv/d"), 0, nm("fast: a directory"));
+	v = version_of(l, "kv/d");
+	is_int(layer_create(l, "kv/d/n", &a, &out), 0, nm("create a new name"));
+	ok(out.version > v && version_of(l, "kv/d") == out.version + 1, "%s",
+	   nm("... its version, then its directory's, from the counter"));
+	is_int(used_of(l), 1 + 1, nm("... counted: the names d and n"));
+	is_int(layer_create(l, "kv/d/n", &a, NULL), 0,
+	       nm("create over a file replaces it"));
+	is_int(layer_whiteout(l, "kv/d/w"), 0, nm("a whiteout"));
+	is_int(layer_create(l, "kv/d/w", &a, NULL), 0,
+	       nm("create over a whiteout"));
+	is_int(kind_of(l, "kv/d/w"), DSFS_FILE, nm("... is a file"));
+	is_int(layer_create(l, "kv/none/x", &a, NULL), -ENOENT,
+	       nm("create without its parent: ENOENT"));
+	is_int(layer_create(l, "kv/d/n/x", &a, NULL), -ENOTDIR,
+	       nm("create under a file: ENOTDIR"));
+	is_int(layer_create(l, "kv/top", &a, NULL), 0,
+	       nm("create in a tree root"));
+	used = used_of(l);
+	is_int(put_img(l, "images/i", TOKEN_T, img, sizeof(img)), 0,
+	       nm("an image"));
+	is_int(layer_remove(l, "images/i"), 0, nm("remove an image"));
+	is_int(blob_size(l, TOKEN_T), -ENOENT, nm("... its blob goes"));
+	is_int(used_of(l), used, nm("... and its bytes"));
+	is_int(layer_remove(l, "kv/d"), -ENOTEMPTY,
+	       nm("remove a directory that is not empty: ENOTEMPTY"));
+	is_int(layer_remove(l, "kv/none"), -ENOENT,
+	       nm("remove a missing name: ENOENT"));
+	is_int(layer_whiteout(l, "kv/wo"), 0, nm("another whiteout"));
+	is_int(layer_remove(l, "kv/wo"), 0, nm("remove a whiteout"));
+	is_int(kind_of(l, "kv/wo"), -ENOENT, nm("... it is gone"));
+	is_int(put(l, "kv/d/n", "12345"), 0, nm("a value"));
+	v = version_of(l, "kv/d");
+	is_int(layer_remove(l, "kv/d/n"), 0, nm("remove a plain file"));
+	ok(version_of(l, "kv/d") > v, "%s",
+	   nm("... stamps its directory with a new version"));
+	is_int(layer_remove(l, "kv/d/w"), 0, nm("... and another"));
+	is_int(layer_remove(l, "kv/d"), 0, nm("... then the empty directory"));
+	is_int(layer_remove(l, "kv/top"), 0, nm("remove in a tree root"));
+	b = open_pg_budget(BIG, 0, "fast: another host opens");
+	is_int(used_of(b), 0, nm("... and finds everything given back"));
+	is_int(put_len(l, "kv/full", full, sizeof(full)), 0,
+	       nm("near the budget"));
+	is_int(layer_create(l, "kv/f2345678901", &a, NULL), -ENOSPC,
+	       nm("a create over the budget: ENOSPC"));
+	is_int(kind_of(b, "kv/f2345678901"), -ENOENT, nm("... makes nothing"));
+	usleep(150 * 1000); /* b's usage() may answer from what it saw */
+	is_int(used_of(b), 1994, nm("... and counts nothing"));
+	layer_close(b);
+	layer_close(l);
 }
 
 static void t_pg_refusals(void)
@@ -2288,6 +2448,9 @@ int main(void)
 	impl_name = "postgresql";
 	t_pg_hosts();
 	t_pg_budget();
+	t_pg_usage_seen();
+	t_pg_refused_statement();
+	t_pg_fast_forms();
 	t_pg_refusals();
 	t_pg_hide();
 	t_pg_outage();
