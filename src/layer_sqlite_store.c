@@ -541,6 +541,19 @@ static int collect_garbage(struct sq_db *db, const char *path, const char **why)
 			"SELECT coalesce(sum(length(data)), 0) FROM blob"
 			" WHERE refs = 0",
 			&bytes, NULL, 0);
+	if (rc == SQLITE_OK && n) {
+		int64_t files = 0; /* what blob files hold: empty cells */
+		char sql[96];
+
+		rc = sq_bf_collect(db, path, &files);
+		bytes += files;
+		snprintf(
+			sql, sizeof(sql),
+			"UPDATE meta SET v = max(v - %lld, 0) WHERE k = 'used'",
+			(long long)files);
+		if (rc == SQLITE_OK)
+			rc = sq_db_exec(db, sql);
+	}
 	if (rc == SQLITE_OK && n)
 		rc = sq_db_exec(db, "UPDATE meta SET v = max(v - (SELECT"
 				    " coalesce(sum(length(data)), 0) FROM blob"
@@ -772,6 +785,8 @@ void sq_close(struct dsfs_layer *l)
 	char mode[16] = "";
 	int rc;
 
+	if (s->bf_min) /* everything pending is settled: none is writing */
+		sq_bf_settle(s, true);
 	sq_db_finalize(s->db);
 	if (!s->base.readonly) {
 		rc = sq_db_exec(s->db, "PRAGMA synchronous = FULL");
