@@ -180,7 +180,8 @@ static int write_file(struct sq_layer *s, const char *token, const void *data,
 		rc = -errno;
 		why = "fsync";
 	}
-	if (rc && strcmp(why, "rename") != 0 && strcmp(why, "fsync") != 0)
+	if (rc) /* after the rename there is no tmp: pending/TOKEN stays, and
+		 * the next settle finds no row for it */
 		unlinkat(dfd, tmp, 0);
 out:
 	if (rc)
