@@ -308,10 +308,14 @@ static int commit_fn(struct tx *t, void *arg)
 		return rc;
 
 	/* An image replaced by itself keeps its one reference. */
-	if (na.token[0] && !have_blob)
-		rc = sq_blob_add(t, na.token, c->data, c->file ? 0 : c->len);
-	else if (na.token[0] && !same_blob)
+	if (na.token[0] && !have_blob) {
+		rc = c->file ? sq_bf_mark(t) : 0;
+		if (rc == 0)
+			rc = sq_blob_add(t, na.token, c->data,
+					 c->file ? 0 : c->len);
+	} else if (na.token[0] && !same_blob) {
 		rc = sq_blob_ref(t, na.token, 1);
+	}
 	if (rc == 0 && found && in_blob(&old.a) && !same_blob)
 		rc = blob_put(t, old.a.token);
 	if (rc)

@@ -229,6 +229,7 @@ int sq_bf_prepare(struct sq_layer *s, const char *token, const void *data,
 		  size_t len);
 int sq_bf_done(struct sq_layer *s, bool began, int rc); /* returns rc */
 bool sq_bf_ready(struct sq_layer *s, const char *token);
+int sq_bf_mark(struct tx *t); /* store version 2, in t's transaction */
 int sq_bf_size(struct sq_layer *s, const char *token, uint64_t *size);
 int sq_bf_read(struct tx *t, const char *token, uint64_t off, void *buf,
 	       size_t len, ssize_t *done);

@@ -46,7 +46,9 @@
  * (sq_disk_room_for()), and none is written while the space reserve is
  * out, so removing stays possible on a full disk.  A blob already in the
  * database stays there; a factory image, built without this, stays one
- * file.
+ * file.  The transaction of the first file also sets the store's
+ * user_version to 2, which an older dsfs refuses rather than read those
+ * images as empty.
  */
 #include "layer_sqlite.h"
 #include "log.h"
@@ -229,6 +231,21 @@ int sq_bf_done(struct sq_layer *s, bool began, int rc)
 	s->bf_todo++;
 	pthread_mutex_unlock(&s->lock);
 	return rc;
+}
+
+int sq_bf_mark(struct tx *t)
+{
+	int64_t v = 0;
+	int rc = sq_db_query1(t->s->db, "PRAGMA user_version", &v, NULL, 0);
+
+	if (rc == SQLITE_OK && v == 1)
+		rc = sq_db_exec(t->s->db, "PRAGMA user_version = 2");
+	if (rc != SQLITE_OK) {
+		log_err("%s: cannot mark the store as holding image files: %s",
+			t->s->path, sq_db_errmsg(t->s->db));
+		return -EIO;
+	}
+	return 0;
 }
 
 bool sq_bf_ready(struct sq_layer *s, const char *token)

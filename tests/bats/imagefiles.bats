@@ -59,6 +59,10 @@ pending_files() { find "$B/pending" -type f -printf '%f\n' | sort; }
 	[ -z "$(pending_files)" ] || fail "left pending: $(pending_files)"
 	[ ! -e "$B/$ts" ]
 	cmp "$D/big" "$B/$tb"
+	# Store version 2: a dsfs that knows no image files refuses it.
+	[ "$("$PYTHON" -c 'import sqlite3, sys
+print(sqlite3.connect(sys.argv[1]).execute("PRAGMA user_version").fetchone()[0])' \
+		"$STORE/runtime.db")" = 2 ] || fail "store version not 2"
 	mount_dsfs
 	cmp "$D/big" "$MNT/images/big"
 	[ "$(xattr "$MNT/images/big" user.dsfs.token)" = "$tb" ]
