@@ -15,6 +15,7 @@
  * "check", control_check.c), prints the same lines, and answers the
  * number of problems on its OK line.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -27,6 +28,30 @@
 #include "dsfsctl.h"
 #include "layer.h"
 
+/* The links to the image files that the daemon's copy made in
+ * name-blobs/ (layer_sqlite_blob_files() in layer.h). */
+static void drop_blob_links(int dirfd, const char *name)
+{
+	char dir[64];
+	struct dirent *d;
+	DIR *dp;
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s-blobs", name);
+	fd = openat(dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dp = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!dp) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((d = readdir(dp)))
+		if (d->d_name[0] != '.')
+			unlinkat(fd, d->d_name, 0);
+	closedir(dp);
+	unlinkat(dirfd, dir, AT_REMOVEDIR);
+}
+
 static void drop_copy(int dirfd, const char *name)
 {
 	static const char *const suffix[] = {"", "-wal", "-shm", "-journal",
@@ -38,6 +63,7 @@ static void drop_copy(int dirfd, const char *name)
 		snprintf(path, sizeof(path), "%s%s", name, suffix[i]);
 		unlinkat(dirfd, path, 0);
 	}
+	drop_blob_links(dirfd, name);
 }
 
 /* Copy STORE/name into the snapshot directory, if the store has it. */

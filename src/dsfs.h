@@ -51,6 +51,8 @@ enum {
 #define STORE_LOCK "lock"
 #define STORE_SOCKET "control.sock"
 #define STORE_RESERVE_BYTES (2u << 20) /* runtime.db-reserve: layer.h */
+/* Images from this size up are files in runtime.db-blobs/: layer.h. */
+#define STORE_BLOB_FILE_MIN (64u << 10)
 
 /*
  * The stack.  layer[] is plain data; lock guards it: readers of the stack

@@ -543,6 +543,14 @@ int layer_sqlite_reserve(struct dsfs_layer *l, uint64_t bytes);
  * daemon's own store, which nothing else opens while it is mounted. */
 int layer_sqlite_exclusive(struct dsfs_layer *l);
 
+/* Store every new image blob of at least min_bytes of the read-write
+ * store l as a file in the directory path + "-blobs" beside it, made if
+ * missing, instead of in the database (layer_sqlite_blobfile.c); first
+ * finish what a crash left in its pending/ directory.  For the daemon's
+ * runtime store: a factory image must stay one file.  0 or a negative
+ * errno (the layer then keeps every blob in the database). */
+int layer_sqlite_blob_files(struct dsfs_layer *l, uint64_t min_bytes);
+
 /* layer_sqlite_check.c: PRAGMA integrity_check on the store file at path,
  * opened read-only.  Each complaint is passed to report as ("integrity",
  * SQLite's text), and a check that could not run as ("integrity check

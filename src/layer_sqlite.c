@@ -113,7 +113,7 @@ static int blob_put(struct tx *t, const char *token)
 
 	if (rc == 0 && !pinned(t->s, token))
 		rc = sq_run_key(t, S_BLOB_GC, token, strlen(token));
-	return rc;
+	return rc ? rc : sq_bf_drop(t, token);
 }
 
 /* Bytes given back when the entry r at key goes, with the whiteouts it
@@ -201,9 +201,11 @@ static int read_fn(struct tx *t, void *arg)
 	r->done = 0;
 	if (!r->key) {
 		rc = sq_blob_get(t, r->token, &b);
-		return rc ? rc :
-			    sq_read_cell(t, true, b.rowid, r->off, r->buf,
-					 r->len, &r->done);
+		return rc     ? rc :
+		       b.file ? sq_bf_read(t, r->token, r->off, r->buf, r->len,
+					   &r->done) :
+				sq_read_cell(t, true, b.rowid, r->off, r->buf,
+					     r->len, &r->done);
 	}
 	rc = sq_get_key(t, r->key, strlen(r->key), &e);
 	if (rc)
@@ -219,6 +221,8 @@ static int read_fn(struct tx *t, void *arg)
 				    &r->done);
 	rc = sq_blob_get(t, e.a.token, &b);
 	return rc ? rc :
+	       b.file ?
+		    sq_bf_read(t, e.a.token, r->off, r->buf, r->len, &r->done) :
 		    sq_read_cell(t, true, b.rowid, r->off, r->buf, r->len,
 				 &r->done);
 }
@@ -250,6 +254,9 @@ struct commit_args {
 	const void *data;
 	size_t len;
 	struct dsfs_attr *out;
+
+	/* Set when a blob file holds data: layer_sqlite_blobfile.c. */
+	bool file;
 };
 
 static int commit_fn(struct tx *t, void *arg)
@@ -290,15 +297,25 @@ static int commit_fn(struct tx *t, void *arg)
 	}
 	if (!fits(t, add, sub))
 		return -ENOSPC;
+	if (c->file && !have_blob && !sq_bf_ready(t->s, na.token))
+		c->file = false; /* its file went: store the bytes here */
+	if (c->file && !have_blob)
+		add -= c->len; /* already on the disk, in the file */
 	rc = add > sub ? sq_disk_room(t, add - sub) : 0;
+	if (c->file && !have_blob)
+		add += c->len;
 	if (rc)
 		return rc;
 
 	/* An image replaced by itself keeps its one reference. */
-	if (na.token[0] && !have_blob)
-		rc = sq_blob_add(t, na.token, c->data, c->len);
-	else if (na.token[0] && !same_blob)
+	if (na.token[0] && !have_blob) {
+		rc = c->file ? sq_bf_mark(t) : 0;
+		if (rc == 0)
+			rc = sq_blob_add(t, na.token, c->data,
+					 c->file ? 0 : c->len);
+	} else if (na.token[0] && !same_blob) {
 		rc = sq_blob_ref(t, na.token, 1);
+	}
 	if (rc == 0 && found && in_blob(&old.a) && !same_blob)
 		rc = blob_put(t, old.a.token);
 	if (rc)
@@ -323,9 +340,14 @@ static int sq_commit(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a, const void *data, size_t len,
 		     struct dsfs_attr *out)
 {
-	struct commit_args c = {key, a, data, len, out};
+	struct commit_args c = {key, a, data, len, out, false};
+	int rc = a->token[0] ? sq_bf_prepare(to_sq(l), a->token, data, len) : 1;
 
-	return sq_write_tx(to_sq(l), "commit", key, commit_fn, &c);
+	if (rc < 0)
+		return rc;
+	c.file = rc == 0;
+	rc = sq_write_tx(to_sq(l), "commit", key, commit_fn, &c);
+	return sq_bf_done(to_sq(l), c.file, rc);
 }
 
 /* Takes the key and attributes of struct commit_args. */
@@ -360,7 +382,7 @@ static int mkdir_fn(struct tx *t, void *arg)
 static int sq_mkdir(struct dsfs_layer *l, const char *key,
 		    const struct dsfs_attr *a)
 {
-	struct commit_args m = {key, a, NULL, 0, NULL};
+	struct commit_args m = {key, a, NULL, 0, NULL, false};
 
 	return sq_write_tx(to_sq(l), "mkdir", key, mkdir_fn, &m);
 }
@@ -653,6 +675,8 @@ static int clear_fn(struct tx *t, void *arg)
 		if (rc == -ENOENT)
 			rc = 0;
 	}
+	if (rc == 0)
+		rc = sq_bf_clear(t, &bytes);
 	/* seq stays: versions must keep increasing across a reset. */
 	if (rc == 0)
 		t->used = bytes;
@@ -711,6 +735,8 @@ static int unpin_fn(struct tx *t, void *arg)
 		return 0;
 	rc = sq_run_key(t, S_BLOB_GC, token, strlen(token));
 	if (rc == 0)
+		rc = sq_bf_drop(t, token);
+	if (rc == 0)
 		t->used -= (int64_t)b.len;
 	return rc;
 }
@@ -751,8 +777,8 @@ static int apply_fn(struct tx *t, void *arg)
 
 	for (i = 0; i < aa->n && rc == 0; i++) {
 		const struct layer_change *c = &aa->c[i];
-		struct commit_args ca = {c->key, &c->attr, c->data, c->len,
-					 NULL};
+		struct commit_args ca = {c->key, &c->attr, c->data,
+					 c->len, NULL,	   false};
 
 		t->key = c->key;  /* for the messages */
 		t->stated = true; /* the change states every attribute */

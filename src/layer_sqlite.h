@@ -12,8 +12,11 @@
  *   layer_sqlite_store.c  the store file: its schema and statements,
  *                         checking, creating, opening and closing it, and
  *                         its disk-space reserve
+ *   layer_sqlite_blobfile.c  large image blobs kept as files beside the
+ *                         store file instead of in it
  *
- * Only the last two include SQLite's header.  The connection is struct sq_db,
+ * Only the store, the connection and the blob files include SQLite's
+ * header.  The connection is struct sq_db,
  * opaque outside layer_sqlite_tx.c: the operations reach SQLite only
  * through the functions below, whose arguments are plain C, and the
  * store file through the sq_db_*() calls, which return SQLite's result
@@ -96,6 +99,12 @@ struct sq_layer {
 	 * layer's changes may have taken of it since (layer_sqlite_disk.c). */
 	uint64_t seen_avail, seen_spent;
 	struct timespec seen_at; /* CLOCK_MONOTONIC; 0: measure again */
+	/* layer_sqlite_blobfile.c: new blobs of bf_min bytes or more go to
+	 * files (0: none); bf_busy of them are being written; bf_todo
+	 * counts what the next settle has to do. */
+	uint64_t bf_min;
+	unsigned bf_busy;
+	unsigned bf_todo;
 };
 
 static inline struct sq_layer *to_sq(struct dsfs_layer *l)
@@ -126,6 +135,7 @@ struct blobinfo {
 	int64_t rowid;
 	int64_t refs;
 	uint64_t len;
+	bool file; /* the bytes are in a file: layer_sqlite_blobfile.c */
 };
 
 /* layer_sqlite.c */
@@ -211,5 +221,32 @@ int sq_blob_add(struct tx *t, const char *token, const void *data, size_t len);
 int sq_blob_ref(struct tx *t, const char *token, int delta);
 int sq_read_cell(struct tx *t, bool blob, int64_t rowid, uint64_t off,
 		 void *buf, size_t len, ssize_t *done);
+/* Every row of sql's result, column 0 as text: fn's non-zero return
+ * stops the walk and is returned; a SQLite result code otherwise. */
+int sq_db_each(struct sq_db *d, const char *sql,
+	       int (*fn)(void *ctx, const char *text), void *ctx);
+/* Checkpoint the whole WAL into the database file (which syncs the WAL
+ * first); a SQLite result code, SQLITE_BUSY if frames were left. */
+int sq_db_checkpoint(struct sq_db *d);
+
+/* layer_sqlite_blobfile.c: blobs kept as files (lock held unless said).
+ * sq_bf_prepare() writes token's bytes durably, lock not held: 0 if a
+ * file now holds them, 1 if the blob goes into the database instead, or
+ * a negative errno; sq_bf_done(), lock not held, ends what it began
+ * (if it began).
+ * sq_bf_ready() says whether commit_fn may reference the file. */
+int sq_bf_prepare(struct sq_layer *s, const char *token, const void *data,
+		  size_t len);
+int sq_bf_done(struct sq_layer *s, bool began, int rc); /* returns rc */
+bool sq_bf_ready(struct sq_layer *s, const char *token);
+int sq_bf_mark(struct tx *t); /* store version 2, in t's transaction */
+int sq_bf_size(struct sq_layer *s, const char *token, uint64_t *size);
+int sq_bf_read(struct tx *t, const char *token, uint64_t off, void *buf,
+	       size_t len, ssize_t *done);
+int sq_bf_drop(struct tx *t, const char *token);
+int sq_bf_clear(struct tx *t, int64_t *bytes);
+void sq_bf_settle(struct sq_layer *s, bool mount);
+int sq_bf_collect(struct sq_db *db, const char *path, int64_t *bytes);
+int sq_bf_copy(struct sq_layer *s, const char *dst);
 
 #endif

@@ -22,7 +22,8 @@
  * column of `entry` (see layer_sqlite_tx.c).
  *
  * A store is marked as ours by application_id 0x64736673 ("dsfs") and
- * user_version 1.  An existing file is validated before it is opened for
+ * user_version 1 (2 once an image is a file beside it:
+ * layer_sqlite_blobfile.c).  An existing file is validated before it is opened for
  * writing: first its 100-byte header with plain read(2), then its schema
  * on a read-only connection, so that a foreign or damaged file is refused
  * with a reason and never written.
@@ -54,6 +55,10 @@
 #define STORE_APP_ID 0x64736673u /* "dsfs" */
 
 #define STORE_VERSION 1
+/* A store some of whose images are files beside it (the first such image
+ * sets it: layer_sqlite_blobfile.c), so that an older dsfs, which would
+ * read those images as empty, refuses it instead. */
+#define STORE_VERSION_FILES 2
 
 /* The page size of a new store unless layer_sqlite_create() is given
  * another: the unit of every write to the WAL, so what one small change
@@ -245,8 +250,10 @@ static int check_header(const char *path, bool image, const char **why)
 		goto out_close;
 	}
 	ver = be32(h + 60);
-	if (ver != STORE_VERSION) {
-		*why = sq_whyf("unsupported store version %u", ver);
+	if (ver != STORE_VERSION && (ver != STORE_VERSION_FILES || image)) {
+		*why = ver == STORE_VERSION_FILES ?
+			       "a runtime store with image files, not an image" :
+			       sq_whyf("unsupported store version %u", ver);
 		goto out_close;
 	}
 	pending = side_size(path, "-wal") > 0 ||
@@ -308,7 +315,7 @@ static int check_db(struct sq_db *db, const char **why)
 		return -EINVAL;
 	}
 	rc = sq_db_query1(db, "PRAGMA user_version", &v, NULL, 0);
-	if (rc == SQLITE_OK && v != STORE_VERSION) {
+	if (rc == SQLITE_OK && v != STORE_VERSION && v != STORE_VERSION_FILES) {
 		*why = sq_whyf("unsupported store version %lld", (long long)v);
 		return -EINVAL;
 	}
@@ -542,6 +549,19 @@ static int collect_garbage(struct sq_db *db, const char *path, const char **why)
 			"SELECT coalesce(sum(length(data)), 0) FROM blob"
 			" WHERE refs = 0",
 			&bytes, NULL, 0);
+	if (rc == SQLITE_OK && n) {
+		int64_t files = 0; /* what blob files hold: empty cells */
+		char sql[96];
+
+		rc = sq_bf_collect(db, path, &files);
+		bytes += files;
+		snprintf(
+			sql, sizeof(sql),
+			"UPDATE meta SET v = max(v - %lld, 0) WHERE k = 'used'",
+			(long long)files);
+		if (rc == SQLITE_OK)
+			rc = sq_db_exec(db, sql);
+	}
 	if (rc == SQLITE_OK && n)
 		rc = sq_db_exec(db, "UPDATE meta SET v = max(v - (SELECT"
 				    " coalesce(sum(length(data)), 0) FROM blob"
@@ -773,6 +793,8 @@ void sq_close(struct dsfs_layer *l)
 	char mode[16] = "";
 	int rc;
 
+	if (s->bf_min) /* everything pending is settled: none is writing */
+		sq_bf_settle(s, true);
 	sq_db_finalize(s->db);
 	if (!s->base.readonly) {
 		rc = sq_db_exec(s->db, "PRAGMA synchronous = FULL");

@@ -403,6 +403,8 @@ int sq_write_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
 		rc = sq_write_locked(&t, fn, arg);
 	if (rc == 0 && s->reserve_out)
 		sq_reserve_retake(s);
+	if (rc == 0 && s->bf_todo)
+		sq_bf_settle(s, false);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
@@ -693,7 +695,9 @@ int sq_blob_get(struct tx *t, const char *token, struct blobinfo *b)
 		b->refs = sqlite3_column_int64(st, 1);
 		b->len = (uint64_t)sqlite3_column_int64(st, 2);
 		sqlite3_reset(st);
-		return 0;
+		/* No image is empty: an empty cell says a file holds it. */
+		b->file = b->len == 0;
+		return b->file ? sq_bf_size(t->s, token, &b->len) : 0;
 	}
 	return rc == 0 ? -ENOENT : rc;
 }
@@ -758,6 +762,37 @@ int sq_read_cell(struct tx *t, bool blob, int64_t rowid, uint64_t off,
 	return rc;
 }
 
+int sq_db_each(struct sq_db *d, const char *sql,
+	       int (*fn)(void *ctx, const char *text), void *ctx)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = sqlite3_prepare_v2(d->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(st, 0);
+
+		rc = v ? fn(ctx, v) : 0;
+		if (rc)
+			break;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int sq_db_checkpoint(struct sq_db *d)
+{
+	int log = 0, done = 0;
+	int rc = sqlite3_wal_checkpoint_v2(
+		d->db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+
+	if (rc == SQLITE_OK && done < log)
+		rc = SQLITE_BUSY;
+	return rc;
+}
+
 /* ---- a copy for dsfsctl check ---------------------------------------- */
 
 int sq_backup(struct sq_layer *s, const char *dst, const char **why)
@@ -785,10 +820,15 @@ int sq_backup(struct sq_layer *s, const char *dst, const char **why)
 	}
 	if (b)
 		sqlite3_backup_finish(b);
+	/* Under the lock: the copy references exactly these files. */
+	if (rc == SQLITE_DONE && sq_bf_copy(s, dst) != 0) {
+		rc = SQLITE_IOERR;
+		*why = "cannot link the image files into the copy";
+	}
 	pthread_mutex_unlock(&s->lock);
 	if (rc == SQLITE_DONE)
 		rc = SQLITE_OK;
-	if (rc != SQLITE_OK)
+	if (rc != SQLITE_OK && !*why)
 		*why = sqlite3_errstr(rc);
 	sqlite3_close(to);
 	return rc == SQLITE_OK ? 0 : -EIO;

@@ -90,6 +90,19 @@ static int open_sqlite(uint64_t budget, struct dsfs_layer **l)
 	return rc;
 }
 
+/* The same with every image in a file beside the store (a threshold of
+ * one byte): the whole suite runs on layer_sqlite_blobfile.c too. */
+static int open_sqlite_files(uint64_t budget, struct dsfs_layer **l)
+{
+	int rc = open_sqlite(budget, l);
+
+	if (rc == 0)
+		rc = layer_sqlite_blob_files(*l, 1);
+	if (rc)
+		diag("layer_sqlite_blob_files: %d", rc);
+	return rc;
+}
+
 /* A fresh layer on PostgreSQL: the database emptied, the schema made
  * again by the open. */
 static int open_pg(uint64_t budget, struct dsfs_layer **l)
@@ -108,6 +121,7 @@ static int open_pg(uint64_t budget, struct dsfs_layer **l)
 static const struct impl impls[] = {
 	{"mem", open_mem},
 	{"sqlite", open_sqlite},
+	{"sqlite+files", open_sqlite_files},
 	{"postgresql", open_pg},
 };
 static const struct impl *cur;
@@ -1292,7 +1306,7 @@ static void t_snapshot(void)
 	is_int(put(l, "kv/x", "1"), 0, nm("a value"));
 	is_int(put_img(l, "images/i", TOKEN_T, px, sizeof(px)), 0,
 	       nm("an image"));
-	if (strcmp(impl_name, "sqlite") == 0) {
+	if (strncmp(impl_name, "sqlite", 6) == 0) {
 		/* A daemon copies its file instead (check_live.c). */
 		is_int(layer_snapshot(l, &s), -EOPNOTSUPP,
 		       nm("no snapshot of a SQLite layer: EOPNOTSUPP"));
@@ -1857,6 +1871,90 @@ static const char *query_plan(const char *path, const char *sql)
  * blob with refs 0; the next read-write open deletes it and gives its
  * bytes back, through the index of such blobs, which it makes in a store
  * that lacks it. */
+/* A file of path's blob directory: "" or "pending/" and a token. */
+static bool blob_file(const char *path, const char *where, const char *token)
+{
+	char name[PATH_MAX + 100];
+	struct stat st;
+
+	snprintf(name, sizeof(name), "%s-blobs/%s%s", path, where, token);
+	return stat(name, &st) == 0;
+}
+
+/* Open the store at path, with its images in files if files. */
+static int open_at(const char *path, bool create, bool files,
+		   struct dsfs_layer **l)
+{
+	const char *why = NULL;
+	int rc = layer_sqlite_open(path, "runtime", BIG, create, l, &why);
+
+	if (rc == 0 && files)
+		rc = layer_sqlite_blob_files(*l, 1);
+	if (rc)
+		diag("open %s: %d (%s)", path, rc, why ? why : "");
+	return rc;
+}
+
+/* A blob pinned by a process that died: its file goes with its row at the
+ * next open (the row's collection moves it to pending/, the settle of
+ * layer_sqlite_blob_files() deletes it). */
+static void t_pin_crash_files(void)
+{
+	char path[PATH_MAX];
+	unsigned char img[5000], small[10];
+	struct dsfs_layer *l;
+	uint64_t used;
+	int status;
+	pid_t pid;
+
+	store_path(path, sizeof(path), "pincrash-files.db");
+	fill(img, sizeof(img), 33);
+	fill(small, sizeof(small), 34);
+	if (open_at(path, true, true, &l))
+		bail("open");
+	put_img(l, "images/keep", TOKEN_U, small, sizeof(small));
+	used = used_of(l);
+	put_img(l, "images/x", TOKEN_T, img, sizeof(img));
+	layer_close(l);
+	ok(blob_file(path, "", TOKEN_T) && blob_file(path, "", TOKEN_U), "%s",
+	   nm("each image is a file, in place after close"));
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		bail("fork");
+	if (pid == 0) {
+		if (open_at(path, false, true, &l) ||
+		    layer_pin_blob(l, TOKEN_T) != 0 ||
+		    layer_remove(l, "images/x") != 0 ||
+		    blob_size(l, TOKEN_T) != sizeof(img) ||
+		    !blob_is(l, TOKEN_T, img, sizeof(img)))
+			_exit(1);
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s",
+	   nm("child pinned, removed the entry and died"));
+	ok(blob_file(path, "", TOKEN_T), "%s",
+	   nm("... the pinned image's file stayed"));
+	is_int(open_at(path, false, false, &l), 0,
+	       nm("reopen without image files"));
+	ok(!blob_file(path, "", TOKEN_T) &&
+		   blob_file(path, "pending/", TOKEN_T),
+	   "%s", nm("... the collected blob's file waits in pending/"));
+	is_int(used_of(l), used, nm("... and its bytes left usage"));
+	ok(blob_is(l, TOKEN_U, small, sizeof(small)), "%s",
+	   nm("... the referenced image reads from its file"));
+	layer_close(l);
+	is_int(open_at(path, false, true, &l), 0,
+	       nm("reopen with image files"));
+	ok(!blob_file(path, "pending/", TOKEN_T) &&
+		   !blob_file(path, "", TOKEN_T),
+	   "%s", nm("... the settle deleted it"));
+	ok(blob_is(l, TOKEN_U, small, sizeof(small)), "%s",
+	   nm("... the referenced image stays"));
+	layer_close(l);
+}
+
 static void t_pin_crash(void)
 {
 	char path[PATH_MAX];
@@ -2444,6 +2542,9 @@ int main(void)
 	t_mode();
 	t_kill();
 	t_pin_crash();
+	impl_name = "sqlite+files";
+	t_pin_crash_files();
+	impl_name = "sqlite";
 	t_disk_full();
 	impl_name = "postgresql";
 	t_pg_hosts();
