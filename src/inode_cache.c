@@ -139,20 +139,26 @@ out:
 	return rc;
 }
 
-bool node_cache_seen(struct node_table *t, struct node *n, uint64_t version,
-		     int layer)
+int node_cache_seen(struct node_table *t, struct node *n, uint64_t version,
+		    int layer)
 {
 	struct node_extra *x;
-	bool retire;
+	int seen = NODE_SEEN_SAME;
 
 	pthread_mutex_lock(&t->lock);
 	x = n->x;
-	retire = x && x->cache_readers > 0 && n->parent &&
-		 (x->cached_version != version || x->cached_layer != layer);
-	if (retire)
+	/* Detached since the caller found the version by its name (another
+	 * thread retired it, a rename replaced it): the version is the
+	 * name's, not n's, whose readers may read an older one. */
+	if (!n->parent)
+		seen = NODE_SEEN_DETACHED;
+	else if (x && x->cache_readers > 0 &&
+		 (x->cached_version != version || x->cached_layer != layer)) {
 		node_retire_locked(t, n, NULL);
+		seen = NODE_SEEN_RETIRED;
+	}
 	pthread_mutex_unlock(&t->lock);
-	return retire;
+	return seen;
 }
 
 bool node_retire_cached(struct node_table *t, struct node *n)
