@@ -5,7 +5,8 @@
 # value open keeps it whole while the name shows the new one; an open
 # after a commit sees it; flock still serialises across a name's inodes;
 # a stat racing with the retirement of a read inode never gives it another
-# version's size (which would cut its readers' reads).
+# version's size (which would cut its readers' reads); getxattr of a name
+# renamed over in a storm never fails with ESTALE.
 # (Across hosts, values and images: cluster.bats.)
 
 load helpers
@@ -476,4 +477,50 @@ sys.exit(1 if bads else 0)
 
 @test "kv/ readers read whole values while the size changes below the kernel (dsfsctl set, runtime/kv)" {
 	cut_loop kv
+}
+
+@test "getxattr of a name renamed over in a storm answers for what the name holds, never ESTALE" {
+	mount_dsfs
+	run tmo "$PYTHON" -c "$PC_IMG"'
+import hashlib, multiprocessing as mp, os, time
+mnt = sys.argv[1]
+path = os.path.join(mnt, "images", "storm")
+open(path, "wb").write(img(0, 0, 5000))
+END = time.time() + 5
+def renamer(w):
+    n = 0
+    while time.time() < END:
+        n += 1
+        with open(path + ".%d" % w, "wb") as f:
+            f.write(img(w, n, 5000 + n % 3000))
+        os.rename(path + ".%d" % w, path)
+    return n, None
+def asker(r):
+    asks = 0
+    while time.time() < END:
+        try:
+            tok = os.getxattr(path, "user.dsfs.token").decode()
+            if r % 2:                   # and a reader holding it open
+                with open(path, "rb") as f:
+                    f.read(10)
+        except OSError as e:
+            return asks, "getxattr %d: %s" % (asks, e)
+        if len(tok) != 64:
+            return asks, "token %r" % tok
+        asks += 1
+    return asks, None
+with mp.Pool(6) as pool:
+    jobs = [pool.apply_async(renamer, (w,)) for w in (1, 2)]
+    jobs += [pool.apply_async(asker, (r,)) for r in range(4)]
+    res = [j.get(timeout=60) for j in jobs]
+print(sum(n for n, _ in res[:2]), sum(n for n, _ in res[2:]))
+bads = [b for _, b in res if b]
+sys.stderr.write("".join(b + "\n" for b in bads))
+sys.exit(1 if bads else 0)
+' "$MNT"
+	[ "$status" -eq 0 ] || fail "$output"
+	local renames asks
+	read -r renames asks <<<"${lines[0]}"
+	[ "$renames" -gt 20 ] && [ "$asks" -gt 20 ] || fail "too little done: $output"
+	echo "# $renames renames over the name, $asks getxattr, none ESTALE" >&3
 }
