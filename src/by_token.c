@@ -193,6 +193,12 @@ int xattr_value(struct dsfs_ctx *ctx, struct node *n,
 	if (n->special == NODE_BY_TOKEN)
 		return token_xattr(ctx, n, name, buf, size);
 	rc = node_found(ctx, n, &l, &f);
+	/* Retired or renamed over while the kernel's walk reached it: what
+	 * the name holds now, as an open does (file.c), for the kernel
+	 * retries an ESTALE only once and a storm of renames over the name
+	 * can make that fail too. */
+	if (rc == -ESTALE && node_former_loc(&ctx->nodes, n, &l) == 0)
+		rc = ovl_lookup(&ctx->stack, &l, &f);
 	if (rc)
 		return rc;
 	if (strcmp(name, XATTR_LAYER) == 0)

@@ -100,6 +100,7 @@ int listing_entry(struct dsfs_ctx *ctx, struct node *dir, const char *name,
 {
 	struct node *n;
 	struct found f;
+	int rc;
 
 	*np = NULL;
 	if (dir->view == VIEW_ROOT) {
@@ -110,9 +111,13 @@ int listing_entry(struct dsfs_ctx *ctx, struct node *dir, const char *name,
 	} else {
 		if (lookup_child(ctx, dir, name, &f) != 0)
 			return 0;
-		n = pagecache_link(ctx, dir, name, &f);
-		if (!n)
-			return -ENOMEM;
+		rc = pagecache_link(ctx, dir, name, &f, &n);
+		/* Retired as fast as linked: listed as a name only, which
+		 * the kernel looks up when it is used. */
+		if (rc == -ESTALE)
+			return 0;
+		if (rc)
+			return rc;
 		entry_stat(ctx, n, &f, &e->attr);
 	}
 	e->ino = n->ino;

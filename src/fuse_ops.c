@@ -40,10 +40,10 @@ static int make_entry(struct dsfs_ctx *ctx, struct node *parent,
 		      struct fuse_entry_param *e)
 {
 	struct node *n;
+	int rc = pagecache_link(ctx, parent, name, f, &n);
 
-	n = pagecache_link(ctx, parent, name, f);
-	if (!n)
-		return -ENOMEM;
+	if (rc)
+		return rc;
 	memset(e, 0, sizeof(*e));
 	e->ino = n->ino;
 	entry_stat(ctx, n, f, &e->attr);

@@ -17,6 +17,7 @@
  */
 #include "hash.h"
 #include "inode.h"
+#include "inode_table.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -80,8 +81,7 @@ static int name_hash(struct node_table *t, struct node *n)
 	return ptab_add(&t->by_name, n);
 }
 
-/* The node's extra state, made if it has none; NULL when out of memory. */
-static struct node_extra *extra(struct node *n)
+struct node_extra *node_extra_get(struct node *n)
 {
 	if (!n->x)
 		n->x = calloc(1, sizeof(*n->x));
@@ -107,8 +107,8 @@ static void free_node(struct node *n)
 	free(n);
 }
 
-static struct node *node_new(struct node_table *t, struct node *parent,
-			     const char *name)
+struct node *node_new(struct node_table *t, struct node *parent,
+		      const char *name)
 {
 	size_t len = name ? strlen(name) + 1 : 0;
 	struct node *n = calloc(1, offsetof(struct node, name_buf) + len);
@@ -251,8 +251,8 @@ static struct node *find_ino(struct node_table *t, uint64_t ino)
 	return ptab_find(&t->by_ino, hash_ino(ino), ino_match, &ino);
 }
 
-static struct node *find_child(struct node_table *t, struct node *dir,
-			       const char *name)
+struct node *node_find_child(struct node_table *t, struct node *dir,
+			     const char *name)
 {
 	struct child_key k = {dir, name};
 
@@ -294,7 +294,7 @@ static void count_lookup(struct node *n)
 static struct node *link_locked(struct node_table *t, struct node *dir,
 				const char *name)
 {
-	struct node *n = find_child(t, dir, name);
+	struct node *n = node_find_child(t, dir, name);
 
 	if (!n)
 		n = node_new(t, dir, name);
@@ -335,26 +335,12 @@ struct node *node_link_special(struct node_table *t, struct node *dir,
 	return n;
 }
 
-/* Only KEEP and FRESH, which made n->x, are counted. */
-void node_cache_done(struct node_table *t, struct node *n)
-{
-	pthread_mutex_lock(&t->lock);
-	n->x->cache_readers--;
-	/* What the readers read is no longer needed while n has its name;
-	 * once detached, it is what fstat answers. */
-	if (n->x->cache_readers == 0 && n->parent) {
-		free(n->x->gone);
-		n->x->gone = NULL;
-	}
-	pthread_mutex_unlock(&t->lock);
-}
-
 struct dir_snap **node_snap_slot(struct node_table *t, struct node *n)
 {
 	struct node_extra *x;
 
 	pthread_mutex_lock(&t->lock);
-	x = extra(n);
+	x = node_extra_get(n);
 	pthread_mutex_unlock(&t->lock);
 	return x ? &x->snap : NULL;
 }
@@ -364,7 +350,7 @@ void node_writers(struct node_table *t, struct node *n, int delta)
 	struct node_extra *x;
 
 	pthread_mutex_lock(&t->lock);
-	x = delta > 0 ? extra(n) : n->x;
+	x = delta > 0 ? node_extra_get(n) : n->x;
 	/* An opening that could not be counted (no memory for x), or the
 	 * closing of one: never trust the kernel's view of n again. */
 	if (!x || (delta < 0 && x->writers == 0)) {
@@ -438,7 +424,7 @@ struct node *node_get_child(struct node_table *t, struct node *dir,
 	struct node *n;
 
 	pthread_mutex_lock(&t->lock);
-	n = find_child(t, dir, name);
+	n = node_find_child(t, dir, name);
 	if (n)
 		count_lookup(n);
 	pthread_mutex_unlock(&t->lock);
@@ -467,7 +453,7 @@ void node_set_subdirs(struct node_table *t, struct node *n, uint32_t count,
 	struct node_extra *x;
 
 	pthread_mutex_lock(&t->lock);
-	x = extra(n);
+	x = node_extra_get(n);
 	/* A listing taken earlier than the one kept says less. */
 	if (x && (!x->subdirs_kept || at >= x->subdirs_at)) {
 		x->subdirs_kept = true;
@@ -475,19 +461,6 @@ void node_set_subdirs(struct node_table *t, struct node *n, uint32_t count,
 		x->subdirs_at = at;
 	}
 	pthread_mutex_unlock(&t->lock);
-}
-
-int node_gone(struct node_table *t, struct node *n, struct dsfs_attr *a)
-{
-	int rc = -ESTALE;
-
-	pthread_mutex_lock(&t->lock);
-	if (n->x && n->x->gone) {
-		*a = *n->x->gone;
-		rc = 0;
-	}
-	pthread_mutex_unlock(&t->lock);
-	return rc;
 }
 
 void node_forget(struct node_table *t, uint64_t ino, uint64_t nlookup)
@@ -608,7 +581,7 @@ static void keep_gone(struct node *n, const struct dsfs_attr *gone)
 
 	if (!gone || (n->x && n->x->gone))
 		return;
-	x = extra(n);
+	x = node_extra_get(n);
 	if (!x)
 		return;
 	x->gone = malloc(sizeof(*x->gone));
@@ -616,12 +589,8 @@ static void keep_gone(struct node *n, const struct dsfs_attr *gone)
 		*x->gone = *gone;
 }
 
-/* n no longer stands for its name, which a lookup gives a new node; n
- * remembers where it was (its reference on its parent moves to
- * was_parent), for an open whose path walk raced with this.  Called with
- * the lock held, on an attached node. */
-static void retire_locked(struct node_table *t, struct node *n,
-			  const struct dsfs_attr *gone)
+void node_retire_locked(struct node_table *t, struct node *n,
+			const struct dsfs_attr *gone)
 {
 	struct node_extra *x = n->x; /* the caller's contract: n has one */
 
@@ -644,7 +613,7 @@ void node_detach(struct node_table *t, struct node *dir, const char *name,
 	struct node *n;
 
 	pthread_mutex_lock(&t->lock);
-	n = find_child(t, dir, name);
+	n = node_find_child(t, dir, name);
 	if (n) {
 		if (n->x)
 			n->x->pending_at = 0;
@@ -674,8 +643,8 @@ int node_move(struct node_table *t, struct node *from, const char *fname,
 		return -ENOMEM;
 	}
 	pthread_mutex_lock(&t->lock);
-	old = find_child(t, to, tname);
-	n = find_child(t, from, fname);
+	old = node_find_child(t, to, tname);
+	n = node_find_child(t, from, fname);
 	if (old && old != n) {
 		if (!old->x) {
 			old->x = spare;
@@ -683,9 +652,9 @@ int node_move(struct node_table *t, struct node *from, const char *fname,
 		}
 		/* Writers sent to the name by node_writer_open() will find
 		 * the node moved there instead. */
-		if (n && old->x->pending_at && extra(n))
+		if (n && old->x->pending_at && node_extra_get(n))
 			n->x->pending_at = old->x->pending_at;
-		retire_locked(t, old, gone);
+		node_retire_locked(t, old, gone);
 		maybe_free(t, old);
 	}
 	if (n && n != old) {
@@ -723,8 +692,9 @@ int node_find_merged(struct node_table *t, const char *key, uint64_t *ino,
 	p = strchr(key, '/');
 	if (!p)
 		goto out;
-	dir = find_child(t, find_ino(t, ROOT_INO),
-			 strncmp(key, "images/", 7) == 0 ? "images" : "kv");
+	dir = node_find_child(t, find_ino(t, ROOT_INO),
+			      strncmp(key, "images/", 7) == 0 ? "images" :
+								"kv");
 	for (p++; dir; p = slash + 1) {
 		size_t len;
 
@@ -734,7 +704,7 @@ int node_find_merged(struct node_table *t, const char *key, uint64_t *ino,
 			break;
 		memcpy(part, p, len);
 		part[len] = '\0';
-		n = find_child(t, dir, part);
+		n = node_find_child(t, dir, part);
 		if (!slash) {
 			*ino = n ? n->ino : 0;
 			*parent_ino = dir->ino;
@@ -747,164 +717,6 @@ int node_find_merged(struct node_table *t, const char *key, uint64_t *ino,
 out:
 	pthread_mutex_unlock(&t->lock);
 	return rc;
-}
-
-/* Whether writers sent to n may still be on their way (ticks compared
- * by difference, so the clock may wrap). */
-static bool pending(const struct node_extra *x, uint16_t now)
-{
-	return x->pending_at &&
-	       (uint16_t)(now - x->pending_at) < NODE_PENDING_TICKS;
-}
-
-int node_cache_reader_open(struct node_table *t, struct node *n,
-			   const struct dsfs_attr *a, int layer, uint16_t now,
-			   bool *dropped)
-{
-	struct node_extra *x;
-	bool same;
-	int how = NODE_CACHE_BYPASS;
-
-	*dropped = false;
-	pthread_mutex_lock(&t->lock);
-	/* Nothing can be remembered of this reader without x: the page
-	 * cache is left to the others. */
-	x = extra(n);
-	if (!x)
-		goto out;
-	if (x->pending_at && !pending(x, now))
-		x->pending_at = 0; /* freed by the caller's node_put() */
-	same = x->cached_version == a->version && x->cached_layer == layer;
-	if (x->writers > 0 || n->writers_lost || pending(x, now) || !n->parent)
-		goto out;
-	if (x->cache_readers > 0) {
-		if (same) {
-			x->cache_readers++;
-			how = NODE_CACHE_KEEP;
-		} else {
-			/* Its readers keep the version they read. */
-			retire_locked(t, n, NULL);
-			how = NODE_CACHE_RETIRED;
-		}
-		goto out;
-	}
-	/* The first page-cache reader: what it reads is kept for a
-	 * retirement (node_cache_done() frees it). */
-	free(x->gone);
-	x->gone = malloc(sizeof(*x->gone));
-	if (!x->gone)
-		goto out;
-	*x->gone = *a;
-	/* Pages are only ever filled by page-cache readers: those of
-	 * another version can be there only if one read it. */
-	*dropped = !same && x->cached_version != 0;
-	how = same ? NODE_CACHE_KEEP : NODE_CACHE_FRESH;
-	x->cached_version = a->version;
-	x->cached_layer = layer;
-	x->cache_readers = 1;
-out:
-	pthread_mutex_unlock(&t->lock);
-	return how;
-}
-
-int node_writer_open(struct node_table *t, struct node *n, uint16_t now)
-{
-	struct node_extra *x;
-	struct node *next;
-	int rc = 0;
-
-	pthread_mutex_lock(&t->lock);
-	x = extra(n);
-	if (!x) {
-		/* No page-cache reader either (they live in x). */
-		n->writers_lost = true;
-		goto out;
-	}
-	if (x->pending_at && !pending(x, now))
-		x->pending_at = 0;
-	if (x->cache_readers == 0) {
-		x->writers++;
-		goto out;
-	}
-	if (n->parent)
-		retire_locked(t, n, NULL);
-	/* The node the kernel's new walk will find: readers that find it
-	 * before this writer opens it do not fill its page cache, or the
-	 * writer's second open would meet them too. */
-	if (x->was_parent && x->was_name) {
-		next = find_child(t, x->was_parent, x->was_name);
-		/* Moved there by a rename and read already: retired too (the
-		 * caller's notice drops the same name). */
-		if (next && next->x && next->x->cache_readers > 0) {
-			retire_locked(t, next, NULL);
-			next = NULL;
-		}
-		if (!next)
-			next = node_new(t, x->was_parent, x->was_name);
-		if (next && extra(next))
-			next->x->pending_at = now ? now : 1;
-	}
-	rc = -ESTALE;
-out:
-	pthread_mutex_unlock(&t->lock);
-	return rc;
-}
-
-bool node_cache_seen(struct node_table *t, struct node *n, uint64_t version,
-		     int layer)
-{
-	struct node_extra *x;
-	bool retire;
-
-	pthread_mutex_lock(&t->lock);
-	x = n->x;
-	retire = x && x->cache_readers > 0 && n->parent &&
-		 (x->cached_version != version || x->cached_layer != layer);
-	if (retire)
-		retire_locked(t, n, NULL);
-	pthread_mutex_unlock(&t->lock);
-	return retire;
-}
-
-bool node_retire_cached(struct node_table *t, struct node *n)
-{
-	bool retire;
-
-	pthread_mutex_lock(&t->lock);
-	retire = n->x && n->x->cache_readers > 0 && n->parent;
-	if (retire)
-		retire_locked(t, n, NULL);
-	pthread_mutex_unlock(&t->lock);
-	return retire;
-}
-
-int node_retired_name(struct node_table *t, struct node *n, uint64_t *parent,
-		      char *buf, size_t size)
-{
-	struct node_extra *x;
-	int rc = -ESTALE;
-
-	pthread_mutex_lock(&t->lock);
-	x = n->x;
-	if (x && x->was_parent && x->was_name &&
-	    (size_t)snprintf(buf, size, "%s", x->was_name) < size) {
-		*parent = x->was_parent->ino;
-		rc = 0;
-	}
-	pthread_mutex_unlock(&t->lock);
-	return rc;
-}
-
-void nodes_forget_cache(struct node_table *t)
-{
-	struct node *n;
-	size_t pos = 0;
-
-	pthread_mutex_lock(&t->lock);
-	while ((n = ptab_next(&t->by_ino, &pos)) != NULL)
-		if (n->x)
-			n->x->cached_layer = -1;
-	pthread_mutex_unlock(&t->lock);
 }
 
 struct each_item {

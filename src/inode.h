@@ -159,10 +159,20 @@ int node_writer_open(struct node_table *t, struct node *n, uint16_t now);
  * it meanwhile do not end the wait, as a count of opens would. */
 #define NODE_TICKS_PER_SEC 16
 #define NODE_PENDING_TICKS 32
-/* A version (version, layer) of n's entry was seen: if n has page-cache
- * readers of another one, retire n and return true. */
-bool node_cache_seen(struct node_table *t, struct node *n, uint64_t version,
-		     int layer);
+/* A version (version, layer) of n's entry was found by n's name: whether n
+ * stands for it.  NODE_SEEN_RETIRED: n had page-cache readers of another
+ * version and is retired now; NODE_SEEN_DETACHED: n had lost its name
+ * already (retired or replaced between the finding and this call), so
+ * what was found is not n's either.  In both cases n's attributes must
+ * not be answered from the version found: its readers' size would be
+ * another's, and the kernel cuts page-cache reads at the size. */
+enum {
+	NODE_SEEN_SAME,
+	NODE_SEEN_RETIRED,
+	NODE_SEEN_DETACHED
+};
+int node_cache_seen(struct node_table *t, struct node *n, uint64_t version,
+		    int layer);
 /* n has page-cache readers: retire it (true), or nothing to do (false). */
 bool node_retire_cached(struct node_table *t, struct node *n);
 /* For a notice after a retirement: the name n had and its directory's

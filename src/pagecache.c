@@ -30,7 +30,13 @@
  *    keep their version: their pages are not dropped, a GETATTR that comes
  *    with one of their handles answers their version, and one without
  *    (fstat) answers it too, with no link, as for a file replaced by a
- *    rename.  The next open of the name finds the new node.
+ *    rename.  The next open of the name finds the new node.  A GETATTR,
+ *    LOOKUP or READDIRPLUS finds the version by the node's name, then
+ *    checks the node (node_cache_seen()): if another thread retired it
+ *    in between, the version found is the name's, not the node's: a
+ *    GETATTR answers the node's readers' version, a LOOKUP names the
+ *    name's next node.  Answered with the version found, the kernel
+ *    would give their inode its size and end their reads there.
  *
  * 3. The first page-cache open of a version (FRESH) drops the node's
  *    attributes before the reply, and its pages if a reader of another
@@ -88,6 +94,10 @@
 #include <time.h>
 
 #include "handle.h"
+
+/* How many nodes a lookup links for a name before it gives up (ESTALE)
+ * when each is retired before its reply (pagecache_link()). */
+#define PAGECACHE_LINK_TRIES 8
 
 /* Values up to this size are pushed into the page cache at their first
  * open (store_pages()); larger ones are read by the kernel as it needs. */
@@ -246,21 +256,30 @@ bool pagecache_retire(struct dsfs_ctx *ctx, struct node *n)
 	return true;
 }
 
-struct node *pagecache_link(struct dsfs_ctx *ctx, struct node *dir,
-			    const char *name, const struct found *f)
+int pagecache_link(struct dsfs_ctx *ctx, struct node *dir, const char *name,
+		   const struct found *f, struct node **np)
 {
 	bool is_dir = f->attr.kind == DSFS_DIR;
 	struct node *n;
+	int tries;
 
-	n = node_link(&ctx->nodes, dir, name, is_dir, f->limit);
-	if (n && !is_dir &&
-	    node_cache_seen(&ctx->nodes, n, f->attr.version, f->layer)) {
-		/* The lookup counted on the retired node is given back; the
-		 * reply names the new one. */
-		node_forget(&ctx->nodes, n->ino, 1);
+	for (tries = 0; tries < PAGECACHE_LINK_TRIES; tries++) {
 		n = node_link(&ctx->nodes, dir, name, is_dir, f->limit);
+		if (!n)
+			return -ENOMEM;
+		if (is_dir || node_cache_seen(&ctx->nodes, n, f->attr.version,
+					      f->layer) == NODE_SEEN_SAME) {
+			*np = n;
+			return 0;
+		}
+		/* Retired here or by another thread since node_link(): the
+		 * lookup counted on it is given back, and the name's next
+		 * node is the one the reply names, with f's attributes. */
+		node_forget(&ctx->nodes, n->ino, 1);
 	}
-	return n;
+	/* Retired as fast as it is made (a storm of versions and readers):
+	 * the kernel walks the path again. */
+	return -ESTALE;
 }
 
 int pagecache_stat(struct dsfs_ctx *ctx, struct node *n, struct handle *h,
@@ -278,10 +297,19 @@ int pagecache_stat(struct dsfs_ctx *ctx, struct node *n, struct handle *h,
 	if (is_fixed(n) || n->special != NODE_PLAIN)
 		return stat_node(ctx, n, st);
 	rc = node_found(ctx, n, &l, &f);
-	if (rc == 0 && f.attr.kind != DSFS_DIR &&
-	    node_cache_seen(&ctx->nodes, n, f.attr.version, f.layer)) {
-		retired_notice(ctx, n);
-		return -ESTALE;
+	if (rc == 0 && f.attr.kind != DSFS_DIR) {
+		/* Retired after node_found() (by another thread) counts as
+		 * retired: its readers' size is not f's. */
+		switch (node_cache_seen(&ctx->nodes, n, f.attr.version,
+					f.layer)) {
+		case NODE_SEEN_RETIRED:
+			retired_notice(ctx, n);
+			return -ESTALE;
+		case NODE_SEEN_DETACHED:
+			return -ESTALE;
+		default:
+			break;
+		}
 	}
 	if (rc == 0)
 		entry_stat(ctx, n, &f, st);

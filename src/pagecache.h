@@ -28,11 +28,13 @@ int pagecache_writer_open(struct dsfs_ctx *ctx, struct node *n);
  * and tell the kernel its name is gone; true if so. */
 bool pagecache_retire(struct dsfs_ctx *ctx, struct node *n);
 /* The child `name` of dir, for a lookup or a READDIRPLUS entry of what was
- * found as f: node_link(), but a node whose page-cache readers read
- * another version than f is retired first, so the name gets a node of its
- * own.  No notice is sent (the kernel holds the directory's lock). */
-struct node *pagecache_link(struct dsfs_ctx *ctx, struct node *dir,
-			    const char *name, const struct found *f);
+ * found as f, into *np: node_link(), but a node whose page-cache readers
+ * read another version than f is retired first, and one retired by
+ * another thread meanwhile is not used, so the name gets a node of its
+ * own.  No notice is sent (the kernel holds the directory's lock).
+ * -ENOMEM, or -ESTALE if every node made was retired at once. */
+int pagecache_link(struct dsfs_ctx *ctx, struct node *dir, const char *name,
+		   const struct found *f, struct node **np);
 /* What GETATTR answers for n, with h the handle it came with (or NULL):
  * a page-cache reader's handle gets the version it reads.  -ESTALE when n
  * was retired: the caller answers what it was (node_gone()). */

@@ -3,7 +3,10 @@
 # stale or mixed value: readers in a loop against writers in place, by
 # rename, through runtime/kv/ and by dsfsctl set; a reader holding the old
 # value open keeps it whole while the name shows the new one; an open
-# after a commit sees it; flock still serialises across a name's inodes.
+# after a commit sees it; flock still serialises across a name's inodes;
+# a stat racing with the retirement of a read inode never gives it another
+# version's size (which would cut its readers' reads); getxattr of a name
+# renamed over in a storm never fails with ESTALE.
 # (Across hosts, values and images: cluster.bats.)
 
 load helpers
@@ -289,4 +292,235 @@ sys.stderr.write("".join(b + "\n" for b in bad))
 sys.exit(1 if bad else 0)
 ' "$MNT" "$DSFSCTL" "$STORE"
 	[ "$status" -eq 0 ] || fail "$output"
+}
+
+# The four kinds of readers (cat, runtime/images, piecewise, by token)
+# against the four kinds of writers for 5 s; PC_WRITERS chooses writers.
+@test "image readers in a loop read whole images while writers replace them in place, by rename, through runtime/images and by dsfsctl set" {
+	mount_dsfs
+	mkdir "$MNT/images/p"
+	run tmo "$PYTHON" -c "$PC_IMG"'
+import multiprocessing as mp, os, random, subprocess, time
+mnt, ctl, store = sys.argv[1], sys.argv[2], sys.argv[3]
+names = ["p/i%d" % i for i in range(2)]
+WRITERS = [int(w) for w in os.environ.get("PC_WRITERS", "1 2 3 4").split()]
+for k in names:
+    open(os.path.join(mnt, "images", k), "wb").write(img(0, 0))
+END = time.time() + 5
+def writer(w):
+    rnd, n, bad = random.Random(w), 0, None
+    try:
+        while time.time() < END:
+            n += 1
+            k = rnd.choice(names)
+            path = os.path.join(mnt, "images", k)
+            d = img(w, n)
+            if w == 1:                      # in place, in two writes
+                with open(path, "wb") as f:
+                    f.write(d[:len(d) // 2]); f.flush(); f.write(d[len(d) // 2:])
+            elif w == 2:                    # a new file renamed over it
+                tmp = path + ".new"
+                with open(tmp, "wb") as f: f.write(d)
+                os.rename(tmp, path)
+            elif w == 3:                    # through the runtime layer
+                with open(os.path.join(mnt, "runtime", "images", k), "wb") as f:
+                    f.write(d)
+            else:                           # by the admin tool
+                subprocess.run([ctl, "set", store, "images/" + k], input=d,
+                               check=True, stdout=subprocess.DEVNULL)
+    except (OSError, subprocess.CalledProcessError) as e:
+        bad = "writer %d: %s" % (w, e)
+    return "w", n, bad
+def reader(r):
+    reads, bad = 0, None
+    while time.time() < END and bad is None:
+        for k in names:
+            path = os.path.join(mnt, "images", k)
+            try:
+                if r == 0:                  # cat, 128 KiB reads
+                    d = subprocess.run(["cat", path], check=True,
+                                       capture_output=True).stdout
+                elif r == 1:                # the runtime layer view
+                    with open(os.path.join(mnt, "runtime", "images", k), "rb") as f:
+                        d = f.read()
+                elif r == 2:                # in small pieces, then the rest
+                    with open(path, "rb") as f:
+                        d = f.read(100)
+                        d += f.read(70000)
+                        d += f.read()
+                else:                       # by its token
+                    tok = os.getxattr(path, "user.dsfs.token").decode()
+                    try:
+                        with open(os.path.join(mnt, "images", ".by-token", tok), "rb") as f:
+                            d = f.read()
+                    except FileNotFoundError:
+                        continue            # replaced and its blob gone since
+                    if hashlib.sha256(d).hexdigest() != tok:
+                        bad = "%s: .by-token/%s read %d bytes of another token" % (k, tok, len(d))
+                        break
+            except (OSError, subprocess.CalledProcessError) as e:
+                bad = "reader %d: %s" % (r, e)
+                break
+            reads += 1
+            why = whose(d)
+            if why:
+                bad = "reader %d: %s: %s" % (r, k, why)
+                break
+    return "r", reads, bad
+with mp.Pool(8) as pool:
+    jobs = [pool.apply_async(writer, (w,)) for w in WRITERS]
+    jobs += [pool.apply_async(reader, (r,)) for r in range(4)]
+    res = [j.get(timeout=120) for j in jobs]
+done = {t: sum(n for k, n, _ in res if k == t) for t in "wr"}
+print(done["w"], done["r"])
+bads = [b for _, _, b in res if b]
+sys.stderr.write("".join(b + "\n" for b in bads))
+sys.exit(1 if bads else 0)
+' "$MNT" "$DSFSCTL" "$STORE"
+	[ "$status" -eq 0 ] || fail "$output"
+	local writes reads
+	read -r writes reads <<<"${lines[0]}"
+	[ "$writes" -gt 20 ] && [ "$reads" -gt 20 ] || fail "too little done: $output"
+	echo "# page-cache image readers vs 4 kinds of writers: $writes replacements, $reads reads, none mixed" >&3
+}
+
+# Readers of one name through the page cache (cat, and python reading it
+# whole or in pieces) against writers that change its size below the
+# kernel (dsfsctl set, writes through the runtime layer's tree), for up
+# to $PC_CUT_SECS seconds or until a reader is wrong.  A
+# stat (GETATTR) that looked up the new version while another thread
+# retired the node must not answer that version's size for the retired
+# node: its readers read the old version, and the kernel cuts their
+# reads at the size it holds.  $1 is the tree (kv or images); the value
+# of writer W number N is PC_VAL's or PC_IMG's.
+cut_loop()
+{
+	local tree=$1
+	mount_dsfs
+	mkdir "$MNT/$tree/p"
+	run tmo "$PYTHON" -c "$PC_VAL$PC_IMG"'
+import multiprocessing as mp, os, subprocess, time
+mnt, ctl, store, tree, scratch = sys.argv[1:6]
+key = tree + "/p/x"
+path = os.path.join(mnt, key)
+layer = os.path.join(mnt, "runtime", key)
+def value(w, n):
+    return img(w, n) if tree == "images" else val(w, n).encode()
+def wrong(d):
+    if tree == "images":
+        return whose(d)
+    try:
+        v = json.loads(d)
+        return None if d.decode() == val(v["w"], v["n"]) else "another value"
+    except ValueError:
+        return "%d bytes, not a whole value: %r" % (len(d), d[:40])
+open(path, "wb").write(value(0, 0))
+END = time.time() + float(os.environ.get("PC_CUT_SECS", "15"))
+BAD = os.path.join(scratch, "bad")
+def stop():
+    return time.time() > END or os.path.exists(BAD)
+def writer(w):
+    n, bad = 0, None
+    try:
+        while not stop():
+            n += 1
+            d = value(w, n)
+            if w == 1:                  # by the admin tool
+                subprocess.run([ctl, "set", store, key], input=d, check=True,
+                               stdout=subprocess.DEVNULL)
+            else:                       # through the runtime layer
+                with open(layer, "wb") as f:
+                    f.write(d)
+    except (OSError, subprocess.CalledProcessError) as e:
+        bad = "writer %d: %s" % (w, e)
+    return "w", n, bad
+def reader(r):
+    reads, bad = 0, None
+    while not stop() and not bad:
+        try:
+            if r == 0:
+                d = subprocess.run(["cat", path], check=True,
+                                   capture_output=True).stdout
+            else:
+                with open(path, "rb") as f:
+                    d = f.read(100) + f.read() if r == 1 else f.read()
+        except (OSError, subprocess.CalledProcessError) as e:
+            bad = "reader %d: %s" % (r, e)
+            break
+        reads += 1
+        why = wrong(d)
+        if why:
+            bad = "reader %d, read %d: %s" % (r, reads, why)
+    if bad:
+        open(BAD, "w").close()
+    return "r", reads, bad
+with mp.Pool(8) as pool:
+    jobs = [pool.apply_async(writer, (w,)) for w in (1, 2, 3)]
+    jobs += [pool.apply_async(reader, (r,)) for r in range(5)]
+    res = [j.get(timeout=120) for j in jobs]
+done = {t: sum(n for k, n, _ in res if k == t) for t in "wr"}
+print(done["w"], done["r"])
+bads = [b for _, _, b in res if b]
+sys.stderr.write("".join(b + "\n" for b in bads))
+sys.exit(1 if bads else 0)
+' "$MNT" "$DSFSCTL" "$STORE" "$tree" "$T"
+	[ "$status" -eq 0 ] || fail "$output"
+	local writes reads
+	read -r writes reads <<<"${lines[0]}"
+	[ "$writes" -gt 20 ] && [ "$reads" -gt 20 ] || fail "too little done: $output"
+	echo "# $tree/: $writes changes of size below the kernel, $reads whole reads" >&3
+}
+
+@test "image readers read whole images while the size changes below the kernel (dsfsctl set, runtime/images)" {
+	cut_loop images
+}
+
+@test "kv/ readers read whole values while the size changes below the kernel (dsfsctl set, runtime/kv)" {
+	cut_loop kv
+}
+
+@test "getxattr of a name renamed over in a storm answers for what the name holds, never ESTALE" {
+	mount_dsfs
+	run tmo "$PYTHON" -c "$PC_IMG"'
+import hashlib, multiprocessing as mp, os, time
+mnt = sys.argv[1]
+path = os.path.join(mnt, "images", "storm")
+open(path, "wb").write(img(0, 0, 5000))
+END = time.time() + 5
+def renamer(w):
+    n = 0
+    while time.time() < END:
+        n += 1
+        with open(path + ".%d" % w, "wb") as f:
+            f.write(img(w, n, 5000 + n % 3000))
+        os.rename(path + ".%d" % w, path)
+    return n, None
+def asker(r):
+    asks = 0
+    while time.time() < END:
+        try:
+            tok = os.getxattr(path, "user.dsfs.token").decode()
+            if r % 2:                   # and a reader holding it open
+                with open(path, "rb") as f:
+                    f.read(10)
+        except OSError as e:
+            return asks, "getxattr %d: %s" % (asks, e)
+        if len(tok) != 64:
+            return asks, "token %r" % tok
+        asks += 1
+    return asks, None
+with mp.Pool(6) as pool:
+    jobs = [pool.apply_async(renamer, (w,)) for w in (1, 2)]
+    jobs += [pool.apply_async(asker, (r,)) for r in range(4)]
+    res = [j.get(timeout=60) for j in jobs]
+print(sum(n for n, _ in res[:2]), sum(n for n, _ in res[2:]))
+bads = [b for _, b in res if b]
+sys.stderr.write("".join(b + "\n" for b in bads))
+sys.exit(1 if bads else 0)
+' "$MNT"
+	[ "$status" -eq 0 ] || fail "$output"
+	local renames asks
+	read -r renames asks <<<"${lines[0]}"
+	[ "$renames" -gt 20 ] && [ "$asks" -gt 20 ] || fail "too little done: $output"
+	echo "# $renames renames over the name, $asks getxattr, none ESTALE" >&3
 }

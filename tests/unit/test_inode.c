@@ -470,10 +470,16 @@ static void test_cache_identity(struct node *kv)
 	now += NODE_PENDING_TICKS;
 	is_int(reader_open(p, 8, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
 	       "after the wait, readers fill it");
-	ok(!node_cache_seen(t, p, 8, L_RUNTIME),
-	   "the version they read seen again changes nothing");
-	ok(node_cache_seen(t, p, 9, L_RUNTIME),
-	   "another version seen retires it");
+	is_int(node_cache_seen(t, p, 8, L_RUNTIME), NODE_SEEN_SAME,
+	       "the version they read seen again changes nothing");
+	is_int(node_cache_seen(t, p, 9, L_RUNTIME), NODE_SEEN_RETIRED,
+	       "another version seen retires it");
+	/* A second GETATTR that found version 9 by the name before the
+	 * first retired the node must not answer 9 for it either. */
+	is_int(node_cache_seen(t, p, 9, L_RUNTIME), NODE_SEEN_DETACHED,
+	       "seen again once retired: not the node's version");
+	is_int(node_cache_seen(t, p, 8, L_RUNTIME), NODE_SEEN_DETACHED,
+	       "not even its readers' own (answered from what it kept)");
 	node_cache_done(t, p);
 	node_forget(t, p->ino, 1);
 	p = node_link(t, kv, "g", false, L_FACTORY);
