@@ -710,6 +710,10 @@ static void *listen_thread(void *arg)
 		pthread_mutex_lock(&c->lock);
 		if (c->stopping) {
 			pthread_mutex_unlock(&c->lock);
+			/* What was published before the close still goes out:
+			 * dsfsctl publishes its change and closes at once, and
+			 * the close may be what woke this thread. */
+			(void)send_news(c, conn);
 			break;
 		}
 		pthread_mutex_unlock(&c->lock);

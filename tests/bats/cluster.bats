@@ -333,6 +333,14 @@ y" ]'
 	tmo "$DSFSCTL" set "$T/c.store" kv/x 12345
 	within 2 size_is "$T/b/kv/x" 5
 	[ "$(cat "$T/b/kv/x")" = 12345 ]
+	# dsfsctl exits right after its change: the notice still goes out
+	local i v
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		v=$((10 ** (i + 4) + i))
+		tmo "$DSFSCTL" set "$T/c.store" kv/x "$v"
+		within 2 size_is "$T/b/kv/x" ${#v} ||
+			fail "set $i: b still has the size before it"
+	done
 	tmo "$DSFSCTL" factory-reset "$T/c.store"
 	within 2 eval '[ "$(pyop stat "$T/b/kv/x")" = ENOENT ]'
 }
