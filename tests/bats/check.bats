@@ -110,14 +110,18 @@ checks_while_writing()
 	kill "$writer"
 	wait "$writer" || true
 	writer=
+	# The writer may have been stopped between removing v1 and writing
+	# it again; the damage below needs it.
+	echo '{"i": 0}' >"$MNT/kv/w/v1"
 	# Mounted and unmounted, the same report.
 	mounted=$(ctl check "$STORE")
 	unmount_dsfs
 	[ "$(ctl check "$STORE")" = "$mounted" ]
 	# Damage in the database is found through the daemon's walk.
 	mount_dsfs -o "runtime=$uri"
-	PG_DB=c_${BATS_TEST_NUMBER}_$$ pg_sql \
-		"UPDATE dsfs_entry SET value = convert_to('{\"i\": ', 'UTF8') WHERE name = convert_to('v1', 'UTF8')" >/dev/null
+	damaged=$(PG_DB=c_${BATS_TEST_NUMBER}_$$ pg_sql \
+		"UPDATE dsfs_entry SET value = convert_to('{\"i\": ', 'UTF8') WHERE name = convert_to('v1', 'UTF8') RETURNING 'damaged'")
+	[ "$damaged" = damaged ] || fail "v1 was not damaged: $damaged"
 	run ctl check "$STORE"
 	[ "$status" -eq 1 ] || fail "$output"
 	[[ "$output" == *"runtime: kv/w/v1: "* ]] || fail "$output"
