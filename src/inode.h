@@ -32,6 +32,12 @@ struct node_extra {
 	/* Attributes were sent to the kernel while a writer was open: they
 	 * may say what the entry was before its commit. */
 	bool attrs_sent_writing;
+	/* Since the last page-cache open, the kernel may have been sent
+	 * attributes of a version other than cached_version (a lookup or
+	 * stat with no reader open, a writer's size): the next first reader
+	 * of cached_version drops them, or the kernel would end its reads of
+	 * the pages at another version's size. */
+	bool attrs_other;
 	bool times_set;
 	/* A directory's count of subdirectories (its link count less 2),
 	 * and the stack's change count when it was listed, if it was. */
@@ -123,11 +129,13 @@ struct node *node_link_special(struct node_table *t, struct node *dir,
 
 /* How a reader that found a version of the entry in a layer may use the
  * kernel's page cache: NODE_CACHE_KEEP (keep what is cached), NODE_CACHE_FRESH
- * (drop it and fill it anew), or NODE_CACHE_BYPASS (direct I/O).  KEEP and
- * FRESH count the reader until node_cache_done(). */
+ * (drop it and fill it anew), NODE_CACHE_ATTRS (keep the pages, drop the
+ * attributes), or NODE_CACHE_BYPASS (direct I/O).  KEEP, ATTRS and FRESH
+ * count the reader until node_cache_done(). */
 enum {
 	NODE_CACHE_KEEP,
 	NODE_CACHE_FRESH,
+	NODE_CACHE_ATTRS,
 	NODE_CACHE_BYPASS,
 	NODE_CACHE_RETIRED /* bypass, and n was retired (below) */
 };
@@ -140,7 +148,9 @@ void node_cache_done(struct node_table *t, struct node *n);
  * link), and the name leads to a new node at the next lookup.
  *
  * node_cache_reader_open(): how a reader that read a (in layer) may use
- * the page cache: KEEP if the pages hold that version, FRESH if no other
+ * the page cache: KEEP if the pages and the kernel's attributes hold that
+ * version, ATTRS if the pages do but the attributes of another may have
+ * been sent since (a lookup, a stat, a writer), FRESH if no other
  * page-cache reader is open, else RETIRED; BYPASS while writers are open,
  * while the node waits for writers (pending_at), or once it no longer
  * has its name.  *dropped: the kernel's pages of n may hold another

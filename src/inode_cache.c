@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Only KEEP and FRESH, which made n->x, are counted. */
+/* Only KEEP, ATTRS and FRESH, which made n->x, are counted. */
 void node_cache_done(struct node_table *t, struct node *n)
 {
 	pthread_mutex_lock(&t->lock);
@@ -87,7 +87,10 @@ int node_cache_reader_open(struct node_table *t, struct node *n,
 	/* Pages are only ever filled by page-cache readers: those of
 	 * another version can be there only if one read it. */
 	*dropped = !same && x->cached_version != 0;
-	how = same ? NODE_CACHE_KEEP : NODE_CACHE_FRESH;
+	how = !same	       ? NODE_CACHE_FRESH
+	      : x->attrs_other ? NODE_CACHE_ATTRS
+			       : NODE_CACHE_KEEP;
+	x->attrs_other = false;
 	x->cached_version = a->version;
 	x->cached_layer = layer;
 	x->cache_readers = 1;
@@ -112,6 +115,8 @@ int node_writer_open(struct node_table *t, struct node *n, uint16_t now)
 	if (x->pending_at && !pending(x, now))
 		x->pending_at = 0;
 	if (x->cache_readers == 0) {
+		/* Its truncation and writes set the kernel's size. */
+		x->attrs_other = true;
 		x->writers++;
 		goto out;
 	}
@@ -150,12 +155,18 @@ int node_cache_seen(struct node_table *t, struct node *n, uint64_t version,
 	/* Detached since the caller found the version by its name (another
 	 * thread retired it, a rename replaced it): the version is the
 	 * name's, not n's, whose readers may read an older one. */
-	if (!n->parent)
+	if (!n->parent) {
 		seen = NODE_SEEN_DETACHED;
-	else if (x && x->cache_readers > 0 &&
-		 (x->cached_version != version || x->cached_layer != layer)) {
-		node_retire_locked(t, n, NULL);
-		seen = NODE_SEEN_RETIRED;
+	} else if (x && (x->cached_version != version ||
+			 x->cached_layer != layer)) {
+		if (x->cache_readers > 0) {
+			node_retire_locked(t, n, NULL);
+			seen = NODE_SEEN_RETIRED;
+		} else {
+			/* The caller answers this version's attributes; the
+			 * pages keep cached_version's. */
+			x->attrs_other = true;
+		}
 	}
 	pthread_mutex_unlock(&t->lock);
 	return seen;

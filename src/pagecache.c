@@ -49,7 +49,11 @@
  *    and later opens of the same version keep both (keep_cache): a read
  *    is an OPEN and a RELEASE (and a GETATTR the first time), and as no
  *    READ reaches dsfs the kernel's attributes (atime included) stay
- *    valid for lstat.
+ *    valid for lstat.  Unless, while no page-cache reader was open, the
+ *    kernel was sent another version's attributes (a LOOKUP or GETATTR
+ *    that found a newer version than the one the next reader opens, a
+ *    writer's truncation and writes): the first reader after that keeps
+ *    the pages and drops the attributes (ATTRS), as FRESH does.
  *
  * So, with kernel caches on: a reader during a commit reads the version it
  * opened (its handle's copy, its version's pages and size); a reader whose
@@ -200,6 +204,13 @@ void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
 	case NODE_CACHE_KEEP:
 		r->keep_cache = true;
 		h->cache_reader = true;
+		break;
+	case NODE_CACHE_ATTRS:
+		/* The size the kernel reads the pages up to is asked again,
+		 * with this reader's handle. */
+		h->cache_reader = true;
+		notify_attrs(ctx, n->ino);
+		r->keep_cache = true;
 		break;
 	case NODE_CACHE_FRESH:
 		h->cache_reader = true;

@@ -494,6 +494,24 @@ static void test_cache_identity(struct node *kv)
 	       "version 10 after 9 refills it");
 	ok(dropped, "dropping the pages of version 9");
 	node_cache_done(t, p);
+	is_int(reader_open(p, 10, L_RUNTIME, &dropped), NODE_CACHE_KEEP,
+	       "the next reader of 10 keeps the pages and the attributes");
+	node_cache_done(t, p);
+	/* A stat that found 11 with no reader open answered 11's size; a
+	 * reader that had found 10 opens after it. */
+	is_int(node_cache_seen(t, p, 11, L_RUNTIME), NODE_SEEN_SAME,
+	       "version 11 seen with no reader open: the node stands for it");
+	is_int(reader_open(p, 10, L_RUNTIME, &dropped), NODE_CACHE_ATTRS,
+	       "a reader of 10 then keeps the pages, not 11's attributes");
+	node_cache_done(t, p);
+	is_int(reader_open(p, 10, L_RUNTIME, &dropped), NODE_CACHE_KEEP,
+	       "the reader after it keeps both");
+	node_cache_done(t, p);
+	is_int(node_writer_open(t, p, now), 0, "a writer opens it");
+	node_writers(t, p, -1);
+	is_int(reader_open(p, 10, L_RUNTIME, &dropped), NODE_CACHE_ATTRS,
+	       "a writer that committed nothing leaves its size: dropped");
+	node_cache_done(t, p);
 	nodes_forget_cache(t);
 	is_int(reader_open(p, 10, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
 	       "after nodes_forget_cache, nothing cached is trusted");
