@@ -53,10 +53,14 @@ void log_fail(const struct loc *l, const char *name, const char *what, int rc,
 
 double timeout_of(struct dsfs_ctx *ctx, const struct node *n)
 {
+	/* The root and the layer directories hold fixed names, and their
+	 * modes, link counts and times are those of the mount: nothing
+	 * changes them, on any runtime, so a path walk need not ask for
+	 * them.  (A factory install drops everything the kernel holds.) */
+	if (n->view == VIEW_ROOT)
+		return FIXED_TIMEOUT;
 	/* A tree's root is cached like the rest of its tree: its link count
 	 * and times change with what is made and removed in it. */
-	if (n->view == VIEW_ROOT)
-		return ctx->timeout;
 	if (n->view == VIEW_MERGED && n->tree != TREE_DEVICES)
 		return ctx->timeout;
 	return 0.0;

@@ -120,6 +120,9 @@ void log_fail(const struct loc *l, const char *name, const char *what, int rc,
 	      const char *why);
 /* How long the kernel may cache n's entry and attributes. */
 double timeout_of(struct dsfs_ctx *ctx, const struct node *n);
+/* How long for what never changes while mounted: the root's and the layer
+ * directories' attributes, and the names in them (kv, runtime, ...). */
+#define FIXED_TIMEOUT 86400.0
 /* elsewhere_now() at the start of a LOOKUP or GETATTR; fresh_timeout()
  * at its reply: timeout_of(), or 0 if another host's change was dropped
  * from the kernel's caches meanwhile, since the reply may hold what it

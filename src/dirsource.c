@@ -122,6 +122,8 @@ int listing_entry(struct dsfs_ctx *ctx, struct node *dir, const char *name,
 	}
 	e->ino = n->ino;
 	e->attr_timeout = e->entry_timeout = timeout_of(ctx, n);
+	if (dir->view == VIEW_ROOT)
+		e->entry_timeout = FIXED_TIMEOUT;
 	*np = n;
 	return 0;
 }

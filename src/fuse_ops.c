@@ -129,7 +129,8 @@ static void dsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			memset(&e, 0, sizeof(e));
 			e.ino = n->ino;
 			fixed_stat(ctx, n, &e.attr);
-			e.attr_timeout = e.entry_timeout = timeout_of(ctx, n);
+			e.attr_timeout = timeout_of(ctx, n);
+			e.entry_timeout = FIXED_TIMEOUT;
 			rc = 0;
 		}
 		goto out;
