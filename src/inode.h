@@ -38,6 +38,11 @@ struct node_extra {
 	 * of cached_version drops them, or the kernel would end its reads of
 	 * the pages at another version's size. */
 	bool attrs_other;
+	/* The first page-cache reader (FRESH, ATTRS) is telling the kernel
+	 * to drop what it held, and has not replied yet: a reader that
+	 * replied before it would read the pages up to the size the kernel
+	 * still holds. */
+	bool filling;
 	bool times_set;
 	/* A directory's count of subdirectories (its link count less 2),
 	 * and the stack's change count when it was listed, if it was. */
@@ -140,6 +145,9 @@ enum {
 	NODE_CACHE_RETIRED /* bypass, and n was retired (below) */
 };
 void node_cache_done(struct node_table *t, struct node *n);
+/* The FRESH or ATTRS reader of n has told the kernel (node_extra's
+ * filling): later readers of its version may keep what is cached. */
+void node_cache_filled(struct node_table *t, struct node *n);
 
 /* Page-cache identities (pagecache.c says why).  A node never has open
  * writers and open page-cache readers at once; when a version other than
@@ -151,7 +159,9 @@ void node_cache_done(struct node_table *t, struct node *n);
  * the page cache: KEEP if the pages and the kernel's attributes hold that
  * version, ATTRS if the pages do but the attributes of another may have
  * been sent since (a lookup, a stat, a writer), FRESH if no other
- * page-cache reader is open, else RETIRED; BYPASS while writers are open,
+ * page-cache reader is open, else RETIRED; BYPASS for a reader of the
+ * pages' version while their first reader has not called
+ * node_cache_filled(); BYPASS while writers are open,
  * while the node waits for writers (pending_at), or once it no longer
  * has its name.  *dropped: the kernel's pages of n may hold another
  * version (FRESH over an earlier one): the caller drops them before the

@@ -25,6 +25,13 @@ void node_cache_done(struct node_table *t, struct node *n)
 	pthread_mutex_unlock(&t->lock);
 }
 
+void node_cache_filled(struct node_table *t, struct node *n)
+{
+	pthread_mutex_lock(&t->lock);
+	n->x->filling = false;
+	pthread_mutex_unlock(&t->lock);
+}
+
 int node_gone(struct node_table *t, struct node *n, struct dsfs_attr *a)
 {
 	int rc = -ESTALE;
@@ -67,7 +74,11 @@ int node_cache_reader_open(struct node_table *t, struct node *n,
 	if (x->writers > 0 || n->writers_lost || pending(x, now) || !n->parent)
 		goto out;
 	if (x->cache_readers > 0) {
-		if (same) {
+		if (same && x->filling) {
+			/* Its first reader has not dropped the kernel's
+			 * attributes yet: this one would reply first. */
+			goto out;
+		} else if (same) {
 			x->cache_readers++;
 			how = NODE_CACHE_KEEP;
 		} else {
@@ -91,6 +102,7 @@ int node_cache_reader_open(struct node_table *t, struct node *n,
 	      : x->attrs_other ? NODE_CACHE_ATTRS
 			       : NODE_CACHE_KEEP;
 	x->attrs_other = false;
+	x->filling = how != NODE_CACHE_KEEP;
 	x->cached_version = a->version;
 	x->cached_layer = layer;
 	x->cache_readers = 1;

@@ -210,6 +210,7 @@ void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
 		 * with this reader's handle. */
 		h->cache_reader = true;
 		notify_attrs(ctx, n->ino);
+		node_cache_filled(&ctx->nodes, n);
 		r->keep_cache = true;
 		break;
 	case NODE_CACHE_FRESH:
@@ -219,6 +220,7 @@ void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
 		else
 			notify_attrs(ctx, n->ino);
 		r->keep_cache = store_pages(ctx, n, h);
+		node_cache_filled(&ctx->nodes, n);
 		break;
 	case NODE_CACHE_RETIRED:
 		retired_notice(ctx, n);

@@ -429,8 +429,11 @@ static void test_cache_identity(struct node *kv)
 	is_int(reader_open(n, 5, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
 	       "a first reader of version 5 fills the page cache");
 	ok(!dropped, "a node never read holds no pages to drop");
+	is_int(reader_open(n, 5, L_RUNTIME, &dropped), NODE_CACHE_BYPASS,
+	       "a second reader bypasses it until the first told the kernel");
+	node_cache_filled(t, n);
 	is_int(reader_open(n, 5, L_RUNTIME, &dropped), NODE_CACHE_KEEP,
-	       "a second reader of it keeps it");
+	       "then a second reader of it keeps it");
 	is_int(reader_open(n, 6, L_RUNTIME, &dropped), NODE_CACHE_RETIRED,
 	       "a reader of version 6 retires the node read as 5");
 	ok(node_gone(t, n, &gone) == 0 && gone.size == 50,
@@ -503,6 +506,9 @@ static void test_cache_identity(struct node *kv)
 	       "version 11 seen with no reader open: the node stands for it");
 	is_int(reader_open(p, 10, L_RUNTIME, &dropped), NODE_CACHE_ATTRS,
 	       "a reader of 10 then keeps the pages, not 11's attributes");
+	is_int(reader_open(p, 10, L_RUNTIME, &dropped), NODE_CACHE_BYPASS,
+	       "and one that comes before it dropped them bypasses them");
+	node_cache_filled(t, p);
 	node_cache_done(t, p);
 	is_int(reader_open(p, 10, L_RUNTIME, &dropped), NODE_CACHE_KEEP,
 	       "the reader after it keeps both");
