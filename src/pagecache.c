@@ -53,7 +53,10 @@
  *    kernel was sent another version's attributes (a LOOKUP or GETATTR
  *    that found a newer version than the one the next reader opens, a
  *    writer's truncation and writes): the first reader after that keeps
- *    the pages and drops the attributes (ATTRS), as FRESH does.
+ *    the pages and drops the attributes (ATTRS), as FRESH does.  Until
+ *    that first reader has told the kernel (node_cache_filled()), other
+ *    readers of its version read with direct I/O: replying before it,
+ *    they would read the pages up to the size the kernel still holds.
  *
  * So, with kernel caches on: a reader during a commit reads the version it
  * opened (its handle's copy, its version's pages and size); a reader whose
