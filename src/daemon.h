@@ -74,6 +74,11 @@ struct dsfs_ctx {
 	struct watch_hub *watch;
 	/* At most one image's bytes, 1 MiB (pagecache.c). */
 	struct recent_image recent;
+	/* -o inode_cache (evict.c): the thread that keeps the node table
+	 * within it, and its names being dropped. */
+	pthread_t evict_thread;
+	bool evict_running;
+	struct node_name *evict_batch;
 };
 
 /* fuse_ops.c */
@@ -251,6 +256,12 @@ void flock_request(struct dsfs_ctx *ctx, fuse_req_t req, fuse_ino_t ino,
 		   uint64_t owner, int op);
 /* The last close of an open file that owner locked. */
 void flock_release(struct dsfs_ctx *ctx, uint64_t owner);
+
+/* evict.c: keep the node table within bound nodes (0: no bound), from
+ * once the session is mounted until evict_stop(), before it is
+ * destroyed. */
+int evict_start(struct dsfs_ctx *ctx, size_t bound);
+void evict_stop(struct dsfs_ctx *ctx);
 
 /* remote.c: the other hosts of a shared runtime.  remote_start() after
  * the layers are open and before the session runs: the cluster on the

@@ -109,6 +109,10 @@ int listing_entry(struct dsfs_ctx *ctx, struct node *dir, const char *name,
 			return -ENOMEM;
 		fixed_stat(ctx, n, &e->attr);
 	} else {
+		/* Past -o inode_cache, a listing makes no more inodes in the
+		 * kernel: a name only, which is looked up when it is used. */
+		if (nodes_over_bound(&ctx->nodes))
+			return 0;
 		if (lookup_child(ctx, dir, name, &f) != 0)
 			return 0;
 		rc = pagecache_link(ctx, dir, name, &f, &n);

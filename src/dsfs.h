@@ -37,6 +37,9 @@ enum {
 #define DSFS_DEFAULT_FACTORY_SIZE (13 * MiB)
 #define DSFS_DEFAULT_RUNTIME_SIZE (13 * MiB)
 #define DSFS_DEFAULT_EPHEMERAL_SIZE (128 * MiB)
+/* Nodes of files the kernel may hold before the least used are given
+ * back (-o inode_cache): about 100 bytes each. */
+#define DSFS_DEFAULT_INODE_CACHE 16384
 
 /* Slots that record when directories last changed (struct dsfs_stack). */
 #define DSFS_CHANGE_SLOTS 4096

@@ -140,6 +140,8 @@ struct node *node_new(struct node_table *t, struct node *parent,
 		parent->refs++;
 	t->next_ino++;
 	t->count++;
+	if (t->bound && t->count > t->bound + t->evicting)
+		pthread_cond_signal(&t->over);
 	return n;
 }
 
@@ -157,6 +159,8 @@ static void maybe_free(struct node_table *t, struct node *n)
 		name_unhash(t, n);
 		ptab_del(&t->by_ino, n);
 		t->count--;
+		if (n->evicted)
+			t->evicting--;
 		free_node(n);
 		if (!parent)
 			break;
@@ -209,6 +213,7 @@ int nodes_init(struct node_table *t)
 	if (rc)
 		goto fail;
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->over, NULL);
 	root = fixed(t, NULL, NULL, VIEW_ROOT, 0, TREE_NONE);
 	if (!root) {
 		rc = -ENOMEM;
@@ -227,6 +232,7 @@ fail_nodes:
 	nodes_destroy(t);
 	return rc;
 fail_lock:
+	pthread_cond_destroy(&t->over);
 	pthread_mutex_destroy(&t->lock);
 	ptab_free(&t->by_name);
 fail:
@@ -243,6 +249,7 @@ void nodes_destroy(struct node_table *t)
 		free_node(n);
 	ptab_free(&t->by_ino);
 	ptab_free(&t->by_name);
+	pthread_cond_destroy(&t->over);
 	pthread_mutex_destroy(&t->lock);
 }
 
@@ -265,8 +272,10 @@ struct node *node_get(struct node_table *t, uint64_t ino)
 
 	pthread_mutex_lock(&t->lock);
 	n = find_ino(t, ino);
-	if (n)
+	if (n) {
 		n->refs++;
+		node_used(t, n);
+	}
 	pthread_mutex_unlock(&t->lock);
 	return n;
 }
@@ -283,10 +292,11 @@ void node_put(struct node_table *t, struct node *n)
 
 /* One more lookup replied to the kernel.  A count at its maximum stays
  * there: the node is then never freed, which is safe. */
-static void count_lookup(struct node *n)
+static void count_lookup(struct node_table *t, struct node *n)
 {
 	if (n->nlookup < UINT32_MAX)
 		n->nlookup++;
+	node_used(t, n);
 }
 
 /* The child `name` of dir, found or made, with one more kernel lookup
@@ -299,7 +309,7 @@ static struct node *link_locked(struct node_table *t, struct node *dir,
 	if (!n)
 		n = node_new(t, dir, name);
 	if (n)
-		count_lookup(n);
+		count_lookup(t, n);
 	return n;
 }
 
@@ -426,7 +436,7 @@ struct node *node_get_child(struct node_table *t, struct node *dir,
 	pthread_mutex_lock(&t->lock);
 	n = node_find_child(t, dir, name);
 	if (n)
-		count_lookup(n);
+		count_lookup(t, n);
 	pthread_mutex_unlock(&t->lock);
 	return n;
 }

@@ -96,6 +96,10 @@ struct node {
 	bool is_dir : 1;
 	bool is_tree_root : 1; /* kv, images, devices of some view */
 	bool permanent : 1;    /* the root and the fixed directories */
+	/* Asked for since the clock of inode_evict.c last passed it; the
+	 * kernel was asked to forget it and has not, nor asked for it. */
+	bool used : 1;
+	bool evicted : 1;
 	/* node_extra could not be made for a writer: the writer count is
 	 * unknown, so the kernel's view of the node is never trusted. */
 	bool writers_lost : 1;
@@ -110,6 +114,14 @@ struct node_table {
 	struct ptab by_name; /* the named children, by (parent, name) */
 	size_t count;
 	uint64_t next_ino;
+	/* inode_evict.c: past `bound` nodes (0: no bound), names the kernel
+	 * holds and nobody uses are given back; `over` wakes the thread that
+	 * does it, `hand` is where its clock goes on. */
+	size_t bound;
+	size_t evicting; /* nodes marked evicted */
+	size_t hand;
+	bool stopping;
+	pthread_cond_t over;
 };
 
 #define ROOT_INO 1
@@ -203,6 +215,27 @@ int node_retired_name(struct node_table *t, struct node *n, uint64_t *parent,
 /* A layer was replaced or emptied: versions seen before say nothing about
  * what the page cache holds any more. */
 void nodes_forget_cache(struct node_table *t);
+
+/* The bound on the table (inode_evict.c): 0 for none. */
+void nodes_set_bound(struct node_table *t, size_t bound);
+/* More nodes than the bound: a listing gives names only, which make no
+ * inode in the kernel. */
+bool nodes_over_bound(struct node_table *t);
+/* A name whose kernel entry is to be dropped. */
+struct node_name {
+	uint64_t parent;
+	char name[256];
+};
+/* Wait until the table holds more nodes than its bound (first, after a
+ * pass that gave nothing back, idle, 200 ms at most): how many more, or
+ * -1 once nodes_stop_evict() was called. */
+long nodes_wait_over(struct node_table *t, bool idle);
+void nodes_stop_evict(struct node_table *t);
+/* Up to max names the kernel holds that nothing of dsfs uses and that
+ * were not asked for since the clock last passed them; each is picked
+ * once per round. */
+size_t nodes_pick_unused(struct node_table *t, struct node_name *out,
+			 size_t max);
 
 /* Where a directory keeps its shared listing (dirlist.c): made with the
  * node's extra state if it has none, and valid while the node lives; NULL

@@ -98,9 +98,9 @@ int node_cache_reader_open(struct node_table *t, struct node *n,
 	/* Pages are only ever filled by page-cache readers: those of
 	 * another version can be there only if one read it. */
 	*dropped = !same && x->cached_version != 0;
-	how = !same	       ? NODE_CACHE_FRESH
-	      : x->attrs_other ? NODE_CACHE_ATTRS
-			       : NODE_CACHE_KEEP;
+	how = !same	     ? NODE_CACHE_FRESH :
+	      x->attrs_other ? NODE_CACHE_ATTRS :
+			       NODE_CACHE_KEEP;
 	x->attrs_other = false;
 	x->filling = how != NODE_CACHE_KEEP;
 	x->cached_version = a->version;
@@ -169,8 +169,8 @@ int node_cache_seen(struct node_table *t, struct node *n, uint64_t version,
 	 * name's, not n's, whose readers may read an older one. */
 	if (!n->parent) {
 		seen = NODE_SEEN_DETACHED;
-	} else if (x && (x->cached_version != version ||
-			 x->cached_layer != layer)) {
+	} else if (x &&
+		   (x->cached_version != version || x->cached_layer != layer)) {
 		if (x->cache_readers > 0) {
 			node_retire_locked(t, n, NULL);
 			seen = NODE_SEEN_RETIRED;

@@ -23,5 +23,7 @@ struct node *node_find_child(struct node_table *t, struct node *dir,
  * and has its extra state. */
 void node_retire_locked(struct node_table *t, struct node *n,
 			const struct dsfs_attr *gone);
+/* n was asked for (inode_evict.c's clock passes it over once). */
+void node_used(struct node_table *t, struct node *n);
 
 #endif

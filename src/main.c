@@ -34,6 +34,7 @@ struct options {
 	double cache_timeout;
 	int cache_timeout_given;
 	unsigned page_size;
+	unsigned inode_cache;
 	int foreground;
 	int debug;
 	int single_thread;
@@ -56,6 +57,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("cache_timeout=%lf", cache_timeout),
 	OPT("cache_timeout=", cache_timeout_given),
 	OPT("page_size=%u", page_size),
+	OPT("inode_cache=%u", inode_cache),
 	OPT("-f", foreground),
 	OPT("-s", single_thread),
 	OPT("-d", debug),
@@ -87,6 +89,9 @@ static void usage(FILE *out)
 		"between\n"
 		"    -o page_size=BYTES      page size of a new runtime store "
 		"(default 512)\n"
+		"    -o inode_cache=N        files the kernel keeps inodes of "
+		"(default 16384,\n"
+		"                            0: no bound)\n"
 		"    -f                      stay in the foreground, log to "
 		"stderr\n"
 		"    -d                      debug: -f and every request "
@@ -341,7 +346,8 @@ static int prepare_store(struct dsfs_ctx *ctx, const char *store)
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct options o = {.cache_timeout = 60.0};
+	struct options o = {.cache_timeout = 60.0,
+			    .inode_cache = DSFS_DEFAULT_INODE_CACHE};
 	struct dsfs_ctx ctx;
 	struct fuse_loop_config *cfg;
 	char *fsname = NULL, *mountpoint = NULL;
@@ -458,6 +464,11 @@ int main(int argc, char *argv[])
 	 * (pagecache.c gives each version its own). */
 	if (!ctx.flocks && flocks_new(NULL, &ctx.flocks) != 0)
 		goto out_layers;
+	rc = evict_start(&ctx, o.inode_cache);
+	if (rc) {
+		log_err("%s: inode_cache: %s", ctx.store, strerror(-rc));
+		goto out_layers;
+	}
 	rc = control_start(&ctx);
 	if (rc)
 		log_warn("%s: control socket not served: %s", ctx.store,
@@ -477,6 +488,7 @@ int main(int argc, char *argv[])
 	ret = ret != 0;
 
 out_layers:
+	evict_stop(&ctx);
 	control_stop(&ctx);
 	if (!ctx.cluster) {
 		flocks_free(ctx.flocks);

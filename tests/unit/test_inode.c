@@ -594,6 +594,69 @@ static void test_growth(struct node *kv)
 	is_int(extra(), 0, "all forgotten, all freed");
 }
 
+/* The bound on the table (inode_evict.c): which names are given back. */
+static void test_evict(struct node *kv)
+{
+	enum {
+		N = 10
+	};
+	long before = extra();
+	struct node *d = node_link(t, kv, "ev", true, L_FACTORY), *held, *n;
+	struct node_name names[N + 2];
+	bool picked_held = false, picked_dir = false;
+	uint64_t inos[N], sub;
+	size_t got, i;
+	char name[256];
+
+	if (!d)
+		return;
+	for (i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "f%zu", i);
+		n = node_link(t, d, name, false, L_FACTORY);
+		inos[i] = n ? n->ino : 0;
+	}
+	n = node_link(t, d, "sub", true, L_FACTORY);
+	sub = n ? n->ino : 0;
+	held = node_get(t, inos[3]); /* a request in flight on f3 */
+	ok(!nodes_over_bound(t), "no bound: never over");
+	nodes_set_bound(t, (size_t)t->count - 4);
+	ok(nodes_over_bound(t), "over a bound of 4 fewer nodes");
+	is_int(nodes_wait_over(t, false), 4, "4 over: no wait");
+	got = nodes_pick_unused(t, names, N + 2);
+	is_int(got, 0, "the first round passes over the nodes just looked up");
+	got = nodes_pick_unused(t, names, 3);
+	is_int(got, 3, "the next gives back as many as asked");
+	got += nodes_pick_unused(t, names + got, N + 2 - got);
+	for (i = 0; i < got; i++) {
+		picked_held |= strcmp(names[i].name, "f3") == 0;
+		picked_dir |= strcmp(names[i].name, "sub") == 0;
+	}
+	is_int(got, N - 1, "every file but the one in use");
+	ok(!picked_held && !picked_dir,
+	   "neither the file in use nor a directory");
+	ok(names[0].parent == d->ino, "named by their directory's inode");
+	is_int(t->evicting, N - 1, "each counted as on its way out");
+	is_int(nodes_pick_unused(t, names, N + 2), 0,
+	       "and not picked again before it is asked for");
+	node_put(t, held);
+	snprintf(name, sizeof(name), "%s", names[0].name);
+	n = node_link(t, d, name, false, L_FACTORY);
+	is_int(t->evicting, N - 2, "one asked for again: it stays, counted");
+	node_forget(t, n ? n->ino : 0, 2);
+	is_int(t->evicting, N - 2, "forgotten then: freed");
+	is_int(extra(), before + N + 1, "and gone from the table");
+	nodes_set_bound(t, 0);
+	for (i = 0; i < N; i++)
+		if (exists(inos[i]))
+			node_forget(t, inos[i], 1);
+	is_int(t->evicting, 0, "the others forgotten: nothing on its way out");
+	node_forget(t, sub, 1);
+	node_forget(t, d->ino, 1);
+	is_int(extra(), before, "all forgotten, all freed");
+	nodes_stop_evict(t);
+	is_int(nodes_wait_over(t, true), -1, "once stopped, no wait");
+}
+
 int main(void)
 {
 	struct node *root, *kv;
@@ -616,6 +679,7 @@ int main(void)
 	test_cache_identity(kv);
 	test_cache_writers(kv);
 	test_growth(kv);
+	test_evict(kv);
 	node_put(t, root);
 	nodes_destroy(t);
 	return done_testing();

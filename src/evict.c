@@ -1,0 +1,75 @@
+/*
+ * evict.c - the thread that keeps the node table within -o inode_cache:
+ * while the table holds more nodes than that, it takes names nobody uses
+ * (inode_evict.c) and drops the kernel's entries for them.  The kernel
+ * then forgets the inodes, and the FORGETs that follow free the nodes.
+ *
+ * A thread of its own, because dropping an entry takes the kernel's lock
+ * on its directory, which a request being served may hold (a LOOKUP in
+ * it): from a request's thread that could wait for itself.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+
+/* Names dropped per pass of the clock. */
+#define EVICT_BATCH 256
+
+static void *evict_main(void *arg)
+{
+	struct dsfs_ctx *ctx = arg;
+	struct node_name *batch = ctx->evict_batch;
+	bool idle = false;
+	size_t i, got, want;
+	long over;
+
+	while ((over = nodes_wait_over(&ctx->nodes, idle)) >= 0) {
+		/* Down to seven eighths of the bound, so that the next pass
+		 * does not come at the next lookup. */
+		want = (size_t)over + ctx->nodes.bound / 8;
+		got = nodes_pick_unused(&ctx->nodes, batch,
+					want < EVICT_BATCH ? want :
+							     EVICT_BATCH);
+		for (i = 0; i < got; i++)
+			fuse_lowlevel_notify_inval_entry(ctx->se,
+							 batch[i].parent,
+							 batch[i].name,
+							 strlen(batch[i].name));
+		idle = got == 0;
+	}
+	return NULL;
+}
+
+int evict_start(struct dsfs_ctx *ctx, size_t bound)
+{
+	int rc;
+
+	if (bound == 0)
+		return 0;
+	ctx->evict_batch = malloc(EVICT_BATCH * sizeof(*ctx->evict_batch));
+	if (!ctx->evict_batch)
+		return -ENOMEM;
+	nodes_set_bound(&ctx->nodes, bound);
+	rc = pthread_create(&ctx->evict_thread, NULL, evict_main, ctx);
+	if (rc) {
+		nodes_set_bound(&ctx->nodes, 0);
+		free(ctx->evict_batch);
+		ctx->evict_batch = NULL;
+		return -rc;
+	}
+	ctx->evict_running = true;
+	return 0;
+}
+
+void evict_stop(struct dsfs_ctx *ctx)
+{
+	if (!ctx->evict_running)
+		return;
+	nodes_stop_evict(&ctx->nodes);
+	pthread_join(ctx->evict_thread, NULL);
+	ctx->evict_running = false;
+	free(ctx->evict_batch);
+	ctx->evict_batch = NULL;
+}
