@@ -21,23 +21,29 @@ static void *evict_main(void *arg)
 {
 	struct dsfs_ctx *ctx = arg;
 	struct node_name *batch = ctx->evict_batch;
-	bool idle = false;
-	size_t i, got, want;
+	size_t i, got, want, bound = ctx->nodes.bound;
+	bool idle = false, none;
 	long over;
 
 	while ((over = nodes_wait_over(&ctx->nodes, idle)) >= 0) {
 		/* Down to seven eighths of the bound, so that the next pass
 		 * does not come at the next lookup. */
-		want = (size_t)over + ctx->nodes.bound / 8;
-		got = nodes_pick_unused(&ctx->nodes, batch,
-					want < EVICT_BATCH ? want :
-							     EVICT_BATCH);
-		for (i = 0; i < got; i++)
-			fuse_lowlevel_notify_inval_entry(ctx->se,
-							 batch[i].parent,
-							 batch[i].name,
-							 strlen(batch[i].name));
-		idle = got == 0;
+		want = (size_t)over + bound / 8;
+		idle = false;
+		while (want > 0) {
+			got = nodes_pick_unused(
+				&ctx->nodes, batch,
+				want < EVICT_BATCH ? want : EVICT_BATCH, &none);
+			for (i = 0; i < got; i++)
+				fuse_lowlevel_notify_inval_entry(
+					ctx->se, batch[i].parent, batch[i].name,
+					strlen(batch[i].name));
+			want -= got;
+			if (got == 0 && none) {
+				idle = true; /* every node is in use */
+				break;
+			}
+		}
 	}
 	return NULL;
 }

@@ -232,10 +232,12 @@ struct node_name {
 long nodes_wait_over(struct node_table *t, bool idle);
 void nodes_stop_evict(struct node_table *t);
 /* Up to max names the kernel holds that nothing of dsfs uses and that
- * were not asked for since the clock last passed them; each is picked
- * once per round. */
+ * were not asked for since the clock last passed them, from at most one
+ * round of the clock; a name picked is not picked again until it is
+ * asked for.  *none: no node could be given back at all, passed over or
+ * not (or nodes_stop_evict() was called). */
 size_t nodes_pick_unused(struct node_table *t, struct node_name *out,
-			 size_t max);
+			 size_t max, bool *none);
 
 /* Where a directory keeps its shared listing (dirlist.c): made with the
  * node's extra state if it has none, and valid while the node lives; NULL

@@ -101,12 +101,18 @@ void nodes_stop_evict(struct node_table *t)
 }
 
 size_t nodes_pick_unused(struct node_table *t, struct node_name *out,
-			 size_t max)
+			 size_t max, bool *none)
 {
 	size_t got = 0, scanned = 0, from, limit;
 	struct node *n;
 
+	*none = true;
 	pthread_mutex_lock(&t->lock);
+	if (t->stopping)
+		goto out;
+	/* The table may have shrunk since the last call. */
+	if (t->hand > t->by_ino.mask)
+		t->hand = 0;
 	/* Once round at most: a node passed over is not picked in the same
 	 * call. */
 	limit = t->by_ino.mask + 1;
@@ -123,6 +129,7 @@ size_t nodes_pick_unused(struct node_table *t, struct node_name *out,
 		scanned += t->hand - from;
 		if (!can_give_back(n))
 			continue;
+		*none = false;
 		if (n->used) {
 			n->used = false;
 			continue;
@@ -137,6 +144,7 @@ size_t nodes_pick_unused(struct node_table *t, struct node_name *out,
 		n->evicted = true;
 		t->evicting++;
 	}
+out:
 	pthread_mutex_unlock(&t->lock);
 	return got;
 }

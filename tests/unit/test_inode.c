@@ -603,7 +603,7 @@ static void test_evict(struct node *kv)
 	long before = extra();
 	struct node *d = node_link(t, kv, "ev", true, L_FACTORY), *held, *n;
 	struct node_name names[N + 2];
-	bool picked_held = false, picked_dir = false;
+	bool picked_held = false, picked_dir = false, none;
 	uint64_t inos[N], sub;
 	size_t got, i;
 	char name[256];
@@ -622,11 +622,12 @@ static void test_evict(struct node *kv)
 	nodes_set_bound(t, (size_t)t->count - 4);
 	ok(nodes_over_bound(t), "over a bound of 4 fewer nodes");
 	is_int(nodes_wait_over(t, false), 4, "4 over: no wait");
-	got = nodes_pick_unused(t, names, N + 2);
+	got = nodes_pick_unused(t, names, N + 2, &none);
 	is_int(got, 0, "the first round passes over the nodes just looked up");
-	got = nodes_pick_unused(t, names, 3);
+	ok(!none, "which it could give back");
+	got = nodes_pick_unused(t, names, 3, &none);
 	is_int(got, 3, "the next gives back as many as asked");
-	got += nodes_pick_unused(t, names + got, N + 2 - got);
+	got += nodes_pick_unused(t, names + got, N + 2 - got, &none);
 	for (i = 0; i < got; i++) {
 		picked_held |= strcmp(names[i].name, "f3") == 0;
 		picked_dir |= strcmp(names[i].name, "sub") == 0;
@@ -636,8 +637,9 @@ static void test_evict(struct node *kv)
 	   "neither the file in use nor a directory");
 	ok(names[0].parent == d->ino, "named by their directory's inode");
 	is_int(t->evicting, N - 1, "each counted as on its way out");
-	is_int(nodes_pick_unused(t, names, N + 2), 0,
+	is_int(nodes_pick_unused(t, names, N + 2, &none), 0,
 	       "and not picked again before it is asked for");
+	ok(none, "nothing else can be given back");
 	node_put(t, held);
 	snprintf(name, sizeof(name), "%s", names[0].name);
 	n = node_link(t, d, name, false, L_FACTORY);
@@ -655,6 +657,8 @@ static void test_evict(struct node *kv)
 	is_int(extra(), before, "all forgotten, all freed");
 	nodes_stop_evict(t);
 	is_int(nodes_wait_over(t, true), -1, "once stopped, no wait");
+	is_int(nodes_pick_unused(t, names, N + 2, &none), 0,
+	       "and nothing picked");
 }
 
 int main(void)
