@@ -40,7 +40,7 @@ static void *evict_main(void *arg)
 					strlen(batch[i].name));
 			want -= got;
 			if (got == 0 && none) {
-				idle = true; /* every node is in use */
+				idle = true;
 				break;
 			}
 		}

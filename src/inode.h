@@ -118,7 +118,8 @@ struct node_table {
 	 * holds and nobody uses are given back; `over` wakes the thread that
 	 * does it, `hand` is where its clock goes on. */
 	size_t bound;
-	size_t evicting; /* nodes marked evicted */
+	size_t evicting;  /* nodes marked evicted */
+	size_t fruitless; /* slots the hand passed since it last picked */
 	size_t hand;
 	bool stopping;
 	pthread_cond_t over;
@@ -234,8 +235,8 @@ void nodes_stop_evict(struct node_table *t);
 /* Up to max names the kernel holds that nothing of dsfs uses and that
  * were not asked for since the clock last passed them, from at most one
  * round of the clock; a name picked is not picked again until it is
- * asked for.  *none: no node could be given back at all, passed over or
- * not (or nodes_stop_evict() was called). */
+ * asked for.  *none: the hand went twice round without picking one
+ * (every node is in use), or nodes_stop_evict() was called. */
 size_t nodes_pick_unused(struct node_table *t, struct node_name *out,
 			 size_t max, bool *none);
 

@@ -108,8 +108,10 @@ size_t nodes_pick_unused(struct node_table *t, struct node_name *out,
 
 	*none = true;
 	pthread_mutex_lock(&t->lock);
-	if (t->stopping)
-		goto out;
+	if (t->stopping) {
+		pthread_mutex_unlock(&t->lock);
+		return 0;
+	}
 	/* The table may have shrunk since the last call. */
 	if (t->hand > t->by_ino.mask)
 		t->hand = 0;
@@ -129,7 +131,6 @@ size_t nodes_pick_unused(struct node_table *t, struct node_name *out,
 		scanned += t->hand - from;
 		if (!can_give_back(n))
 			continue;
-		*none = false;
 		if (n->used) {
 			n->used = false;
 			continue;
@@ -144,7 +145,10 @@ size_t nodes_pick_unused(struct node_table *t, struct node_name *out,
 		n->evicted = true;
 		t->evicting++;
 	}
-out:
+	/* Two rounds with nothing picked: every node is in use, or was
+	 * asked for again since the round before. */
+	t->fruitless = got ? 0 : t->fruitless + scanned;
+	*none = t->fruitless >= 2 * (t->by_ino.mask + 1);
 	pthread_mutex_unlock(&t->lock);
 	return got;
 }
