@@ -80,7 +80,12 @@ long nodes_wait_over(struct node_table *t, bool idle)
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000L;
 		}
-		pthread_cond_timedwait(&t->over, &t->lock, &until);
+		/* New nodes signal `over` meanwhile: each would start a pass
+		 * that finds nothing again. */
+		while (!t->stopping &&
+		       pthread_cond_timedwait(&t->over, &t->lock, &until) !=
+			       ETIMEDOUT)
+			;
 	}
 	/* Nodes the kernel was asked to forget are not counted: their
 	 * FORGET is on its way, and counting them would pick others. */
