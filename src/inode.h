@@ -96,9 +96,10 @@ struct node {
 	bool is_dir : 1;
 	bool is_tree_root : 1; /* kv, images, devices of some view */
 	bool permanent : 1;    /* the root and the fixed directories */
-	/* Asked for since the clock of inode_evict.c last passed it; the
-	 * kernel was asked to forget it and has not, nor asked for it. */
+	/* Asked for since the clock of inode_evict.c last passed it. */
 	bool used : 1;
+	/* The kernel was asked to forget it, and has neither forgotten it
+	 * nor asked for it since. */
 	bool evicted : 1;
 	/* node_extra could not be made for a writer: the writer count is
 	 * unknown, so the kernel's view of the node is never trusted. */
