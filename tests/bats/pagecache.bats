@@ -29,45 +29,70 @@ def val(w, n):
     return json.dumps({"w": w, "n": n, "data": "z" * (n * 389 % 9000)})
 '
 
-@test "readers in a loop see whole values while writers replace them in place, by rename, through runtime/ and by dsfsctl set" {
-	mount_dsfs
-	mkdir "$MNT/kv/p"
-	run tmo "$PYTHON" -c "$PC_VAL"'
-import multiprocessing as mp, os, random, subprocess, time
-mnt, ctl, store = sys.argv[1], sys.argv[2], sys.argv[3]
-keys = ["p/k%d" % i for i in range(3)]
-for k in keys:
-    open(os.path.join(mnt, "kv", k), "w").write(val(0, 0))
-END = time.time() + 4
-def writer(w):
+# The writers and the run of a loop, shared by the loops below; each
+# defines MNT, CTL, STORE, KEYS (keys such as kv/p/x), value(w, n) (bytes),
+# stop() and reader(r) before calling run().  Kind 1 writes in place, in
+# two writes; 2 renames a new file over the name; 3 writes through the
+# runtime layer's tree; 4 is dsfsctl set.
+PC_LOOP='
+import multiprocessing as mp, os, random, subprocess, sys, time
+def write(kind, key, d):
+    path = os.path.join(MNT, key)
+    if kind == 1:
+        with open(path, "wb") as f:
+            f.write(d[:len(d) // 2]); f.flush(); f.write(d[len(d) // 2:])
+    elif kind == 2:
+        with open(path + ".new", "wb") as f:
+            f.write(d)
+        os.rename(path + ".new", path)
+    elif kind == 3:
+        with open(os.path.join(MNT, "runtime", key), "wb") as f:
+            f.write(d)
+    else:
+        subprocess.run([CTL, "set", STORE, key], input=d, check=True,
+                       stdout=subprocess.DEVNULL)
+def writer(kind, w):
     rnd, n, bad = random.Random(w), 0, None
     try:
-        while time.time() < END:
+        while not stop():
             n += 1
-            k = rnd.choice(keys)
-            path = os.path.join(mnt, "kv", k)
-            d = val(w, n)
-            if w == 1:                      # in place, in two writes
-                with open(path, "w") as f:
-                    f.write(d[:len(d) // 2]); f.flush(); f.write(d[len(d) // 2:])
-            elif w == 2:                    # a new file renamed over it
-                tmp = path + ".new"
-                with open(tmp, "w") as f: f.write(d)
-                os.rename(tmp, path)
-            elif w == 3:                    # through the runtime layer
-                with open(os.path.join(mnt, "runtime", "kv", k), "w") as f:
-                    f.write(d)
-            else:                           # by the admin tool
-                subprocess.run([ctl, "set", store, "kv/" + k, d], check=True,
-                               stdout=subprocess.DEVNULL)
+            write(kind, rnd.choice(KEYS), value(w, n))
     except (OSError, subprocess.CalledProcessError) as e:
         bad = "writer %d: %s" % (w, e)
     return "w", n, bad
+def run(kinds, readers, timeout):
+    """Writer w of kind kinds[w - 1] for each w, and the readers; prints
+    the writes and the reads, exits 1 with what was wrong."""
+    with mp.Pool(len(kinds) + readers) as pool:
+        jobs = [pool.apply_async(writer, (k, w + 1))
+                for w, k in enumerate(kinds)]
+        jobs += [pool.apply_async(reader, (r,)) for r in range(readers)]
+        res = [j.get(timeout=timeout) for j in jobs]
+    done = {t: sum(n for k, n, _ in res if k == t) for t in "wr"}
+    print(done["w"], done["r"])
+    bads = [b for _, _, b in res if b]
+    sys.stderr.write("".join(b + "\n" for b in bads))
+    sys.exit(1 if bads else 0)
+'
+
+@test "readers in a loop see whole values while writers replace them in place, by rename, through runtime/ and by dsfsctl set" {
+	mount_dsfs
+	mkdir "$MNT/kv/p"
+	run tmo "$PYTHON" -c "$PC_VAL$PC_LOOP"'
+MNT, CTL, STORE = sys.argv[1:4]
+KEYS = ["kv/p/k%d" % i for i in range(3)]
+def value(w, n):
+    return val(w, n).encode()
+for k in KEYS:
+    open(os.path.join(MNT, k), "wb").write(value(0, 0))
+END = time.time() + 4
+def stop():
+    return time.time() > END
 def reader(r):
     reads, bad = 0, None
     while time.time() < END and bad is None:
-        for k in keys:
-            path = os.path.join(mnt, "kv", k)
+        for k in KEYS:
+            path = os.path.join(MNT, k)
             try:
                 if r % 2:
                     d = subprocess.run(["cat", path], check=True,
@@ -87,15 +112,7 @@ def reader(r):
             except ValueError:
                 bad = "%s: mixed or partial (%d bytes): %r" % (k, len(d), d[:60])
     return "r", reads, bad
-with mp.Pool(8) as pool:
-    jobs = [pool.apply_async(writer, (w,)) for w in (1, 2, 3, 4)]
-    jobs += [pool.apply_async(reader, (r,)) for r in range(4)]
-    res = [j.get(timeout=60) for j in jobs]
-done = {t: sum(n for k, n, _ in res if k == t) for t in "wr"}
-print(done["w"], done["r"])
-bads = [b for _, _, b in res if b]
-sys.stderr.write("".join(b + "\n" for b in bads))
-sys.exit(1 if bads else 0)
+run((1, 2, 3, 4), 4, 60)
 ' "$MNT" "$DSFSCTL" "$STORE"
 	[ "$status" -eq 0 ] || fail "$output"
 	local writes reads
@@ -299,49 +316,27 @@ sys.exit(1 if bad else 0)
 @test "image readers in a loop read whole images while writers replace them in place, by rename, through runtime/images and by dsfsctl set" {
 	mount_dsfs
 	mkdir "$MNT/images/p"
-	run tmo "$PYTHON" -c "$PC_IMG"'
-import multiprocessing as mp, os, random, subprocess, time
-mnt, ctl, store = sys.argv[1], sys.argv[2], sys.argv[3]
-names = ["p/i%d" % i for i in range(2)]
-WRITERS = [int(w) for w in os.environ.get("PC_WRITERS", "1 2 3 4").split()]
-for k in names:
-    open(os.path.join(mnt, "images", k), "wb").write(img(0, 0))
+	run tmo "$PYTHON" -c "$PC_IMG$PC_LOOP"'
+MNT, CTL, STORE = sys.argv[1:4]
+KEYS = ["images/p/i%d" % i for i in range(2)]
+KINDS = [int(w) for w in os.environ.get("PC_WRITERS", "1 2 3 4").split()]
+value = img
+for k in KEYS:
+    open(os.path.join(MNT, k), "wb").write(value(0, 0))
 END = time.time() + 5
-def writer(w):
-    rnd, n, bad = random.Random(w), 0, None
-    try:
-        while time.time() < END:
-            n += 1
-            k = rnd.choice(names)
-            path = os.path.join(mnt, "images", k)
-            d = img(w, n)
-            if w == 1:                      # in place, in two writes
-                with open(path, "wb") as f:
-                    f.write(d[:len(d) // 2]); f.flush(); f.write(d[len(d) // 2:])
-            elif w == 2:                    # a new file renamed over it
-                tmp = path + ".new"
-                with open(tmp, "wb") as f: f.write(d)
-                os.rename(tmp, path)
-            elif w == 3:                    # through the runtime layer
-                with open(os.path.join(mnt, "runtime", "images", k), "wb") as f:
-                    f.write(d)
-            else:                           # by the admin tool
-                subprocess.run([ctl, "set", store, "images/" + k], input=d,
-                               check=True, stdout=subprocess.DEVNULL)
-    except (OSError, subprocess.CalledProcessError) as e:
-        bad = "writer %d: %s" % (w, e)
-    return "w", n, bad
+def stop():
+    return time.time() > END
 def reader(r):
     reads, bad = 0, None
     while time.time() < END and bad is None:
-        for k in names:
-            path = os.path.join(mnt, "images", k)
+        for k in KEYS:
+            path = os.path.join(MNT, k)
             try:
                 if r == 0:                  # cat, 128 KiB reads
                     d = subprocess.run(["cat", path], check=True,
                                        capture_output=True).stdout
                 elif r == 1:                # the runtime layer view
-                    with open(os.path.join(mnt, "runtime", "images", k), "rb") as f:
+                    with open(os.path.join(MNT, "runtime", k), "rb") as f:
                         d = f.read()
                 elif r == 2:                # in small pieces, then the rest
                     with open(path, "rb") as f:
@@ -351,7 +346,7 @@ def reader(r):
                 else:                       # by its token
                     tok = os.getxattr(path, "user.dsfs.token").decode()
                     try:
-                        with open(os.path.join(mnt, "images", ".by-token", tok), "rb") as f:
+                        with open(os.path.join(MNT, "images", ".by-token", tok), "rb") as f:
                             d = f.read()
                     except FileNotFoundError:
                         continue            # replaced and its blob gone since
@@ -367,15 +362,7 @@ def reader(r):
                 bad = "reader %d: %s: %s" % (r, k, why)
                 break
     return "r", reads, bad
-with mp.Pool(8) as pool:
-    jobs = [pool.apply_async(writer, (w,)) for w in WRITERS]
-    jobs += [pool.apply_async(reader, (r,)) for r in range(4)]
-    res = [j.get(timeout=120) for j in jobs]
-done = {t: sum(n for k, n, _ in res if k == t) for t in "wr"}
-print(done["w"], done["r"])
-bads = [b for _, _, b in res if b]
-sys.stderr.write("".join(b + "\n" for b in bads))
-sys.exit(1 if bads else 0)
+run(KINDS, 4, 120)
 ' "$MNT" "$DSFSCTL" "$STORE"
 	[ "$status" -eq 0 ] || fail "$output"
 	local writes reads
@@ -398,12 +385,10 @@ cut_loop()
 	local tree=$1
 	mount_dsfs
 	mkdir "$MNT/$tree/p"
-	run tmo "$PYTHON" -c "$PC_VAL$PC_IMG"'
-import multiprocessing as mp, os, subprocess, time
-mnt, ctl, store, tree, scratch = sys.argv[1:6]
-key = tree + "/p/x"
-path = os.path.join(mnt, key)
-layer = os.path.join(mnt, "runtime", key)
+	run tmo "$PYTHON" -c "$PC_VAL$PC_IMG$PC_LOOP"'
+MNT, CTL, STORE, tree, scratch = sys.argv[1:6]
+KEYS = [tree + "/p/x"]
+path = os.path.join(MNT, KEYS[0])
 def value(w, n):
     return img(w, n) if tree == "images" else val(w, n).encode()
 def wrong(d):
@@ -419,21 +404,6 @@ END = time.time() + float(os.environ.get("PC_CUT_SECS", "15"))
 BAD = os.path.join(scratch, "bad")
 def stop():
     return time.time() > END or os.path.exists(BAD)
-def writer(w):
-    n, bad = 0, None
-    try:
-        while not stop():
-            n += 1
-            d = value(w, n)
-            if w == 1:                  # by the admin tool
-                subprocess.run([ctl, "set", store, key], input=d, check=True,
-                               stdout=subprocess.DEVNULL)
-            else:                       # through the runtime layer
-                with open(layer, "wb") as f:
-                    f.write(d)
-    except (OSError, subprocess.CalledProcessError) as e:
-        bad = "writer %d: %s" % (w, e)
-    return "w", n, bad
 def reader(r):
     reads, bad = 0, None
     while not stop() and not bad:
@@ -454,15 +424,8 @@ def reader(r):
     if bad:
         open(BAD, "w").close()
     return "r", reads, bad
-with mp.Pool(8) as pool:
-    jobs = [pool.apply_async(writer, (w,)) for w in (1, 2, 3)]
-    jobs += [pool.apply_async(reader, (r,)) for r in range(5)]
-    res = [j.get(timeout=120) for j in jobs]
-done = {t: sum(n for k, n, _ in res if k == t) for t in "wr"}
-print(done["w"], done["r"])
-bads = [b for _, _, b in res if b]
-sys.stderr.write("".join(b + "\n" for b in bads))
-sys.exit(1 if bads else 0)
+# dsfsctl set, and two writers through the runtime layer.
+run((4, 3, 3), 5, 120)
 ' "$MNT" "$DSFSCTL" "$STORE" "$tree" "$T"
 	[ "$status" -eq 0 ] || fail "$output"
 	local writes reads
