@@ -125,6 +125,12 @@ pyflock()
 	tmo "$PYTHON" -c "$FLOCK_PY" "$@"
 }
 
+# nb_refused FILE: an exclusive flock(LOCK_NB) of FILE is refused.
+nb_refused()
+{
+	[ "$(pyflock "$1" exnb)" = EAGAIN ]
+}
+
 @test "flock counter: 3 hosts x 4 processes add exactly 12" {
 	local h i pids=()
 	host a
@@ -164,9 +170,12 @@ pyflock()
 	# Shared locks share across hosts.
 	echo 3 >"$T/a/kv/s"
 	hold "$T/a/kv/s" sh
-	within 5 tmo flock -n -s "$T/a/kv/s" true
+	# Once the holder has its shared lock (host b's exclusive one is
+	# refused), another shared one is granted on both hosts.
+	within 5 nb_refused "$T/b/kv/s"
 	[ "$(pyflock "$T/b/kv/s" shnb)" = OK ]
 	[ "$(pyflock "$T/b/kv/s" exnb)" = EAGAIN ]
+	tmo flock -n -s "$T/a/kv/s" true
 	# Released at the holder's last close: the other host gets it.
 	kill "$(sed -n 1p "$T/pids")"
 	within 5 tmo flock -n "$T/b/kv/l" true
