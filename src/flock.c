@@ -224,6 +224,22 @@ static int host_unlock(struct flocks *fl, struct fkey *k)
 	return fl->c ? cluster_unlock(fl->c, k->lk) : 0;
 }
 
+/* Give the host's hold on k back to the cluster: 0, or the error of a
+ * hold that had been lost with its connection (logged). */
+static int give_back(struct flocks *fl, struct fkey *k)
+{
+	int rc = host_unlock(fl, k);
+
+	k->lk = NULL;
+	k->state = K_FREE;
+	if (rc)
+		log_err("%s: flock: the lock was lost with its database "
+			"connection before it was released: another host may "
+			"have held it meanwhile",
+			k->path);
+	return rc;
+}
+
 /* Grant what can be granted, give the key back to the cluster when no one
  * here holds it, ask for it when someone waits.  May free k.  Returns 0,
  * or -ENOLCK if the host's lock had been lost before this release. */
@@ -235,6 +251,15 @@ static int pump(struct flocks *fl, struct fkey *k)
 	for (;;) {
 		if (k->state == K_ACQUIRING)
 			return ret;
+		/* No one here holds the key any more, and the next waiter
+		 * wants the other mode: the host's hold changes mode through
+		 * the cluster, or a shared holder here would keep the other
+		 * hosts' shared requests out. */
+		if (k->state == K_HELD && !k->holders && k->waiters &&
+		    k->waiters->exclusive != k->lk_exclusive) {
+			ret = give_back(fl, k) ? -ENOLCK : ret;
+			continue;
+		}
 		if (k->state == K_HELD) {
 			for (w = k->waiters; w; w = next) {
 				next = w->next;
@@ -246,17 +271,7 @@ static int pump(struct flocks *fl, struct fkey *k)
 			}
 			if (k->holders)
 				return ret;
-			rc = host_unlock(fl, k);
-			k->lk = NULL;
-			k->state = K_FREE;
-			if (rc) {
-				log_err("%s: flock: the lock was lost with "
-					"its database connection before it "
-					"was released: another host may have "
-					"held it meanwhile",
-					k->path);
-				ret = rc;
-			}
+			ret = give_back(fl, k) ? -ENOLCK : ret;
 			continue;
 		}
 		if (!k->waiters) {

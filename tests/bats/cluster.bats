@@ -131,6 +131,19 @@ nb_refused()
 	[ "$(pyflock "$1" exnb)" = EAGAIN ]
 }
 
+# waits_in_fuse PID: PID is blocked in a FUSE request (its flock).
+waits_in_fuse()
+{
+	grep -q request_wait_answer "/proc/$1/wchan" 2>/dev/null ||
+		grep -q fuse "/proc/$1/stack" 2>/dev/null
+}
+
+# shared_ok FILE: a shared flock(LOCK_NB) of FILE is granted.
+shared_ok()
+{
+	[ "$(pyflock "$1" shnb)" = OK ]
+}
+
 @test "flock counter: 3 hosts x 4 processes add exactly 12" {
 	local h i pids=()
 	host a
@@ -179,6 +192,22 @@ nb_refused()
 	# Released at the holder's last close: the other host gets it.
 	kill "$(sed -n 1p "$T/pids")"
 	within 5 tmo flock -n "$T/b/kv/l" true
+}
+
+@test "flock across hosts: a shared lock handed over from an exclusive holder here lets the other hosts' shared locks in" {
+	host a
+	host b
+	echo 1 >"$T/a/kv/h"
+	hold "$T/a/kv/h"
+	locked "$T/b/kv/h"
+	# A shared waiter on host a, handed the key when the exclusive
+	# holder goes: host a's hold on the cluster becomes shared too.
+	hold "$T/a/kv/h" sh
+	within 5 waits_in_fuse "$(sed -n 2p "$T/pids")"
+	kill "$(sed -n 1p "$T/pids")"
+	within 5 shared_ok "$T/a/kv/h"
+	[ "$(pyflock "$T/b/kv/h" shnb)" = OK ]
+	[ "$(pyflock "$T/b/kv/h" exnb)" = EAGAIN ]
 }
 
 @test "a blocked flock interrupted by a signal fails with EINTR" {
