@@ -180,6 +180,56 @@ static bool may_write(const struct fuse_ctx *who, const struct dsfs_attr *a)
 	return a->mode & 0002;
 }
 
+/* The five user.dsfs.* attributes, the only ones dsfs has. */
+static const char *const xattr_names[] = {
+	XATTR_LAYER, XATTR_TYPE, XATTR_VERSION, XATTR_TOKEN, XATTR_ERROR};
+
+static bool is_dsfs_xattr(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(xattr_names) / sizeof(xattr_names[0]); i++)
+		if (strcmp(name, xattr_names[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The entry n stands for, at *l. */
+static int xattr_entry(struct dsfs_ctx *ctx, struct node *n, struct loc *l,
+		       struct found *f)
+{
+	int rc = node_found(ctx, n, l, f);
+
+	/* Retired or renamed over while the kernel's walk reached it: what
+	 * the name holds now, as an open does (file.c), for the kernel
+	 * retries an ESTALE only once and a storm of renames over the name
+	 * can make that fail too. */
+	if (rc == -ESTALE && node_former_loc(&ctx->nodes, n, l) == 0)
+		rc = ovl_lookup(&ctx->stack, l, f);
+	return rc;
+}
+
+static int entry_xattr(struct dsfs_ctx *ctx, const struct loc *l,
+		       const struct found *f, const struct fuse_ctx *who,
+		       const char *name, char *buf, size_t size)
+{
+	if (strcmp(name, XATTR_LAYER) == 0)
+		snprintf(buf, size, "%s", layer_name(f->layer));
+	else if (strcmp(name, XATTR_TYPE) == 0)
+		snprintf(buf, size, "%s",
+			 f->attr.kind == DSFS_DIR ? "object" : f->attr.type);
+	else if (strcmp(name, XATTR_VERSION) == 0)
+		snprintf(buf, size, "%llu",
+			 (unsigned long long)f->attr.version);
+	else if (strcmp(name, XATTR_TOKEN) == 0 && f->attr.token[0])
+		snprintf(buf, size, "%s", f->attr.token);
+	else if (strcmp(name, XATTR_ERROR) == 0 && may_write(who, &f->attr))
+		return last_error_get(&ctx->errors, l->key, buf, size);
+	else
+		return -ENODATA;
+	return 0;
+}
+
 int xattr_value(struct dsfs_ctx *ctx, struct node *n,
 		const struct fuse_ctx *who, const char *name, char *buf,
 		size_t size)
@@ -188,52 +238,44 @@ int xattr_value(struct dsfs_ctx *ctx, struct node *n,
 	struct loc l;
 	int rc;
 
-	if (is_fixed(n))
+	/* Any other name (the kernel asks for security.capability before
+	 * every write that may have to drop it) has no value anywhere:
+	 * answered without asking the store, which may be a server away. */
+	if (is_fixed(n) || !is_dsfs_xattr(name))
 		return -ENODATA;
 	if (n->special == NODE_BY_TOKEN)
 		return token_xattr(ctx, n, name, buf, size);
-	rc = node_found(ctx, n, &l, &f);
-	/* Retired or renamed over while the kernel's walk reached it: what
-	 * the name holds now, as an open does (file.c), for the kernel
-	 * retries an ESTALE only once and a storm of renames over the name
-	 * can make that fail too. */
-	if (rc == -ESTALE && node_former_loc(&ctx->nodes, n, &l) == 0)
-		rc = ovl_lookup(&ctx->stack, &l, &f);
-	if (rc)
-		return rc;
-	if (strcmp(name, XATTR_LAYER) == 0)
-		snprintf(buf, size, "%s", layer_name(f.layer));
-	else if (strcmp(name, XATTR_TYPE) == 0)
-		snprintf(buf, size, "%s",
-			 f.attr.kind == DSFS_DIR ? "object" : f.attr.type);
-	else if (strcmp(name, XATTR_VERSION) == 0)
-		snprintf(buf, size, "%llu", (unsigned long long)f.attr.version);
-	else if (strcmp(name, XATTR_TOKEN) == 0 && f.attr.token[0])
-		snprintf(buf, size, "%s", f.attr.token);
-	else if (strcmp(name, XATTR_ERROR) == 0 && may_write(who, &f.attr))
-		return last_error_get(&ctx->errors, l.key, buf, size);
-	else
-		return -ENODATA;
-	return 0;
+	rc = xattr_entry(ctx, n, &l, &f);
+	return rc ? rc : entry_xattr(ctx, &l, &f, who, name, buf, size);
 }
 
 size_t xattr_list(struct dsfs_ctx *ctx, struct node *n,
 		  const struct fuse_ctx *who, char *list, size_t size)
 {
-	static const char *const names[] = {XATTR_LAYER, XATTR_TYPE,
-					    XATTR_VERSION, XATTR_TOKEN,
-					    XATTR_ERROR};
 	char value[LAST_ERROR_LEN];
 	size_t i, len = 0;
+	struct found f;
+	struct loc l;
 
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (xattr_value(ctx, n, who, names[i], value, sizeof(value)) !=
-		    0)
+	if (is_fixed(n))
+		return 0;
+	/* One lookup for all five. */
+	if (n->special != NODE_BY_TOKEN && xattr_entry(ctx, n, &l, &f) != 0)
+		return 0;
+	for (i = 0; i < sizeof(xattr_names) / sizeof(xattr_names[0]); i++) {
+		const char *name = xattr_names[i];
+		int rc = n->special == NODE_BY_TOKEN ?
+				 token_xattr(ctx, n, name, value,
+					     sizeof(value)) :
+				 entry_xattr(ctx, &l, &f, who, name, value,
+					     sizeof(value));
+
+		if (rc != 0)
 			continue;
-		if (len + strlen(names[i]) + 1 > size)
+		if (len + strlen(name) + 1 > size)
 			break;
-		memcpy(list + len, names[i], strlen(names[i]) + 1);
-		len += strlen(names[i]) + 1;
+		memcpy(list + len, name, strlen(name) + 1);
+		len += strlen(name) + 1;
 	}
 	return len;
 }

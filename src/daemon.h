@@ -198,11 +198,21 @@ struct open_reply {
 	bool keep_cache; /* keep what the page cache holds */
 	bool noflush;	 /* nothing to flush at close */
 };
+/* What one step of a request found at a node's name, for a later step of
+ * the same request to use instead of looking again: a second lookup made
+ * microseconds later could only add a change that the request may as well
+ * have come before (and on a database it costs a round trip). */
+struct seen {
+	bool valid;
+	struct found f;
+};
 /* Open node n with these open(2) flags: the handle, holding the caller's
- * reference on n, and how the kernel may cache it.  On failure the caller
- * keeps its reference. */
+ * reference on n, and how the kernel may cache it.  seen is what this
+ * OPEN request found at n's name already (setid_open()), or NULL.  On
+ * failure the caller keeps its reference. */
 int file_open(struct dsfs_ctx *ctx, struct node *n, int flags,
-	      struct handle **out, struct open_reply *r);
+	      const struct seen *seen, struct handle **out,
+	      struct open_reply *r);
 /* Make the empty file at l, and the handle of an open of it with these
  * flags; file_created() binds it to its node once the entry is made. */
 int file_create(struct dsfs_ctx *ctx, const struct loc *l,
@@ -239,10 +249,12 @@ int control_check(struct dsfs_ctx *ctx, FILE *out, unsigned *problems,
 /* setid.c: the set-id bits where the kernel leaves them to dsfs.  Before
  * a write through h, or an open of n with these flags (O_TRUNC), by the
  * process of req: clear the bits a local filesystem clears for a writer
- * without CAP_FSETID.  For a new entry in dir: the group and set-group-ID
+ * without CAP_FSETID (setid_open() tells in *seen what it found at n's
+ * name).  For a new entry in dir: the group and set-group-ID
  * bit a set-group-ID directory passes on, into *a. */
 int setid_write(struct dsfs_ctx *ctx, fuse_req_t req, struct handle *h);
-int setid_open(struct dsfs_ctx *ctx, fuse_req_t req, struct node *n, int flags);
+int setid_open(struct dsfs_ctx *ctx, fuse_req_t req, struct node *n, int flags,
+	       struct seen *seen);
 void setid_inherit(struct dsfs_ctx *ctx, struct node *dir, bool is_dir,
 		   struct dsfs_attr *a);
 

@@ -282,7 +282,8 @@ static int cache_policy(struct dsfs_ctx *ctx, struct node *n,
 
 /* The handle for an open of the stored entry n stands for. */
 static int open_entry(struct dsfs_ctx *ctx, struct node *n, bool writable,
-		      bool trunc, struct handle **out, struct open_reply *r)
+		      bool trunc, const struct seen *seen, struct handle **out,
+		      struct open_reply *r)
 {
 	uint64_t used, budget = UINT64_MAX;
 	struct handle *h = NULL;
@@ -318,7 +319,9 @@ static int open_entry(struct dsfs_ctx *ctx, struct node *n, bool writable,
 	if (!writable && l.tree == TREE_IMAGES) {
 		rc = open_image(ctx, &l, &f, &h);
 	} else {
-		if (trunc)
+		if (trunc && seen && seen->valid && !walked)
+			f = seen->f;
+		else if (trunc)
 			rc = ovl_lookup(&ctx->stack, &l, &f);
 		else
 			rc = ovl_read_all(&ctx->stack, &l, &f, &data, &len);
@@ -360,7 +363,8 @@ static int open_entry(struct dsfs_ctx *ctx, struct node *n, bool writable,
 }
 
 int file_open(struct dsfs_ctx *ctx, struct node *n, int flags,
-	      struct handle **out, struct open_reply *r)
+	      const struct seen *seen, struct handle **out,
+	      struct open_reply *r)
 {
 	bool writable = (flags & O_ACCMODE) != O_RDONLY;
 	bool trunc = writable && (flags & O_TRUNC);
@@ -376,7 +380,7 @@ int file_open(struct dsfs_ctx *ctx, struct node *n, int flags,
 			return rc;
 		r->keep_cache = true; /* a token's bytes never change */
 	} else {
-		rc = open_entry(ctx, n, writable, trunc, &h, r);
+		rc = open_entry(ctx, n, writable, trunc, seen, &h, r);
 		if (rc)
 			return rc;
 	}

@@ -472,15 +472,16 @@ static void dsfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct node *n = node_get(&ctx->nodes, ino);
 	struct open_reply r;
 	struct handle *h;
+	struct seen seen;
 	int rc;
 
 	if (!n) {
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	rc = setid_open(ctx, req, n, fi->flags);
+	rc = setid_open(ctx, req, n, fi->flags, &seen);
 	if (rc == 0)
-		rc = file_open(ctx, n, fi->flags, &h, &r);
+		rc = file_open(ctx, n, fi->flags, &seen, &h, &r);
 	if (rc) {
 		node_put(&ctx->nodes, n);
 		fuse_reply_err(req, -rc);

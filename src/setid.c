@@ -148,9 +148,10 @@ static uint32_t bits_to_clear(const struct writer *w, uint32_t mode, gid_t gid)
 }
 
 /* Clear the bits the writer of req may not keep on the file n stands for;
- * *mode is then the file's mode. */
+ * *mode is then the file's mode, and *seen (if not NULL) what n's name
+ * holds, as found or as changed here. */
 static int clear_for_writer(struct dsfs_ctx *ctx, fuse_req_t req,
-			    struct node *n, uint32_t *mode)
+			    struct node *n, uint32_t *mode, struct seen *seen)
 {
 	struct dsfs_attr a = {0};
 	struct writer w;
@@ -163,6 +164,10 @@ static int clear_for_writer(struct dsfs_ctx *ctx, fuse_req_t req,
 	if (rc)
 		return rc == -ESTALE ? 0 : rc; /* gone: nothing to clear */
 	*mode = f.attr.mode;
+	if (seen) {
+		seen->f = f;
+		seen->valid = true;
+	}
 	if (f.attr.kind != DSFS_FILE || !(f.attr.mode & (S_ISUID | S_ISGID)))
 		return 0;
 	rc = read_writer(req, &w);
@@ -180,6 +185,8 @@ static int clear_for_writer(struct dsfs_ctx *ctx, fuse_req_t req,
 		return rc;
 	}
 	*mode = a.mode;
+	if (seen)
+		seen->f = f;
 	notify_alias(ctx, &l, false);
 	return 0;
 }
@@ -196,7 +203,7 @@ int setid_write(struct dsfs_ctx *ctx, fuse_req_t req, struct handle *h)
 	pthread_mutex_unlock(&h->lock);
 	if (!h->writable || !(mode & (S_ISUID | S_ISGID)))
 		return 0;
-	rc = clear_for_writer(ctx, req, h->node, &mode);
+	rc = clear_for_writer(ctx, req, h->node, &mode, NULL);
 	if (rc == 0) {
 		pthread_mutex_lock(&h->lock);
 		h->attr.mode = mode;
@@ -205,14 +212,16 @@ int setid_write(struct dsfs_ctx *ctx, fuse_req_t req, struct handle *h)
 	return rc;
 }
 
-int setid_open(struct dsfs_ctx *ctx, fuse_req_t req, struct node *n, int flags)
+int setid_open(struct dsfs_ctx *ctx, fuse_req_t req, struct node *n, int flags,
+	       struct seen *seen)
 {
 	uint32_t mode = 0;
 
+	seen->valid = false;
 	if ((flags & O_ACCMODE) == O_RDONLY || !(flags & O_TRUNC) ||
 	    is_fixed(n) || n->special != NODE_PLAIN)
 		return 0;
-	return clear_for_writer(ctx, req, n, &mode);
+	return clear_for_writer(ctx, req, n, &mode, seen);
 }
 
 void setid_inherit(struct dsfs_ctx *ctx, struct node *dir, bool is_dir,
