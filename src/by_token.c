@@ -254,8 +254,8 @@ size_t xattr_list(struct dsfs_ctx *ctx, struct node *n,
 {
 	char value[LAST_ERROR_LEN];
 	size_t i, len = 0;
-	struct found f;
-	struct loc l;
+	struct found f = {0}; /* unused for a token: token_xattr() */
+	struct loc l = {0};
 
 	if (is_fixed(n))
 		return 0;
