@@ -294,7 +294,10 @@ static int pg_commit(struct dsfs_layer *l, const char *key,
 		     struct dsfs_attr *out)
 {
 	struct commit_args c = {a, data, len, out};
+	int rc = pg_fast_commit(to_pg(l), key, a, data, len, out);
 
+	if (rc != 1)
+		return rc;
 	return pg_tx_run(to_pg(l), PG_WRITE, "commit", key, commit_fn, &c);
 }
 

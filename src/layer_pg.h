@@ -98,6 +98,7 @@ enum pg_stmt {
 	P_ROLLBACK,
 	P_FAST_CREATE,
 	P_FAST_REMOVE,
+	P_FAST_COMMIT,
 	P_COUNT
 };
 
@@ -374,6 +375,11 @@ int pg_fast_create(struct pg_layer *p, const char *key,
 		   const struct dsfs_attr *a, struct dsfs_attr *out);
 /* remove() of a plain file whose value is in its row. */
 int pg_fast_remove(struct pg_layer *p, const char *key);
+/* commit() of a value kept in its row over a plain file whose value is in
+ * its row (an overwrite, or the close of a created file). */
+int pg_fast_commit(struct pg_layer *p, const char *key,
+		   const struct dsfs_attr *a, const void *data, size_t len,
+		   struct dsfs_attr *out);
 
 extern const struct dsfs_layer_ops pg_ops;
 

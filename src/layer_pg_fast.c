@@ -1,7 +1,8 @@
 /*
  * layer_pg_fast.c - the commonest changes of the PostgreSQL layer in one
- * round trip to the server: the create of a new empty file, and the
- * remove of a plain file.
+ * round trip to the server: the create of a new empty file, the commit of
+ * a value over a plain file (an overwrite, or a created file's close), and
+ * the remove of a plain file.
  *
  * The general form of a change reads, decides here, then writes: two
  * round trips (layer_pg_pipe.c).  These send BEGIN, the lock of
@@ -55,6 +56,34 @@ int pg_fast_create(struct pg_layer *p, const char *key,
 	pg_param_i64(&pp,
 		     p->budget > INT64_MAX ? INT64_MAX : (int64_t)p->budget);
 	rc = pg_tx_fast(p, true, "create", key, P_FAST_CREATE, &pp, &r);
+	if (rc)
+		return rc;
+	na.version = (uint64_t)pg_get_i64(r, 0, 2);
+	PQclear(r);
+	if (out)
+		*out = na;
+	return 0;
+}
+
+int pg_fast_commit(struct pg_layer *p, const char *key,
+		   const struct dsfs_attr *a, const void *data, size_t len,
+		   struct dsfs_attr *out)
+{
+	struct pg_params pp = {0};
+	struct layer_key k;
+	struct dsfs_attr na;
+	PGresult *r;
+	int rc;
+
+	if (a->token[0] || layer_split_key(key, strlen(key), &k))
+		return 1;
+	layer_file_attr(&na, a);
+	na.size = len;
+	na.version = a->version; /* the floor (layer_version_floor()) */
+	pg_param_row(&pp, &k, &na, data, len);
+	pg_param_i64(&pp,
+		     p->budget > INT64_MAX ? INT64_MAX : (int64_t)p->budget);
+	rc = pg_tx_fast(p, false, "commit", key, P_FAST_COMMIT, &pp, &r);
 	if (rc)
 		return rc;
 	na.version = (uint64_t)pg_get_i64(r, 0, 2);
