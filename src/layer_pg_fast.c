@@ -33,36 +33,55 @@ static int split(const char *key, struct layer_key *k, struct layer_key *pk,
 	return layer_split_key(k->parent, k->plen, pk) ? 1 : 0;
 }
 
+/* The file's row as a fast create or commit writes it: a's attributes,
+ * len bytes, and a's version as the floor of the one the server makes. */
+static void file_row(const struct dsfs_attr *a, size_t len,
+		     struct dsfs_attr *na)
+{
+	layer_file_attr(na, a);
+	na->size = len;
+	na->version = a->version; /* the floor (layer_version_floor()) */
+}
+
+/* Run stmt, whose last parameter is the budget of a store that has none
+ * recorded, and whose third column is the version it made: into na, and
+ * *out if not NULL. */
+static int write_file(struct pg_layer *p, bool lazy, const char *what,
+		      const char *key, enum pg_stmt stmt, struct pg_params *pp,
+		      struct dsfs_attr *na, struct dsfs_attr *out)
+{
+	PGresult *r;
+	int rc;
+
+	pg_param_i64(pp,
+		     p->budget > INT64_MAX ? INT64_MAX : (int64_t)p->budget);
+	rc = pg_tx_fast(p, lazy, what, key, stmt, pp, &r);
+	if (rc)
+		return rc;
+	na->version = (uint64_t)pg_get_i64(r, 0, 2);
+	PQclear(r);
+	if (out)
+		*out = *na;
+	return 0;
+}
+
 int pg_fast_create(struct pg_layer *p, const char *key,
 		   const struct dsfs_attr *a, struct dsfs_attr *out)
 {
 	struct pg_params pp = {0};
 	struct layer_key k, pk;
 	struct dsfs_attr na;
-	PGresult *r;
 	bool root;
-	int rc;
 
 	if (a->token[0] || split(key, &k, &pk, &root))
 		return 1;
-	layer_file_attr(&na, a);
-	na.size = 0;
-	na.version = a->version; /* the floor (layer_version_floor()) */
+	file_row(a, 0, &na);
 	pg_param_row(&pp, &k, &na, "", 0);
 	pg_param_i64(&pp, (int64_t)k.nlen);
 	pg_param_i64(&pp, root);
 	pg_param_key(&pp, &pk);
 	pg_param_i64(&pp, layer_time_ns(layer_now()));
-	pg_param_i64(&pp,
-		     p->budget > INT64_MAX ? INT64_MAX : (int64_t)p->budget);
-	rc = pg_tx_fast(p, true, "create", key, P_FAST_CREATE, &pp, &r);
-	if (rc)
-		return rc;
-	na.version = (uint64_t)pg_get_i64(r, 0, 2);
-	PQclear(r);
-	if (out)
-		*out = na;
-	return 0;
+	return write_file(p, true, "create", key, P_FAST_CREATE, &pp, &na, out);
 }
 
 int pg_fast_commit(struct pg_layer *p, const char *key,
@@ -72,25 +91,13 @@ int pg_fast_commit(struct pg_layer *p, const char *key,
 	struct pg_params pp = {0};
 	struct layer_key k;
 	struct dsfs_attr na;
-	PGresult *r;
-	int rc;
 
 	if (a->token[0] || layer_split_key(key, strlen(key), &k))
 		return 1;
-	layer_file_attr(&na, a);
-	na.size = len;
-	na.version = a->version; /* the floor (layer_version_floor()) */
+	file_row(a, len, &na);
 	pg_param_row(&pp, &k, &na, data, len);
-	pg_param_i64(&pp,
-		     p->budget > INT64_MAX ? INT64_MAX : (int64_t)p->budget);
-	rc = pg_tx_fast(p, false, "commit", key, P_FAST_COMMIT, &pp, &r);
-	if (rc)
-		return rc;
-	na.version = (uint64_t)pg_get_i64(r, 0, 2);
-	PQclear(r);
-	if (out)
-		*out = na;
-	return 0;
+	return write_file(p, false, "commit", key, P_FAST_COMMIT, &pp, &na,
+			  out);
 }
 
 int pg_fast_remove(struct pg_layer *p, const char *key)
