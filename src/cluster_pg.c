@@ -46,10 +46,11 @@
 #include "log.h"
 
 #define CHANNEL "dsfs_changes"
-#define POOL_IDLE 4	  /* idle lock connections kept */
-#define LOCK_CONNS_MAX 64 /* keys held or waited for at once */
-#define NEWS_MAX 4096	  /* queued news; more collapse into "all" */
-#define RETRY_FIRST_MS 50 /* pauses between reconnections */
+#define NOTIFY_STMT "notify" /* prepared on the listening connection */
+#define POOL_IDLE 4	     /* idle lock connections kept */
+#define LOCK_CONNS_MAX 64    /* keys held or waited for at once */
+#define NEWS_MAX 4096	     /* queued news; more collapse into "all" */
+#define RETRY_FIRST_MS 50    /* pauses between reconnections */
 #define RETRY_MAX_MS 2000
 /* Asked of the server for the connections of this host, so that it drops
  * a silent host's sessions, and with them its locks, within 25 s. */
@@ -596,8 +597,8 @@ static int send_news(struct pg_cluster *c, PGconn *conn)
 			     m->key[0] ? m->key : "*") < 0)
 			return -ENOMEM;
 		params[0] = payload;
-		res = PQexecParams(conn, "SELECT pg_notify('" CHANNEL "', $1)",
-				   1, NULL, params, NULL, NULL, 0);
+		res = PQexecPrepared(conn, NOTIFY_STMT, 1, params, NULL, NULL,
+				     0);
 		ok = PQresultStatus(res) == PGRES_TUPLES_OK;
 		PQclear(res);
 		free(payload);
@@ -646,6 +647,12 @@ static PGconn *listen_conn(struct pg_cluster *c)
 	if (!conn)
 		return NULL;
 	res = PQexec(conn, "LISTEN " CHANNEL);
+	if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+		PQclear(res);
+		/* Parsed once: every change of this host sends it. */
+		res = PQprepare(conn, NOTIFY_STMT,
+				"SELECT pg_notify('" CHANNEL "', $1)", 1, NULL);
+	}
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		log_pq("LISTEN", conn);
 		PQclear(res);
