@@ -366,7 +366,10 @@ struct dsfs_layer_ops {
 	/* Make a new, empty file at key: commit(key, a, "", 0, out) with the
 	 * rules and errors of commit() (directory times included), for a
 	 * name being made by open(O_CREAT), whose value comes with a later
-	 * commit() at its close.  The one difference: where the backing
+	 * commit() at its close, and -EEXIST if key holds a file (made
+	 * meanwhile, by another host of a shared layer: the caller need not
+	 * look the name up first; a whiteout is replaced, as by commit()).
+	 * The other difference: where the backing
 	 * store would make a commit durable before it answers (a database
 	 * server's synchronous commit, a wait for its log to reach the
 	 * disk), this one need not be.  It is visible to every reader and

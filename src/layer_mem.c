@@ -631,11 +631,24 @@ static int mem_snapshot(struct dsfs_layer *l, struct dsfs_layer **out)
 	return 0;
 }
 
-/* Nothing here is durable: a create is a commit of an empty value. */
+/* Nothing here is durable: a create is a commit of an empty value where
+ * no file is. */
 static int mem_create(struct dsfs_layer *l, const char *key,
 		      const struct dsfs_attr *a, struct dsfs_attr *out)
 {
-	return mem_commit(l, key, a, "", 0, out);
+	struct timespec now = layer_now();
+	struct mem_layer *m = to_mem(l);
+	struct mem_entry *e;
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	e = mem_find(m, key);
+	if (e && e->a.kind == DSFS_FILE)
+		rc = -EEXIST;
+	else
+		rc = commit_locked(m, key, a, "", 0, out, &now);
+	pthread_mutex_unlock(&m->lock);
+	return rc;
 }
 
 /* One change of a change set, with its op's rules and no directory

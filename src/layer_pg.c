@@ -223,6 +223,7 @@ struct commit_args {
 	const void *data;
 	size_t len;
 	struct dsfs_attr *out;
+	bool excl; /* create(): a file at key is -EEXIST */
 };
 
 static int commit_fn(struct pg_tx *t, void *arg)
@@ -240,6 +241,8 @@ static int commit_fn(struct pg_tx *t, void *arg)
 		return rc;
 	if (found && old.kind == DSFS_DIR)
 		return -EISDIR;
+	if (found && c->excl && old.kind != DSFS_WHITEOUT)
+		return -EEXIST;
 	layer_file_attr(&na, c->a);
 	add = (uint64_t)k.nlen;
 	if (na.token[0]) {
@@ -293,7 +296,7 @@ static int pg_commit(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a, const void *data, size_t len,
 		     struct dsfs_attr *out)
 {
-	struct commit_args c = {a, data, len, out};
+	struct commit_args c = {a, data, len, out, false};
 	int rc = pg_fast_commit(to_pg(l), key, a, data, len, out);
 
 	if (rc != 1)
@@ -750,7 +753,7 @@ static int pg_sync(struct dsfs_layer *l)
 static int pg_create(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a, struct dsfs_attr *out)
 {
-	struct commit_args c = {a, "", 0, out};
+	struct commit_args c = {a, "", 0, out, true};
 	int rc = pg_fast_create(to_pg(l), key, a, out);
 
 	if (rc != 1)
@@ -884,7 +887,8 @@ static int apply_fn(struct pg_tx *t, void *arg)
 	t->stated = true; /* the changes state every attribute */
 	for (i = 0; i < aa->n && rc == 0; i++) {
 		const struct layer_change *c = &aa->c[i];
-		struct commit_args ca = {&c->attr, c->data, c->len, NULL};
+		struct commit_args ca = {&c->attr, c->data, c->len, NULL,
+					 false};
 
 		t->key = c->key;
 		if (c->op == LAYER_CH_COMMIT)

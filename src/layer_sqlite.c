@@ -257,6 +257,7 @@ struct commit_args {
 
 	/* Set when a blob file holds data: layer_sqlite_blobfile.c. */
 	bool file;
+	bool excl; /* create(): a file at key is -EEXIST */
 };
 
 static int commit_fn(struct tx *t, void *arg)
@@ -276,6 +277,8 @@ static int commit_fn(struct tx *t, void *arg)
 		return rc;
 	if (found && old.a.kind == DSFS_DIR)
 		return -EISDIR;
+	if (found && c->excl && old.a.kind != DSFS_WHITEOUT)
+		return -EEXIST;
 
 	layer_file_attr(&na, c->a);
 	add = (uint64_t)k.nlen;
@@ -340,7 +343,7 @@ static int sq_commit(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a, const void *data, size_t len,
 		     struct dsfs_attr *out)
 {
-	struct commit_args c = {key, a, data, len, out, false};
+	struct commit_args c = {key, a, data, len, out, false, false};
 	int rc = a->token[0] ? sq_bf_prepare(to_sq(l), a->token, data, len) : 1;
 
 	if (rc < 0)
@@ -382,7 +385,7 @@ static int mkdir_fn(struct tx *t, void *arg)
 static int sq_mkdir(struct dsfs_layer *l, const char *key,
 		    const struct dsfs_attr *a)
 {
-	struct commit_args m = {key, a, NULL, 0, NULL, false};
+	struct commit_args m = {key, a, NULL, 0, NULL, false, false};
 
 	return sq_write_tx(to_sq(l), "mkdir", key, mkdir_fn, &m);
 }
@@ -777,8 +780,8 @@ static int apply_fn(struct tx *t, void *arg)
 
 	for (i = 0; i < aa->n && rc == 0; i++) {
 		const struct layer_change *c = &aa->c[i];
-		struct commit_args ca = {c->key, &c->attr, c->data,
-					 c->len, NULL,	   false};
+		struct commit_args ca = {c->key, &c->attr, c->data, c->len,
+					 NULL,	 false,	   false};
 
 		t->key = c->key;  /* for the messages */
 		t->stated = true; /* the change states every attribute */
@@ -803,11 +806,13 @@ static int sq_apply(struct dsfs_layer *l, const struct layer_change *c,
 }
 
 /* With synchronous=NORMAL in WAL mode no commit waits for the disk (sync()
- * does): a create is the commit of an empty value. */
+ * does): a create is the commit of an empty value where no file is. */
 static int sq_create(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a, struct dsfs_attr *out)
 {
-	return sq_commit(l, key, a, "", 0, out);
+	struct commit_args c = {key, a, "", 0, out, false, true};
+
+	return sq_write_tx(to_sq(l), "create", key, commit_fn, &c);
 }
 
 const struct dsfs_layer_ops sq_ops = {

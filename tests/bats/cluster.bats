@@ -260,6 +260,61 @@ cfg" ]
 	[ "$(ls1 "$T/b/kv/app")" = m ]
 }
 
+@test "O_CREAT|O_EXCL of the same new names on three hosts at once: each name is made by exactly one" {
+	host a
+	host b
+	host c
+	# Each host's process makes the same 300 names, in the same order, as
+	# fast as it can: for every name one open succeeds, the others see
+	# EEXIST, and the value is the winner's.
+	run tmo "$PYTHON" - "$T/a" "$T/b" "$T/c" <<'EOF'
+import errno, os, sys
+from multiprocessing import Barrier, Process, Queue
+
+def make(mnt, bar, out):
+    won = []
+    bar.wait()
+    for i in range(300):
+        try:
+            fd = os.open("%s/kv/x%d" % (mnt, i), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                out.put(("error", mnt, i, e.errno))
+            continue
+        os.write(fd, b'"%s"\n' % mnt.encode())
+        os.close(fd)
+        won.append(i)
+    out.put(("won", mnt, won))
+
+bar, out = Barrier(3), Queue()
+ps = [Process(target=make, args=(m, bar, out)) for m in sys.argv[1:]]
+for p in ps:
+    p.start()
+res = [out.get() for _ in ps]
+for p in ps:
+    p.join()
+errors = [r for r in res if r[0] == "error"]
+if errors:
+    sys.exit("unexpected errors: %r" % errors)
+winner = {}
+for _, mnt, won in res:
+    for i in won:
+        if i in winner:
+            sys.exit("x%d made by %s and by %s" % (i, winner[i], mnt))
+        winner[i] = mnt
+if sorted(winner) != list(range(300)):
+    sys.exit("names made by nobody: %r" % sorted(set(range(300)) - set(winner)))
+for i, mnt in winner.items():
+    for m in sys.argv[1:]:
+        with open("%s/kv/x%d" % (m, i)) as f:
+            got = f.read()
+        if got != '"%s"\n' % mnt:
+            sys.exit("x%d on %s reads %r, made by %s" % (i, m, got, mnt))
+print("ok", {m: sum(1 for w in winner.values() if w == m) for m in sys.argv[1:]})
+EOF
+	[ "$status" -eq 0 ] || fail "$output"
+}
+
 @test "page cache across hosts: an open after another host's commit reads it whole, a held reader keeps its value" {
 	host a
 	host b -o cache_timeout=60

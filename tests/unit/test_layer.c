@@ -1238,6 +1238,16 @@ static void t_dirtimes(void)
 	   nm("... and stamps its directory in the same change"));
 	is_int(layer_create(l, "kv/d", &a, NULL), -EISDIR,
 	       nm("create over a directory is EISDIR"));
+	is_int(put(l, "kv/d/c", "1"), 0, nm("a value in the created file"));
+	v = version_of(l, "kv/d/c");
+	is_int(layer_create(l, "kv/d/c", &a, NULL), -EEXIST,
+	       nm("create over a file is EEXIST"));
+	ok(strcmp(get(l, "kv/d/c"), "1") == 0 && version_of(l, "kv/d/c") == v,
+	   "%s", nm("... which keeps its value and version"));
+	is_int(layer_whiteout(l, "kv/e/w"), 0, nm("a whiteout"));
+	is_int(layer_create(l, "kv/e/w", &a, NULL), 0,
+	       nm("create over a whiteout makes the file"));
+	is_int(kind_of(l, "kv/e/w"), DSFS_FILE, nm("... a file"));
 	is_int(layer_create(l, "kv/nope/c", &a, NULL), -ENOENT,
 	       nm("create without its parent is ENOENT"));
 	is_int(layer_create(l, "kv", &a, NULL), -EISDIR,
@@ -2254,8 +2264,8 @@ static void t_pg_fast_forms(void)
 	ok(out.version > v && version_of(l, "kv/d") == out.version + 1, "%s",
 	   nm("... its version, then its directory's, from the counter"));
 	is_int(used_of(l), 1 + 1, nm("... counted: the names d and n"));
-	is_int(layer_create(l, "kv/d/n", &a, NULL), 0,
-	       nm("create over a file replaces it"));
+	is_int(layer_create(l, "kv/d/n", &a, NULL), -EEXIST,
+	       nm("create over a file: EEXIST"));
 	is_int(layer_whiteout(l, "kv/d/w"), 0, nm("a whiteout"));
 	is_int(layer_create(l, "kv/d/w", &a, NULL), 0,
 	       nm("create over a whiteout"));
