@@ -3,17 +3,20 @@
  * each name once, a whiteout hiding the names below it.
  *
  * A listing is held compact because a directory may hold a million names:
- * the names go into one growing block and each item is 16 bytes (its
- * offset, where its name starts, its kind, and where a lookup would find
- * it), instead of a copy of every name and attribute.  The attributes a
- * layer reports are not kept: what needs them looks the name up
- * (READDIRPLUS, dirsource.c).
+ * the names go into one growing block, each after a byte of its kind and
+ * layer, and each item is 8 bytes (where its name starts, and the top 32
+ * bits of its offset), instead of a copy of every name and attribute.  The
+ * rest of an offset is the name's hash again, computed where two items'
+ * tops tie (about a hundred pairs in a million names) and for the names a
+ * readdir sends.  The attributes a layer reports are not kept: what needs
+ * them looks the name up (READDIRPLUS, dirsource.c); nor is where a lookup
+ * would find a name, which the lookup says.
  *
  * The items are sorted once, by offset (the hash of the name, dirlist.h),
  * then name, then layer: a name that several layers list comes out as a
  * run whose first item is the one a lookup finds, and the listing is in
  * the order readdir serves it.  The sort is in place (an introsort):
- * glibc's qsort() would allocate a copy of the items, 16 MiB for a
+ * glibc's qsort() would allocate a copy of the items, 8 MiB for a
  * million names.
  */
 #include "dsfs.h"
@@ -50,33 +53,43 @@ static int grow(void **p, size_t *cap, size_t need, size_t unit)
 	return q ? 0 : -ENOMEM;
 }
 
-/* A new last item named name, its other fields left for the caller; NULL
- * with *err set when it cannot be had (-ENOMEM, or -EOVERFLOW when the
- * names come to 4 GiB: an item says where its name starts in 32 bits). */
-static struct dirent_item *listing_push(struct listing *ls, const char *name,
-					int *err)
+/* The byte before an item's name. */
+#define KIND_BITS 2
+#define KIND_MASK ((1u << KIND_BITS) - 1)
+
+static int item_layer(const char *names, const struct dirent_item *it)
+{
+	return (unsigned char)names[it->name - 1] >> KIND_BITS;
+}
+
+/* A new last item named name, of kind at layer; 0, or -ENOMEM, or
+ * -EOVERFLOW when the names come to 4 GiB (an item says where its name
+ * starts in 32 bits). */
+static int listing_push(struct listing *ls, const char *name, int kind,
+			int layer)
 {
 	size_t len = strlen(name) + 1;
+	uint64_t off = listing_off(name);
 	struct dirent_item *it;
 	void *items = ls->items, *names = ls->names;
+	int err;
 
-	*err = ls->names_len + len > UINT32_MAX ? -EOVERFLOW : 0;
-	if (!*err)
-		*err = grow(&items, &ls->cap, ls->count + 1,
-			    sizeof(*ls->items));
+	err = ls->names_len + 1 + len > UINT32_MAX ? -EOVERFLOW : 0;
+	if (!err)
+		err = grow(&items, &ls->cap, ls->count + 1, sizeof(*ls->items));
 	ls->items = items;
-	if (!*err)
-		*err = grow(&names, &ls->names_cap, ls->names_len + len, 1);
+	if (!err)
+		err = grow(&names, &ls->names_cap, ls->names_len + 1 + len, 1);
 	ls->names = names;
-	if (*err)
-		return NULL;
+	if (err)
+		return err;
+	ls->names[ls->names_len++] = (char)(kind | layer << KIND_BITS);
 	it = &ls->items[ls->count++];
-	memset(it, 0, sizeof(*it));
-	it->off = listing_off(name);
+	it->key = (uint32_t)(off >> 31);
 	it->name = (uint32_t)ls->names_len;
 	memcpy(ls->names + ls->names_len, name, len);
 	ls->names_len += len;
-	return it;
+	return 0;
 }
 
 /* Unseeded: an offset must mean the same name in every listing of the
@@ -95,20 +108,32 @@ const char *listing_name(const struct listing *ls, size_t i)
 	return ls->names + ls->items[i].name;
 }
 
+uint64_t listing_item_off(const char *names, const struct dirent_item *it)
+{
+	return listing_off(names + it->name);
+}
+
+int listing_item_kind(const char *names, const struct dirent_item *it)
+{
+	return (unsigned char)names[it->name - 1] & KIND_MASK;
+}
+
+int listing_item_vs_off(const char *names, const struct dirent_item *it,
+			uint64_t off)
+{
+	uint64_t o;
+
+	if (it->key != (uint32_t)(off >> 31))
+		return it->key < (uint32_t)(off >> 31) ? -1 : 1;
+	o = listing_item_off(names, it);
+	return o < off ? -1 : o > off;
+}
+
 void listing_add(struct listing *ls, const char *name, const struct found *f,
 		 int *err)
 {
-	struct dirent_item *it;
-
-	if (*err)
-		return;
-	it = listing_push(ls, name, err);
-	if (!it)
-		return;
-	it->kind = (uint8_t)f->attr.kind;
-	it->opaque = f->attr.opaque;
-	it->layer = (uint8_t)f->layer;
-	it->limit = (uint8_t)f->limit;
+	if (!*err)
+		*err = listing_push(ls, name, f->attr.kind, f->layer);
 }
 
 void listing_free(struct listing *ls)
@@ -121,8 +146,6 @@ void listing_free(struct listing *ls)
 static int gather_cb(void *ctx, const char *name, const struct dsfs_attr *a)
 {
 	struct gather *g = ctx;
-	struct dirent_item *it;
-	int err;
 
 	if (g->devices) {
 		/* devices/ shows the __ID directories of kv/ as ID. */
@@ -131,13 +154,7 @@ static int gather_cb(void *ctx, const char *name, const struct dsfs_attr *a)
 			return 0;
 		name += 2;
 	}
-	it = listing_push(g->out, name, &err);
-	if (!it)
-		return err;
-	it->kind = (uint8_t)a->kind;
-	it->opaque = a->opaque;
-	it->layer = (uint8_t)g->layer;
-	return 0;
+	return listing_push(g->out, name, a->kind, g->layer);
 }
 
 /* ---- the sort -------------------------------------------------------- */
@@ -146,12 +163,17 @@ static int gather_cb(void *ctx, const char *name, const struct dsfs_attr *a)
 static int item_cmp(const struct dirent_item *a, const struct dirent_item *b,
 		    const char *names)
 {
+	uint64_t oa, ob;
 	int c;
 
-	if (a->off != b->off)
-		return a->off < b->off ? -1 : 1;
+	if (a->key != b->key)
+		return a->key < b->key ? -1 : 1;
+	oa = listing_item_off(names, a);
+	ob = listing_item_off(names, b);
+	if (oa != ob)
+		return oa < ob ? -1 : 1;
 	c = strcmp(names + a->name, names + b->name);
-	return c ? c : a->layer - b->layer;
+	return c ? c : item_layer(names, a) - item_layer(names, b);
 }
 
 static void item_swap(struct dirent_item *a, struct dirent_item *b)
@@ -261,7 +283,10 @@ bool listing_sorted(const struct listing *ls)
 	size_t i;
 
 	for (i = 1; i < ls->count; i++)
-		if (ls->items[i - 1].off > ls->items[i].off)
+		if (ls->items[i - 1].key > ls->items[i].key ||
+		    (ls->items[i - 1].key == ls->items[i].key &&
+		     listing_item_off(ls->names, &ls->items[i - 1]) >
+			     listing_item_off(ls->names, &ls->items[i])))
 			return false;
 	return true;
 }
@@ -332,16 +357,12 @@ int listing_gather(struct dsfs_stack *s, const struct loc *l, bool devices,
 		struct dirent_item *it = &items[i];
 		const char *name = out->names + it->name;
 
-		for (k = i + 1; k < n && items[k].off == it->off &&
+		for (k = i + 1; k < n && items[k].key == it->key &&
 				strcmp(out->names + items[k].name, name) == 0;
 		     k++)
 			; /* hidden by items[i] */
-		if (it->kind == DSFS_WHITEOUT)
+		if (listing_item_kind(out->names, it) == DSFS_WHITEOUT)
 			continue;
-		it->limit = (uint8_t)(l->view == VIEW_LAYER ? l->layer :
-				      it->kind == DSFS_DIR && it->opaque ?
-							      it->layer :
-							      l->limit);
 		items[j++] = *it;
 	}
 	out->count = j;
