@@ -103,7 +103,7 @@ static int count_subdirs(struct dsfs_ctx *ctx, struct node *n,
 		return rc;
 	*count = 0;
 	for (i = 0; i < ls.count; i++)
-		if (listing_item_kind(ls.names, &ls.items[i]) == DSFS_DIR)
+		if (ls.items[i].kind == DSFS_DIR)
 			(*count)++;
 	node_set_subdirs(&ctx->nodes, n, *count, ls.changes);
 	listing_free(&ls);

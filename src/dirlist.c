@@ -193,5 +193,5 @@ const char *dirlist_name(const struct dir_snap *s, size_t i)
 
 int dirlist_kind(const struct dir_snap *s, size_t i)
 {
-	return listing_item_kind(s->names, &s->items[i - 2]);
+	return s->items[i - 2].kind;
 }

@@ -3,17 +3,18 @@
  * each name once, a whiteout hiding the names below it.
  *
  * A listing is held compact because a directory may hold a million names:
- * the names go into one growing block, each after a byte of its kind and
- * layer, and each item is 8 bytes (where its name starts, and the top 32
- * bits of its offset), instead of a copy of every name and attribute.  The
- * rest of an offset is the name's hash again, computed where two items'
- * tops tie (about a hundred pairs in a million names) and for the names a
- * readdir sends.  The attributes a layer reports are not kept: what needs
- * them looks the name up (READDIRPLUS, dirsource.c); nor is where a lookup
- * would find a name, which the lookup says.
+ * the names go into one growing block and each item is 8 bytes (where its
+ * name starts, its kind, and the top 30 bits of its offset), instead of a
+ * copy of every name and attribute.  The rest of an offset is the name's
+ * hash again, computed where two neighbours' tops tie (one pair in a
+ * thousand, in a million names) and for the names a readdir sends.  The
+ * attributes a layer reports are not kept: what needs them looks the name
+ * up (READDIRPLUS, dirsource.c); nor is the layer a name was found in: the
+ * layers are listed from the top, so of the items of one name the first
+ * listed is the one a lookup finds.
  *
  * The items are sorted once, by offset (the hash of the name, dirlist.h),
- * then name, then layer: a name that several layers list comes out as a
+ * then name, then the order listed in: a name that several layers list comes out as a
  * run whose first item is the one a lookup finds, and the listing is in
  * the order readdir serves it.  The sort is in place (an introsort):
  * glibc's qsort() would allocate a copy of the items, 8 MiB for a
@@ -53,20 +54,10 @@ static int grow(void **p, size_t *cap, size_t need, size_t unit)
 	return q ? 0 : -ENOMEM;
 }
 
-/* The byte before an item's name. */
-#define KIND_BITS 2
-#define KIND_MASK ((1u << KIND_BITS) - 1)
-
-static int item_layer(const char *names, const struct dirent_item *it)
-{
-	return (unsigned char)names[it->name - 1] >> KIND_BITS;
-}
-
-/* A new last item named name, of kind at layer; 0, or -ENOMEM, or
- * -EOVERFLOW when the names come to 4 GiB (an item says where its name
- * starts in 32 bits). */
-static int listing_push(struct listing *ls, const char *name, int kind,
-			int layer)
+/* A new last item named name, of kind; 0, or -ENOMEM, or -EOVERFLOW when
+ * the names come to 4 GiB (an item says where its name starts in 32
+ * bits). */
+static int listing_push(struct listing *ls, const char *name, int kind)
 {
 	size_t len = strlen(name) + 1;
 	uint64_t off = listing_off(name);
@@ -74,18 +65,18 @@ static int listing_push(struct listing *ls, const char *name, int kind,
 	void *items = ls->items, *names = ls->names;
 	int err;
 
-	err = ls->names_len + 1 + len > UINT32_MAX ? -EOVERFLOW : 0;
+	err = ls->names_len + len > UINT32_MAX ? -EOVERFLOW : 0;
 	if (!err)
 		err = grow(&items, &ls->cap, ls->count + 1, sizeof(*ls->items));
 	ls->items = items;
 	if (!err)
-		err = grow(&names, &ls->names_cap, ls->names_len + 1 + len, 1);
+		err = grow(&names, &ls->names_cap, ls->names_len + len, 1);
 	ls->names = names;
 	if (err)
 		return err;
-	ls->names[ls->names_len++] = (char)(kind | layer << KIND_BITS);
 	it = &ls->items[ls->count++];
-	it->key = (uint32_t)(off >> 31);
+	it->key = (uint32_t)(off >> LISTING_KEY_SHIFT);
+	it->kind = (uint32_t)kind & 3;
 	it->name = (uint32_t)ls->names_len;
 	memcpy(ls->names + ls->names_len, name, len);
 	ls->names_len += len;
@@ -113,18 +104,14 @@ uint64_t listing_item_off(const char *names, const struct dirent_item *it)
 	return listing_off(names + it->name);
 }
 
-int listing_item_kind(const char *names, const struct dirent_item *it)
-{
-	return (unsigned char)names[it->name - 1] & KIND_MASK;
-}
-
 int listing_item_vs_off(const char *names, const struct dirent_item *it,
 			uint64_t off)
 {
+	uint32_t key = (uint32_t)(off >> LISTING_KEY_SHIFT);
 	uint64_t o;
 
-	if (it->key != (uint32_t)(off >> 31))
-		return it->key < (uint32_t)(off >> 31) ? -1 : 1;
+	if (it->key != key)
+		return it->key < key ? -1 : 1;
 	o = listing_item_off(names, it);
 	return o < off ? -1 : o > off;
 }
@@ -133,7 +120,7 @@ void listing_add(struct listing *ls, const char *name, const struct found *f,
 		 int *err)
 {
 	if (!*err)
-		*err = listing_push(ls, name, f->attr.kind, f->layer);
+		*err = listing_push(ls, name, f->attr.kind);
 }
 
 void listing_free(struct listing *ls)
@@ -154,12 +141,12 @@ static int gather_cb(void *ctx, const char *name, const struct dsfs_attr *a)
 			return 0;
 		name += 2;
 	}
-	return listing_push(g->out, name, a->kind, g->layer);
+	return listing_push(g->out, name, a->kind);
 }
 
 /* ---- the sort -------------------------------------------------------- */
 
-/* By offset, then name, then layer. */
+/* By offset, then name, then the order listed in. */
 static int item_cmp(const struct dirent_item *a, const struct dirent_item *b,
 		    const char *names)
 {
@@ -173,7 +160,10 @@ static int item_cmp(const struct dirent_item *a, const struct dirent_item *b,
 	if (oa != ob)
 		return oa < ob ? -1 : 1;
 	c = strcmp(names + a->name, names + b->name);
-	return c ? c : item_layer(names, a) - item_layer(names, b);
+	if (c)
+		return c;
+	/* The same name: the one listed first, from the upper layer. */
+	return a->name < b->name ? -1 : a->name > b->name;
 }
 
 static void item_swap(struct dirent_item *a, struct dirent_item *b)
@@ -361,7 +351,7 @@ int listing_gather(struct dsfs_stack *s, const struct loc *l, bool devices,
 				strcmp(out->names + items[k].name, name) == 0;
 		     k++)
 			; /* hidden by items[i] */
-		if (listing_item_kind(out->names, it) == DSFS_WHITEOUT)
+		if (it->kind == DSFS_WHITEOUT)
 			continue;
 		items[j++] = *it;
 	}

@@ -167,7 +167,7 @@ static void test_offsets(struct node *d)
 	ok(c.snap == NULL, "dirlist_release unbinds the cursor");
 }
 
-/* A probe name and the top 32 bits of its offset, which is what a
+/* A probe name and the top bits of its offset, which is what a
  * listing's items keep of it. */
 struct probe {
 	uint32_t key;
@@ -183,8 +183,8 @@ static int probe_cmp(const void *a, const void *b)
 	return x->i < y->i ? -1 : x->i > y->i;
 }
 
-/* Names whose offsets share their top 32 bits (found among 2^18 names:
- * about 8 such pairs) must still sort, resume and be found by their whole
+/* Names whose offsets share their top 30 bits (found among 2^18 names:
+ * about 32 such pairs) must still sort, resume and be found by their whole
  * offsets, which the listing computes again from the names. */
 static void test_tied_keys(struct node *d)
 {
@@ -204,7 +204,8 @@ static void test_tied_keys(struct node *d)
 		return;
 	for (i = 0; i < PROBES; i++) {
 		snprintf(buf[0], sizeof(buf[0]), "t%zu", i);
-		p[i] = (struct probe){(uint32_t)(listing_off(buf[0]) >> 31),
+		p[i] = (struct probe){(uint32_t)(listing_off(buf[0]) >>
+						 LISTING_KEY_SHIFT),
 				      (uint32_t)i};
 	}
 	qsort(p, PROBES, sizeof(*p), probe_cmp);
@@ -235,8 +236,9 @@ static void test_tied_keys(struct node *d)
 
 		if (i > 0 && off <= dirlist_off(s, i + 1))
 			sorted = false;
-		if (i > 0 && (uint64_t)off >> 31 ==
-				     (uint64_t)dirlist_off(s, i + 1) >> 31)
+		if (i > 0 && (uint64_t)off >> LISTING_KEY_SHIFT ==
+				     (uint64_t)dirlist_off(s, i + 1) >>
+					     LISTING_KEY_SHIFT)
 			tied = true;
 		if (dirlist_index(s, off) != i + 3 ||
 		    dirlist_index(s, off - 1) != i + 2)
@@ -244,7 +246,7 @@ static void test_tied_keys(struct node *d)
 		if (off_of(s, names[i]) != (off_t)listing_off(names[i]))
 			every = false;
 	}
-	ok(tied, "two neighbours tie in their top 32 bits");
+	ok(tied, "two neighbours tie in the bits an item keeps");
 	ok(sorted, "tied names are in increasing offset order");
 	ok(resumes, "going on from, or from just before, a tied name's "
 		    "offset gives the right next name");
