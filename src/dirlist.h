@@ -18,7 +18,7 @@
  * A listing is taken once and shared until a change in its directory; it
  * lives while a handle reads it, so the daemon's memory holds only the
  * listings in use.  It is the merged listing itself (listing.c), taken
- * over whole: 9 bytes and the name per entry, the names in one block,
+ * over whole: 8 bytes and the name per entry, the names in one block,
  * sorted by offset as it was gathered, with nothing copied.  READDIRPLUS
  * looks each name up as it sends it, which also gives the kernel
  * attributes as of now rather than as listed.
@@ -34,7 +34,7 @@ struct dir_snap {
 	uint64_t changes; /* the stack's change count it was taken at */
 	size_t count;
 	struct dirent_item *items; /* a listing's (dsfs.h), sorted by off */
-	char *names;		   /* every kind byte and name (listing.c) */
+	char *names;		   /* every name, each ending in a NUL */
 };
 
 /* One open directory's place: the listing it reads. */

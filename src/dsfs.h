@@ -289,7 +289,7 @@ void listing_sort(struct listing *ls);
 const char *listing_name(const struct listing *ls, size_t i);
 /* An item's offset, from the block of names it belongs to. */
 uint64_t listing_item_off(const char *names, const struct dirent_item *it);
-/* Whether it's offset is below (<0), at (0) or above (>0) off. */
+/* Whether the offset of it is below (<0), at (0) or above (>0) off. */
 int listing_item_vs_off(const char *names, const struct dirent_item *it,
 			uint64_t off);
 void listing_free(struct listing *ls);

@@ -6,19 +6,19 @@
  * the names go into one growing block and each item is 8 bytes (where its
  * name starts, its kind, and the top 30 bits of its offset), instead of a
  * copy of every name and attribute.  The rest of an offset is the name's
- * hash again, computed where two neighbours' tops tie (one pair in a
- * thousand, in a million names) and for the names a readdir sends.  The
- * attributes a layer reports are not kept: what needs them looks the name
- * up (READDIRPLUS, dirsource.c); nor is the layer a name was found in: the
- * layers are listed from the top, so of the items of one name the first
- * listed is the one a lookup finds.
+ * hash again, computed where two neighbours' tops tie (one pair of
+ * neighbours in a thousand, in a million names) and for the names a
+ * readdir sends.  The attributes a layer reports are not kept: what needs
+ * them looks the name up (READDIRPLUS, dirsource.c); nor is the layer a
+ * name was found in: the layers are listed from the top, so of the items
+ * of one name the first listed is the one a lookup finds.
  *
  * The items are sorted once, by offset (the hash of the name, dirlist.h),
- * then name, then the order listed in: a name that several layers list comes out as a
- * run whose first item is the one a lookup finds, and the listing is in
- * the order readdir serves it.  The sort is in place (an introsort):
- * glibc's qsort() would allocate a copy of the items, 8 MiB for a
- * million names.
+ * then name, then the order listed in: a name that several layers list
+ * comes out as a run whose first item is the one a lookup finds, and the
+ * listing is in the order readdir serves it.  The sort is in place (an
+ * introsort): glibc's qsort() would allocate a copy of the items, 8 MiB
+ * for a million names.
  */
 #include "dsfs.h"
 
