@@ -171,7 +171,8 @@ size_t dirlist_index(const struct dir_snap *s, off_t off)
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (s->items[mid].off <= (uint64_t)off)
+		if (listing_item_vs_off(s->names, &s->items[mid],
+					(uint64_t)off) <= 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -181,10 +182,16 @@ size_t dirlist_index(const struct dir_snap *s, off_t off)
 
 off_t dirlist_off(const struct dir_snap *s, size_t i)
 {
-	return i < 2 ? (off_t)(i + 1) : (off_t)s->items[i - 2].off;
+	return i < 2 ? (off_t)(i + 1) :
+		       (off_t)listing_item_off(s->names, &s->items[i - 2]);
 }
 
 const char *dirlist_name(const struct dir_snap *s, size_t i)
 {
 	return s->names + s->items[i - 2].name;
+}
+
+int dirlist_kind(const struct dir_snap *s, size_t i)
+{
+	return s->items[i - 2].kind;
 }

@@ -18,7 +18,7 @@
  * A listing is taken once and shared until a change in its directory; it
  * lives while a handle reads it, so the daemon's memory holds only the
  * listings in use.  It is the merged listing itself (listing.c), taken
- * over whole: 16 bytes and the name per entry, the names in one block,
+ * over whole: 8 bytes and the name per entry, the names in one block,
  * sorted by offset as it was gathered, with nothing copied.  READDIRPLUS
  * looks each name up as it sends it, which also gives the kernel
  * attributes as of now rather than as listed.
@@ -73,7 +73,8 @@ void dirlist_release(struct dirlists *dl, struct dir_cursor *c);
  */
 size_t dirlist_index(const struct dir_snap *s, off_t off);
 off_t dirlist_off(const struct dir_snap *s, size_t i);
-/* The name at position i, 2 or more. */
+/* The name at position i, 2 or more, and its kind (enum dsfs_kind). */
 const char *dirlist_name(const struct dir_snap *s, size_t i);
+int dirlist_kind(const struct dir_snap *s, size_t i);
 
 #endif

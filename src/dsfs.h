@@ -132,18 +132,20 @@ struct found {
 	struct dsfs_attr attr;
 };
 
-/* One name of a directory listing: its readdir offset, its kind, and where
- * a lookup of it would find it.  Its name is in the listing's block of
- * names, so that a listing of a million names is a few allocations of ~26
- * bytes a name rather than a million (listing.c). */
+/* One name of a directory listing: its kind, where its name is, and
+ * enough of its readdir offset (listing_off()) to sort and search by
+ * without hashing the name again but on a tie.  Its name is in the
+ * listing's block of names, so that a listing of a million names is a few
+ * allocations of 8 bytes a name plus the names rather than a million
+ * (listing.c). */
 struct dirent_item {
-	uint64_t off;  /* the hash of its name: listing_off() */
-	uint32_t name; /* where its name starts in listing.names */
-	uint8_t kind;  /* enum dsfs_kind of what a lookup finds */
-	uint8_t layer; /* found.layer */
-	uint8_t limit; /* found.limit */
-	bool opaque;   /* a directory hiding lower layers' children */
+	uint32_t key : 30; /* listing_off(name) >> LISTING_KEY_SHIFT */
+	uint32_t kind : 2; /* enum dsfs_kind of what a lookup finds */
+	uint32_t name;	   /* where its name starts in listing.names */
 };
+
+/* An item keeps the top 30 of its offset's 63 bits. */
+#define LISTING_KEY_SHIFT 33
 
 /* Offset 0 is the start of a listing, 1 and 2 follow "." and "..", and a
  * name's offset (listing_off()) is above those. */
@@ -285,6 +287,11 @@ uint64_t listing_off(const char *name);
 bool listing_sorted(const struct listing *ls);
 void listing_sort(struct listing *ls);
 const char *listing_name(const struct listing *ls, size_t i);
+/* An item's offset, from the block of names it belongs to. */
+uint64_t listing_item_off(const char *names, const struct dirent_item *it);
+/* Whether the offset of it is below (<0), at (0) or above (>0) off. */
+int listing_item_vs_off(const char *names, const struct dirent_item *it,
+			uint64_t off);
 void listing_free(struct listing *ls);
 
 #endif

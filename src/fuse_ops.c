@@ -694,11 +694,10 @@ static void serve_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				break;
 			/* Its kind as listed, unless looked up just now. */
 			if (!n)
-				e.attr.st_mode =
-					d->cur.snap->items[i - 2].kind ==
-							DSFS_DIR ?
-						S_IFDIR :
-						S_IFREG;
+				e.attr.st_mode = dirlist_kind(d->cur.snap, i) ==
+								 DSFS_DIR ?
+							 S_IFDIR :
+							 S_IFREG;
 		}
 		/* The kernel takes inode numbers from lookups; this one only
 		 * needs to be non-zero for tools that skip zero. */

@@ -3,18 +3,22 @@
  * each name once, a whiteout hiding the names below it.
  *
  * A listing is held compact because a directory may hold a million names:
- * the names go into one growing block and each item is 16 bytes (its
- * offset, where its name starts, its kind, and where a lookup would find
- * it), instead of a copy of every name and attribute.  The attributes a
- * layer reports are not kept: what needs them looks the name up
- * (READDIRPLUS, dirsource.c).
+ * the names go into one growing block and each item is 8 bytes (where its
+ * name starts, its kind, and the top 30 bits of its offset), instead of a
+ * copy of every name and attribute.  The rest of an offset is the name's
+ * hash again, computed where two neighbours' tops tie (one pair of
+ * neighbours in a thousand, in a million names) and for the names a
+ * readdir sends.  The attributes a layer reports are not kept: what needs
+ * them looks the name up (READDIRPLUS, dirsource.c); nor is the layer a
+ * name was found in: the layers are listed from the top, so of the items
+ * of one name the first listed is the one a lookup finds.
  *
  * The items are sorted once, by offset (the hash of the name, dirlist.h),
- * then name, then layer: a name that several layers list comes out as a
- * run whose first item is the one a lookup finds, and the listing is in
- * the order readdir serves it.  The sort is in place (an introsort):
- * glibc's qsort() would allocate a copy of the items, 16 MiB for a
- * million names.
+ * then name, then the order listed in: a name that several layers list
+ * comes out as a run whose first item is the one a lookup finds, and the
+ * listing is in the order readdir serves it.  The sort is in place (an
+ * introsort): glibc's qsort() would allocate a copy of the items, 8 MiB
+ * for a million names.
  */
 #include "dsfs.h"
 
@@ -50,33 +54,33 @@ static int grow(void **p, size_t *cap, size_t need, size_t unit)
 	return q ? 0 : -ENOMEM;
 }
 
-/* A new last item named name, its other fields left for the caller; NULL
- * with *err set when it cannot be had (-ENOMEM, or -EOVERFLOW when the
- * names come to 4 GiB: an item says where its name starts in 32 bits). */
-static struct dirent_item *listing_push(struct listing *ls, const char *name,
-					int *err)
+/* A new last item named name, of kind; 0, or -ENOMEM, or -EOVERFLOW when
+ * the names come to 4 GiB (an item says where its name starts in 32
+ * bits). */
+static int listing_push(struct listing *ls, const char *name, int kind)
 {
 	size_t len = strlen(name) + 1;
+	uint64_t off = listing_off(name);
 	struct dirent_item *it;
 	void *items = ls->items, *names = ls->names;
+	int err;
 
-	*err = ls->names_len + len > UINT32_MAX ? -EOVERFLOW : 0;
-	if (!*err)
-		*err = grow(&items, &ls->cap, ls->count + 1,
-			    sizeof(*ls->items));
+	err = ls->names_len + len > UINT32_MAX ? -EOVERFLOW : 0;
+	if (!err)
+		err = grow(&items, &ls->cap, ls->count + 1, sizeof(*ls->items));
 	ls->items = items;
-	if (!*err)
-		*err = grow(&names, &ls->names_cap, ls->names_len + len, 1);
+	if (!err)
+		err = grow(&names, &ls->names_cap, ls->names_len + len, 1);
 	ls->names = names;
-	if (*err)
-		return NULL;
+	if (err)
+		return err;
 	it = &ls->items[ls->count++];
-	memset(it, 0, sizeof(*it));
-	it->off = listing_off(name);
+	it->key = (uint32_t)(off >> LISTING_KEY_SHIFT);
+	it->kind = (uint32_t)kind & 3;
 	it->name = (uint32_t)ls->names_len;
 	memcpy(ls->names + ls->names_len, name, len);
 	ls->names_len += len;
-	return it;
+	return 0;
 }
 
 /* Unseeded: an offset must mean the same name in every listing of the
@@ -95,20 +99,28 @@ const char *listing_name(const struct listing *ls, size_t i)
 	return ls->names + ls->items[i].name;
 }
 
+uint64_t listing_item_off(const char *names, const struct dirent_item *it)
+{
+	return listing_off(names + it->name);
+}
+
+int listing_item_vs_off(const char *names, const struct dirent_item *it,
+			uint64_t off)
+{
+	uint32_t key = (uint32_t)(off >> LISTING_KEY_SHIFT);
+	uint64_t o;
+
+	if (it->key != key)
+		return it->key < key ? -1 : 1;
+	o = listing_item_off(names, it);
+	return o < off ? -1 : o > off;
+}
+
 void listing_add(struct listing *ls, const char *name, const struct found *f,
 		 int *err)
 {
-	struct dirent_item *it;
-
-	if (*err)
-		return;
-	it = listing_push(ls, name, err);
-	if (!it)
-		return;
-	it->kind = (uint8_t)f->attr.kind;
-	it->opaque = f->attr.opaque;
-	it->layer = (uint8_t)f->layer;
-	it->limit = (uint8_t)f->limit;
+	if (!*err)
+		*err = listing_push(ls, name, f->attr.kind);
 }
 
 void listing_free(struct listing *ls)
@@ -121,8 +133,6 @@ void listing_free(struct listing *ls)
 static int gather_cb(void *ctx, const char *name, const struct dsfs_attr *a)
 {
 	struct gather *g = ctx;
-	struct dirent_item *it;
-	int err;
 
 	if (g->devices) {
 		/* devices/ shows the __ID directories of kv/ as ID. */
@@ -131,27 +141,29 @@ static int gather_cb(void *ctx, const char *name, const struct dsfs_attr *a)
 			return 0;
 		name += 2;
 	}
-	it = listing_push(g->out, name, &err);
-	if (!it)
-		return err;
-	it->kind = (uint8_t)a->kind;
-	it->opaque = a->opaque;
-	it->layer = (uint8_t)g->layer;
-	return 0;
+	return listing_push(g->out, name, a->kind);
 }
 
 /* ---- the sort -------------------------------------------------------- */
 
-/* By offset, then name, then layer. */
+/* By offset, then name, then the order listed in. */
 static int item_cmp(const struct dirent_item *a, const struct dirent_item *b,
 		    const char *names)
 {
+	uint64_t oa, ob;
 	int c;
 
-	if (a->off != b->off)
-		return a->off < b->off ? -1 : 1;
+	if (a->key != b->key)
+		return a->key < b->key ? -1 : 1;
+	oa = listing_item_off(names, a);
+	ob = listing_item_off(names, b);
+	if (oa != ob)
+		return oa < ob ? -1 : 1;
 	c = strcmp(names + a->name, names + b->name);
-	return c ? c : a->layer - b->layer;
+	if (c)
+		return c;
+	/* The same name: the one listed first, from the upper layer. */
+	return a->name < b->name ? -1 : a->name > b->name;
 }
 
 static void item_swap(struct dirent_item *a, struct dirent_item *b)
@@ -261,7 +273,10 @@ bool listing_sorted(const struct listing *ls)
 	size_t i;
 
 	for (i = 1; i < ls->count; i++)
-		if (ls->items[i - 1].off > ls->items[i].off)
+		if (ls->items[i - 1].key > ls->items[i].key ||
+		    (ls->items[i - 1].key == ls->items[i].key &&
+		     listing_item_off(ls->names, &ls->items[i - 1]) >
+			     listing_item_off(ls->names, &ls->items[i])))
 			return false;
 	return true;
 }
@@ -332,16 +347,12 @@ int listing_gather(struct dsfs_stack *s, const struct loc *l, bool devices,
 		struct dirent_item *it = &items[i];
 		const char *name = out->names + it->name;
 
-		for (k = i + 1; k < n && items[k].off == it->off &&
+		for (k = i + 1; k < n && items[k].key == it->key &&
 				strcmp(out->names + items[k].name, name) == 0;
 		     k++)
 			; /* hidden by items[i] */
 		if (it->kind == DSFS_WHITEOUT)
 			continue;
-		it->limit = (uint8_t)(l->view == VIEW_LAYER ? l->layer :
-				      it->kind == DSFS_DIR && it->opaque ?
-							      it->layer :
-							      l->limit);
 		items[j++] = *it;
 	}
 	out->count = j;

@@ -167,6 +167,93 @@ static void test_offsets(struct node *d)
 	ok(c.snap == NULL, "dirlist_release unbinds the cursor");
 }
 
+/* A probe name and the top bits of its offset, which is what a
+ * listing's items keep of it. */
+struct probe {
+	uint32_t key;
+	uint32_t i;
+};
+
+static int probe_cmp(const void *a, const void *b)
+{
+	const struct probe *x = a, *y = b;
+
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Names whose offsets share their top 30 bits (found among 2^18 names:
+ * about 32 such pairs) must still sort, resume and be found by their whole
+ * offsets, which the listing computes again from the names. */
+static void test_tied_keys(struct node *d)
+{
+	enum {
+		PROBES = 1 << 18,
+		WANT = 6
+	};
+	struct probe *p = calloc(PROBES, sizeof(*p));
+	char buf[WANT + 3][16];
+	const char *names[WANT + 3];
+	struct dir_cursor c = {0};
+	const struct dir_snap *s;
+	bool sorted = true, resumes = true, every = true, tied = false;
+	size_t i, n = 0;
+
+	if (!ok(p != NULL, "room for the probes"))
+		return;
+	for (i = 0; i < PROBES; i++) {
+		snprintf(buf[0], sizeof(buf[0]), "t%zu", i);
+		p[i] = (struct probe){(uint32_t)(listing_off(buf[0]) >>
+						 LISTING_KEY_SHIFT),
+				      (uint32_t)i};
+	}
+	qsort(p, PROBES, sizeof(*p), probe_cmp);
+	for (i = 1; i < PROBES && n < WANT; i++) {
+		if (p[i].key != p[i - 1].key)
+			continue;
+		snprintf(buf[n], sizeof(buf[n]), "t%u", p[i - 1].i);
+		snprintf(buf[n + 1], sizeof(buf[n + 1]), "t%u", p[i].i);
+		n += 2;
+	}
+	free(p);
+	if (!ok(n >= 2, "found names whose offsets tie in their top bits"))
+		return;
+	/* Others around them. */
+	snprintf(buf[n++], sizeof(buf[0]), "a");
+	snprintf(buf[n++], sizeof(buf[0]), "hello");
+	for (i = 0; i < n; i++)
+		names[i] = buf[i];
+	src_set(names, n);
+	if (dirlist_get(&lists, d, &c, &source) || !c.snap) {
+		ok(false, "dirlist_get of the tied names");
+		return;
+	}
+	s = c.snap;
+	is_int(s->count, n, "the listing holds every tied name");
+	for (i = 0; i < s->count; i++) {
+		off_t off = dirlist_off(s, i + 2);
+
+		if (i > 0 && off <= dirlist_off(s, i + 1))
+			sorted = false;
+		if (i > 0 && (uint64_t)off >> LISTING_KEY_SHIFT ==
+				     (uint64_t)dirlist_off(s, i + 1) >>
+					     LISTING_KEY_SHIFT)
+			tied = true;
+		if (dirlist_index(s, off) != i + 3 ||
+		    dirlist_index(s, off - 1) != i + 2)
+			resumes = false;
+		if (off_of(s, names[i]) != (off_t)listing_off(names[i]))
+			every = false;
+	}
+	ok(tied, "two neighbours tie in the bits an item keeps");
+	ok(sorted, "tied names are in increasing offset order");
+	ok(resumes, "going on from, or from just before, a tied name's "
+		    "offset gives the right next name");
+	ok(every, "each tied name is listed with its whole offset");
+	dirlist_release(&lists, &c);
+}
+
 /* A reader that reads part of the listing, then goes on from its last
  * offset after the directory changed, reads every name that stayed exactly
  * once and no name twice. */
@@ -318,6 +405,7 @@ int main(void)
 		return 1;
 	}
 	test_offsets(d);
+	test_tied_keys(d);
 	test_resume_after_change(d);
 	test_sharing(d);
 	test_take_fails(d);
