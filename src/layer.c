@@ -205,6 +205,16 @@ int layer_snapshot(struct dsfs_layer *l, struct dsfs_layer **out)
 	return l->ops->snapshot(l, out);
 }
 
+int layer_replace(struct dsfs_layer *l, const char *key,
+		  const struct dsfs_attr *a, const void *data, size_t len,
+		  struct dsfs_attr *out)
+{
+	assert(layer_ok(l) && key_ok(key) && a && (data || !len));
+	if (!l->ops->replace || layer_readonly(l))
+		return -ENOENT;
+	return l->ops->replace(l, key, a, data, len, out);
+}
+
 int layer_apply(struct dsfs_layer *l, const struct layer_change *c, size_t n)
 {
 	size_t i;

@@ -145,7 +145,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define DSFS_LAYER_OPS_VERSION 3
+#define DSFS_LAYER_OPS_VERSION 4
 
 #define DSFS_TYPE_MAX 32  /* "object", "image/png", ... with NUL */
 #define DSFS_TOKEN_LEN 64 /* hex SHA-256 */
@@ -391,6 +391,21 @@ struct dsfs_layer_ops {
 	 * its readers.  For a check of a live layer: what it walks is one
 	 * state of the layer, whatever is written meanwhile. */
 	int (*snapshot)(struct dsfs_layer *l, struct dsfs_layer **out);
+
+	/* Version 4.  Optional (NULL: layer_replace() answers -ENOENT). */
+
+	/* A shortcut for a layer whose lookups cost a round trip (a
+	 * database server): commit(key, a, data, len, out) over the file
+	 * key holds, keeping that file's mode, owner and group, with a
+	 * version above its own, as the overlay would have asked commit()
+	 * to after looking the file up; out gets what was stored, kept
+	 * attributes included.  -ENOENT, with nothing changed, when it did
+	 * not: key holds no file, or a change the shortcut does not make
+	 * (the layer's choice: an image, a budget overrun, ...); the caller
+	 * then looks up and commits as usual, and that finds the errno. */
+	int (*replace)(struct dsfs_layer *l, const char *key,
+		       const struct dsfs_attr *a, const void *data, size_t len,
+		       struct dsfs_attr *out);
 };
 
 /* Set by the implementation when it opens the layer (or by its opener,
@@ -420,6 +435,9 @@ int layer_commit(struct dsfs_layer *l, const char *key,
 int layer_create(struct dsfs_layer *l, const char *key,
 		 const struct dsfs_attr *a, struct dsfs_attr *out);
 int layer_snapshot(struct dsfs_layer *l, struct dsfs_layer **out);
+int layer_replace(struct dsfs_layer *l, const char *key,
+		  const struct dsfs_attr *a, const void *data, size_t len,
+		  struct dsfs_attr *out);
 int layer_mkdir(struct dsfs_layer *l, const char *key,
 		const struct dsfs_attr *a);
 int layer_remove(struct dsfs_layer *l, const char *key);

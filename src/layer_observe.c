@@ -62,35 +62,46 @@ static ssize_t o_read_blob(struct dsfs_layer *l, const char *token,
 	return layer_read_blob(obs(l)->inner, token, off, buf, len);
 }
 
+/* A file's value committed: told with the version stored. */
+static int told_commit(struct dsfs_layer *l, int rc, const char *key,
+		       const struct dsfs_attr *stored, struct dsfs_attr *out)
+{
+	struct layer_event ev = {.op = LAYER_EV_COMMIT, .key = key};
+
+	if (rc == 0 && out)
+		*out = *stored;
+	if (rc == 0)
+		ev.version = stored->version;
+	return tell(l, rc, &ev);
+}
+
 static int o_commit(struct dsfs_layer *l, const char *key,
 		    const struct dsfs_attr *a, const void *data, size_t len,
 		    struct dsfs_attr *out)
 {
-	struct layer_event ev = {.op = LAYER_EV_COMMIT, .key = key};
 	struct dsfs_attr stored;
-	int rc;
+	int rc = layer_commit(obs(l)->inner, key, a, data, len, &stored);
 
-	rc = layer_commit(obs(l)->inner, key, a, data, len, &stored);
-	if (rc == 0 && out)
-		*out = stored;
-	if (rc == 0)
-		ev.version = stored.version;
-	return tell(l, rc, &ev);
+	return told_commit(l, rc, key, &stored, out);
 }
 
 static int o_create(struct dsfs_layer *l, const char *key,
 		    const struct dsfs_attr *a, struct dsfs_attr *out)
 {
-	struct layer_event ev = {.op = LAYER_EV_COMMIT, .key = key};
 	struct dsfs_attr stored;
-	int rc;
+	int rc = layer_create(obs(l)->inner, key, a, &stored);
 
-	rc = layer_create(obs(l)->inner, key, a, &stored);
-	if (rc == 0 && out)
-		*out = stored;
-	if (rc == 0)
-		ev.version = stored.version;
-	return tell(l, rc, &ev);
+	return told_commit(l, rc, key, &stored, out);
+}
+
+static int o_replace(struct dsfs_layer *l, const char *key,
+		     const struct dsfs_attr *a, const void *data, size_t len,
+		     struct dsfs_attr *out)
+{
+	struct dsfs_attr stored;
+	int rc = layer_replace(obs(l)->inner, key, a, data, len, &stored);
+
+	return told_commit(l, rc, key, &stored, out);
 }
 
 static int o_mkdir(struct dsfs_layer *l, const char *key,
@@ -225,6 +236,7 @@ static const struct dsfs_layer_ops observed_ops = {
 	.create = o_create,
 	.room = o_room,
 	.snapshot = o_snapshot,
+	.replace = o_replace,
 };
 
 int layer_observe(struct dsfs_layer *inner, const struct layer_observer *o,

@@ -297,11 +297,21 @@ static int pg_commit(struct dsfs_layer *l, const char *key,
 		     struct dsfs_attr *out)
 {
 	struct commit_args c = {a, data, len, out, false};
-	int rc = pg_fast_commit(to_pg(l), key, a, data, len, out);
+	int rc = pg_fast_commit(to_pg(l), key, a, data, len, false, out);
 
 	if (rc != 1)
 		return rc;
 	return pg_tx_run(to_pg(l), PG_WRITE, "commit", key, commit_fn, &c);
+}
+
+/* Only the one-round-trip form: anything else is left to commit(). */
+static int pg_replace(struct dsfs_layer *l, const char *key,
+		      const struct dsfs_attr *a, const void *data, size_t len,
+		      struct dsfs_attr *out)
+{
+	int rc = pg_fast_commit(to_pg(l), key, a, data, len, true, out);
+
+	return rc == 1 ? -ENOENT : rc;
 }
 
 static int mkdir_fn(struct pg_tx *t, void *arg)
@@ -938,4 +948,5 @@ const struct dsfs_layer_ops pg_ops = {
 	.apply = pg_apply,
 	.create = pg_create,
 	.snapshot = pg_snapshot,
+	.replace = pg_replace,
 };

@@ -376,10 +376,11 @@ int pg_fast_create(struct pg_layer *p, const char *key,
 /* remove() of a plain file whose value is in its row. */
 int pg_fast_remove(struct pg_layer *p, const char *key);
 /* commit() of a value kept in its row over a plain file whose value is in
- * its row (an overwrite, or the close of a created file). */
+ * its row (an overwrite, or the close of a created file); with keep, the
+ * file keeps its mode and owner (replace()). */
 int pg_fast_commit(struct pg_layer *p, const char *key,
 		   const struct dsfs_attr *a, const void *data, size_t len,
-		   struct dsfs_attr *out);
+		   bool keep, struct dsfs_attr *out);
 
 extern const struct dsfs_layer_ops pg_ops;
 

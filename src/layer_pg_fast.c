@@ -44,8 +44,9 @@ static void file_row(const struct dsfs_attr *a, size_t len,
 }
 
 /* Run stmt, whose last parameter is the budget of a store that has none
- * recorded, and whose third column is the version it made: into na, and
- * *out if not NULL. */
+ * recorded, and whose third column is the version it made (then the mode,
+ * uid and gid stored, if it returns them): into na, and *out if not
+ * NULL. */
 static int write_file(struct pg_layer *p, bool lazy, const char *what,
 		      const char *key, enum pg_stmt stmt, struct pg_params *pp,
 		      struct dsfs_attr *na, struct dsfs_attr *out)
@@ -59,6 +60,11 @@ static int write_file(struct pg_layer *p, bool lazy, const char *what,
 	if (rc)
 		return rc;
 	na->version = (uint64_t)pg_get_i64(r, 0, 2);
+	if (PQnfields(r) > 5) { /* what the row kept (P_FAST_COMMIT) */
+		na->mode = (uint32_t)pg_get_i64(r, 0, 3);
+		na->uid = (uint32_t)pg_get_i64(r, 0, 4);
+		na->gid = (uint32_t)pg_get_i64(r, 0, 5);
+	}
 	PQclear(r);
 	if (out)
 		*out = *na;
@@ -86,7 +92,7 @@ int pg_fast_create(struct pg_layer *p, const char *key,
 
 int pg_fast_commit(struct pg_layer *p, const char *key,
 		   const struct dsfs_attr *a, const void *data, size_t len,
-		   struct dsfs_attr *out)
+		   bool keep, struct dsfs_attr *out)
 {
 	struct pg_params pp = {0};
 	struct layer_key k;
@@ -96,6 +102,7 @@ int pg_fast_commit(struct pg_layer *p, const char *key,
 		return 1;
 	file_row(a, len, &na);
 	pg_param_row(&pp, &k, &na, data, len);
+	pg_param_i64(&pp, keep); /* before the budget: write_file() */
 	return write_file(p, false, "commit", key, P_FAST_COMMIT, &pp, &na,
 			  out);
 }

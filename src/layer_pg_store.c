@@ -234,30 +234,39 @@ const char *const pg_stmt_sql[P_COUNT] = {
 		" AND EXISTS (SELECT 1 FROM s))"
 		" SELECT used, seq FROM s",
 	/* commit(): $1..$15 the row (P_PUT's; $11, the version, is the
-	 * floor of the one made here), $16 the budget if the store has
-	 * none recorded.  The name stays, so the bytes it adds are the new
-	 * size less the old, checked as layer_fits() does. */
+	 * floor of the one made here), $16 1 for replace(): the row keeps
+	 * its mode, uid and gid, and its own version is the floor; $17 the
+	 * budget if the store has none recorded.  The name stays, so
+	 * the bytes it adds are the new size less the old, checked as
+	 * layer_fits() does.  Returns the mode, uid and gid stored too. */
 	[P_FAST_COMMIT] =
-		"WITH st AS (SELECT used, seq, CASE WHEN b < 0 THEN $16::int8"
+		"WITH st AS (SELECT used, seq, CASE WHEN b < 0 THEN $17::int8"
 		" ELSE b END AS budget FROM (SELECT used, seq, " PG_BUDGET_SQL
 		" AS b FROM dsfs_state WHERE id = 1) x),"
-		" old AS (SELECT size FROM dsfs_entry" AT_KEY
+		" old AS (SELECT size, CASE WHEN $16::int8 <> 0 THEN mode"
+		" ELSE $5::int8 END AS mode, CASE WHEN $16::int8 <> 0 THEN uid"
+		" ELSE $6::int8 END AS uid, CASE WHEN $16::int8 <> 0 THEN gid"
+		" ELSE $7::int8 END AS gid, CASE WHEN $16::int8 <> 0"
+		" THEN version ELSE $11::int8 END AS floor FROM dsfs_entry" AT_KEY
 		" AND kind = 1 AND token = ''),"
-		" ok AS (SELECT greatest(seq, $11::int8) + 1 AS v,"
+		" ok AS (SELECT greatest(seq, old.floor) + 1 AS v,"
 		" old.size AS was FROM st, old WHERE $12::int8 <= old.size"
 		" OR (greatest(used, 0) <= budget"
 		" AND $12::int8 - old.size <= budget - greatest(used, 0))),"
 		" up AS (UPDATE dsfs_entry SET kind = $3::int8,"
-		" opaque = $4::int8 <> 0, mode = $5::int8, uid = $6::int8,"
-		" gid = $7::int8, atime = $8::int8, mtime = $9::int8,"
+		" opaque = $4::int8 <> 0, mode = (SELECT mode FROM old),"
+		" uid = (SELECT uid FROM old), gid = (SELECT gid FROM old),"
+		" atime = $8::int8, mtime = $9::int8,"
 		" ctime = $10::int8, version = (SELECT v FROM ok),"
 		" size = $12::int8, type = $13::text, token = $14::text,"
 		" value = $15::bytea" AT_KEY " AND kind = 1 AND token = ''"
-		" AND EXISTS (SELECT 1 FROM ok) RETURNING version),"
+		" AND EXISTS (SELECT 1 FROM ok)"
+		" RETURNING version, mode, uid, gid),"
 		" s AS (UPDATE dsfs_state SET used = used + $12::int8"
 		" - (SELECT was FROM ok), seq = (SELECT version FROM up)"
 		" WHERE id = 1 AND EXISTS (SELECT 1 FROM up) RETURNING used, seq)"
-		" SELECT used, seq, (SELECT version FROM up) FROM s",
+		" SELECT used, seq, up.version, up.mode, up.uid, up.gid"
+		" FROM s, up",
 };
 
 int pg_store_prepare_stmts(PGconn *conn, char *why, size_t cap)

@@ -423,6 +423,22 @@ int ovl_mkdir(struct dsfs_stack *s, const struct loc *l,
 	return make_new(s, l, a, DSFS_DIR, f);
 }
 
+/* The layer in which layer_replace() may change the file at l without
+ * its lookup: the one a lookup would look in first (no layer above the
+ * runtime has the name), or the tree's own; -1 if none. */
+static int replace_layer(struct dsfs_stack *s, const struct loc *l)
+{
+	struct dsfs_attr a;
+	int rc;
+
+	if (l->view == VIEW_LAYER)
+		return l->layer;
+	if (l->limit < L_RUNTIME || scratch_loc(s, l))
+		return -1;
+	rc = layer_lookup(s->layer[L_EPHEMERAL], l->key, &a);
+	return rc == -ENOENT || rc == -ENOTDIR ? L_RUNTIME : -1;
+}
+
 static int commit_locked(struct dsfs_stack *s, const struct loc *l,
 			 const struct dsfs_attr *a, const void *data,
 			 size_t len, struct found *f)
@@ -432,6 +448,15 @@ static int commit_locked(struct dsfs_stack *s, const struct loc *l,
 	bool fresh;
 	int t, rc, tries = 0;
 
+	/* A file that stays where it is keeps its mode, owner and version
+	 * line: a layer that can do that itself is not asked first. */
+	t = replace_layer(s, l);
+	rc = t < 0 ? -ENOENT :
+		     layer_replace(s->layer[t], l->key, a, data, len, &f->attr);
+	if (rc == 0)
+		found_in(l, t, f);
+	if (rc != -ENOENT)
+		return rc;
 	rc = ovl_lookup_locked(s, l, &cur);
 	if (rc == 0 && cur.attr.kind == DSFS_DIR)
 		return -EISDIR;

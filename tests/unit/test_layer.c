@@ -371,6 +371,58 @@ static void t_replace(void)
 	layer_close(l);
 }
 
+/* replace() (optional): either the commit of a new value over a file
+ * that keeps the file's mode, owner and version line, or -ENOENT and
+ * nothing changed; never anything else over a name that is no file. */
+static void t_replace_op(void)
+{
+	struct dsfs_layer *l = fresh(2000);
+	struct dsfs_attr a = attr(0600), out, now;
+	static unsigned char big[2100];
+	char before[8];
+	uint64_t v, used;
+	int rc;
+
+	a.uid = 7;
+	a.gid = 8;
+	is_int(layer_commit(l, "kv/f", &a, "1", 1, NULL), 0, nm("a file"));
+	v = version_of(l, "kv/f");
+	a = attr(0644); /* another mode and owner: not for replace() */
+	rc = layer_replace(l, "kv/f", &a, "22", 2, &out);
+	ok(rc == 0 || rc == -ENOENT, "%s", nm("replace: 0 or ENOENT (%d)", rc));
+	if (rc == 0) {
+		layer_lookup(l, "kv/f", &now);
+		ok(now.mode == 0600 && now.uid == 7 && now.gid == 8 &&
+			   out.mode == 0600 && out.uid == 7 && out.gid == 8,
+		   "%s",
+		   nm("... keeps the file's mode and owner, and says so"));
+		ok(now.version > v && out.version == now.version &&
+			   now.size == 2,
+		   "%s", nm("... with a new version and the new value"));
+		is_str(get(l, "kv/f"), "22", nm("... which reads back"));
+	} else {
+		is_str(get(l, "kv/f"), "1", nm("... which changed nothing"));
+	}
+	is_int(layer_replace(l, "kv/none", &a, "1", 1, NULL), -ENOENT,
+	       nm("replace where nothing is: ENOENT"));
+	is_int(kind_of(l, "kv/none"), -ENOENT, nm("... makes nothing"));
+	mkd(l, "kv/d");
+	is_int(layer_replace(l, "kv/d", &a, "1", 1, NULL), -ENOENT,
+	       nm("replace over a directory: ENOENT"));
+	is_int(kind_of(l, "kv/d"), DSFS_DIR, nm("... which stays"));
+	layer_whiteout(l, "kv/w");
+	is_int(layer_replace(l, "kv/w", &a, "1", 1, NULL), -ENOENT,
+	       nm("replace over a whiteout: ENOENT"));
+	is_int(kind_of(l, "kv/w"), DSFS_WHITEOUT, nm("... which stays"));
+	used = used_of(l);
+	snprintf(before, sizeof(before), "%s", get(l, "kv/f"));
+	is_int(layer_replace(l, "kv/f", &a, big, sizeof(big), NULL), -ENOENT,
+	       nm("replace past the budget: ENOENT"));
+	ok(used_of(l) == used && strcmp(get(l, "kv/f"), before) == 0, "%s",
+	   nm("... changing nothing"));
+	layer_close(l);
+}
+
 static void t_parents(void)
 {
 	struct dsfs_layer *l = fresh(BIG);
@@ -2524,12 +2576,13 @@ static int rm_cb(const char *path, const struct stat *st, int flag,
 int main(void)
 {
 	static void (*const suite[])(void) = {
-		t_roundtrip,	  t_replace,	t_parents,	t_mkdir,
-		t_whiteouts,	  t_remove,	t_rename_files, t_rename_errors,
-		t_rename_subtree, t_list,	t_setattr,	t_budget,
-		t_usage,	  t_images,	t_clear,	t_readonly,
-		t_many,		  t_list_churn, t_threads,	t_sync,
-		t_pins,		  t_dirtimes,	t_apply,	t_snapshot,
+		t_roundtrip,	 t_replace,	   t_replace_op, t_parents,
+		t_mkdir,	 t_whiteouts,	   t_remove,	 t_rename_files,
+		t_rename_errors, t_rename_subtree, t_list,	 t_setattr,
+		t_budget,	 t_usage,	   t_images,	 t_clear,
+		t_readonly,	 t_many,	   t_list_churn, t_threads,
+		t_sync,		 t_pins,	   t_dirtimes,	 t_apply,
+		t_snapshot,
 	};
 	const char *base = getenv("TMPDIR");
 	size_t i, j;
