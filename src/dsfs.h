@@ -205,8 +205,10 @@ int ovl_mkdir(struct dsfs_stack *s, const struct loc *l,
 int ovl_commit(struct dsfs_stack *s, const struct loc *l,
 	       const struct dsfs_attr *a, const void *data, size_t len,
 	       struct found *f);
-int ovl_unlink(struct dsfs_stack *s, const struct loc *l);
-int ovl_rmdir(struct dsfs_stack *s, const struct loc *l);
+/* Remove the file (unlink) or empty directory (rmdir) at l; *gone (if
+ * not NULL) gets what was removed. */
+int ovl_unlink(struct dsfs_stack *s, const struct loc *l, struct found *gone);
+int ovl_rmdir(struct dsfs_stack *s, const struct loc *l, struct found *gone);
 int ovl_rename(struct dsfs_stack *s, const struct loc *from,
 	       const struct loc *to, unsigned flags);
 int ovl_setattr(struct dsfs_stack *s, const struct loc *l,

@@ -387,11 +387,9 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	rc = new_name_loc(ctx, dir, name, &l);
-	if (rc == 0 && ovl_lookup(&ctx->stack, &l, &f) != 0)
-		memset(&f, 0, sizeof(f));
 	if (rc == 0)
-		rc = dir_op ? ovl_rmdir(&ctx->stack, &l) :
-			      ovl_unlink(&ctx->stack, &l);
+		rc = dir_op ? ovl_rmdir(&ctx->stack, &l, &f) :
+			      ovl_unlink(&ctx->stack, &l, &f);
 	if (rc == 0) {
 		/* kept for fstat() of what is still open on it, a removed
 		 * directory too (the kernel asks before reading it) */

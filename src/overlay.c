@@ -541,7 +541,8 @@ static int dir_empty(struct dsfs_stack *s, const struct loc *l,
 /* unlink (dir false) or rmdir (dir true): through a layer's own tree the
  * entry goes from that layer alone (the wrapper refuses a read-only one);
  * through a merged tree, from the whole view. */
-static int remove_entry(struct dsfs_stack *s, const struct loc *l, bool dir)
+static int remove_entry(struct dsfs_stack *s, const struct loc *l, bool dir,
+			struct found *gone)
 {
 	struct found f;
 	int rc;
@@ -571,19 +572,21 @@ static int remove_entry(struct dsfs_stack *s, const struct loc *l, bool dir)
 	if (rc == 0)
 		ovl_touch_parent(s, l,
 				 l->view == VIEW_LAYER ? l->layer : L_RUNTIME);
+	if (rc == 0 && gone)
+		*gone = f;
 out:
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
 }
 
-int ovl_unlink(struct dsfs_stack *s, const struct loc *l)
+int ovl_unlink(struct dsfs_stack *s, const struct loc *l, struct found *gone)
 {
-	return remove_entry(s, l, false);
+	return remove_entry(s, l, false, gone);
 }
 
-int ovl_rmdir(struct dsfs_stack *s, const struct loc *l)
+int ovl_rmdir(struct dsfs_stack *s, const struct loc *l, struct found *gone)
 {
-	return remove_entry(s, l, true);
+	return remove_entry(s, l, true, gone);
 }
 
 static bool is_below(const char *key, const char *dir)

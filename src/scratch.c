@@ -202,5 +202,5 @@ int scratch_rename(struct dsfs_stack *s, const struct loc *from,
 		return 0;
 	}
 	moved_mark(s, to->key, true); /* it has its value now */
-	return ovl_unlink(s, from);
+	return ovl_unlink(s, from, NULL);
 }

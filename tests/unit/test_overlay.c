@@ -221,7 +221,7 @@ static void dir_times(void)
 	age(L_EPHEMERAL, "kv/t");
 	is_int(put(at(merged("kv/t/n")), "2"), 0, "a new value, same name");
 	is_int((int)mtime_in(L_RUNTIME, "kv/t"), 0, "leaves the times alone");
-	is_int(ovl_unlink(&stack, at(in_layer(L_RUNTIME, "kv/t/n"))), 0,
+	is_int(ovl_unlink(&stack, at(in_layer(L_RUNTIME, "kv/t/n")), NULL), 0,
 	       "rm runtime/kv/t/n");
 	ok(mtime_in(L_RUNTIME, "kv/t") > 0, "sets runtime's kv/t mtime");
 	ok(mtime_in(L_EPHEMERAL, "kv/t") > 0, "and ephemeral's above it");
@@ -244,7 +244,7 @@ int main(void)
 	struct loc d = merged("kv/d"), dx = merged("kv/d/x");
 	struct loc e = merged("kv/e"), n = merged("kv/n");
 	struct dsfs_attr da = dir_attr(), set;
-	struct found f;
+	struct found f, gone;
 
 	plan_no_plan();
 	setup();
@@ -276,15 +276,20 @@ int main(void)
 	       L_RUNTIME, "copied its parent directory up into runtime");
 
 	/* Revert: removing the runtime value shows the default again. */
-	is_int(ovl_unlink(&stack, &(struct loc){.view = VIEW_LAYER,
-						.layer = L_RUNTIME,
-						.limit = L_RUNTIME,
-						.key = "kv/a"}),
+	is_int(ovl_unlink(&stack,
+			  &(struct loc){.view = VIEW_LAYER,
+					.layer = L_RUNTIME,
+					.limit = L_RUNTIME,
+					.key = "kv/a"},
+			  NULL),
 	       0, "rm runtime/kv/a");
 	is_str(get(&a), "1", "kv/a shows the factory default again");
 
 	/* Whiteouts. */
-	is_int(ovl_unlink(&stack, &a), 0, "rm kv/a");
+	is_int(ovl_unlink(&stack, &a, &gone), 0, "rm kv/a");
+	ok(gone.layer == L_FACTORY && gone.attr.kind == DSFS_FILE &&
+		   gone.attr.size == 1,
+	   "it tells what went: the factory's file");
 	is_str(get(&a), "ENOENT", "kv/a is gone");
 	ok(is_whiteout(L_RUNTIME, "kv/a"), "a whiteout is kept in runtime");
 	is_str(get(at(in_layer(L_RUNTIME, "kv/a"))), "ENOENT",
@@ -298,7 +303,7 @@ int main(void)
 	       "__hub b d", "kv/ no longer lists a");
 	is_int(put(&a, "11"), 0, "writing kv/a again");
 	is_str(get(&a), "11", "replaces the whiteout");
-	is_int(ovl_unlink(&stack, at(in_layer(L_RUNTIME, "kv/a"))), 0,
+	is_int(ovl_unlink(&stack, at(in_layer(L_RUNTIME, "kv/a")), NULL), 0,
 	       "rm runtime/kv/a again");
 
 	/* New entries go to runtime; ephemeral entries stay ephemeral. */
@@ -317,20 +322,21 @@ int main(void)
 				   .key = "kv"},
 		     false),
 	       "__hub a b d e n", "listing is a union without duplicates");
-	is_int(ovl_unlink(&stack, &n), 0, "rm kv/n");
+	is_int(ovl_unlink(&stack, &n, NULL), 0, "rm kv/n");
 	is_str(get(&n), "ENOENT", "removed from every writable layer");
 	ok(!is_whiteout(L_RUNTIME, "kv/n"),
 	   "no whiteout when the factory has no such entry");
 
 	/* Directories: remove a factory directory, make it again. */
-	is_int(ovl_rmdir(&stack, &d), -ENOTEMPTY, "rmdir of a non-empty dir");
-	is_int(ovl_unlink(&stack, &dx), 0, "rm kv/d/x");
+	is_int(ovl_rmdir(&stack, &d, NULL), -ENOTEMPTY,
+	       "rmdir of a non-empty dir");
+	is_int(ovl_unlink(&stack, &dx, NULL), 0, "rm kv/d/x");
 	is_str(names(&(struct loc){.view = VIEW_MERGED,
 				   .limit = L_FACTORY,
 				   .key = "kv/d"},
 		     false),
 	       "", "kv/d is empty");
-	is_int(ovl_rmdir(&stack, &d), 0, "rmdir kv/d");
+	is_int(ovl_rmdir(&stack, &d, NULL), 0, "rmdir kv/d");
 	is_int(found_layer(&d), -ENOENT, "kv/d is gone");
 	is_int(ovl_mkdir(&stack, &d, &da, &f), 0, "mkdir kv/d again");
 	ok(f.attr.opaque, "the new directory is opaque");
@@ -359,10 +365,10 @@ int main(void)
 	/* Read-only factory. */
 	is_int(put(at(in_layer(L_FACTORY, "kv/q")), "1"), -EROFS,
 	       "factory/kv is read-only");
-	is_int(ovl_unlink(&stack, at(in_layer(L_FACTORY, "kv/__hub"))), -EISDIR,
-	       "unlink of a directory");
-	is_int(ovl_rmdir(&stack, at(in_layer(L_FACTORY, "kv/__hub"))), -EROFS,
-	       "rmdir under factory/");
+	is_int(ovl_unlink(&stack, at(in_layer(L_FACTORY, "kv/__hub")), NULL),
+	       -EISDIR, "unlink of a directory");
+	is_int(ovl_rmdir(&stack, at(in_layer(L_FACTORY, "kv/__hub")), NULL),
+	       -EROFS, "rmdir under factory/");
 
 	/* setattr copies a factory entry up. */
 	memset(&set, 0, sizeof(set));
