@@ -215,6 +215,17 @@ int layer_replace(struct dsfs_layer *l, const char *key,
 	return l->ops->replace(l, key, a, data, len, out);
 }
 
+int layer_fetch(struct dsfs_layer *l, const char *key, struct dsfs_attr *a,
+		char **data, size_t *len)
+{
+	assert(layer_ok(l) && key && a && data && len);
+	*data = NULL;
+	*len = 0;
+	if (!l->ops->fetch)
+		return layer_lookup(l, key, a);
+	return l->ops->fetch(l, key, a, data, len);
+}
+
 int layer_apply(struct dsfs_layer *l, const struct layer_change *c, size_t n)
 {
 	size_t i;

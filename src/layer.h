@@ -406,6 +406,17 @@ struct dsfs_layer_ops {
 	int (*replace)(struct dsfs_layer *l, const char *key,
 		       const struct dsfs_attr *a, const void *data, size_t len,
 		       struct dsfs_attr *out);
+
+	/* Optional (NULL: layer_fetch() is lookup() and no value). */
+
+	/* lookup() and, when key holds a file whose value the layer keeps
+	 * with its entry, that whole value, read in the same step: *data
+	 * (malloc'd, the caller's) and *len; *data is NULL when there is
+	 * none to give (then read() gets it).  For a layer whose every read
+	 * is a round trip: an open is then one, and the value is the one
+	 * of the attributes' version. */
+	int (*fetch)(struct dsfs_layer *l, const char *key, struct dsfs_attr *a,
+		     char **data, size_t *len);
 };
 
 /* Set by the implementation when it opens the layer (or by its opener,
@@ -438,6 +449,8 @@ int layer_snapshot(struct dsfs_layer *l, struct dsfs_layer **out);
 int layer_replace(struct dsfs_layer *l, const char *key,
 		  const struct dsfs_attr *a, const void *data, size_t len,
 		  struct dsfs_attr *out);
+int layer_fetch(struct dsfs_layer *l, const char *key, struct dsfs_attr *a,
+		char **data, size_t *len);
 int layer_mkdir(struct dsfs_layer *l, const char *key,
 		const struct dsfs_attr *a);
 int layer_remove(struct dsfs_layer *l, const char *key);

@@ -50,6 +50,12 @@ static int o_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a)
 	return layer_lookup(obs(l)->inner, key, a);
 }
 
+static int o_fetch(struct dsfs_layer *l, const char *key, struct dsfs_attr *a,
+		   char **data, size_t *len)
+{
+	return layer_fetch(obs(l)->inner, key, a, data, len);
+}
+
 static ssize_t o_read(struct dsfs_layer *l, const char *key, uint64_t off,
 		      void *buf, size_t len)
 {
@@ -237,6 +243,7 @@ static const struct dsfs_layer_ops observed_ops = {
 	.room = o_room,
 	.snapshot = o_snapshot,
 	.replace = o_replace,
+	.fetch = o_fetch,
 };
 
 int layer_observe(struct dsfs_layer *inner, const struct layer_observer *o,

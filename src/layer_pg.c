@@ -304,6 +304,12 @@ static int pg_commit(struct dsfs_layer *l, const char *key,
 	return pg_tx_run(to_pg(l), PG_WRITE, "commit", key, commit_fn, &c);
 }
 
+static int pg_fetch_op(struct dsfs_layer *l, const char *key,
+		       struct dsfs_attr *a, char **data, size_t *len)
+{
+	return pg_fetch(to_pg(l), key, a, data, len);
+}
+
 /* Only the one-round-trip form: anything else is left to commit(). */
 static int pg_replace(struct dsfs_layer *l, const char *key,
 		      const struct dsfs_attr *a, const void *data, size_t len,
@@ -949,4 +955,5 @@ const struct dsfs_layer_ops pg_ops = {
 	.create = pg_create,
 	.snapshot = pg_snapshot,
 	.replace = pg_replace,
+	.fetch = pg_fetch_op,
 };

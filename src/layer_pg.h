@@ -99,6 +99,7 @@ enum pg_stmt {
 	P_FAST_CREATE,
 	P_FAST_REMOVE,
 	P_FAST_COMMIT,
+	P_GET_VALUE,
 	P_COUNT
 };
 
@@ -375,6 +376,9 @@ int pg_fast_create(struct pg_layer *p, const char *key,
 		   const struct dsfs_attr *a, struct dsfs_attr *out);
 /* remove() of a plain file whose value is in its row. */
 int pg_fast_remove(struct pg_layer *p, const char *key);
+/* fetch(): the row at key and the value in it, in one statement. */
+int pg_fetch(struct pg_layer *p, const char *key, struct dsfs_attr *a,
+	     char **data, size_t *len);
 /* commit() of a value kept in its row over a plain file whose value is in
  * its row (an overwrite, or the close of a created file); with keep, the
  * file keeps its mode and owner (replace()). */

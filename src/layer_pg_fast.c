@@ -1,8 +1,9 @@
 /*
- * layer_pg_fast.c - the commonest changes of the PostgreSQL layer in one
+ * layer_pg_fast.c - the commonest operations of the PostgreSQL layer in one
  * round trip to the server: the create of a new empty file, the commit of
- * a value over a plain file (an overwrite, or a created file's close), and
- * the remove of a plain file.
+ * a value over a plain file (an overwrite, or a created file's close), the
+ * remove of a plain file, and the fetch of a row with its value (an
+ * open).
  *
  * The general form of a change reads, decides here, then writes: two
  * round trips (layer_pg_pipe.c).  These send BEGIN, the lock of
@@ -16,6 +17,8 @@
  */
 #include "layer_pg.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Split key and its parent: 1 (not for the fast form) if the parent has
@@ -124,5 +127,61 @@ int pg_fast_remove(struct pg_layer *p, const char *key)
 	rc = pg_tx_fast(p, false, "remove", key, P_FAST_REMOVE, &pp, &r);
 	if (rc == 0)
 		PQclear(r);
+	return rc;
+}
+
+struct fetch_args {
+	struct dsfs_attr *a;
+	char **data;
+	size_t *len;
+};
+
+static int fetch_fn(struct pg_tx *t, void *arg)
+{
+	enum {
+		VALUE_COL = 12
+	}; /* after P_GET's columns */
+	struct fetch_args *f = arg;
+	struct pg_params pp = {0};
+	struct layer_key k;
+	PGresult *r;
+	size_t n;
+	int rc;
+
+	free(*f->data); /* a try before a reconnection */
+	*f->data = NULL;
+	if (layer_split_key(t->key, strlen(t->key), &k))
+		return -ENOENT;
+	pg_param_key(&pp, &k);
+	rc = pg_one_row(t, P_GET_VALUE, &pp, &r);
+	if (rc)
+		return rc;
+	pg_row_attr(r, 0, 0, f->a);
+	n = (size_t)PQgetlength(r, 0, VALUE_COL);
+	/* A value kept in the row, of the size the row says. */
+	if (f->a->kind == DSFS_FILE && !PQgetisnull(r, 0, VALUE_COL) &&
+	    n == f->a->size) {
+		*f->data = malloc(n ? n : 1);
+		if (*f->data) {
+			memcpy(*f->data, PQgetvalue(r, 0, VALUE_COL), n);
+			*f->len = n;
+		} else {
+			rc = -ENOMEM;
+		}
+	}
+	PQclear(r);
+	return rc;
+}
+
+int pg_fetch(struct pg_layer *p, const char *key, struct dsfs_attr *a,
+	     char **data, size_t *len)
+{
+	struct fetch_args f = {a, data, len};
+	int rc = pg_tx_run(p, PG_ONE, "lookup", key, fetch_fn, &f);
+
+	if (rc) {
+		free(*data);
+		*data = NULL;
+	}
 	return rc;
 }

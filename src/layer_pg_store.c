@@ -267,6 +267,8 @@ const char *const pg_stmt_sql[P_COUNT] = {
 		" WHERE id = 1 AND EXISTS (SELECT 1 FROM up) RETURNING used, seq)"
 		" SELECT used, seq, up.version, up.mode, up.uid, up.gid"
 		" FROM s, up",
+	/* fetch(): P_GET's columns, then the value in the row. */
+	[P_GET_VALUE] = "SELECT " ATTR_COLS ", value FROM dsfs_entry" AT_KEY,
 };
 
 int pg_store_prepare_stmts(PGconn *conn, char *why, size_t cap)

@@ -24,13 +24,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-int ovl_lookup_locked(struct dsfs_stack *s, const struct loc *l,
-		      struct found *f)
+/* A lookup in layer ly, fetching the value with it if data is not NULL
+ * (layer_fetch()). */
+static int look(struct dsfs_layer *ly, const char *key, struct dsfs_attr *a,
+		char **data, size_t *len)
+{
+	return data ? layer_fetch(ly, key, a, data, len) :
+		      layer_lookup(ly, key, a);
+}
+
+/* ovl_lookup_locked(), and with data (not NULL) the value of the file it
+ * finds where that layer gives it with the lookup (*data NULL if not). */
+static int lookup_layers(struct dsfs_stack *s, const struct loc *l,
+			 struct found *f, char **data, size_t *len)
 {
 	int i, rc;
 
 	if (l->view == VIEW_LAYER) {
-		rc = layer_lookup(s->layer[l->layer], l->key, &f->attr);
+		rc = look(s->layer[l->layer], l->key, &f->attr, data, len);
 		if (rc == 0 && f->attr.kind == DSFS_WHITEOUT)
 			rc = -ENOENT;
 		f->layer = l->layer;
@@ -38,7 +49,7 @@ int ovl_lookup_locked(struct dsfs_stack *s, const struct loc *l,
 		return rc == -ENOTDIR ? -ENOENT : rc;
 	}
 	for (i = 0; i <= l->limit && i < DSFS_NLAYERS; i++) {
-		rc = layer_lookup(s->layer[i], l->key, &f->attr);
+		rc = look(s->layer[i], l->key, &f->attr, data, len);
 		if (rc == -ENOENT || rc == -ENOTDIR)
 			continue;
 		if (rc < 0)
@@ -52,6 +63,12 @@ int ovl_lookup_locked(struct dsfs_stack *s, const struct loc *l,
 		return 0;
 	}
 	return -ENOENT;
+}
+
+int ovl_lookup_locked(struct dsfs_stack *s, const struct loc *l,
+		      struct found *f)
+{
+	return lookup_layers(s, l, f, NULL, NULL);
 }
 
 /* True if layer i holds key as something other than a whiteout. */
@@ -200,15 +217,23 @@ static int read_value_locked(struct dsfs_stack *s, const char *key,
 int ovl_read_all(struct dsfs_stack *s, const struct loc *l, struct found *f,
 		 char **data, size_t *len)
 {
+	char *got = NULL;
+	size_t glen = 0;
 	int rc;
 
 	pthread_rwlock_rdlock(&s->lock);
-	rc = ovl_lookup_locked(s, l, f);
+	rc = lookup_layers(s, l, f, &got, &glen);
 	if (rc == 0 && f->attr.kind == DSFS_DIR)
 		rc = -EISDIR;
-	if (rc == 0)
+	if (rc == 0 && got) {
+		*data = got; /* fetched with its attributes */
+		*len = glen;
+		got = NULL;
+	} else if (rc == 0) {
 		rc = read_value_locked(s, l->key, f, data, len);
+	}
 	pthread_rwlock_unlock(&s->lock);
+	free(got);
 	return rc;
 }
 

@@ -423,6 +423,35 @@ static void t_replace_op(void)
 	layer_close(l);
 }
 
+/* fetch() is lookup(), and the value with it when the layer gives it. */
+static void t_fetch(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	struct dsfs_attr a, b;
+	char *data = (char *)"x";
+	size_t len = 1;
+
+	put(l, "kv/f", "{\"n\":1}");
+	mkd(l, "kv/d");
+	layer_whiteout(l, "kv/w");
+	is_int(layer_fetch(l, "kv/f", &a, &data, &len), 0, nm("fetch a file"));
+	layer_lookup(l, "kv/f", &b);
+	ok(a.kind == DSFS_FILE && a.version == b.version && a.size == b.size,
+	   "%s", nm("... its attributes, as lookup() gives them"));
+	ok(!data || (len == 7 && memcmp(data, "{\"n\":1}", 7) == 0), "%s",
+	   nm("... and no value, or the whole value"));
+	free(data);
+	is_int(layer_fetch(l, "kv/d", &a, &data, &len), 0, nm("fetch a dir"));
+	ok(a.kind == DSFS_DIR && !data, "%s", nm("... no value"));
+	is_int(layer_fetch(l, "kv/w", &a, &data, &len), 0,
+	       nm("fetch a whiteout"));
+	ok(a.kind == DSFS_WHITEOUT && !data, "%s", nm("... no value"));
+	is_int(layer_fetch(l, "kv/none", &a, &data, &len), -ENOENT,
+	       nm("fetch a missing name: ENOENT"));
+	ok(!data, "%s", nm("... no value"));
+	layer_close(l);
+}
+
 static void t_parents(void)
 {
 	struct dsfs_layer *l = fresh(BIG);
@@ -2304,6 +2333,8 @@ static void t_pg_fast_forms(void)
 {
 	static unsigned char img[400], full[1990];
 	struct dsfs_attr a = attr(0644), out;
+	char *data = NULL;
+	size_t len = 0;
 	struct dsfs_layer *l, *b;
 	uint64_t v, used;
 
@@ -2342,6 +2373,10 @@ static void t_pg_fast_forms(void)
 	is_int(layer_remove(l, "kv/wo"), 0, nm("remove a whiteout"));
 	is_int(kind_of(l, "kv/wo"), -ENOENT, nm("... it is gone"));
 	is_int(put(l, "kv/d/n", "12345"), 0, nm("a value"));
+	is_int(layer_fetch(l, "kv/d/n", &out, &data, &len), 0, nm("fetch it"));
+	ok(data && len == 5 && memcmp(data, "12345", 5) == 0 && out.size == 5,
+	   "%s", nm("... with its value, from the same row"));
+	free(data);
 	v = version_of(l, "kv/d");
 	is_int(layer_remove(l, "kv/d/n"), 0, nm("remove a plain file"));
 	ok(version_of(l, "kv/d") > v, "%s",
@@ -2576,13 +2611,13 @@ static int rm_cb(const char *path, const struct stat *st, int flag,
 int main(void)
 {
 	static void (*const suite[])(void) = {
-		t_roundtrip,	 t_replace,	   t_replace_op, t_parents,
-		t_mkdir,	 t_whiteouts,	   t_remove,	 t_rename_files,
-		t_rename_errors, t_rename_subtree, t_list,	 t_setattr,
-		t_budget,	 t_usage,	   t_images,	 t_clear,
-		t_readonly,	 t_many,	   t_list_churn, t_threads,
-		t_sync,		 t_pins,	   t_dirtimes,	 t_apply,
-		t_snapshot,
+		t_roundtrip,	t_replace,	 t_replace_op,	   t_fetch,
+		t_parents,	t_mkdir,	 t_whiteouts,	   t_remove,
+		t_rename_files, t_rename_errors, t_rename_subtree, t_list,
+		t_setattr,	t_budget,	 t_usage,	   t_images,
+		t_clear,	t_readonly,	 t_many,	   t_list_churn,
+		t_threads,	t_sync,		 t_pins,	   t_dirtimes,
+		t_apply,	t_snapshot,
 	};
 	const char *base = getenv("TMPDIR");
 	size_t i, j;
