@@ -218,10 +218,10 @@ int layer_replace(struct dsfs_layer *l, const char *key,
 int layer_fetch(struct dsfs_layer *l, const char *key, struct dsfs_attr *a,
 		char **data, size_t *len)
 {
-	assert(layer_ok(l) && key && a && data && len);
+	assert(layer_ok(l) && key_ok(key) && a && data && len);
 	*data = NULL;
 	*len = 0;
-	if (!l->ops->fetch)
+	if (!l->ops->fetch || is_root(key))
 		return layer_lookup(l, key, a);
 	return l->ops->fetch(l, key, a, data, len);
 }
