@@ -111,13 +111,11 @@ int listing_entry(struct dsfs_ctx *ctx, struct node *dir, const char *name,
 	} else {
 		/* Past -o inode_cache, a listing makes no more inodes in the
 		 * kernel: a name only, which is looked up when it is used.
-		 * So too where the kernel caches nothing (the layers' own
-		 * trees, devices/, a shared runtime's trees): it would look
+		 * So too where the kernel caches nothing (a child's timeout
+		 * is its directory's: timeout_of()): it would look
 		 * the name up again at its first use anyway, and on a
 		 * database each lookup here is a round trip. */
-		if (nodes_over_bound(&ctx->nodes) ||
-		    !(dir->view == VIEW_MERGED && dir->tree != TREE_DEVICES &&
-		      ctx->timeout > 0))
+		if (nodes_over_bound(&ctx->nodes) || timeout_of(ctx, dir) <= 0)
 			return 0;
 		if (lookup_child(ctx, dir, name, &f) != 0)
 			return 0;

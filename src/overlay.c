@@ -343,6 +343,25 @@ static int new_in(struct dsfs_stack *s, const struct loc *l, int t)
 	return 0;
 }
 
+/* Whether the merged view at l cannot show what layer t holds there: t
+ * is past l's limit (an opaque directory above), or a layer above t has a
+ * whiteout at l. */
+static bool hidden_in(struct dsfs_stack *s, const struct loc *l, int t)
+{
+	struct dsfs_attr a;
+	int i;
+
+	if (l->view != VIEW_MERGED)
+		return false;
+	if (t > l->limit)
+		return true;
+	for (i = 0; i < t; i++)
+		if (layer_lookup(s->layer[i], l->key, &a) == 0 &&
+		    a.kind == DSFS_WHITEOUT)
+			return true;
+	return false;
+}
+
 /* The common start of making a new name: it must not exist; returns the
  * layer it goes to.  For a file (asked not NULL), *asked tells whether
  * that layer was asked, or is left to find an existing file itself
@@ -410,10 +429,10 @@ static int make_new(struct dsfs_stack *s, const struct loc *l,
 			/* A directory made at the name meanwhile. */
 			if (rc == -EISDIR && !asked)
 				rc = -EEXIST;
-			/* A file the merged view does not show (a layer
-			 * above hides it), or made since it was asked:
-			 * replaced, as a commit does. */
-			if (rc == -EEXIST && asked)
+			/* A file the merged view does not show is replaced,
+			 * as a commit does; one made at the name since it was
+			 * looked up stays, and the create is EEXIST. */
+			if (rc == -EEXIST && asked && hidden_in(s, l, t))
 				rc = layer_commit(s->layer[t], l->key, &na, "",
 						  0, &f->attr);
 			continue;
