@@ -61,6 +61,9 @@ struct dsfs_ctx {
 	 * never releases (its connection ended first) are freed at exit. */
 	pthread_mutex_t open_dirs_lock;
 	struct dir_handle *open_dirs;
+	/* The same for file handles (file.c). */
+	pthread_mutex_t open_files_lock;
+	struct handle *open_files;
 	/* Bumped (atomically) before what another host changed is dropped
 	 * from the kernel's caches: see fresh_timeout(). */
 	uint64_t elsewhere_gen;
@@ -235,6 +238,9 @@ int file_flush(struct dsfs_ctx *ctx, struct handle *h);
 void file_release(struct dsfs_ctx *ctx, struct handle *h);
 /* Let go of an open file's handle and what it holds. */
 void file_drop(struct dsfs_ctx *ctx, struct handle *h);
+/* At exit: drop the handles the kernel never released (its connection
+ * ended first), committing nothing. */
+void file_drop_all(struct dsfs_ctx *ctx);
 
 /* control_admin.c: "admin PID", dsfsctl's dump, load, diff and selective
  * factory-reset run on the daemon's layers; msg gets the error's text. */

@@ -160,8 +160,28 @@ static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
 	return 0;
 }
 
+/* h is the kernel's now: listed until its release, or the exit. */
+static void file_link(struct dsfs_ctx *ctx, struct handle *h)
+{
+	pthread_mutex_lock(&ctx->open_files_lock);
+	h->prev = NULL;
+	h->next = ctx->open_files;
+	if (h->next)
+		h->next->prev = h;
+	ctx->open_files = h;
+	pthread_mutex_unlock(&ctx->open_files_lock);
+}
+
 void file_drop(struct dsfs_ctx *ctx, struct handle *h)
 {
+	pthread_mutex_lock(&ctx->open_files_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else if (ctx->open_files == h)
+		ctx->open_files = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&ctx->open_files_lock);
 	if (h->cache_reader)
 		node_cache_done(&ctx->nodes, h->node);
 	if (h->writable)
@@ -171,6 +191,12 @@ void file_drop(struct dsfs_ctx *ctx, struct handle *h)
 	ovl_release_image(&ctx->stack, h->src, h->token);
 	pagecache_writer_done(ctx, h);
 	handle_free(h);
+}
+
+void file_drop_all(struct dsfs_ctx *ctx)
+{
+	while (ctx->open_files)
+		file_drop(ctx, ctx->open_files);
 }
 
 /* Set the size of a closed file: read, resize, check, commit. */
@@ -387,6 +413,7 @@ int file_open(struct dsfs_ctx *ctx, struct node *n, int flags,
 	h->node = n; /* the caller's reference passes to the handle */
 	/* A reader has nothing to flush; tell the kernel not to ask. */
 	r->noflush = !writable;
+	file_link(ctx, h);
 	*out = h;
 	return 0;
 }
@@ -421,6 +448,7 @@ void file_created(struct dsfs_ctx *ctx, struct handle *h, uint64_t ino)
 	h->node = node_get(&ctx->nodes, ino);
 	if (h->writable)
 		node_writers(&ctx->nodes, h->node, 1);
+	file_link(ctx, h);
 }
 
 ssize_t file_read(struct handle *h, uint64_t off, void *buf, size_t size)

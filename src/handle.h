@@ -61,6 +61,8 @@ struct handle {
 	/* A writer's hold on its layer's budget (reserve.h; file.c keeps
 	 * it): inactive for readers. */
 	struct reservation res;
+	/* In the daemon's list of handles the kernel holds (file.c). */
+	struct handle *prev, *next;
 };
 
 /* Make a handle over data[0..len), which it takes ownership of (also on

@@ -434,6 +434,7 @@ int main(int argc, char *argv[])
 	if (dirlists_init(&ctx.dirs, &ctx.nodes) != 0)
 		goto out_nodes;
 	pthread_mutex_init(&ctx.open_dirs_lock, NULL);
+	pthread_mutex_init(&ctx.open_files_lock, NULL);
 	pthread_mutex_init(&ctx.recent.lock, NULL);
 	ctx.se = fuse_session_new(&args, &dsfs_ll_ops, sizeof(dsfs_ll_ops),
 				  &ctx);
@@ -503,6 +504,8 @@ out_signals:
 out_session:
 	fuse_session_destroy(ctx.se);
 out_dirs:
+	file_drop_all(&ctx);
+	pthread_mutex_destroy(&ctx.open_files_lock);
 	fuse_ops_free_dirs(&ctx);
 	pthread_mutex_destroy(&ctx.open_dirs_lock);
 	free(ctx.recent.buf);
