@@ -32,7 +32,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -43,6 +42,7 @@
 #include <unistd.h>
 
 #include "cluster.h"
+#include "libpq_dl.h"
 #include "log.h"
 
 #define CHANNEL "dsfs_changes"
@@ -148,7 +148,7 @@ static void quiet_notice(void *arg, const char *msg)
  * never hold the password. */
 static void log_pq(const char *what, PGconn *conn)
 {
-	const char *m = conn ? PQerrorMessage(conn) : "out of memory";
+	const char *m = conn ? libpq.PQerrorMessage(conn) : "out of memory";
 	int len = (int)strcspn(m, "\n");
 
 	log_err("runtime database: %s: %.*s", what, len, m);
@@ -173,14 +173,14 @@ static PGconn *connect_db(struct pg_cluster *c, const char *purpose)
 	const char *val[] = {
 		"5",	     "1", "10", "5", "3", purpose, server_keepalives,
 		c->conninfo, NULL};
-	PGconn *conn = PQconnectdbParams(kw, val, 1);
+	PGconn *conn = libpq.PQconnectdbParams(kw, val, 1);
 
-	if (!conn || PQstatus(conn) != CONNECTION_OK) {
+	if (!conn || libpq.PQstatus(conn) != CONNECTION_OK) {
 		log_pq(purpose, conn);
-		PQfinish(conn);
+		libpq.PQfinish(conn);
 		return NULL;
 	}
-	PQsetNoticeProcessor(conn, quiet_notice, NULL);
+	libpq.PQsetNoticeProcessor(conn, quiet_notice, NULL);
 	return conn;
 }
 
@@ -242,8 +242,8 @@ static void give_conn(struct pg_cluster *c, PGconn *conn)
 	bool keep;
 
 	pthread_mutex_lock(&c->lock);
-	keep = PQstatus(conn) == CONNECTION_OK &&
-	       PQtransactionStatus(conn) == PQTRANS_IDLE &&
+	keep = libpq.PQstatus(conn) == CONNECTION_OK &&
+	       libpq.PQtransactionStatus(conn) == PQTRANS_IDLE &&
 	       c->nidle < POOL_IDLE && !c->stopping;
 	if (keep)
 		c->idle[c->nidle++] = conn;
@@ -251,7 +251,7 @@ static void give_conn(struct pg_cluster *c, PGconn *conn)
 		c->nconns--;
 	pthread_mutex_unlock(&c->lock);
 	if (!keep)
-		PQfinish(conn);
+		libpq.PQfinish(conn);
 }
 
 /* Run one of the advisory lock functions on key: 1 (true), 0 (false), or
@@ -265,14 +265,15 @@ static int lock_call(PGconn *conn, const char *fn, uint64_t key)
 
 	snprintf(sql, sizeof(sql), "SELECT %s($1::int8)", fn);
 	snprintf(arg, sizeof(arg), "%" PRId64, (int64_t)key);
-	res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-		rc = PQgetvalue(res, 0, 0)[0] == 't';
+	res = libpq.PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
+	if (libpq.PQresultStatus(res) == PGRES_TUPLES_OK &&
+	    libpq.PQntuples(res) == 1) {
+		rc = libpq.PQgetvalue(res, 0, 0)[0] == 't';
 	} else {
 		log_pq(fn, conn);
 		rc = -ENOLCK;
 	}
-	PQclear(res);
+	libpq.PQclear(res);
 	return rc;
 }
 
@@ -341,15 +342,15 @@ static int pg_lock(struct dsfs_cluster *base, uint64_t key, bool exclusive,
 		return rc;
 	}
 	snprintf(karg, sizeof(karg), "%" PRId64, (int64_t)key);
-	lk->cancel = PQgetCancel(conn);
+	lk->cancel = libpq.PQgetCancel(conn);
 	if (!lk->cancel ||
-	    !PQsendQueryParams(
+	    !libpq.PQsendQueryParams(
 		    conn,
 		    exclusive ? "SELECT pg_advisory_lock($1::int8)" :
 				"SELECT pg_advisory_lock_shared($1::int8)",
 		    1, NULL, params, NULL, NULL, 0)) {
 		log_pq("pg_advisory_lock", conn);
-		PQfreeCancel(lk->cancel);
+		libpq.PQfreeCancel(lk->cancel);
 		give_conn(c, conn);
 		free(lk);
 		return -ENOLCK;
@@ -393,7 +394,7 @@ static int release(struct pg_cluster *c, struct cluster_lock *lk)
 	if (lk->conn)
 		give_conn(c, lk->conn);
 	lk->conn = NULL;
-	PQfreeCancel(lk->cancel);
+	libpq.PQfreeCancel(lk->cancel);
 	lk->cancel = NULL;
 	return rc;
 }
@@ -429,18 +430,19 @@ static int wait_result(struct cluster_lock *lk)
 	PGresult *res;
 	int rc = -ENOLCK;
 
-	while ((res = PQgetResult(lk->conn)) != NULL) {
-		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	while ((res = libpq.PQgetResult(lk->conn)) != NULL) {
+		const char *state =
+			libpq.PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
-		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		if (libpq.PQresultStatus(res) == PGRES_TUPLES_OK)
 			rc = 0;
 		else if (state && strcmp(state, "57014") == 0)
 			rc = -ECANCELED; /* query_canceled */
 		else
 			log_pq("pg_advisory_lock", lk->conn);
-		PQclear(res);
+		libpq.PQclear(res);
 	}
-	if (PQstatus(lk->conn) != CONNECTION_OK)
+	if (libpq.PQstatus(lk->conn) != CONNECTION_OK)
 		rc = -ENOLCK;
 	return rc;
 }
@@ -452,7 +454,8 @@ static void collect_ready(struct pg_cluster *c, struct cluster_lock **ready)
 	struct cluster_lock **p = &c->waiting, *lk;
 
 	while ((lk = *p) != NULL) {
-		if (!PQconsumeInput(lk->conn) || !PQisBusy(lk->conn)) {
+		if (!libpq.PQconsumeInput(lk->conn) ||
+		    !libpq.PQisBusy(lk->conn)) {
 			*p = lk->next;
 			lk->next = *ready;
 			*ready = lk;
@@ -471,7 +474,7 @@ static void finish_wait(struct pg_cluster *c, struct cluster_lock *lk)
 	pthread_mutex_unlock(&c->lock);
 	if (rc != 0) {
 		/* Not held: the connection can serve another key. */
-		PQfreeCancel(lk->cancel);
+		libpq.PQfreeCancel(lk->cancel);
 		lk->cancel = NULL;
 		give_conn(c, lk->conn);
 		lk->conn = NULL;
@@ -510,7 +513,7 @@ static void *lock_thread(void *arg)
 		}
 		for (lk = c->waiting; lk && n <= LOCK_CONNS_MAX;
 		     lk = lk->next) {
-			fds[n].fd = PQsocket(lk->conn);
+			fds[n].fd = libpq.PQsocket(lk->conn);
 			fds[n].events = POLLIN;
 			n++;
 			if (!lk->cancel_asked)
@@ -525,7 +528,7 @@ static void *lock_thread(void *arg)
 		/* Only this thread frees a waiting lock (abandoned), so its
 		 * PGcancel stays valid here. */
 		for (i = 0; i < ncancel; i++)
-			if (!PQcancel(cancels[i], err, sizeof(err)))
+			if (!libpq.PQcancel(cancels[i], err, sizeof(err)))
 				log_err("runtime database: cancel of a lock "
 					"wait: %s",
 					err);
@@ -597,10 +600,10 @@ static int send_news(struct pg_cluster *c, PGconn *conn)
 			     m->key[0] ? m->key : "*") < 0)
 			return -ENOMEM;
 		params[0] = payload;
-		res = PQexecPrepared(conn, NOTIFY_STMT, 1, params, NULL, NULL,
-				     0);
-		ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-		PQclear(res);
+		res = libpq.PQexecPrepared(conn, NOTIFY_STMT, 1, params, NULL,
+					   NULL, 0);
+		ok = libpq.PQresultStatus(res) == PGRES_TUPLES_OK;
+		libpq.PQclear(res);
 		free(payload);
 		if (!ok) {
 			log_pq("notify", conn);
@@ -620,10 +623,10 @@ static int send_news(struct pg_cluster *c, PGconn *conn)
 /* Hand the notifications libpq has read to the events. */
 static void deliver(struct pg_cluster *c, PGconn *conn)
 {
-	int self = PQbackendPID(conn);
+	int self = libpq.PQbackendPID(conn);
 	PGnotify *n;
 
-	while ((n = PQnotifies(conn)) != NULL) {
+	while ((n = libpq.PQnotifies(conn)) != NULL) {
 		char *key = NULL;
 		uint64_t version = strtoull(n->extra, &key, 10);
 
@@ -634,7 +637,7 @@ static void deliver(struct pg_cluster *c, PGconn *conn)
 			else
 				c->ev.changed(c->ev.arg, key, version);
 		}
-		PQfreemem(n);
+		libpq.PQfreemem(n);
 	}
 }
 
@@ -646,20 +649,21 @@ static PGconn *listen_conn(struct pg_cluster *c)
 
 	if (!conn)
 		return NULL;
-	res = PQexec(conn, "LISTEN " CHANNEL);
-	if (PQresultStatus(res) == PGRES_COMMAND_OK) {
-		PQclear(res);
+	res = libpq.PQexec(conn, "LISTEN " CHANNEL);
+	if (libpq.PQresultStatus(res) == PGRES_COMMAND_OK) {
+		libpq.PQclear(res);
 		/* Parsed once: every change of this host sends it. */
-		res = PQprepare(conn, NOTIFY_STMT,
-				"SELECT pg_notify('" CHANNEL "', $1)", 1, NULL);
+		res = libpq.PQprepare(conn, NOTIFY_STMT,
+				      "SELECT pg_notify('" CHANNEL "', $1)", 1,
+				      NULL);
 	}
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+	if (libpq.PQresultStatus(res) != PGRES_COMMAND_OK) {
 		log_pq("LISTEN", conn);
-		PQclear(res);
-		PQfinish(conn);
+		libpq.PQclear(res);
+		libpq.PQfinish(conn);
 		return NULL;
 	}
-	PQclear(res);
+	libpq.PQclear(res);
 	return conn;
 }
 
@@ -700,15 +704,15 @@ static void *listen_thread(void *arg)
 			retry = RETRY_FIRST_MS;
 		}
 		if (send_news(c, conn) != 0 ||
-		    PQstatus(conn) != CONNECTION_OK) {
-			PQfinish(conn);
+		    libpq.PQstatus(conn) != CONNECTION_OK) {
+			libpq.PQfinish(conn);
 			conn = NULL;
 			continue;
 		}
 		deliver(c, conn);
 		p[0].fd = c->news_wake;
 		p[0].events = POLLIN;
-		p[1].fd = PQsocket(conn);
+		p[1].fd = libpq.PQsocket(conn);
 		p[1].events = POLLIN;
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
 			log_err("runtime database: poll: %s", strerror(errno));
@@ -724,18 +728,18 @@ static void *listen_thread(void *arg)
 			break;
 		}
 		pthread_mutex_unlock(&c->lock);
-		if (p[1].revents && (!PQconsumeInput(conn) ||
-				     PQstatus(conn) != CONNECTION_OK)) {
+		if (p[1].revents && (!libpq.PQconsumeInput(conn) ||
+				     libpq.PQstatus(conn) != CONNECTION_OK)) {
 			log_err("runtime database: the connection that "
 				"listens for other hosts' changes was lost: "
 				"reconnecting");
-			PQfinish(conn);
+			libpq.PQfinish(conn);
 			conn = NULL;
 			continue;
 		}
 		deliver(c, conn);
 	}
-	PQfinish(conn);
+	libpq.PQfinish(conn);
 	return NULL;
 }
 
@@ -758,12 +762,12 @@ static void pg_close(struct dsfs_cluster *base)
 	 * lock on the server. */
 	while ((lk = c->all) != NULL) {
 		c->all = lk->all_next;
-		PQfreeCancel(lk->cancel);
-		PQfinish(lk->conn);
+		libpq.PQfreeCancel(lk->cancel);
+		libpq.PQfinish(lk->conn);
 		free(lk);
 	}
 	while (c->nidle > 0)
-		PQfinish(c->idle[--c->nidle]);
+		libpq.PQfinish(c->idle[--c->nidle]);
 	while ((m = c->out) != NULL) {
 		c->out = m->next;
 		free(m);
@@ -787,9 +791,13 @@ static const struct dsfs_cluster_ops pg_cluster_ops = {
 int cluster_pg_open(const char *conninfo, const struct cluster_events *ev,
 		    struct dsfs_cluster **out)
 {
-	struct pg_cluster *c = calloc(1, sizeof(*c));
+	struct pg_cluster *c;
 	PGconn *conn;
+	int rc = libpq_load(NULL, 0);
 
+	if (rc)
+		return rc;
+	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c->base.ops = &pg_cluster_ops;
@@ -815,7 +823,7 @@ int cluster_pg_open(const char *conninfo, const struct cluster_events *ev,
 	 * the listen thread owns it. */
 	c->listening = conn;
 	if (pthread_create(&c->listen_thread, NULL, listen_thread, c) != 0) {
-		PQfinish(conn);
+		libpq.PQfinish(conn);
 		goto fail;
 	}
 	if (pthread_create(&c->lock_thread, NULL, lock_thread, c) != 0) {

@@ -609,8 +609,10 @@ int layer_sqlite_copy(struct dsfs_layer *l, const char *dst, const char **why);
  * or key=value words; libpq's environment variables and password file
  * apply), makes the schema in an empty database, refuses with -EINVAL a
  * schema newer than it knows or a database that is not a dsfs runtime,
- * and -EIO if the server cannot be reached; why (cap bytes) then says
- * why, without the password.  Every change is one transaction with
+ * -EIO if the server cannot be reached, and -ELIBACC if libpq.so.5
+ * cannot be loaded (dsfs loads it at the first use of a database, not at
+ * start: libpq_dl.h); why (cap bytes) then says why, without the
+ * password.  Every change is one transaction with
  * synchronous_commit on; an operation that cannot reach the server fails
  * with -EIO within bounded time (layer_pg.h), and the next one reconnects.
  *
@@ -621,8 +623,10 @@ int layer_sqlite_copy(struct dsfs_layer *l, const char *dst, const char **why);
  * budget is recorded only if none is (a new store).
  *
  * layer_pg_is_conninfo() tells whether -o runtime=VALUE names a database.
+ * layer_pg_load() loads libpq: 0, or -ELIBACC with why.
  * layer_pg_shown() is conninfo without its password, as key='value'
- * words (allocated; NULL with why set if libpq cannot read conninfo).
+ * words (allocated; NULL with why set if libpq cannot read conninfo or
+ * cannot be loaded).
  * layer_pg_hide_password() overwrites in place, with '*', every password
  * in a command-line argument holding a conninfo. */
 #define LAYER_PG_SET_BUDGET 1u
@@ -630,6 +634,7 @@ int layer_pg_open(const char *conninfo, const char *name, uint64_t budget,
 		  unsigned flags, struct dsfs_layer **out, char *why,
 		  size_t cap);
 bool layer_pg_is_conninfo(const char *runtime);
+int layer_pg_load(char *why, size_t cap);
 char *layer_pg_shown(const char *conninfo, char *why, size_t cap);
 void layer_pg_hide_password(char *arg);
 

@@ -152,11 +152,11 @@ static void param_slice(struct pg_params *pp, uint64_t off, size_t len)
 /* Copy the bytea in column c of r's first row into the caller's buffer. */
 static void take_slice(struct read_args *ra, const PGresult *r, int c)
 {
-	size_t n = (size_t)PQgetlength(r, 0, c);
+	size_t n = (size_t)libpq.PQgetlength(r, 0, c);
 
 	if (n > ra->len)
 		n = ra->len;
-	memcpy(ra->buf, PQgetvalue(r, 0, c), n);
+	memcpy(ra->buf, libpq.PQgetvalue(r, 0, c), n);
 	ra->done = (ssize_t)n;
 }
 
@@ -175,7 +175,7 @@ static int read_fn(struct pg_tx *t, void *arg)
 		rc = pg_one_row(t, P_READ_BLOB, &pp, &r);
 		if (rc == 0) {
 			take_slice(ra, r, 0);
-			PQclear(r);
+			libpq.PQclear(r);
 		}
 		return rc;
 	}
@@ -187,13 +187,13 @@ static int read_fn(struct pg_tx *t, void *arg)
 	rc = pg_exec(t, P_READ, &pp, &r);
 	if (rc)
 		return rc;
-	if (PQntuples(r) != 1 || pg_get_i64(r, 0, 0) == DSFS_WHITEOUT)
+	if (libpq.PQntuples(r) != 1 || pg_get_i64(r, 0, 0) == DSFS_WHITEOUT)
 		rc = -ENOENT;
 	else if (pg_get_i64(r, 0, 0) == DSFS_DIR)
 		rc = -EISDIR;
 	else if (ra->off < (uint64_t)pg_get_i64(r, 0, 1))
 		take_slice(ra, r, 2);
-	PQclear(r);
+	libpq.PQclear(r);
 	return rc;
 }
 
@@ -383,7 +383,7 @@ static int remove_fn(struct pg_tx *t, void *arg)
 	if (rc)
 		return rc;
 	pg_row_attr(r, 0, 0, &a);
-	PQclear(r);
+	libpq.PQclear(r);
 	rc = check_empty(t, t->key, &a);
 	if (rc == 0)
 		rc = entry_cost(t, t->key, &k, &a, NULL, &cost);
@@ -616,7 +616,7 @@ static int list_fn(struct pg_tx *t, void *arg)
 	struct dsfs_attr d;
 	int rc = 0;
 
-	PQclear(la->rows); /* from an attempt that lost its connection */
+	libpq.PQclear(la->rows); /* from an attempt that lost its connection */
 	la->rows = NULL;
 	if (!layer_is_root(t->key, dlen)) {
 		rc = pg_get_key(t, t->key, &d);
@@ -646,10 +646,10 @@ static int pg_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
 	int i, n, rc;
 
 	rc = pg_tx_run(to_pg(l), PG_READ, "list", dir, list_fn, &la);
-	n = rc ? 0 : PQntuples(la.rows);
+	n = rc ? 0 : libpq.PQntuples(la.rows);
 	for (i = 0; rc == 0 && i < n; i++) {
-		name = strndup(PQgetvalue(la.rows, i, 0),
-			       (size_t)PQgetlength(la.rows, i, 0));
+		name = strndup(libpq.PQgetvalue(la.rows, i, 0),
+			       (size_t)libpq.PQgetlength(la.rows, i, 0));
 		if (!name) {
 			rc = -ENOMEM;
 			break;
@@ -658,7 +658,7 @@ static int pg_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
 		rc = cb(ctx, name, &a);
 		free(name);
 	}
-	PQclear(la.rows);
+	libpq.PQclear(la.rows);
 	return rc;
 }
 
@@ -672,7 +672,7 @@ static int usage_fn(struct pg_tx *t, void *arg)
 	if (rc == 0) {
 		t->used = pg_get_i64(r, 0, 0);
 		t->budget = pg_budget(t->p, pg_get_i64(r, 0, 1));
-		PQclear(r);
+		libpq.PQclear(r);
 	}
 	*(struct pg_tx *)arg = *t;
 	return rc;
@@ -858,7 +858,7 @@ static int unpin_fn(struct pg_tx *t, void *arg)
 	if (rc)
 		return rc;
 	left = pg_get_i64(r, 0, 0);
-	PQclear(r);
+	libpq.PQclear(r);
 	if (left > 0)
 		return 0;
 	rc = pg_run(t, P_UNPIN_DEL, &pp, NULL);

@@ -13,8 +13,8 @@
  *   layer_pg_store.c  the database: schema and its version, statements,
  *                     opening and closing, the pin owner's heartbeat
  *
- * Only these include libpq's header.  Several daemons (hosts) share the
- * database: every write transaction starts by locking the one row of
+ * Only these include libpq's header (through libpq_dl.h, which loads
+ * libpq at the first open).  Several daemons (hosts) share the database: every write transaction starts by locking the one row of
  * dsfs_state (usage and version counter), so writers of all hosts are
  * serialised there and each sees what the previous one committed; readers
  * take no lock.  Inside a process, a pool of connections lets FUSE threads
@@ -24,8 +24,8 @@
 #define DSFS_LAYER_PG_H
 
 #include "layer.h"
+#include "libpq_dl.h"
 
-#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>

@@ -51,6 +51,11 @@ static void put_kv(FILE *f, bool first, const char *k, const char *v)
 	fputc('\'', f);
 }
 
+int layer_pg_load(char *why, size_t cap)
+{
+	return libpq_load(why, cap);
+}
+
 char *layer_pg_shown(const char *conninfo, char *why, size_t cap)
 {
 	PQconninfoOption *opts, *o;
@@ -59,13 +64,15 @@ char *layer_pg_shown(const char *conninfo, char *why, size_t cap)
 	size_t len = 0;
 	FILE *f;
 
-	opts = PQconninfoParse(conninfo, &err);
+	if (libpq_load(why, cap))
+		return NULL;
+	opts = libpq.PQconninfoParse(conninfo, &err);
 	if (!opts) {
 		/* libpq's message names the bad part, never a password. */
 		snprintf(why, cap, "not a PostgreSQL connection string: %s",
 			 err ? err : "out of memory");
 		why[strcspn(why, "\n")] = '\0';
-		PQfreemem(err);
+		libpq.PQfreemem(err);
 		return NULL;
 	}
 	f = open_memstream(&buf, &len);
@@ -83,7 +90,7 @@ char *layer_pg_shown(const char *conninfo, char *why, size_t cap)
 	}
 	if (!buf)
 		snprintf(why, cap, "out of memory");
-	PQconninfoFree(opts);
+	libpq.PQconninfoFree(opts);
 	return buf;
 }
 
@@ -159,11 +166,12 @@ void pg_param_null(struct pg_params *p)
 
 int64_t pg_get_i64(const PGresult *r, int row, int col)
 {
-	const unsigned char *v = (const unsigned char *)PQgetvalue(r, row, col);
+	const unsigned char *v =
+		(const unsigned char *)libpq.PQgetvalue(r, row, col);
 	uint64_t x = 0;
-	int i, n = PQgetlength(r, row, col);
+	int i, n = libpq.PQgetlength(r, row, col);
 
-	if (PQgetisnull(r, row, col) || n < 1 || n > 8)
+	if (libpq.PQgetisnull(r, row, col) || n < 1 || n > 8)
 		return 0;
 	for (i = 0; i < n; i++)
 		x = x << 8 | v[i];
@@ -175,7 +183,8 @@ int64_t pg_get_i64(const PGresult *r, int row, int col)
 
 bool pg_get_bool(const PGresult *r, int row, int col)
 {
-	return PQgetlength(r, row, col) == 1 && PQgetvalue(r, row, col)[0];
+	return libpq.PQgetlength(r, row, col) == 1 &&
+	       libpq.PQgetvalue(r, row, col)[0];
 }
 
 /* ---- errors -------------------------------------------------------- */
@@ -184,20 +193,21 @@ bool pg_get_bool(const PGresult *r, int row, int col)
 static const char *pq_msg(PGconn *conn, const PGresult *r, char *buf,
 			  size_t cap)
 {
-	const char *m = r ? PQresultErrorMessage(r) : "";
+	const char *m = r ? libpq.PQresultErrorMessage(r) : "";
 
 	if (!m || !*m)
-		m = conn ? PQerrorMessage(conn) : "no connection";
+		m = conn ? libpq.PQerrorMessage(conn) : "no connection";
 	snprintf(buf, cap, "%.*s", (int)strcspn(m, "\n"), m);
 	return buf;
 }
 
 int pg_fail_errno(struct pg_tx *t, const PGresult *r)
 {
-	const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	const char *st = r ? libpq.PQresultErrorField(r, PG_DIAG_SQLSTATE) :
+			     NULL;
 
-	if (PQstatus(t->c->conn) == CONNECTION_BAD) {
-		PQfinish(t->c->conn);
+	if (libpq.PQstatus(t->c->conn) == CONNECTION_BAD) {
+		libpq.PQfinish(t->c->conn);
 		t->c->conn = NULL;
 		t->c->prepared = false;
 		return -EIO;
@@ -217,7 +227,7 @@ int pg_fail_errno(struct pg_tx *t, const PGresult *r)
 
 int pg_result(struct pg_tx *t, PGresult *r, PGresult **res)
 {
-	ExecStatusType st = PQresultStatus(r);
+	ExecStatusType st = libpq.PQresultStatus(r);
 	char msg[256];
 	int rc;
 
@@ -225,7 +235,7 @@ int pg_result(struct pg_tx *t, PGresult *r, PGresult **res)
 		if (res)
 			*res = r;
 		else
-			PQclear(r);
+			libpq.PQclear(r);
 		return 0;
 	}
 	rc = pg_fail_errno(t, r);
@@ -233,7 +243,7 @@ int pg_result(struct pg_tx *t, PGresult *r, PGresult **res)
 		log_err("%s: %s%s%s: %s", t->p->shown, t->what,
 			t->key ? " " : "", t->key ? t->key : "",
 			pq_msg(t->c->conn, r, msg, sizeof(msg)));
-	PQclear(r);
+	libpq.PQclear(r);
 	return rc;
 }
 
@@ -244,7 +254,7 @@ static int exec_text(struct pg_tx *t, const char *sql, PGresult **res)
 	*res = NULL;
 	if (!t->c->conn)
 		return -EIO;
-	return pg_result(t, PQexec(t->c->conn, sql), res);
+	return pg_result(t, libpq.PQexec(t->c->conn, sql), res);
 }
 
 static int exec_raw(struct pg_tx *t, const char *sql)
@@ -252,7 +262,7 @@ static int exec_raw(struct pg_tx *t, const char *sql)
 	PGresult *r;
 	int rc = exec_text(t, sql, &r);
 
-	PQclear(r);
+	libpq.PQclear(r);
 	return rc;
 }
 
@@ -271,8 +281,8 @@ int pg_exec(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 		pp = &none;
 	snprintf(name, sizeof(name), "s%d", (int)stmt);
 	return pg_result(t,
-			 PQexecPrepared(t->c->conn, name, pp->n, pp->val,
-					pp->len, pp->fmt, 1),
+			 libpq.PQexecPrepared(t->c->conn, name, pp->n, pp->val,
+					      pp->len, pp->fmt, 1),
 			 res);
 }
 
@@ -285,10 +295,10 @@ int pg_run(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 	if (rc)
 		return rc;
 	if (n)
-		*n = PQresultStatus(r) == PGRES_TUPLES_OK ?
-			     PQntuples(r) :
-			     strtol(PQcmdTuples(r), NULL, 10);
-	PQclear(r);
+		*n = libpq.PQresultStatus(r) == PGRES_TUPLES_OK ?
+			     libpq.PQntuples(r) :
+			     strtol(libpq.PQcmdTuples(r), NULL, 10);
+	libpq.PQclear(r);
 	return 0;
 }
 
@@ -311,12 +321,12 @@ int pg_connect(struct pg_layer *p, struct pg_conn *c, char *why, size_t cap)
 	bool was_down;
 	int rc = -EIO;
 
-	conn = PQconnectdbParams(keys, vals, 1);
+	conn = libpq.PQconnectdbParams(keys, vals, 1);
 	if (!conn) {
 		snprintf(why, cap, "out of memory");
 		return -ENOMEM;
 	}
-	if (PQstatus(conn) != CONNECTION_OK) {
+	if (libpq.PQstatus(conn) != CONNECTION_OK) {
 		snprintf(why, cap, "cannot connect: %s",
 			 pq_msg(conn, NULL, msg, sizeof(msg)));
 		goto fail;
@@ -326,14 +336,14 @@ int pg_connect(struct pg_layer *p, struct pg_conn *c, char *why, size_t cap)
 		 " SET idle_in_transaction_session_timeout = 60000;"
 		 " SET synchronous_commit = on",
 		 PG_STATEMENT_TIMEOUT_MS, PG_STATEMENT_TIMEOUT_MS);
-	r = PQexec(conn, set);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+	r = libpq.PQexec(conn, set);
+	if (libpq.PQresultStatus(r) != PGRES_COMMAND_OK) {
 		snprintf(why, cap, "cannot set timeouts: %s",
 			 pq_msg(conn, r, msg, sizeof(msg)));
-		PQclear(r);
+		libpq.PQclear(r);
 		goto fail;
 	}
-	PQclear(r);
+	libpq.PQclear(r);
 	c->conn = conn;
 	c->prepared = false;
 	pthread_mutex_lock(&p->lock);
@@ -345,7 +355,7 @@ int pg_connect(struct pg_layer *p, struct pg_conn *c, char *why, size_t cap)
 	return 0;
 
 fail:
-	PQfinish(conn);
+	libpq.PQfinish(conn);
 	pthread_mutex_lock(&p->lock);
 	was_down = p->down;
 	p->down = true;
@@ -382,7 +392,7 @@ static void pool_put(struct pg_layer *p, struct pg_conn *c)
 	for (i = 0; !c->conn && i < PG_POOL; i++) {
 		if (p->pool[i].busy || !p->pool[i].conn)
 			continue;
-		PQfinish(p->pool[i].conn);
+		libpq.PQfinish(p->pool[i].conn);
 		p->pool[i].conn = NULL;
 		p->pool[i].prepared = false;
 	}
@@ -397,7 +407,7 @@ static void pool_put(struct pg_layer *p, struct pg_conn *c)
  * its COMMIT (pg_tx_fast()) does not meet a dead connection. */
 static bool idle_ok(PGconn *conn)
 {
-	struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+	struct pollfd pfd = {.fd = libpq.PQsocket(conn), .events = POLLIN};
 
 	return pfd.fd >= 0 && poll(&pfd, 1, 0) == 0;
 }
@@ -432,7 +442,7 @@ static int pool_get(struct pg_tx *t)
 	}
 	t->c = c;
 	if (c->conn && !idle_ok(c->conn)) {
-		PQfinish(c->conn);
+		libpq.PQfinish(c->conn);
 		c->conn = NULL;
 		c->prepared = false;
 	}
@@ -441,7 +451,7 @@ static int pool_get(struct pg_tx *t)
 		if (rc == 0 &&
 		    pg_store_prepare_stmts(c->conn, why, sizeof(why)) != 0) {
 			log_err("%s: %s", p->shown, why);
-			PQfinish(c->conn);
+			libpq.PQfinish(c->conn);
 			c->conn = NULL;
 			rc = -EIO;
 		}
@@ -460,7 +470,7 @@ void pg_pool_close(struct pg_layer *p)
 
 	for (i = 0; i < PG_POOL; i++) {
 		if (p->pool[i].conn)
-			PQfinish(p->pool[i].conn);
+			libpq.PQfinish(p->pool[i].conn);
 		p->pool[i].conn = NULL;
 	}
 }
@@ -551,8 +561,8 @@ int pg_tx_fast(struct pg_layer *p, bool lazy, const char *what, const char *key,
 	}
 	if (rc == -EAGAIN)
 		return 1; /* nothing was made: pg_tx_run() tries again */
-	if (rc == 0 && PQntuples(*res) != 1) {
-		PQclear(*res);
+	if (rc == 0 && libpq.PQntuples(*res) != 1) {
+		libpq.PQclear(*res);
 		*res = NULL;
 		return 1;
 	}

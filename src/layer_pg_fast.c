@@ -63,12 +63,12 @@ static int write_file(struct pg_layer *p, bool lazy, const char *what,
 	if (rc)
 		return rc;
 	na->version = (uint64_t)pg_get_i64(r, 0, 2);
-	if (PQnfields(r) > 5) { /* what the row kept (P_FAST_COMMIT) */
+	if (libpq.PQnfields(r) > 5) { /* what the row kept (P_FAST_COMMIT) */
 		na->mode = (uint32_t)pg_get_i64(r, 0, 3);
 		na->uid = (uint32_t)pg_get_i64(r, 0, 4);
 		na->gid = (uint32_t)pg_get_i64(r, 0, 5);
 	}
-	PQclear(r);
+	libpq.PQclear(r);
 	if (out)
 		*out = *na;
 	return 0;
@@ -126,7 +126,7 @@ int pg_fast_remove(struct pg_layer *p, const char *key)
 	pg_param_i64(&pp, layer_time_ns(layer_now()));
 	rc = pg_tx_fast(p, false, "remove", key, P_FAST_REMOVE, &pp, &r);
 	if (rc == 0)
-		PQclear(r);
+		libpq.PQclear(r);
 	return rc;
 }
 
@@ -157,19 +157,19 @@ static int fetch_fn(struct pg_tx *t, void *arg)
 	if (rc)
 		return rc;
 	pg_row_attr(r, 0, 0, f->a);
-	n = (size_t)PQgetlength(r, 0, VALUE_COL);
+	n = (size_t)libpq.PQgetlength(r, 0, VALUE_COL);
 	/* A value kept in the row, of the size the row says. */
-	if (f->a->kind == DSFS_FILE && !PQgetisnull(r, 0, VALUE_COL) &&
+	if (f->a->kind == DSFS_FILE && !libpq.PQgetisnull(r, 0, VALUE_COL) &&
 	    n == f->a->size) {
 		*f->data = malloc(n ? n : 1);
 		if (*f->data) {
-			memcpy(*f->data, PQgetvalue(r, 0, VALUE_COL), n);
+			memcpy(*f->data, libpq.PQgetvalue(r, 0, VALUE_COL), n);
 			*f->len = n;
 		} else {
 			rc = -ENOMEM;
 		}
 	}
-	PQclear(r);
+	libpq.PQclear(r);
 	return rc;
 }
 

@@ -48,8 +48,8 @@ static int queue(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 	if (!pp)
 		pp = &none;
 	snprintf(name, sizeof(name), "s%d", (int)stmt);
-	if (!PQsendQueryPrepared(t->c->conn, name, pp->n, pp->val, pp->len,
-				 pp->fmt, 1))
+	if (!libpq.PQsendQueryPrepared(t->c->conn, name, pp->n, pp->val,
+				       pp->len, pp->fmt, 1))
 		return send_failed(t);
 	t->pend[t->npend++] = (unsigned char)kind;
 	return 0;
@@ -57,8 +57,8 @@ static int queue(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 
 static int take_state(struct pg_tx *t, PGresult *r)
 {
-	if (PQntuples(r) != 1) {
-		PQclear(r);
+	if (libpq.PQntuples(r) != 1) {
+		libpq.PQclear(r);
 		log_err("%s: %s: the dsfs_state row is missing", t->p->shown,
 			t->what);
 		return -EIO;
@@ -67,18 +67,19 @@ static int take_state(struct pg_tx *t, PGresult *r)
 	t->seq = pg_get_i64(r, 0, 1);
 	t->budget = pg_budget(t->p, pg_get_i64(r, 0, 2));
 	t->state_due = false;
-	PQclear(r);
+	libpq.PQclear(r);
 	return 0;
 }
 
 /* The next query's result, and the NULL that ends it. */
 static PGresult *next_result(PGconn *conn)
 {
-	PGresult *r = PQgetResult(conn), *end;
+	PGresult *r = libpq.PQgetResult(conn), *end;
 
-	if (r && PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
-		end = PQgetResult(conn);
-		PQclear(end); /* NULL, unless the connection is confused */
+	if (r && libpq.PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+		end = libpq.PQgetResult(conn);
+		libpq.PQclear(
+			end); /* NULL, unless the connection is confused */
 	}
 	return r;
 }
@@ -96,13 +97,13 @@ static int read_pending(struct pg_tx *t, bool synced, PGresult **res)
 	t->npend = 0;
 	if (!t->c->conn)
 		return -EIO;
-	if (!synced &&
-	    (PQsendFlushRequest(t->c->conn) != 1 || PQflush(t->c->conn) != 0))
+	if (!synced && (libpq.PQsendFlushRequest(t->c->conn) != 1 ||
+			libpq.PQflush(t->c->conn) != 0))
 		return send_failed(t);
 	for (i = 0; i < n && t->c->conn; i++) {
 		r = next_result(t->c->conn);
-		if (r && PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
-			PQclear(r); /* skipped after an earlier failure */
+		if (r && libpq.PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
+			libpq.PQclear(r); /* skipped after an earlier failure */
 			rc = rc ? rc : -EIO;
 			continue;
 		}
@@ -112,14 +113,14 @@ static int read_pending(struct pg_tx *t, bool synced, PGresult **res)
 		else if (one == 0 && t->pend[i] == PEND_WANT && res && !rc)
 			*res = kept;
 		else if (one == 0)
-			PQclear(kept);
+			libpq.PQclear(kept);
 		if (one && !rc)
 			rc = one;
 	}
 	if (!t->c->conn)
 		rc = -EIO;
 	if (rc && res && *res) {
-		PQclear(*res);
+		libpq.PQclear(*res);
 		*res = NULL;
 	}
 	return rc;
@@ -165,7 +166,7 @@ int pg_pipe_begin(struct pg_tx *t, bool lazy)
 
 	if (!t->c->conn)
 		return -EIO;
-	if (PQenterPipelineMode(t->c->conn) != 1)
+	if (libpq.PQenterPipelineMode(t->c->conn) != 1)
 		return send_failed(t);
 	t->piped = true;
 	t->npend = 0;
@@ -187,23 +188,23 @@ static int sync_and_leave(struct pg_tx *t, PGresult **res)
 
 	if (!t->c->conn)
 		return -EIO;
-	if (PQpipelineSync(t->c->conn) != 1)
+	if (libpq.PQpipelineSync(t->c->conn) != 1)
 		return send_failed(t);
 	rc = read_pending(t, true, res);
 	if (!t->c->conn)
 		return -EIO;
 	r = next_result(t->c->conn);
-	if (!r || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+	if (!r || libpq.PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
 		/* Not what the protocol promises: start afresh. */
-		PQclear(r);
-		PQfinish(t->c->conn);
+		libpq.PQclear(r);
+		libpq.PQfinish(t->c->conn);
 		t->c->conn = NULL;
 		t->c->prepared = false;
 		return -EIO;
 	}
-	PQclear(r);
+	libpq.PQclear(r);
 	t->piped = false;
-	if (PQexitPipelineMode(t->c->conn) != 1)
+	if (libpq.PQexitPipelineMode(t->c->conn) != 1)
 		return send_failed(t);
 	return rc;
 }
@@ -215,7 +216,7 @@ static int finish(struct pg_tx *t, int rc, PGresult **res)
 
 	rc = rc ? rc : one;
 	if (rc && res) {
-		PQclear(*res);
+		libpq.PQclear(*res);
 		*res = NULL;
 	}
 	return rc;
@@ -253,7 +254,7 @@ int pg_pipe_fast(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 		rc = queue(t, P_COMMIT, NULL, PEND_DISCARD);
 	if (rc == 0)
 		rc = finish(t, 0, res);
-	if (rc == 0 && PQntuples(*res) == 1) {
+	if (rc == 0 && libpq.PQntuples(*res) == 1) {
 		t->used = pg_get_i64(*res, 0, 0);
 		t->seq = pg_get_i64(*res, 0, 1);
 		pg_note_usage(t->p, t->used, t->budget);
@@ -274,16 +275,16 @@ void pg_pipe_abort(struct pg_tx *t)
 			finish(t, -EIO, NULL);
 		if (t->c->conn && t->piped) {
 			/* Stuck in pipeline mode: start afresh. */
-			PQfinish(t->c->conn);
+			libpq.PQfinish(t->c->conn);
 			t->c->conn = NULL;
 			t->c->prepared = false;
 		}
 	}
 	if (t->c->conn && !t->piped &&
-	    PQtransactionStatus(t->c->conn) != PQTRANS_IDLE) {
-		r = PQexec(t->c->conn, "ROLLBACK");
-		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+	    libpq.PQtransactionStatus(t->c->conn) != PQTRANS_IDLE) {
+		r = libpq.PQexec(t->c->conn, "ROLLBACK");
+		if (libpq.PQresultStatus(r) != PGRES_COMMAND_OK)
 			pg_fail_errno(t, r);
-		PQclear(r);
+		libpq.PQclear(r);
 	}
 }

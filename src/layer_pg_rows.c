@@ -27,10 +27,12 @@ void pg_row_attr(const PGresult *r, int row, int c, struct dsfs_attr *a)
 	a->ctime = layer_ns_time(pg_get_i64(r, row, c + 7));
 	a->version = (uint64_t)pg_get_i64(r, row, c + 8);
 	a->size = (uint64_t)pg_get_i64(r, row, c + 9);
-	snprintf(a->type, sizeof(a->type), "%.*s", PQgetlength(r, row, c + 10),
-		 PQgetvalue(r, row, c + 10));
+	snprintf(a->type, sizeof(a->type), "%.*s",
+		 libpq.PQgetlength(r, row, c + 10),
+		 libpq.PQgetvalue(r, row, c + 10));
 	snprintf(a->token, sizeof(a->token), "%.*s",
-		 PQgetlength(r, row, c + 11), PQgetvalue(r, row, c + 11));
+		 libpq.PQgetlength(r, row, c + 11),
+		 libpq.PQgetvalue(r, row, c + 11));
 }
 
 void pg_param_key(struct pg_params *pp, const struct layer_key *k)
@@ -46,8 +48,8 @@ int pg_one_row(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 {
 	int rc = pg_exec(t, stmt, pp, r);
 
-	if (rc == 0 && PQntuples(*r) != 1) {
-		PQclear(*r);
+	if (rc == 0 && libpq.PQntuples(*r) != 1) {
+		libpq.PQclear(*r);
 		*r = NULL;
 		rc = -ENOENT;
 	}
@@ -65,7 +67,7 @@ int pg_get_row(struct pg_tx *t, const struct layer_key *k, struct dsfs_attr *a)
 	rc = pg_one_row(t, P_GET, &pp, &r);
 	if (rc == 0) {
 		pg_row_attr(r, 0, 0, a);
-		PQclear(r);
+		libpq.PQclear(r);
 	}
 	return rc;
 }
@@ -105,7 +107,7 @@ int pg_target(struct pg_tx *t, const char *key, struct layer_key *k,
 		return rc;
 	*found = false;
 	pa.kind = DSFS_NONE;
-	for (i = 0; i < PQntuples(r); i++) {
+	for (i = 0; i < libpq.PQntuples(r); i++) {
 		if (pg_get_bool(r, i, 0)) {
 			pg_row_attr(r, i, 1, a);
 			*found = true;
@@ -113,7 +115,7 @@ int pg_target(struct pg_tx *t, const char *key, struct layer_key *k,
 			pg_row_attr(r, i, 1, &pa);
 		}
 	}
-	PQclear(r);
+	libpq.PQclear(r);
 	if (*found || root)
 		return 0;
 	return orphan ? -ENOENT : layer_dir_check(pa.kind);
@@ -176,8 +178,8 @@ int pg_int_on(struct pg_tx *t, enum pg_stmt stmt, const char *s, size_t len,
 	rc = pg_exec(t, stmt, &pp, &r);
 	if (rc)
 		return rc;
-	*v = PQntuples(r) ? pg_get_i64(r, 0, 0) : 0;
-	PQclear(r);
+	*v = libpq.PQntuples(r) ? pg_get_i64(r, 0, 0) : 0;
+	libpq.PQclear(r);
 	return 0;
 }
 
@@ -200,7 +202,7 @@ int pg_blob_get(struct pg_tx *t, const char *token, int64_t *refs,
 	if (rc == 0) {
 		*refs = pg_get_i64(r, 0, 0);
 		*len = (uint64_t)pg_get_i64(r, 0, 1);
-		PQclear(r);
+		libpq.PQclear(r);
 	}
 	return rc;
 }

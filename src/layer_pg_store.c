@@ -279,15 +279,15 @@ int pg_store_prepare_stmts(PGconn *conn, char *why, size_t cap)
 
 	for (i = 0; i < P_COUNT; i++) {
 		snprintf(name, sizeof(name), "s%d", i);
-		r = PQprepare(conn, name, pg_stmt_sql[i], 0, NULL);
-		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		r = libpq.PQprepare(conn, name, pg_stmt_sql[i], 0, NULL);
+		if (libpq.PQresultStatus(r) != PGRES_COMMAND_OK) {
 			snprintf(why, cap, "cannot prepare statement %d: %s", i,
-				 PQresultErrorMessage(r));
+				 libpq.PQresultErrorMessage(r));
 			why[strcspn(why, "\n")] = '\0';
-			PQclear(r);
+			libpq.PQclear(r);
 			return -EIO;
 		}
-		PQclear(r);
+		libpq.PQclear(r);
 	}
 	return 0;
 }
@@ -299,19 +299,19 @@ int pg_store_prepare_stmts(PGconn *conn, char *why, size_t cap)
 static int simple(PGconn *conn, const char *sql, PGresult **res, char *why,
 		  size_t cap)
 {
-	PGresult *r = PQexec(conn, sql);
-	ExecStatusType st = PQresultStatus(r);
+	PGresult *r = libpq.PQexec(conn, sql);
+	ExecStatusType st = libpq.PQresultStatus(r);
 
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-		snprintf(why, cap, "%s", PQresultErrorMessage(r));
+		snprintf(why, cap, "%s", libpq.PQresultErrorMessage(r));
 		why[strcspn(why, "\n")] = '\0';
-		PQclear(r);
+		libpq.PQclear(r);
 		return -EIO;
 	}
 	if (res)
 		*res = r;
 	else
-		PQclear(r);
+		libpq.PQclear(r);
 	return 0;
 }
 
@@ -326,23 +326,23 @@ static int schema_version(PGconn *conn, long *version, char *why, size_t cap)
 		    why, cap);
 	if (rc)
 		return rc;
-	*version = strcmp(PQgetvalue(r, 0, 0), "t") == 0 ? -1 : 0;
-	PQclear(r);
+	*version = strcmp(libpq.PQgetvalue(r, 0, 0), "t") == 0 ? -1 : 0;
+	libpq.PQclear(r);
 	if (*version == 0)
 		return 0;
 	rc = simple(conn, "SELECT v FROM dsfs_meta WHERE k = 'schema_version'",
 		    &r, why, cap);
 	if (rc)
 		return rc;
-	if (PQntuples(r) != 1) {
+	if (libpq.PQntuples(r) != 1) {
 		snprintf(why, cap,
 			 "the database has dsfs tables but no "
 			 "schema_version: not a dsfs runtime");
 		rc = -EINVAL;
 	} else {
-		*version = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+		*version = strtol(libpq.PQgetvalue(r, 0, 0), NULL, 10);
 	}
-	PQclear(r);
+	libpq.PQclear(r);
 	return rc;
 }
 
@@ -379,7 +379,7 @@ static int schema_check(PGconn *conn, char *why, size_t cap)
 	}
 	if (rc == 0)
 		return simple(conn, "COMMIT", NULL, why, cap);
-	PQclear(PQexec(conn, "ROLLBACK"));
+	libpq.PQclear(libpq.PQexec(conn, "ROLLBACK"));
 	return rc;
 }
 
@@ -407,9 +407,9 @@ static int sweep_fn(struct pg_tx *t, void *arg)
 		rc = pg_exec(t, P_BLOB_SWEEP, NULL, &r);
 	if (rc)
 		return rc;
-	for (i = 0; i < PQntuples(r); i++)
+	for (i = 0; i < libpq.PQntuples(r); i++)
 		t->used -= pg_get_i64(r, i, 0);
-	PQclear(r);
+	libpq.PQclear(r);
 	return 0;
 }
 
@@ -555,9 +555,9 @@ static int record_budget(PGconn *conn, struct pg_layer *p, char *why,
 		    &r, why, cap);
 	if (rc)
 		return rc;
-	if (PQntuples(r) == 1)
-		was = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
+	if (libpq.PQntuples(r) == 1)
+		was = strtoll(libpq.PQgetvalue(r, 0, 0), NULL, 10);
+	libpq.PQclear(r);
 	if (was >= 0 && (!p->set_budget || (uint64_t)was == p->budget)) {
 		p->budget = (uint64_t)was;
 		return 0;
@@ -613,6 +613,9 @@ int layer_pg_open(const char *conninfo, const char *name, uint64_t budget,
 
 	*out = NULL;
 	why[0] = '\0';
+	rc = libpq_load(why, cap);
+	if (rc)
+		return rc;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;

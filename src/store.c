@@ -176,6 +176,7 @@ int store_check_runtime(const char *runtime, struct store_error *e)
 {
 	char why[256];
 	char *shown;
+	int rc;
 
 	if (is_sqlite(runtime) || strcmp(runtime, "memory") == 0)
 		return 0;
@@ -184,6 +185,9 @@ int store_check_runtime(const char *runtime, struct store_error *e)
 		return store_fail(e, -EINVAL,
 				  "runtime: not sqlite, memory, a "
 				  "postgresql:// URI or a key=value conninfo");
+	rc = layer_pg_load(why, sizeof(why));
+	if (rc)
+		return store_fail(e, rc, "runtime: %s", why);
 	shown = layer_pg_shown(runtime, why, sizeof(why));
 	if (!shown)
 		return store_fail(e, -EINVAL, "runtime: %s", why);

@@ -122,6 +122,23 @@ fresh_db()
 	[ "$(pg_sql "SELECT v FROM dsfs_meta WHERE k = 'schema_version'")" = 1 ]
 }
 
+@test "libpq and its libraries are loaded by a daemon only when its runtime is in PostgreSQL" {
+	local pid
+	mount_dsfs
+	pid=$(daemon_pids)
+	[ -n "$pid" ]
+	! grep -E 'libpq|libcrypto|libgnutls' "/proc/$pid/maps"
+	unmount_dsfs
+	mount_dsfs -o runtime=memory
+	pid=$(daemon_pids)
+	! grep -q libpq "/proc/$pid/maps"
+	unmount_dsfs
+	fresh_db
+	mount_dsfs -o "runtime=$URI"
+	pid=$(daemon_pids)
+	grep -q 'libpq\.so\.5' "/proc/$pid/maps"
+}
+
 @test "a runtime that is none of sqlite, memory or a conninfo is refused, its text not echoed" {
 	run tmo "$DSFS" -o runtime=mysql:secretword "$STORE" "$MNT"
 	[ "$status" -ne 0 ]

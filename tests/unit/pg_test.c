@@ -1,5 +1,6 @@
 /*
- * pg_test.c - the unit tests' PostgreSQL server (pg_test.h).
+ * pg_test.c - the unit tests' PostgreSQL server (pg_test.h).  Its client
+ * calls libpq through the table the layer uses (libpq_dl.h).
  */
 #include "pg_test.h"
 
@@ -34,7 +35,7 @@ static void stop_at_exit(void)
 	char line[256];
 
 	if (admin)
-		PQfinish(admin);
+		libpq.PQfinish(admin);
 	admin = NULL;
 	if (!dir[0])
 		return;
@@ -47,13 +48,19 @@ static void stop_at_exit(void)
 
 static void connect_admin(void)
 {
-	if (admin && PQstatus(admin) == CONNECTION_OK)
+	const char *const kw[] = {"dbname", NULL};
+	const char *val[] = {uri, NULL};
+	char why[256];
+
+	if (libpq_load(why, sizeof(why)) != 0)
+		bail("libpq", why);
+	if (admin && libpq.PQstatus(admin) == CONNECTION_OK)
 		return;
 	if (admin)
-		PQfinish(admin);
-	admin = PQconnectdb(uri);
-	if (PQstatus(admin) != CONNECTION_OK)
-		bail("cannot connect", PQerrorMessage(admin));
+		libpq.PQfinish(admin);
+	admin = libpq.PQconnectdbParams(kw, val, 1);
+	if (libpq.PQstatus(admin) != CONNECTION_OK)
+		bail("cannot connect", libpq.PQerrorMessage(admin));
 }
 
 const char *pg_test_uri(void)
@@ -92,11 +99,11 @@ void pg_test_sql(const char *sql)
 
 	pg_test_uri();
 	connect_admin();
-	r = PQexec(admin, sql);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK &&
-	    PQresultStatus(r) != PGRES_TUPLES_OK)
-		bail(sql, PQresultErrorMessage(r));
-	PQclear(r);
+	r = libpq.PQexec(admin, sql);
+	if (libpq.PQresultStatus(r) != PGRES_COMMAND_OK &&
+	    libpq.PQresultStatus(r) != PGRES_TUPLES_OK)
+		bail(sql, libpq.PQresultErrorMessage(r));
+	libpq.PQclear(r);
 }
 
 void pg_test_reset(void)
@@ -110,7 +117,7 @@ int pg_test_stop(void)
 	if (!dir[0])
 		return -1;
 	if (admin)
-		PQfinish(admin);
+		libpq.PQfinish(admin);
 	admin = NULL;
 	return server("stop") == 0 ? 0 : -1;
 }

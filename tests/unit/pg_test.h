@@ -8,7 +8,7 @@
 #ifndef DSFS_PG_TEST_H
 #define DSFS_PG_TEST_H
 
-#include <libpq-fe.h>
+#include "libpq_dl.h"
 
 /* The URI of a database for the tests; bails out if there is none. */
 const char *pg_test_uri(void);
