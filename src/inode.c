@@ -4,12 +4,16 @@
  * Two open-addressing tables (ptab.h) index the nodes: one by inode number,
  * one by (parent, name); a node holds no links of its own, and its name is
  * in the same allocation, so that a node the kernel merely remembers costs
- * about 60 bytes and two table slots.  What only some nodes need (open
- * files, page cache, listings, renames) is in a node_extra made on first
- * use.  Inode numbers count up from ROOT_INO and are never reused, so the
- * generation is always 0.  The fixed directories (the root,
- * kv/, images/, devices/, ephemeral/, runtime/, factory/ and their kv/,
- * images/, devices/) are made once and never freed.
+ * 51 bytes and its name (56 at least), and two table slots.  What a file
+ * read through the page cache leaves after its readers (the version the
+ * pages hold) is in the node too.  What only some nodes need for a while
+ * (open files, page-cache readers, listings, renames) is in a node_extra
+ * made on first use and freed once it holds nothing (node_extra_trim()),
+ * so that a file read costs no more than one looked up.  Inode numbers
+ * count up from ROOT_INO and are never reused, so the generation is
+ * always 0.  The fixed directories (the root, kv/, images/, devices/,
+ * ephemeral/, runtime/, factory/ and their kv/, images/, devices/) are
+ * made once and never freed.
  *
  * A node does not cache what is stored: the key of a node is rebuilt from
  * its chain of parents on each request, so a rename moves a whole subtree
@@ -19,6 +23,7 @@
 #include "inode.h"
 #include "inode_table.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -81,11 +86,36 @@ static int name_hash(struct node_table *t, struct node *n)
 	return ptab_add(&t->by_name, n);
 }
 
+static_assert(DSFS_NLAYERS <= NODE_NO_LAYER,
+	      "cached_layer holds every layer and NODE_NO_LAYER");
+
 struct node_extra *node_extra_get(struct node *n)
 {
 	if (!n->x)
 		n->x = calloc(1, sizeof(*n->x));
 	return n->x;
+}
+
+/* Every field of x at its zero, as node_extra_get() made it (a new field
+ * of node_extra goes here too).  snap_lent is tested before snap: once
+ * lent, snap is written under dirlist.c's lock, not this table's. */
+static bool extra_empty(const struct node_extra *x)
+{
+	return x->cache_readers == 0 && x->writers == 0 &&
+	       !x->attrs_sent_writing && !x->filling && !x->times_set &&
+	       !x->subdirs_kept && x->subdirs == 0 && x->subdirs_at == 0 &&
+	       x->pending_at == 0 && x->atime.tv_sec == 0 &&
+	       x->atime.tv_nsec == 0 && x->mtime.tv_sec == 0 &&
+	       x->mtime.tv_nsec == 0 && !x->gone && !x->was_parent &&
+	       !x->was_name && !x->snap_lent && !x->snap;
+}
+
+void node_extra_trim(struct node *n)
+{
+	if (n->x && extra_empty(n->x)) {
+		free(n->x);
+		n->x = NULL;
+	}
 }
 
 static void free_name(struct node *n)
@@ -111,8 +141,12 @@ struct node *node_new(struct node_table *t, struct node *parent,
 		      const char *name)
 {
 	size_t len = name ? strlen(name) + 1 : 0;
-	struct node *n = calloc(1, offsetof(struct node, name_buf) + len);
+	size_t size = offsetof(struct node, name_buf) + len;
+	struct node *n;
 
+	/* Never less than the struct: the compiler may read the bitfields
+	 * before name_buf with a load that reaches into it. */
+	n = calloc(1, size < sizeof(*n) ? sizeof(*n) : size);
 	if (!n)
 		return NULL;
 	if (name) {
@@ -351,6 +385,8 @@ struct dir_snap **node_snap_slot(struct node_table *t, struct node *n)
 
 	pthread_mutex_lock(&t->lock);
 	x = node_extra_get(n);
+	if (x)
+		x->snap_lent = true;
 	pthread_mutex_unlock(&t->lock);
 	return x ? &x->snap : NULL;
 }
@@ -369,7 +405,9 @@ void node_writers(struct node_table *t, struct node *n, int delta)
 		x->writers = (unsigned)((int)x->writers + delta);
 		if (x->writers == 0) {
 			x->times_set = false;
+			x->atime = x->mtime = (struct timespec){0};
 			x->attrs_sent_writing = false;
+			node_extra_trim(n);
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -628,6 +666,8 @@ void node_detach(struct node_table *t, struct node *dir, const char *name,
 		if (n->x)
 			n->x->pending_at = 0;
 		keep_gone(n, gone);
+		/* No longer waiting, and kept nothing: x may be empty. */
+		node_extra_trim(n);
 		name_unhash(t, n);
 		free_name(n);
 		n->parent = NULL;

@@ -16,15 +16,16 @@
 #include "dsfs.h"
 #include "ptab.h"
 
-/* What few nodes need: a file open, a page cache filled, a directory
- * listed, a node replaced.  Made on first use, freed with the node, so that
- * the many nodes the kernel only remembers stay small. */
+/* What few nodes need, and only while they need it: a file open, a
+ * directory listed, a node replaced or waiting for writers.  Made on first
+ * use, and freed once every field is back at zero (node_extra_trim()) or
+ * with the node, so that the many nodes the kernel only remembers, read
+ * ones included, stay small.  A new field must be added to extra_empty()
+ * in inode.c, or an extra that holds it would be freed. */
 struct node_extra {
-	uint64_t cached_version; /* what the kernel's page cache holds */
-	int cached_layer;
-	/* Open readers served through the page cache, and the version they
-	 * read.  A reader of another version must bypass the page cache,
-	 * which is shared by every open of the inode. */
+	/* Open readers served through the page cache; they read the node's
+	 * cached_version.  A reader of another version must bypass the page
+	 * cache, which is shared by every open of the inode. */
 	unsigned cache_readers;
 	/* Open writers, and times set (futimens, utimensat) while one was
 	 * open: the next commit keeps them instead of "now". */
@@ -32,12 +33,6 @@ struct node_extra {
 	/* Attributes were sent to the kernel while a writer was open: they
 	 * may say what the entry was before its commit. */
 	bool attrs_sent_writing;
-	/* Since the last page-cache open, the kernel may have been sent
-	 * attributes of a version other than cached_version (a lookup or
-	 * stat with no reader open, a writer's size): the next first reader
-	 * of cached_version drops them, or the kernel would end its reads of
-	 * the pages at another version's size. */
-	bool attrs_other;
 	/* The first page-cache reader (FRESH, ATTRS) is telling the kernel
 	 * to drop what it held, and has not replied yet: a reader that
 	 * replied before it would read the pages up to the size the kernel
@@ -64,8 +59,11 @@ struct node_extra {
 	struct node *was_parent;
 	char *was_name; /* owned */
 	/* A directory's shared listing while a handle reads it: dirlist.c's,
-	 * guarded by its lock, not this table's. */
+	 * guarded by its lock, not this table's.  snap_lent: node_snap_slot()
+	 * gave dirlist.c its address, which it keeps and uses outside this
+	 * table's lock, so the extra stays with the node from then on. */
 	struct dir_snap *snap;
+	bool snap_lent;
 };
 
 /* images/.by-token/ and the blobs in it, outside every layer. */
@@ -75,15 +73,24 @@ enum {
 	NODE_BY_TOKEN
 };
 
-/* The node the kernel holds an inode number for: about 60 bytes with a
- * short name, which is kept in the same allocation. */
+/* cached_layer when no layer's version is to be trusted
+ * (nodes_forget_cache()). */
+#define NODE_NO_LAYER 3
+
+/* The node the kernel holds an inode number for: 51 bytes and its name,
+ * which is kept in the same allocation (of 56 bytes at least). */
 struct node {
 	uint64_t ino;
 	struct node *parent; /* holds a reference; NULL when detached */
 	/* NULL for the root and detached nodes; else name_buf, or an owned
 	 * copy once a rename gave the node a longer name. */
 	char *name;
-	struct node_extra *x; /* NULL until needed; owned */
+	struct node_extra *x; /* NULL unless needed; owned */
+	/* The version the kernel's page cache of the inode holds (0: none),
+	 * and its layer (cached_layer below).  Kept here, not in x: it
+	 * outlives the readers that filled the pages, and every node that
+	 * was read has it. */
+	uint64_t cached_version;
 	/* Lookups replied to the kernel, not yet forgotten; it stops at its
 	 * maximum rather than wrap, which only keeps the node. */
 	uint32_t nlookup;
@@ -93,6 +100,7 @@ struct node {
 	unsigned tree : 2;    /* enum dsfs_tree */
 	unsigned limit : 2;   /* a merged dir: the limit its children inherit */
 	unsigned special : 2; /* NODE_PLAIN, ... */
+	unsigned cached_layer : 2; /* L_EPHEMERAL.., or NODE_NO_LAYER */
 	bool is_dir : 1;
 	bool is_tree_root : 1; /* kv, images, devices of some view */
 	bool permanent : 1;    /* the root and the fixed directories */
@@ -104,6 +112,12 @@ struct node {
 	/* node_extra could not be made for a writer: the writer count is
 	 * unknown, so the kernel's view of the node is never trusted. */
 	bool writers_lost : 1;
+	/* Since the last page-cache open, the kernel may have been sent
+	 * attributes of a version other than cached_version (a lookup or
+	 * stat with no reader open, a writer's size): the next first reader
+	 * of cached_version drops them, or the kernel would end its reads of
+	 * the pages at another version's size. */
+	bool attrs_other : 1;
 	char name_buf[]; /* the name it was made with */
 };
 

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Only KEEP, ATTRS and FRESH, which made n->x, are counted. */
+/* Only KEEP, ATTRS and FRESH, which made n->x, are counted, and n->x
+ * stays while they are.  The last one done leaves what the pages hold in
+ * n itself (cached_version), and frees x unless something else is in it. */
 void node_cache_done(struct node_table *t, struct node *n)
 {
 	pthread_mutex_lock(&t->lock);
@@ -22,13 +24,17 @@ void node_cache_done(struct node_table *t, struct node *n)
 		free(n->x->gone);
 		n->x->gone = NULL;
 	}
+	node_extra_trim(n);
 	pthread_mutex_unlock(&t->lock);
 }
 
+/* Called by the FRESH or ATTRS reader before its reply, so before its
+ * node_cache_done(): n->x is there. */
 void node_cache_filled(struct node_table *t, struct node *n)
 {
 	pthread_mutex_lock(&t->lock);
 	n->x->filling = false;
+	node_extra_trim(n);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -70,7 +76,7 @@ int node_cache_reader_open(struct node_table *t, struct node *n,
 		goto out;
 	if (x->pending_at && !pending(x, now))
 		x->pending_at = 0; /* freed by the caller's node_put() */
-	same = x->cached_version == a->version && x->cached_layer == layer;
+	same = n->cached_version == a->version && n->cached_layer == layer;
 	if (x->writers > 0 || n->writers_lost || pending(x, now) || !n->parent)
 		goto out;
 	if (x->cache_readers > 0) {
@@ -97,16 +103,19 @@ int node_cache_reader_open(struct node_table *t, struct node *n,
 	*x->gone = *a;
 	/* Pages are only ever filled by page-cache readers: those of
 	 * another version can be there only if one read it. */
-	*dropped = !same && x->cached_version != 0;
+	*dropped = !same && n->cached_version != 0;
 	how = !same	     ? NODE_CACHE_FRESH :
-	      x->attrs_other ? NODE_CACHE_ATTRS :
+	      n->attrs_other ? NODE_CACHE_ATTRS :
 			       NODE_CACHE_KEEP;
-	x->attrs_other = false;
+	n->attrs_other = false;
 	x->filling = how != NODE_CACHE_KEEP;
-	x->cached_version = a->version;
-	x->cached_layer = layer;
+	n->cached_version = a->version;
+	n->cached_layer = (unsigned)layer;
 	x->cache_readers = 1;
 out:
+	/* A bypass counts nothing: x, made or emptied (pending_at) here,
+	 * may hold nothing. */
+	node_extra_trim(n);
 	pthread_mutex_unlock(&t->lock);
 	return how;
 }
@@ -128,7 +137,7 @@ int node_writer_open(struct node_table *t, struct node *n, uint16_t now)
 		x->pending_at = 0;
 	if (x->cache_readers == 0) {
 		/* Its truncation and writes set the kernel's size. */
-		x->attrs_other = true;
+		n->attrs_other = true;
 		x->writers++;
 		goto out;
 	}
@@ -159,25 +168,22 @@ out:
 int node_cache_seen(struct node_table *t, struct node *n, uint64_t version,
 		    int layer)
 {
-	struct node_extra *x;
 	int seen = NODE_SEEN_SAME;
 
 	pthread_mutex_lock(&t->lock);
-	x = n->x;
 	/* Detached since the caller found the version by its name (another
 	 * thread retired it, a rename replaced it): the version is the
 	 * name's, not n's, whose readers may read an older one. */
 	if (!n->parent) {
 		seen = NODE_SEEN_DETACHED;
-	} else if (x &&
-		   (x->cached_version != version || x->cached_layer != layer)) {
-		if (x->cache_readers > 0) {
+	} else if (n->cached_version != version || n->cached_layer != layer) {
+		if (n->x && n->x->cache_readers > 0) {
 			node_retire_locked(t, n, NULL);
 			seen = NODE_SEEN_RETIRED;
 		} else {
 			/* The caller answers this version's attributes; the
 			 * pages keep cached_version's. */
-			x->attrs_other = true;
+			n->attrs_other = true;
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -220,7 +226,6 @@ void nodes_forget_cache(struct node_table *t)
 
 	pthread_mutex_lock(&t->lock);
 	while ((n = ptab_next(&t->by_ino, &pos)) != NULL)
-		if (n->x)
-			n->x->cached_layer = -1;
+		n->cached_layer = NODE_NO_LAYER;
 	pthread_mutex_unlock(&t->lock);
 }

@@ -10,6 +10,10 @@
 
 /* The node's extra state, made if it has none; NULL when out of memory. */
 struct node_extra *node_extra_get(struct node *n);
+/* Free n's extra state if it holds nothing any more.  Called where a
+ * count or mark of it drops, at the end of the operation: a caller must
+ * not use an extra it took before the call (n->x) after it. */
+void node_extra_trim(struct node *n);
 /* A new node `name` in parent (NULL for none); NULL when out of memory. */
 struct node *node_new(struct node_table *t, struct node *parent,
 		      const char *name);

@@ -2,8 +2,8 @@
  * test_inode.c - unit tests for the node table (inode.c), without a FUSE
  * session: the fixed directories, linking and looking up names, the kernel's
  * lookup counts and forget, references, detach and rename, the keys a node
- * stands for, the page-cache and writer bookkeeping, and tables larger than
- * their first buckets.
+ * stands for, the page-cache and writer bookkeeping, the extra state freed
+ * once it holds nothing, and tables larger than their first buckets.
  *
  * A node is freed when nothing holds it; the table's count and node_get()
  * by inode number say whether it still exists.
@@ -527,6 +527,106 @@ static void test_cache_identity(struct node *kv)
 	test_pending_freed(kv);
 }
 
+/* A node whose page-cache readers, writers and waits are over keeps no
+ * extra state (node_extra_trim()): what its pages hold is in the node, and
+ * its page-cache decisions are those it made when the extra stayed. */
+static void test_extra_trim(struct node *kv)
+{
+	enum {
+		N = 1000
+	};
+	static uint64_t inos[N];
+	struct timespec at = {100, 1}, mt = {200, 2};
+	struct node *n = node_link(t, kv, "t", false, L_FACTORY), *p, *d;
+	size_t i, kept = 0;
+	bool dropped = true;
+	char name[32];
+
+	if (!n)
+		return;
+	is_int(reader_open(n, 5, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "trim: a first reader fills the page cache");
+	ok(n->x != NULL, "its node has extra state while it reads");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+	ok(n->x == NULL, "and none once it is done");
+	is_int(reader_open(n, 5, L_RUNTIME, &dropped), NODE_CACHE_KEEP,
+	       "the next reader of 5 still keeps pages and attributes");
+	node_cache_done(t, n);
+	is_int(node_cache_seen(t, n, 6, L_RUNTIME), NODE_SEEN_SAME,
+	       "version 6 seen with no reader open");
+	ok(n->x == NULL, "makes no extra state");
+	is_int(reader_open(n, 5, L_RUNTIME, &dropped), NODE_CACHE_ATTRS,
+	       "a reader of 5 after it drops the attributes");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+	is_int(reader_open(n, 6, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "a reader of 6 refills the pages");
+	ok(dropped, "dropping those of 5");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+	is_int(node_writer_open(t, n, now), 0, "a writer opens it");
+	node_set_times(t, n, &at, &mt);
+	node_writers(t, n, -1);
+	ok(n->x == NULL, "closed, even after setting times, it leaves none");
+	is_int(reader_open(n, 6, L_RUNTIME, &dropped), NODE_CACHE_ATTRS,
+	       "the writer's size is dropped by the next reader");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+	nodes_forget_cache(t);
+	is_int(reader_open(n, 6, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "after nodes_forget_cache, a trimmed node trusts nothing");
+	is_int(reader_open(n, 7, L_RUNTIME, &dropped), NODE_CACHE_RETIRED,
+	       "a reader of 7 meeting a reader of 6 retires the node");
+	node_cache_done(t, n);
+	ok(n->x != NULL, "which keeps what it was");
+	p = node_link(t, kv, "t", false, L_FACTORY);
+	node_forget(t, n->ino, 1);
+	if (!p)
+		return;
+	is_int(reader_open(p, 7, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "the name's next node is read");
+	is_int(node_writer_open(t, p, now), -ESTALE, "a writer meets it");
+	node_cache_done(t, p);
+	node_forget(t, p->ino, 1);
+	p = node_link(t, kv, "t", false, L_FACTORY);
+	if (!p)
+		return;
+	ok(p->x != NULL && p->x->pending_at, "the next node waits for it");
+	node_detach(t, kv, "t", NULL);
+	ok(p->x == NULL, "unlinked, it waits no more and keeps nothing");
+	node_forget(t, p->ino, 1);
+
+	d = node_link(t, kv, "td", true, L_FACTORY);
+	if (!d)
+		return;
+	ok(node_snap_slot(t, d) != NULL, "a directory's listing slot is lent");
+	node_detach(t, kv, "td", NULL);
+	ok(d->x != NULL, "and stays with the node (dirlist.c holds it)");
+	node_forget(t, d->ino, 1);
+
+	d = node_link(t, kv, "many", true, L_FACTORY);
+	if (!d)
+		return;
+	for (i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "r%zu", i);
+		n = node_link(t, d, name, false, L_FACTORY);
+		inos[i] = n ? n->ino : 0;
+		if (!n)
+			continue;
+		if (reader_open(n, 1, L_RUNTIME, &dropped) ==
+		    NODE_CACHE_FRESH) {
+			node_cache_filled(t, n);
+			node_cache_done(t, n);
+		}
+		kept += n->x != NULL;
+	}
+	is_int(kept, 0, "files read and closed keep no extra state");
+	for (i = 0; i < N; i++)
+		node_forget(t, inos[i], 1);
+	node_forget(t, d->ino, 1);
+}
+
 static void test_cache_writers(struct node *kv)
 {
 	struct timespec at = {100, 1}, mt = {200, 2}, ga = {0, 0}, gm = {0, 0};
@@ -684,6 +784,7 @@ int main(void)
 	test_each(kv);
 	test_cache_identity(kv);
 	test_cache_writers(kv);
+	test_extra_trim(kv);
 	test_growth(kv);
 	test_evict(kv);
 	node_put(t, root);
