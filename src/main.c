@@ -364,6 +364,16 @@ int main(int argc, char *argv[])
 	 * memory stays with the daemon. */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 #endif
+#ifdef M_ARENA_MAX
+	/* glibc gives each new thread that finds the arenas busy an arena of
+	 * its own, whose freed memory stays with it: on a busy machine, where
+	 * libfuse starts more threads, 100,000 files read and listed peaked
+	 * 2 MiB higher, and the figure moved from run to run (0.1 MiB on a
+	 * quiet one).  Small blocks come from each thread's cache anyway:
+	 * two threads overwriting and reading took 66 µs an operation with
+	 * one arena or many. */
+	mallopt(M_ARENA_MAX, 1);
+#endif
 	if (fuse_opt_parse(&args, &o, option_spec, opt_proc) != 0)
 		goto out_args;
 	hide_passwords(argc, argv);
