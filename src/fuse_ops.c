@@ -316,6 +316,13 @@ static void dsfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	rc = make_name(req, dir, name, mode, fi, &e, &h);
 	node_put(&ctx->nodes, dir);
+	if (rc == -EEXIST && !(fi->flags & O_EXCL))
+		/* Made since the kernel looked it up (by another host, or
+		 * through the other name of a device's entry): open(2)
+		 * without O_EXCL opens it.  ESTALE makes the kernel walk the
+		 * path again, looking the name up afresh (LOOKUP_REVAL), and
+		 * open what it finds with its own permission checks. */
+		rc = -ESTALE;
 	if (rc) {
 		handle_free(h);
 		fuse_reply_err(req, -rc);

@@ -315,6 +315,49 @@ EOF
 	[ "$status" -eq 0 ] || fail "$output"
 }
 
+@test "O_CREAT without O_EXCL of the same new names on three hosts at once: every open succeeds, on the one file" {
+	host a
+	host b
+	host c
+	# The same race as above, as a shell's > or an fopen(..., "w") runs
+	# it: the hosts whose create loses must open the file made, not fail
+	# with EEXIST.  The value is the last commit's, one host's whole.
+	run tmo "$PYTHON" - "$T/a" "$T/b" "$T/c" <<'EOF'
+import errno, os, sys
+from multiprocessing import Barrier, Process, Queue
+
+def make(mnt, bar, out):
+    bar.wait()
+    for i in range(300):
+        try:
+            fd = os.open("%s/kv/y%d" % (mnt, i), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+            os.write(fd, b'"%s"\n' % mnt.encode())
+            os.close(fd)
+        except OSError as e:
+            out.put(("error", mnt, i, e.errno))
+            return
+    out.put(("ok", mnt))
+
+bar, out = Barrier(3), Queue()
+ps = [Process(target=make, args=(m, bar, out)) for m in sys.argv[1:]]
+for p in ps:
+    p.start()
+res = [out.get() for _ in ps]
+for p in ps:
+    p.join()
+errors = [r for r in res if r[0] == "error"]
+if errors:
+    sys.exit("unexpected errors: %r" % errors)
+made = ['"%s"\n' % m for m in sys.argv[1:]]
+for i in range(300):
+    got = {open("%s/kv/y%d" % (m, i)).read() for m in sys.argv[1:]}
+    if len(got) != 1 or got.pop() not in made:
+        sys.exit("y%d reads differently or mixed on the hosts" % i)
+print("ok")
+EOF
+	[ "$status" -eq 0 ] || fail "$output"
+}
+
 @test "page cache across hosts: an open after another host's commit reads it whole, a held reader keeps its value" {
 	host a
 	host b -o cache_timeout=60
