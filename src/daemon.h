@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "dirlist.h"
+#include "handle.h"
 #include "dsfs.h"
 #include "inode.h"
 #include "last_error.h"
@@ -32,7 +33,7 @@ struct recent_image {
 	pthread_mutex_t lock;
 	char token[DSFS_TOKEN_LEN + 1];
 	char *buf; /* owned; NULL when none is kept */
-	size_t len;
+	size_t len, cap;
 };
 
 struct dsfs_ctx {
@@ -77,6 +78,8 @@ struct dsfs_ctx {
 	struct watch_hub *watch;
 	/* At most one image's bytes, 1 MiB (pagecache.c). */
 	struct recent_image recent;
+	/* The large buffer a freed copy left for the next (handle.h). */
+	struct handle_spare spare;
 	/* -o inode_cache (evict.c): the thread that keeps the node table
 	 * within it, and its names being dropped. */
 	pthread_t evict_thread;

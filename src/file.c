@@ -221,6 +221,7 @@ static int truncate_closed(struct dsfs_ctx *ctx, struct node *n, off_t size)
 			UINT64_MAX, &h);
 	if (rc)
 		return rc;
+	h->spare = &ctx->spare;
 	h->node = n;
 	rc = 0;
 	if (size != 0) {
@@ -368,6 +369,7 @@ static int open_entry(struct dsfs_ctx *ctx, struct node *n, bool writable,
 	}
 	if (rc)
 		return rc;
+	h->spare = &ctx->spare;
 	h->attr = f.attr;
 	h->from_empty = trunc && !moved; /* the kernel still has the old size */
 	if (walked) {
@@ -434,6 +436,7 @@ int file_create(struct dsfs_ctx *ctx, const struct loc *l,
 			(flags & O_ACCMODE) != O_RDONLY, false, budget, &h);
 	if (rc)
 		return rc;
+	h->spare = &ctx->spare;
 	h->attr = f->attr;
 	h->from_empty = true;
 	/* The create stored the name: a commit replaces an empty value. */

@@ -7,6 +7,9 @@
  * validator as it lands; a write elsewhere (a seek, a rewrite of earlier
  * bytes) makes the handle fall back to validating the whole copy when it is
  * committed.  Either way nothing is committed that is not valid content.
+ * A copy that grows large takes the spare buffer a freed one left, if it
+ * is big enough, instead of memory the daemon has never touched (why:
+ * handle.h).
  */
 #include "handle.h"
 
@@ -16,6 +19,62 @@
 #include <string.h>
 
 #include "log.h"
+
+void handle_spare_init(struct handle_spare *s)
+{
+	pthread_mutex_init(&s->lock, NULL);
+	s->buf = NULL;
+	s->cap = 0;
+}
+
+void handle_spare_destroy(struct handle_spare *s)
+{
+	free(s->buf);
+	s->buf = NULL;
+	pthread_mutex_destroy(&s->lock);
+}
+
+void handle_spare_put(struct handle_spare *s, char *buf, size_t cap)
+{
+	if (buf && cap >= HANDLE_SPARE_MIN && cap <= HANDLE_SPARE_MAX) {
+		pthread_mutex_lock(&s->lock);
+		if (!s->buf || s->cap < cap) {
+			char *old = s->buf;
+
+			s->buf = buf;
+			s->cap = cap;
+			buf = old;
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	free(buf);
+}
+
+/* The spare buffer, if it holds need bytes; NULL if not. */
+static char *spare_take(struct handle_spare *s, size_t need, size_t *cap)
+{
+	char *buf = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->buf && s->cap >= need) {
+		buf = s->buf;
+		*cap = s->cap;
+		s->buf = NULL;
+		s->cap = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return buf;
+}
+
+static void free_copy(struct handle *h)
+{
+	if (h->spare)
+		handle_spare_put(h->spare, h->buf, h->cap);
+	else
+		free(h->buf);
+	h->buf = NULL;
+	h->len = h->cap = 0;
+}
 
 int handle_new(enum dsfs_content content, char *data, size_t len, bool writable,
 	       bool truncate, uint64_t budget, struct handle **out)
@@ -74,7 +133,7 @@ void handle_free(struct handle *h)
 	if (!h)
 		return;
 	validator_free(h->val);
-	free(h->buf);
+	free_copy(h);
 	free(h->walked);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
@@ -94,7 +153,7 @@ ssize_t handle_read(struct handle *h, uint64_t off, void *buf, size_t size)
 
 static int reserve(struct handle *h, uint64_t need)
 {
-	size_t cap = h->cap ? h->cap : 256;
+	size_t cap = h->cap ? h->cap : 256, got;
 	char *p;
 
 	if (need > h->budget)
@@ -103,6 +162,18 @@ static int reserve(struct handle *h, uint64_t need)
 		return 0;
 	while (cap < need)
 		cap *= 2;
+	if (h->spare && cap >= HANDLE_SPARE_MIN &&
+	    (p = spare_take(h->spare, need, &got)) != NULL) {
+		size_t len = h->len;
+
+		if (len)
+			memcpy(p, h->buf, len);
+		free_copy(h);
+		h->buf = p;
+		h->len = len;
+		h->cap = got;
+		return 0;
+	}
 	p = realloc(h->buf, cap);
 	if (!p)
 		return -ENOMEM;

@@ -446,6 +446,7 @@ int main(int argc, char *argv[])
 	pthread_mutex_init(&ctx.open_dirs_lock, NULL);
 	pthread_mutex_init(&ctx.open_files_lock, NULL);
 	pthread_mutex_init(&ctx.recent.lock, NULL);
+	handle_spare_init(&ctx.spare);
 	ctx.se = fuse_session_new(&args, &dsfs_ll_ops, sizeof(dsfs_ll_ops),
 				  &ctx);
 	if (!ctx.se)
@@ -520,6 +521,7 @@ out_dirs:
 	pthread_mutex_destroy(&ctx.open_dirs_lock);
 	free(ctx.recent.buf);
 	pthread_mutex_destroy(&ctx.recent.lock);
+	handle_spare_destroy(&ctx.spare);
 	dirlists_destroy(&ctx.dirs);
 out_nodes:
 	nodes_destroy(&ctx.nodes);

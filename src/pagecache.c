@@ -151,7 +151,7 @@ static void retired_notice(struct dsfs_ctx *ctx, struct node *n)
  * taken over if they are those of h's token (a token names its bytes):
  * NULL if not.  Other images are not read whole at the open: a reader
  * may want only their first bytes. */
-static char *take_recent(struct dsfs_ctx *ctx, struct handle *h)
+static char *take_recent(struct dsfs_ctx *ctx, struct handle *h, size_t *cap)
 {
 	struct recent_image *r = &ctx->recent;
 	char *buf = NULL;
@@ -160,6 +160,7 @@ static char *take_recent(struct dsfs_ctx *ctx, struct handle *h)
 	if (r->buf && r->len == h->attr.size &&
 	    strcmp(r->token, h->token) == 0) {
 		buf = r->buf;
+		*cap = r->cap;
 		r->buf = NULL;
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -178,17 +179,19 @@ static bool store_pages(struct dsfs_ctx *ctx, struct node *n, struct handle *h)
 	size_t len = h->src ? (size_t)h->attr.size : h->len;
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(len);
 	char *image = NULL;
+	size_t cap = 0;
 	bool stored;
 
 	if (len == 0 || len > PAGECACHE_STORE_MAX)
 		return false;
 	if (h->src)
-		image = take_recent(ctx, h);
+		image = take_recent(ctx, h, &cap);
 	buf.buf[0].mem = h->src ? image : h->buf;
 	if (!buf.buf[0].mem)
 		return false;
 	stored = fuse_lowlevel_notify_store(ctx->se, n->ino, 0, &buf, 0) == 0;
-	free(image);
+	/* Its pages are the next large copy's (handle.h). */
+	handle_spare_put(&ctx->spare, image, cap);
 	return stored;
 }
 
@@ -238,6 +241,7 @@ void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
 void pagecache_writer_done(struct dsfs_ctx *ctx, struct handle *h)
 {
 	struct recent_image *r = &ctx->recent;
+	size_t old_cap;
 	char *old;
 
 	if (!h->writable || h->dirty || h->poisoned || h->check_failed ||
@@ -246,13 +250,15 @@ void pagecache_writer_done(struct dsfs_ctx *ctx, struct handle *h)
 		return;
 	pthread_mutex_lock(&r->lock);
 	old = r->buf;
+	old_cap = r->cap;
 	r->buf = h->buf;
 	r->len = h->len;
+	r->cap = h->cap;
 	snprintf(r->token, sizeof(r->token), "%s", h->committed);
 	pthread_mutex_unlock(&r->lock);
 	h->buf = NULL;
 	h->len = h->cap = 0;
-	free(old);
+	handle_spare_put(&ctx->spare, old, old_cap);
 }
 
 int pagecache_writer_open(struct dsfs_ctx *ctx, struct node *n)

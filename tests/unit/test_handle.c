@@ -2,7 +2,8 @@
  * test_handle.c - an open file's private copy (handle.c) without a mount:
  * reads of the copy, O_TRUNC's pending truncation, writes validated as
  * they stream in and refused at the write that spoils the value, handles
- * poisoned by a refused write, the check made at commit, and truncation.
+ * poisoned by a refused write, the check made at commit, truncation, and
+ * the spare buffer a large copy grows into.
  *
  * handle.c is compiled into this program directly (it is part of the
  * daemon, not of libdsfs.a); the validator and SHA-256 come from libdsfs.a.
@@ -276,6 +277,57 @@ static void test_truncate(void)
 	handle_free(h);
 }
 
+/* A large copy takes the spare buffer instead of growing into new memory,
+ * keeps its bytes, and leaves its buffer as the spare when freed. */
+static void test_spare(void)
+{
+	struct handle_spare spare;
+	struct handle *h = open_copy(DSFS_CONTENT_IMAGE, "", true, false,
+				     HANDLE_SPARE_MAX);
+	char *kept = malloc(HANDLE_SPARE_MAX), *small = malloc(4096);
+	char piece[64 * 1024], back[8];
+	const char *why;
+	size_t off;
+	bool same = true;
+
+	if (!kept || !small)
+		abort();
+	handle_spare_init(&spare);
+	handle_spare_put(&spare, small, 4096);
+	ok(spare.buf == NULL, "a small buffer is not kept");
+	handle_spare_put(&spare, kept, HANDLE_SPARE_MAX);
+	ok(spare.buf == kept, "a buffer of HANDLE_SPARE_MAX bytes is kept");
+	h->spare = &spare;
+	/* The bytes are not an image: only the copy counts. */
+	validator_free(h->val);
+	h->val = NULL;
+	for (off = 0; off < 4 * sizeof(piece); off += sizeof(piece)) {
+		memset(piece, (int)(off / sizeof(piece)) + 'a', sizeof(piece));
+		if (handle_write(h, off, piece, sizeof(piece), &why) !=
+		    (ssize_t)sizeof(piece))
+			same = false;
+	}
+	ok(same, "four writes of 64 KiB");
+	ok(h->buf == kept && h->cap == HANDLE_SPARE_MAX,
+	   "past HANDLE_SPARE_MIN the copy is the spare buffer");
+	ok(spare.buf == NULL, "which is no longer spare");
+	for (off = 0; off < 4 * sizeof(piece); off += sizeof(piece)) {
+		char want[sizeof(back)];
+
+		memset(want, (int)(off / sizeof(piece)) + 'a', sizeof(want));
+		if (handle_read(h, off, back, sizeof(back)) != sizeof(back) ||
+		    memcmp(back, want, sizeof(back)) != 0 ||
+		    handle_read(h, off + sizeof(piece) - sizeof(back), back,
+				sizeof(back)) != sizeof(back) ||
+		    memcmp(back, want, sizeof(back)) != 0)
+			same = false;
+	}
+	ok(same, "with every byte written before and after the move");
+	handle_free(h);
+	ok(spare.buf == kept, "freed, the copy is the spare again");
+	handle_spare_destroy(&spare);
+}
+
 int main(void)
 {
 	plan_no_plan();
@@ -286,5 +338,6 @@ int main(void)
 	test_poisoned_by_space();
 	test_check_at_commit();
 	test_truncate();
+	test_spare();
 	return done_testing();
 }
