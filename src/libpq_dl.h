@@ -66,6 +66,8 @@
 	X(PQtransactionStatus)
 
 struct libpq_api {
+/* A member named as the function: a name cannot be parenthesized. */
+/* NOLINTNEXTLINE(bugprone-macro-parentheses) */
 #define LIBPQ_MEMBER(name) __typeof__(name) *name;
 	LIBPQ_FUNCTIONS(LIBPQ_MEMBER)
 #undef LIBPQ_MEMBER

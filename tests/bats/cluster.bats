@@ -267,37 +267,26 @@ cfg" ]
 	# Each host's process makes the same 300 names, in the same order, as
 	# fast as it can: for every name one open succeeds, the others see
 	# EEXIST, and the value is the winner's.
-	run tmo "$PYTHON" - "$T/a" "$T/b" "$T/c" <<'EOF'
+	run tmo "$PYTHON" - "$BATS_TEST_DIRNAME" "$T/a" "$T/b" "$T/c" <<'EOF'
 import errno, os, sys
-from multiprocessing import Barrier, Process, Queue
+sys.path.insert(0, sys.argv[1])
+from hosts_race import race
 
-def make(mnt, bar, out):
+def make(mnt):
     won = []
-    bar.wait()
     for i in range(300):
         try:
             fd = os.open("%s/kv/x%d" % (mnt, i), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                out.put(("error", mnt, i, e.errno))
+        except FileExistsError:
             continue
         os.write(fd, b'"%s"\n' % mnt.encode())
         os.close(fd)
         won.append(i)
-    out.put(("won", mnt, won))
+    return won
 
-bar, out = Barrier(3), Queue()
-ps = [Process(target=make, args=(m, bar, out)) for m in sys.argv[1:]]
-for p in ps:
-    p.start()
-res = [out.get() for _ in ps]
-for p in ps:
-    p.join()
-errors = [r for r in res if r[0] == "error"]
-if errors:
-    sys.exit("unexpected errors: %r" % errors)
+mounts = sys.argv[2:]
 winner = {}
-for _, mnt, won in res:
+for mnt, won in race(make, mounts).items():
     for i in won:
         if i in winner:
             sys.exit("x%d made by %s and by %s" % (i, winner[i], mnt))
@@ -305,12 +294,12 @@ for _, mnt, won in res:
 if sorted(winner) != list(range(300)):
     sys.exit("names made by nobody: %r" % sorted(set(range(300)) - set(winner)))
 for i, mnt in winner.items():
-    for m in sys.argv[1:]:
+    for m in mounts:
         with open("%s/kv/x%d" % (m, i)) as f:
             got = f.read()
         if got != '"%s"\n' % mnt:
             sys.exit("x%d on %s reads %r, made by %s" % (i, m, got, mnt))
-print("ok", {m: sum(1 for w in winner.values() if w == m) for m in sys.argv[1:]})
+print("ok", {m: sum(1 for w in winner.values() if w == m) for m in mounts})
 EOF
 	[ "$status" -eq 0 ] || fail "$output"
 }
@@ -322,35 +311,22 @@ EOF
 	# The same race as above, as a shell's > or an fopen(..., "w") runs
 	# it: the hosts whose create loses must open the file made, not fail
 	# with EEXIST.  The value is the last commit's, one host's whole.
-	run tmo "$PYTHON" - "$T/a" "$T/b" "$T/c" <<'EOF'
-import errno, os, sys
-from multiprocessing import Barrier, Process, Queue
+	run tmo "$PYTHON" - "$BATS_TEST_DIRNAME" "$T/a" "$T/b" "$T/c" <<'EOF'
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from hosts_race import race
 
-def make(mnt, bar, out):
-    bar.wait()
+def make(mnt):
     for i in range(300):
-        try:
-            fd = os.open("%s/kv/y%d" % (mnt, i), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
-            os.write(fd, b'"%s"\n' % mnt.encode())
-            os.close(fd)
-        except OSError as e:
-            out.put(("error", mnt, i, e.errno))
-            return
-    out.put(("ok", mnt))
+        fd = os.open("%s/kv/y%d" % (mnt, i), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+        os.write(fd, b'"%s"\n' % mnt.encode())
+        os.close(fd)
 
-bar, out = Barrier(3), Queue()
-ps = [Process(target=make, args=(m, bar, out)) for m in sys.argv[1:]]
-for p in ps:
-    p.start()
-res = [out.get() for _ in ps]
-for p in ps:
-    p.join()
-errors = [r for r in res if r[0] == "error"]
-if errors:
-    sys.exit("unexpected errors: %r" % errors)
-made = ['"%s"\n' % m for m in sys.argv[1:]]
+mounts = sys.argv[2:]
+race(make, mounts)
+made = ['"%s"\n' % m for m in mounts]
 for i in range(300):
-    got = {open("%s/kv/y%d" % (m, i)).read() for m in sys.argv[1:]}
+    got = {open("%s/kv/y%d" % (m, i)).read() for m in mounts}
     if len(got) != 1 or got.pop() not in made:
         sys.exit("y%d reads differently or mixed on the hosts" % i)
 print("ok")

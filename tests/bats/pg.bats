@@ -139,6 +139,22 @@ fresh_db()
 	grep -q 'libpq\.so\.5' "/proc/$pid/maps"
 }
 
+@test "without a loadable libpq.so.5 a PostgreSQL runtime is refused with a line naming it, and SQLite still mounts" {
+	local lib
+	lib=$(ldconfig -p | awk '/libpq\.so\.5 / { print $NF; exit }')
+	[ -n "$lib" ] || fail "FATAL: ldconfig does not know libpq.so.5"
+	fresh_db
+	# In a mount namespace of its own, the library is an empty file.
+	run tmo unshare -m sh -c 'mount --bind /dev/null "$1" && shift &&
+		"$@" && fusermount3 -u "$5"' sh "$lib" "$DSFS" -o "runtime=$URI" "$STORE" "$MNT"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"PostgreSQL's client library cannot be loaded"*libpq.so.5* ]] || fail "$output"
+	! is_mounted "$MNT"
+	run tmo unshare -m sh -c 'mount --bind /dev/null "$1" && shift &&
+		"$@" && fusermount3 -u "$3"' sh "$lib" "$DSFS" "$STORE" "$MNT"
+	[ "$status" -eq 0 ] || fail "$output"
+}
+
 @test "a runtime that is none of sqlite, memory or a conninfo is refused, its text not echoed" {
 	run tmo "$DSFS" -o runtime=mysql:secretword "$STORE" "$MNT"
 	[ "$status" -ne 0 ]
