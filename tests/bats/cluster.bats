@@ -268,7 +268,7 @@ cfg" ]
 	# fast as it can: for every name one open succeeds, the others see
 	# EEXIST, and the value is the winner's.
 	run tmo "$PYTHON" - "$BATS_TEST_DIRNAME" "$T/a" "$T/b" "$T/c" <<'EOF'
-import errno, os, sys
+import os, sys
 sys.path.insert(0, sys.argv[1])
 from hosts_race import race
 
