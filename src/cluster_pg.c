@@ -17,12 +17,19 @@
  * next unlock, which fails.
  *
  * News.  The listen thread owns one connection: it LISTENs on
- * CHANNEL, sends the queued news of this host with pg_notify() (payload
- * "VERSION KEY", "0 *" for everything), and hands every notification of
- * another session to the events.  Its own notifications come back from
- * its own backend (be_pid) and are dropped.  When the connection is lost
- * it reconnects, with a growing pause, and then sends ev.reset: what was
- * published meanwhile is unknown.
+ * CHANNEL, sends the queued news of this host with pg_notify(), and hands
+ * every notification of another session to the events.  Its own
+ * notifications come back from its own backend (be_pid) and are dropped.
+ * When the connection is lost it reconnects, with a growing pause, and
+ * then sends ev.reset: what was published meanwhile is unknown.
+ *
+ * A notification costs every host a wake-up and the server a transaction,
+ * and a busy host publishes one or two per change.  So news is gathered:
+ * news that finds the thread idle goes out at once, and news queued
+ * within NEWS_GATHER_MS of the last notification waits for that time to
+ * pass and goes with the rest in one payload: "VERSION LENGTH KEY\n" for
+ * each key (LENGTH its bytes, as a key may hold any byte but NUL), and
+ * LENGTH 0 for everything.
  *
  * Lock order: c->lock only; no libpq call is made with it held except
  * PQsocket and the queueing of a cancel.  libpq connections are used by
@@ -50,6 +57,8 @@
 #define POOL_IDLE 4	     /* idle lock connections kept */
 #define LOCK_CONNS_MAX 64    /* keys held or waited for at once */
 #define NEWS_MAX 4096	     /* queued news; more collapse into "all" */
+#define NEWS_GATHER_MS 2     /* the least time between two notifications */
+#define PAYLOAD_MAX 7999     /* bytes of one (the server's limit) */
 #define RETRY_FIRST_MS 50    /* pauses between reconnections */
 #define RETRY_MAX_MS 2000
 /* Asked of the server for the connections of this host, so that it drops
@@ -580,44 +589,126 @@ static int pg_publish(struct dsfs_cluster *base, const char *key,
 	return 0;
 }
 
+/* One item of a payload for m, at p (room for cap bytes): its length, 0
+ * if it does not fit. */
+static size_t put_item(char *p, size_t cap, const struct news *m)
+{
+	size_t len = strlen(m->key);
+	char head[48];
+	int n = snprintf(head, sizeof(head), "%" PRIu64 " %zu ", m->version,
+			 len);
+
+	if (n < 0 || (size_t)n + len + 1 >= cap)
+		return 0;
+	memcpy(p, head, (size_t)n);
+	memcpy(p + n, m->key, len);
+	p[n + len] = '\n';
+	p[n + len + 1] = '\0';
+	return (size_t)n + len + 1;
+}
+
+/* The payload of the news at the head of the queue, into buf (of
+ * PAYLOAD_MAX + 1 bytes): how many it holds, at least 1 (a key too long
+ * for a payload of its own is told as everything), 0 if none is queued. */
+static size_t gather(struct pg_cluster *c, char *buf)
+{
+	static const struct news all = {0};
+	size_t n = 0, used = 0, one;
+	struct news *m;
+
+	pthread_mutex_lock(&c->lock);
+	for (m = c->out; m; m = m->next, n++) {
+		one = put_item(buf + used, PAYLOAD_MAX + 1 - used, m);
+		if (one == 0 && n == 0)
+			one = put_item(buf, PAYLOAD_MAX + 1, &all);
+		if (one == 0)
+			break;
+		used += one;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
 /* Send the queued news on conn: 0, or -EIO if the connection failed (what
  * was not sent stays queued, in order). */
 static int send_news(struct pg_cluster *c, PGconn *conn)
 {
-	for (;;) {
-		char *payload;
-		const char *params[1];
-		struct news *m;
-		PGresult *res;
-		bool ok;
+	char buf[PAYLOAD_MAX + 1];
+	size_t n;
 
-		pthread_mutex_lock(&c->lock);
-		m = c->out;
-		pthread_mutex_unlock(&c->lock);
-		if (!m)
-			return 0;
-		if (asprintf(&payload, "%" PRIu64 " %s", m->version,
-			     m->key[0] ? m->key : "*") < 0)
-			return -ENOMEM;
-		params[0] = payload;
-		res = libpq.PQexecPrepared(conn, NOTIFY_STMT, 1, params, NULL,
-					   NULL, 0);
-		ok = libpq.PQresultStatus(res) == PGRES_TUPLES_OK;
+	while ((n = gather(c, buf)) > 0) {
+		const char *params[1] = {buf};
+		PGresult *res = libpq.PQexecPrepared(conn, NOTIFY_STMT, 1,
+						     params, NULL, NULL, 0);
+		bool ok = libpq.PQresultStatus(res) == PGRES_TUPLES_OK;
+
 		libpq.PQclear(res);
-		free(payload);
 		if (!ok) {
 			log_pq("notify", conn);
 			return -EIO;
 		}
 		/* Only this thread takes from the head. */
 		pthread_mutex_lock(&c->lock);
-		c->out = m->next;
+		while (n-- > 0) {
+			struct news *m = c->out;
+
+			c->out = m->next;
+			c->nout--;
+			free(m);
+		}
 		if (!c->out)
 			c->out_tail = &c->out;
-		c->nout--;
 		pthread_mutex_unlock(&c->lock);
-		free(m);
 	}
+	return 0;
+}
+
+/* Whether queued news is due: true once NEWS_GATHER_MS have passed since
+ * the last notification (at last_ms); otherwise *timeout is how long to
+ * wait for that (-1: nothing queued). */
+static bool news_due(struct pg_cluster *c, int64_t last_ms, int *timeout)
+{
+	int64_t now = now_ms();
+	bool queued;
+
+	pthread_mutex_lock(&c->lock);
+	queued = c->out != NULL;
+	pthread_mutex_unlock(&c->lock);
+	*timeout = -1;
+	if (!queued)
+		return false;
+	if (now - last_ms >= NEWS_GATHER_MS)
+		return true;
+	*timeout = (int)(last_ms + NEWS_GATHER_MS - now);
+	return false;
+}
+
+/* Tell the events of each item of a payload; a payload that does not
+ * parse (a dsfs that speaks otherwise) is told as everything. */
+static void tell(struct pg_cluster *c, const char *p)
+{
+	while (*p) {
+		char *end, *key;
+		uint64_t version = strtoull(p, &end, 10);
+		size_t len;
+
+		if (*end != ' ')
+			break;
+		len = strtoull(end + 1, &key, 10);
+		if (*key != ' ' || strnlen(key + 1, len + 1) != len + 1 ||
+		    key[1 + len] != '\n')
+			break;
+		key++;
+		if (len == 0) {
+			c->ev.reset(c->ev.arg);
+		} else {
+			key[len] = '\0'; /* the newline: the payload is ours */
+			c->ev.changed(c->ev.arg, key, version);
+		}
+		p = key + len + 1;
+	}
+	if (*p)
+		c->ev.reset(c->ev.arg);
 }
 
 /* Hand the notifications libpq has read to the events. */
@@ -627,16 +718,8 @@ static void deliver(struct pg_cluster *c, PGconn *conn)
 	PGnotify *n;
 
 	while ((n = libpq.PQnotifies(conn)) != NULL) {
-		char *key = NULL;
-		uint64_t version = strtoull(n->extra, &key, 10);
-
-		if (n->be_pid != self && key && *key == ' ') {
-			key++;
-			if (strcmp(key, "*") == 0)
-				c->ev.reset(c->ev.arg);
-			else
-				c->ev.changed(c->ev.arg, key, version);
-		}
+		if (n->be_pid != self)
+			tell(c, n->extra);
 		libpq.PQfreemem(n);
 	}
 }
@@ -686,9 +769,11 @@ static void *listen_thread(void *arg)
 	struct pg_cluster *c = arg;
 	PGconn *conn = c->listening; /* set before the thread started */
 	int retry = RETRY_FIRST_MS;
+	int64_t last_ms = 0; /* of the last notification sent */
 
 	for (;;) {
 		struct pollfd p[2];
+		int timeout;
 
 		if (!conn) {
 			if (pause_or_stop(c, retry))
@@ -703,8 +788,18 @@ static void *listen_thread(void *arg)
 			c->ev.reset(c->ev.arg);
 			retry = RETRY_FIRST_MS;
 		}
-		if (send_news(c, conn) != 0 ||
-		    libpq.PQstatus(conn) != CONNECTION_OK) {
+		if (news_due(c, last_ms, &timeout)) {
+			bool sent = send_news(c, conn) == 0;
+
+			last_ms = now_ms();
+			if (!sent) {
+				libpq.PQfinish(conn);
+				conn = NULL;
+				continue;
+			}
+			news_due(c, last_ms, &timeout);
+		}
+		if (libpq.PQstatus(conn) != CONNECTION_OK) {
 			libpq.PQfinish(conn);
 			conn = NULL;
 			continue;
@@ -714,7 +809,7 @@ static void *listen_thread(void *arg)
 		p[0].events = POLLIN;
 		p[1].fd = libpq.PQsocket(conn);
 		p[1].events = POLLIN;
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
+		if (poll(p, 2, timeout) < 0 && errno != EINTR)
 			log_err("runtime database: poll: %s", strerror(errno));
 		if (p[0].revents)
 			drain(c->news_wake);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cluster.h"
 #include "pg_test.h"
@@ -26,6 +27,8 @@ struct host {
 	char key[64];
 	uint64_t version;
 	int changes, resets;
+	int burst_seen; /* "kv/burst/I" told in order, I from 0 */
+	bool burst_ok;
 	int waits_ended, wait_rc;
 };
 
@@ -36,6 +39,11 @@ static void changed(void *arg, const char *key, uint64_t version)
 	pthread_mutex_lock(&h->lock);
 	snprintf(h->key, sizeof(h->key), "%s", key);
 	h->version = version;
+	if (strncmp(key, "kv/burst/", 9) == 0) {
+		if (atoi(key + 9) != h->burst_seen || version != 7)
+			h->burst_ok = false;
+		h->burst_seen++;
+	}
 	h->changes++;
 	pthread_cond_broadcast(&h->cond);
 	pthread_mutex_unlock(&h->lock);
@@ -239,6 +247,43 @@ static void test_news(struct host *a, struct host *b)
 	ok(wait_for(b, &b->resets, resets + 1), "B is told to reset");
 }
 
+/* Many news at once go out gathered, several to a notification: each
+ * still arrives whole and in order, whatever bytes its key holds. */
+static void test_burst(struct host *a, struct host *b)
+{
+	enum {
+		BURST = 2000
+	};
+	int changes = b->changes, resets = b->resets, i;
+	char key[32], *huge;
+
+	b->burst_seen = 0;
+	b->burst_ok = true;
+	for (i = 0; i < BURST; i++) {
+		snprintf(key, sizeof(key), "kv/burst/%d", i);
+		cluster_publish(a->c, key, 7);
+	}
+	ok(wait_for(b, &b->burst_seen, BURST) && b->burst_ok,
+	   "%d news published at once arrive in order", BURST);
+	is_int(cluster_publish(a->c, "kv/line\nbreak 12 x\n", 5), 0,
+	       "a key with newlines and numbers");
+	ok(wait_for(b, &b->changes, changes + BURST + 1) &&
+		   strcmp(b->key, "kv/line\nbreak 12 x\n") == 0 &&
+		   b->version == 5,
+	   "arrives whole");
+	huge = malloc(9001);
+	memset(huge, 'k', 9000);
+	huge[9000] = '\0';
+	memcpy(huge, "kv/", 3);
+	is_int(cluster_publish(a->c, huge, 6), 0,
+	       "a key too long for a notification");
+	free(huge);
+	ok(wait_for(b, &b->resets, resets + 1),
+	   "is told as everything (B resets)");
+	usleep(100000);
+	is_int(b->resets, resets + 1, "once");
+}
+
 static void test_listen_lost(struct host *a, struct host *b)
 {
 	int resets = b->resets, changes = b->changes;
@@ -265,6 +310,7 @@ int main(void)
 	test_waits(&a, &b);
 	test_lost(&a, &b);
 	test_news(&a, &b);
+	test_burst(&a, &b);
 	test_listen_lost(&a, &b);
 	close_host(&a);
 	close_host(&b);
