@@ -259,13 +259,11 @@ int control_check(struct dsfs_ctx *ctx, FILE *out, unsigned *problems,
  * a write through h, or an open of n with these flags (O_TRUNC), by the
  * process of req: clear the bits a local filesystem clears for a writer
  * without CAP_FSETID (setid_open() tells in *seen what it found at n's
- * name).  For a new entry in dir: the group and set-group-ID
- * bit a set-group-ID directory passes on, into *a. */
+ * name).  What a set-group-ID directory passes on to a new entry, the
+ * layer that makes it gives (dsfs_attr's inherit_group). */
 int setid_write(struct dsfs_ctx *ctx, fuse_req_t req, struct handle *h);
 int setid_open(struct dsfs_ctx *ctx, fuse_req_t req, struct node *n, int flags,
 	       struct seen *seen);
-void setid_inherit(struct dsfs_ctx *ctx, struct node *dir, bool is_dir,
-		   struct dsfs_attr *a);
 
 /* flock.c: flock() on a shared runtime, across its hosts. */
 int flocks_new(struct dsfs_cluster *c, struct flocks **out);

@@ -263,7 +263,10 @@ static int make_name(fuse_req_t req, struct node *dir, const char *name,
 		rc = -EPERM; /* devices/ holds only device directories */
 	if (rc == 0) {
 		new_attr(req, mode, &a);
-		setid_inherit(ctx, dir, !fi, &a);
+		/* The layer that makes it reads the directory's
+		 * set-group-ID bit in the same change.  The fixed
+		 * directories have none. */
+		a.inherit_group = !is_fixed(dir);
 		if (fi) {
 			rc = file_create(ctx, &l, &a, fi->flags, &f, h);
 		} else {

@@ -17,6 +17,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define ALL_SET_BITS                                                    \
@@ -384,6 +385,17 @@ void layer_dir_attr(struct dsfs_attr *dst, const struct dsfs_attr *a)
 {
 	keep_attr(dst, DSFS_DIR, a);
 	dst->opaque = a->opaque;
+}
+
+void layer_inherit_group(struct dsfs_attr *dst, const struct dsfs_attr *a,
+			 const struct dsfs_attr *parent)
+{
+	if (!a->inherit_group || !parent || parent->kind != DSFS_DIR ||
+	    !(parent->mode & S_ISGID))
+		return;
+	dst->gid = parent->gid;
+	if (dst->kind == DSFS_DIR)
+		dst->mode |= S_ISGID;
 }
 
 /* A whiteout's attributes: nothing but the kind (and the version the

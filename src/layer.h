@@ -171,6 +171,14 @@ struct dsfs_attr {
 	uint64_t size;	  /* length of the value in bytes (0 for dirs) */
 	char type[DSFS_TYPE_MAX]; /* "object", ..., "image/png", "empty" */
 	char token[DSFS_TOKEN_LEN + 1]; /* images: content token; else "" */
+	/* Asked of create() and mkdir() only, never stored: if the
+	 * directory that will hold the entry, in this layer, has the
+	 * set-group-ID bit, the entry takes that directory's group instead
+	 * of gid, and a new directory the bit too, as open(2) and mkdir(2)
+	 * do on Linux (layer_inherit_group()).  The layer reads that
+	 * directory in the same change, so no caller has to look it up
+	 * first: on a database server, that is a round trip saved. */
+	bool inherit_group;
 };
 
 /* One change of a change set (layer_apply()). */
@@ -489,6 +497,9 @@ int layer_room(struct dsfs_layer *l, uint64_t bytes);
  * layer_file_attr()      what commit() stores of a (kind DSFS_FILE)
  * layer_dir_attr()       what mkdir() stores of a (kind DSFS_DIR)
  * layer_whiteout_attr()  a whiteout's attributes (kind only)
+ * layer_inherit_group()  what a->inherit_group asks of dst, the entry
+ *                        create() or mkdir() stores, given parent, the
+ *                        directory that will hold it (NULL: a tree root)
  * layer_apply_setattr()  the fields of a that mask selects, into dst
  * layer_version_floor()  the counter raised to the caller's a->version
  * layer_time_ns()        a time as nanoseconds since the epoch, as the
@@ -522,6 +533,8 @@ void layer_copy_str(char *dst, size_t cap, const char *src);
 void layer_file_attr(struct dsfs_attr *dst, const struct dsfs_attr *a);
 void layer_dir_attr(struct dsfs_attr *dst, const struct dsfs_attr *a);
 void layer_whiteout_attr(struct dsfs_attr *dst);
+void layer_inherit_group(struct dsfs_attr *dst, const struct dsfs_attr *a,
+			 const struct dsfs_attr *parent);
 void layer_apply_setattr(struct dsfs_attr *dst, const struct dsfs_attr *a,
 			 unsigned mask);
 uint64_t layer_version_floor(uint64_t seq, const struct dsfs_attr *a);

@@ -173,6 +173,7 @@ static int commit_locked(struct mem_layer *m, const char *key,
 	e->value = copy;
 	e->blob = b;
 	layer_file_attr(&e->a, a);
+	layer_inherit_group(&e->a, a, &dir->a);
 	e->a.size = b ? b->len : len;
 	m->seq = layer_version_floor(m->seq, a);
 	e->a.version = ++m->seq;
@@ -233,6 +234,7 @@ static int mkdir_locked(struct mem_layer *m, const char *key,
 		dir->nreal++;
 	}
 	layer_dir_attr(&e->a, a);
+	layer_inherit_group(&e->a, a, &dir->a);
 	e->a.version = ++m->seq;
 	if (now)
 		mem_touch_dir(m, dir, *now);

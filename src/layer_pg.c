@@ -229,14 +229,14 @@ struct commit_args {
 static int commit_fn(struct pg_tx *t, void *arg)
 {
 	struct commit_args *c = arg;
-	struct dsfs_attr na, old;
+	struct dsfs_attr na, old, parent;
 	struct layer_key k;
 	bool found, have_blob = false, same_blob = false;
 	uint64_t add, sub = 0, blen = 0;
 	int64_t refs;
 	int rc;
 
-	rc = pg_target(t, t->key, &k, &old, &found);
+	rc = pg_target(t, t->key, &k, &old, &found, &parent);
 	if (rc)
 		return rc;
 	if (found && old.kind == DSFS_DIR)
@@ -244,6 +244,7 @@ static int commit_fn(struct pg_tx *t, void *arg)
 	if (found && c->excl && old.kind != DSFS_WHITEOUT)
 		return -EEXIST;
 	layer_file_attr(&na, c->a);
+	layer_inherit_group(&na, c->a, &parent);
 	add = (uint64_t)k.nlen;
 	if (na.token[0]) {
 		rc = pg_blob_get(t, na.token, &refs, &blen);
@@ -323,12 +324,12 @@ static int pg_replace(struct dsfs_layer *l, const char *key,
 static int mkdir_fn(struct pg_tx *t, void *arg)
 {
 	const struct dsfs_attr *a = arg;
-	struct dsfs_attr na, old;
+	struct dsfs_attr na, old, parent;
 	struct layer_key k;
 	bool found;
 	int rc;
 
-	rc = pg_target(t, t->key, &k, &old, &found);
+	rc = pg_target(t, t->key, &k, &old, &found, &parent);
 	if (rc)
 		return rc;
 	if (found && old.kind != DSFS_WHITEOUT)
@@ -337,6 +338,7 @@ static int mkdir_fn(struct pg_tx *t, void *arg)
 	if (!found && !fits(t, (uint64_t)k.nlen, 0))
 		return -ENOSPC;
 	layer_dir_attr(&na, a);
+	layer_inherit_group(&na, a, &parent);
 	na.version = next_version(t);
 	rc = pg_put_row(t, &k, &na, NULL, 0);
 	if (rc == 0)
@@ -424,7 +426,7 @@ static int whiteout_fn(struct pg_tx *t, void *arg)
 	int rc;
 
 	(void)arg;
-	rc = pg_target(t, t->key, &k, &a, &found);
+	rc = pg_target(t, t->key, &k, &a, &found, NULL);
 	if (rc == 0 && found)
 		rc = check_empty(t, t->key, &a);
 	if (rc == 0 && found)
@@ -552,7 +554,7 @@ static int rename_fn(struct pg_tx *t, void *arg)
 		return rc;
 	if (src.kind == DSFS_WHITEOUT)
 		return -ENOENT;
-	rc = pg_target(t, ra->to, &tk, &dst, &found);
+	rc = pg_target(t, ra->to, &tk, &dst, &found, NULL);
 	if (rc)
 		return rc;
 	rc = layer_rename_check(from, ra->to, ra->flags, &src,

@@ -317,9 +317,10 @@ int pg_get_row(struct pg_tx *t, const struct layer_key *k, struct dsfs_attr *a);
 int pg_get_key(struct pg_tx *t, const char *key, struct dsfs_attr *a);
 /* Split key, read the row at key, if any (*found), and check that its
  * parent can hold it (a root or a directory).  A row found has its parent
- * (layer.h, Entries): replacing one costs no second read. */
+ * (layer.h, Entries): replacing one costs no second read.  The parent's
+ * row goes to *parent if not NULL (kind DSFS_NONE for a tree root). */
 int pg_target(struct pg_tx *t, const char *key, struct layer_key *k,
-	      struct dsfs_attr *a, bool *found);
+	      struct dsfs_attr *a, bool *found, struct dsfs_attr *parent);
 /* The 15 parameters of a row at k with a (P_PUT's): data is the value
  * of a plain file (NULL stores none). */
 void pg_param_row(struct pg_params *pp, const struct layer_key *k,

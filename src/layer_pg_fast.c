@@ -63,7 +63,7 @@ static int write_file(struct pg_layer *p, bool lazy, const char *what,
 	if (rc)
 		return rc;
 	na->version = (uint64_t)pg_get_i64(r, 0, 2);
-	if (libpq.PQnfields(r) > 5) { /* what the row kept (P_FAST_COMMIT) */
+	if (libpq.PQnfields(r) > 5) { /* what the row holds */
 		na->mode = (uint32_t)pg_get_i64(r, 0, 3);
 		na->uid = (uint32_t)pg_get_i64(r, 0, 4);
 		na->gid = (uint32_t)pg_get_i64(r, 0, 5);
@@ -90,6 +90,7 @@ int pg_fast_create(struct pg_layer *p, const char *key,
 	pg_param_i64(&pp, root);
 	pg_param_key(&pp, &pk);
 	pg_param_i64(&pp, layer_time_ns(layer_now()));
+	pg_param_i64(&pp, a->inherit_group);
 	return write_file(p, true, "create", key, P_FAST_CREATE, &pp, &na, out);
 }
 

@@ -86,7 +86,7 @@ int pg_get_key(struct pg_tx *t, const char *key, struct dsfs_attr *a)
  * parent can hold it (a root or a directory).  Both rows are read in one
  * statement: the parent's costs nothing more when the target is found. */
 int pg_target(struct pg_tx *t, const char *key, struct layer_key *k,
-	      struct dsfs_attr *a, bool *found)
+	      struct dsfs_attr *a, bool *found, struct dsfs_attr *parent)
 {
 	struct pg_params pp = {0};
 	struct layer_key pk;
@@ -106,7 +106,7 @@ int pg_target(struct pg_tx *t, const char *key, struct layer_key *k,
 	if (rc)
 		return rc;
 	*found = false;
-	pa.kind = DSFS_NONE;
+	memset(&pa, 0, sizeof(pa)); /* DSFS_NONE */
 	for (i = 0; i < libpq.PQntuples(r); i++) {
 		if (pg_get_bool(r, i, 0)) {
 			pg_row_attr(r, i, 1, a);
@@ -116,6 +116,8 @@ int pg_target(struct pg_tx *t, const char *key, struct layer_key *k,
 		}
 	}
 	libpq.PQclear(r);
+	if (parent)
+		*parent = pa;
 	if (*found || root)
 		return 0;
 	return orphan ? -ENOENT : layer_dir_check(pa.kind);

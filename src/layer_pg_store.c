@@ -190,9 +190,11 @@ const char *const pg_stmt_sql[P_COUNT] = {
 	/* create(): $1..$15 the row (P_PUT's; $11, the version, is the
 	 * floor of the one made here), $16 the bytes added, $17 1 if the
 	 * parent is a tree root, $18 and $19 the parent's key, $20 now
-	 * (ns), $21 the budget if the store has none recorded. */
+	 * (ns), $21 1 to take the parent's group if it has the
+	 * set-group-ID bit (02000), $22 the budget if the store has none
+	 * recorded.  Returns the mode, uid and gid stored too. */
 	[P_FAST_CREATE] =
-		"WITH st AS (SELECT used, seq, CASE WHEN b < 0 THEN $21::int8"
+		"WITH st AS (SELECT used, seq, CASE WHEN b < 0 THEN $22::int8"
 		" ELSE b END AS budget FROM (SELECT used, seq, " PG_BUDGET_SQL
 		" AS b FROM dsfs_state WHERE id = 1) x),"
 		" ok AS (SELECT greatest(seq, $11::int8) + 1 AS v FROM st"
@@ -204,9 +206,12 @@ const char *const pg_stmt_sql[P_COUNT] = {
 		" AND $16::int8 <= budget - greatest(used, 0)),"
 		" ins AS (INSERT INTO dsfs_entry(parent, name, " ATTR_COLS
 		", value) SELECT $1::bytea, $2::bytea, $3::int8,"
-		" $4::int8 <> 0, $5::int8, $6::int8, $7::int8, $8::int8,"
+		" $4::int8 <> 0, $5::int8, $6::int8, coalesce((SELECT gid"
+		" FROM dsfs_entry WHERE $21::int8 <> 0 AND $17::int8 = 0"
+		" AND parent = $18::bytea AND name = $19::bytea AND kind = 2"
+		" AND mode & 1024 <> 0), $7::int8), $8::int8,"
 		" $9::int8, $10::int8, ok.v, $12::int8, $13::text, $14::text,"
-		" $15::bytea FROM ok RETURNING version),"
+		" $15::bytea FROM ok RETURNING version, gid),"
 		" s AS (UPDATE dsfs_state SET used = used + $16::int8,"
 		" seq = (SELECT version FROM ins) + CASE WHEN $17::int8 <> 0"
 		" THEN 0 ELSE 1 END WHERE id = 1"
@@ -216,7 +221,8 @@ const char *const pg_stmt_sql[P_COUNT] = {
 		" WHERE $17::int8 = 0 AND parent = $18::bytea"
 		" AND name = $19::bytea AND kind = 2"
 		" AND EXISTS (SELECT 1 FROM s))"
-		" SELECT used, seq, (SELECT version FROM ins) FROM s",
+		" SELECT used, seq, ins.version, $5::int8, $6::int8, ins.gid"
+		" FROM s, ins",
 	/* remove() of a plain file with its value in its row: $1 and $2
 	 * its key, $3 1 if the parent is a tree root, $4 and $5 the
 	 * parent's key, $6 now (ns). */

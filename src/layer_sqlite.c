@@ -260,6 +260,22 @@ struct commit_args {
 	bool excl; /* create(): a file at key is -EEXIST */
 };
 
+/* layer_inherit_group() for na, made of a at k: the parent's row is read
+ * only when a asks. */
+static int inherit_group(struct tx *t, const struct layer_key *k,
+			 const struct dsfs_attr *a, struct dsfs_attr *na)
+{
+	struct row p;
+	int rc;
+
+	if (!a->inherit_group)
+		return 0;
+	rc = sq_get_key(t, k->parent, k->plen, &p);
+	if (rc == 0)
+		layer_inherit_group(na, a, &p.a);
+	return rc;
+}
+
 static int commit_fn(struct tx *t, void *arg)
 {
 	struct commit_args *c = arg;
@@ -281,6 +297,9 @@ static int commit_fn(struct tx *t, void *arg)
 		return -EEXIST;
 
 	layer_file_attr(&na, c->a);
+	rc = inherit_group(t, &k, c->a, &na);
+	if (rc)
+		return rc;
 	add = (uint64_t)k.nlen;
 	if (na.token[0]) {
 		rc = sq_blob_get(t, na.token, &b);
@@ -373,6 +392,9 @@ static int mkdir_fn(struct tx *t, void *arg)
 		return -ENOSPC;
 
 	layer_dir_attr(&na, m->a);
+	rc = inherit_group(t, &k, m->a, &na);
+	if (rc)
+		return rc;
 	na.version = (uint64_t)++t->seq;
 	rc = sq_put_row(t, &k, &na, NULL, 0, false);
 	if (rc == 0)

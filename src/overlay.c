@@ -401,6 +401,30 @@ static bool copy_up_again(struct dsfs_stack *s, const struct loc *l, int t,
 	return *rc == 0;
 }
 
+/* a->inherit_group has layer t give the new entry at l its parent's group
+ * there (layer.h).  In a merged tree the parent the user sees may be a
+ * layer above t's instead: the ephemeral one's, which is local, so
+ * asking it costs nothing; then its word is final, and t is not asked. */
+static void group_from_above(struct dsfs_stack *s, const struct loc *l, int t,
+			     struct dsfs_attr *a)
+{
+	struct dsfs_attr p;
+	char key[DSFS_KEY_MAX];
+	char *slash;
+
+	if (l->view != VIEW_MERGED || t != L_RUNTIME)
+		return;
+	memcpy(key, l->key, sizeof(key));
+	slash = strrchr(key, '/');
+	if (!slash)
+		return;
+	*slash = '\0';
+	if (layer_lookup(s->layer[L_EPHEMERAL], key, &p) == 0) {
+		layer_inherit_group(a, a, &p);
+		a->inherit_group = false;
+	}
+}
+
 /* create (kind DSFS_FILE, empty) or mkdir (DSFS_DIR) of a new name. */
 static int make_new(struct dsfs_stack *s, const struct loc *l,
 		    const struct dsfs_attr *a, enum dsfs_kind kind,
@@ -422,6 +446,8 @@ static int make_new(struct dsfs_stack *s, const struct loc *l,
 		goto out;
 	na.kind = kind;
 	na.size = 0;
+	if (na.inherit_group)
+		group_from_above(s, l, t, &na);
 	do {
 		if (kind == DSFS_FILE) {
 			/* Durable with its value, committed at its close. */

@@ -1,8 +1,9 @@
 /*
  * setid.c - the set-user-ID and set-group-ID bits, where the kernel leaves
- * them to the filesystem: a write clears them, and a directory's
- * set-group-ID bit passes its group (and, to a new directory, the bit) to
- * what is made in it.
+ * them to the filesystem: a write clears them.  (A directory's
+ * set-group-ID bit passes its group, and to a new directory the bit, to
+ * what is made in it: the layer that makes the entry does that, reading
+ * the directory in the same change; layer.h, inherit_group.)
  *
  * A chown and a truncate are handled by the kernel: without
  * FUSE_CAP_HANDLE_KILLPRIV (fuse_ops.c turns it off) it works out which
@@ -222,18 +223,4 @@ int setid_open(struct dsfs_ctx *ctx, fuse_req_t req, struct node *n, int flags,
 	    is_fixed(n) || n->special != NODE_PLAIN)
 		return 0;
 	return clear_for_writer(ctx, req, n, &mode, seen);
-}
-
-void setid_inherit(struct dsfs_ctx *ctx, struct node *dir, bool is_dir,
-		   struct dsfs_attr *a)
-{
-	struct found f;
-	struct loc l;
-
-	if (is_fixed(dir) || node_found(ctx, dir, &l, &f) != 0 ||
-	    !(f.attr.mode & S_ISGID))
-		return;
-	a->gid = f.attr.gid;
-	if (is_dir)
-		a->mode |= S_ISGID;
 }

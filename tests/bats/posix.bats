@@ -625,6 +625,34 @@ setid_same()
 	done
 }
 
+@test "a new entry takes the group of the set-group-ID directory the merged view shows, even when a layer below holds it without the bit" {
+	mount_dsfs
+	mkdir "$MNT/runtime/kv/both" "$MNT/runtime/kv/low"
+	mkdir "$MNT/ephemeral/kv/both"
+	chown ":$MEMBER_GID" "$MNT/ephemeral/kv/both" "$MNT/runtime/kv/low"
+	chmod 2775 "$MNT/ephemeral/kv/both" "$MNT/runtime/kv/low"
+	[ "$(stat -c %a:%g "$MNT/kv/both")" = "2775:$MEMBER_GID" ]
+	[ "$(stat -c %a:%g "$MNT/runtime/kv/both")" = "755:0" ]
+	echo 1 >"$MNT/kv/both/f"
+	mkdir "$MNT/kv/both/d"
+	# made in the runtime layer, with the group the merged view showed
+	[ "$(stat -c %a:%g "$MNT/runtime/kv/both/f")" = "644:$MEMBER_GID" ]
+	[ "$(stat -c %a:%g "$MNT/runtime/kv/both/d")" = "2755:$MEMBER_GID" ]
+	# and a directory the ephemeral layer does not hold gives its own
+	mkdir "$MNT/ephemeral/kv/low"
+	chmod 755 "$MNT/ephemeral/kv/low"
+	rmdir "$MNT/ephemeral/kv/low"
+	echo 2 >"$MNT/kv/low/f"
+	[ "$(stat -c %a:%g "$MNT/runtime/kv/low/f")" = "644:$MEMBER_GID" ]
+	# a directory that only the ephemeral layer holds is copied up with
+	# its group and bit
+	mkdir "$MNT/ephemeral/kv/top"
+	chown ":$MEMBER_GID" "$MNT/ephemeral/kv/top"
+	chmod 2770 "$MNT/ephemeral/kv/top"
+	echo 3 >"$MNT/kv/top/f"
+	[ "$(stat -c %a:%g "$MNT/kv/top/f")" = "644:$MEMBER_GID" ]
+}
+
 @test "a write by root without CAP_FSETID clears the set-id bits" {
 	need_root
 	mount_dsfs

@@ -503,6 +503,56 @@ static void t_mkdir(void)
 	layer_close(l);
 }
 
+/* inherit_group: a set-group-ID directory's group, and to a directory the
+ * bit, read in the same change (the fast and the general form alike). */
+static void t_inherit_group(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	struct dsfs_attr a = attr(0644), d = attr(02775), out, got;
+
+	d.kind = DSFS_DIR;
+	d.gid = 555;
+	is_int(layer_mkdir(l, "kv/g", &d), 0, nm("a set-group-ID directory"));
+	d.mode = 0755;
+	is_int(layer_mkdir(l, "kv/n", &d), 0, nm("and a plain one"));
+	a.inherit_group = true;
+	is_int(layer_create(l, "kv/g/f", &a, &out), 0,
+	       nm("create in the set-group-ID directory"));
+	ok(out.gid == 555 && out.mode == 0644 && !out.inherit_group, "%s",
+	   nm("... returns its group, the mode as asked"));
+	ok(layer_lookup(l, "kv/g/f", &got) == 0 && got.gid == 555 &&
+		   got.mode == 0644 && !got.inherit_group,
+	   "%s", nm("... and stores them"));
+	is_int(layer_whiteout(l, "kv/g/w"), 0, nm("a whiteout there"));
+	is_int(layer_create(l, "kv/g/w", &a, &out), 0,
+	       nm("create over the whiteout"));
+	ok(out.gid == 555 && layer_lookup(l, "kv/g/w", &got) == 0 &&
+		   got.gid == 555,
+	   "%s", nm("... takes the group too"));
+	a.kind = DSFS_DIR;
+	a.mode = 0750;
+	is_int(layer_mkdir(l, "kv/g/d", &a), 0, nm("mkdir there"));
+	ok(layer_lookup(l, "kv/g/d", &got) == 0 && got.gid == 555 &&
+		   got.mode == 02750,
+	   "%s", nm("... takes the group and the bit"));
+	a.kind = DSFS_FILE;
+	a.mode = 0644;
+	is_int(layer_create(l, "kv/n/f", &a, &out), 0,
+	       nm("create in the plain directory"));
+	ok(out.gid == 100 && layer_lookup(l, "kv/n/f", &got) == 0 &&
+		   got.gid == 100,
+	   "%s", nm("... keeps the creator's group"));
+	is_int(layer_create(l, "kv/top", &a, &out), 0,
+	       nm("create in a tree root"));
+	is_int((int)out.gid, 100, nm("... keeps the creator's group"));
+	a.inherit_group = false;
+	is_int(layer_create(l, "kv/g/x", &a, &out), 0, nm("create unasked"));
+	ok(out.gid == 100 && layer_lookup(l, "kv/g/x", &got) == 0 &&
+		   got.gid == 100,
+	   "%s", nm("... keeps the creator's group"));
+	layer_close(l);
+}
+
 static void t_whiteouts(void)
 {
 	struct dsfs_layer *l = fresh(BIG);
@@ -2611,13 +2661,13 @@ static int rm_cb(const char *path, const struct stat *st, int flag,
 int main(void)
 {
 	static void (*const suite[])(void) = {
-		t_roundtrip,	t_replace,	 t_replace_op,	   t_fetch,
-		t_parents,	t_mkdir,	 t_whiteouts,	   t_remove,
-		t_rename_files, t_rename_errors, t_rename_subtree, t_list,
-		t_setattr,	t_budget,	 t_usage,	   t_images,
-		t_clear,	t_readonly,	 t_many,	   t_list_churn,
-		t_threads,	t_sync,		 t_pins,	   t_dirtimes,
-		t_apply,	t_snapshot,
+		t_roundtrip,	 t_replace,	  t_replace_op,	    t_fetch,
+		t_parents,	 t_mkdir,	  t_whiteouts,	    t_remove,
+		t_rename_files,	 t_rename_errors, t_rename_subtree, t_list,
+		t_setattr,	 t_budget,	  t_usage,	    t_images,
+		t_inherit_group, t_clear,	  t_readonly,	    t_many,
+		t_list_churn,	 t_threads,	  t_sync,	    t_pins,
+		t_dirtimes,	 t_apply,	  t_snapshot,
 	};
 	const char *base = getenv("TMPDIR");
 	size_t i, j;
