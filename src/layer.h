@@ -171,7 +171,8 @@ struct dsfs_attr {
 	uint64_t size;	  /* length of the value in bytes (0 for dirs) */
 	char type[DSFS_TYPE_MAX]; /* "object", ..., "image/png", "empty" */
 	char token[DSFS_TOKEN_LEN + 1]; /* images: content token; else "" */
-	/* Asked of create() and mkdir() only, never stored: if the
+	/* Asked of create(), mkdir() and commit() (by a create over a
+	 * file that the merged view hides), never stored: if the
 	 * directory that will hold the entry, in this layer, has the
 	 * set-group-ID bit, the entry takes that directory's group instead
 	 * of gid, and a new directory the bit too, as open(2) and mkdir(2)

@@ -102,7 +102,9 @@ int pg_fast_commit(struct pg_layer *p, const char *key,
 	struct layer_key k;
 	struct dsfs_attr na;
 
-	if (a->token[0] || layer_split_key(key, strlen(key), &k))
+	/* A new file over a hidden one (inherit_group): the general way. */
+	if (a->token[0] || a->inherit_group ||
+	    layer_split_key(key, strlen(key), &k))
 		return 1;
 	file_row(a, len, &na);
 	pg_param_row(&pp, &k, &na, data, len);

@@ -550,6 +550,12 @@ static void t_inherit_group(void)
 	ok(out.gid == 100 && layer_lookup(l, "kv/g/x", &got) == 0 &&
 		   got.gid == 100,
 	   "%s", nm("... keeps the creator's group"));
+	a.inherit_group = true;
+	is_int(layer_commit(l, "kv/g/x", &a, "1", 1, &out), 0,
+	       nm("a commit asked, over that file (a new one over a hidden one)"));
+	ok(out.gid == 555 && layer_lookup(l, "kv/g/x", &got) == 0 &&
+		   got.gid == 555 && got.size == 1,
+	   "%s", nm("... takes the group"));
 	layer_close(l);
 }
 
