@@ -589,19 +589,18 @@ static int pg_publish(struct dsfs_cluster *base, const char *key,
 	return 0;
 }
 
-/* One item of a payload for m, at p (room for cap bytes): its length, 0
- * if it does not fit. */
-static size_t put_item(char *p, size_t cap, const struct news *m)
+/* One item of a payload, at p (room for cap bytes): its length, 0 if it
+ * does not fit.  key "" is everything. */
+static size_t put_item(char *p, size_t cap, uint64_t version, const char *key)
 {
-	size_t len = strlen(m->key);
+	size_t len = strlen(key);
 	char head[48];
-	int n = snprintf(head, sizeof(head), "%" PRIu64 " %zu ", m->version,
-			 len);
+	int n = snprintf(head, sizeof(head), "%" PRIu64 " %zu ", version, len);
 
 	if (n < 0 || (size_t)n + len + 1 >= cap)
 		return 0;
 	memcpy(p, head, (size_t)n);
-	memcpy(p + n, m->key, len);
+	memcpy(p + n, key, len);
 	p[n + len] = '\n';
 	p[n + len + 1] = '\0';
 	return (size_t)n + len + 1;
@@ -612,15 +611,15 @@ static size_t put_item(char *p, size_t cap, const struct news *m)
  * for a payload of its own is told as everything), 0 if none is queued. */
 static size_t gather(struct pg_cluster *c, char *buf)
 {
-	static const struct news all = {0};
 	size_t n = 0, used = 0, one;
 	struct news *m;
 
 	pthread_mutex_lock(&c->lock);
 	for (m = c->out; m; m = m->next, n++) {
-		one = put_item(buf + used, PAYLOAD_MAX + 1 - used, m);
+		one = put_item(buf + used, PAYLOAD_MAX + 1 - used, m->version,
+			       m->key);
 		if (one == 0 && n == 0)
-			one = put_item(buf, PAYLOAD_MAX + 1, &all);
+			one = put_item(buf, PAYLOAD_MAX + 1, 0, "");
 		if (one == 0)
 			break;
 		used += one;
