@@ -682,9 +682,10 @@ static bool news_due(struct pg_cluster *c, int64_t last_ms, int *timeout)
 	return false;
 }
 
-/* Tell the events of each item of a payload; a payload that does not
- * parse (a dsfs that speaks otherwise) is told as everything. */
-static void tell(struct pg_cluster *c, const char *p)
+/* Tell the events of each item of a payload (libpq's copy, written on:
+ * each key's newline becomes its end); a payload that does not parse (a
+ * dsfs that speaks otherwise) is told as everything. */
+static void tell(struct pg_cluster *c, char *p)
 {
 	while (*p) {
 		char *end, *key;
@@ -701,7 +702,7 @@ static void tell(struct pg_cluster *c, const char *p)
 		if (len == 0) {
 			c->ev.reset(c->ev.arg);
 		} else {
-			key[len] = '\0'; /* the newline: the payload is ours */
+			key[len] = '\0';
 			c->ev.changed(c->ev.arg, key, version);
 		}
 		p = key + len + 1;
