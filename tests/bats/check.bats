@@ -39,11 +39,14 @@ ctl()
 }
 
 # start_writer: a loop that rewrites, creates and removes values under
-# kv/w through the mount until it is killed; its pid in $writer.
+# kv/w through the mount until it is killed; its pid in $writer.  Killed,
+# it finishes the command it runs first (the trap waits for it): a mkdir -p
+# left running would make kv/w again after the test removed it.
 start_writer()
 {
 	mkdir -p "$MNT/kv/w"
 	(
+		trap 'exit 0' TERM
 		i=0
 		while :; do
 			i=$((i + 1))
