@@ -272,6 +272,7 @@ static int make_missing(struct dsfs_stack *s, const struct entry *e,
 	da.kind = DSFS_DIR;
 	da.mode = 0755;
 	da.type[0] = da.token[0] = '\0';
+	da.hash_token = false;
 	while ((slash = strchr(slash + 1, '/'))) {
 		*slash = '\0';
 		rc = ovl_mkdir(s, &dir, &da, &f);
@@ -311,13 +312,8 @@ int entry_commit(struct dsfs_stack *s, const struct entry *e, const void *data,
 	clock_gettime(CLOCK_REALTIME, &a.ctime);
 	a.atime = a.mtime = a.ctime;
 	snprintf(a.type, sizeof(a.type), "%s", type);
-	if (c == DSFS_CONTENT_IMAGE && len > 0) {
-		struct dsfs_sha256 sha;
-
-		sha256_init(&sha);
-		sha256_update(&sha, data, len);
-		sha256_hex(&sha, a.token);
-	}
+	/* The layer names the bytes (layer.h), hashing while it writes. */
+	a.hash_token = c == DSFS_CONTENT_IMAGE && len > 0;
 	rc = e->missing ? make_missing(s, e, &a) : 0;
 	if (rc == 0)
 		rc = ovl_commit(s, &e->loc, &a, data, len, &f);

@@ -13,6 +13,7 @@
  * layer.h lists for implementations.
  */
 #include "layer.h"
+#include "validate.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -101,11 +102,21 @@ int layer_commit(struct dsfs_layer *l, const char *key,
 		 const struct dsfs_attr *a, const void *data, size_t len,
 		 struct dsfs_attr *out)
 {
+	struct dsfs_attr hashed;
 	int rc;
 
 	assert(layer_ok(l) && key_ok(key) && a && (data || !len));
+	assert(!a->hash_token || (len && out));
 	rc = refuse(l, key, -EISDIR);
-	return rc ? rc : l->ops->commit(l, key, a, data, len, out);
+	if (rc)
+		return rc;
+	if (a->hash_token && !l->hashes_images) {
+		hashed = *a;
+		hashed.hash_token = false;
+		layer_image_token(data, len, hashed.token);
+		a = &hashed;
+	}
+	return l->ops->commit(l, key, a, data, len, out);
 }
 
 int layer_create(struct dsfs_layer *l, const char *key,
@@ -211,7 +222,9 @@ int layer_replace(struct dsfs_layer *l, const char *key,
 		  struct dsfs_attr *out)
 {
 	assert(layer_ok(l) && key_ok(key) && a && (data || !len));
-	if (!l->ops->replace || layer_readonly(l))
+	assert(!a->hash_token || (len && out));
+	if (!l->ops->replace || layer_readonly(l) ||
+	    (a->hash_token && !l->hashes_images))
 		return -ENOENT;
 	return l->ops->replace(l, key, a, data, len, out);
 }
@@ -236,7 +249,8 @@ int layer_apply(struct dsfs_layer *l, const struct layer_change *c, size_t n)
 	if (!l->ops->apply)
 		return -EOPNOTSUPP;
 	for (i = 0; i < n; i++) {
-		assert(key_ok(c[i].key) && (c[i].data || !c[i].len));
+		assert(key_ok(c[i].key) && (c[i].data || !c[i].len) &&
+		       !c[i].attr.hash_token);
 		rc = refuse(l, c[i].key,
 			    c[i].op == LAYER_CH_COMMIT ? -EISDIR :
 			    c[i].op == LAYER_CH_MKDIR  ? -EEXIST :
@@ -385,6 +399,16 @@ void layer_dir_attr(struct dsfs_attr *dst, const struct dsfs_attr *a)
 {
 	keep_attr(dst, DSFS_DIR, a);
 	dst->opaque = a->opaque;
+}
+
+void layer_image_token(const void *data, size_t len,
+		       char token[DSFS_TOKEN_LEN + 1])
+{
+	struct dsfs_sha256 sha;
+
+	sha256_init(&sha);
+	sha256_update(&sha, data, len);
+	sha256_hex(&sha, token);
 }
 
 void layer_inherit_group(struct dsfs_attr *dst, const struct dsfs_attr *a,

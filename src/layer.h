@@ -127,7 +127,9 @@
  * token is non-empty (and at most DSFS_TOKEN_LEN for stat_blob, pin_blob,
  * unpin_blob); refuse commit, mkdir, remove, whiteout, setattr, rename
  * and clear on a read-only layer with -EROFS; refuse changes to the tree
- * roots and answer their lookup (see Tree roots); ignore close(NULL).  An
+ * roots and answer their lookup (see Tree roots); compute the token of
+ * an a->hash_token image for a layer that does not (hashes_images);
+ * ignore close(NULL).  An
  * implementation is still free to check again (the SQLite layer refuses
  * writes to an image itself, for a caller that reaches l->ops directly).
  *
@@ -180,6 +182,16 @@ struct dsfs_attr {
 	 * directory in the same change, so no caller has to look it up
 	 * first: on a database server, that is a round trip saved. */
 	bool inherit_group;
+	/* Asked of commit() and replace(), never stored: data is an image
+	 * (len > 0) whose token is layer_image_token(data, len), to be
+	 * computed rather than given; a->token is ignored, and out, which
+	 * is not NULL, gets the token with the rest.  A layer that sets
+	 * hashes_images (struct dsfs_layer) computes it in commit() after
+	 * it has started writing the bytes, so that the hashing overlaps
+	 * the disk's work; for any other layer, layer_commit() computes it
+	 * before calling commit(), and layer_replace() answers -ENOENT (the
+	 * shortcut is for small values). */
+	bool hash_token;
 };
 
 /* One change of a change set (layer_apply()). */
@@ -435,6 +447,7 @@ struct dsfs_layer {
 	const struct dsfs_layer_ops *ops;
 	const char *name; /* "ephemeral", "runtime", "factory" */
 	bool readonly;
+	bool hashes_images; /* commit() computes a->hash_token's token */
 };
 
 /* layer.c: the wrappers the overlay calls, one per op, with the checks
@@ -498,6 +511,8 @@ int layer_room(struct dsfs_layer *l, uint64_t bytes);
  * layer_file_attr()      what commit() stores of a (kind DSFS_FILE)
  * layer_dir_attr()       what mkdir() stores of a (kind DSFS_DIR)
  * layer_whiteout_attr()  a whiteout's attributes (kind only)
+ * layer_image_token()    an image's token: the lower-case hex SHA-256
+ *                        of its bytes (DSFS_TOKEN_LEN digits and a NUL)
  * layer_inherit_group()  what a->inherit_group asks of dst, the entry
  *                        create() or mkdir() stores, given parent, the
  *                        directory that will hold it (NULL: a tree root)
@@ -534,6 +549,8 @@ void layer_copy_str(char *dst, size_t cap, const char *src);
 void layer_file_attr(struct dsfs_attr *dst, const struct dsfs_attr *a);
 void layer_dir_attr(struct dsfs_attr *dst, const struct dsfs_attr *a);
 void layer_whiteout_attr(struct dsfs_attr *dst);
+void layer_image_token(const void *data, size_t len,
+		       char token[DSFS_TOKEN_LEN + 1]);
 void layer_inherit_group(struct dsfs_attr *dst, const struct dsfs_attr *a,
 			 const struct dsfs_attr *parent);
 void layer_apply_setattr(struct dsfs_attr *dst, const struct dsfs_attr *a,

@@ -256,6 +256,7 @@ int layer_observe(struct dsfs_layer *inner, const struct layer_observer *o,
 	w->base.ops = &observed_ops;
 	w->base.name = inner->name;
 	w->base.readonly = layer_readonly(inner);
+	w->base.hashes_images = inner->hashes_images;
 	w->inner = inner;
 	w->o = *o;
 	*out = &w->base;

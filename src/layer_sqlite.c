@@ -362,9 +362,14 @@ static int sq_commit(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a, const void *data, size_t len,
 		     struct dsfs_attr *out)
 {
-	struct commit_args c = {key, a, data, len, out, false, false};
-	int rc = a->token[0] ? sq_bf_prepare(to_sq(l), a->token, data, len) : 1;
+	struct dsfs_attr na = *a;
+	struct commit_args c = {key, &na, data, len, out, false, false};
+	int rc = 1;
 
+	na.hash_token = false;
+	if (a->hash_token || a->token[0])
+		rc = sq_bf_prepare(to_sq(l), na.token, a->hash_token, data,
+				   len);
 	if (rc < 0)
 		return rc;
 	c.file = rc == 0;

@@ -232,10 +232,11 @@ int sq_db_checkpoint(struct sq_db *d);
 /* layer_sqlite_blobfile.c: blobs kept as files (lock held unless said).
  * sq_bf_prepare() writes token's bytes durably, lock not held: 0 if a
  * file now holds them, 1 if the blob goes into the database instead, or
- * a negative errno; sq_bf_done(), lock not held, ends what it began
- * (if it began).
+ * a negative errno; with hash, it computes token (layer.h, hash_token)
+ * instead of reading it.  sq_bf_done(), lock not held, ends what it
+ * began (if it began).
  * sq_bf_ready() says whether commit_fn may reference the file. */
-int sq_bf_prepare(struct sq_layer *s, const char *token, const void *data,
+int sq_bf_prepare(struct sq_layer *s, char *token, bool hash, const void *data,
 		  size_t len);
 int sq_bf_done(struct sq_layer *s, bool began, int rc); /* returns rc */
 bool sq_bf_ready(struct sq_layer *s, const char *token);

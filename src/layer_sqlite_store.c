@@ -391,6 +391,7 @@ static int layer_new(struct sq_db *db, const char *path, const char *name,
 	s->base.ops = &sq_ops;
 	s->base.name = s->name;
 	s->base.readonly = readonly;
+	s->base.hashes_images = true; /* layer_sqlite_blobfile.c */
 	*out = &s->base;
 	return 0;
 

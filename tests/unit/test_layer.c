@@ -1034,6 +1034,69 @@ static void t_images(void)
 	layer_close(l);
 }
 
+/* Unfinished blob files ("new." names in a store's pending/) anywhere under
+ * the test's directory. */
+static int new_files;
+static int count_new(const char *path, const struct stat *st, int flag,
+		     struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	if (strncmp(path + ftw->base, "new.", 4) == 0)
+		new_files++;
+	return 0;
+}
+
+/* A commit that leaves the token to the layer (hash_token): the bytes'
+ * SHA-256, given back and stored, whatever a->token said; the same bytes
+ * again share the blob (in a file store, the second file is dropped);
+ * replace() leaves such a commit to commit(). */
+static void t_hash_token(void)
+{
+	struct dsfs_layer *l = fresh(BIG);
+	size_t len = 100000;
+	unsigned char *img = malloc(len), *buf = malloc(len + 1);
+	char want[DSFS_TOKEN_LEN + 1];
+	struct dsfs_attr a = attr(0644), out, got;
+
+	if (!img || !buf)
+		bail("malloc");
+	fill(img, len, 21);
+	layer_image_token(img, len, want);
+	strcpy(a.type, "image/png");
+	strcpy(a.token, TOKEN_U); /* not these bytes': ignored */
+	a.hash_token = true;
+	is_int(layer_replace(l, "images/h", &a, img, len, &out), -ENOENT,
+	       nm("hash_token: replace() leaves it to commit()"));
+	is_int(layer_commit(l, "images/h", &a, img, len, &out), 0,
+	       nm("hash_token: commit"));
+	is_str(out.token, want, nm("hash_token: the token is the SHA-256"));
+	ok(!out.hash_token && out.size == len, "%s",
+	   nm("hash_token: not stored, size set"));
+	is_int(layer_lookup(l, "images/h", &got), 0, nm("hash_token: lookup"));
+	is_str(got.token, want, nm("hash_token: the token stored"));
+	ok(layer_read(l, "images/h", 0, buf, len + 1) == (ssize_t)len &&
+		   memcmp(buf, img, len) == 0,
+	   "%s", nm("hash_token: the bytes read back"));
+	is_int(layer_read_blob(l, TOKEN_U, 0, buf, 10), -ENOENT,
+	       nm("hash_token: nothing stored under the token given"));
+	is_int(layer_commit(l, "images/i", &a, img, len, &out), 0,
+	       nm("hash_token: the same bytes again"));
+	is_str(out.token, want, nm("hash_token: ... the same token"));
+	is_int(used_of(l), 2 + len, nm("hash_token: one blob"));
+	new_files = 0;
+	nftw(tmpdir, count_new, 16, FTW_PHYS);
+	is_int(new_files, 0, nm("hash_token: no unfinished file left"));
+	layer_remove(l, "images/h");
+	layer_remove(l, "images/i");
+	is_int(layer_read_blob(l, want, 0, buf, 10), -ENOENT,
+	       nm("hash_token: the blob goes with its last entry"));
+	is_int(used_of(l), 0, nm("hash_token: nothing used"));
+	layer_close(l);
+	free(img);
+	free(buf);
+}
+
 static void t_clear(void)
 {
 	struct dsfs_layer *l = fresh(BIG);
@@ -2667,13 +2730,13 @@ static int rm_cb(const char *path, const struct stat *st, int flag,
 int main(void)
 {
 	static void (*const suite[])(void) = {
-		t_roundtrip,	 t_replace,	  t_replace_op,	    t_fetch,
-		t_parents,	 t_mkdir,	  t_whiteouts,	    t_remove,
-		t_rename_files,	 t_rename_errors, t_rename_subtree, t_list,
-		t_setattr,	 t_budget,	  t_usage,	    t_images,
-		t_inherit_group, t_clear,	  t_readonly,	    t_many,
-		t_list_churn,	 t_threads,	  t_sync,	    t_pins,
-		t_dirtimes,	 t_apply,	  t_snapshot,
+		t_roundtrip,	t_replace,	 t_replace_op,	   t_fetch,
+		t_parents,	t_mkdir,	 t_whiteouts,	   t_remove,
+		t_rename_files, t_rename_errors, t_rename_subtree, t_list,
+		t_setattr,	t_budget,	 t_usage,	   t_images,
+		t_hash_token,	t_inherit_group, t_clear,	   t_readonly,
+		t_many,		t_list_churn,	 t_threads,	   t_sync,
+		t_pins,		t_dirtimes,	 t_apply,	   t_snapshot,
 	};
 	const char *base = getenv("TMPDIR");
 	size_t i, j;
