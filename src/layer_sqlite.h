@@ -228,6 +228,11 @@ int sq_db_each(struct sq_db *d, const char *sql,
 /* Checkpoint the whole WAL into the database file (which syncs the WAL
  * first); a SQLite result code, SQLITE_BUSY if frames were left. */
 int sq_db_checkpoint(struct sq_db *d);
+/* Sync the log (the WAL) as it is, without copying it into the database
+ * file: every commit made so far survives a power loss, and the log is
+ * not started over, which would cost the next commit a sync of its new
+ * header.  A SQLite result code. */
+int sq_db_sync_log(struct sq_db *d);
 
 /* layer_sqlite_blobfile.c: blobs kept as files (lock held unless said).
  * sq_bf_prepare() writes token's bytes durably, lock not held: 0 if a

@@ -29,9 +29,11 @@
  *            already keeps its file, and the new one is unlinked.
  *   delete   the transaction that deletes the row moves TOKEN to
  *            pending/TOKEN.
- *   settle   after a checkpoint has synced the WAL (so every committed
- *            row and deletion is durable), each pending/TOKEN whose row
- *            exists moves back to TOKEN, the others are unlinked.
+ *   settle   after the WAL is synced (so every committed row and
+ *            deletion is durable), each pending/TOKEN whose row exists
+ *            moves back to TOKEN, the others are unlinked.  The WAL is
+ *            synced as it is, not checkpointed: a checkpoint would start
+ *            it over, and the next commit would sync its new header.
  *
  * So a file whose row is durable is complete (synced before the row was
  * written), and no file that a durable row references is ever unlinked:
@@ -467,11 +469,14 @@ void sq_bf_settle(struct sq_layer *s, bool mount)
 
 	if (!mount && (s->bf_todo < SETTLE_EVERY || s->bf_busy))
 		return;
-	/* Every row and deletion committed so far becomes durable. */
-	rc = sq_db_checkpoint(s->db);
+	/* Every row and deletion committed so far becomes durable.  At
+	 * mount the log is copied into the database too, as at every open;
+	 * later a sync of the log is enough. */
+	rc = mount ? sq_db_checkpoint(s->db) : sq_db_sync_log(s->db);
 	if (rc != 0) {
-		log_warn("%s: image files not settled: checkpoint: %s", s->path,
-			 sq_db_errmsg(s->db));
+		log_warn("%s: image files not settled: %s of the log: %s",
+			 s->path, mount ? "checkpoint" : "sync",
+			 mount ? sq_db_errmsg(s->db) : sqlite3_errstr(rc));
 		return;
 	}
 	if (bf_path(s->path, true, NULL, dir, sizeof(dir)) != 0)

@@ -793,6 +793,18 @@ int sq_db_checkpoint(struct sq_db *d)
 	return rc;
 }
 
+int sq_db_sync_log(struct sq_db *d)
+{
+	sqlite3_file *wal = NULL;
+	int rc = sqlite3_file_control(d->db, "main",
+				      SQLITE_FCNTL_JOURNAL_POINTER, &wal);
+
+	if (rc == SQLITE_OK && (!wal || !wal->pMethods))
+		return sq_db_checkpoint(d); /* no log open: nothing to lose */
+	return rc == SQLITE_OK ? wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL) :
+				 rc;
+}
+
 /* ---- a copy for dsfsctl check ---------------------------------------- */
 
 int sq_backup(struct sq_layer *s, const char *dst, const char **why)
