@@ -234,6 +234,11 @@ int sq_db_checkpoint(struct sq_db *d);
  * header.  A SQLite result code. */
 int sq_db_sync_log(struct sq_db *d);
 
+/* layer_sqlite_walbuf.c: the name of the VFS the store's files are opened
+ * with (each transaction's writes to the WAL in one system call), NULL
+ * (SQLite's default) if it could not be registered. */
+const char *sq_vfs_name(void);
+
 /* layer_sqlite_blobfile.c: blobs kept as files (lock held unless said).
  * sq_bf_prepare() writes token's bytes durably, lock not held: 0 if a
  * file now holds them, 1 if the blob goes into the database instead, or

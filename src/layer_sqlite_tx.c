@@ -155,7 +155,8 @@ int sq_db_open(const char *path, int flags, struct sq_db **out,
 		*why = "out of memory";
 		return -ENOMEM;
 	}
-	rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX,
+			     sq_vfs_name());
 	if (rc != SQLITE_OK) {
 		int err = sq_errno(db, rc, errno);
 
