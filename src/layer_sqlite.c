@@ -260,19 +260,20 @@ struct commit_args {
 	bool excl; /* create(): a file at key is -EEXIST */
 };
 
-/* layer_inherit_group() for na, made of a at k: the parent's row is read
- * only when a asks. */
+/* layer_inherit_group() for na, made of a at k, with the parent's row p
+ * as sq_target() left it: read here only if it was not there and a asks. */
 static int inherit_group(struct tx *t, const struct layer_key *k,
-			 const struct dsfs_attr *a, struct dsfs_attr *na)
+			 const struct dsfs_attr *a, struct dsfs_attr *na,
+			 struct row *p)
 {
-	struct row p;
-	int rc;
+	int rc = 0;
 
 	if (!a->inherit_group)
 		return 0;
-	rc = sq_get_key(t, k->parent, k->plen, &p);
+	if (p->a.kind == DSFS_NONE)
+		rc = sq_get_key(t, k->parent, k->plen, p);
 	if (rc == 0)
-		layer_inherit_group(na, a, &p.a);
+		layer_inherit_group(na, a, &p->a);
 	return rc;
 }
 
@@ -283,12 +284,12 @@ static int commit_fn(struct tx *t, void *arg)
 	struct dsfs_attr na;
 	struct blobinfo b;
 	struct layer_key k;
-	struct row old;
+	struct row old, parent;
 	bool found, have_blob = false, same_blob = false;
 	uint64_t add, sub = 0;
 	int rc;
 
-	rc = sq_target(t, c->key, klen, &k, &old, &found);
+	rc = sq_target(t, c->key, klen, &k, &old, &found, &parent);
 	if (rc)
 		return rc;
 	if (found && old.a.kind == DSFS_DIR)
@@ -297,7 +298,7 @@ static int commit_fn(struct tx *t, void *arg)
 		return -EEXIST;
 
 	layer_file_attr(&na, c->a);
-	rc = inherit_group(t, &k, c->a, &na);
+	rc = inherit_group(t, &k, c->a, &na, &parent);
 	if (rc)
 		return rc;
 	add = (uint64_t)k.nlen;
@@ -381,13 +382,13 @@ static int sq_commit(struct dsfs_layer *l, const char *key,
 static int mkdir_fn(struct tx *t, void *arg)
 {
 	struct commit_args *m = arg;
-	struct row old;
+	struct row old, parent;
 	struct layer_key k;
 	bool found;
 	struct dsfs_attr na;
 	int rc;
 
-	rc = sq_target(t, m->key, strlen(m->key), &k, &old, &found);
+	rc = sq_target(t, m->key, strlen(m->key), &k, &old, &found, &parent);
 	if (rc)
 		return rc;
 	if (found && old.a.kind != DSFS_WHITEOUT)
@@ -397,7 +398,7 @@ static int mkdir_fn(struct tx *t, void *arg)
 		return -ENOSPC;
 
 	layer_dir_attr(&na, m->a);
-	rc = inherit_group(t, &k, m->a, &na);
+	rc = inherit_group(t, &k, m->a, &na, &parent);
 	if (rc)
 		return rc;
 	na.version = (uint64_t)++t->seq;
@@ -469,7 +470,7 @@ static int whiteout_fn(struct tx *t, void *arg)
 	bool found;
 	int rc;
 
-	rc = sq_target(t, key, klen, &k, &r, &found);
+	rc = sq_target(t, key, klen, &k, &r, &found, NULL);
 	if (rc)
 		return rc;
 	if (found && r.a.kind == DSFS_DIR) {
@@ -558,7 +559,7 @@ static int rename_fn(struct tx *t, void *arg)
 		return rc;
 	if (src.a.kind == DSFS_WHITEOUT)
 		return -ENOENT;
-	rc = sq_target(t, ra->to, tlen, &tk, &dst, &found);
+	rc = sq_target(t, ra->to, tlen, &tk, &dst, &found, NULL);
 	if (rc)
 		return rc;
 	rc = layer_rename_check(ra->from, ra->to, ra->flags, &src.a,

@@ -199,7 +199,7 @@ int sq_split(const char *key, size_t len, struct layer_key *k);
 int sq_get_row(struct tx *t, const struct layer_key *k, struct row *r);
 int sq_get_key(struct tx *t, const char *key, size_t len, struct row *r);
 int sq_target(struct tx *t, const char *key, size_t len, struct layer_key *k,
-	      struct row *r, bool *found);
+	      struct row *r, bool *found, struct row *parent);
 int sq_put_row(struct tx *t, const struct layer_key *k,
 	       const struct dsfs_attr *a, const void *value, size_t len,
 	       bool is_file);

@@ -513,23 +513,28 @@ int sq_get_key(struct tx *t, const char *key, size_t len, struct row *r)
 }
 
 /* The directory that will hold k must exist: a tree root or a directory
- * entry; -ENOENT if it is missing or a whiteout, -ENOTDIR if a file. */
-static int parent_ok(struct tx *t, const struct layer_key *k)
+ * entry; -ENOENT if it is missing or a whiteout, -ENOTDIR if a file.  Its
+ * row in *p. */
+static int parent_ok(struct tx *t, const struct layer_key *k, struct row *p)
+{
+	int rc = sq_get_key(t, k->parent, k->plen, p);
+
+	return rc ? rc : layer_dir_check(p->a.kind);
+}
+
+/* The key a change will put an entry at: its parts in *k, its parent
+ * checked (parent_ok), and the entry there now in *r if *found.  The
+ * parent's row, read for a new name, is in *parent if that is not NULL
+ * (kind DSFS_NONE when the name was found and it was not read). */
+int sq_target(struct tx *t, const char *key, size_t len, struct layer_key *k,
+	      struct row *r, bool *found, struct row *parent)
 {
 	struct row p;
 	int rc;
 
-	rc = sq_get_key(t, k->parent, k->plen, &p);
-	return rc ? rc : layer_dir_check(p.a.kind);
-}
-
-/* The key a change will put an entry at: its parts in *k, its parent
- * checked (parent_ok), and the entry there now in *r if *found. */
-int sq_target(struct tx *t, const char *key, size_t len, struct layer_key *k,
-	      struct row *r, bool *found)
-{
-	int rc;
-
+	if (!parent)
+		parent = &p;
+	parent->a.kind = DSFS_NONE;
 	if (sq_split(key, len, k))
 		return -EINVAL;
 	/* A row found has its parent (layer.h, Entries). */
@@ -537,7 +542,7 @@ int sq_target(struct tx *t, const char *key, size_t len, struct layer_key *k,
 	*found = rc == 0;
 	if (rc != -ENOENT)
 		return rc;
-	return parent_ok(t, k);
+	return parent_ok(t, k, parent);
 }
 
 /* Insert or replace the row at k.  value NULL stores SQL NULL (images,

@@ -410,15 +410,16 @@ static void group_from_above(struct dsfs_stack *s, const struct loc *l, int t,
 {
 	struct dsfs_attr p;
 	char key[DSFS_KEY_MAX];
-	char *slash;
+	const char *slash;
 
 	if (l->view != VIEW_MERGED || t != L_RUNTIME)
 		return;
-	memcpy(key, l->key, sizeof(key));
-	slash = strrchr(key, '/');
+	slash = strrchr(l->key, '/');
 	if (!slash)
 		return;
-	*slash = '\0';
+	/* The parent's key only: a key is far shorter than its buffer. */
+	memcpy(key, l->key, (size_t)(slash - l->key));
+	key[slash - l->key] = '\0';
 	if (layer_lookup(s->layer[L_EPHEMERAL], key, &p) == 0) {
 		layer_inherit_group(a, a, &p);
 		a->inherit_group = false;
