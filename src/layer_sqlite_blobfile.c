@@ -315,40 +315,44 @@ bool sq_bf_ready(struct sq_layer *s, const char *token)
 
 /* ---- reading --------------------------------------------------------- */
 
-/* Open token's file, where it is now; a negative errno, logged. */
-static int open_blob(struct sq_layer *s, const char *token)
+/* token's file, in place or still in pending/ (the lock is held: no
+ * settle moves it meanwhile): opened (the descriptor is returned) or, with
+ * size, its size read (0 is returned). */
+static int find_blob(struct sq_layer *s, const char *token, uint64_t *size)
 {
 	char name[PATH_MAX];
-	int fd = -1, i, err = ENOENT;
+	struct stat st;
+	int fd, i, err = ENOENT;
 
-	for (i = 0; i < 2 && fd < 0; i++) {
+	for (i = 0; i < 2; i++) {
 		if (bf_path(s->path, i == 1, token, name, sizeof(name)) != 0)
 			return -ENAMETOOLONG;
-		fd = open(name, O_RDONLY | O_CLOEXEC);
-		if (fd < 0 && errno != ENOENT)
+		if (size && stat(name, &st) == 0) {
+			*size = (uint64_t)st.st_size;
+			return 0;
+		}
+		fd = size ? -1 : open(name, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0)
+			return fd;
+		if (errno != ENOENT)
 			err = errno;
 	}
-	if (fd >= 0)
-		return fd;
 	/* A row whose file is gone: the store was damaged from outside. */
 	log_err("%s: image %s: its file %s: %s", s->path, token, name,
 		strerror(err));
 	return -EIO;
 }
 
+static int open_blob(struct sq_layer *s, const char *token)
+{
+	return find_blob(s, token, NULL);
+}
+
+/* A stat, not an open, a read and a close: a file's size is asked each time
+ * its blob's row is read (a pin, a read, a commit of its token). */
 int sq_bf_size(struct sq_layer *s, const char *token, uint64_t *size)
 {
-	struct stat st;
-	int fd = open_blob(s, token), rc = 0;
-
-	if (fd < 0)
-		return fd;
-	if (fstat(fd, &st) < 0)
-		rc = -errno;
-	else
-		*size = (uint64_t)st.st_size;
-	close(fd);
-	return rc;
+	return find_blob(s, token, size);
 }
 
 int sq_bf_read(struct tx *t, const char *token, uint64_t off, void *buf,
