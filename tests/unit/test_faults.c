@@ -552,6 +552,40 @@ static int rm_cb(const char *path, const struct stat *st, int flag,
 	return remove(path);
 }
 
+/* A commit's WAL frames reach the file in one write, and before the
+ * commit returns (src/layer_sqlite_walbuf.c): the calls that reach the
+ * VFS under it are counted, and the WAL's size is read from outside. */
+static void wal_writes(void)
+{
+	char path[PATH_MAX], wal[PATH_MAX + 8], value[3000];
+	struct dsfs_layer *l = NULL;
+	const char *why = NULL;
+	struct stat before, after;
+	long writes;
+
+	snprintf(path, sizeof(path), "%s/walbuf.db", tmpdir);
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	remove_store(path);
+	memset(value, '7', sizeof(value));
+	faultvfs_use(true);
+	if (layer_sqlite_open(path, "runtime", BIG, true, &l, &why))
+		bail(why);
+	if (put_len(l, "kv/a", "1", 1) || stat(wal, &before))
+		bail("walbuf: first commit");
+	faultvfs_arm(NULL, 0);
+	ok(put_len(l, "kv/b", value, sizeof(value)) == 0, "walbuf: commit");
+	writes = faultvfs_calls(FAULTVFS_WRITE);
+	faultvfs_disarm();
+	if (stat(wal, &after))
+		after.st_size = -1;
+	ok(after.st_size >= before.st_size + (off_t)sizeof(value),
+	   "walbuf: the frames are in the WAL when the commit returns (%lld -> %lld bytes)",
+	   (long long)before.st_size, (long long)after.st_size);
+	ok(writes == 1, "walbuf: in one write (%ld)", writes);
+	layer_close(l);
+	faultvfs_use(false);
+}
+
 int main(void)
 {
 	const char *base = getenv("TMPDIR");
@@ -566,6 +600,7 @@ int main(void)
 		 base && *base ? base : "/tmp");
 	if (!mkdtemp(tmpdir))
 		bail("mkdtemp");
+	wal_writes();
 	for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
 		sweep(&scenarios[i]);
 	diag("faults injected: %ld runs, %ld faults fired, %ld reported as"
