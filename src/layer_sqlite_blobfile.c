@@ -135,6 +135,17 @@ static enum where row_of(struct sq_db *db, const char *token)
 
 /* ---- writing --------------------------------------------------------- */
 
+/* Does the store hold token's blob already?  1 yes, 0 no, or a negative
+ * errno.  Lock held. */
+static int blob_held(struct sq_layer *s, const char *token)
+{
+	struct tx t = {.s = s, .what = "commit", .key = token};
+	struct blobinfo b;
+	int rc = sq_blob_get(&t, token, &b);
+
+	return rc == 0 ? 1 : rc == -ENOENT ? 0 : rc;
+}
+
 /* Whether a new file of len bytes may be written for a blob: 0 yes, 1 no
  * (the database keeps it), or a negative errno.  A token the store holds
  * already keeps its blob; with the reserve out, a commit must fit in the
@@ -142,30 +153,23 @@ static enum where row_of(struct sq_db *db, const char *token)
  * path checks.  token NULL: not known yet.  Lock held. */
 static int may_write(struct sq_layer *s, const char *token, size_t len)
 {
-	struct tx t = {.s = s, .what = "commit", .key = token};
-	struct blobinfo b;
 	int rc;
 
 	if (s->reserve_out)
 		return 1;
-	rc = token ? sq_blob_get(&t, token, &b) : -ENOENT;
-	if (rc == 0)
-		return 1;
-	return rc == -ENOENT ? sq_disk_room_for(s, len) : rc;
+	rc = token ? blob_held(s, token) : 0;
+	return rc ? rc : sq_disk_room_for(s, len);
 }
 
-/* Does the store hold token's blob already?  Asked again after the
- * bytes were hashed: 1 yes, 0 no, or a negative errno. */
+/* blob_held(), asked again once the bytes were hashed.  Lock not held. */
 static int held(struct sq_layer *s, const char *token)
 {
-	struct tx t = {.s = s, .what = "commit", .key = token};
-	struct blobinfo b;
 	int rc;
 
 	pthread_mutex_lock(&s->lock);
-	rc = sq_blob_get(&t, token, &b);
+	rc = blob_held(s, token);
 	pthread_mutex_unlock(&s->lock);
-	return rc == 0 ? 1 : rc == -ENOENT ? 0 : rc;
+	return rc;
 }
 
 /* pending/TOKEN with data[0..len), synced, its name synced: 0.  With hash,

@@ -26,6 +26,7 @@
  * the default for a while).
  */
 #include "layer_sqlite.h"
+#include "log.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -227,7 +228,6 @@ static int wb_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file,
 
 	if (real_offset() + (size_t)real->szOsFile > (size_t)vfs->szOsFile)
 		return SQLITE_CANTOPEN;
-
 	if (!(flags & SQLITE_OPEN_WAL))
 		return real->xOpen(real, name, file, flags, out_flags);
 	memset(f, 0, sizeof(*f));
@@ -266,6 +266,8 @@ static void setup(void)
 
 	if (!real) {
 		walbuf.rc = SQLITE_ERROR;
+		log_warn("SQLite has no default VFS to gather WAL writes over:"
+			 " stores are opened without it");
 		return;
 	}
 	/* The default VFS's table, with the calls that open files ours. */
@@ -279,6 +281,10 @@ static void setup(void)
 	walbuf.vfs.xAccess = wb_access;
 	walbuf.vfs.xFullPathname = wb_full_pathname;
 	walbuf.rc = sqlite3_vfs_register(&walbuf.vfs, 0);
+	if (walbuf.rc != SQLITE_OK)
+		log_warn("cannot register the SQLite VFS %s (%s): stores are"
+			 " opened without it",
+			 WALBUF_VFS, sqlite3_errstr(walbuf.rc));
 }
 
 const char *sq_vfs_name(void)
