@@ -24,6 +24,12 @@
  *                  pieces + close, then open + read back in 64 KiB pieces
  *                  + close, then unlink (untimed).  Prints the mean µs per
  *                  image for the write and for the read.
+ *   durable    N new files of 1 MiB (bytes as for image) made durable
+ *              under their names the way a careful store makes one: a
+ *              temporary file, one write, fdatasync, close, rename, fsync
+ *              of DIR (µs per file; unlinked afterwards, untimed).  Not a
+ *              FUSE workload: what one image's commit must cost at least
+ *              on the disk under DIR.
  *   walk       readdir of DIR, lstat of every entry, read of every R-th
  *              (R default 100): a tour of a big store (µs per entry)
  *   wait       wait until DIR exists (a mount is ready), at most N seconds
@@ -244,10 +250,64 @@ static uint64_t xorshift(void)
 	return rng;
 }
 
-static void run_image(void)
+static void fill_image(unsigned char *img)
 {
 	static const unsigned char sig[8] = {0x89, 'P', 'N', 'G',
 					     0x0d, 0x0a, 0x1a, 0x0a};
+	size_t off;
+
+	memcpy(img, sig, sizeof(sig));
+	for (off = sizeof(sig); off + 8 <= IMG_SIZE; off += 8) {
+		uint64_t r = xorshift();
+		memcpy(img + off, &r, 8);
+	}
+}
+
+static void run_durable(void)
+{
+	unsigned char *img = malloc(IMG_SIZE);
+	char tmp[4096], path[4096];
+	double sum = 0, t0;
+	long i;
+	int fd, dfd;
+
+	if (!img)
+		die("malloc", NULL);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	if (dfd < 0)
+		die("open", dir);
+	rng = ((uint64_t)getpid() << 32) ^ (uint64_t)now_us();
+	for (i = 0; i < nfiles; i++) {
+		fill_image(img);
+		snprintf(tmp, sizeof(tmp), "%s/new.%ld", dir, i);
+		snprintf(path, sizeof(path), "%s/dur%04ld", dir, i);
+		t0 = now_us();
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		if (fd < 0)
+			die("open", tmp);
+		if (write(fd, img, IMG_SIZE) != IMG_SIZE)
+			die("write", tmp);
+		if (fdatasync(fd) != 0)
+			die("fdatasync", tmp);
+		if (close(fd) != 0)
+			die("close", tmp);
+		if (rename(tmp, path) != 0)
+			die("rename", path);
+		if (fsync(dfd) != 0)
+			die("fsync", dir);
+		sum += now_us() - t0;
+	}
+	for (i = 0; i < nfiles; i++) {
+		snprintf(path, sizeof(path), "%s/dur%04ld", dir, i);
+		unlink(path);
+	}
+	close(dfd);
+	free(img);
+	printf("durable %.2f\n", nfiles ? sum / (double)nfiles : 0.0);
+}
+
+static void run_image(void)
+{
 	unsigned char *img = malloc(IMG_SIZE), *back = malloc(IMG_SIZE);
 	double wsum = 0, rsum = 0, t0;
 	char path[4096];
@@ -260,11 +320,7 @@ static void run_image(void)
 		die("malloc", NULL);
 	rng = ((uint64_t)getpid() << 32) ^ (uint64_t)now_us() ^ 0x9e3779b97f4a7c15ULL;
 	for (i = 0; i < nfiles; i++) {
-		memcpy(img, sig, sizeof(sig));
-		for (off = sizeof(sig); off + 8 <= IMG_SIZE; off += 8) {
-			uint64_t r = xorshift();
-			memcpy(img + off, &r, 8);
-		}
+		fill_image(img);
 		snprintf(path, sizeof(path), "%s/img%04ld.png", dir, i);
 
 		t0 = now_us();
@@ -387,7 +443,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: loadgen -w create|overwrite|read|lstat|list|unlink|"
-		"mixed|image|walk|wait -d DIR\n"
+		"mixed|image|durable|walk|wait -d DIR\n"
 		"               [-n N] [-t THREADS] [-r R] [-P PASSES] [-p PID]\n"
 		"               [-T SECONDS]\n");
 	exit(2);
@@ -427,6 +483,10 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(w, "image") == 0) {
 		run_image();
+		return 0;
+	}
+	if (strcmp(w, "durable") == 0) {
+		run_durable();
 		return 0;
 	}
 	if (strcmp(w, "walk") == 0) {
