@@ -6,7 +6,7 @@
  * way a shell script or a driver would, and prints the time per operation:
  *
  *   loadgen -w WORKLOAD -d DIR [-n N] [-t THREADS] [-r R] [-P PASSES]
- *           [-p PID] [-T SECONDS]
+ *           [-p PID] [-T SECONDS] [-D DDIR]
  *
  *   create     W1: open(O_WRONLY|O_CREAT|O_TRUNC) + write ~60 bytes of JSON
  *              + close, for N new files DIR/f0000000 ... (µs per file)
@@ -23,13 +23,14 @@
  *                  bytes, different in every image): write in 64 KiB
  *                  pieces + close, then open + read back in 64 KiB pieces
  *                  + close, then unlink (untimed).  Prints the mean µs per
- *                  image for the write and for the read.
- *   durable    N new files of 1 MiB (bytes as for image) made durable
- *              under their names the way a careful store makes one: a
- *              temporary file, one write, fdatasync, close, rename, fsync
- *              of DIR (µs per file; unlinked afterwards, untimed).  Not a
- *              FUSE workload: what one image's commit must cost at least
- *              on the disk under DIR.
+ *                  image for the write and for the read.  With -D DDIR,
+ *                  each image is also made durable under a name of its
+ *                  own in DDIR, not through FUSE, the way a careful store
+ *                  makes one (a temporary file, one write, fdatasync,
+ *                  close, rename, fsync of DDIR), right after its read:
+ *                  the mean µs of that too ("durable"), what one image's
+ *                  commit must cost at least on the disk under DDIR,
+ *                  measured image by image beside the workload itself.
  *   walk       readdir of DIR, lstat of every entry, read of every R-th
  *              (R default 100): a tour of a big store (µs per entry)
  *   wait       wait until DIR exists (a mount is ready), at most N seconds
@@ -62,6 +63,7 @@
 #define IMG_PIECE (64 * 1024)
 
 static const char *dir;
+static const char *ddir; /* -D: image's durable reference */
 static long nfiles = 10000;
 static int nthreads = 2;
 static long reps = 0; /* -r: listings for list, stride for walk */
@@ -263,53 +265,43 @@ static void fill_image(unsigned char *img)
 	}
 }
 
-static void run_durable(void)
+/* img made durable as DDIR/durN: µs taken.  The file is removed, untimed. */
+static double durable_one(const unsigned char *img, long i)
 {
-	unsigned char *img = malloc(IMG_SIZE);
 	char tmp[4096], path[4096];
-	double sum = 0, t0;
-	long i;
+	double t0;
 	int fd, dfd;
 
-	if (!img)
-		die("malloc", NULL);
-	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	snprintf(tmp, sizeof(tmp), "%s/new.%ld", ddir, i);
+	snprintf(path, sizeof(path), "%s/dur%04ld", ddir, i);
+	dfd = open(ddir, O_RDONLY | O_DIRECTORY);
 	if (dfd < 0)
-		die("open", dir);
-	rng = ((uint64_t)getpid() << 32) ^ (uint64_t)now_us();
-	for (i = 0; i < nfiles; i++) {
-		fill_image(img);
-		snprintf(tmp, sizeof(tmp), "%s/new.%ld", dir, i);
-		snprintf(path, sizeof(path), "%s/dur%04ld", dir, i);
-		t0 = now_us();
-		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
-		if (fd < 0)
-			die("open", tmp);
-		if (write(fd, img, IMG_SIZE) != IMG_SIZE)
-			die("write", tmp);
-		if (fdatasync(fd) != 0)
-			die("fdatasync", tmp);
-		if (close(fd) != 0)
-			die("close", tmp);
-		if (rename(tmp, path) != 0)
-			die("rename", path);
-		if (fsync(dfd) != 0)
-			die("fsync", dir);
-		sum += now_us() - t0;
-	}
-	for (i = 0; i < nfiles; i++) {
-		snprintf(path, sizeof(path), "%s/dur%04ld", dir, i);
-		unlink(path);
-	}
+		die("open", ddir);
+	t0 = now_us();
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0)
+		die("open", tmp);
+	if (write(fd, img, IMG_SIZE) != IMG_SIZE)
+		die("write", tmp);
+	if (fdatasync(fd) != 0)
+		die("fdatasync", tmp);
+	if (close(fd) != 0)
+		die("close", tmp);
+	if (rename(tmp, path) != 0)
+		die("rename", path);
+	if (fsync(dfd) != 0)
+		die("fsync", ddir);
+	t0 = now_us() - t0;
 	close(dfd);
-	free(img);
-	printf("durable %.2f\n", nfiles ? sum / (double)nfiles : 0.0);
+	if (unlink(path) != 0)
+		die("unlink", path);
+	return t0;
 }
 
 static void run_image(void)
 {
 	unsigned char *img = malloc(IMG_SIZE), *back = malloc(IMG_SIZE);
-	double wsum = 0, rsum = 0, t0;
+	double wsum = 0, rsum = 0, dsum = 0, t0;
 	char path[4096];
 	long i;
 	size_t off;
@@ -356,9 +348,13 @@ static void run_image(void)
 		}
 		if (unlink(path) != 0)
 			die("unlink", path);
+		if (ddir)
+			dsum += durable_one(img, i);
 	}
 	printf("image_write %.2f\nimage_read %.2f\n", wsum / nfiles,
 	       rsum / nfiles);
+	if (ddir)
+		printf("durable %.2f\n", dsum / nfiles);
 	free(img);
 	free(back);
 }
@@ -443,9 +439,9 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: loadgen -w create|overwrite|read|lstat|list|unlink|"
-		"mixed|image|durable|walk|wait -d DIR\n"
+		"mixed|image|walk|wait -d DIR\n"
 		"               [-n N] [-t THREADS] [-r R] [-P PASSES] [-p PID]\n"
-		"               [-T SECONDS]\n");
+		"               [-T SECONDS] [-D DDIR]\n");
 	exit(2);
 }
 
@@ -456,7 +452,7 @@ int main(int argc, char **argv)
 	long i, got;
 	int c, p;
 
-	while ((c = getopt(argc, argv, "w:d:n:t:r:P:p:T:")) != -1) {
+	while ((c = getopt(argc, argv, "w:d:n:t:r:P:p:T:D:")) != -1) {
 		switch (c) {
 		case 'w': w = optarg; break;
 		case 'd': dir = optarg; break;
@@ -466,6 +462,7 @@ int main(int argc, char **argv)
 		case 'P': passes = atoi(optarg); break;
 		case 'p': waitpid_arg = atol(optarg); break;
 		case 'T': deadline = atof(optarg); break;
+		case 'D': ddir = optarg; break;
 		default: usage();
 		}
 	}
@@ -483,10 +480,6 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(w, "image") == 0) {
 		run_image();
-		return 0;
-	}
-	if (strcmp(w, "durable") == 0) {
-		run_durable();
 		return 0;
 	}
 	if (strcmp(w, "walk") == 0) {
