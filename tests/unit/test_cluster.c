@@ -180,7 +180,10 @@ static void test_waits(struct host *a, struct host *b)
 	{
 		int i, rc = -EWOULDBLOCK;
 
-		for (i = 0; i < 100 && rc == -EWOULDBLOCK; i++) {
+		/* Up to 10 s: B's lock thread has to see the grant and let
+		 * it go, which under valgrind took more than the 1 s this
+		 * allowed before (a clean-clone run of 83cb673). */
+		for (i = 0; i < 1000 && rc == -EWOULDBLOCK; i++) {
 			struct timespec ms10 = {0, 10000000};
 
 			rc = cluster_lock(a->c, k, true, false, NULL, NULL,
