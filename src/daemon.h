@@ -85,6 +85,10 @@ struct dsfs_ctx {
 	pthread_t evict_thread;
 	bool evict_running;
 	struct node_name *evict_batch;
+	uint64_t *evict_inos; /* the batch's inodes, for notify_prune() */
+	/* The kernel takes FUSE_NOTIFY_PRUNE (protocol 7.45); cleared at
+	 * its first refusal. */
+	bool can_prune;
 };
 
 /* fuse_ops.c */
@@ -103,6 +107,10 @@ void dsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 void notify_inode(struct dsfs_ctx *ctx, uint64_t ino);
 /* Drop the attributes of inode ino only. */
 void notify_attrs(struct dsfs_ctx *ctx, uint64_t ino);
+/* Drop the kernel's unused entries for these inodes, in one message, so
+ * that it forgets them: 0, or a negative errno if the kernel refused it
+ * (-EINVAL from a kernel that does not know the message). */
+int notify_prune(struct dsfs_ctx *ctx, const uint64_t *inos, size_t count);
 /* Make the kernel drop the attributes of the merged node that key names
  * now, if it knows one. */
 void notify_key(struct dsfs_ctx *ctx, const struct loc *l);

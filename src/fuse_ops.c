@@ -73,6 +73,12 @@ static void dsfs_init(void *userdata, struct fuse_conn_info *conn)
 	if (!ctx->flocks)
 		conn->want &= ~(unsigned)FUSE_CAP_FLOCK_LOCKS;
 	conn->want &= ~(unsigned)FUSE_CAP_POSIX_LOCKS;
+	/* The kernel's own protocol version, not the one libfuse speaks:
+	 * notify_prune() is written to the device by dsfs itself. */
+	__atomic_store_n(&ctx->can_prune,
+			 conn->proto_major == 7 ? conn->proto_minor >= 45 :
+						  conn->proto_major > 7,
+			 __ATOMIC_RELAXED);
 }
 
 /* A name that can never be stored: log it with its directory, printable. */

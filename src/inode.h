@@ -118,6 +118,11 @@ struct node {
 	 * of cached_version drops them, or the kernel would end its reads of
 	 * the pages at another version's size. */
 	bool attrs_other : 1;
+	/* No page of the inode was ever filled, and cached_version is the
+	 * version whose attributes the kernel was last answered by name,
+	 * with no writer open (node_cache_seen()): its first reader fills
+	 * the pages and keeps the attributes (NODE_CACHE_FILL). */
+	bool attrs_only : 1;
 	char name_buf[]; /* the name it was made with */
 };
 
@@ -163,17 +168,20 @@ struct node *node_link_special(struct node_table *t, struct node *dir,
 /* How a reader that found a version of the entry in a layer may use the
  * kernel's page cache: NODE_CACHE_KEEP (keep what is cached), NODE_CACHE_FRESH
  * (drop it and fill it anew), NODE_CACHE_ATTRS (keep the pages, drop the
- * attributes), or NODE_CACHE_BYPASS (direct I/O).  KEEP, ATTRS and FRESH
- * count the reader until node_cache_done(). */
+ * attributes), NODE_CACHE_FILL (no pages yet, and the kernel's attributes
+ * are this version's: fill the pages, keep the attributes), or
+ * NODE_CACHE_BYPASS (direct I/O).  KEEP, ATTRS, FRESH and FILL count the
+ * reader until node_cache_done(). */
 enum {
 	NODE_CACHE_KEEP,
 	NODE_CACHE_FRESH,
 	NODE_CACHE_ATTRS,
+	NODE_CACHE_FILL,
 	NODE_CACHE_BYPASS,
 	NODE_CACHE_RETIRED /* bypass, and n was retired (below) */
 };
 void node_cache_done(struct node_table *t, struct node *n);
-/* The FRESH or ATTRS reader of n has told the kernel (node_extra's
+/* The FRESH, FILL or ATTRS reader of n has told the kernel (node_extra's
  * filling): later readers of its version may keep what is cached. */
 void node_cache_filled(struct node_table *t, struct node *n);
 
@@ -186,8 +194,10 @@ void node_cache_filled(struct node_table *t, struct node *n);
  * node_cache_reader_open(): how a reader that read a (in layer) may use
  * the page cache: KEEP if the pages and the kernel's attributes hold that
  * version, ATTRS if the pages do but the attributes of another may have
- * been sent since (a lookup, a stat, a writer), FRESH if no other
- * page-cache reader is open, else RETIRED; BYPASS for a reader of the
+ * been sent since (a lookup, a stat, a writer), FILL if no page was
+ * filled yet and the last attributes answered by name were that
+ * version's with no writer open since, FRESH if no other page-cache
+ * reader is open, else RETIRED; BYPASS for a reader of the
  * pages' version while their first reader has not called
  * node_cache_filled(); BYPASS while writers are open,
  * while the node waits for writers (pending_at), or once it no longer
@@ -239,6 +249,7 @@ void nodes_set_bound(struct node_table *t, size_t bound);
 bool nodes_over_bound(struct node_table *t);
 /* A name whose kernel entry is to be dropped. */
 struct node_name {
+	uint64_t ino;
 	uint64_t parent;
 	char name[256];
 };

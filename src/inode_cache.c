@@ -28,7 +28,7 @@ void node_cache_done(struct node_table *t, struct node *n)
 	pthread_mutex_unlock(&t->lock);
 }
 
-/* Called by the FRESH or ATTRS reader before its reply, so before its
+/* Called by the FRESH, FILL or ATTRS reader before its reply, so before its
  * node_cache_done(): n->x is there. */
 void node_cache_filled(struct node_table *t, struct node *n)
 {
@@ -59,12 +59,20 @@ static bool pending(const struct node_extra *x, uint16_t now)
 	       (uint16_t)(now - x->pending_at) < NODE_PENDING_TICKS;
 }
 
+/* No writer is open on n or on its way to it: the kernel's attributes of
+ * the inode change only by what dsfs answers. */
+static bool quiet(const struct node *n)
+{
+	return !n->writers_lost &&
+	       (!n->x || (n->x->writers == 0 && !n->x->pending_at));
+}
+
 int node_cache_reader_open(struct node_table *t, struct node *n,
 			   const struct dsfs_attr *a, int layer, uint16_t now,
 			   bool *dropped)
 {
 	struct node_extra *x;
-	bool same;
+	bool same, pageless;
 	int how = NODE_CACHE_BYPASS;
 
 	*dropped = false;
@@ -103,11 +111,16 @@ int node_cache_reader_open(struct node_table *t, struct node *n,
 	*x->gone = *a;
 	/* Pages are only ever filled by page-cache readers: those of
 	 * another version can be there only if one read it. */
-	*dropped = !same && n->cached_version != 0;
-	how = !same	     ? NODE_CACHE_FRESH :
-	      n->attrs_other ? NODE_CACHE_ATTRS :
-			       NODE_CACHE_KEEP;
+	pageless = n->cached_version == 0 || n->attrs_only;
+	*dropped = !same && !pageless;
+	if (!same || (pageless && n->attrs_other))
+		how = NODE_CACHE_FRESH;
+	else if (pageless)
+		how = NODE_CACHE_FILL;
+	else
+		how = n->attrs_other ? NODE_CACHE_ATTRS : NODE_CACHE_KEEP;
 	n->attrs_other = false;
+	n->attrs_only = false;
 	x->filling = how != NODE_CACHE_KEEP;
 	n->cached_version = a->version;
 	n->cached_layer = (unsigned)layer;
@@ -180,11 +193,25 @@ int node_cache_seen(struct node_table *t, struct node *n, uint64_t version,
 		if (n->x && n->x->cache_readers > 0) {
 			node_retire_locked(t, n, NULL);
 			seen = NODE_SEEN_RETIRED;
+		} else if ((n->cached_version == 0 || n->attrs_only) &&
+			   quiet(n)) {
+			/* No pages to keep: the version answered now is what
+			 * the kernel's attributes say.  An answer of another
+			 * version found earlier and replied later is refused
+			 * by the kernel (its attr_version is older). */
+			n->cached_version = version;
+			n->cached_layer = (unsigned)layer;
+			n->attrs_only = true;
+			n->attrs_other = false;
 		} else {
 			/* The caller answers this version's attributes; the
 			 * pages keep cached_version's. */
 			n->attrs_other = true;
 		}
+	} else if (n->attrs_only && quiet(n)) {
+		/* Answered again after a writer that committed nothing
+		 * changed the kernel's size: the kernel is told it anew. */
+		n->attrs_other = false;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return seen;

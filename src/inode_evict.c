@@ -143,6 +143,7 @@ size_t nodes_pick_unused(struct node_table *t, struct node_name *out,
 		if ((size_t)snprintf(out[got].name, sizeof(out[got].name), "%s",
 				     n->name) >= sizeof(out[got].name))
 			continue;
+		out[got].ino = n->ino;
 		out[got].parent = n->parent->ino;
 		got++;
 		/* Not picked again until it is asked for: a name the kernel

@@ -1,6 +1,7 @@
 /*
  * notify.c - telling the kernel to drop what it cached: every
- * fuse_lowlevel_notify_* call of the daemon is here.
+ * fuse_lowlevel_notify_* call of the daemon is here but evict.c's, and the
+ * one notice libfuse does not have (notify_prune()).
  *
  * The merged kv/ and images/ trees are cached by the kernel for
  * ctx->timeout seconds; a change the kernel did not make through the same
@@ -13,7 +14,9 @@
  * On a shared runtime, another host's change comes as its key, from the
  * thread that listens to the other hosts (remote.c): notify_remote().
  */
+#include <errno.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "daemon.h"
 
@@ -26,6 +29,47 @@ void notify_attrs(struct dsfs_ctx *ctx, uint64_t ino)
 {
 	/* A negative offset: the attributes only, not the page cache. */
 	fuse_lowlevel_notify_inval_inode(ctx->se, ino, -1, 0);
+}
+
+/* FUSE_NOTIFY_PRUNE, which libfuse 3.14 and the kernel headers of
+ * Debian 12 predate: written to the device as the kernel reads it (the
+ * out header, then the count and the inode numbers). */
+#define DSFS_NOTIFY_PRUNE 9
+
+struct prune_head {
+	uint32_t len;
+	int32_t code; /* the out header's error field holds the code */
+	uint64_t unique;
+	uint32_t count;
+	uint32_t padding;
+	uint64_t spare;
+};
+
+int notify_prune(struct dsfs_ctx *ctx, const uint64_t *inos, size_t count)
+{
+	struct prune_head head;
+	struct iovec iov[2];
+	size_t len = sizeof(head) + count * sizeof(*inos);
+	ssize_t n;
+
+	if (count == 0)
+		return 0;
+	head.len = (uint32_t)len;
+	head.code = DSFS_NOTIFY_PRUNE;
+	head.unique = 0; /* a notice, not the reply to a request */
+	head.count = (uint32_t)count;
+	head.padding = 0;
+	head.spare = 0;
+	iov[0].iov_base = &head;
+	iov[0].iov_len = sizeof(head);
+	iov[1].iov_base = (void *)inos;
+	iov[1].iov_len = count * sizeof(*inos);
+	do
+		n = writev(fuse_session_fd(ctx->se), iov, 2);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EIO;
 }
 
 static bool retire_ino(struct dsfs_ctx *ctx, uint64_t ino)

@@ -57,6 +57,14 @@
  *    that first reader has told the kernel (node_cache_filled()), other
  *    readers of its version read with direct I/O: replying before it,
  *    they would read the pages up to the size the kernel still holds.
+ *    And unless no page of the node was ever filled and the last
+ *    attributes answered by its name (node_cache_seen()), with no writer
+ *    open or on its way then or since, were that very version's (FILL):
+ *    the kernel's size is the version's, so the first reader fills the
+ *    pages and keeps the attributes, and its reads ask for none.  An
+ *    answer of another version found before it but replied after it
+ *    does not undo this: the kernel refuses attributes older than those
+ *    it holds (the attr_version of their request).
  *
  * So, with kernel caches on: a reader during a commit reads the version it
  * opened (its handle's copy, its version's pages and size); a reader whose
@@ -91,6 +99,8 @@
  * writer's commit drops the kernel's attributes, so that the new mtime
  * is fetched before that open (by its permission check): fetched after
  * the push, a changed mtime would make the kernel drop those pages.
+ * Answered once the writer is released, that fetch also lets the open
+ * FILL (rule 3), with no GETATTR after it.
  */
 #include "pagecache.h"
 
@@ -225,6 +235,14 @@ void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
 			notify_inode(ctx, n->ino);
 		else
 			notify_attrs(ctx, n->ino);
+		r->keep_cache = store_pages(ctx, n, h);
+		node_cache_filled(&ctx->nodes, n);
+		break;
+	case NODE_CACHE_FILL:
+		/* The lookup or stat that found this version told the
+		 * kernel its attributes, and no page is cached: only the
+		 * pages are to be filled. */
+		h->cache_reader = true;
 		r->keep_cache = store_pages(ctx, n, h);
 		node_cache_filled(&ctx->nodes, n);
 		break;

@@ -678,7 +678,7 @@ setid_same()
 }
 
 @test "-o inode_cache: past it the kernel forgets unused files, never one in use, and every value reads back" {
-	mount_dsfs -o inode_cache=200
+	mount_dsfs_fg -o inode_cache=200
 	mkdir "$MNT/kv/d"
 	run tmo "$PYTHON" -c '
 import os, sys
@@ -720,4 +720,13 @@ for walk in range(2):
 	[ "$now_held" = "$held" ]
 	[ "$held_reads" = 1 ]
 	[ "$(cat "$MNT/kv/d/f0")" = 0 ]
+	# Linux 6.18 takes a batch of inodes in one message (FUSE protocol
+	# 7.45); an older kernel refuses it once, and names are dropped one
+	# by one after that, as the log says.
+	local major minor
+	IFS=. read -r major minor _ <<<"$(uname -r)"
+	if [ "$major" -gt 6 ] || { [ "$major" -eq 6 ] && [ "${minor%%[!0-9]*}" -ge 18 ]; }; then
+		! grep -q "refused to prune" "$T/log" ||
+			fail "Linux $(uname -r) refused the batch: $(cat "$T/log")"
+	fi
 }

@@ -527,6 +527,102 @@ static void test_cache_identity(struct node *kv)
 	test_pending_freed(kv);
 }
 
+/* A node no page-cache reader has filled: the version whose attributes a
+ * lookup or stat answered with no writer open is what the kernel holds,
+ * and its first reader fills the pages without dropping them (FILL). */
+static void test_cache_fill(struct node *kv)
+{
+	struct node *n = node_link(t, kv, "f", false, L_FACTORY);
+	bool dropped = true;
+
+	if (!n)
+		return;
+	is_int(node_cache_seen(t, n, 3, L_RUNTIME), NODE_SEEN_SAME,
+	       "fill: version 3 seen on a node never read");
+	is_int(reader_open(n, 3, L_RUNTIME, &dropped), NODE_CACHE_FILL,
+	       "its first reader fills the pages and keeps the attributes");
+	ok(!dropped, "with no pages to drop");
+	is_int(reader_open(n, 3, L_RUNTIME, &dropped), NODE_CACHE_BYPASS,
+	       "a second reader bypasses them until the first told the kernel");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+	is_int(reader_open(n, 3, L_RUNTIME, &dropped), NODE_CACHE_KEEP,
+	       "then readers of 3 keep both");
+	node_cache_done(t, n);
+	is_int(node_cache_seen(t, n, 4, L_RUNTIME), NODE_SEEN_SAME,
+	       "version 4 seen once pages of 3 are cached");
+	is_int(reader_open(n, 4, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "does not fill over them: they are dropped");
+	ok(dropped, "pages and attributes");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+	node_forget(t, n->ino, 1);
+
+	n = node_link(t, kv, "f2", false, L_FACTORY);
+	if (!n)
+		return;
+	node_cache_seen(t, n, 5, L_RUNTIME);
+	is_int(node_cache_seen(t, n, 6, L_RUNTIME), NODE_SEEN_SAME,
+	       "version 6 seen after 5, no page filled");
+	is_int(reader_open(n, 5, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "a reader of 5 drops the attributes of 6");
+	ok(!dropped, "and has no pages to drop");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+	node_forget(t, n->ino, 1);
+
+	n = node_link(t, kv, "f3", false, L_FACTORY);
+	if (!n)
+		return;
+	node_cache_seen(t, n, 7, L_RUNTIME);
+	is_int(node_writer_open(t, n, now), 0, "a writer opens it");
+	node_writers(t, n, -1);
+	is_int(reader_open(n, 7, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "the writer's size since 7 was seen is dropped");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+	node_forget(t, n->ino, 1);
+
+	n = node_link(t, kv, "f4", false, L_FACTORY);
+	if (!n)
+		return;
+	is_int(node_writer_open(t, n, now), 0, "a writer opens a new node");
+	node_cache_seen(t, n, 8, L_RUNTIME);
+	is_int(reader_open(n, 8, L_RUNTIME, &dropped), NODE_CACHE_BYPASS,
+	       "its readers bypass the page cache");
+	node_writers(t, n, -1);
+	is_int(reader_open(n, 8, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "8, seen while the writer was open, is not trusted after it");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+	node_forget(t, n->ino, 1);
+
+	n = node_link(t, kv, "f5", false, L_FACTORY);
+	if (!n)
+		return;
+	node_cache_seen(t, n, 9, L_RUNTIME);
+	is_int(node_writer_open(t, n, now), 0,
+	       "a writer opens a node seen as 9");
+	node_writers(t, n, -1);
+	node_cache_seen(t, n, 9, L_RUNTIME);
+	is_int(reader_open(n, 9, L_RUNTIME, &dropped), NODE_CACHE_FILL,
+	       "9 answered again after the writer: filled, attributes kept");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+	node_forget(t, n->ino, 1);
+
+	n = node_link(t, kv, "f6", false, L_FACTORY);
+	if (!n)
+		return;
+	node_cache_seen(t, n, 10, L_RUNTIME);
+	nodes_forget_cache(t);
+	is_int(reader_open(n, 10, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "after nodes_forget_cache, a version seen is not trusted");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+	node_forget(t, n->ino, 1);
+}
+
 /* A node whose page-cache readers, writers and waits are over keeps no
  * extra state (node_extra_trim()): what its pages hold is in the node, and
  * its page-cache decisions are those it made when the extra stayed. */
@@ -783,6 +879,7 @@ int main(void)
 	test_find_merged(kv);
 	test_each(kv);
 	test_cache_identity(kv);
+	test_cache_fill(kv);
 	test_cache_writers(kv);
 	test_extra_trim(kv);
 	test_growth(kv);
