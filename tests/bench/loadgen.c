@@ -6,7 +6,7 @@
  * way a shell script or a driver would, and prints the time per operation:
  *
  *   loadgen -w WORKLOAD -d DIR [-n N] [-t THREADS] [-r R] [-P PASSES]
- *           [-p PID] [-T SECONDS] [-D DDIR]
+ *           [-p PID] [-T SECONDS] [-D DDIR] [-W]
  *
  *   create     W1: open(O_WRONLY|O_CREAT|O_TRUNC) + write ~60 bytes of JSON
  *              + close, for N new files DIR/f0000000 ... (µs per file)
@@ -31,6 +31,9 @@
  *                  the mean µs of that too ("durable"), what one image's
  *                  commit must cost at least on the disk under DDIR,
  *                  measured image by image beside the workload itself.
+ *                  With -W, no image is read back (only image_write is
+ *                  printed): `run roundtrips` counts a read back's
+ *                  requests as the difference.
  *   walk       readdir of DIR, lstat of every entry, read of every R-th
  *              (R default 100): a tour of a big store (µs per entry)
  *   wait       wait until DIR exists (a mount is ready), at most N seconds
@@ -64,6 +67,7 @@
 
 static const char *dir;
 static const char *ddir; /* -D: image's durable reference */
+static int no_readback;	  /* -W: images are written only */
 static long nfiles = 10000;
 static int nthreads = 2;
 static long reps = 0; /* -r: listings for list, stride for walk */
@@ -325,6 +329,8 @@ static void run_image(void)
 		if (close(fd) != 0)
 			die("close", path);
 		wsum += now_us() - t0;
+		if (no_readback)
+			goto written;
 
 		t0 = now_us();
 		fd = open(path, O_RDONLY);
@@ -346,13 +352,15 @@ static void run_image(void)
 			errno = EIO;
 			die("read (different bytes)", path);
 		}
+	written:
 		if (unlink(path) != 0)
 			die("unlink", path);
 		if (ddir)
 			dsum += durable_one(img, i);
 	}
-	printf("image_write %.2f\nimage_read %.2f\n", wsum / nfiles,
-	       rsum / nfiles);
+	printf("image_write %.2f\n", wsum / nfiles);
+	if (!no_readback)
+		printf("image_read %.2f\n", rsum / nfiles);
 	if (ddir)
 		printf("durable %.2f\n", dsum / nfiles);
 	free(img);
@@ -441,7 +449,7 @@ static void usage(void)
 		"usage: loadgen -w create|overwrite|read|lstat|list|unlink|"
 		"mixed|image|walk|wait -d DIR\n"
 		"               [-n N] [-t THREADS] [-r R] [-P PASSES] [-p PID]\n"
-		"               [-T SECONDS] [-D DDIR]\n");
+		"               [-T SECONDS] [-D DDIR] [-W]\n");
 	exit(2);
 }
 
@@ -452,7 +460,7 @@ int main(int argc, char **argv)
 	long i, got;
 	int c, p;
 
-	while ((c = getopt(argc, argv, "w:d:n:t:r:P:p:T:D:")) != -1) {
+	while ((c = getopt(argc, argv, "w:d:n:t:r:P:p:T:D:W")) != -1) {
 		switch (c) {
 		case 'w': w = optarg; break;
 		case 'd': dir = optarg; break;
@@ -463,6 +471,7 @@ int main(int argc, char **argv)
 		case 'p': waitpid_arg = atol(optarg); break;
 		case 'T': deadline = atof(optarg); break;
 		case 'D': ddir = optarg; break;
+		case 'W': no_readback = 1; break;
 		default: usage();
 		}
 	}
