@@ -60,11 +60,16 @@
  *    And unless no page of the node was ever filled and the last
  *    attributes answered by its name (node_cache_seen()), with no writer
  *    open or on its way then or since, were that very version's (FILL):
- *    the kernel's size is the version's, so the first reader fills the
- *    pages and keeps the attributes, and its reads ask for none.  An
- *    answer of another version found before it but replied after it
- *    does not undo this: the kernel refuses attributes older than those
- *    it holds (the attr_version of their request).
+ *    the first reader then stores the whole value in the pages and keeps
+ *    the attributes, and its reads ask for none.  The kernel's size is
+ *    the version's (an answer of another version found before it but
+ *    replied after it is refused by the kernel: the attr_version of its
+ *    request is older), and even where a race left it another's, with
+ *    the whole value in the pages it only says where reads stop: a store
+ *    past the size moves it, and a read past the value's end asks dsfs,
+ *    whose answer from the reader's handle ends it.  A value that is not
+ *    stored whole (over 1 MiB, an image not just written) has its
+ *    attributes dropped, as FRESH does.
  *
  * So, with kernel caches on: a reader during a commit reads the version it
  * opened (its handle's copy, its version's pages and size); a reader whose
@@ -241,9 +246,13 @@ void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
 	case NODE_CACHE_FILL:
 		/* The lookup or stat that found this version told the
 		 * kernel its attributes, and no page is cached: only the
-		 * pages are to be filled. */
+		 * pages are to be filled.  Unless they cannot all be: then
+		 * the kernel's size decides where its reads stop, and is
+		 * asked again, with this handle (rule 3). */
 		h->cache_reader = true;
 		r->keep_cache = store_pages(ctx, n, h);
+		if (!r->keep_cache)
+			notify_attrs(ctx, n->ino);
 		node_cache_filled(&ctx->nodes, n);
 		break;
 	case NODE_CACHE_RETIRED:
