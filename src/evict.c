@@ -34,10 +34,16 @@ static void drop(struct dsfs_ctx *ctx, const struct node_name *batch,
 		rc = notify_prune(ctx, ctx->evict_inos, got);
 		if (rc == 0)
 			return;
-		log_err("the kernel refused to prune %zu entries (%s): "
-			"entries are dropped one by one from now on",
-			got, strerror(-rc));
-		__atomic_store_n(&ctx->can_prune, false, __ATOMIC_RELAXED);
+		/* EINVAL is a kernel that does not know the message; any
+		 * other error is the connection's (ENODEV once the mount is
+		 * gone), which the names below meet too. */
+		if (rc == -EINVAL) {
+			log_err("the kernel refused to prune %zu entries (%s): "
+				"entries are dropped one by one from now on",
+				got, strerror(-rc));
+			__atomic_store_n(&ctx->can_prune, false,
+					 __ATOMIC_RELAXED);
+		}
 	}
 	for (i = 0; i < got; i++)
 		fuse_lowlevel_notify_inval_entry(ctx->se, batch[i].parent,
