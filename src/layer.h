@@ -317,9 +317,10 @@ struct dsfs_layer_ops {
 	 * each before the next is read, so that a listing of a big directory
 	 * needs no copy of all of it: then a child that is there for the
 	 * whole call is reported exactly once, and one made or removed during
-	 * it may or may not be, as for readdir(3).  (The SQLite layer reads
-	 * batches in name order, layer_sqlite_list.c; the others copy all
-	 * the children out at once.) */
+	 * it may or may not be, as for readdir(3).  (The SQLite and
+	 * PostgreSQL layers read batches in name order, layer_sqlite_list.c
+	 * and layer_pg_list.c; the others copy all the children out at
+	 * once.) */
 	int (*list)(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
 		    void *ctx);
 

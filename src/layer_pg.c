@@ -604,66 +604,6 @@ static int pg_rename(struct dsfs_layer *l, const char *from, const char *to,
 	return pg_tx_run(to_pg(l), PG_WRITE, "rename", from, rename_fn, &ra);
 }
 
-/* ---- listing ------------------------------------------------------- */
-
-/* The rows of one listing, copied out of the result. */
-struct list_args {
-	PGresult *rows;
-};
-
-static int list_fn(struct pg_tx *t, void *arg)
-{
-	struct list_args *la = arg;
-	size_t dlen = strlen(t->key);
-	struct dsfs_attr d;
-	int rc = 0;
-
-	libpq.PQclear(la->rows); /* from an attempt that lost its connection */
-	la->rows = NULL;
-	if (!layer_is_root(t->key, dlen)) {
-		rc = pg_get_key(t, t->key, &d);
-		if (rc == -ENOENT)
-			d.kind = DSFS_NONE;
-		else if (rc)
-			return rc;
-		rc = layer_dir_check(d.kind);
-	}
-	if (rc == 0) {
-		struct pg_params pp = {0};
-
-		pg_param_bytes(&pp, t->key, dlen);
-		rc = pg_exec(t, P_LIST, &pp, &la->rows);
-	}
-	return rc;
-}
-
-/* The result is read after the transaction, without any connection held,
- * so that the callback may call the layer. */
-static int pg_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
-		   void *ctx)
-{
-	struct list_args la = {NULL};
-	struct dsfs_attr a;
-	char *name;
-	int i, n, rc;
-
-	rc = pg_tx_run(to_pg(l), PG_READ, "list", dir, list_fn, &la);
-	n = rc ? 0 : libpq.PQntuples(la.rows);
-	for (i = 0; rc == 0 && i < n; i++) {
-		name = strndup(libpq.PQgetvalue(la.rows, i, 0),
-			       (size_t)libpq.PQgetlength(la.rows, i, 0));
-		if (!name) {
-			rc = -ENOMEM;
-			break;
-		}
-		pg_row_attr(la.rows, i, 1, &a);
-		rc = cb(ctx, name, &a);
-		free(name);
-	}
-	libpq.PQclear(la.rows);
-	return rc;
-}
-
 /* ---- the whole layer ----------------------------------------------- */
 
 static int usage_fn(struct pg_tx *t, void *arg)

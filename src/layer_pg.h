@@ -2,14 +2,17 @@
  * layer_pg.h - what the files of the PostgreSQL layer share, and no one
  * else includes.
  *
- * The layer is four files, one concern each, like the SQLite layer:
+ * The layer is these files, one concern each, like the SQLite layer:
  *
  *   layer_pg.c        the operations of layer.h, in terms of rows and
  *                     blobs, and the pins
+ *   layer_pg_list.c   list(): a directory's children, in batches
+ *   layer_pg_fast.c   the common changes in one statement and one trip
  *   layer_pg_rows.c   one entry's row, and the blobs' reference counts
  *   layer_pg_conn.c   the connections: the conninfo and its password, the
  *                     pool, timeouts, errors and reconnection, parameters
  *                     and results, transactions
+ *   layer_pg_pipe.c   write transactions in libpq's pipeline mode
  *   layer_pg_store.c  the database: schema and its version, statements,
  *                     opening and closing, the pin owner's heartbeat
  *
@@ -52,6 +55,13 @@
  * long is dead: its pins stop protecting blobs. */
 #define PG_OWNER_TTL_SEC 120
 #define PG_OWNER_BEAT_SEC 30
+
+/* Children per batch of list() (layer_pg_list.c): a batch's result is
+ * a few hundred KiB whatever the directory holds, and a directory of
+ * 10,000 names costs three round trips. */
+#define PG_LIST_BATCH 4096
+#define PG_STR_(x) #x
+#define PG_STR(x) PG_STR_(x)
 
 /* Every prepared statement; their SQL is pg_stmt_sql[] in
  * layer_pg_store.c.  The attribute columns come in the same order in
@@ -270,6 +280,9 @@ int pg_tx_fast(struct pg_layer *p, bool lazy, const char *what, const char *key,
  * through p->down.  Called with p->lock NOT held. */
 int pg_connect(struct pg_layer *p, struct pg_conn *c, char *why, size_t cap);
 void pg_pool_close(struct pg_layer *p);
+
+/* layer_pg_list.c: list() of layer.h. */
+int pg_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb, void *ctx);
 
 /* layer_pg.c: note what a transaction read or committed of dsfs_state,
  * for usage(). */

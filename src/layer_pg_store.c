@@ -98,8 +98,12 @@ const char *const pg_stmt_sql[P_COUNT] = {
 	[P_USED] = "SELECT used, " PG_BUDGET_SQL
 		   " FROM dsfs_state WHERE id = 1",
 	[P_GET] = "SELECT " ATTR_COLS " FROM dsfs_entry" AT_KEY,
+	/* A batch of list() (layer_pg_list.c): the names after $2 in
+	 * byte order, one range of the primary key. */
 	[P_LIST] = "SELECT name, " ATTR_COLS
-		   " FROM dsfs_entry WHERE parent = $1::bytea",
+		   " FROM dsfs_entry WHERE parent = $1::bytea"
+		   " AND name > $2::bytea ORDER BY name"
+		   " LIMIT " PG_STR(PG_LIST_BATCH),
 	/* One statement, so that an image's blob cannot go between reading
 	 * its entry and reading the blob. */
 	[P_READ] = "SELECT e.kind, e.size, CASE WHEN e.token = ''"

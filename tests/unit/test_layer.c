@@ -2652,11 +2652,16 @@ static void t_pg_outage(void)
 	layer_close(l);
 }
 
-/* A listing while its directory changes: each callback makes a name that
- * sorts before every name that stays and one after, and removes those it
- * made two calls before.  A layer may list in batches (layer.h), the
- * changes falling between them. */
-#define CHURN_KEEP 1000
+/* A listing while its directory changes: every CHURN_EVERY callbacks one
+ * makes a name that sorts before every name that stays and one after, and
+ * removes the two it made the time before last.  A layer may list in
+ * batches (layer.h), the changes falling between them: CHURN_KEEP names
+ * span several batches of every layer (256 for SQLite, 4096 for
+ * PostgreSQL).  Then names are removed until the directory holds exactly
+ * CHURN_WHOLE, a whole number of batches of both, and listed again. */
+#define CHURN_KEEP 4400
+#define CHURN_WHOLE 4096
+#define CHURN_EVERY 16
 struct churn {
 	struct dsfs_layer *l;
 	int calls, twice, foreign, failed;
@@ -2667,7 +2672,7 @@ static int churn_cb(void *ctx, const char *name, const struct dsfs_attr *a)
 {
 	struct churn *c = ctx;
 	char key[64];
-	int i;
+	int i, j;
 
 	(void)a;
 	c->calls++;
@@ -2677,16 +2682,27 @@ static int churn_cb(void *ctx, const char *name, const struct dsfs_attr *a)
 	} else if (name[0] != 'a' && name[0] != 'z') {
 		c->foreign++;
 	}
-	snprintf(key, sizeof(key), "kv/c/a%05d", c->calls);
+	if (c->calls % CHURN_EVERY)
+		return 0;
+	j = c->calls / CHURN_EVERY;
+	snprintf(key, sizeof(key), "kv/c/a%05d", j);
 	c->failed += put(c->l, key, "1") != 0;
-	snprintf(key, sizeof(key), "kv/c/z%05d", c->calls);
+	snprintf(key, sizeof(key), "kv/c/z%05d", j);
 	c->failed += put(c->l, key, "1") != 0;
-	if (c->calls > 2) {
-		snprintf(key, sizeof(key), "kv/c/a%05d", c->calls - 2);
+	if (j > 2) {
+		snprintf(key, sizeof(key), "kv/c/a%05d", j - 2);
 		c->failed += layer_remove(c->l, key) != 0;
-		snprintf(key, sizeof(key), "kv/c/z%05d", c->calls - 2);
+		snprintf(key, sizeof(key), "kv/c/z%05d", j - 2);
 		c->failed += layer_remove(c->l, key) != 0;
 	}
+	return 0;
+}
+
+static int count_cb(void *ctx, const char *name, const struct dsfs_attr *a)
+{
+	(void)name;
+	(void)a;
+	++*(int *)ctx;
 	return 0;
 }
 
@@ -2695,7 +2711,7 @@ static void t_list_churn(void)
 	struct dsfs_layer *l = fresh(BIG);
 	struct churn *c = calloc(1, sizeof(*c));
 	char key[64];
-	int i, bad = 0, missing = 0;
+	int i, bad = 0, missing = 0, n = 0;
 
 	if (!c)
 		bail("calloc");
@@ -2714,6 +2730,16 @@ static void t_list_churn(void)
 	is_int(missing, 0, nm("churn: every name there throughout is listed"));
 	is_int(c->twice, 0, nm("churn: ... once"));
 	is_int(c->foreign, 0, nm("churn: nothing that never was is listed"));
+	/* Four churned names are left: a and z, the last two times. */
+	for (i = CHURN_WHOLE - 4; i < CHURN_KEEP; i++) {
+		snprintf(key, sizeof(key), "kv/c/k%04d", i);
+		bad += layer_remove(l, key) != 0;
+	}
+	is_int(bad, 0, nm("churn: names removed down to %d", CHURN_WHOLE));
+	is_int(layer_list(l, "kv/c", count_cb, &n), 0,
+	       nm("churn: list again, still"));
+	is_int(n, CHURN_WHOLE,
+	       nm("churn: %d names, whole batches, listed", CHURN_WHOLE));
 	free(c);
 	layer_close(l);
 }
