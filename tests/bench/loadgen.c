@@ -6,7 +6,7 @@
  * way a shell script or a driver would, and prints the time per operation:
  *
  *   loadgen -w WORKLOAD -d DIR [-n N] [-t THREADS] [-r R] [-P PASSES]
- *           [-p PID] [-T SECONDS] [-D DDIR] [-W]
+ *           [-p PID] [-T SECONDS] [-D DDIR] [-B BDIR] [-W]
  *
  *   create     W1: open(O_WRONLY|O_CREAT|O_TRUNC) + write ~60 bytes of JSON
  *              + close, for N new files DIR/f0000000 ... (µs per file)
@@ -33,7 +33,13 @@
  *                  measured image by image beside the workload itself.
  *                  With -W, no image is read back (only image_write is
  *                  printed): `run roundtrips` counts a read back's
- *                  requests as the difference.
+ *                  requests as the difference.  With -B BDIR, each image
+ *                  is also written to BDIR (another mount: the bench
+ *                  gives passthrough_ll over a tmpfs) the way it was
+ *                  written to DIR, right after it is made durable, and
+ *                  removed, untimed: the mean µs of those writes too
+ *                  ("beside_write"), the reference's write measured
+ *                  image by image beside the workload.
  *   walk       readdir of DIR, lstat of every entry, read of every R-th
  *              (R default 100): a tour of a big store (µs per entry)
  *   wait       wait until DIR exists (a mount is ready), at most N seconds
@@ -67,6 +73,7 @@
 
 static const char *dir;
 static const char *ddir; /* -D: image's durable reference */
+static const char *bdir; /* -B: the image written beside, elsewhere */
 static int no_readback;	  /* -W: images are written only */
 static long nfiles = 10000;
 static int nthreads = 2;
@@ -302,10 +309,28 @@ static double durable_one(const unsigned char *img, long i)
 	return t0;
 }
 
+/* img written to path as W9 writes it (open, 64 KiB writes, close): µs. */
+static double write_image(const unsigned char *img, const char *path)
+{
+	double t0 = now_us();
+	size_t off;
+	int fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		die("open", path);
+	for (off = 0; off < IMG_SIZE; off += IMG_PIECE)
+		if (write(fd, img + off, IMG_PIECE) != IMG_PIECE)
+			die("write", path);
+	if (close(fd) != 0)
+		die("close", path);
+	return now_us() - t0;
+}
+
 static void run_image(void)
 {
 	unsigned char *img = malloc(IMG_SIZE), *back = malloc(IMG_SIZE);
-	double wsum = 0, rsum = 0, dsum = 0, t0;
+	double wsum = 0, rsum = 0, dsum = 0, bsum = 0, t0;
 	char path[4096];
 	long i;
 	size_t off;
@@ -319,16 +344,7 @@ static void run_image(void)
 		fill_image(img);
 		snprintf(path, sizeof(path), "%s/img%04ld.png", dir, i);
 
-		t0 = now_us();
-		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (fd < 0)
-			die("open", path);
-		for (off = 0; off < IMG_SIZE; off += IMG_PIECE)
-			if (write(fd, img + off, IMG_PIECE) != IMG_PIECE)
-				die("write", path);
-		if (close(fd) != 0)
-			die("close", path);
-		wsum += now_us() - t0;
+		wsum += write_image(img, path);
 		if (no_readback)
 			goto written;
 
@@ -357,12 +373,20 @@ static void run_image(void)
 			die("unlink", path);
 		if (ddir)
 			dsum += durable_one(img, i);
+		if (bdir) {
+			snprintf(path, sizeof(path), "%s/img%04ld.png", bdir, i);
+			bsum += write_image(img, path);
+			if (unlink(path) != 0)
+				die("unlink", path);
+		}
 	}
 	printf("image_write %.2f\n", wsum / nfiles);
 	if (!no_readback)
 		printf("image_read %.2f\n", rsum / nfiles);
 	if (ddir)
 		printf("durable %.2f\n", dsum / nfiles);
+	if (bdir)
+		printf("beside_write %.2f\n", bsum / nfiles);
 	free(img);
 	free(back);
 }
@@ -449,7 +473,7 @@ static void usage(void)
 		"usage: loadgen -w create|overwrite|read|lstat|list|unlink|"
 		"mixed|image|walk|wait -d DIR\n"
 		"               [-n N] [-t THREADS] [-r R] [-P PASSES] [-p PID]\n"
-		"               [-T SECONDS] [-D DDIR] [-W]\n");
+		"               [-T SECONDS] [-D DDIR] [-B BDIR] [-W]\n");
 	exit(2);
 }
 
@@ -460,7 +484,7 @@ int main(int argc, char **argv)
 	long i, got;
 	int c, p;
 
-	while ((c = getopt(argc, argv, "w:d:n:t:r:P:p:T:D:W")) != -1) {
+	while ((c = getopt(argc, argv, "w:d:n:t:r:P:p:T:D:B:W")) != -1) {
 		switch (c) {
 		case 'w': w = optarg; break;
 		case 'd': dir = optarg; break;
@@ -471,6 +495,7 @@ int main(int argc, char **argv)
 		case 'p': waitpid_arg = atol(optarg); break;
 		case 'T': deadline = atof(optarg); break;
 		case 'D': ddir = optarg; break;
+		case 'B': bdir = optarg; break;
 		case 'W': no_readback = 1; break;
 		default: usage();
 		}
