@@ -234,9 +234,12 @@ int file_create(struct dsfs_ctx *ctx, const struct loc *l,
 		struct handle **out);
 void file_created(struct dsfs_ctx *ctx, struct handle *h, uint64_t ino);
 ssize_t file_read(struct handle *h, uint64_t off, void *buf, size_t size);
-/* A refused write is logged with its path and why. */
+/* A refused write is logged with its path and why.  *hash_after: an
+ * image's bytes wait to be hashed; the caller answers the write, then
+ * calls file_hash(), which may let go of h. */
 ssize_t file_write(struct dsfs_ctx *ctx, struct handle *h, uint64_t off,
-		   const void *buf, size_t size);
+		   const void *buf, size_t size, bool *hash_after);
+void file_hash(struct dsfs_ctx *ctx, struct handle *h);
 /* An open writer sees the size of its own copy: true and *size if h was
  * written or truncated since its last commit. */
 bool file_own_size(struct handle *h, off_t *size);

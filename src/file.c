@@ -481,7 +481,7 @@ static const char *with_head(const struct handle *h, uint64_t off,
 }
 
 ssize_t file_write(struct dsfs_ctx *ctx, struct handle *h, uint64_t off,
-		   const void *buf, size_t size)
+		   const void *buf, size_t size, bool *hash_after)
 {
 	char reason[LAST_ERROR_LEN], headed[LAST_ERROR_LEN];
 	const char *why = NULL;
@@ -513,6 +513,11 @@ ssize_t file_write(struct dsfs_ctx *ctx, struct handle *h, uint64_t off,
 	 * others at once. */
 	if (h->poisoned)
 		reserve_release(&ctx->reserve, &h->res);
+	/* The bytes are hashed after the reply (file_hash()), while the
+	 * writer makes its next write: the handle stays until then. */
+	*hash_after = rc > 0 && handle_hash_due(h);
+	if (*hash_after)
+		h->refs++;
 	pthread_mutex_unlock(&h->lock);
 	if (rc < 0 && node_loc(&ctx->nodes, h->node, &l) == 0) {
 		if (told)
@@ -546,6 +551,24 @@ int file_flush(struct dsfs_ctx *ctx, struct handle *h)
 	return rc;
 }
 
+/* Drop one of h's references (h->lock held, and released here); the
+ * last one lets go of the handle. */
+static void unref_unlock(struct dsfs_ctx *ctx, struct handle *h)
+{
+	bool last = --h->refs == 0;
+
+	pthread_mutex_unlock(&h->lock);
+	if (last)
+		file_drop(ctx, h);
+}
+
+void file_hash(struct dsfs_ctx *ctx, struct handle *h)
+{
+	pthread_mutex_lock(&h->lock);
+	handle_hash(h);
+	unref_unlock(ctx, h);
+}
+
 void file_release(struct dsfs_ctx *ctx, struct handle *h)
 {
 	pthread_mutex_lock(&h->lock);
@@ -554,6 +577,5 @@ void file_release(struct dsfs_ctx *ctx, struct handle *h)
 	 * reported by flush is not repeated. */
 	if (!h->poisoned && !h->check_failed)
 		commit_handle(ctx, h, true);
-	pthread_mutex_unlock(&h->lock);
-	file_drop(ctx, h);
+	unref_unlock(ctx, h);
 }

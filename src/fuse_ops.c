@@ -533,16 +533,21 @@ static void dsfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		       size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct dsfs_ctx *ctx = ctx_of(req);
+	bool hash_after = false;
 	ssize_t rc;
 
 	(void)ino;
-	rc = setid_write(ctx_of(req), req, h);
+	rc = setid_write(ctx, req, h);
 	if (rc == 0)
-		rc = file_write(ctx_of(req), h, (uint64_t)off, buf, size);
+		rc = file_write(ctx, h, (uint64_t)off, buf, size, &hash_after);
 	if (rc < 0)
 		fuse_reply_err(req, (int)-rc);
 	else
 		fuse_reply_write(req, (size_t)rc);
+	/* The writer is on its way to its next write meanwhile. */
+	if (hash_after)
+		file_hash(ctx, h);
 }
 
 static void dsfs_flush(fuse_req_t req, fuse_ino_t ino,

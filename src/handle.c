@@ -108,7 +108,16 @@ int handle_new(enum dsfs_content content, char *data, size_t len, bool writable,
 			h->val = NULL;
 		}
 		h->val_pos = h->len;
+		if (content == DSFS_CONTENT_IMAGE) {
+			h->sha = malloc(sizeof(*h->sha));
+			if (!h->sha) {
+				handle_free(h);
+				return -ENOMEM;
+			}
+			sha256_init(h->sha);
+		}
 	}
+	h->refs = 1;
 	*out = h;
 	return 0;
 }
@@ -124,6 +133,7 @@ int handle_new_stream(struct dsfs_layer *src, const char *token,
 	h->content = DSFS_CONTENT_IMAGE;
 	h->src = src;
 	snprintf(h->token, sizeof(h->token), "%s", token);
+	h->refs = 1;
 	*out = h;
 	return 0;
 }
@@ -133,6 +143,7 @@ void handle_free(struct handle *h)
 	if (!h)
 		return;
 	validator_free(h->val);
+	free(h->sha);
 	free_copy(h);
 	free(h->walked);
 	pthread_mutex_destroy(&h->lock);
@@ -149,6 +160,28 @@ ssize_t handle_read(struct handle *h, uint64_t off, void *buf, size_t size)
 		size = h->len - off;
 	memcpy(buf, h->buf + off, size);
 	return (ssize_t)size;
+}
+
+/* The bytes hashed so far are no longer the copy's (or the token was
+ * taken): the layer hashes the whole copy at the commit. */
+static void sha_stop(struct handle *h)
+{
+	free(h->sha);
+	h->sha = NULL;
+	h->sha_pos = 0;
+}
+
+bool handle_hash_due(const struct handle *h)
+{
+	return h->sha && h->sha_pos < h->len;
+}
+
+void handle_hash(struct handle *h)
+{
+	if (!handle_hash_due(h))
+		return;
+	sha256_update(h->sha, h->buf + h->sha_pos, h->len - h->sha_pos);
+	h->sha_pos = h->len;
 }
 
 static int reserve(struct handle *h, uint64_t need)
@@ -224,6 +257,8 @@ ssize_t handle_write(struct handle *h, uint64_t off, const void *buf,
 		validator_free(h->val);
 		h->val = NULL;
 	}
+	if (off < h->sha_pos)
+		sha_stop(h);
 	if (off > h->len)
 		memset(h->buf + h->len, 0, off - h->len);
 	memcpy(h->buf + off, buf, size);
@@ -245,6 +280,15 @@ int handle_truncate(struct handle *h, uint64_t size)
 		return rc;
 	if (size > h->len)
 		memset(h->buf + h->len, 0, size - h->len);
+	if (size < h->sha_pos) {
+		sha_stop(h);
+		/* Truncated to nothing: hashing can start over. */
+		if (size == 0 && h->content == DSFS_CONTENT_IMAGE) {
+			h->sha = malloc(sizeof(*h->sha));
+			if (h->sha)
+				sha256_init(h->sha);
+		}
+	}
 	h->len = size;
 	h->dirty = true;
 	h->check_failed = false;
@@ -288,8 +332,21 @@ int handle_check(struct handle *h, struct dsfs_attr *a, const char **why)
 	}
 	snprintf(a->type, sizeof(a->type), "%s", type);
 	a->token[0] = '\0';
-	/* The layer names the bytes (layer.h), hashing while it writes. */
-	a->hash_token = h->content == DSFS_CONTENT_IMAGE && h->len > 0;
+	a->hash_token = false;
+	if (h->content != DSFS_CONTENT_IMAGE || h->len == 0)
+		return 0;
+	if (h->sha) {
+		/* Hashed as it was written: what is left, and the token.
+		 * Finishing ends the hash, so a later commit of this
+		 * handle leaves it to the layer. */
+		handle_hash(h);
+		sha256_hex(h->sha, a->token);
+		sha_stop(h);
+	} else {
+		/* The layer names the bytes (layer.h), hashing while it
+		 * writes them. */
+		a->hash_token = true;
+	}
 	return 0;
 }
 

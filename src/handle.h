@@ -66,6 +66,19 @@ struct handle {
 	struct reservation res;
 	/* In the daemon's list of handles the kernel holds (file.c). */
 	struct handle *prev, *next;
+	/* An image writer's token in the making: the SHA-256 of
+	 * buf[0..sha_pos), fed by handle_hash() after each write has been
+	 * answered, while the writer makes its next one, so that the
+	 * commit finds the token all but made.  Owned; NULL for other
+	 * content, and once a write or a truncation changes bytes already
+	 * hashed, or the commit has taken the token: the layer then hashes
+	 * the whole copy at the commit, as it does without this. */
+	struct dsfs_sha256 *sha;
+	size_t sha_pos;
+	/* The kernel's reference, until its release, and one for each write
+	 * whose reply went before its hashing (file.c): the last one frees
+	 * the handle. */
+	int refs;
 };
 
 /* One large buffer that a freed copy leaves for the next copy to grow
@@ -111,8 +124,13 @@ ssize_t handle_write(struct handle *h, uint64_t off, const void *buf,
 		     size_t size, const char **why);
 int handle_truncate(struct handle *h, uint64_t size);
 
-/* Validate the whole copy for a commit: fills a->type (and a->token for
- * images).  -EINVAL with *why on invalid content, or the error an earlier
+/* Whether bytes of the copy wait for handle_hash(); then hash them. */
+bool handle_hash_due(const struct handle *h);
+void handle_hash(struct handle *h);
+
+/* Validate the whole copy for a commit: fills a->type, and for an image
+ * a->token if the copy's hash was made as it was written (else
+ * a->hash_token: the layer hashes it).  -EINVAL with *why on invalid content, or the error an earlier
  * write was refused with. */
 int handle_check(struct handle *h, struct dsfs_attr *a, const char **why);
 

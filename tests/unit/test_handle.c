@@ -2,8 +2,9 @@
  * test_handle.c - an open file's private copy (handle.c) without a mount:
  * reads of the copy, O_TRUNC's pending truncation, writes validated as
  * they stream in and refused at the write that spoils the value, handles
- * poisoned by a refused write, the check made at commit, truncation, and
- * the spare buffer a large copy grows into.
+ * poisoned by a refused write, the check made at commit, truncation, the
+ * spare buffer a large copy grows into, and an image's token hashed as it
+ * is written.
  *
  * handle.c is compiled into this program directly (it is part of the
  * daemon, not of libdsfs.a); the validator and SHA-256 come from libdsfs.a.
@@ -11,6 +12,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -242,8 +244,8 @@ static void test_check_at_commit(void)
 	memset(&a, 0, sizeof(a));
 	is_int(handle_check(h, &a, &why), 0, "checks");
 	is_str(a.type, "image/gif", "as a GIF");
-	ok(a.hash_token && !a.token[0],
-	   "its token is left to the layer, which hashes as it writes");
+	ok(!a.hash_token && strlen(a.token) == 64,
+	   "its token was hashed as it streamed in (test_image_token)");
 	layer_image_token(h->buf, h->len, token);
 	is_str(token,
 	       "992020ef0fc5f160498411bd135f39cc52dbdbd305f90ca3e141ee3b190abc00",
@@ -333,6 +335,137 @@ static void test_spare(void)
 	handle_spare_destroy(&spare);
 }
 
+/* An image's bytes: the PNG signature, then bytes that change with seed. */
+#define IMG_LEN 3000
+static void image_bytes(unsigned char *b, unsigned seed)
+{
+	static const unsigned char sig[8] = {0x89, 'P',	 'N',  'G',
+					     '\r', '\n', 0x1a, '\n'};
+	size_t i;
+
+	memcpy(b, sig, sizeof(sig));
+	for (i = sizeof(sig); i < IMG_LEN; i++)
+		b[i] = (unsigned char)(i * 131 + seed * 7 + (i >> 5));
+}
+
+static const char *token_of(const void *b, size_t len)
+{
+	static char hex[65];
+	struct dsfs_sha256 s;
+
+	sha256_init(&s);
+	sha256_update(&s, b, len);
+	sha256_hex(&s, hex);
+	return hex;
+}
+
+/* The token handle_check() gives, "hash" if it leaves the hash to the
+ * layer, or "refused". */
+static const char *checked(struct handle *h)
+{
+	static char out[80];
+	struct dsfs_attr a;
+	const char *why;
+
+	memset(&a, 0, sizeof(a));
+	if (handle_check(h, &a, &why) != 0)
+		return "refused";
+	snprintf(out, sizeof(out), "%s", a.hash_token ? "hash" : a.token);
+	return out;
+}
+
+static void test_image_token(void)
+{
+	unsigned char img[IMG_LEN], other[IMG_LEN];
+	const char *why;
+	struct handle *h;
+
+	image_bytes(img, 1);
+	image_bytes(other, 2);
+
+	/* In order, hashed after some writes and not others. */
+	h = open_copy(DSFS_CONTENT_IMAGE, "", true, false, BIG_BUDGET);
+	ok(handle_hash_due(h) == false, "image: nothing to hash yet");
+	handle_write(h, 0, img, 1000, &why);
+	ok(handle_hash_due(h), "image: a write leaves bytes to hash");
+	handle_hash(h);
+	ok(!handle_hash_due(h), "image: ... and handle_hash() takes them");
+	handle_write(h, 1000, img + 1000, 1000, &why);
+	handle_write(h, 2000, img + 2000, 1000, &why);
+	is_str(checked(h), token_of(img, IMG_LEN),
+	       "image: written in order, the token is the bytes' SHA-256");
+	handle_committed(h);
+	/* The hash ended with that commit: the next one is the layer's. */
+	handle_write(h, IMG_LEN, "x", 1, &why);
+	is_str(checked(h), "hash",
+	       "image: a later commit leaves it to the layer");
+	handle_free(h);
+
+	/* A byte already hashed is rewritten: the layer hashes. */
+	h = open_copy(DSFS_CONTENT_IMAGE, "", true, false, BIG_BUDGET);
+	handle_write(h, 0, img, 2000, &why);
+	handle_hash(h);
+	handle_write(h, 100, "zz", 2, &why);
+	handle_write(h, 2000, img + 2000, 1000, &why);
+	ok(!handle_hash_due(h), "image: a rewrite of hashed bytes stops it");
+	is_str(checked(h), "hash", "image: ... and the layer hashes");
+	handle_free(h);
+
+	/* Rewritten before it was hashed: the hash sees the last bytes. */
+	h = open_copy(DSFS_CONTENT_IMAGE, "", true, false, BIG_BUDGET);
+	handle_write(h, 0, other, 2000, &why);
+	handle_write(h, 0, img, 2000, &why);
+	handle_write(h, 2000, img + 2000, 1000, &why);
+	is_str(checked(h), token_of(img, IMG_LEN),
+	       "image: rewritten before hashing, the token is right");
+	handle_free(h);
+
+	/* Truncated to nothing, then written again: hashed anew. */
+	h = open_copy(DSFS_CONTENT_IMAGE, "", true, false, BIG_BUDGET);
+	handle_write(h, 0, other, IMG_LEN, &why);
+	handle_hash(h);
+	handle_truncate(h, 0);
+	handle_write(h, 0, img, IMG_LEN, &why);
+	is_str(checked(h), token_of(img, IMG_LEN),
+	       "image: truncated to nothing, the new bytes' token");
+	handle_free(h);
+
+	/* Cut below what was hashed: the layer hashes. */
+	h = open_copy(DSFS_CONTENT_IMAGE, "", true, false, BIG_BUDGET);
+	handle_write(h, 0, img, IMG_LEN, &why);
+	handle_hash(h);
+	handle_truncate(h, 2000);
+	is_str(checked(h), "hash", "image: cut below the hash, the layer's");
+	handle_free(h);
+
+	/* Opened on a value and appended to: the old bytes count. */
+	h = open_copy(DSFS_CONTENT_IMAGE, "", true, false, BIG_BUDGET);
+	handle_free(h);
+	{
+		char *data = malloc(2000);
+		int rc;
+
+		if (!data)
+			abort();
+		memcpy(data, img, 2000);
+		rc = handle_new(DSFS_CONTENT_IMAGE, data, 2000, true, false,
+				BIG_BUDGET, &h);
+		is_int(rc, 0, "image: opened on a value");
+	}
+	handle_write(h, 2000, img + 2000, 1000, &why);
+	handle_hash(h);
+	is_str(checked(h), token_of(img, IMG_LEN),
+	       "image: appended to, the whole value's token");
+	handle_free(h);
+
+	/* Only images are hashed. */
+	h = open_copy(DSFS_CONTENT_JSON, "", true, false, BIG_BUDGET);
+	put(h, 0, "[1]", &why);
+	ok(!handle_hash_due(h), "json: nothing to hash");
+	is_str(checked(h), "", "json: no token");
+	handle_free(h);
+}
+
 int main(void)
 {
 	plan_no_plan();
@@ -344,5 +477,6 @@ int main(void)
 	test_check_at_commit();
 	test_truncate();
 	test_spare();
+	test_image_token();
 	return done_testing();
 }
