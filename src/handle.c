@@ -280,14 +280,14 @@ int handle_truncate(struct handle *h, uint64_t size)
 		return rc;
 	if (size > h->len)
 		memset(h->buf + h->len, 0, size - h->len);
-	if (size < h->sha_pos) {
+	if (size < h->sha_pos)
 		sha_stop(h);
-		/* Truncated to nothing: hashing can start over. */
-		if (size == 0 && h->content == DSFS_CONTENT_IMAGE) {
-			h->sha = malloc(sizeof(*h->sha));
-			if (h->sha)
-				sha256_init(h->sha);
-		}
+	/* Truncated to nothing: hashing starts over, as validation does
+	 * below (without memory for it, the layer hashes at the commit). */
+	if (size == 0 && h->content == DSFS_CONTENT_IMAGE && !h->sha) {
+		h->sha = malloc(sizeof(*h->sha));
+		if (h->sha)
+			sha256_init(h->sha);
 	}
 	h->len = size;
 	h->dirty = true;

@@ -130,8 +130,8 @@ void handle_hash(struct handle *h);
 
 /* Validate the whole copy for a commit: fills a->type, and for an image
  * a->token if the copy's hash was made as it was written (else
- * a->hash_token: the layer hashes it).  -EINVAL with *why on invalid content, or the error an earlier
- * write was refused with. */
+ * a->hash_token: the layer hashes it).  -EINVAL with *why on invalid
+ * content, or the error an earlier write was refused with. */
 int handle_check(struct handle *h, struct dsfs_attr *a, const char **why);
 
 /* The copy was committed: later writes are checked again at the next

@@ -17,7 +17,8 @@
  *                     opening and closing, the pin owner's heartbeat
  *
  * Only these include libpq's header (through libpq_dl.h, which loads
- * libpq at the first open).  Several daemons (hosts) share the database: every write transaction starts by locking the one row of
+ * libpq at the first open).  Several daemons (hosts) share the database:
+ * every write transaction starts by locking the one row of
  * dsfs_state (usage and version counter), so writers of all hosts are
  * serialised there and each sees what the previous one committed; readers
  * take no lock.  Inside a process, a pool of connections lets FUSE threads

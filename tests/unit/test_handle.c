@@ -399,6 +399,12 @@ static void test_image_token(void)
 	handle_write(h, IMG_LEN, "x", 1, &why);
 	is_str(checked(h), "hash",
 	       "image: a later commit leaves it to the layer");
+	handle_committed(h);
+	/* Truncated to nothing after that, the handle hashes again. */
+	handle_truncate(h, 0);
+	handle_write(h, 0, other, IMG_LEN, &why);
+	is_str(checked(h), token_of(other, IMG_LEN),
+	       "image: truncated to nothing after a commit, hashed again");
 	handle_free(h);
 
 	/* A byte already hashed is rewritten: the layer hashes. */
