@@ -187,6 +187,15 @@ int layer_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
 	return l->ops->list(l, dir, cb, ctx);
 }
 
+int layer_list_kinds(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
+		     void *ctx)
+{
+	assert(layer_ok(l) && key_ok(dir) && cb);
+	if (!l->ops->list_kinds)
+		return l->ops->list(l, dir, cb, ctx);
+	return l->ops->list_kinds(l, dir, cb, ctx);
+}
+
 int layer_usage(struct dsfs_layer *l, uint64_t *used, uint64_t *budget)
 {
 	assert(layer_ok(l) && used && budget);

@@ -147,7 +147,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define DSFS_LAYER_OPS_VERSION 4
+#define DSFS_LAYER_OPS_VERSION 5
 
 #define DSFS_TYPE_MAX 32  /* "object", "image/png", ... with NUL */
 #define DSFS_TOKEN_LEN 64 /* hex SHA-256 */
@@ -439,6 +439,16 @@ struct dsfs_layer_ops {
 	 * of the attributes' version. */
 	int (*fetch)(struct dsfs_layer *l, const char *key, struct dsfs_attr *a,
 		     char **data, size_t *len);
+
+	/* Version 5.  Optional (NULL: layer_list_kinds() calls list()). */
+
+	/* list(), where cb needs only each child's kind: the other
+	 * attributes may be left zero.  What a listing of the mount keeps
+	 * (names and kinds); a layer that can find those with less than its
+	 * whole rows does (the SQLite layer reads an index of names and
+	 * kinds, a few dozen bytes a name, instead of every row). */
+	int (*list_kinds)(struct dsfs_layer *l, const char *dir,
+			  dsfs_list_cb cb, void *ctx);
 };
 
 /* Set by the implementation when it opens the layer (or by its opener,
@@ -484,6 +494,8 @@ int layer_rename(struct dsfs_layer *l, const char *from, const char *to,
 		 unsigned flags);
 int layer_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
 	       void *ctx);
+int layer_list_kinds(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
+		     void *ctx);
 int layer_usage(struct dsfs_layer *l, uint64_t *used, uint64_t *budget);
 int layer_sync(struct dsfs_layer *l);
 int layer_clear(struct dsfs_layer *l);

@@ -151,6 +151,12 @@ static int o_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
 	return layer_list(obs(l)->inner, dir, cb, ctx);
 }
 
+static int o_list_kinds(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
+			void *ctx)
+{
+	return layer_list_kinds(obs(l)->inner, dir, cb, ctx);
+}
+
 static int o_usage(struct dsfs_layer *l, uint64_t *used, uint64_t *budget)
 {
 	return layer_usage(obs(l)->inner, used, budget);
@@ -244,6 +250,7 @@ static const struct dsfs_layer_ops observed_ops = {
 	.snapshot = o_snapshot,
 	.replace = o_replace,
 	.fetch = o_fetch,
+	.list_kinds = o_list_kinds,
 };
 
 int layer_observe(struct dsfs_layer *inner, const struct layer_observer *o,

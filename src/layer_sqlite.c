@@ -347,8 +347,12 @@ static int commit_fn(struct tx *t, void *arg)
 	na.size = have_blob ? b.len : c->len;
 	t->seq = (int64_t)layer_version_floor((uint64_t)t->seq, c->a);
 	na.version = (uint64_t)++t->seq;
-	rc = sq_put_row(t, &k, &na, na.token[0] ? NULL : c->data, c->len,
-			!na.token[0]);
+	if (found && old.a.kind == na.kind)
+		rc = sq_update_row(t, old.id, &na, na.token[0] ? NULL : c->data,
+				   c->len, !na.token[0]);
+	else
+		rc = sq_put_row(t, &k, &na, na.token[0] ? NULL : c->data,
+				c->len, !na.token[0]);
 	if (rc == 0 && (!found || old.a.kind == DSFS_WHITEOUT))
 		rc = sq_touch_dir(t, k.parent, k.plen); /* a new name */
 	if (rc)
@@ -855,6 +859,7 @@ const struct dsfs_layer_ops sq_ops = {
 	.setattr = sq_setattr,
 	.rename = sq_rename,
 	.list = sq_list,
+	.list_kinds = sq_list_kinds,
 	.usage = sq_usage,
 	.room = sq_room,
 	.sync = sq_sync,

@@ -54,11 +54,13 @@ enum stmt {
 	S_META_SET,
 	S_GET,
 	S_LIST,
+	S_LIST_KINDS,
 	S_REAL_KID,
 	S_KIDS_COST,
 	S_DEL_KIDS,
 	S_DEL,
 	S_PUT,
+	S_UPDATE,
 	S_SETATTR,
 	S_MOVE,
 	S_MOVE_KIDS,
@@ -203,6 +205,8 @@ int sq_target(struct tx *t, const char *key, size_t len, struct layer_key *k,
 int sq_put_row(struct tx *t, const struct layer_key *k,
 	       const struct dsfs_attr *a, const void *value, size_t len,
 	       bool is_file);
+int sq_update_row(struct tx *t, int64_t id, const struct dsfs_attr *a,
+		  const void *value, size_t len, bool is_file);
 int sq_row_setattr(struct tx *t, const struct row *r, uint64_t version);
 int sq_row_del(struct tx *t, int64_t id);
 int sq_row_move(struct tx *t, int64_t id, const struct layer_key *to,
@@ -210,12 +214,14 @@ int sq_row_move(struct tx *t, int64_t id, const struct layer_key *to,
 int sq_move_subtree(struct tx *t, const char *from, size_t flen, const char *to,
 		    size_t tlen);
 int sq_list_rows(struct tx *t, const char *dir, size_t len, const char *after,
-		 int limit,
+		 int limit, bool kinds,
 		 int (*fn)(void *ctx, const char *name,
 			   const struct dsfs_attr *a),
 		 void *ctx);
 /* layer_sqlite_list.c: the layer's list(). */
 int sq_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb, void *ctx);
+int sq_list_kinds(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
+		  void *ctx);
 int sq_blob_get(struct tx *t, const char *token, struct blobinfo *b);
 int sq_blob_add(struct tx *t, const char *token, const void *data, size_t len);
 int sq_blob_ref(struct tx *t, const char *token, int delta);

@@ -260,7 +260,9 @@ uint64_t sq_disk_fits(struct sq_layer *s)
 		return UINT64_MAX;
 	wal = wal_of(s, s->wal_bytes + s->psize);
 	wal = wal > d.wal ? wal - d.wal : 0;
-	if (wal >= d.avail)
+	/* A WAL that needs no more room leaves the free pages usable even
+	 * on a filesystem with nothing left (disk_fits() agrees). */
+	if (wal > d.avail)
 		return 0;
 	db = s->reserve_out ? d.freed : d.avail - wal + d.freed;
 	head = d.pending + HEADROOM_PAGES * s->psize;

@@ -12,6 +12,10 @@
  * for the whole listing is reported exactly once, whatever changes are
  * made between batches; a child made or removed meanwhile may or may not
  * be (layer.h, list()).  The memory held is one batch: about 64 KiB.
+ *
+ * list_kinds() reads the same batches from the entry_kind index of
+ * (parent, name, kind) alone, never the rows (layer_sqlite_store.c): a
+ * listing of the mount then reads a few dozen bytes a name.
  */
 #include "layer_sqlite.h"
 
@@ -29,6 +33,7 @@ struct list_batch {
 	const char *dir;
 	size_t dlen;
 	bool checked;	       /* dir was found to be a directory */
+	bool kinds;	       /* names and kinds only: list_kinds() */
 	const char *after;     /* list the names above this one */
 	size_t n;	       /* children in this batch */
 	size_t at[LIST_BATCH]; /* where each name starts in names */
@@ -76,11 +81,12 @@ static int batch_fn(struct tx *t, void *arg)
 			return rc;
 		b->checked = true;
 	}
-	return sq_list_rows(t, b->dir, b->dlen, b->after, LIST_BATCH, batch_add,
-			    b);
+	return sq_list_rows(t, b->dir, b->dlen, b->after, LIST_BATCH, b->kinds,
+			    batch_add, b);
 }
 
-int sq_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb, void *ctx)
+static int list_batches(struct dsfs_layer *l, const char *dir, bool kinds,
+			dsfs_list_cb cb, void *ctx)
 {
 	struct list_batch *b = calloc(1, sizeof(*b));
 	char *after = NULL;
@@ -89,6 +95,7 @@ int sq_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb, void *ctx)
 
 	if (!b)
 		return -ENOMEM;
+	b->kinds = kinds;
 	b->dir = dir;
 	b->dlen = strlen(dir);
 	b->after = ""; /* every name sorts above it: none is empty */
@@ -113,4 +120,15 @@ int sq_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb, void *ctx)
 	free(b->names);
 	free(b);
 	return rc;
+}
+
+int sq_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb, void *ctx)
+{
+	return list_batches(l, dir, false, cb, ctx);
+}
+
+int sq_list_kinds(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb,
+		  void *ctx)
+{
+	return list_batches(l, dir, true, cb, ctx);
 }

@@ -547,6 +547,19 @@ int sq_target(struct tx *t, const char *key, size_t len, struct layer_key *k,
 
 /* Insert or replace the row at k.  value NULL stores SQL NULL (images,
  * directories, whiteouts); a plain file's value is never NULL. */
+/* A row's value column: NULL for no file (a directory, a whiteout), an
+ * empty blob for an empty file or one whose value is elsewhere. */
+static void bind_value(sqlite3_stmt *st, int col, const void *value, size_t len,
+		       bool is_file)
+{
+	if (!is_file)
+		sqlite3_bind_null(st, col);
+	else if (!value || !len)
+		sqlite3_bind_zeroblob(st, col, 0);
+	else
+		sqlite3_bind_blob64(st, col, value, len, SQLITE_STATIC);
+}
+
 int sq_put_row(struct tx *t, const struct layer_key *k,
 	       const struct dsfs_attr *a, const void *value, size_t len,
 	       bool is_file)
@@ -567,12 +580,32 @@ int sq_put_row(struct tx *t, const struct layer_key *k,
 	sqlite3_bind_int64(st, 12, (sqlite3_int64)a->size);
 	bind_str(st, 13, a->type, -1);
 	bind_str(st, 14, a->token, -1);
-	if (!is_file)
-		sqlite3_bind_null(st, 15);
-	else if (!value || !len)
-		sqlite3_bind_zeroblob(st, 15, 0);
-	else
-		sqlite3_bind_blob64(st, 15, value, len, SQLITE_STATIC);
+	bind_value(st, 15, value, len, is_file);
+	return run(t, st);
+}
+
+/* Store a over the file of row id, the kind and the key unchanged: an
+ * UPDATE by row id writes the row alone, where the upsert of
+ * sq_put_row() would rewrite the entry_kind index (kind is among the
+ * columns it sets) and first fail to insert. */
+int sq_update_row(struct tx *t, int64_t id, const struct dsfs_attr *a,
+		  const void *value, size_t len, bool is_file)
+{
+	sqlite3_stmt *st = stmt(t, S_UPDATE);
+
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int(st, 2, a->opaque);
+	sqlite3_bind_int64(st, 3, a->mode & 07777);
+	sqlite3_bind_int64(st, 4, a->uid);
+	sqlite3_bind_int64(st, 5, a->gid);
+	sqlite3_bind_int64(st, 6, layer_time_ns(a->atime));
+	sqlite3_bind_int64(st, 7, layer_time_ns(a->mtime));
+	sqlite3_bind_int64(st, 8, layer_time_ns(a->ctime));
+	sqlite3_bind_int64(st, 9, (sqlite3_int64)a->version);
+	sqlite3_bind_int64(st, 10, (sqlite3_int64)a->size);
+	bind_str(st, 11, a->type, -1);
+	bind_str(st, 12, a->token, -1);
+	bind_value(st, 13, value, len, is_file);
 	return run(t, st);
 }
 
@@ -664,12 +697,12 @@ int sq_move_subtree(struct tx *t, const char *from, size_t fl, const char *to,
  * listing can go on from the last name it saw in a later transaction.  A
  * non-zero return of fn stops the walk and is returned. */
 int sq_list_rows(struct tx *t, const char *dir, size_t len, const char *after,
-		 int limit,
+		 int limit, bool kinds,
 		 int (*fn)(void *ctx, const char *name,
 			   const struct dsfs_attr *a),
 		 void *ctx)
 {
-	sqlite3_stmt *st = stmt(t, S_LIST);
+	sqlite3_stmt *st = stmt(t, kinds ? S_LIST_KINDS : S_LIST);
 	struct dsfs_attr a;
 	int rc;
 
@@ -677,7 +710,12 @@ int sq_list_rows(struct tx *t, const char *dir, size_t len, const char *after,
 	bind_str(st, 2, after, -1);
 	sqlite3_bind_int(st, 3, limit);
 	while ((rc = step(t, st)) == 1) {
-		row_attr(st, 1, &a);
+		if (kinds) {
+			memset(&a, 0, sizeof(a));
+			a.kind = (enum dsfs_kind)sqlite3_column_int(st, 1);
+		} else {
+			row_attr(st, 1, &a);
+		}
 		rc = fn(ctx, (const char *)sqlite3_column_text(st, 0), &a);
 		if (rc) {
 			sqlite3_reset(st);

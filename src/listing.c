@@ -328,7 +328,7 @@ int listing_gather(struct dsfs_stack *s, const struct loc *l, bool devices,
 
 	for (g.layer = first; g.layer <= last && g.layer < DSFS_NLAYERS;
 	     g.layer++) {
-		rc = layer_list(s->layer[g.layer], l->key, gather_cb, &g);
+		rc = layer_list_kinds(s->layer[g.layer], l->key, gather_cb, &g);
 		if (rc == -ENOENT || rc == -ENOTDIR)
 			rc = 0;
 		if (rc) {
