@@ -182,6 +182,27 @@ static int sq_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a)
 	return rc;
 }
 
+/* The lookup and an inline value in one statement, so that an open is
+ * one read of the store, not a lookup and then a read transaction. */
+static int sq_fetch(struct dsfs_layer *l, const char *key, struct dsfs_attr *a,
+		    char **data, size_t *len)
+{
+	struct sq_layer *s = to_sq(l);
+	struct tx t = {.s = s, .what = "read", .key = key};
+	struct layer_key k;
+	struct row r;
+	int rc;
+
+	if (sq_split(key, strlen(key), &k))
+		return -ENOENT;
+	pthread_mutex_lock(&s->lock);
+	rc = sq_fetch_row(&t, &k, &r, data, len);
+	pthread_mutex_unlock(&s->lock);
+	if (rc == 0)
+		*a = r.a;
+	return rc;
+}
+
 struct read_args {
 	const char *key; /* an entry's key, or NULL to read a blob */
 	const char *token;
@@ -860,6 +881,7 @@ const struct dsfs_layer_ops sq_ops = {
 	.rename = sq_rename,
 	.list = sq_list,
 	.list_kinds = sq_list_kinds,
+	.fetch = sq_fetch,
 	.usage = sq_usage,
 	.room = sq_room,
 	.sync = sq_sync,

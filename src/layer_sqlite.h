@@ -53,6 +53,7 @@ enum stmt {
 	S_META_GET,
 	S_META_SET,
 	S_GET,
+	S_FETCH,
 	S_LIST,
 	S_LIST_KINDS,
 	S_REAL_KID,
@@ -200,6 +201,8 @@ int sq_set_synchronous(struct tx *t, const char *level);
 int sq_split(const char *key, size_t len, struct layer_key *k);
 int sq_get_row(struct tx *t, const struct layer_key *k, struct row *r);
 int sq_get_key(struct tx *t, const char *key, size_t len, struct row *r);
+int sq_fetch_row(struct tx *t, const struct layer_key *k, struct row *r,
+		 char **data, size_t *len);
 int sq_target(struct tx *t, const char *key, size_t len, struct layer_key *k,
 	      struct row *r, bool *found, struct row *parent);
 int sq_put_row(struct tx *t, const struct layer_key *k,

@@ -127,6 +127,8 @@ const char *const sq_stmt_sql[S_COUNT] = {
 	[S_META_SET] = "UPDATE meta SET v = ?2 WHERE k = ?1",
 	[S_GET] = "SELECT id, " ATTR_COLS
 		  " FROM entry WHERE parent = ?1 AND name = ?2",
+	[S_FETCH] = "SELECT id, " ATTR_COLS ", value"
+		    " FROM entry WHERE parent = ?1 AND name = ?2",
 	[S_LIST] = "SELECT name, " ATTR_COLS " FROM entry"
 		   " WHERE parent = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
 	[S_LIST_KINDS] = "SELECT name, kind FROM entry"

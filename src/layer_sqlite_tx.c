@@ -497,6 +497,41 @@ int sq_get_row(struct tx *t, const struct layer_key *k, struct row *r)
 	return rc == 0 ? -ENOENT : rc;
 }
 
+/* sq_get_row() and, for a file whose value is in its row, that value in a
+ * new buffer (*data, the caller's; NULL for any other entry): one
+ * statement, so the value is the one of the attributes' version. */
+int sq_fetch_row(struct tx *t, const struct layer_key *k, struct row *r,
+		 char **data, size_t *len)
+{
+	sqlite3_stmt *st = stmt(t, S_FETCH);
+	const void *v;
+	size_t n;
+	int rc;
+
+	*data = NULL;
+	*len = 0;
+	bind_str(st, 1, k->parent, (int)k->plen);
+	bind_str(st, 2, k->name, (int)k->nlen);
+	rc = step(t, st);
+	if (rc != 1)
+		return rc == 0 ? -ENOENT : rc;
+	r->id = sqlite3_column_int64(st, 0);
+	row_attr(st, 1, &r->a);
+	rc = 0;
+	if (r->a.kind == DSFS_FILE && !r->a.token[0]) {
+		v = sqlite3_column_blob(st, 13);
+		n = (size_t)sqlite3_column_bytes(st, 13);
+		*data = malloc(n ? n : 1);
+		if (!*data)
+			rc = -ENOMEM;
+		else if (n)
+			memcpy(*data, v, n);
+		*len = n;
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
 /* The entry at key (len bytes of it), tree roots included. */
 int sq_get_key(struct tx *t, const char *key, size_t len, struct row *r)
 {

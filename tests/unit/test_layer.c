@@ -460,6 +460,21 @@ static void t_fetch(void)
 	   "%s", nm("... its attributes, as lookup() gives them"));
 	ok(!data || (len == 7 && memcmp(data, "{\"n\":1}", 7) == 0), "%s",
 	   nm("... and no value, or the whole value"));
+	/* A layer with fetch() gives every value it keeps in its entries. */
+	ok(!l->ops->fetch || data, "%s",
+	   nm("... the whole value, if the layer fetches"));
+	free(data);
+	put(l, "kv/e", "");
+	is_int(layer_fetch(l, "kv/e", &a, &data, &len), 0,
+	       nm("fetch an empty file"));
+	ok(a.size == 0 && (!data || len == 0), "%s", nm("... nothing to read"));
+	free(data);
+	is_int(put_img(l, "images/i", TOKEN_T, "\x89PNG\r\n\x1a\n", 8), 0,
+	       nm("an image"));
+	is_int(layer_fetch(l, "images/i", &a, &data, &len), 0,
+	       nm("fetch the image"));
+	ok(a.size == 8 && (!data || (len == 8 && data[1] == 'P')), "%s",
+	   nm("... no value, or the whole image"));
 	free(data);
 	is_int(layer_fetch(l, "kv/d", &a, &data, &len), 0, nm("fetch a dir"));
 	ok(a.kind == DSFS_DIR && !data, "%s", nm("... no value"));
