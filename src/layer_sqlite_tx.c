@@ -595,6 +595,23 @@ static void bind_value(sqlite3_stmt *st, int col, const void *value, size_t len,
 		sqlite3_bind_blob64(st, col, value, len, SQLITE_STATIC);
 }
 
+/* A row's attributes after its kind, from opaque to token (11 columns),
+ * from column col on: S_PUT and S_UPDATE set them in that order. */
+static void bind_attrs(sqlite3_stmt *st, int col, const struct dsfs_attr *a)
+{
+	sqlite3_bind_int(st, col, a->opaque);
+	sqlite3_bind_int64(st, col + 1, a->mode & 07777);
+	sqlite3_bind_int64(st, col + 2, a->uid);
+	sqlite3_bind_int64(st, col + 3, a->gid);
+	sqlite3_bind_int64(st, col + 4, layer_time_ns(a->atime));
+	sqlite3_bind_int64(st, col + 5, layer_time_ns(a->mtime));
+	sqlite3_bind_int64(st, col + 6, layer_time_ns(a->ctime));
+	sqlite3_bind_int64(st, col + 7, (sqlite3_int64)a->version);
+	sqlite3_bind_int64(st, col + 8, (sqlite3_int64)a->size);
+	bind_str(st, col + 9, a->type, -1);
+	bind_str(st, col + 10, a->token, -1);
+}
+
 int sq_put_row(struct tx *t, const struct layer_key *k,
 	       const struct dsfs_attr *a, const void *value, size_t len,
 	       bool is_file)
@@ -604,17 +621,7 @@ int sq_put_row(struct tx *t, const struct layer_key *k,
 	bind_str(st, 1, k->parent, (int)k->plen);
 	bind_str(st, 2, k->name, (int)k->nlen);
 	sqlite3_bind_int(st, 3, (int)a->kind);
-	sqlite3_bind_int(st, 4, a->opaque);
-	sqlite3_bind_int64(st, 5, a->mode & 07777);
-	sqlite3_bind_int64(st, 6, a->uid);
-	sqlite3_bind_int64(st, 7, a->gid);
-	sqlite3_bind_int64(st, 8, layer_time_ns(a->atime));
-	sqlite3_bind_int64(st, 9, layer_time_ns(a->mtime));
-	sqlite3_bind_int64(st, 10, layer_time_ns(a->ctime));
-	sqlite3_bind_int64(st, 11, (sqlite3_int64)a->version);
-	sqlite3_bind_int64(st, 12, (sqlite3_int64)a->size);
-	bind_str(st, 13, a->type, -1);
-	bind_str(st, 14, a->token, -1);
+	bind_attrs(st, 4, a);
 	bind_value(st, 15, value, len, is_file);
 	return run(t, st);
 }
@@ -629,17 +636,7 @@ int sq_update_row(struct tx *t, int64_t id, const struct dsfs_attr *a,
 	sqlite3_stmt *st = stmt(t, S_UPDATE);
 
 	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_int(st, 2, a->opaque);
-	sqlite3_bind_int64(st, 3, a->mode & 07777);
-	sqlite3_bind_int64(st, 4, a->uid);
-	sqlite3_bind_int64(st, 5, a->gid);
-	sqlite3_bind_int64(st, 6, layer_time_ns(a->atime));
-	sqlite3_bind_int64(st, 7, layer_time_ns(a->mtime));
-	sqlite3_bind_int64(st, 8, layer_time_ns(a->ctime));
-	sqlite3_bind_int64(st, 9, (sqlite3_int64)a->version);
-	sqlite3_bind_int64(st, 10, (sqlite3_int64)a->size);
-	bind_str(st, 11, a->type, -1);
-	bind_str(st, 12, a->token, -1);
+	bind_attrs(st, 2, a);
 	bind_value(st, 13, value, len, is_file);
 	return run(t, st);
 }

@@ -2112,6 +2112,20 @@ static const char *query_plan(const char *path, const char *sql)
 	return plan;
 }
 
+/* Drop index name from the store at path, as a store made before it
+ * was would lack it. */
+static void drop_index(const char *path, const char *name)
+{
+	char sql[64];
+	sqlite3 *db;
+
+	snprintf(sql, sizeof(sql), "DROP INDEX %s", name);
+	if (sqlite3_open(path, &db) != SQLITE_OK ||
+	    sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		bail(sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
 /* A process that dies holding a pin on a blob it unreferenced leaves the
  * blob with refs 0; the next read-write open deletes it and gives its
  * bytes back, through the index of such blobs, which it makes in a store
@@ -2207,7 +2221,6 @@ static void t_pin_crash(void)
 	unsigned char img[5000], small[10];
 	const char *why;
 	uint64_t used;
-	sqlite3 *db;
 	int status;
 	pid_t pid;
 
@@ -2225,12 +2238,7 @@ static void t_pin_crash(void)
 		  "blob_unref") != NULL,
 	   "%s", nm("a new store finds unreferenced blobs by index"));
 
-	/* As if the store predated the index. */
-	if (sqlite3_open(path, &db) != SQLITE_OK ||
-	    sqlite3_exec(db, "DROP INDEX blob_unref", NULL, NULL, NULL) !=
-		    SQLITE_OK)
-		bail(sqlite3_errmsg(db));
-	sqlite3_close(db);
+	drop_index(path, "blob_unref"); /* as if the store predated it */
 
 	fflush(stdout);
 	pid = fork();
@@ -2281,7 +2289,6 @@ static void t_entry_kind(void)
 	char path[PATH_MAX];
 	struct dsfs_layer *l;
 	const char *why;
-	sqlite3 *db;
 
 	store_path(path, sizeof(path), "kinds.db");
 	if (layer_sqlite_open(path, "runtime", BIG, true, &l, &why))
@@ -2298,12 +2305,7 @@ static void t_entry_kind(void)
 		   NULL,
 	   "%s", nm("a listing reads the index of names and kinds alone"));
 
-	/* As if the store predated the index. */
-	if (sqlite3_open(path, &db) != SQLITE_OK ||
-	    sqlite3_exec(db, "DROP INDEX entry_kind", NULL, NULL, NULL) !=
-		    SQLITE_OK)
-		bail(sqlite3_errmsg(db));
-	sqlite3_close(db);
+	drop_index(path, "entry_kind"); /* as if the store predated it */
 	is_int(layer_sqlite_open_image(path, "factory", BIG, &l, &why), 0,
 	       nm("open without the index, read-only"));
 	is_str(ls(l, "kv"), want, nm("... lists the same from the rows"));
