@@ -16,10 +16,11 @@
  * One row of `entry` per stored key, named by (parent, name): parent is
  * the key of the directory holding it ("kv", "kv/app"), so a lookup is one
  * seek of the UNIQUE(parent, name) index, a listing one range of
- * entry_kind (the names and kinds alone: a listing reads no row, about 30
- * bytes a name instead of some 150 with 512-byte pages, layer_sqlite_list.c),
- * and a directory rename two range updates of the rows.  Image values live once per
- * token in `blob` with a reference count; `meta` holds the usage in bytes
+ * entry_kind (the names and kinds alone: a listing reads no row, about
+ * 30 bytes a name instead of some 150 with 512-byte pages,
+ * layer_sqlite_list.c), and a directory rename two range updates of the
+ * rows.  Image values live once per token in `blob` with a reference
+ * count; `meta` holds the usage in bytes
  * ('used') and the version counter ('seq'), updated in the transaction of
  * every change, so opening a store never scans it.  The value is the last
  * column of `entry` (see layer_sqlite_tx.c).
@@ -127,7 +128,11 @@ const char *const sq_stmt_sql[S_COUNT] = {
 	[S_META_SET] = "UPDATE meta SET v = ?2 WHERE k = ?1",
 	[S_GET] = "SELECT id, " ATTR_COLS
 		  " FROM entry WHERE parent = ?1 AND name = ?2",
-	[S_FETCH] = "SELECT id, " ATTR_COLS ", value"
+	/* length() reads no overflow page: a value over ?3 bytes is not
+	 * loaded here (NULL) but read by read() straight into its buffer,
+	 * rather than copied twice. */
+	[S_FETCH] = "SELECT id, " ATTR_COLS ","
+		    " CASE WHEN length(value) <= ?3 THEN value END"
 		    " FROM entry WHERE parent = ?1 AND name = ?2",
 	[S_LIST] = "SELECT name, " ATTR_COLS " FROM entry"
 		   " WHERE parent = ?1 AND name > ?2 ORDER BY name LIMIT ?3",

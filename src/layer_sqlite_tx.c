@@ -497,9 +497,13 @@ int sq_get_row(struct tx *t, const struct layer_key *k, struct row *r)
 	return rc == 0 ? -ENOENT : rc;
 }
 
-/* sq_get_row() and, for a file whose value is in its row, that value in a
- * new buffer (*data, the caller's; NULL for any other entry): one
- * statement, so the value is the one of the attributes' version. */
+/* The largest value sq_fetch_row() gives: a larger one is read by read()
+ * into one buffer, where a SELECT would hold a copy of its own. */
+#define FETCH_MAX (64 * 1024)
+
+/* sq_get_row() and, for a file whose value is in its row and at most
+ * FETCH_MAX bytes, that value in a new buffer (*data, the caller's; NULL
+ * otherwise): one statement, so the value is the attributes' version's. */
 int sq_fetch_row(struct tx *t, const struct layer_key *k, struct row *r,
 		 char **data, size_t *len)
 {
@@ -512,13 +516,15 @@ int sq_fetch_row(struct tx *t, const struct layer_key *k, struct row *r,
 	*len = 0;
 	bind_str(st, 1, k->parent, (int)k->plen);
 	bind_str(st, 2, k->name, (int)k->nlen);
+	sqlite3_bind_int(st, 3, FETCH_MAX);
 	rc = step(t, st);
 	if (rc != 1)
 		return rc == 0 ? -ENOENT : rc;
 	r->id = sqlite3_column_int64(st, 0);
 	row_attr(st, 1, &r->a);
 	rc = 0;
-	if (r->a.kind == DSFS_FILE && !r->a.token[0]) {
+	if (r->a.kind == DSFS_FILE && !r->a.token[0] &&
+	    sqlite3_column_type(st, 13) != SQLITE_NULL) {
 		v = sqlite3_column_blob(st, 13);
 		n = (size_t)sqlite3_column_bytes(st, 13);
 		*data = malloc(n ? n : 1);

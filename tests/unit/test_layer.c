@@ -448,7 +448,7 @@ static void t_fetch(void)
 {
 	struct dsfs_layer *l = fresh(BIG);
 	struct dsfs_attr a, b;
-	char *data = (char *)"x";
+	char *data = (char *)"x", *big;
 	size_t len = 1;
 
 	put(l, "kv/f", "{\"n\":1}");
@@ -464,6 +464,19 @@ static void t_fetch(void)
 	ok(!l->ops->fetch || data, "%s",
 	   nm("... the whole value, if the layer fetches"));
 	free(data);
+	big = malloc(100001);
+	if (!big)
+		bail("malloc");
+	memset(big, 'b', 100000);
+	big[100000] = '\0';
+	put(l, "kv/big", big);
+	is_int(layer_fetch(l, "kv/big", &a, &data, &len), 0,
+	       nm("fetch a value of 100,000 bytes"));
+	ok(a.size == 100000 &&
+		   (!data || (len == 100000 && memcmp(data, big, len) == 0)),
+	   "%s", nm("... no value (read() gives it), or the whole value"));
+	free(data);
+	free(big);
 	put(l, "kv/e", "");
 	is_int(layer_fetch(l, "kv/e", &a, &data, &len), 0,
 	       nm("fetch an empty file"));
