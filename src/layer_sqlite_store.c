@@ -15,8 +15,8 @@
  *
  * One row of `entry` per stored key, named by (parent, name): parent is
  * the key of the directory holding it ("kv", "kv/app"), so a lookup is one
- * seek of the UNIQUE(parent, name) index, a listing one range of
- * entry_kind (the names and kinds alone: a listing reads no row, about
+ * seek of the UNIQUE(parent, name) index, a listing of the mount one
+ * range of entry_kind (the names and kinds alone: it reads no row, about
  * 30 bytes a name instead of some 150 with 512-byte pages,
  * layer_sqlite_list.c), and a directory rename two range updates of the
  * rows.  Image values live once per token in `blob` with a reference

@@ -586,10 +586,8 @@ int sq_target(struct tx *t, const char *key, size_t len, struct layer_key *k,
 	return parent_ok(t, k, parent);
 }
 
-/* Insert or replace the row at k.  value NULL stores SQL NULL (images,
- * directories, whiteouts); a plain file's value is never NULL. */
-/* A row's value column: NULL for no file (a directory, a whiteout), an
- * empty blob for an empty file or one whose value is elsewhere. */
+/* A row's value column: SQL NULL unless is_file (images, directories,
+ * whiteouts); a plain file's value is never NULL, an empty blob at least. */
 static void bind_value(sqlite3_stmt *st, int col, const void *value, size_t len,
 		       bool is_file)
 {
@@ -618,6 +616,7 @@ static void bind_attrs(sqlite3_stmt *st, int col, const struct dsfs_attr *a)
 	bind_str(st, col + 10, a->token, -1);
 }
 
+/* Insert or replace the row at k (see bind_value() for value). */
 int sq_put_row(struct tx *t, const struct layer_key *k,
 	       const struct dsfs_attr *a, const void *value, size_t len,
 	       bool is_file)
