@@ -36,6 +36,21 @@ struct recent_image {
 	size_t len, cap;
 };
 
+/* The one push of a committing image writer's copy into the kernel's
+ * pages (pagecache_push.c): a slot its thread serves.  Fields under lock. */
+struct page_push {
+	pthread_mutex_t lock;
+	pthread_cond_t wake; /* a push is queued, or the thread is to stop */
+	pthread_cond_t done; /* the push under way is done */
+	pthread_t thread;
+	bool running, stopping;
+	int state; /* PUSH_IDLE, PUSH_QUEUED, PUSH_BUSY, PUSH_DONE */
+	uint64_t ino;
+	const char *buf;
+	size_t len;
+	int rc; /* of the push done */
+};
+
 struct dsfs_ctx {
 	/* Set up by main.c before the session starts; read-only after. */
 	char *store;   /* absolute path of the store directory */
@@ -78,6 +93,7 @@ struct dsfs_ctx {
 	struct watch_hub *watch;
 	/* At most one image's bytes, 1 MiB (pagecache.c). */
 	struct recent_image recent;
+	struct page_push push;
 	/* The large buffer a freed copy left for the next (handle.h). */
 	struct handle_spare spare;
 	/* -o inode_cache (evict.c): the thread that keeps the node table

@@ -88,6 +88,7 @@ static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
 	struct dsfs_attr a;
 	const char *why = NULL;
 	bool told = h->poisoned != 0;
+	uint32_t ticket;
 	struct found f;
 	struct loc l;
 	int rc;
@@ -129,7 +130,9 @@ static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
 	/* Times set with futimens()/utimensat() while this was open for
 	 * writing (cp -p, tar x) are what the committed value keeps. */
 	node_take_times(&ctx->nodes, h->node, &a.atime, &a.mtime);
+	ticket = pagecache_push_begin(ctx, h);
 	rc = commit_copy(ctx, h, &l, &a, &f);
+	pagecache_push_end(ctx, h, ticket, rc == 0 ? &f : NULL);
 	if (rc) {
 		refused(ctx, &l, "not stored", rc,
 			rc == -ENOSPC && h->res.active ?
@@ -146,10 +149,8 @@ static int commit_handle(struct dsfs_ctx *ctx, struct handle *h, bool last)
 	 * the kernel sized the file from this handle's writes alone (it
 	 * marks size and times stale after a write itself).  The GETATTR
 	 * this saves is one round trip of every `echo > f`.  Not for an
-	 * image: its first reader pushes it into the page cache
-	 * (pagecache.c), and the kernel drops pages when it learns of a
-	 * new mtime, so it must learn of it before that open (the open's
-	 * permission check asks), not after. */
+	 * image: the pages pushed for its readers are trusted with the
+	 * attributes the kernel learns after this (pagecache.c, Images). */
 	if (!h->from_empty || !node_sole_writer_view(&ctx->nodes, h->node) ||
 	    h->content == DSFS_CONTENT_IMAGE)
 		notify_attrs(ctx, h->node->ino);

@@ -65,6 +65,11 @@ static void dsfs_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	/* The kernel must not drop an inode's pages when it learns of a new
+	 * mtime: pagecache.c drops them itself where they may hold another
+	 * version, and keeps those an image's commit pushed before its
+	 * attributes changed. */
+	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
 	/* The kernel works out which set-id bits a chown or a truncation
 	 * clears and sends them as a mode change (setattr.c, setid.c). */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;

@@ -49,6 +49,8 @@ struct node_extra {
 	 * ticks, 0 for never: readers bypass the page cache for
 	 * NODE_PENDING_TICKS after it, until that writer's open has come. */
 	uint16_t pending_at;
+	/* The last ticket node_pages_pushing() gave (it wraps, skipping 0). */
+	uint32_t push_ticket;
 	struct timespec atime, mtime;
 	/* Owned: what it was when detached; while page-cache readers are
 	 * open, the version they read (kept for a retirement). */
@@ -123,6 +125,10 @@ struct node {
 	 * with no writer open (node_cache_seen()): its first reader fills
 	 * the pages and keeps the attributes (NODE_CACHE_FILL). */
 	bool attrs_only : 1;
+	/* A writer's commit pushed its copy into the pages, and the commit
+	 * has not vouched for them (node_pages_committed()): they may hold
+	 * bytes that no version has, and the next first reader drops them. */
+	bool pages_unknown : 1;
 	char name_buf[]; /* the name it was made with */
 };
 
@@ -211,6 +217,15 @@ int node_cache_reader_open(struct node_table *t, struct node *n,
  * retired, a node waiting for this writer is made for its name, and the
  * kernel must walk the path again. */
 int node_writer_open(struct node_table *t, struct node *n, uint16_t now);
+/* A counted writer of n is about to push its copy into n's pages, before
+ * its commit: the pages hold no version until node_pages_committed()
+ * with the ticket returned, called once that commit stored the copy as
+ * (version, layer), says they hold that one, unless another push began
+ * since.  0: n has no name or no counted writer, and nothing is to be
+ * pushed. */
+uint32_t node_pages_pushing(struct node_table *t, struct node *n);
+void node_pages_committed(struct node_table *t, struct node *n, uint32_t ticket,
+			  uint64_t version, int layer);
 /* The clock of pending_at: a tick is 1/16 s, and a node waits for the
  * writers sent to it for 2 s (a retried open comes within microseconds;
  * the margin is for a loaded machine).  Other writers that open and close

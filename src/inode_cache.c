@@ -109,11 +109,14 @@ int node_cache_reader_open(struct node_table *t, struct node *n,
 	if (!x->gone)
 		goto out;
 	*x->gone = *a;
-	/* Pages are only ever filled by page-cache readers: those of
-	 * another version can be there only if one read it. */
-	pageless = n->cached_version == 0 || n->attrs_only;
-	*dropped = !same && !pageless;
-	if (!same || (pageless && n->attrs_other))
+	/* Pages are filled by page-cache readers, and by a writer's commit
+	 * (pages_unknown until the commit vouches for them): those of
+	 * another version can be there only if one read it or one was
+	 * pushed. */
+	pageless = (n->cached_version == 0 || n->attrs_only) &&
+		   !n->pages_unknown;
+	*dropped = (!same && !pageless) || n->pages_unknown;
+	if (n->pages_unknown || !same || (pageless && n->attrs_other))
 		how = NODE_CACHE_FRESH;
 	else if (pageless)
 		how = NODE_CACHE_FILL;
@@ -121,6 +124,7 @@ int node_cache_reader_open(struct node_table *t, struct node *n,
 		how = n->attrs_other ? NODE_CACHE_ATTRS : NODE_CACHE_KEEP;
 	n->attrs_other = false;
 	n->attrs_only = false;
+	n->pages_unknown = false;
 	x->filling = how != NODE_CACHE_KEEP;
 	n->cached_version = a->version;
 	n->cached_layer = (unsigned)layer;
@@ -176,6 +180,46 @@ int node_writer_open(struct node_table *t, struct node *n, uint16_t now)
 out:
 	pthread_mutex_unlock(&t->lock);
 	return rc;
+}
+
+uint32_t node_pages_pushing(struct node_table *t, struct node *n)
+{
+	struct node_extra *x;
+	uint32_t ticket = 0;
+
+	pthread_mutex_lock(&t->lock);
+	x = n->x;
+	/* Counted writers keep x, and no page-cache reader is open. */
+	if (x && x->writers > 0 && x->cache_readers == 0 && !n->writers_lost &&
+	    n->parent) {
+		n->pages_unknown = true;
+		ticket = ++x->push_ticket;
+		if (ticket == 0)
+			ticket = ++x->push_ticket;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return ticket;
+}
+
+void node_pages_committed(struct node_table *t, struct node *n, uint32_t ticket,
+			  uint64_t version, int layer)
+{
+	struct node_extra *x;
+
+	pthread_mutex_lock(&t->lock);
+	x = n->x;
+	if (x && ticket && x->push_ticket == ticket && n->pages_unknown &&
+	    x->cache_readers == 0 && n->parent) {
+		n->pages_unknown = false;
+		n->cached_version = version;
+		n->cached_layer = (unsigned)layer;
+		n->attrs_only = false;
+		/* The commit drops the kernel's attributes next (file.c):
+		 * what it learns after that is this version's, or another
+		 * one's through node_cache_seen(). */
+		n->attrs_other = false;
+	}
+	pthread_mutex_unlock(&t->lock);
 }
 
 int node_cache_seen(struct node_table *t, struct node *n, uint64_t version,

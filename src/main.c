@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "pagecache.h"
 #include "log.h"
 #include "store.h"
 
@@ -476,6 +477,10 @@ int main(int argc, char *argv[])
 	 * (pagecache.c gives each version its own). */
 	if (!ctx.flocks && flocks_new(NULL, &ctx.flocks) != 0)
 		goto out_layers;
+	rc = pagecache_push_start(&ctx);
+	if (rc)
+		log_warn("%s: images not pushed into the page cache: %s",
+			 ctx.store, strerror(-rc));
 	rc = evict_start(&ctx, o.inode_cache);
 	if (rc) {
 		log_err("%s: inode_cache: %s", ctx.store, strerror(-rc));
@@ -501,6 +506,7 @@ int main(int argc, char *argv[])
 
 out_layers:
 	evict_stop(&ctx);
+	pagecache_push_stop(&ctx);
 	control_stop(&ctx);
 	if (!ctx.cluster) {
 		flocks_free(ctx.flocks);

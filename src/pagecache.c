@@ -40,7 +40,8 @@
  *
  * 3. The first page-cache open of a version (FRESH) drops the node's
  *    attributes before the reply, and its pages if a reader of another
- *    version filled them (pages are filled only by page-cache readers): the
+ *    version filled them (pages are filled only by page-cache readers and
+ *    by an image's commit, Images below): the
  *    size the kernel reads up to is then asked again, with the reader's
  *    handle, and answered from it.  The attributes the kernel held may say
  *    another version: a LOOKUP or GETATTR answered while a rename over the
@@ -97,15 +98,27 @@
  * never stands for two tokens.  Its first page-cache reader does not read
  * it whole at the open (a reader may want its first bytes only): the
  * kernel fills the pages by READs, which later readers of the version
- * keep.  Except just after it was written: the writer's copy is kept at
- * its release (one image at a time, pagecache_writer_done()), and the
- * first page-cache reader whose handle streams that very token pushes
- * it, so that a read back after a write is an open with no READ.  The
- * writer's commit drops the kernel's attributes, so that the new mtime
- * is fetched before that open (by its permission check): fetched after
- * the push, a changed mtime would make the kernel drop those pages.
- * Answered once the writer is released, that fetch also lets the open
- * FILL (rule 3), with no GETATTR after it.
+ * keep.  Except just after it was written: the commit of an image of up
+ * to 1 MiB pushes the writer's copy into the node's pages while it makes
+ * it durable (pagecache_push.c), and a commit that stored it says the
+ * pages are its version's (node_pages_committed()), so that a read back
+ * after a write is an open with no READ, and the pages were filled on
+ * time the commit spent waiting for the disk.  Pushed pages that no
+ * commit vouched for (it failed, or another push came after) are no
+ * version's, and their next first reader drops them (FRESH).  A push
+ * that the commit called off leaves the writer's copy to be kept at its
+ * release instead (one image at a time, pagecache_writer_done()), and
+ * the first page-cache reader whose handle streams that very token
+ * pushes it.  Either way the writer's commit drops the kernel's
+ * attributes, so that the open after it fetches them afresh (by its
+ * permission check) and keeps them: answered once the writer is
+ * released, that fetch lets the open KEEP or FILL, with no GETATTR
+ * after it.
+ *
+ * The kernel itself drops no pages when it learns of a new mtime
+ * (FUSE_CAP_AUTO_INVAL_DATA is off, fuse_ops.c): pages are dropped where
+ * these rules say, and no other way, so that those an image's commit
+ * pushed before its mtime changed are kept.
  */
 #include "pagecache.h"
 
@@ -120,10 +133,6 @@
 /* How many nodes a lookup links for a name before it gives up (ESTALE)
  * when each is retired before its reply (pagecache_link()). */
 #define PAGECACHE_LINK_TRIES 8
-
-/* Values up to this size are pushed into the page cache at their first
- * open (store_pages()); larger ones are read by the kernel as it needs. */
-#define PAGECACHE_STORE_MAX (1024 * 1024)
 
 /* The views whose every change below the kernel is told to this file
  * (notify.c): the merged kv/ and images/, and factory/ (an install drops

@@ -9,6 +9,11 @@
 
 struct handle;
 
+/* Values up to this size are pushed into the page cache at their first
+ * open (store_pages()), or an image's by its commit (pagecache_push.c);
+ * larger ones are read by the kernel as it needs. */
+#define PAGECACHE_STORE_MAX (1024 * 1024)
+
 /* How the kernel may cache what the reader h of node n (at l, found as f)
  * reads: fills r's direct_io or keep_cache, counts h as a page-cache
  * reader (h->cache_reader) when it is one. */
@@ -20,6 +25,22 @@ void pagecache_reader_open(struct dsfs_ctx *ctx, struct node *n,
  * page-cache reader of that token, which then pushes it into the
  * kernel's pages without reading it back from its layer. */
 void pagecache_writer_done(struct dsfs_ctx *ctx, struct handle *h);
+/* pagecache_push.c: an image writer h is about to commit its copy.  The
+ * push thread copies it into the kernel's pages of h's node meanwhile,
+ * at idle priority, so that it takes the time the commit waits for the
+ * disk.  The ticket returned (0: nothing will be pushed) goes to
+ * pagecache_push_end() once the commit returned, with what it stored (f)
+ * or NULL if it failed: a push not begun yet is called off, one under way
+ * is waited for (h's copy is not to change under it), and a push done
+ * for a commit that stored the copy lets the version's readers keep those
+ * pages.  Called with h->lock held. */
+uint32_t pagecache_push_begin(struct dsfs_ctx *ctx, struct handle *h);
+void pagecache_push_end(struct dsfs_ctx *ctx, struct handle *h, uint32_t ticket,
+			const struct found *f);
+/* The push thread, started once the session exists, stopped before it
+ * goes.  Without it nothing is pushed. */
+int pagecache_push_start(struct dsfs_ctx *ctx);
+void pagecache_push_stop(struct dsfs_ctx *ctx);
 /* Count a writer of n: 0, or -ESTALE when page-cache readers have n open
  * (n is retired and the kernel told to walk the path again). */
 int pagecache_writer_open(struct dsfs_ctx *ctx, struct node *n);

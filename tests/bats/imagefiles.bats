@@ -35,6 +35,16 @@ bigimg()
 
 sha() { sha256sum <"$1" | cut -d' ' -f1; }
 
+# The store on a tmpfs of 8 MiB of its own, $SMALL (teardown unmounts it).
+small_store()
+{
+	[ "$(id -u)" -eq 0 ] || fail "FATAL: this test mounts a tmpfs and must run as root"
+	SMALL=$T.small
+	mkdir "$SMALL"
+	mount -t tmpfs -o size=8M tmpfs "$SMALL" || fail "FATAL: cannot mount a tmpfs"
+	STORE=$SMALL/store
+}
+
 # The files in runtime.db-blobs/ (not pending/), one name a line, sorted.
 blob_files() { find "$B" -maxdepth 1 -type f -printf '%f\n' | sort; }
 pending_files() { find "$B/pending" -type f -printf '%f\n' | sort; }
@@ -155,11 +165,7 @@ print("same" if got == want else "different (%d bytes)" % len(got))
 }
 
 @test "a disk filled by large images: ENOSPC, nothing left behind, rm frees the space at once" {
-	[ "$(id -u)" -eq 0 ] || fail "FATAL: this test mounts a tmpfs and must run as root"
-	SMALL=$T.small
-	mkdir "$SMALL"
-	mount -t tmpfs -o size=8M tmpfs "$SMALL" || fail "FATAL: cannot mount a tmpfs"
-	STORE=$SMALL/store
+	small_store
 	B=$STORE/runtime.db-blobs
 	mount_dsfs -o runtime_size=64M
 	local i=0
@@ -188,4 +194,39 @@ print("same" if got == want else "different (%d bytes)" % len(got))
 	unmount_dsfs
 	run tmo "$DSFSCTL" check "$STORE" 3>&- 4>&-
 	[ "$status" -eq 0 ] || fail "dsfsctl check after the full disk: $output"
+}
+
+@test "an image whose commit fails after its bytes went into the page cache (the disk filled meanwhile): the old image reads back whole" {
+	small_store
+	mount_dsfs -o runtime_size=64M
+	bigimg "$D/old" 300000
+	bigimg "$D/new" 600000
+	tmo cp "$D/old" "$MNT/images/x"
+	cmp "$D/old" "$MNT/images/x" || fail "the old image"
+	# The new image written whole, the disk filled by another program,
+	# then the close: its commit pushes the bytes into the kernel's
+	# pages, then finds no room for them.
+	run tmo "$PYTHON" - "$MNT/images/x" "$D/new" "$SMALL/filler" <<'PY'
+import errno, sys
+f = open(sys.argv[1], "wb", buffering=0)
+f.write(open(sys.argv[2], "rb").read())
+with open(sys.argv[3], "wb", buffering=0) as g:
+    try:
+        while True:
+            g.write(b"\0" * 65536)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC, e
+try:
+    f.close()
+except OSError as e:
+    print("close: %s" % errno.errorcode[e.errno])
+    sys.exit(0)
+print("close: no error")
+PY
+	[ "$output" = "close: ENOSPC" ] || fail "the close: $output"
+	cmp "$D/old" "$MNT/images/x" || fail "read after the refused commit"
+	cmp "$D/old" "$MNT/images/x" || fail "read again"
+	rm "$SMALL/filler"
+	tmo cp "$D/new" "$MNT/images/x"
+	cmp "$D/new" "$MNT/images/x" || fail "the new image, once it fits"
 }

@@ -626,6 +626,108 @@ static void test_cache_fill(struct node *kv)
 /* A node whose page-cache readers, writers and waits are over keeps no
  * extra state (node_extra_trim()): what its pages hold is in the node, and
  * its page-cache decisions are those it made when the extra stayed. */
+/* Two writers of n push, one after the other; then the second push's
+ * commit stores version `second`, and the first push's `first` (0: that
+ * commit failed).  Whether the two tickets differ. */
+static bool two_pushes(struct node *n, uint64_t first, uint64_t second)
+{
+	uint32_t a, b;
+
+	node_writer_open(t, n, now);
+	node_writer_open(t, n, now);
+	a = node_pages_pushing(t, n);
+	b = node_pages_pushing(t, n);
+	if (second)
+		node_pages_committed(t, n, b, second, L_RUNTIME);
+	if (first)
+		node_pages_committed(t, n, a, first, L_RUNTIME);
+	node_writers(t, n, -1);
+	node_writers(t, n, -1);
+	return a != b;
+}
+
+/* A writer's commit pushes its copy into the pages (node_pages_pushing()):
+ * the commit that stored it vouches for them; a failed commit, a later
+ * push, or no commit at all leaves them to be dropped. */
+static void test_cache_push(struct node *kv)
+{
+	struct node *n = node_link(t, kv, "p", false, L_FACTORY);
+	bool dropped = false;
+	uint32_t first;
+
+	if (!n)
+		return;
+	is_int(node_cache_seen(t, n, 3, L_RUNTIME), NODE_SEEN_SAME,
+	       "push: version 3 seen");
+	is_int(reader_open(n, 3, L_RUNTIME, &dropped), NODE_CACHE_FILL,
+	       "push: 3 read into the pages");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+	is_int(node_pages_pushing(t, n), 0, "no ticket without a writer");
+
+	/* A push whose commit failed: the version stays 3, the pages do not. */
+	is_int(node_writer_open(t, n, now), 0, "a writer opens it");
+	first = node_pages_pushing(t, n);
+	ok(first != 0, "its commit pushes");
+	node_writers(t, n, -1);
+	is_int(reader_open(n, 3, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "the commit failed: a reader of 3 fills the pages anew");
+	ok(dropped, "and drops what was pushed");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+
+	/* A push the commit vouched for. */
+	node_writer_open(t, n, now);
+	first = node_pages_pushing(t, n);
+	node_pages_committed(t, n, first, 4, L_RUNTIME);
+	node_writers(t, n, -1);
+	is_int(node_cache_seen(t, n, 4, L_RUNTIME), NODE_SEEN_SAME,
+	       "the commit's version 4 is seen");
+	is_int(reader_open(n, 4, L_RUNTIME, &dropped), NODE_CACHE_KEEP,
+	       "its first reader keeps the pushed pages and the attributes");
+	ok(!dropped, "nothing dropped");
+	node_cache_done(t, n);
+	is_int(reader_open(n, 3, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "a reader of another version does not");
+	ok(dropped, "it drops them");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+
+	/* Two writers' pushes: only the last one's commit vouches. */
+	ok(two_pushes(n, 5, 0), "each push has its ticket");
+	is_int(reader_open(n, 5, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "the earlier push's commit does not vouch for the later push");
+	ok(dropped, "whose bytes are dropped");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+	two_pushes(n, 7, 6);
+	is_int(reader_open(n, 7, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
+	       "a commit made after the last push's does not vouch either");
+	ok(dropped, "the pages are 6's, dropped for 7");
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+
+	/* Retired by a reader's open (rule 1): the writer's node has no
+	 * name, and nothing is pushed into it. */
+	is_int(reader_open(n, 7, L_RUNTIME, &dropped), NODE_CACHE_KEEP,
+	       "a reader holds 7");
+	is_int(node_writer_open(t, n, now), -ESTALE,
+	       "a writer meets it and walks again");
+	is_int(node_pages_pushing(t, n), 0, "nothing is pushed into it");
+	node_cache_done(t, n);
+	node_forget(t, n->ino, 1);
+	/* The node made for the name, waiting for that writer, which never
+	 * comes: freed once the wait is over. */
+	now += NODE_PENDING_TICKS;
+	n = node_link(t, kv, "p", false, L_FACTORY);
+	if (!n)
+		return;
+	reader_open(n, 7, L_RUNTIME, &dropped);
+	node_cache_filled(t, n);
+	node_cache_done(t, n);
+	node_forget(t, n->ino, 1);
+}
+
 static void test_extra_trim(struct node *kv)
 {
 	enum {
@@ -880,6 +982,7 @@ int main(void)
 	test_each(kv);
 	test_cache_identity(kv);
 	test_cache_fill(kv);
+	test_cache_push(kv);
 	test_cache_writers(kv);
 	test_extra_trim(kv);
 	test_growth(kv);
