@@ -6,7 +6,7 @@
  * way a shell script or a driver would, and prints the time per operation:
  *
  *   loadgen -w WORKLOAD -d DIR [-n N] [-t THREADS] [-r R] [-P PASSES]
- *           [-p PID] [-T SECONDS] [-D DDIR] [-B BDIR] [-W]
+ *           [-p PID] [-T SECONDS] [-D DDIR] [-B BDIR] [-W] [-c CPU]
  *
  *   create     W1: open(O_WRONLY|O_CREAT|O_TRUNC) + write ~60 bytes of JSON
  *              + close, for N new files DIR/f0000000 ... (µs per file)
@@ -39,7 +39,15 @@
  *                  written to DIR, right after it is made durable, and
  *                  removed, untimed: the mean µs of those writes too
  *                  ("beside_write"), the reference's write measured
- *                  image by image beside the workload.
+ *                  image by image beside the workload.  With -c CPU,
+ *                  the work a FUSE daemon pinned to CPU would do is done
+ *                  on that CPU, the rest on loadgen's own: with -D, the
+ *                  durable file is made there (a commit syncs on the
+ *                  daemon's CPU, which may not be the one the disk's
+ *                  interrupts reach); without it, each image is written
+ *                  there and read back here (a FUSE filesystem fills the
+ *                  pages on the daemon's CPU, and its reader copies them
+ *                  out on its own).
  *   walk       readdir of DIR, lstat of every entry, read of every R-th
  *              (R default 100): a tour of a big store (µs per entry)
  *   wait       wait until DIR exists (a mount is ready), at most N seconds
@@ -60,6 +68,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +84,7 @@ static const char *dir;
 static const char *ddir; /* -D: image's durable reference */
 static const char *bdir; /* -B: the image written beside, elsewhere */
 static int no_readback;	  /* -W: images are written only */
+static int daemon_cpu = -1; /* -c: the CPU of a daemon's share of W9 */
 static long nfiles = 10000;
 static int nthreads = 2;
 static long reps = 0; /* -r: listings for list, stride for walk */
@@ -276,6 +286,25 @@ static void fill_image(unsigned char *img)
 	}
 }
 
+/* Run on CPU cpu from now on (-1: where loadgen started). */
+static void run_on(int cpu)
+{
+	static cpu_set_t own;
+	static int saved;
+	cpu_set_t one;
+
+	if (!saved) {
+		if (sched_getaffinity(0, sizeof(own), &own) != 0)
+			die("sched_getaffinity", NULL);
+		saved = 1;
+	}
+	CPU_ZERO(&one);
+	if (cpu >= 0)
+		CPU_SET(cpu, &one);
+	if (sched_setaffinity(0, sizeof(one), cpu >= 0 ? &one : &own) != 0)
+		die("sched_setaffinity", NULL);
+}
+
 /* img made durable as DDIR/durN: µs taken.  The file is removed, untimed. */
 static double durable_one(const unsigned char *img, long i)
 {
@@ -285,6 +314,8 @@ static double durable_one(const unsigned char *img, long i)
 
 	snprintf(tmp, sizeof(tmp), "%s/new.%ld", ddir, i);
 	snprintf(path, sizeof(path), "%s/dur%04ld", ddir, i);
+	if (daemon_cpu >= 0)
+		run_on(daemon_cpu);
 	dfd = open(ddir, O_RDONLY | O_DIRECTORY);
 	if (dfd < 0)
 		die("open", ddir);
@@ -304,6 +335,8 @@ static double durable_one(const unsigned char *img, long i)
 		die("fsync", ddir);
 	t0 = now_us() - t0;
 	close(dfd);
+	if (daemon_cpu >= 0)
+		run_on(-1);
 	if (unlink(path) != 0)
 		die("unlink", path);
 	return t0;
@@ -344,7 +377,13 @@ static void run_image(void)
 		fill_image(img);
 		snprintf(path, sizeof(path), "%s/img%04ld.png", dir, i);
 
+		/* Without a durable reference, -c puts the write, and so the
+		 * filling of the pages, on the daemon's CPU. */
+		if (daemon_cpu >= 0 && !ddir)
+			run_on(daemon_cpu);
 		wsum += write_image(img, path);
+		if (daemon_cpu >= 0 && !ddir)
+			run_on(-1);
 		if (no_readback)
 			goto written;
 
@@ -473,7 +512,7 @@ static void usage(void)
 		"usage: loadgen -w create|overwrite|read|lstat|list|unlink|"
 		"mixed|image|walk|wait -d DIR\n"
 		"               [-n N] [-t THREADS] [-r R] [-P PASSES] [-p PID]\n"
-		"               [-T SECONDS] [-D DDIR] [-B BDIR] [-W]\n");
+		"               [-T SECONDS] [-D DDIR] [-B BDIR] [-W] [-c CPU]\n");
 	exit(2);
 }
 
@@ -484,7 +523,7 @@ int main(int argc, char **argv)
 	long i, got;
 	int c, p;
 
-	while ((c = getopt(argc, argv, "w:d:n:t:r:P:p:T:D:B:W")) != -1) {
+	while ((c = getopt(argc, argv, "w:d:n:t:r:P:p:T:D:B:Wc:")) != -1) {
 		switch (c) {
 		case 'w': w = optarg; break;
 		case 'd': dir = optarg; break;
@@ -497,6 +536,7 @@ int main(int argc, char **argv)
 		case 'D': ddir = optarg; break;
 		case 'B': bdir = optarg; break;
 		case 'W': no_readback = 1; break;
+		case 'c': daemon_cpu = atoi(optarg); break;
 		default: usage();
 		}
 	}
