@@ -44,7 +44,8 @@ struct page_push {
 	pthread_cond_t done; /* the push under way is done */
 	pthread_t thread;
 	bool running, stopping;
-	int state; /* PUSH_IDLE, PUSH_QUEUED, PUSH_BUSY, PUSH_DONE */
+	bool stop_push; /* the commit is over (read without the lock) */
+	int state;	/* PUSH_IDLE, PUSH_QUEUED, PUSH_BUSY, PUSH_DONE */
 	uint64_t ino;
 	const char *buf;
 	size_t len;

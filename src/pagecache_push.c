@@ -11,8 +11,10 @@
  * daemon's CPU is idle meanwhile.  So the commit queues its copy here,
  * and a thread at SCHED_IDLE priority, which runs only when nothing else
  * of the daemon's would, stores it.  A push that has not begun when the
- * commit returns (a busy CPU) is called off: the commit never waits for
- * a push that has not started, only for the end of one under way.
+ * commit returns is called off, and one under way stops at the end of
+ * its piece: the commit never waits for more than that.  A commit into
+ * memory (runtime=memory, the ephemeral layer) pushes nothing: it has no
+ * disk to wait for, and its readers' opens push the image as before.
  *
  * The pages are vouched for only by a commit that stored that very copy
  * (inode.h, node_pages_pushing()): until then, and for good if the commit
@@ -24,6 +26,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <string.h>
 
 #include "handle.h"
 
@@ -63,6 +66,13 @@ static void *push_main(void *arg)
 		 * commit, woken by its disk, only between system calls. */
 		rc = 0;
 		for (off = 0; rc == 0 && off < p->len; off += len) {
+			/* The commit is over: what is left would be waited
+			 * for, so the push stops (the pages stay no
+			 * version's). */
+			if (__atomic_load_n(&p->stop_push, __ATOMIC_RELAXED)) {
+				rc = -ECANCELED;
+				break;
+			}
 			len = p->len - off < PUSH_PIECE ? p->len - off :
 							  PUSH_PIECE;
 			buf = (struct fuse_bufvec)FUSE_BUFVEC_INIT(len);
@@ -129,6 +139,11 @@ uint32_t pagecache_push_begin(struct dsfs_ctx *ctx, struct handle *h)
 	    h->len > PAGECACHE_STORE_MAX || n->special != NODE_PLAIN ||
 	    n->view != VIEW_MERGED || n->tree != TREE_IMAGES)
 		return 0;
+	/* Only a commit that waits, for the runtime's disk or its server,
+	 * has time to spare: one into memory would pay for the push. */
+	if (!h->res.active || h->res.layer != L_RUNTIME ||
+	    (ctx->runtime && strcmp(ctx->runtime, "memory") == 0))
+		return 0;
 	pthread_mutex_lock(&p->lock);
 	/* Another writer's push holds the slot: this copy is left to its
 	 * first reader, as without the thread. */
@@ -154,12 +169,17 @@ void pagecache_push_end(struct dsfs_ctx *ctx, struct handle *h, uint32_t ticket,
 	if (!ticket)
 		return;
 	pthread_mutex_lock(&p->lock);
+	/* Under way: stopped at the end of its piece, so that a commit
+	 * that had no time to spare (no disk to wait for) waits for a few
+	 * microseconds at most. */
+	__atomic_store_n(&p->stop_push, true, __ATOMIC_RELAXED);
 	while (p->state == PUSH_BUSY)
 		pthread_cond_wait(&p->done, &p->lock);
 	/* Still queued: called off, the pages untouched (and no version's
 	 * until their next reader drops them). */
 	pushed = p->state == PUSH_DONE && p->rc == 0;
 	p->state = PUSH_IDLE;
+	__atomic_store_n(&p->stop_push, false, __ATOMIC_RELAXED);
 	p->buf = NULL;
 	pthread_mutex_unlock(&p->lock);
 	if (pushed && f)
