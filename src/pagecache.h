@@ -31,9 +31,10 @@ void pagecache_writer_done(struct dsfs_ctx *ctx, struct handle *h);
  * disk.  The ticket returned (0: nothing will be pushed) goes to
  * pagecache_push_end() once the commit returned, with what it stored (f)
  * or NULL if it failed: a push not begun yet is called off, one under way
- * is waited for (h's copy is not to change under it), and a push done
- * for a commit that stored the copy lets the version's readers keep those
- * pages.  Called with h->lock held. */
+ * stops at the end of its piece and is waited for that long (h's copy is
+ * not to change under it), and a push done whole for a commit that stored
+ * the copy lets the version's readers keep those pages.  Commits into
+ * memory push nothing.  Called with h->lock held. */
 uint32_t pagecache_push_begin(struct dsfs_ctx *ctx, struct handle *h);
 void pagecache_push_end(struct dsfs_ctx *ctx, struct handle *h, uint32_t ticket,
 			const struct found *f);
