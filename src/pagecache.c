@@ -100,10 +100,11 @@
  * kernel fills the pages by READs, which later readers of the version
  * keep.  Except just after it was written: the commit of an image of up
  * to 1 MiB to a runtime layer on disk or on a server pushes the writer's
- * copy into the node's pages while it makes it durable (pagecache_push.c), and a commit that stored it says the
- * pages are its version's (node_pages_committed()), so that a read back
- * after a write is an open with no READ, and the pages were filled on
- * time the commit spent waiting for the disk.  Pushed pages that no
+ * copy into the node's pages while it makes it durable
+ * (pagecache_push.c), and a commit that stored it says the pages are its
+ * version's (node_pages_committed()), so that a read back after a write
+ * is an open with no READ, and the pages were filled on time the commit
+ * spent waiting for the disk or the server.  Pushed pages that no
  * commit vouched for (it failed, or another push came after) are no
  * version's, and their next first reader drops them (FRESH).  A push
  * that the commit called off leaves the writer's copy to be kept at its
