@@ -47,13 +47,10 @@ static void *push_main(void *arg)
 {
 	struct dsfs_ctx *ctx = arg;
 	struct page_push *p = &ctx->push;
-	struct sched_param idle = {0};
 	struct fuse_bufvec buf;
 	size_t off, len;
 	int rc;
 
-	/* Only the CPU time nothing else of the daemon's wants. */
-	pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		while (p->state != PUSH_QUEUED && !p->stopping)
@@ -92,6 +89,7 @@ static void *push_main(void *arg)
 int pagecache_push_start(struct dsfs_ctx *ctx)
 {
 	struct page_push *p = &ctx->push;
+	struct sched_param idle = {0};
 	int rc;
 
 	pthread_mutex_init(&p->lock, NULL);
@@ -107,6 +105,14 @@ int pagecache_push_start(struct dsfs_ctx *ctx)
 		return -rc;
 	}
 	p->running = true;
+	/* Only the CPU time nothing else of the daemon's wants: a thread
+	 * that cannot have it is stopped (main.c says why), since at the
+	 * commits' priority it would slow them. */
+	rc = pthread_setschedparam(p->thread, SCHED_IDLE, &idle);
+	if (rc) {
+		pagecache_push_stop(ctx);
+		return -rc;
+	}
 	return 0;
 }
 
