@@ -54,6 +54,10 @@ struct handle {
 	char committed[DSFS_TOKEN_LEN + 1];
 	/* Counted in its node's open readers (file.c). */
 	bool cache_reader;
+	/* A writer's last commit pushed its copy into the kernel's pages,
+	 * which hold that version now (pagecache_push.c): the copy need not
+	 * be kept for a first reader at the release. */
+	bool pushed;
 	/* Made by create, or opened with O_TRUNC: the kernel sized the file
 	 * from nothing and then from this handle's writes alone. */
 	bool from_empty;
@@ -83,13 +87,18 @@ struct handle {
 
 /* One large buffer that a freed copy leaves for the next copy to grow
  * into.  Memory the daemon has not touched yet costs a page fault per
- * 4 KiB page the first time it is written: 2 ms a MiB on the virtual
- * machine of tests/bench/README.md (run 12), as long as the 16 WRITEs of a
- * 1 MiB image themselves, against nothing for pages already there.  A
- * buffer of HANDLE_SPARE_MIN to HANDLE_SPARE_MAX bytes is kept, one at a
- * time, so that the daemon holds at most 1 MiB more than its copies. */
+ * 4 KiB page the first time it is written: 2 to 5 ms a MiB on the virtual
+ * machine of tests/bench/README.md (runs 12 and 30), longer than the 16
+ * WRITEs of a 1 MiB image themselves, against nothing for pages already
+ * there.  So a copy growing past HANDLE_SPARE_MIN takes the spare if it
+ * is big enough, and else HANDLE_HUGE bytes at once, aligned and marked
+ * for a transparent huge page: one fault of about 0.1 ms where the
+ * kernel has one free.  One buffer of HANDLE_SPARE_MIN to
+ * HANDLE_SPARE_MAX bytes is kept at a time, so that the daemon holds at
+ * most 2 MiB more than its copies. */
 #define HANDLE_SPARE_MIN (128 * 1024)
-#define HANDLE_SPARE_MAX (1024 * 1024)
+#define HANDLE_HUGE (2048 * 1024)
+#define HANDLE_SPARE_MAX HANDLE_HUGE
 struct handle_spare {
 	pthread_mutex_t lock;
 	char *buf; /* owned; NULL when none is kept */

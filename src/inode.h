@@ -221,10 +221,10 @@ int node_writer_open(struct node_table *t, struct node *n, uint16_t now);
  * its commit: the pages hold no version until node_pages_committed()
  * with the ticket returned, called once that commit stored the copy as
  * (version, layer), says they hold that one, unless another push began
- * since.  0: n has no name or no counted writer, and nothing is to be
- * pushed. */
+ * since (then it returns false).  0: n has no name or no counted writer,
+ * and nothing is to be pushed. */
 uint32_t node_pages_pushing(struct node_table *t, struct node *n);
-void node_pages_committed(struct node_table *t, struct node *n, uint32_t ticket,
+bool node_pages_committed(struct node_table *t, struct node *n, uint32_t ticket,
 			  uint64_t version, int layer);
 /* The clock of pending_at: a tick is 1/16 s, and a node waits for the
  * writers sent to it for 2 s (a retried open comes within microseconds;

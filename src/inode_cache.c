@@ -201,10 +201,11 @@ uint32_t node_pages_pushing(struct node_table *t, struct node *n)
 	return ticket;
 }
 
-void node_pages_committed(struct node_table *t, struct node *n, uint32_t ticket,
+bool node_pages_committed(struct node_table *t, struct node *n, uint32_t ticket,
 			  uint64_t version, int layer)
 {
 	struct node_extra *x;
+	bool vouched = false;
 
 	pthread_mutex_lock(&t->lock);
 	x = n->x;
@@ -218,8 +219,10 @@ void node_pages_committed(struct node_table *t, struct node *n, uint32_t ticket,
 		 * what it learns after that is this version's, or another
 		 * one's through node_cache_seen(). */
 		n->attrs_other = false;
+		vouched = true;
 	}
 	pthread_mutex_unlock(&t->lock);
+	return vouched;
 }
 
 int node_cache_seen(struct node_table *t, struct node *n, uint64_t version,

@@ -110,7 +110,8 @@
  * that the commit called off leaves the writer's copy to be kept at its
  * release instead (one image at a time, pagecache_writer_done()), and
  * the first page-cache reader whose handle streams that very token
- * pushes it.  Either way the writer's commit drops the kernel's
+ * pushes it; the copy of a push the commit vouched for is not kept, and
+ * its memory, already the daemon's, holds the next image written.  Either way the writer's commit drops the kernel's
  * attributes, so that the open after it fetches them afresh (by its
  * permission check) and keeps them: answered once the writer is
  * released, that fetch lets the open KEEP or FILL, with no GETATTR
@@ -281,8 +282,10 @@ void pagecache_writer_done(struct dsfs_ctx *ctx, struct handle *h)
 	size_t old_cap;
 	char *old;
 
+	/* Pushed: the pages its first reader would need are there, and the
+	 * copy is the next large one's instead (handle.h, the spare). */
 	if (!h->writable || h->dirty || h->poisoned || h->check_failed ||
-	    !h->committed[0] || !h->buf || h->len == 0 ||
+	    h->pushed || !h->committed[0] || !h->buf || h->len == 0 ||
 	    h->len > PAGECACHE_STORE_MAX)
 		return;
 	pthread_mutex_lock(&r->lock);

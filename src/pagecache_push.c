@@ -172,6 +172,7 @@ void pagecache_push_end(struct dsfs_ctx *ctx, struct handle *h, uint32_t ticket,
 	struct page_push *p = &ctx->push;
 	bool pushed;
 
+	h->pushed = false;
 	if (!ticket)
 		return;
 	pthread_mutex_lock(&p->lock);
@@ -189,6 +190,6 @@ void pagecache_push_end(struct dsfs_ctx *ctx, struct handle *h, uint32_t ticket,
 	p->buf = NULL;
 	pthread_mutex_unlock(&p->lock);
 	if (pushed && f)
-		node_pages_committed(&ctx->nodes, h->node, ticket,
-				     f->attr.version, f->layer);
+		h->pushed = node_pages_committed(&ctx->nodes, h->node, ticket,
+						 f->attr.version, f->layer);
 }

@@ -335,6 +335,56 @@ static void test_spare(void)
 	handle_spare_destroy(&spare);
 }
 
+/* Byte off of what test_huge() writes. */
+static char huge_byte(size_t off)
+{
+	return (char)('a' + (off / 4096 + off) % 26);
+}
+
+/* Without a spare, a copy growing past HANDLE_SPARE_MIN takes
+ * HANDLE_HUGE bytes at once, aligned for one huge page; past that it
+ * grows as before, every byte kept; freed too large, it is not kept. */
+static void test_huge(void)
+{
+	struct handle_spare spare;
+	struct handle *h =
+		open_copy(DSFS_CONTENT_IMAGE, "", true, false, 4 * HANDLE_HUGE);
+	char piece[64 * 1024], back[sizeof(piece)];
+	const char *why;
+	size_t off, i, end = HANDLE_HUGE + sizeof(piece);
+	bool same = true;
+
+	handle_spare_init(&spare);
+	h->spare = &spare;
+	validator_free(h->val);
+	h->val = NULL;
+	for (off = 0; off < end; off += sizeof(piece)) {
+		for (i = 0; i < sizeof(piece); i++)
+			piece[i] = huge_byte(off + i);
+		if (handle_write(h, off, piece, sizeof(piece), &why) !=
+		    (ssize_t)sizeof(piece))
+			same = false;
+		if (off + sizeof(piece) == 4 * sizeof(piece))
+			ok(h->cap == HANDLE_HUGE &&
+				   (uintptr_t)h->buf % HANDLE_HUGE == 0,
+			   "at 256 KiB the copy is HANDLE_HUGE bytes, aligned");
+		if (off + sizeof(piece) == HANDLE_HUGE)
+			ok(h->cap == HANDLE_HUGE, "and fills them unmoved");
+	}
+	ok(same, "33 writes of 64 KiB");
+	is_int((int)(h->cap / HANDLE_HUGE), 2, "past them it doubled");
+	for (off = 0; off < end; off += sizeof(piece)) {
+		if (handle_read(h, off, back, sizeof(back)) != sizeof(back))
+			same = false;
+		for (i = 0; same && i < sizeof(back); i++)
+			same = back[i] == huge_byte(off + i);
+	}
+	ok(same, "every byte read back after both moves");
+	handle_free(h);
+	ok(spare.buf == NULL, "freed, 4 MiB is not kept");
+	handle_spare_destroy(&spare);
+}
+
 /* An image's bytes: the PNG signature, then bytes that change with seed. */
 #define IMG_LEN 3000
 static void image_bytes(unsigned char *b, unsigned seed)
@@ -483,6 +533,7 @@ int main(void)
 	test_check_at_commit();
 	test_truncate();
 	test_spare();
+	test_huge();
 	test_image_token();
 	return done_testing();
 }

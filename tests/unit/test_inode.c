@@ -628,19 +628,22 @@ static void test_cache_fill(struct node *kv)
  * its page-cache decisions are those it made when the extra stayed. */
 /* Two writers of n push, one after the other; then the second push's
  * commit stores version `second`, and the first push's `first` (0: that
- * commit failed).  Whether the two tickets differ. */
-static bool two_pushes(struct node *n, uint64_t first, uint64_t second)
+ * commit failed).  Whether the two tickets differ; *vouched counts the
+ * commits that vouched for the pages. */
+static bool two_pushes(struct node *n, uint64_t first, uint64_t second,
+		       int *vouched)
 {
 	uint32_t a, b;
 
+	*vouched = 0;
 	node_writer_open(t, n, now);
 	node_writer_open(t, n, now);
 	a = node_pages_pushing(t, n);
 	b = node_pages_pushing(t, n);
 	if (second)
-		node_pages_committed(t, n, b, second, L_RUNTIME);
+		*vouched += node_pages_committed(t, n, b, second, L_RUNTIME);
 	if (first)
-		node_pages_committed(t, n, a, first, L_RUNTIME);
+		*vouched += node_pages_committed(t, n, a, first, L_RUNTIME);
 	node_writers(t, n, -1);
 	node_writers(t, n, -1);
 	return a != b;
@@ -654,6 +657,7 @@ static void test_cache_push(struct node *kv)
 	struct node *n = node_link(t, kv, "p", false, L_FACTORY);
 	bool dropped = false;
 	uint32_t first;
+	int vouched;
 
 	if (!n)
 		return;
@@ -679,7 +683,8 @@ static void test_cache_push(struct node *kv)
 	/* A push the commit vouched for. */
 	node_writer_open(t, n, now);
 	first = node_pages_pushing(t, n);
-	node_pages_committed(t, n, first, 4, L_RUNTIME);
+	ok(node_pages_committed(t, n, first, 4, L_RUNTIME),
+	   "the commit that stored it vouches for the pages");
 	node_writers(t, n, -1);
 	is_int(node_cache_seen(t, n, 4, L_RUNTIME), NODE_SEEN_SAME,
 	       "the commit's version 4 is seen");
@@ -694,13 +699,15 @@ static void test_cache_push(struct node *kv)
 	node_cache_done(t, n);
 
 	/* Two writers' pushes: only the last one's commit vouches. */
-	ok(two_pushes(n, 5, 0), "each push has its ticket");
+	ok(two_pushes(n, 5, 0, &vouched), "each push has its ticket");
+	is_int(vouched, 0, "no commit vouched");
 	is_int(reader_open(n, 5, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
 	       "the earlier push's commit does not vouch for the later push");
 	ok(dropped, "whose bytes are dropped");
 	node_cache_filled(t, n);
 	node_cache_done(t, n);
-	two_pushes(n, 7, 6);
+	two_pushes(n, 7, 6, &vouched);
+	is_int(vouched, 1, "the last push's commit vouched, the other not");
 	is_int(reader_open(n, 7, L_RUNTIME, &dropped), NODE_CACHE_FRESH,
 	       "a commit made after the last push's does not vouch either");
 	ok(dropped, "the pages are 6's, dropped for 7");
