@@ -17,6 +17,7 @@
 #include "pg_test.h"
 #include "tap.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -2227,6 +2228,82 @@ static void t_pin_crash_files(void)
 	layer_close(l);
 }
 
+/* How many files path's pending/ holds, and how many of them are not
+ * named by a token (a temporary name left behind). */
+static int pending_count(const char *path, int *temporary)
+{
+	char name[PATH_MAX + 100];
+	struct dirent *d;
+	int n = 0;
+	DIR *dp;
+
+	*temporary = 0;
+	snprintf(name, sizeof(name), "%s-blobs/pending", path);
+	dp = opendir(name);
+	if (!dp)
+		return -1;
+	while ((d = readdir(dp)))
+		if (d->d_name[0] != '.') {
+			n++;
+			*temporary += strlen(d->d_name) != 64;
+		}
+	closedir(dp);
+	return n;
+}
+
+/* A file whose token is known is made under its token; one already there
+ * (a deleted row's, or a crash's) is replaced by a complete file written
+ * under a name of its own; a half-written file under a token with no row
+ * is removed at the next open. */
+static void t_named_files(void)
+{
+	char path[PATH_MAX], junk[PATH_MAX + 100];
+	unsigned char a[5000], b[6000];
+	struct dsfs_layer *l;
+	int temporary = -1;
+
+	store_path(path, sizeof(path), "named.db");
+	fill(a, sizeof(a), 41);
+	fill(b, sizeof(b), 42);
+	if (open_at(path, true, true, &l))
+		bail("open");
+	is_int(put_img(l, "images/a", TOKEN_T, a, sizeof(a)), 0,
+	       nm("an image with its token"));
+	is_int(pending_count(path, &temporary), 1,
+	       nm("... one file in pending/"));
+	ok(blob_file(path, "pending/", TOKEN_T) && temporary == 0, "%s",
+	   nm("... made under its token"));
+	snprintf(junk, sizeof(junk), "%s-blobs/pending/%s", path, TOKEN_U);
+	if (write_file(junk, "junk", 4) != 0)
+		bail("junk");
+	is_int(put_img(l, "images/b", TOKEN_U, b, sizeof(b)), 0,
+	       nm("an image whose token names a file already"));
+	ok(blob_is(l, TOKEN_U, b, sizeof(b)), "%s",
+	   nm("... reads back whole: the old file was replaced"));
+	is_int(pending_count(path, &temporary), 2, nm("... two files"));
+	is_int(temporary, 0, nm("... no temporary name left"));
+	layer_close(l);
+	ok(blob_file(path, "", TOKEN_T) && blob_file(path, "", TOKEN_U), "%s",
+	   nm("both in place after close"));
+
+	/* A crash while the file under its token was being written: no row
+	 * refers to it. */
+	if (open_at(path, false, true, &l))
+		bail("reopen");
+	is_int(layer_remove(l, "images/b"), 0, nm("one removed"));
+	layer_close(l);
+	if (write_file(junk, "half", 4) != 0)
+		bail("half");
+	if (open_at(path, false, true, &l))
+		bail("reopen");
+	is_int(pending_count(path, &temporary), 0,
+	       nm("the half-written file is gone at the next open"));
+	ok(!blob_file(path, "", TOKEN_U), "%s", nm("... and not in place"));
+	ok(blob_is(l, TOKEN_T, a, sizeof(a)), "%s",
+	   nm("... the other image stays"));
+	layer_close(l);
+}
+
 static void t_pin_crash(void)
 {
 	char path[PATH_MAX];
@@ -2891,6 +2968,7 @@ int main(void)
 	t_entry_kind();
 	impl_name = "sqlite+files";
 	t_pin_crash_files();
+	t_named_files();
 	impl_name = "sqlite";
 	t_disk_full();
 	impl_name = "postgresql";
