@@ -111,11 +111,11 @@
  * release instead (one image at a time, pagecache_writer_done()), and
  * the first page-cache reader whose handle streams that very token
  * pushes it; the copy of a push the commit vouched for is not kept, and
- * its memory, already the daemon's, holds the next image written.  Either way the writer's commit drops the kernel's
- * attributes, so that the open after it fetches them afresh (by its
- * permission check) and keeps them: answered once the writer is
- * released, that fetch lets the open KEEP or FILL, with no GETATTR
- * after it.
+ * its memory, already the daemon's, holds the next image written.
+ * Either way the writer's commit drops the kernel's attributes, so that
+ * the open after it fetches them afresh (by its permission check) and
+ * keeps them: answered once the writer is released, that fetch lets the
+ * open KEEP or FILL, with no GETATTR after it.
  *
  * The kernel itself drops no pages when it learns of a new mtime
  * (FUSE_CAP_AUTO_INVAL_DATA is off, fuse_ops.c): pages are dropped where
