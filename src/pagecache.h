@@ -33,7 +33,8 @@ void pagecache_writer_done(struct dsfs_ctx *ctx, struct handle *h);
  * or NULL if it failed: a push not begun yet is called off, one under way
  * stops at the end of its piece and is waited for that long (h's copy is
  * not to change under it), and a push done whole for a commit that stored
- * the copy lets the version's readers keep those pages.  Commits into
+ * the copy lets the version's readers keep those pages and sets
+ * h->pushed (the copy is then not kept at the release).  Commits into
  * memory push nothing.  Called with h->lock held. */
 uint32_t pagecache_push_begin(struct dsfs_ctx *ctx, struct handle *h);
 void pagecache_push_end(struct dsfs_ctx *ctx, struct handle *h, uint32_t ticket,

@@ -84,16 +84,16 @@
 #define IMG_PIECE (64 * 1024)
 
 static const char *dir;
-static const char *ddir;    /* -D: image's durable reference */
-static const char *bdir;    /* -B: the image written beside, elsewhere */
-static int no_readback;	    /* -W: images are written only */
+static const char *ddir; /* -D: image's durable reference */
+static const char *bdir; /* -B: the image written beside, elsewhere */
+static int no_readback;	  /* -W: images are written only */
 static int daemon_cpu = -1; /* -c: the CPU of a daemon's share of W9 */
 static long nfiles = 10000;
 static int nthreads = 2;
 static long reps = 0; /* -r: listings for list, stride for walk */
 static int passes = 1;
 static long waitpid_arg; /* -p: the daemon being waited for */
-static double deadline;	 /* -T: give up after this (now_us()), 0: never */
+static double deadline;  /* -T: give up after this (now_us()), 0: never */
 
 static double now_us(void)
 {
@@ -278,7 +278,7 @@ static uint64_t xorshift(void)
 
 static void fill_image(unsigned char *img)
 {
-	static const unsigned char sig[8] = {0x89, 'P',	 'N',  'G',
+	static const unsigned char sig[8] = {0x89, 'P', 'N', 'G',
 					     0x0d, 0x0a, 0x1a, 0x0a};
 	size_t off;
 
@@ -372,8 +372,7 @@ static void run_image(void)
 
 	if (!img || !back)
 		die("malloc", NULL);
-	rng = ((uint64_t)getpid() << 32) ^ (uint64_t)now_us() ^
-	      0x9e3779b97f4a7c15ULL;
+	rng = ((uint64_t)getpid() << 32) ^ (uint64_t)now_us() ^ 0x9e3779b97f4a7c15ULL;
 	for (i = 0; i < nfiles; i++) {
 		fill_image(img);
 		snprintf(path, sizeof(path), "%s/img%04ld.png", dir, i);
@@ -408,14 +407,13 @@ static void run_image(void)
 			errno = EIO;
 			die("read (different bytes)", path);
 		}
-written:
+	written:
 		if (unlink(path) != 0)
 			die("unlink", path);
 		if (ddir)
 			dsum += durable_one(img, i);
 		if (bdir) {
-			snprintf(path, sizeof(path), "%s/img%04ld.png", bdir,
-				 i);
+			snprintf(path, sizeof(path), "%s/img%04ld.png", bdir, i);
 			bsum += write_image(img, path);
 			if (unlink(path) != 0)
 				die("unlink", path);
@@ -527,44 +525,19 @@ int main(int argc, char **argv)
 
 	while ((c = getopt(argc, argv, "w:d:n:t:r:P:p:T:D:B:Wc:")) != -1) {
 		switch (c) {
-		case 'w':
-			w = optarg;
-			break;
-		case 'd':
-			dir = optarg;
-			break;
-		case 'n':
-			nfiles = atol(optarg);
-			break;
-		case 't':
-			nthreads = atoi(optarg);
-			break;
-		case 'r':
-			reps = atol(optarg);
-			break;
-		case 'P':
-			passes = atoi(optarg);
-			break;
-		case 'p':
-			waitpid_arg = atol(optarg);
-			break;
-		case 'T':
-			deadline = atof(optarg);
-			break;
-		case 'D':
-			ddir = optarg;
-			break;
-		case 'B':
-			bdir = optarg;
-			break;
-		case 'W':
-			no_readback = 1;
-			break;
-		case 'c':
-			daemon_cpu = atoi(optarg);
-			break;
-		default:
-			usage();
+		case 'w': w = optarg; break;
+		case 'd': dir = optarg; break;
+		case 'n': nfiles = atol(optarg); break;
+		case 't': nthreads = atoi(optarg); break;
+		case 'r': reps = atol(optarg); break;
+		case 'P': passes = atoi(optarg); break;
+		case 'p': waitpid_arg = atol(optarg); break;
+		case 'T': deadline = atof(optarg); break;
+		case 'D': ddir = optarg; break;
+		case 'B': bdir = optarg; break;
+		case 'W': no_readback = 1; break;
+		case 'c': daemon_cpu = atoi(optarg); break;
+		default: usage();
 		}
 	}
 	if (!w || !dir || nfiles < 0)
