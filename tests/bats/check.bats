@@ -27,10 +27,10 @@ setup()
 
 teardown()
 {
-	[ -z "${writer:-}" ] || kill "$writer" 2>/dev/null || true
-	[ -z "${writer:-}" ] || wait "$writer" 2>/dev/null || true
-	writer=
+	local rc=0
+	stop_writer || rc=1
 	teardown_store
+	return $rc
 }
 
 ctl()
@@ -39,16 +39,17 @@ ctl()
 }
 
 # start_writer: a loop that rewrites, creates and removes values under
-# kv/w through the mount until it is killed; its pid in $writer.  Killed,
-# it finishes the command it runs first (the trap waits for it): a mkdir -p
-# left running would make kv/w again after the test removed it.
+# kv/w through the mount until $T/stop exists; its pid in $writer.  A file,
+# not a signal, stops it: the loop ends between two of its commands (a
+# mkdir -p left running would make kv/w again after the test removed it),
+# and never by when a shell runs its trap.
 start_writer()
 {
+	rm -f "$T/stop"
 	mkdir -p "$MNT/kv/w"
 	(
-		trap 'exit 0' TERM
 		i=0
-		while :; do
+		while [ ! -e "$T/stop" ]; do
 			i=$((i + 1))
 			echo "{\"i\": $i}" >"$MNT/kv/w/v$((i % 20))"
 			if [ $((i % 7)) = 0 ]; then
@@ -60,6 +61,31 @@ start_writer()
 	writer=$!
 	# The loop is writing before the first check.
 	until [ -e "$MNT/kv/w/v5" ]; do sleep 0.05; done
+}
+
+# stop_writer: stops the loop of start_writer and waits for it, 60 s at
+# most.  A loop still there then waits for a request the daemon does not
+# answer: the test fails, saying where the loop and the daemon wait,
+# rather than hang until bats' own timeout.
+stop_writer()
+{
+	local tries=600
+	[ -n "${writer:-}" ] || return 0
+	touch "$T/stop"
+	while kill -0 "$writer" 2>/dev/null; do
+		tries=$((tries - 1))
+		if [ $tries -le 0 ]; then
+			local report
+			report=$(stuck_report "$writer")
+			kill -9 "$writer" 2>/dev/null
+			writer=
+			fail "the writer loop did not stop within 60 s:" "$report"
+			return 1
+		fi
+		sleep 0.1
+	done
+	wait "$writer" || true
+	writer=
 }
 
 # checks_while_writing: five checks while the writer runs, each ok, with
@@ -90,9 +116,7 @@ checks_while_writing()
 	checks_while_writing
 	[[ "$output" == "runtime: kept in memory, walked by the daemon"* ]] ||
 		fail "$output"
-	kill "$writer"
-	wait "$writer" || true
-	writer=
+	stop_writer
 	# With the writer stopped, the figures are the mount's own.
 	echo '"abc"' >"$MNT/kv/app/extra"
 	rm -r "$MNT/kv/w"
@@ -110,9 +134,7 @@ checks_while_writing()
 	start_writer
 	checks_while_writing
 	[[ "$output" == "runtime: in PostgreSQL, "* ]] || fail "$output"
-	kill "$writer"
-	wait "$writer" || true
-	writer=
+	stop_writer
 	# The writer may have been stopped between removing v1 and writing
 	# it again; the damage below needs it.
 	echo '{"i": 0}' >"$MNT/kv/w/v1"

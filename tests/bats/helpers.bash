@@ -92,6 +92,30 @@ daemon_pids()
 	done
 }
 
+# stuck_report PID...: where the processes given, their children, and the
+# threads of $STORE's daemons wait (kernel stacks as root; the daemons'
+# own stacks too where gdb is installed), for the message of a test that
+# found one of them stuck.
+stuck_report()
+{
+	local p t
+	for p in "$@" $(for p in "$@"; do pgrep -P "$p"; done); do
+		echo "process $p: $(ps -o stat=,wchan:32=,args= -p "$p" 2>/dev/null)"
+		sed 's/^/    /' "/proc/$p/stack" 2>/dev/null
+	done
+	for p in $(daemon_pids); do
+		for t in /proc/"$p"/task/*; do
+			echo "daemon $p thread ${t##*/} ($(cat "$t/comm" 2>/dev/null)):" \
+				"$(cat "$t/wchan" 2>/dev/null)"
+			sed 's/^/    /' "$t/stack" 2>/dev/null
+		done
+		if command -v gdb >/dev/null; then
+			timeout 60 gdb -p "$p" -batch -ex 'thread apply all bt' \
+				2>&1 </dev/null | grep '^Thread\|^#'
+		fi
+	done
+}
+
 # Waits up to $1 seconds for the daemons of $STORE to be gone.
 wait_daemon_gone()
 {
