@@ -8,10 +8,12 @@
  * by the store's owner and as old as the mount.  Every other node stands
  * for a stored entry, looked up again at each stat.  The root, the layer
  * directories and the merged kv/ and images/ trees are cached by the kernel
- * for ctx->timeout seconds (notify.c says when they change below it); the
- * other trees, their roots included, are not cached (timeout 0), so nothing
- * needs invalidating for them.  Negative lookups are never
- * cached, so a name that appears below the kernel shows at once.
+ * for ctx->timeout seconds, their attributes for ctx->attr_timeout (which
+ * differs on a shared runtime only: attr_timeout_of()), and notify.c says
+ * when they change below it; the other trees, their roots included, are
+ * not cached (timeout 0), so nothing needs invalidating for them.
+ * Negative lookups are never cached, so a name that appears below the
+ * kernel shows at once.
  *
  * A directory's link count is what a local filesystem keeps: 2 plus its
  * subdirectories, those of every layer a merged view shows counted once
@@ -71,9 +73,28 @@ uint64_t elsewhere_now(struct dsfs_ctx *ctx)
 	return __atomic_load_n(&ctx->elsewhere_gen, __ATOMIC_ACQUIRE);
 }
 
+/* Where the kernel keeps no name (a shared runtime's default), every walk
+ * asks for each name again, so that an open after another host's commit
+ * finds what it committed (close-to-open across hosts).  Expired
+ * attributes are asked for again too, by every permission check of the
+ * same walk: a create of kv/d/f fetched d's and then f's by the lookup
+ * and the create, and would ask for d's twice more and f's once, each a
+ * round trip to the database.  So the attributes a reply carries are kept
+ * for WALK_ATTR_TIMEOUT: the rest of a system call, far within the
+ * 100 ms in which another host's change must show.  Its change drops them
+ * at once anyway (notify_remote()), and the next walk's lookup replaces
+ * them; only fstat() of an open file and a permission check may use them
+ * unasked, for those 10 ms. */
+double attr_timeout_of(struct dsfs_ctx *ctx, const struct node *n)
+{
+	if (n->view == VIEW_MERGED && n->tree != TREE_DEVICES)
+		return ctx->attr_timeout;
+	return timeout_of(ctx, n);
+}
+
 double fresh_timeout(struct dsfs_ctx *ctx, const struct node *n, uint64_t since)
 {
-	return elsewhere_now(ctx) == since ? timeout_of(ctx, n) : 0.0;
+	return elsewhere_now(ctx) == since ? attr_timeout_of(ctx, n) : 0.0;
 }
 
 bool is_fixed(const struct node *n)

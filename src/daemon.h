@@ -59,6 +59,7 @@ struct dsfs_ctx {
 	uint64_t budget[DSFS_NLAYERS];
 	bool runtime_size_given; /* a shared runtime records it for all */
 	double timeout;		 /* kernel cache timeout for the merged trees */
+	double attr_timeout;	 /* the same for their attributes alone */
 	uid_t owner_uid; /* owner of the store: of the fixed directories */
 	gid_t owner_gid;
 	struct timespec started;
@@ -154,13 +155,17 @@ const char *loc_path(const struct loc *l, char *buf, size_t size);
 /* Log "PATH[/name]: what: why" (why NULL: the reason of rc). */
 void log_fail(const struct loc *l, const char *name, const char *what, int rc,
 	      const char *why);
-/* How long the kernel may cache n's entry and attributes. */
+/* How long the kernel may cache n's entry, and its attributes. */
 double timeout_of(struct dsfs_ctx *ctx, const struct node *n);
+double attr_timeout_of(struct dsfs_ctx *ctx, const struct node *n);
+/* ctx->attr_timeout where names are asked again at every walk (the
+ * default on a shared runtime): attrs.c says why. */
+#define WALK_ATTR_TIMEOUT 0.01
 /* How long for what never changes while mounted: the root's and the layer
  * directories' attributes, and the names in them (kv, runtime, ...). */
 #define FIXED_TIMEOUT 86400.0
 /* elsewhere_now() at the start of a LOOKUP or GETATTR; fresh_timeout()
- * at its reply: timeout_of(), or 0 if another host's change was dropped
+ * at its reply: attr_timeout_of(), or 0 if another host's change was dropped
  * from the kernel's caches meanwhile, since the reply may hold what it
  * replaced and would otherwise be cached after the drop. */
 uint64_t elsewhere_now(struct dsfs_ctx *ctx);

@@ -47,7 +47,8 @@ static int make_entry(struct dsfs_ctx *ctx, struct node *parent,
 	memset(e, 0, sizeof(*e));
 	e->ino = n->ino;
 	entry_stat(ctx, n, f, &e->attr);
-	e->attr_timeout = e->entry_timeout = timeout_of(ctx, n);
+	e->entry_timeout = timeout_of(ctx, n);
+	e->attr_timeout = attr_timeout_of(ctx, n);
 	return 0;
 }
 
@@ -140,7 +141,7 @@ static void dsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			memset(&e, 0, sizeof(e));
 			e.ino = n->ino;
 			fixed_stat(ctx, n, &e.attr);
-			e.attr_timeout = timeout_of(ctx, n);
+			e.attr_timeout = attr_timeout_of(ctx, n);
 			e.entry_timeout = FIXED_TIMEOUT;
 			rc = 0;
 		}
@@ -153,7 +154,7 @@ static void dsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = lookup_child(ctx, dir, name, &f);
 	if (rc == 0)
 		rc = make_entry(ctx, dir, name, &f, &e);
-	if (rc == 0 && e.entry_timeout > 0 && elsewhere_now(ctx) != since)
+	if (rc == 0 && e.attr_timeout > 0 && elsewhere_now(ctx) != since)
 		e.entry_timeout = e.attr_timeout = 0; /* fresh_timeout() */
 out:
 	node_put(&ctx->nodes, dir);

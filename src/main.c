@@ -412,8 +412,11 @@ int main(int argc, char *argv[])
 	/* Other hosts change a shared runtime below this kernel: unless told
 	 * otherwise, it caches nothing by time, so that a lookup or a stat
 	 * made after their commit sees it (close-to-open across hosts). */
-	if (shared_runtime(ctx.runtime) && !o.cache_timeout_given)
+	ctx.attr_timeout = o.cache_timeout;
+	if (shared_runtime(ctx.runtime) && !o.cache_timeout_given) {
 		o.cache_timeout = 0;
+		ctx.attr_timeout = WALK_ATTR_TIMEOUT;
+	}
 	ctx.timeout = o.cache_timeout;
 	clock_gettime(CLOCK_REALTIME, &ctx.started);
 	log_init("dsfs", true, o.debug);

@@ -119,6 +119,6 @@ out:
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
-		fuse_reply_attr(req, &st, timeout_of(ctx, n));
+		fuse_reply_attr(req, &st, attr_timeout_of(ctx, n));
 	node_put(&ctx->nodes, n);
 }
