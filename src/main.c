@@ -410,8 +410,9 @@ int main(int argc, char *argv[])
 	if (o.cache_timeout < 0)
 		o.cache_timeout = 0;
 	/* Other hosts change a shared runtime below this kernel: unless told
-	 * otherwise, it caches nothing by time, so that a lookup or a stat
-	 * made after their commit sees it (close-to-open across hosts). */
+	 * otherwise, it caches no name by time, so that a lookup or a stat
+	 * made after their commit sees it (close-to-open across hosts), and
+	 * attributes for the rest of a system call only (attrs.c). */
 	ctx.attr_timeout = o.cache_timeout;
 	if (shared_runtime(ctx.runtime) && !o.cache_timeout_given) {
 		o.cache_timeout = 0;
