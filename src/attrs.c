@@ -53,6 +53,13 @@ void log_fail(const struct loc *l, const char *name, const char *what, int rc,
 		why ? why : strerror(-rc));
 }
 
+/* The trees whose every change below the kernel is told to it (notify.c):
+ * the merged kv/ and images/, their roots included. */
+static bool told_tree(const struct node *n)
+{
+	return n->view == VIEW_MERGED && n->tree != TREE_DEVICES;
+}
+
 double timeout_of(struct dsfs_ctx *ctx, const struct node *n)
 {
 	/* The root and the layer directories hold fixed names, and their
@@ -63,7 +70,7 @@ double timeout_of(struct dsfs_ctx *ctx, const struct node *n)
 		return FIXED_TIMEOUT;
 	/* A tree's root is cached like the rest of its tree: its link count
 	 * and times change with what is made and removed in it. */
-	if (n->view == VIEW_MERGED && n->tree != TREE_DEVICES)
+	if (told_tree(n))
 		return ctx->timeout;
 	return 0.0;
 }
@@ -87,9 +94,7 @@ uint64_t elsewhere_now(struct dsfs_ctx *ctx)
  * unasked, for those 10 ms. */
 double attr_timeout_of(struct dsfs_ctx *ctx, const struct node *n)
 {
-	if (n->view == VIEW_MERGED && n->tree != TREE_DEVICES)
-		return ctx->attr_timeout;
-	return timeout_of(ctx, n);
+	return told_tree(n) ? ctx->attr_timeout : timeout_of(ctx, n);
 }
 
 double fresh_timeout(struct dsfs_ctx *ctx, const struct node *n, uint64_t since)
