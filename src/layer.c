@@ -238,6 +238,15 @@ int layer_replace(struct dsfs_layer *l, const char *key,
 	return l->ops->replace(l, key, a, data, len, out);
 }
 
+int layer_take_file(struct dsfs_layer *l, const char *key,
+		    struct dsfs_attr *out)
+{
+	assert(layer_ok(l) && key_ok(key) && out);
+	if (!l->ops->take_file || !l->takes_files || layer_readonly(l))
+		return -ENOENT;
+	return l->ops->take_file(l, key, out);
+}
+
 int layer_fetch(struct dsfs_layer *l, const char *key, struct dsfs_attr *a,
 		char **data, size_t *len)
 {

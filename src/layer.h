@@ -147,7 +147,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define DSFS_LAYER_OPS_VERSION 5
+#define DSFS_LAYER_OPS_VERSION 6
 
 #define DSFS_TYPE_MAX 32  /* "object", "image/png", ... with NUL */
 #define DSFS_TOKEN_LEN 64 /* hex SHA-256 */
@@ -449,6 +449,18 @@ struct dsfs_layer_ops {
 	 * kinds, a few dozen bytes a name, instead of every row). */
 	int (*list_kinds)(struct dsfs_layer *l, const char *dir,
 			  dsfs_list_cb cb, void *ctx);
+
+	/* Version 6.  Optional (NULL: layer_take_file() answers -ENOENT). */
+
+	/* A shortcut for a layer whose lookups cost a round trip: remove(key)
+	 * when key holds a file, with *out set to the attributes the file
+	 * had, as the overlay would have asked remove() after looking it
+	 * up.  -ENOENT, with nothing changed, when it did not: key holds no
+	 * file, or one the shortcut does not remove (the layer's choice: an
+	 * image, ...); the caller then looks up and removes as usual, and
+	 * that finds the errno.  A layer that has it sets takes_files. */
+	int (*take_file)(struct dsfs_layer *l, const char *key,
+			 struct dsfs_attr *out);
 };
 
 /* Set by the implementation when it opens the layer (or by its opener,
@@ -459,6 +471,7 @@ struct dsfs_layer {
 	const char *name; /* "ephemeral", "runtime", "factory" */
 	bool readonly;
 	bool hashes_images; /* commit() computes a->hash_token's token */
+	bool takes_files;   /* take_file() removes files: worth a try */
 };
 
 /* layer.c: the wrappers the overlay calls, one per op, with the checks
@@ -487,6 +500,8 @@ int layer_fetch(struct dsfs_layer *l, const char *key, struct dsfs_attr *a,
 int layer_mkdir(struct dsfs_layer *l, const char *key,
 		const struct dsfs_attr *a);
 int layer_remove(struct dsfs_layer *l, const char *key);
+int layer_take_file(struct dsfs_layer *l, const char *key,
+		    struct dsfs_attr *out);
 int layer_whiteout(struct dsfs_layer *l, const char *key);
 int layer_setattr(struct dsfs_layer *l, const char *key,
 		  const struct dsfs_attr *a, unsigned mask);

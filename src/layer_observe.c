@@ -121,6 +121,13 @@ static int o_remove(struct dsfs_layer *l, const char *key)
 	return told(l, layer_remove(obs(l)->inner, key), LAYER_EV_REMOVE, key);
 }
 
+static int o_take_file(struct dsfs_layer *l, const char *key,
+		       struct dsfs_attr *out)
+{
+	return told(l, layer_take_file(obs(l)->inner, key, out),
+		    LAYER_EV_REMOVE, key);
+}
+
 static int o_whiteout(struct dsfs_layer *l, const char *key)
 {
 	return told(l, layer_whiteout(obs(l)->inner, key), LAYER_EV_WHITEOUT,
@@ -251,6 +258,7 @@ static const struct dsfs_layer_ops observed_ops = {
 	.replace = o_replace,
 	.fetch = o_fetch,
 	.list_kinds = o_list_kinds,
+	.take_file = o_take_file,
 };
 
 int layer_observe(struct dsfs_layer *inner, const struct layer_observer *o,
@@ -264,6 +272,7 @@ int layer_observe(struct dsfs_layer *inner, const struct layer_observer *o,
 	w->base.name = inner->name;
 	w->base.readonly = layer_readonly(inner);
 	w->base.hashes_images = inner->hashes_images;
+	w->base.takes_files = inner->takes_files;
 	w->inner = inner;
 	w->o = *o;
 	*out = &w->base;

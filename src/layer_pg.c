@@ -400,11 +400,19 @@ static int remove_fn(struct pg_tx *t, void *arg)
 
 static int pg_remove(struct dsfs_layer *l, const char *key)
 {
-	int rc = pg_fast_remove(to_pg(l), key);
+	int rc = pg_fast_remove(to_pg(l), key, NULL);
 
 	if (rc != 1)
 		return rc;
 	return pg_tx_run(to_pg(l), PG_WRITE, "remove", key, remove_fn, NULL);
+}
+
+static int pg_take_file(struct dsfs_layer *l, const char *key,
+			struct dsfs_attr *out)
+{
+	int rc = pg_fast_remove(to_pg(l), key, out);
+
+	return rc == 1 ? -ENOENT : rc;
 }
 
 /* Write a whiteout at k, with a new version. */
@@ -898,4 +906,5 @@ const struct dsfs_layer_ops pg_ops = {
 	.snapshot = pg_snapshot,
 	.replace = pg_replace,
 	.fetch = pg_fetch_op,
+	.take_file = pg_take_file,
 };

@@ -389,8 +389,9 @@ int pg_snapshot_open(struct pg_layer *p, struct dsfs_layer **out);
 /* create() of a new empty plain file where no row is, in a directory. */
 int pg_fast_create(struct pg_layer *p, const char *key,
 		   const struct dsfs_attr *a, struct dsfs_attr *out);
-/* remove() of a plain file whose value is in its row. */
-int pg_fast_remove(struct pg_layer *p, const char *key);
+/* remove() of a plain file whose value is in its row; its attributes
+ * to *out if out is not NULL. */
+int pg_fast_remove(struct pg_layer *p, const char *key, struct dsfs_attr *out);
 /* fetch(): the row at key and the value in it, in one statement. */
 int pg_fetch(struct pg_layer *p, const char *key, struct dsfs_attr *a,
 	     char **data, size_t *len);

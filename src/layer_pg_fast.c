@@ -2,8 +2,8 @@
  * layer_pg_fast.c - the commonest operations of the PostgreSQL layer in one
  * round trip to the server: the create of a new empty file, the commit of
  * a value over a plain file (an overwrite, or a created file's close), the
- * remove of a plain file, and the fetch of a row with its value (an
- * open).
+ * remove of a plain file (with its attributes: an unlink asks nothing
+ * first), and the fetch of a row with its value (an open).
  *
  * The general form of a change reads, decides here, then writes: two
  * round trips (layer_pg_pipe.c).  These send BEGIN, the lock of
@@ -113,7 +113,7 @@ int pg_fast_commit(struct pg_layer *p, const char *key,
 			  out);
 }
 
-int pg_fast_remove(struct pg_layer *p, const char *key)
+int pg_fast_remove(struct pg_layer *p, const char *key, struct dsfs_attr *out)
 {
 	struct pg_params pp = {0};
 	struct layer_key k, pk;
@@ -128,6 +128,8 @@ int pg_fast_remove(struct pg_layer *p, const char *key)
 	pg_param_key(&pp, &pk);
 	pg_param_i64(&pp, layer_time_ns(layer_now()));
 	rc = pg_tx_fast(p, false, "remove", key, P_FAST_REMOVE, &pp, &r);
+	if (rc == 0 && out)
+		pg_row_attr(r, 0, 2, out); /* after used and seq */
 	if (rc == 0)
 		libpq.PQclear(r);
 	return rc;

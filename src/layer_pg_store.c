@@ -229,11 +229,11 @@ const char *const pg_stmt_sql[P_COUNT] = {
 		" FROM s, ins",
 	/* remove() of a plain file with its value in its row: $1 and $2
 	 * its key, $3 1 if the parent is a tree root, $4 and $5 the
-	 * parent's key, $6 now (ns). */
+	 * parent's key, $6 now (ns).  Returns the row's attributes too. */
 	[P_FAST_REMOVE] =
 		"WITH d AS (DELETE FROM dsfs_entry" AT_KEY
 		" AND kind = 1 AND token = ''"
-		" RETURNING length(name)::int8 + size AS cost),"
+		" RETURNING length(name)::int8 + size AS cost, " ATTR_COLS "),"
 		" s AS (UPDATE dsfs_state SET used = used - (SELECT cost FROM d),"
 		" seq = seq + CASE WHEN $3::int8 <> 0 THEN 0 ELSE 1 END"
 		" WHERE id = 1 AND EXISTS (SELECT 1 FROM d) RETURNING used, seq),"
@@ -242,7 +242,7 @@ const char *const pg_stmt_sql[P_COUNT] = {
 		" WHERE $3::int8 = 0 AND parent = $4::bytea"
 		" AND name = $5::bytea AND kind = 2"
 		" AND EXISTS (SELECT 1 FROM s))"
-		" SELECT used, seq FROM s",
+		" SELECT used, seq, " ATTR_COLS " FROM s, d",
 	/* commit(): $1..$15 the row (P_PUT's; $11, the version, is the
 	 * floor of the one made here), $16 1 for replace(): the row keeps
 	 * its mode, uid and gid, and its own version is the floor; $17 the
@@ -635,6 +635,7 @@ int layer_pg_open(const char *conninfo, const char *name, uint64_t budget,
 	}
 	p->base.ops = &pg_ops;
 	p->base.name = name;
+	p->base.takes_files = true;
 	p->budget = budget;
 	p->set_budget = flags & LAYER_PG_SET_BUDGET;
 	p->conninfo = strdup(conninfo);

@@ -609,6 +609,21 @@ static int dir_empty(struct dsfs_stack *s, const struct loc *l,
 	return rc;
 }
 
+/* The layer from which layer_take_file() may unlink the file at l
+ * without its lookup: the tree's own, or runtime when no other layer has
+ * the name (nothing to hide with a whiteout, nothing above to remove
+ * too); -1 if none, or if the layer has no such shortcut. */
+static int take_layer(struct dsfs_stack *s, const struct loc *l)
+{
+	int t = l->view == VIEW_LAYER ? l->layer : L_RUNTIME;
+
+	if (!s->layer[t]->takes_files)
+		return -1;
+	if (l->view == VIEW_LAYER || new_in(s, l, L_RUNTIME) == 0)
+		return t;
+	return -1;
+}
+
 /* unlink (dir false) or rmdir (dir true): through a layer's own tree the
  * entry goes from that layer alone (the wrapper refuses a read-only one);
  * through a merged tree, from the whole view. */
@@ -616,9 +631,19 @@ static int remove_entry(struct dsfs_stack *s, const struct loc *l, bool dir,
 			struct found *gone)
 {
 	struct found f;
-	int rc;
+	int t, rc;
 
 	ovl_lock_for_file_change(s, l->key);
+	t = dir ? -1 : take_layer(s, l);
+	rc = t < 0 ? -ENOENT : layer_take_file(s->layer[t], l->key, &f.attr);
+	if (rc == 0) {
+		found_in(l, t, &f);
+		if (l->view == VIEW_LAYER)
+			ovl_note_change(s, l->key);
+		goto removed;
+	}
+	if (rc != -ENOENT)
+		goto out;
 	rc = ovl_lookup_locked(s, l, &f);
 	if (rc)
 		goto out;
@@ -640,6 +665,7 @@ static int remove_entry(struct dsfs_stack *s, const struct loc *l, bool dir,
 		rc = layer_remove(s->layer[l->layer], l->key);
 	else
 		rc = remove_merged(s, l);
+removed:
 	if (rc == 0)
 		ovl_touch_parent(s, l,
 				 l->view == VIEW_LAYER ? l->layer : L_RUNTIME);

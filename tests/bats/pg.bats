@@ -148,6 +148,41 @@ fresh_db()
 '
 }
 
+@test "runtime=postgresql: an unlink asks the server nothing before it removes the file but the kernel's lookups" {
+	fresh_db
+	# Sessions of this database log every statement they run.
+	pg_sql "ALTER DATABASE $PG_DB SET log_statement = 'all'"
+	mount_dsfs -o "runtime=$URI"
+	mkdir -p "$MNT/kv/d"
+	local from gets i
+	for i in $(seq 20); do
+		echo "{\"i\": $i}" >"$MNT/kv/d/g$i"
+	done
+	from=$(($(wc -l <"$PG_DIR/server.log") + 1))
+	for i in $(seq 20); do
+		rm "$MNT/kv/d/g$i"
+	done
+	# The lookups of an entry whose name starts with "g" (hex 67): the
+	# statement's line, then its parameters'.
+	gets=$(tail -n "+$from" "$PG_DIR/server.log" | awk '
+		/execute [^:]*: SELECT kind, opaque, mode/ { get = 1; next }
+		get && /DETAIL: +parameters: .*\$2 = .\\x67/ { n++ }
+		{ get = 0 }
+		END { print n + 0 }')
+	# The kernel looks each name up for rm's lstat and again before its
+	# UNLINK (names are not cached); the unlink itself asks nothing more.
+	# It was 3 a file when the overlay looked the file up first.
+	[ "$gets" -ge 20 ] || fail "$gets lookups counted: is the log read right?"
+	[ "$gets" -le 44 ] || fail "$gets lookups for 20 unlinks"
+	[ "$(ls "$MNT/kv/d")" = "" ]
+	[ "$(pg_sql "SELECT count(*) FROM dsfs_entry WHERE name = 'g1'::bytea")" = 0 ]
+	# A directory is still refused, and stays.
+	mkdir "$MNT/kv/d/sub"
+	run rm "$MNT/kv/d/sub"
+	[ "$status" -ne 0 ]
+	[ -d "$MNT/kv/d/sub" ]
+}
+
 @test "libpq and its libraries are loaded by a daemon only when its runtime is in PostgreSQL" {
 	local pid
 	mount_dsfs

@@ -444,6 +444,70 @@ static void t_replace_op(void)
 	layer_close(l);
 }
 
+static void count_removes(void *arg, struct dsfs_layer *inner,
+			  const struct layer_event *ev)
+{
+	(void)inner;
+	if (ev->op == LAYER_EV_REMOVE && strcmp(ev->key, "kv/d/g") == 0)
+		++*(int *)arg;
+}
+
+/* take_file() (optional, and what the PostgreSQL layer has): either the
+ * remove of a file, with the attributes it had, or -ENOENT and nothing
+ * changed; never anything else over a name that is no file.  Through an
+ * observed layer it is told as a remove. */
+static void t_take_file(void)
+{
+	struct dsfs_layer *l = fresh(BIG), *w;
+	struct dsfs_attr a = attr(0600), out;
+	struct layer_observer o = {.changed = count_removes};
+	uint64_t v, dv, used;
+	int rc, removes = 0;
+
+	is_int(layer_take_file(l, "kv/none", &out), -ENOENT,
+	       nm("take where nothing is: ENOENT"));
+	mkd(l, "kv/d");
+	used = used_of(l);
+	a.uid = 7;
+	a.gid = 8;
+	is_int(layer_commit(l, "kv/d/f", &a, "12", 2, NULL), 0, nm("a file"));
+	v = version_of(l, "kv/d/f");
+	dv = version_of(l, "kv/d");
+	rc = layer_take_file(l, "kv/d/f", &out);
+	if (l->takes_files)
+		is_int(rc, 0, nm("take a file: removed"));
+	else
+		is_int(rc, -ENOENT, nm("take without the shortcut: ENOENT"));
+	if (rc == 0) {
+		ok(out.kind == DSFS_FILE && out.mode == 0600 && out.uid == 7 &&
+			   out.gid == 8 && out.size == 2 && out.version == v,
+		   "%s", nm("... and says what the file was"));
+		is_int(kind_of(l, "kv/d/f"), -ENOENT, nm("... which is gone"));
+		ok(used_of(l) == used, "%s", nm("... with its bytes"));
+		ok(version_of(l, "kv/d") > dv, "%s",
+		   nm("... and its directory changed, as by remove()"));
+	} else {
+		is_str(get(l, "kv/d/f"), "12", nm("... which changed nothing"));
+	}
+	is_int(layer_take_file(l, "kv/d", &out), -ENOENT,
+	       nm("take a directory: ENOENT"));
+	is_int(kind_of(l, "kv/d"), DSFS_DIR, nm("... which stays"));
+	layer_whiteout(l, "kv/w");
+	is_int(layer_take_file(l, "kv/w", &out), -ENOENT,
+	       nm("take a whiteout: ENOENT"));
+	is_int(kind_of(l, "kv/w"), DSFS_WHITEOUT, nm("... which stays"));
+
+	o.arg = &removes;
+	if (layer_observe(l, &o, &w) != 0)
+		bail("layer_observe");
+	put(w, "kv/d/g", "1");
+	rc = layer_take_file(w, "kv/d/g", &out);
+	is_int(rc, l->takes_files ? 0 : -ENOENT,
+	       nm("take through an observed layer: as the layer does"));
+	is_int(removes, rc == 0 ? 1 : 0, nm("... told as a remove if made"));
+	layer_close(layer_unobserve(w));
+}
+
 /* fetch() is lookup(), and the value with it when the layer gives it. */
 static void t_fetch(void)
 {
@@ -2943,6 +3007,7 @@ int main(void)
 		t_hash_token,	t_inherit_group, t_clear,	   t_readonly,
 		t_many,		t_list_churn,	 t_threads,	   t_sync,
 		t_pins,		t_dirtimes,	 t_apply,	   t_snapshot,
+		t_take_file,
 	};
 	const char *base = getenv("TMPDIR");
 	size_t i, j;
