@@ -366,8 +366,15 @@ static int check_empty(struct pg_tx *t, const char *key,
 	return rc < 0 ? rc : rc ? -ENOTEMPTY : 0;
 }
 
+/* take_file()'s remove: files only (else -ENOENT, the transaction
+ * rolled back), and what the file was. */
+struct take_args {
+	struct dsfs_attr *out;
+};
+
 static int remove_fn(struct pg_tx *t, void *arg)
 {
+	struct take_args *take = arg;
 	struct pg_params pp = {0};
 	struct layer_key k;
 	struct dsfs_attr a;
@@ -375,7 +382,6 @@ static int remove_fn(struct pg_tx *t, void *arg)
 	PGresult *r;
 	int rc;
 
-	(void)arg;
 	if (layer_split_key(t->key, strlen(t->key), &k))
 		return -ENOENT;
 	/* The row first, which a plain file needs nothing else for; a
@@ -386,6 +392,8 @@ static int remove_fn(struct pg_tx *t, void *arg)
 		return rc;
 	pg_row_attr(r, 0, 0, &a);
 	libpq.PQclear(r);
+	if (take && a.kind != DSFS_FILE)
+		return -ENOENT;
 	rc = check_empty(t, t->key, &a);
 	if (rc == 0)
 		rc = entry_cost(t, t->key, &k, &a, NULL, &cost);
@@ -395,6 +403,8 @@ static int remove_fn(struct pg_tx *t, void *arg)
 		rc = touch_dir(t, k.parent, k.plen);
 	if (rc == 0)
 		t->used -= (int64_t)cost;
+	if (rc == 0 && take)
+		*take->out = a;
 	return rc;
 }
 
@@ -407,12 +417,18 @@ static int pg_remove(struct dsfs_layer *l, const char *key)
 	return pg_tx_run(to_pg(l), PG_WRITE, "remove", key, remove_fn, NULL);
 }
 
+/* The fast form, else (an image, or no plain file) the general one,
+ * which removes a file of any value: an image's unlink is one round trip
+ * less than a lookup and remove(). */
 static int pg_take_file(struct dsfs_layer *l, const char *key,
 			struct dsfs_attr *out)
 {
+	struct take_args take = {out};
 	int rc = pg_fast_remove(to_pg(l), key, out);
 
-	return rc == 1 ? -ENOENT : rc;
+	if (rc != 1)
+		return rc;
+	return pg_tx_run(to_pg(l), PG_WRITE, "remove", key, remove_fn, &take);
 }
 
 /* Write a whiteout at k, with a new version. */

@@ -453,14 +453,16 @@ static void count_removes(void *arg, struct dsfs_layer *inner,
 }
 
 /* take_file() (optional, and what the PostgreSQL layer has): either the
- * remove of a file, with the attributes it had, or -ENOENT and nothing
- * changed; never anything else over a name that is no file.  Through an
- * observed layer it is told as a remove. */
+ * remove of a file (an image too, where the layer takes files), with the
+ * attributes it had, or -ENOENT and nothing changed; never anything else
+ * over a name that is no file.  Through an observed layer it is told as
+ * a remove. */
 static void t_take_file(void)
 {
 	struct dsfs_layer *l = fresh(BIG), *w;
 	struct dsfs_attr a = attr(0600), out;
 	struct layer_observer o = {.changed = count_removes};
+	unsigned char img[1000];
 	uint64_t v, dv, used;
 	int rc, removes = 0;
 
@@ -496,6 +498,18 @@ static void t_take_file(void)
 	is_int(layer_take_file(l, "kv/w", &out), -ENOENT,
 	       nm("take a whiteout: ENOENT"));
 	is_int(kind_of(l, "kv/w"), DSFS_WHITEOUT, nm("... which stays"));
+	fill(img, sizeof(img), 5);
+	used = used_of(l);
+	is_int(put_img(l, "images/i", TOKEN_T, img, sizeof(img)), 0,
+	       nm("an image"));
+	rc = layer_take_file(l, "images/i", &out);
+	ok(rc == 0 || (rc == -ENOENT && !l->takes_files), "%s",
+	   nm("take an image: removed where the layer takes files (%d)", rc));
+	if (rc == 0)
+		ok(out.size == sizeof(img) && strcmp(out.token, TOKEN_T) == 0 &&
+			   kind_of(l, "images/i") == -ENOENT &&
+			   used_of(l) == used,
+		   "%s", nm("... with its token, and its blob's bytes freed"));
 
 	o.arg = &removes;
 	if (layer_observe(l, &o, &w) != 0)
