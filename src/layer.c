@@ -242,7 +242,8 @@ int layer_take_file(struct dsfs_layer *l, const char *key,
 		    struct dsfs_attr *out)
 {
 	assert(layer_ok(l) && key_ok(key) && out);
-	if (!l->ops->take_file || !l->takes_files || layer_readonly(l))
+	/* What remove() would refuse is left to it: the caller falls back. */
+	if (!l->ops->take_file || !l->takes_files || refuse(l, key, -EBUSY))
 		return -ENOENT;
 	return l->ops->take_file(l, key, out);
 }

@@ -127,9 +127,11 @@
  * token is non-empty (and at most DSFS_TOKEN_LEN for stat_blob, pin_blob,
  * unpin_blob); refuse commit, mkdir, remove, whiteout, setattr, rename
  * and clear on a read-only layer with -EROFS; refuse changes to the tree
- * roots and answer their lookup (see Tree roots); compute the token of
- * an a->hash_token image for a layer that does not (hashes_images);
- * ignore close(NULL).  An
+ * roots and answer their lookup (see Tree roots); answer take_file() with
+ * -ENOENT where remove() would be refused, or the layer has no such
+ * shortcut (takes_files), so that the caller falls back to remove();
+ * compute the token of an a->hash_token image for a layer that does not
+ * (hashes_images); ignore close(NULL).  An
  * implementation is still free to check again (the SQLite layer refuses
  * writes to an image itself, for a caller that reaches l->ops directly).
  *

@@ -468,6 +468,8 @@ static void t_take_file(void)
 
 	is_int(layer_take_file(l, "kv/none", &out), -ENOENT,
 	       nm("take where nothing is: ENOENT"));
+	is_int(layer_take_file(l, "kv", &out), -ENOENT,
+	       nm("take a tree root: ENOENT, left to remove()"));
 	mkd(l, "kv/d");
 	used = used_of(l);
 	a.uid = 7;
