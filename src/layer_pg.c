@@ -366,15 +366,11 @@ static int check_empty(struct pg_tx *t, const char *key,
 	return rc < 0 ? rc : rc ? -ENOTEMPTY : 0;
 }
 
-/* take_file()'s remove: files only (else -ENOENT, the transaction
- * rolled back), and what the file was. */
-struct take_args {
-	struct dsfs_attr *out;
-};
-
+/* arg NULL: remove().  Else take_file()'s: files only (else -ENOENT, the
+ * transaction rolled back), and what the file was into *arg. */
 static int remove_fn(struct pg_tx *t, void *arg)
 {
-	struct take_args *take = arg;
+	struct dsfs_attr *taken = arg;
 	struct pg_params pp = {0};
 	struct layer_key k;
 	struct dsfs_attr a;
@@ -392,7 +388,7 @@ static int remove_fn(struct pg_tx *t, void *arg)
 		return rc;
 	pg_row_attr(r, 0, 0, &a);
 	libpq.PQclear(r);
-	if (take && a.kind != DSFS_FILE)
+	if (taken && a.kind != DSFS_FILE)
 		return -ENOENT;
 	rc = check_empty(t, t->key, &a);
 	if (rc == 0)
@@ -403,8 +399,8 @@ static int remove_fn(struct pg_tx *t, void *arg)
 		rc = touch_dir(t, k.parent, k.plen);
 	if (rc == 0)
 		t->used -= (int64_t)cost;
-	if (rc == 0 && take)
-		*take->out = a;
+	if (rc == 0 && taken)
+		*taken = a;
 	return rc;
 }
 
@@ -423,12 +419,11 @@ static int pg_remove(struct dsfs_layer *l, const char *key)
 static int pg_take_file(struct dsfs_layer *l, const char *key,
 			struct dsfs_attr *out)
 {
-	struct take_args take = {out};
 	int rc = pg_fast_remove(to_pg(l), key, out);
 
 	if (rc != 1)
 		return rc;
-	return pg_tx_run(to_pg(l), PG_WRITE, "remove", key, remove_fn, &take);
+	return pg_tx_run(to_pg(l), PG_WRITE, "remove", key, remove_fn, out);
 }
 
 /* Write a whiteout at k, with a new version. */
