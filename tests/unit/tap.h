@@ -15,7 +15,8 @@
  * followed by "# " lines saying where and what was got.  done_testing()
  * prints the plan "1..N" and exits, with status 1 if any check failed, so
  * that "return done_testing();" and a bare "done_testing();" both work.
- * Header-only: include it from exactly one .c file per test program.
+ * Header-only: include it from exactly one .c file per test program, or
+ * see TAP_SEVERAL_FILES below.
  */
 #ifndef DSFS_TAP_H
 #define DSFS_TAP_H
@@ -31,6 +32,7 @@ struct tap_state {
 	int failed; /* of which failed */
 };
 
+#ifndef TAP_SEVERAL_FILES
 /* The one state of the test program; a function so that a program that
  * includes this header without using all of it draws no warning. */
 static inline struct tap_state *tap_state(void)
@@ -39,6 +41,19 @@ static inline struct tap_state *tap_state(void)
 
 	return &state;
 }
+#else
+/* A program of several files defines TAP_SEVERAL_FILES before including
+ * this header in each of them, and writes TAP_STATE_DEFINITION once, in
+ * the file with main(): every file then counts into that one state. */
+struct tap_state *tap_state(void);
+#define TAP_STATE_DEFINITION                   \
+	struct tap_state *tap_state(void)      \
+	{                                      \
+		static struct tap_state state; \
+                                               \
+		return &state;                 \
+	}
+#endif
 
 /* Announces that the plan is printed at the end, by done_testing().  TAP
  * output is line-buffered so that it interleaves correctly with stderr. */
