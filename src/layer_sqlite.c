@@ -643,15 +643,14 @@ static int sq_usage(struct dsfs_layer *l, uint64_t *used, uint64_t *budget)
 {
 	struct sq_layer *s = to_sq(l);
 	struct tx t = {.s = s, .what = "usage"};
-	int64_t v = 0;
 	uint64_t room;
 	int rc;
 
 	pthread_mutex_lock(&s->lock);
-	rc = sq_meta_get(&t, "used", &v);
+	rc = sq_meta_load(&t);
 	room = sq_disk_fits(s);
 	pthread_mutex_unlock(&s->lock);
-	*used = v < 0 ? 0 : (uint64_t)v;
+	*used = t.used < 0 ? 0 : (uint64_t)t.used;
 	/* A disk smaller than the budget: what is used and what still fits
 	 * on it (layer_sqlite_disk.c). */
 	*budget = room < s->budget && *used + room < s->budget ? *used + room :

@@ -50,7 +50,7 @@ enum stmt {
 	S_BEGIN_READ,
 	S_COMMIT,
 	S_ROLLBACK,
-	S_META_GET,
+	S_META_LOAD,
 	S_META_SET,
 	S_GET,
 	S_FETCH,
@@ -108,6 +108,12 @@ struct sq_layer {
 	uint64_t bf_min;
 	unsigned bf_busy;
 	unsigned bf_todo;
+	/* The meta table's two counters as the last transaction left them,
+	 * if meta_known: kept only under the exclusive lock, where no other
+	 * connection can change them (layer_sqlite_tx.c). */
+	bool exclusive;
+	bool meta_known;
+	int64_t meta_used, meta_seq;
 };
 
 static inline struct sq_layer *to_sq(struct dsfs_layer *l)
@@ -186,7 +192,7 @@ int sq_run(struct tx *t, enum stmt i);
 int sq_run_key(struct tx *t, enum stmt i, const char *key, size_t len);
 int sq_int_key(struct tx *t, enum stmt i, const char *key, size_t len,
 	       int64_t *v);
-int sq_meta_get(struct tx *t, const char *k, int64_t *v);
+int sq_meta_load(struct tx *t);
 /* A name in the directory dir[0..len) changed: its mtime and ctime are
  * now, with a new version, unless it is a tree root or t->stated. */
 int sq_touch_dir(struct tx *t, const char *dir, size_t len);

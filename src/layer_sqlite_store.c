@@ -124,7 +124,8 @@ const char *const sq_stmt_sql[S_COUNT] = {
 	[S_BEGIN_READ] = "BEGIN",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
-	[S_META_GET] = "SELECT v FROM meta WHERE k = ?1",
+	[S_META_LOAD] = "SELECT (SELECT v FROM meta WHERE k = 'used'),"
+			" (SELECT v FROM meta WHERE k = 'seq')",
 	[S_META_SET] = "UPDATE meta SET v = ?2 WHERE k = ?1",
 	[S_GET] = "SELECT id, " ATTR_COLS
 		  " FROM entry WHERE parent = ?1 AND name = ?2",
@@ -807,6 +808,7 @@ int layer_sqlite_exclusive(struct dsfs_layer *l)
 		rc = sq_db_errno(s->db, rc, errno);
 		goto out_unlock;
 	}
+	s->exclusive = true;
 	/* Leaving WAL mode and entering it again under the exclusive lock
 	 * moves the WAL's index from the mapped file -shm, whose page the
 	 * kernel writes back to the disk after every burst of commits, to

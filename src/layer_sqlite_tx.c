@@ -11,8 +11,9 @@
  * reading a row's attributes never touches the overflow pages of a large
  * value, and reads go through SQLite's blob I/O, which reads only the
  * range asked for.  Every change is one BEGIN IMMEDIATE transaction that
- * loads the usage and the version counter from `meta` and stores them
- * back before COMMIT; reads of several statements share one BEGIN.
+ * loads the usage and the version counter (from `meta`, or under the
+ * exclusive lock from the layer's copy of them) and stores them back
+ * before COMMIT; reads of several statements share one BEGIN.
  */
 #include "layer_sqlite.h"
 #include "log.h"
@@ -323,16 +324,41 @@ int sq_int_key(struct tx *t, enum stmt i, const char *key, size_t len,
 
 /* ---- meta ---------------------------------------------------------- */
 
-int sq_meta_get(struct tx *t, const char *k, int64_t *v)
+/* Load t->used and t->seq, the bytes used and the version counter.  Under
+ * the exclusive lock (layer_sqlite_exclusive()) no other connection can
+ * write the store, so the values the last transaction left are the
+ * store's, and a change need not read them again: two statements fewer
+ * per change, and none for usage(), which the daemon asks at every create
+ * and write.  Without that lock they are read every time. */
+int sq_meta_load(struct tx *t)
 {
-	int rc = sq_int_key(t, S_META_GET, k, strlen(k), v);
+	struct sq_layer *s = t->s;
+	sqlite3_stmt *st;
+	int rc;
 
-	if (rc == -ENOENT) {
-		log_err("%s: %s %s: no '%s' record in meta", t->s->path,
-			t->what, t->key ? t->key : "", k);
-		rc = -EIO;
+	if (s->meta_known) {
+		t->used = s->meta_used;
+		t->seq = s->meta_seq;
+		return 0;
 	}
-	return rc;
+	st = stmt(t, S_META_LOAD);
+	rc = step(t, st);
+	if (rc != 1)
+		return rc < 0 ? rc : -EIO;
+	if (sqlite3_column_type(st, 0) == SQLITE_NULL ||
+	    sqlite3_column_type(st, 1) == SQLITE_NULL) {
+		sqlite3_reset(st);
+		log_err("%s: %s %s: no usage or version record in meta",
+			s->path, t->what, t->key ? t->key : "");
+		return -EIO;
+	}
+	t->used = sqlite3_column_int64(st, 0);
+	t->seq = sqlite3_column_int64(st, 1);
+	sqlite3_reset(st);
+	s->meta_used = t->used;
+	s->meta_seq = t->seq;
+	s->meta_known = s->exclusive;
+	return 0;
 }
 
 static int meta_set(struct tx *t, const char *k, int64_t v)
@@ -363,9 +389,7 @@ int sq_write_locked(struct tx *t, tx_fn fn, void *arg)
 	rc = sq_run(t, S_BEGIN);
 	if (rc)
 		return rc;
-	rc = sq_meta_get(t, "used", &t->used);
-	if (rc == 0)
-		rc = sq_meta_get(t, "seq", &t->seq);
+	rc = sq_meta_load(t);
 	if (rc)
 		goto out_rollback;
 	t->used0 = t->used;
@@ -381,10 +405,14 @@ int sq_write_locked(struct tx *t, tx_fn fn, void *arg)
 		rc = sq_run(t, S_COMMIT);
 	if (rc)
 		goto out_rollback;
+	t->s->meta_used = t->used;
+	t->s->meta_seq = t->seq;
 	return 0;
 
 out_rollback:
 	rollback(t);
+	/* Whatever the failure left, the next change reads the counters. */
+	t->s->meta_known = false;
 	return rc;
 }
 

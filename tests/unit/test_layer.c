@@ -74,16 +74,20 @@ static int open_sqlite(uint64_t budget, struct dsfs_layer **l)
 	return rc;
 }
 
-/* The same with every image in a file beside the store (a threshold of
- * one byte): the whole suite runs on layer_sqlite_blobfile.c too. */
+/* The same as the daemon opens its store: under the exclusive lock, where
+ * the layer keeps the usage and version counters itself, and with every
+ * image in a file beside the store (a threshold of one byte), so that the
+ * whole suite runs on layer_sqlite_blobfile.c too. */
 static int open_sqlite_files(uint64_t budget, struct dsfs_layer **l)
 {
 	int rc = open_sqlite(budget, l);
 
 	if (rc == 0)
+		rc = layer_sqlite_exclusive(*l);
+	if (rc == 0)
 		rc = layer_sqlite_blob_files(*l, 1);
 	if (rc)
-		diag("layer_sqlite_blob_files: %d", rc);
+		diag("layer_sqlite_exclusive, layer_sqlite_blob_files: %d", rc);
 	return rc;
 }
 
