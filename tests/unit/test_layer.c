@@ -4,9 +4,10 @@
  *
  * One suite of tests, written against layer.h only, runs against every
  * implementation: the ephemeral layer (layer_mem.c), the runtime layer
- * (layer_sqlite.c, on stores in a private mkdtemp() directory, with its
- * images in the database and in files beside it) and the runtime layer on
- * PostgreSQL (layer_pg.c, on a server of the test's own or
+ * (layer_sqlite.c, on stores in a private mkdtemp() directory: as an
+ * unmounted dsfsctl opens one, and as the daemon does, under the
+ * exclusive lock with its images in files beside it) and the runtime
+ * layer on PostgreSQL (layer_pg.c, on a server of the test's own or
  * $DSFS_TEST_PG_URI: pg_test.h).  Tests that only make sense for a store
  * file or for PostgreSQL follow.  test_layer.h says which file holds
  * which tests.
