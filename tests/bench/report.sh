@@ -1,8 +1,9 @@
 # tests/bench/report.sh - the report of `make bench`, sourced by
 # tests/bench/run once every workload has run: the table of medians and
-# ratios (table), the issue's targets checked against it (targets), and
-# each workload against the fewest requests it waits for at their measured
-# costs (limits).  It reads the run's results (RES, RT, the settings) and
+# ratios (table), the issue's targets checked against it (targets), each
+# workload against the fewest requests it waits for at their measured
+# costs (limits), and a create on a shared runtime against its parts
+# (pg_limits).  It reads the run's results (RES, RT, the settings) and
 # prints Markdown; it runs nothing.
 
 # stats "SAMPLES" DIV: "median min max count" of the samples divided by
@@ -135,7 +136,7 @@ table() {
 		echo
 		echo "PostgreSQL server of dsfs (runtime=postgresql): data on $(stat -f -c %T "$PGB"), fsync on;" \
 			"one WAL flush there (pg_test_fsync, fdatasync of one 8 kB write) costs $PG_FLUSH_US µs:" \
-			"the floor of every durable commit${PG_RT_US:+; one round trip to the server (pgbench, a prepared SELECT 1) $PG_RT_US µs}."
+			"the floor of every durable commit${PG_RT_US:+; one round trip to the server (pgbench, a prepared SELECT 1, on CPU $DCPU) $PG_RT_US µs}${PG_CREATE_US:+; what the server and the round trips to it take of one create (its four round trips replayed by pgbench, tests/bench/pg_create.sql, on CPU $DCPU) $PG_CREATE_US µs}."
 	fi
 	echo
 	echo "Cells: median (min–max) over the repetitions, then the ratio of the median to passthrough_ll's (default options)."
@@ -304,4 +305,19 @@ limits() {
 		"$(shown "$d" 1000)" "$n" "$where" "$(shown "$vfs" 1000)" "$n" "$rt" "$(shown "$com" 1000)" \
 		"$(shown "$lim" 1000)" "$(awk -v a="$d" -v b="$lim" 'BEGIN { printf "%.2f", a / b }')" \
 		"$np" "$(shown "$limp" 1000)" "$(awk -v a="$d" -v b="$limp" 'BEGIN { printf "%.2f", a / b }')"
+}
+
+# pg_limits: a create on a shared runtime against the sum of its two
+# parts, each measured without the other: the FUSE requests and the
+# daemon's work (dsfs on runtime=memory, the same workload) and the
+# server's part (PG_CREATE_US: its round trips replayed by pgbench).
+pg_limits() {
+	local pg mem
+	[ -n "$PG_CREATE_US" ] || return 0
+	pg=$(median dsfs_pg w1) && mem=$(median dsfs_mem w1) || return 0
+	echo
+	printf -- '- W1 create on a shared runtime: dsfs (runtime=postgresql) %s µs; its parts: dsfs (runtime=memory) %s µs + the server'"'"'s part %s µs = %s µs, so %s× their sum\n' \
+		"$(fmt "$pg")" "$(fmt "$mem")" "$PG_CREATE_US" \
+		"$(fmt "$(awk -v a="$mem" -v b="$PG_CREATE_US" 'BEGIN { print a + b }')")" \
+		"$(awk -v p="$pg" -v a="$mem" -v b="$PG_CREATE_US" 'BEGIN { printf "%.2f", p / (a + b) }')"
 }
