@@ -245,6 +245,16 @@ static int take_conn(struct pg_cluster *c, PGconn **out)
 	return 0;
 }
 
+/* Close conn rather than keep it: the server then releases every lock
+ * of its session, whatever its statements answered. */
+static void drop_conn(struct pg_cluster *c, PGconn *conn)
+{
+	pthread_mutex_lock(&c->lock);
+	c->nconns--;
+	pthread_mutex_unlock(&c->lock);
+	libpq.PQfinish(conn);
+}
+
 /* Give back a connection that holds no lock; a broken one is closed. */
 static void give_conn(struct pg_cluster *c, PGconn *conn)
 {
@@ -388,19 +398,24 @@ static void pg_cancel(struct dsfs_cluster *base, struct cluster_lock *lk)
 }
 
 /* Release what lk holds and give its connection back: 0, or -ENOLCK if
- * the connection (and with it the lock) was lost. */
+ * the connection (and with it the lock) was lost.  A lock granted to a
+ * wait that was asked to cancel is released by closing its connection:
+ * the cancel may still be on its way, and would fail the unlock, or a
+ * later statement of whoever took the connection next. */
 static int release(struct pg_cluster *c, struct cluster_lock *lk)
 {
 	int rc = 0;
 
-	if (lk->state == LK_HELD) {
+	if (lk->state == LK_HELD && !lk->cancel_sent) {
 		rc = lock_call(lk->conn,
 			       lk->exclusive ? "pg_advisory_unlock" :
 					       "pg_advisory_unlock_shared",
 			       lk->key);
 		rc = rc == 1 ? 0 : -ENOLCK;
 	}
-	if (lk->conn)
+	if (lk->conn && (lk->cancel_sent || rc != 0))
+		drop_conn(c, lk->conn);
+	else if (lk->conn)
 		give_conn(c, lk->conn);
 	lk->conn = NULL;
 	libpq.PQfreeCancel(lk->cancel);
@@ -482,10 +497,15 @@ static void finish_wait(struct pg_cluster *c, struct cluster_lock *lk)
 	lk->state = rc == 0 ? LK_HELD : LK_ENDED;
 	pthread_mutex_unlock(&c->lock);
 	if (rc != 0) {
-		/* Not held: the connection can serve another key. */
+		/* Not held, as far as the answer says.  But a cancel that
+		 * arrives as the lock is granted fails the statement after
+		 * the session took the lock, and a session-level advisory
+		 * lock outlives its statement: kept in the pool, the
+		 * connection would hold the key for good.  Closing it is the
+		 * one sure release. */
 		libpq.PQfreeCancel(lk->cancel);
 		lk->cancel = NULL;
-		give_conn(c, lk->conn);
+		drop_conn(c, lk->conn);
 		lk->conn = NULL;
 	}
 	if (lk->abandoned) {

@@ -198,6 +198,63 @@ static void test_waits(struct host *a, struct host *b)
 	ok(b->waits_ended == ended, "no callback for an abandoned wait");
 }
 
+/* Take key k for h, trying for up to 10 s while another holds it: B's
+ * lock thread has to see a grant and let it go, which under valgrind took
+ * more than 1 s. */
+static int take_within(struct host *h, uint64_t k, struct cluster_lock **l)
+{
+	int i, rc = -EWOULDBLOCK;
+
+	for (i = 0; i < 1000 && rc == -EWOULDBLOCK; i++) {
+		struct timespec ms10 = {0, 10000000};
+
+		rc = cluster_lock(h->c, k, true, false, NULL, NULL, l);
+		if (rc == -EWOULDBLOCK)
+			nanosleep(&ms10, NULL);
+	}
+	return rc;
+}
+
+/* A wait abandoned just as its holder lets go, many times, in both
+ * orders: the cancel that the abandon sends may reach the server as the
+ * lock is granted, failing the statement after the session took the
+ * lock.  Whichever way each race ends, the key must come free. */
+static void test_abandon_races(struct host *a, struct host *b)
+{
+	enum {
+		ROUNDS = 20
+	};
+	uint64_t k = cluster_key("kv/race");
+	struct cluster_lock *la, *lb;
+	int round, rc = 0;
+
+	for (round = 0; round < ROUNDS; round++) {
+		rc = take_within(a, k, &la);
+		if (rc != 0)
+			break;
+		rc = cluster_lock(b->c, k, true, true, wait_done, b, &lb);
+		if (rc != -EINPROGRESS) {
+			cluster_unlock(a->c, la);
+			break;
+		}
+		if (round % 2) {
+			cluster_unlock(b->c, lb);
+			cluster_unlock(a->c, la);
+		} else {
+			cluster_unlock(a->c, la);
+			cluster_unlock(b->c, lb);
+		}
+	}
+	ok(round == ROUNDS,
+	   "%d waits abandoned as the holder lets go keep no key (round %d: "
+	   "rc %d)",
+	   ROUNDS, round, rc);
+	rc = take_within(a, k, &la);
+	is_int(rc, 0, "... and the key is free after the last");
+	if (rc == 0)
+		cluster_unlock(a->c, la);
+}
+
 static void test_lost(struct host *a, struct host *b)
 {
 	uint64_t k = cluster_key("kv/lost");
@@ -311,6 +368,7 @@ int main(void)
 	open_host(&b, "B");
 	test_conflicts(&a, &b);
 	test_waits(&a, &b);
+	test_abandon_races(&a, &b);
 	test_lost(&a, &b);
 	test_news(&a, &b);
 	test_burst(&a, &b);
