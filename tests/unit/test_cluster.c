@@ -2,7 +2,8 @@
  * test_cluster.c - the cluster on PostgreSQL (cluster.h), against a real
  * server: two clusters in one process stand for two hosts.  Locks
  * conflict between them and not within a mode that shares, a wait ends
- * when the holder lets go or when cancelled, a lock whose connection is
+ * when the holder lets go or when cancelled, a wait abandoned as its
+ * holder lets go leaves the key free, a lock whose connection is
  * killed is released for the other host and its unlock says so, news
  * published by one reaches the other (and not itself), and a listening
  * connection killed by the server comes back and says "reset".
