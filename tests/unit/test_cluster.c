@@ -141,11 +141,28 @@ static void test_conflicts(struct host *a, struct host *b)
 	cluster_unlock(b->c, lb);
 }
 
+/* Take key k for h, trying for up to 10 s while another holds it: B's
+ * lock thread has to see a grant and let it go, which under valgrind took
+ * more than 1 s. */
+static int take_within(struct host *h, uint64_t k, struct cluster_lock **l)
+{
+	int i, rc = -EWOULDBLOCK;
+
+	for (i = 0; i < 1000 && rc == -EWOULDBLOCK; i++) {
+		struct timespec ms10 = {0, 10000000};
+
+		rc = cluster_lock(h->c, k, true, false, NULL, NULL, l);
+		if (rc == -EWOULDBLOCK)
+			nanosleep(&ms10, NULL);
+	}
+	return rc;
+}
+
 static void test_waits(struct host *a, struct host *b)
 {
 	uint64_t k = cluster_key("kv/w");
 	struct cluster_lock *la, *lb;
-	int ended;
+	int ended, rc;
 
 	is_int(cluster_lock(a->c, k, true, false, NULL, NULL, &la), 0,
 	       "A holds kv/w");
@@ -178,42 +195,11 @@ static void test_waits(struct host *a, struct host *b)
 	       -EINPROGRESS, "B waits again");
 	is_int(cluster_unlock(b->c, lb), 0, "and abandons the wait");
 	is_int(cluster_unlock(a->c, la), 0, "A lets go");
-	{
-		int i, rc = -EWOULDBLOCK;
-
-		/* Up to 10 s: B's lock thread has to see the grant and let
-		 * it go, which under valgrind took more than the 1 s this
-		 * allowed before (a clean-clone run of 83cb673). */
-		for (i = 0; i < 1000 && rc == -EWOULDBLOCK; i++) {
-			struct timespec ms10 = {0, 10000000};
-
-			rc = cluster_lock(a->c, k, true, false, NULL, NULL,
-					  &la);
-			if (rc == -EWOULDBLOCK)
-				nanosleep(&ms10, NULL);
-		}
-		is_int(rc, 0, "an abandoned wait does not keep the key");
-		if (rc == 0)
-			cluster_unlock(a->c, la);
-	}
+	rc = take_within(a, k, &la);
+	is_int(rc, 0, "an abandoned wait does not keep the key");
+	if (rc == 0)
+		cluster_unlock(a->c, la);
 	ok(b->waits_ended == ended, "no callback for an abandoned wait");
-}
-
-/* Take key k for h, trying for up to 10 s while another holds it: B's
- * lock thread has to see a grant and let it go, which under valgrind took
- * more than 1 s. */
-static int take_within(struct host *h, uint64_t k, struct cluster_lock **l)
-{
-	int i, rc = -EWOULDBLOCK;
-
-	for (i = 0; i < 1000 && rc == -EWOULDBLOCK; i++) {
-		struct timespec ms10 = {0, 10000000};
-
-		rc = cluster_lock(h->c, k, true, false, NULL, NULL, l);
-		if (rc == -EWOULDBLOCK)
-			nanosleep(&ms10, NULL);
-	}
-	return rc;
 }
 
 /* A wait abandoned just as its holder lets go, many times, in both
