@@ -440,6 +440,8 @@ int file_create(struct dsfs_ctx *ctx, const struct loc *l,
 	h->spare = &ctx->spare;
 	h->attr = f->attr;
 	h->from_empty = true;
+	h->unsettled = true;
+	h->created_in = f->layer;
 	/* The create stored the name: a commit replaces an empty value. */
 	if (h->writable)
 		reservation_start(&h->res, f->layer, 0, 0);
@@ -542,14 +544,30 @@ bool file_own_size(struct handle *h, off_t *size)
 	return own;
 }
 
-int file_flush(struct dsfs_ctx *ctx, struct handle *h)
+/* A close of a created file keeps its name whatever was written: the
+ * layer commits what its create left (usually committed already, with
+ * the value).  Called with h->lock held. */
+static int settle_handle(struct dsfs_ctx *ctx, struct handle *h)
 {
 	int rc;
 
+	if (!h->unsettled)
+		return 0;
+	rc = ovl_settle(&ctx->stack, h->created_in);
+	h->unsettled = rc != 0;
+	return rc;
+}
+
+int file_flush(struct dsfs_ctx *ctx, struct handle *h)
+{
+	int rc, rc2;
+
 	pthread_mutex_lock(&h->lock);
 	rc = commit_handle(ctx, h, false);
+	/* A refused value leaves the empty file its create made. */
+	rc2 = settle_handle(ctx, h);
 	pthread_mutex_unlock(&h->lock);
-	return rc;
+	return rc ? rc : rc2;
 }
 
 /* Drop one of h's references (h->lock held, and released here); the
@@ -578,5 +596,6 @@ void file_release(struct dsfs_ctx *ctx, struct handle *h)
 	 * reported by flush is not repeated. */
 	if (!h->poisoned && !h->check_failed)
 		commit_handle(ctx, h, true);
+	settle_handle(ctx, h);
 	unref_unlock(ctx, h);
 }

@@ -61,6 +61,10 @@ struct handle {
 	/* Made by create, or opened with O_TRUNC: the kernel sized the file
 	 * from nothing and then from this handle's writes alone. */
 	bool from_empty;
+	/* Made by create in layer created_in, which may hold the new name
+	 * uncommitted until it is settled at the close (layer.h). */
+	bool unsettled;
+	int created_in;
 	/* Opened for writing on a node that a rename had already replaced
 	 * (the opener's path walk raced with it): where it commits, the name
 	 * the path leads to now.  Owned; NULL otherwise. */

@@ -149,7 +149,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define DSFS_LAYER_OPS_VERSION 6
+#define DSFS_LAYER_OPS_VERSION 7
 
 #define DSFS_TYPE_MAX 32  /* "object", "image/png", ... with NUL */
 #define DSFS_TOKEN_LEN 64 /* hex SHA-256 */
@@ -396,14 +396,18 @@ struct dsfs_layer_ops {
 	 * The other difference: where the backing
 	 * store would make a commit durable before it answers (a database
 	 * server's synchronous commit, a wait for its log to reach the
-	 * disk), this one need not be.  It is visible to every reader and
-	 * survives a crash of the process at once, as every change does, and
+	 * disk), this one need not be, and a layer whose store is a file of
+	 * this process may even leave it uncommitted: visible to every
+	 * reader of this layer (the store's other users see it with the
+	 * commit), and committed with the layer's next change, settle(),
+	 * sync() or close(), whichever comes first.  A committed create
+	 * survives a crash of the process, as every change does, and
 	 * becomes durable against the store's own crash or a power loss with
 	 * the next durable change of the layer (whose log record comes after
-	 * it) or sync().  So a created file costs one durable commit, the
-	 * one that stores its value, as on a local filesystem, where a new
-	 * file survives a power loss only once it and its directory are
-	 * synced.  A layer with no such distinction does what commit() does. */
+	 * it) or sync().  So a created file costs one commit, the one that
+	 * stores its value, as on a local filesystem, where a new file
+	 * survives a power loss only once it and its directory are synced.
+	 * A layer with no such distinction does what commit() does. */
 	int (*create)(struct dsfs_layer *l, const char *key,
 		      const struct dsfs_attr *a, struct dsfs_attr *out);
 
@@ -463,6 +467,15 @@ struct dsfs_layer_ops {
 	 * that finds the errno.  A layer that has it sets takes_files. */
 	int (*take_file)(struct dsfs_layer *l, const char *key,
 			 struct dsfs_attr *out);
+
+	/* Version 7.  Optional (NULL: layer_settle() has nothing to do). */
+
+	/* Commit whatever create() has left uncommitted (see there), without
+	 * waiting for the disk: after it, every create this layer answered
+	 * survives a crash of the process.  The daemon settles the layer a
+	 * file was created in when that file is closed, so that a close
+	 * that returned keeps the name even if nothing was written. */
+	int (*settle)(struct dsfs_layer *l);
 };
 
 /* Set by the implementation when it opens the layer (or by its opener,
@@ -493,6 +506,7 @@ int layer_commit(struct dsfs_layer *l, const char *key,
 		 struct dsfs_attr *out);
 int layer_create(struct dsfs_layer *l, const char *key,
 		 const struct dsfs_attr *a, struct dsfs_attr *out);
+int layer_settle(struct dsfs_layer *l);
 int layer_snapshot(struct dsfs_layer *l, struct dsfs_layer **out);
 int layer_replace(struct dsfs_layer *l, const char *key,
 		  const struct dsfs_attr *a, const void *data, size_t len,

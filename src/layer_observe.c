@@ -9,7 +9,9 @@
  * Two observers use it: cluster_layer.c, which tells the other hosts of a
  * shared runtime, and the daemon's watch_layer.c, which feeds dsfsctl
  * watch.  An event is told after the layer returned success, that is
- * after its transaction committed.  Reads pass through untouched.
+ * after its transaction committed (or, for a create the layer leaves
+ * uncommitted until the file's close, once the name can be seen: layer.h,
+ * create()).  Reads pass through untouched.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -227,6 +229,11 @@ static int o_snapshot(struct dsfs_layer *l, struct dsfs_layer **out)
 	return layer_snapshot(obs(l)->inner, out);
 }
 
+static int o_settle(struct dsfs_layer *l)
+{
+	return layer_settle(obs(l)->inner);
+}
+
 static int o_room(struct dsfs_layer *l, uint64_t bytes)
 {
 	return layer_room(obs(l)->inner, bytes);
@@ -259,6 +266,7 @@ static const struct dsfs_layer_ops observed_ops = {
 	.fetch = o_fetch,
 	.list_kinds = o_list_kinds,
 	.take_file = o_take_file,
+	.settle = o_settle,
 };
 
 int layer_observe(struct dsfs_layer *inner, const struct layer_observer *o,

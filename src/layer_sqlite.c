@@ -697,7 +697,9 @@ static int sq_sync(struct dsfs_layer *l)
 	if (s->base.readonly)
 		return 0;
 	pthread_mutex_lock(&s->lock);
-	rc = sq_set_synchronous(&t, "FULL");
+	rc = sq_settle(s); /* no PRAGMA synchronous inside a transaction */
+	if (rc == 0)
+		rc = sq_set_synchronous(&t, "FULL");
 	if (rc == 0)
 		rc = sq_write_locked(&t, bump_fn, NULL);
 	rc2 = sq_set_synchronous(&t, "NORMAL");
@@ -858,13 +860,25 @@ static int sq_apply(struct dsfs_layer *l, const struct layer_change *c,
 }
 
 /* With synchronous=NORMAL in WAL mode no commit waits for the disk (sync()
- * does): a create is the commit of an empty value where no file is. */
+ * does): a create is the commit of an empty value where no file is, left
+ * for the next change to commit (carried: layer_sqlite_tx.c). */
 static int sq_create(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a, struct dsfs_attr *out)
 {
 	struct commit_args c = {key, a, "", 0, out, false, true};
 
-	return sq_write_tx(to_sq(l), "create", key, commit_fn, &c);
+	return sq_carry_tx(to_sq(l), "create", key, commit_fn, &c);
+}
+
+static int sq_settle_op(struct dsfs_layer *l)
+{
+	struct sq_layer *s = to_sq(l);
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = sq_settle(s);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
 }
 
 const struct dsfs_layer_ops sq_ops = {
@@ -891,4 +905,5 @@ const struct dsfs_layer_ops sq_ops = {
 	.unpin_blob = sq_unpin_blob,
 	.apply = sq_apply,
 	.create = sq_create,
+	.settle = sq_settle_op,
 };

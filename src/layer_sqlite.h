@@ -2,13 +2,15 @@
  * layer_sqlite.h - what the files of the SQLite layer share, and no one
  * else includes.
  *
- * The layer is three files, one concern each:
+ * The layer is these files, one concern each:
  *
  *   layer_sqlite.c        the operations of layer.h, in terms of rows and
  *                         blobs; the pins
  *   layer_sqlite_list.c   list(): a directory's children in batches
- *   layer_sqlite_tx.c     the connection: SQLite's errors, statements,
- *                         transactions, rows and blobs
+ *   layer_sqlite_tx.c     the connection: statements, transactions (and
+ *                         the creates carried to the next commit), rows
+ *                         and blobs
+ *   layer_sqlite_errno.c  SQLite's result codes as errnos
  *   layer_sqlite_store.c  the store file: its schema and statements,
  *                         checking, creating, opening and closing it, and
  *                         its disk-space reserve
@@ -50,6 +52,9 @@ enum stmt {
 	S_BEGIN_READ,
 	S_COMMIT,
 	S_ROLLBACK,
+	S_SAVEPOINT,
+	S_RELEASE,
+	S_ROLLBACK_TO,
 	S_META_LOAD,
 	S_META_SET,
 	S_GET,
@@ -114,6 +119,13 @@ struct sq_layer {
 	bool exclusive;
 	bool meta_known;
 	int64_t meta_used, meta_seq;
+	/* A write transaction that create() left open (carried), holding
+	 * `carried` creates; the next change joins it and commits them
+	 * (layer_sqlite_tx.c).  The counters' values committed under it. */
+	bool carry;
+	unsigned carried;
+	int64_t carry_used0, carry_seq0;
+	int64_t seq_floor; /* versions answered by carried creates undone */
 };
 
 static inline struct sq_layer *to_sq(struct dsfs_layer *l)
@@ -184,6 +196,10 @@ int sq_db_query1(struct sq_db *d, const char *sql, int64_t *v, char *buf,
 		 size_t cap);
 const char *sq_db_errmsg(const struct sq_db *d);
 int sq_db_errno(struct sq_db *d, int rc, int saved); /* negative errno */
+/* layer_sqlite_errno.c: SQLite's result rc, errno `saved` right after the
+ * failing call, as a negative errno. */
+struct sqlite3;
+int sq_sqlite_errno(struct sqlite3 *db, int rc, int saved);
 bool sq_db_in_tx(struct sq_db *d);
 
 /* layer_sqlite_tx.c: statements and transactions (0 or a negative errno,
@@ -199,6 +215,12 @@ int sq_touch_dir(struct tx *t, const char *dir, size_t len);
 int sq_write_locked(struct tx *t, tx_fn fn, void *arg);
 int sq_write_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
 		void *arg);
+/* sq_write_tx(), but the transaction may be left open for the next change
+ * to commit (carried): for create() only. */
+int sq_carry_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
+		void *arg);
+/* Commit the carried transaction, if there is one. */
+int sq_settle(struct sq_layer *s);
 int sq_read_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
 	       void *arg);
 int sq_set_synchronous(struct tx *t, const char *level);

@@ -124,6 +124,9 @@ const char *const sq_stmt_sql[S_COUNT] = {
 	[S_BEGIN_READ] = "BEGIN",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
+	[S_SAVEPOINT] = "SAVEPOINT change",
+	[S_RELEASE] = "RELEASE change",
+	[S_ROLLBACK_TO] = "ROLLBACK TO change",
 	[S_META_LOAD] = "SELECT (SELECT v FROM meta WHERE k = 'used'),"
 			" (SELECT v FROM meta WHERE k = 'seq')",
 	[S_META_SET] = "UPDATE meta SET v = ?2 WHERE k = ?1",
@@ -850,6 +853,9 @@ void sq_close(struct dsfs_layer *l)
 	char mode[16] = "";
 	int rc;
 
+	/* Nobody uses the layer any more: no lock to take. */
+	if (sq_settle(s) != 0)
+		log_err("%s: created names lost at close", s->path);
 	if (s->bf_min) /* everything pending is settled: none is writing */
 		sq_bf_settle(s, true);
 	sq_db_finalize(s->db);

@@ -39,68 +39,6 @@ static sqlite3_stmt *stmt(struct tx *t, enum stmt i)
 
 /* ---- errors -------------------------------------------------------- */
 
-/*
- * The errno behind an I/O error, if it says the disk is full (ENOSPC or
- * EDQUOT), else 0.  SQLite 3.40 does not record sqlite3_system_errno() for
- * a failure at COMMIT, so look in every place the errno may be: that
- * record, errno as it was right after the failing call (`saved`), and the
- * last errno the unix VFS kept for the database file and for its journal
- * or WAL.  The VFS's record can be older than this failure; taking an old
- * ENOSPC for a new I/O error is the lesser evil.
- */
-static int disk_full_errno(sqlite3 *db, int saved)
-{
-	int cand[4] = {saved, 0, 0, 0};
-	sqlite3_file *j = NULL;
-	size_t i;
-
-	if (db) {
-		cand[1] = sqlite3_system_errno(db);
-		sqlite3_file_control(db, "main", SQLITE_FCNTL_LAST_ERRNO,
-				     &cand[2]);
-		if (sqlite3_file_control(db, "main",
-					 SQLITE_FCNTL_JOURNAL_POINTER,
-					 &j) == SQLITE_OK &&
-		    j && j->pMethods && j->pMethods->xFileControl)
-			j->pMethods->xFileControl(j, SQLITE_FCNTL_LAST_ERRNO,
-						  &cand[3]);
-	}
-	for (i = 0; i < sizeof(cand) / sizeof(cand[0]); i++)
-		if (cand[i] == ENOSPC || cand[i] == EDQUOT)
-			return cand[i];
-	return 0;
-}
-
-/* Convert a SQLite result to a negative errno, once, here.  A full disk
- * must come out as ENOSPC whatever path SQLite took to notice it: the unix
- * VFS reports a failed write() as SQLITE_FULL, but a failed fsync(), shm
- * growth or truncate as SQLITE_IOERR_* with the errno kept aside.  `saved`
- * is errno right after the failing call. */
-static int sq_errno(sqlite3 *db, int rc, int saved)
-{
-	int sys;
-
-	switch (rc & 0xff) {
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_IOERR:
-	case SQLITE_CANTOPEN:
-		sys = disk_full_errno(db, saved);
-		return sys ? -sys : -EIO;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_TOOBIG:
-		return -EFBIG;
-	default: /* CORRUPT, NOTADB, and whatever else: the store failed */
-		return -EIO;
-	}
-}
-
 /* Log a failed call on t's connection and convert its result.  Must be
  * called straight after the call, before anything else touches errno or
  * the connection, which would replace the message. */
@@ -108,7 +46,7 @@ static int tx_fail(struct tx *t, int rc)
 {
 	int saved = errno;
 	struct sq_layer *s = t->s;
-	int err = sq_errno(s->db->db, rc, saved);
+	int err = sq_sqlite_errno(s->db->db, rc, saved);
 
 	if (err == -ENOSPC || err == -EDQUOT) {
 		t->disk_full = true;
@@ -121,7 +59,7 @@ static int tx_fail(struct tx *t, int rc)
 
 int sq_db_errno(struct sq_db *d, int rc, int saved)
 {
-	return sq_errno(d->db, rc, saved);
+	return sq_sqlite_errno(d->db, rc, saved);
 }
 
 const char *sq_db_errmsg(const struct sq_db *d)
@@ -131,7 +69,7 @@ const char *sq_db_errmsg(const struct sq_db *d)
 
 /* ---- the connection ------------------------------------------------ */
 
-/* Settings every connection gets: extended codes so that sq_errno() sees
+/* Settings every connection gets: extended codes so that sq_sqlite_errno() sees
  * the I/O detail, a busy timeout for a store shared with the admin tool,
  * and no trust in anything the schema might carry (triggers, views). */
 static void tune(sqlite3 *db)
@@ -159,7 +97,7 @@ int sq_db_open(const char *path, int flags, struct sq_db **out,
 	rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX,
 			     sq_vfs_name());
 	if (rc != SQLITE_OK) {
-		int err = sq_errno(db, rc, errno);
+		int err = sq_sqlite_errno(db, rc, errno);
 
 		*why = sq_whyf("cannot open (%s)",
 			       db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -355,6 +293,8 @@ int sq_meta_load(struct tx *t)
 	t->used = sqlite3_column_int64(st, 0);
 	t->seq = sqlite3_column_int64(st, 1);
 	sqlite3_reset(st);
+	if (t->seq < s->seq_floor)
+		t->seq = s->seq_floor;
 	s->meta_used = t->used;
 	s->meta_seq = t->seq;
 	s->meta_known = s->exclusive;
@@ -372,31 +312,90 @@ static int meta_set(struct tx *t, const char *k, int64_t v)
 
 /* ---- transactions -------------------------------------------------- */
 
+/*
+ * A create is carried: under the exclusive lock (nobody but this
+ * connection can read the store), create() leaves its write transaction
+ * open instead of committing it, and the next change, whatever it is,
+ * runs inside it as a savepoint and commits both.  Usually that change is
+ * the created file's value, committed at its close, so a new file costs
+ * one transaction instead of two; a close with nothing written settles
+ * (commits) it alone.  Every read of the connection sees the carried rows,
+ * as the mount must; what cannot run inside a transaction (sync, a
+ * checkpoint, a backup, the close) settles first.  The counters of meta
+ * are written with the commit: under the carry, s->meta_used and
+ * s->meta_seq are ahead of the table, and carry_used0 and carry_seq0 say
+ * what the table holds.
+ */
+
 /* Undo whatever the transaction did.  SQLite rolls back by itself after
  * some errors (a full disk, an I/O error), hence the autocommit test. */
-static void rollback(struct tx *t)
+static void undo(struct tx *t)
 {
 	if (!sqlite3_get_autocommit(t->s->db->db))
 		sq_run(t, S_ROLLBACK);
 }
 
-/* Run fn inside one write transaction, with t->used and t->seq loaded
- * from meta and written back before COMMIT.  Lock held by the caller. */
-int sq_write_locked(struct tx *t, tx_fn fn, void *arg)
+/* undo() a write transaction, carried creates included. */
+static void rollback(struct tx *t)
 {
+	struct sq_layer *s = t->s;
+
+	undo(t);
+	if (s->carry) {
+		log_err("%s: %u created name%s not stored: the transaction "
+			"that carried %s failed",
+			s->path, s->carried, s->carried == 1 ? "" : "s",
+			s->carried == 1 ? "it" : "them");
+		/* Their versions were answered: none is given again. */
+		s->seq_floor = s->meta_seq;
+	}
+	s->carry = false;
+	s->carried = 0;
+	/* Whatever the failure left, the next change reads the counters. */
+	s->meta_known = false;
+}
+
+/* Undo the change that joined a carried transaction, keeping what the
+ * carry holds; the whole transaction if SQLite rolled it back itself. */
+static void rollback_change(struct tx *t)
+{
+	if (sqlite3_get_autocommit(t->s->db->db) ||
+	    sq_run(t, S_ROLLBACK_TO) != 0 || sq_run(t, S_RELEASE) != 0)
+		rollback(t);
+}
+
+/* Run fn inside one write transaction, with t->used and t->seq loaded
+ * from meta and written back before COMMIT; with `carry`, leave it open
+ * (above).  Lock held by the caller. */
+static int write_locked(struct tx *t, tx_fn fn, void *arg, bool carry)
+{
+	struct sq_layer *s = t->s;
+	bool joined = s->carry;
 	int rc;
 
-	rc = sq_run(t, S_BEGIN);
+	rc = sq_run(t, joined ? S_SAVEPOINT : S_BEGIN);
 	if (rc)
 		return rc;
 	rc = sq_meta_load(t);
 	if (rc)
 		goto out_rollback;
-	t->used0 = t->used;
-	t->seq0 = t->seq;
+	t->used0 = joined ? s->carry_used0 : t->used;
+	t->seq0 = joined ? s->carry_seq0 : t->seq;
 	rc = fn(t, arg);
 	if (rc)
 		goto out_rollback;
+	if (carry && s->exclusive) {
+		rc = joined ? sq_run(t, S_RELEASE) : 0;
+		if (rc)
+			goto out_rollback;
+		s->carry = true;
+		s->carried++;
+		s->carry_used0 = t->used0;
+		s->carry_seq0 = t->seq0;
+		s->meta_used = t->used;
+		s->meta_seq = t->seq;
+		return 0;
+	}
 	if (t->used != t->used0)
 		rc = meta_set(t, "used", t->used);
 	if (rc == 0 && t->seq != t->seq0)
@@ -405,19 +404,27 @@ int sq_write_locked(struct tx *t, tx_fn fn, void *arg)
 		rc = sq_run(t, S_COMMIT);
 	if (rc)
 		goto out_rollback;
-	t->s->meta_used = t->used;
-	t->s->meta_seq = t->seq;
+	s->carry = false;
+	s->carried = 0;
+	s->meta_used = t->used;
+	s->meta_seq = t->seq;
 	return 0;
 
 out_rollback:
-	rollback(t);
-	/* Whatever the failure left, the next change reads the counters. */
-	t->s->meta_known = false;
+	if (joined)
+		rollback_change(t);
+	else
+		rollback(t);
 	return rc;
 }
 
-int sq_write_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
-		void *arg)
+int sq_write_locked(struct tx *t, tx_fn fn, void *arg)
+{
+	return write_locked(t, fn, arg, false);
+}
+
+static int write_tx(struct sq_layer *s, const char *what, const char *key,
+		    tx_fn fn, void *arg, bool carry)
 {
 	struct tx t = {.s = s, .what = what, .key = key};
 	int rc;
@@ -427,19 +434,46 @@ int sq_write_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
 	if (s->base.readonly)
 		return -EROFS;
 	pthread_mutex_lock(&s->lock);
-	rc = sq_write_locked(&t, fn, arg);
+	rc = write_locked(&t, fn, arg, carry);
 	if (rc && t.disk_full && sq_reserve_give(s, what))
-		rc = sq_write_locked(&t, fn, arg);
+		rc = write_locked(&t, fn, arg, carry);
 	if (rc == 0 && s->reserve_out)
 		sq_reserve_retake(s);
-	if (rc == 0 && s->bf_todo)
+	if (rc == 0 && s->bf_todo && !s->carry)
 		sq_bf_settle(s, false);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
 
+int sq_write_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
+		void *arg)
+{
+	return write_tx(s, what, key, fn, arg, false);
+}
+
+int sq_carry_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
+		void *arg)
+{
+	return write_tx(s, what, key, fn, arg, true);
+}
+
+static int nothing_fn(struct tx *t, void *arg)
+{
+	(void)t;
+	(void)arg;
+	return 0;
+}
+
+int sq_settle(struct sq_layer *s)
+{
+	struct tx t = {.s = s, .what = "commit of created names"};
+
+	return s->carry ? write_locked(&t, nothing_fn, NULL, false) : 0;
+}
+
 /* Run fn inside one read transaction, so that its several statements see
- * one snapshot even if another process writes the store. */
+ * one snapshot even if another process writes the store; inside the
+ * carried transaction if there is one, whose rows it must see. */
 int sq_read_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
 	       void *arg)
 {
@@ -447,6 +481,11 @@ int sq_read_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
 	int rc;
 
 	pthread_mutex_lock(&s->lock);
+	if (s->carry) {
+		rc = fn(&t, arg);
+		pthread_mutex_unlock(&s->lock);
+		return rc < 0 ? rc : 0;
+	}
 	rc = sq_run(&t, S_BEGIN_READ);
 	if (rc)
 		goto out_unlock;
@@ -460,7 +499,7 @@ int sq_read_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
 	return 0;
 
 out_rollback:
-	rollback(&t);
+	undo(&t);
 out_unlock:
 	pthread_mutex_unlock(&s->lock);
 	return rc;
@@ -925,6 +964,8 @@ int sq_backup(struct sq_layer *s, const char *dst, const char **why)
 	rc = sqlite3_open_v2(dst, &to,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	pthread_mutex_lock(&s->lock);
+	if (rc == SQLITE_OK && sq_settle(s) != 0)
+		rc = SQLITE_IOERR;
 	if (rc == SQLITE_OK) {
 		b = sqlite3_backup_init(to, "main", s->db->db, "main");
 		rc = b ? SQLITE_OK : sqlite3_errcode(to);
@@ -933,7 +974,9 @@ int sq_backup(struct sq_layer *s, const char *dst, const char **why)
 	 * the copy up to date with what this connection writes meanwhile,
 	 * so what it holds at the end is one state of the store. */
 	while (rc == SQLITE_OK) {
-		rc = sqlite3_backup_step(b, 256);
+		/* A copy is of committed states only. */
+		rc = sq_settle(s) == 0 ? sqlite3_backup_step(b, 256) :
+					 SQLITE_IOERR;
 		if (rc == SQLITE_OK) {
 			pthread_mutex_unlock(&s->lock);
 			pthread_mutex_lock(&s->lock);

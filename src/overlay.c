@@ -900,6 +900,16 @@ int ovl_room(struct dsfs_stack *s, int layer, uint64_t bytes)
 	return rc;
 }
 
+int ovl_settle(struct dsfs_stack *s, int layer)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&s->lock);
+	rc = layer_settle(s->layer[layer]);
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
 void ovl_admin_lock(struct dsfs_stack *s, bool change)
 {
 	if (change)

@@ -39,6 +39,45 @@ crash_and_remount()
 	tmo cmp "$T/v" "$MNT/kv/settings"
 }
 
+@test "a file created and closed with nothing written survives kill -9, as do files created beside one still open" {
+	mount_dsfs
+	touch "$MNT/kv/empty"
+	: >"$MNT/images/blank"
+	python3 -c '
+import os, sys
+mnt = sys.argv[1]
+# One file stays open (created, not written) while others are created,
+# written and closed, and one is refused: the closes that returned keep
+# their files; the one still open at the crash may go.
+held = os.open(mnt + "/kv/held", os.O_CREAT | os.O_WRONLY, 0o644)
+for i in range(3):
+    fd = os.open(mnt + "/kv/w%d" % i, os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(fd, b"[%d]" % i)
+    os.close(fd)
+fd = os.open(mnt + "/kv/bad", os.O_CREAT | os.O_WRONLY, 0o644)
+try:
+    os.write(fd, b"{oops")
+except OSError:
+    pass
+try:
+    os.close(fd)
+except OSError:
+    pass
+sys.stdout.flush()
+os.kill(int(sys.argv[2]), 9)
+' "$MNT" "$(daemon_pids)"
+	wait_daemon_gone 10 || fail "the daemon outlived its SIGKILL"
+	unmount_dsfs || fail "cannot clear the dead mount $MNT"
+	mount_dsfs
+	assert_content "$MNT/kv/empty" ""
+	assert_content "$MNT/images/blank" ""
+	for i in 0 1 2; do
+		assert_content "$MNT/kv/w$i" "[$i]"
+	done
+	# A refused value leaves the empty file its create made.
+	assert_content "$MNT/kv/bad" ""
+}
+
 @test "many values, directories, overwrites and removals survive kill -9" {
 	mount_dsfs
 	local i

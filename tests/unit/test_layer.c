@@ -352,6 +352,7 @@ int main(void)
 	t_refusals();
 	t_mode();
 	t_kill();
+	t_carry();
 	t_pin_crash();
 	t_entry_kind();
 	tl.impl_name = "sqlite+files";

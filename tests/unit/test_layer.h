@@ -143,6 +143,7 @@ void t_image(void);
 void t_mode(void);
 void t_disk_full(void);
 void t_kill(void);
+void t_carry(void);
 void t_pin_crash_files(void);
 void t_named_files(void);
 void t_pin_crash(void);

@@ -2,8 +2,9 @@
  * test_layer_store.c - the tests that only make sense for a SQLite store
  * file: persistence across openings, factory images, refusal of foreign
  * and damaged files (left byte for byte as they were), the created file's
- * mode, a full disk, kill safety, image files beside the store and their
- * crash recovery, and the index that listings use.
+ * mode, a full disk, kill safety, creates carried to the next commit,
+ * image files beside the store and their crash recovery, and the index
+ * that listings use.
  */
 #include "faultvfs.h"
 #include "test_layer.h"
@@ -455,6 +456,74 @@ void t_kill(void)
 		       nm("the committed value is there"));
 		layer_close(l);
 	}
+}
+
+/* What the child of t_carry() does under the exclusive lock, as the daemon
+ * does; the number of the first step that went wrong, else 0. */
+static int carry_steps(const char *path)
+{
+	struct dsfs_attr a = attr(0644), out;
+	struct dsfs_layer *l;
+	const char *why;
+
+	if (layer_sqlite_open(path, "runtime", 64, true, &l, &why) ||
+	    layer_sqlite_exclusive(l))
+		return 1;
+	/* Settled: by settle(), by the next change, and by a change that
+	 * failed and left the carried creates as they were. */
+	if (layer_create(l, "kv/settled", &a, &out) || layer_settle(l))
+		return 2;
+	if (layer_create(l, "kv/joined", &a, &out) || put(l, "kv/value", "1"))
+		return 3;
+	if (layer_create(l, "kv/kept", &a, &out) ||
+	    put(l, "kv/too-big", "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,"
+				 "18,19,20,21,22,23,24,25,26,27,28,29]") !=
+		    -ENOSPC ||
+	    layer_lookup(l, "kv/kept", &out) || layer_settle(l))
+		return 4;
+	/* Carried: seen by this layer's reads, committed by nothing yet. */
+	if (layer_create(l, "kv/carried", &a, &out) ||
+	    layer_lookup(l, "kv/carried", &out) || out.kind != DSFS_FILE)
+		return 5;
+	return 0;
+}
+
+/* A create under the exclusive lock is carried to the next commit (one
+ * transaction per new file): the child creates and dies without closing,
+ * and the parent finds what was settled, and not what was only carried. */
+void t_carry(void)
+{
+	char path[PATH_MAX];
+	struct dsfs_layer *l;
+	struct dsfs_attr a;
+	const char *why;
+	int status;
+	pid_t pid;
+
+	store_path(path, sizeof(path), "carry.db");
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		bail("fork");
+	if (pid == 0)
+		_exit(carry_steps(path));
+	waitpid(pid, &status, 0);
+	is_int(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0,
+	       nm("the child's creates, commits and settles answered"));
+	is_int(layer_sqlite_open(path, "runtime", 64, false, &l, &why), 0,
+	       nm("reopen after the child died"));
+	is_int(layer_lookup(l, "kv/settled", &a), 0,
+	       nm("a create settled is stored"));
+	is_int(layer_lookup(l, "kv/joined", &a), 0,
+	       nm("a create committed by the next change is stored"));
+	is_str(get(l, "kv/value"), "1", nm("... as is that change"));
+	is_int(layer_lookup(l, "kv/kept", &a), 0,
+	       nm("a refused change keeps the carried create"));
+	is_int(layer_lookup(l, "kv/too-big", &a), -ENOENT,
+	       nm("... and stores nothing of its own"));
+	is_int(layer_lookup(l, "kv/carried", &a), -ENOENT,
+	       nm("a create never committed is not stored"));
+	layer_close(l);
 }
 
 /* The query plan of sql on the store at path, one detail per line. */
