@@ -69,9 +69,10 @@ const char *sq_db_errmsg(const struct sq_db *d)
 
 /* ---- the connection ------------------------------------------------ */
 
-/* Settings every connection gets: extended codes so that sq_sqlite_errno() sees
- * the I/O detail, a busy timeout for a store shared with the admin tool,
- * and no trust in anything the schema might carry (triggers, views). */
+/* Settings every connection gets: extended codes so that
+ * sq_sqlite_errno() sees the I/O detail, a busy timeout for a store shared
+ * with the admin tool, and no trust in anything the schema might carry
+ * (triggers, views). */
 static void tune(sqlite3 *db)
 {
 	sqlite3_extended_result_codes(db, 1);
