@@ -853,9 +853,9 @@ void sq_close(struct dsfs_layer *l)
 	char mode[16] = "";
 	int rc;
 
-	/* Nobody uses the layer any more: no lock to take. */
-	if (sq_settle(s) != 0)
-		log_err("%s: created names lost at close", s->path);
+	/* Nobody uses the layer any more: no lock to take.  A failure is
+	 * logged, naming what was lost. */
+	sq_settle(s);
 	if (s->bf_min) /* everything pending is settled: none is writing */
 		sq_bf_settle(s, true);
 	sq_db_finalize(s->db);
