@@ -279,6 +279,9 @@ struct commit_args {
 	/* Set when a blob file holds data: layer_sqlite_blobfile.c. */
 	bool file;
 	bool excl; /* create(): a file at key is -EEXIST */
+	/* replace(): only over a file, keeping its mode, owner and version
+	 * line; 1 (nothing changed) where that is not what happens. */
+	bool keep;
 };
 
 /* layer_inherit_group() for na, made of a at k, with the parent's row p
@@ -301,11 +304,13 @@ static int inherit_group(struct tx *t, const struct layer_key *k,
 static int commit_fn(struct tx *t, void *arg)
 {
 	struct commit_args *c = arg;
+	const struct dsfs_attr *a = c->a;
 	size_t klen = strlen(c->key);
 	struct dsfs_attr na;
 	struct blobinfo b;
 	struct layer_key k;
 	struct row old, parent;
+	struct dsfs_attr kept;
 	bool found, have_blob = false, same_blob = false;
 	uint64_t add, sub = 0;
 	int rc;
@@ -313,13 +318,24 @@ static int commit_fn(struct tx *t, void *arg)
 	rc = sq_target(t, c->key, klen, &k, &old, &found, &parent);
 	if (rc)
 		return rc;
+	if (c->keep && (!found || old.a.kind != DSFS_FILE))
+		return 1;
+	if (c->keep) {
+		kept = *c->a;
+		kept.mode = old.a.mode;
+		kept.uid = old.a.uid;
+		kept.gid = old.a.gid;
+		kept.version = old.a.version;
+		kept.inherit_group = false;
+		a = &kept;
+	}
 	if (found && old.a.kind == DSFS_DIR)
 		return -EISDIR;
 	if (found && c->excl && old.a.kind != DSFS_WHITEOUT)
 		return -EEXIST;
 
-	layer_file_attr(&na, c->a);
-	rc = inherit_group(t, &k, c->a, &na, &parent);
+	layer_file_attr(&na, a);
+	rc = inherit_group(t, &k, a, &na, &parent);
 	if (rc)
 		return rc;
 	add = (uint64_t)k.nlen;
@@ -340,7 +356,7 @@ static int commit_fn(struct tx *t, void *arg)
 			return rc;
 	}
 	if (!fits(t, add, sub))
-		return -ENOSPC;
+		return c->keep ? 1 : -ENOSPC;
 	if (c->file && !have_blob && !sq_bf_ready(t->s, na.token))
 		c->file = false; /* its file went: store the bytes here */
 	if (c->file && !have_blob)
@@ -366,7 +382,7 @@ static int commit_fn(struct tx *t, void *arg)
 		return rc;
 
 	na.size = have_blob ? b.len : c->len;
-	t->seq = (int64_t)layer_version_floor((uint64_t)t->seq, c->a);
+	t->seq = (int64_t)layer_version_floor((uint64_t)t->seq, a);
 	na.version = (uint64_t)++t->seq;
 	if (found && old.a.kind == na.kind)
 		rc = sq_update_row(t, old.id, &na, na.token[0] ? NULL : c->data,
@@ -389,7 +405,7 @@ static int sq_commit(struct dsfs_layer *l, const char *key,
 		     struct dsfs_attr *out)
 {
 	struct dsfs_attr na = *a;
-	struct commit_args c = {key, &na, data, len, out, false, false};
+	struct commit_args c = {key, &na, data, len, out, false, false, false};
 	int rc = 1;
 
 	na.hash_token = false;
@@ -401,6 +417,23 @@ static int sq_commit(struct dsfs_layer *l, const char *key,
 	c.file = rc == 0;
 	rc = sq_write_tx(to_sq(l), "commit", key, commit_fn, &c);
 	return sq_bf_done(to_sq(l), c.file, rc);
+}
+
+/* The overlay's lookup before a commit, saved where the file stays a
+ * file of this layer: the close of every file written through the merged
+ * tree.  Images go the long way, where their bytes may go to a file. */
+static int sq_replace(struct dsfs_layer *l, const char *key,
+		      const struct dsfs_attr *a, const void *data, size_t len,
+		      struct dsfs_attr *out)
+{
+	struct dsfs_attr na = *a;
+	struct commit_args c = {key, &na, data, len, out, false, false, true};
+	int rc;
+
+	if (a->hash_token || a->token[0])
+		return -ENOENT;
+	rc = sq_write_tx(to_sq(l), "commit", key, commit_fn, &c);
+	return rc == 1 ? -ENOENT : rc;
 }
 
 /* Takes the key and attributes of struct commit_args. */
@@ -438,7 +471,7 @@ static int mkdir_fn(struct tx *t, void *arg)
 static int sq_mkdir(struct dsfs_layer *l, const char *key,
 		    const struct dsfs_attr *a)
 {
-	struct commit_args m = {key, a, NULL, 0, NULL, false, false};
+	struct commit_args m = {key, a, NULL, 0, NULL, false, false, false};
 
 	return sq_write_tx(to_sq(l), "mkdir", key, mkdir_fn, &m);
 }
@@ -835,7 +868,7 @@ static int apply_fn(struct tx *t, void *arg)
 	for (i = 0; i < aa->n && rc == 0; i++) {
 		const struct layer_change *c = &aa->c[i];
 		struct commit_args ca = {c->key, &c->attr, c->data, c->len,
-					 NULL,	 false,	   false};
+					 NULL,	 false,	   false,   false};
 
 		t->key = c->key;  /* for the messages */
 		t->stated = true; /* the change states every attribute */
@@ -865,7 +898,7 @@ static int sq_apply(struct dsfs_layer *l, const struct layer_change *c,
 static int sq_create(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a, struct dsfs_attr *out)
 {
-	struct commit_args c = {key, a, "", 0, out, false, true};
+	struct commit_args c = {key, a, "", 0, out, false, true, false};
 
 	return sq_carry_tx(to_sq(l), "create", key, commit_fn, &c);
 }
@@ -906,4 +939,5 @@ const struct dsfs_layer_ops sq_ops = {
 	.apply = sq_apply,
 	.create = sq_create,
 	.settle = sq_settle_op,
+	.replace = sq_replace,
 };
