@@ -13,7 +13,9 @@
  * range asked for.  Every change is one BEGIN IMMEDIATE transaction that
  * loads the usage and the version counter (from `meta`, or under the
  * exclusive lock from the layer's copy of them) and stores them back
- * before COMMIT; reads of several statements share one BEGIN.
+ * before COMMIT, or a savepoint in the transaction a create left open
+ * (carried: see "transactions"); reads of several statements share one
+ * BEGIN.
  */
 #include "layer_sqlite.h"
 #include "log.h"
@@ -322,7 +324,8 @@ static int meta_set(struct tx *t, const char *k, int64_t v)
  * one transaction instead of two; a close with nothing written settles
  * (commits) it alone.  Every read of the connection sees the carried rows,
  * as the mount must; what cannot run inside a transaction (sync, a
- * checkpoint, a backup, the close) settles first.  The counters of meta
+ * backup, the close) settles first, and the settling of image files
+ * waits for a commit.  The counters of meta
  * are written with the commit: under the carry, s->meta_used and
  * s->meta_seq are ahead of the table, and carry_used0 and carry_seq0 say
  * what the table holds.
