@@ -368,9 +368,9 @@ static void rollback_change(struct tx *t)
 		rollback(t);
 }
 
-/* Run fn inside one write transaction, with t->used and t->seq loaded
- * from meta and written back before COMMIT; with `carry`, leave it open
- * (above).  Lock held by the caller. */
+/* Run fn (NULL: nothing but the commit) inside one write transaction,
+ * with t->used and t->seq loaded from meta and written back before
+ * COMMIT; with `carry`, leave it open (above).  Lock held by the caller. */
 static int write_locked(struct tx *t, tx_fn fn, void *arg, bool carry)
 {
 	struct sq_layer *s = t->s;
@@ -385,7 +385,7 @@ static int write_locked(struct tx *t, tx_fn fn, void *arg, bool carry)
 		goto out_rollback;
 	t->used0 = joined ? s->carry_used0 : t->used;
 	t->seq0 = joined ? s->carry_seq0 : t->seq;
-	rc = fn(t, arg);
+	rc = fn ? fn(t, arg) : 0;
 	if (rc)
 		goto out_rollback;
 	if (carry && s->exclusive) {
@@ -461,18 +461,11 @@ int sq_carry_tx(struct sq_layer *s, const char *what, const char *key, tx_fn fn,
 	return write_tx(s, what, key, fn, arg, true);
 }
 
-static int nothing_fn(struct tx *t, void *arg)
-{
-	(void)t;
-	(void)arg;
-	return 0;
-}
-
 int sq_settle(struct sq_layer *s)
 {
 	struct tx t = {.s = s, .what = "commit of created names"};
 
-	return s->carry ? write_locked(&t, nothing_fn, NULL, false) : 0;
+	return s->carry ? write_locked(&t, NULL, NULL, false) : 0;
 }
 
 /* Run fn inside one read transaction, so that its several statements see
