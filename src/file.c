@@ -426,10 +426,16 @@ int file_create(struct dsfs_ctx *ctx, const struct loc *l,
 		struct handle **out)
 {
 	uint64_t used, budget = UINT64_MAX;
+	struct dsfs_attr na = *a;
 	struct handle *h;
 	int rc;
 
-	rc = ovl_create(&ctx->stack, l, a, f);
+	/* What the close will commit replaces whatever is there: a layer
+	 * shared with other hosts may make the name with that commit, where
+	 * no kernel caches the name's absence (layer.h, a->replaces). */
+	na.replaces = (flags & O_TRUNC) && !(flags & O_EXCL) &&
+		      (flags & O_ACCMODE) != O_RDONLY && ctx->timeout == 0;
+	rc = ovl_create(&ctx->stack, l, &na, f);
 	if (rc)
 		return rc;
 	ovl_usage(&ctx->stack, f->layer, &used, &budget);

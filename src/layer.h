@@ -184,6 +184,13 @@ struct dsfs_attr {
 	 * directory in the same change, so no caller has to look it up
 	 * first: on a database server, that is a round trip saved. */
 	bool inherit_group;
+	/* Asked of create(), never stored: the caller's commit of a value
+	 * at key replaces whatever key then holds (open(2) with O_TRUNC and
+	 * without O_EXCL), and the stores other than this process need not
+	 * see the name before that commit (no kernel caches a name that is
+	 * not there: dsfs(8), several hosts).  create() may then make the
+	 * name with that commit (see there). */
+	bool replaces;
 	/* Asked of commit() and replace(), never stored: data is an image
 	 * (len > 0) whose token is layer_image_token(data, len), to be
 	 * computed rather than given; a->token is ignored, and out, which
@@ -407,7 +414,20 @@ struct dsfs_layer_ops {
 	 * it) or sync().  So a created file costs one commit, the one that
 	 * stores its value, as on a local filesystem, where a new file
 	 * survives a power loss only once it and its directory are synced.
-	 * A layer with no such distinction does what commit() does. */
+	 * A layer with no such distinction does what commit() does.
+	 *
+	 * With a->replaces, a layer whose store is shared with other
+	 * processes (a database server) may go further: note the name in
+	 * this process only, answer out as the empty file that lookup(),
+	 * fetch() and read() will show this process, and make the file on
+	 * the store with the next commit() or replace() of key, in the same
+	 * change as its value, replacing whatever another process made there
+	 * meanwhile.  Every other change that involves the name (of it, of
+	 * a directory above it, of a name below it), a list() of its
+	 * directory, settle(), sync(), snapshot() and close() make it
+	 * first, as an empty file.  Other processes see the name when one
+	 * of those commits; a name whose file is still open, with nothing
+	 * of those since its create, is lost with this process. */
 	int (*create)(struct dsfs_layer *l, const char *key,
 		      const struct dsfs_attr *a, struct dsfs_attr *out);
 
@@ -470,9 +490,9 @@ struct dsfs_layer_ops {
 
 	/* Version 7.  Optional (NULL: layer_settle() has nothing to do). */
 
-	/* Commit whatever create() has left uncommitted (see there), without
-	 * waiting for the disk: after it, every create this layer answered
-	 * survives a crash of the process.  The daemon settles the layer a
+	/* Commit whatever create() has left uncommitted or unmade (see
+	 * there), without waiting for the disk: after it, every create this
+	 * layer answered survives a crash of the process.  The daemon settles the layer a
 	 * file was created in when that file is closed, so that a close
 	 * that returned keeps the name even if nothing was written. */
 	int (*settle)(struct dsfs_layer *l);

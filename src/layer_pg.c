@@ -121,16 +121,39 @@ static uint64_t next_version(struct pg_tx *t)
 
 /* ---- reads --------------------------------------------------------- */
 
+struct lookup_args {
+	struct dsfs_attr *a;
+	bool room; /* key is not there, and its parent is a directory */
+};
+
+/* The row and its parent's in one statement: a name missed in a
+ * directory of this layer may be made there without asking again
+ * (layer_pg_defer.c). */
 static int lookup_fn(struct pg_tx *t, void *arg)
 {
-	struct dsfs_attr *a = arg;
+	struct lookup_args *la = arg;
+	struct layer_key k;
+	bool found;
+	int rc = pg_target(t, t->key, &k, la->a, &found, NULL);
 
-	return pg_get_key(t, t->key, a);
+	la->room = rc == 0 && !found;
+	if (rc == 0)
+		return found ? 0 : -ENOENT;
+	/* A bad key, a parent that is no directory: nothing there. */
+	return rc == -EINVAL || rc == -ENOTDIR ? -ENOENT : rc;
 }
 
 static int pg_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a)
 {
-	return pg_tx_run(to_pg(l), PG_ONE, "lookup", key, lookup_fn, a);
+	struct lookup_args la = {a, false};
+	int rc;
+
+	if (pg_defer_find(to_pg(l), key, a))
+		return 0;
+	rc = pg_tx_run(to_pg(l), PG_ONE, "lookup", key, lookup_fn, &la);
+	if (la.room)
+		pg_defer_room(to_pg(l), key);
+	return rc;
 }
 
 struct read_args {
@@ -201,7 +224,12 @@ static ssize_t pg_read(struct dsfs_layer *l, const char *key, uint64_t off,
 		       void *buf, size_t len)
 {
 	struct read_args ra = {.off = off, .buf = buf, .len = len};
-	int rc = pg_tx_run(to_pg(l), PG_ONE, "read", key, read_fn, &ra);
+	struct dsfs_attr a;
+	int rc;
+
+	if (pg_defer_find(to_pg(l), key, &a))
+		return 0; /* empty until its value is committed */
+	rc = pg_tx_run(to_pg(l), PG_ONE, "read", key, read_fn, &ra);
 
 	return rc ? rc : ra.done;
 }
@@ -293,31 +321,48 @@ static int commit_fn(struct pg_tx *t, void *arg)
 	return rc;
 }
 
+int pg_commit_general(struct pg_layer *p, const char *key,
+		      const struct dsfs_attr *a, const void *data, size_t len,
+		      bool excl, bool lazy, struct dsfs_attr *out)
+{
+	struct commit_args c = {a, data, len, out, excl};
+
+	return pg_tx_run(p, lazy ? PG_LAZY : PG_WRITE,
+			 excl ? "create" : "commit", key, commit_fn, &c);
+}
+
 static int pg_commit(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a, const void *data, size_t len,
 		     struct dsfs_attr *out)
 {
-	struct commit_args c = {a, data, len, out, false};
-	int rc = pg_fast_commit(to_pg(l), key, a, data, len, false, out);
+	int rc = pg_defer_commit(to_pg(l), key, a, data, len, out);
 
+	if (rc == 1)
+		rc = pg_fast_commit(to_pg(l), key, a, data, len, false, out);
 	if (rc != 1)
 		return rc;
-	return pg_tx_run(to_pg(l), PG_WRITE, "commit", key, commit_fn, &c);
+	return pg_commit_general(to_pg(l), key, a, data, len, false, false,
+				 out);
 }
 
 static int pg_fetch_op(struct dsfs_layer *l, const char *key,
 		       struct dsfs_attr *a, char **data, size_t *len)
 {
+	if (pg_defer_find(to_pg(l), key, a))
+		return 0; /* no value: read() answers it, empty */
 	return pg_fetch(to_pg(l), key, a, data, len);
 }
 
-/* Only the one-round-trip form: anything else is left to commit(). */
+/* Only the one-round-trip form (or a deferred create's): anything else is
+ * left to commit(). */
 static int pg_replace(struct dsfs_layer *l, const char *key,
 		      const struct dsfs_attr *a, const void *data, size_t len,
 		      struct dsfs_attr *out)
 {
-	int rc = pg_fast_commit(to_pg(l), key, a, data, len, true, out);
+	int rc = pg_defer_commit(to_pg(l), key, a, data, len, out);
 
+	if (rc == 1)
+		rc = pg_fast_commit(to_pg(l), key, a, data, len, true, out);
 	return rc == 1 ? -ENOENT : rc;
 }
 
@@ -351,6 +396,10 @@ static int mkdir_fn(struct pg_tx *t, void *arg)
 static int pg_mkdir(struct dsfs_layer *l, const char *key,
 		    const struct dsfs_attr *a)
 {
+	int rc = pg_defer_settle(to_pg(l), key, false);
+
+	if (rc)
+		return rc;
 	return pg_tx_run(to_pg(l), PG_WRITE, "mkdir", key, mkdir_fn, (void *)a);
 }
 
@@ -406,7 +455,10 @@ static int remove_fn(struct pg_tx *t, void *arg)
 
 static int pg_remove(struct dsfs_layer *l, const char *key)
 {
-	int rc = pg_fast_remove(to_pg(l), key, NULL);
+	int rc = pg_defer_settle(to_pg(l), key, false);
+
+	if (rc == 0)
+		rc = pg_fast_remove(to_pg(l), key, NULL);
 
 	if (rc != 1)
 		return rc;
@@ -419,8 +471,10 @@ static int pg_remove(struct dsfs_layer *l, const char *key)
 static int pg_take_file(struct dsfs_layer *l, const char *key,
 			struct dsfs_attr *out)
 {
-	int rc = pg_fast_remove(to_pg(l), key, out);
+	int rc = pg_defer_settle(to_pg(l), key, false);
 
+	if (rc == 0)
+		rc = pg_fast_remove(to_pg(l), key, out);
 	if (rc != 1)
 		return rc;
 	return pg_tx_run(to_pg(l), PG_WRITE, "remove", key, remove_fn, out);
@@ -470,6 +524,10 @@ static int whiteout_fn(struct pg_tx *t, void *arg)
 
 static int pg_whiteout(struct dsfs_layer *l, const char *key)
 {
+	int rc = pg_defer_settle(to_pg(l), key, false);
+
+	if (rc)
+		return rc;
 	return pg_tx_run(to_pg(l), PG_WRITE, "whiteout", key, whiteout_fn,
 			 NULL);
 }
@@ -510,7 +568,10 @@ static int pg_setattr(struct dsfs_layer *l, const char *key,
 		      const struct dsfs_attr *a, unsigned mask)
 {
 	struct setattr_args sa = {a, mask};
+	int rc = pg_defer_settle(to_pg(l), key, false);
 
+	if (rc)
+		return rc;
 	return pg_tx_run(to_pg(l), PG_WRITE, "setattr", key, setattr_fn, &sa);
 }
 
@@ -619,7 +680,12 @@ static int pg_rename(struct dsfs_layer *l, const char *from, const char *to,
 		     unsigned flags)
 {
 	struct rename_args ra = {to, flags};
+	int rc = pg_defer_settle(to_pg(l), from, false);
 
+	if (rc == 0)
+		rc = pg_defer_settle(to_pg(l), to, false);
+	if (rc)
+		return rc;
 	return pg_tx_run(to_pg(l), PG_WRITE, "rename", from, rename_fn, &ra);
 }
 
@@ -639,7 +705,7 @@ static int usage_fn(struct pg_tx *t, void *arg)
 	return rc;
 }
 
-static int64_t now_ms(void)
+int64_t pg_now_ms(void)
 {
 	struct timespec ts;
 
@@ -647,12 +713,15 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void pg_note_usage(struct pg_layer *p, int64_t used, uint64_t budget)
+void pg_note_usage(struct pg_layer *p, int64_t used, int64_t seq,
+		   uint64_t budget)
 {
 	pthread_mutex_lock(&p->lock);
+	if (seq > p->seen_seq)
+		p->seen_seq = seq;
 	p->seen_used = used < 0 ? 0 : used;
 	p->seen_budget = budget;
-	p->seen_ms = now_ms();
+	p->seen_ms = pg_now_ms();
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -664,7 +733,7 @@ static bool usage_seen(struct pg_layer *p, uint64_t *used, uint64_t *budget)
 	bool fresh;
 
 	pthread_mutex_lock(&p->lock);
-	fresh = p->seen_ms && now_ms() - p->seen_ms < PG_USAGE_FRESH_MS &&
+	fresh = p->seen_ms && pg_now_ms() - p->seen_ms < PG_USAGE_FRESH_MS &&
 		layer_fits((uint64_t)p->seen_used, p->seen_budget,
 			   p->seen_budget / 8, 0);
 	if (fresh) {
@@ -687,7 +756,7 @@ static int pg_usage(struct dsfs_layer *l, uint64_t *used, uint64_t *budget)
 	*used = seen.used < 0 ? 0 : (uint64_t)seen.used;
 	*budget = seen.budget;
 	if (rc == 0 && !p->snap)
-		pg_note_usage(p, seen.used, seen.budget);
+		pg_note_usage(p, seen.used, -1, seen.budget);
 	return rc;
 }
 
@@ -708,8 +777,10 @@ static int pg_sync(struct dsfs_layer *l)
 {
 	struct pg_layer *p = to_pg(l);
 	bool lazy;
-	int rc;
+	int rc = pg_defer_settle(p, NULL, false);
 
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&p->lock);
 	lazy = p->unsynced;
 	p->unsynced = false;
@@ -730,12 +801,22 @@ static int pg_sync(struct dsfs_layer *l)
 static int pg_create(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a, struct dsfs_attr *out)
 {
-	struct commit_args c = {a, "", 0, out, true};
-	int rc = pg_fast_create(to_pg(l), key, a, out);
+	int rc = 1;
 
+	if (a->replaces)
+		rc = pg_defer_note(to_pg(l), key, a, out);
+	if (rc == 1)
+		rc = pg_fast_make(to_pg(l), key, a, "", 0, true, out);
 	if (rc != 1)
 		return rc;
-	return pg_tx_run(to_pg(l), PG_LAZY, "create", key, commit_fn, &c);
+	return pg_commit_general(to_pg(l), key, a, "", 0, true, true, out);
+}
+
+/* Make on the server what create() left waiting for its value: the
+ * daemon settles the layer at the close of a created file. */
+static int pg_settle(struct dsfs_layer *l)
+{
+	return pg_defer_settle(to_pg(l), NULL, true);
 }
 
 /* Every entry goes, and every blob nobody pins; the pinned ones stay,
@@ -761,11 +842,17 @@ static int clear_fn(struct pg_tx *t, void *arg)
 
 static int pg_clear(struct dsfs_layer *l)
 {
+	int rc = pg_defer_settle(to_pg(l), NULL, false);
+
+	if (rc)
+		return rc;
 	return pg_tx_run(to_pg(l), PG_WRITE, "clear", NULL, clear_fn, NULL);
 }
 
 static void pg_close(struct dsfs_layer *l)
 {
+	if (pg_defer_settle(to_pg(l), NULL, false))
+		pg_defer_forget(to_pg(l));
 	pg_store_close(to_pg(l));
 }
 
@@ -782,57 +869,9 @@ static int pg_stat_blob(struct dsfs_layer *l, const char *token, uint64_t *size)
 			 size);
 }
 
-/* In a write transaction: a blob being deleted (which locks the usage row
- * first) cannot be pinned halfway. */
-static int pin_fn(struct pg_tx *t, void *arg)
-{
-	struct pg_params pp = {0};
-	long n = 0;
-	int rc;
-
-	(void)arg;
-	pg_param_str(&pp, t->key);
-	pg_param_str(&pp, t->p->owner);
-	rc = pg_run(t, P_PIN, &pp, &n);
-	return rc ? rc : n ? 0 : -ENOENT;
-}
-
 static int pg_pin_blob(struct dsfs_layer *l, const char *token)
 {
-	return pg_tx_run(to_pg(l), PG_WRITE, "pin blob", token, pin_fn, NULL);
-}
-
-/* Drop one of this opening's pins; at its last, delete the blob if no
- * entry references it and no one else pins it. */
-static int unpin_fn(struct pg_tx *t, void *arg)
-{
-	struct pg_params pp = {0};
-	uint64_t freed = 0;
-	PGresult *r;
-	int64_t left;
-	int rc;
-
-	(void)arg;
-	pg_param_str(&pp, t->key);
-	pg_param_str(&pp, t->p->owner);
-	rc = pg_one_row(t, P_UNPIN, &pp, &r);
-	if (rc)
-		return rc;
-	left = pg_get_i64(r, 0, 0);
-	libpq.PQclear(r);
-	if (left > 0)
-		return 0;
-	rc = pg_run(t, P_UNPIN_DEL, &pp, NULL);
-	if (rc == 0)
-		rc = pg_blob_gc(t, t->key, &freed);
-	if (rc == 0)
-		t->used -= (int64_t)freed;
-	return rc;
-}
-
-int pg_unpin_now(struct pg_layer *p, const char *token)
-{
-	return pg_tx_run(p, PG_WRITE, "unpin blob", token, unpin_fn, NULL);
+	return pg_pin_now(to_pg(l), token);
 }
 
 /* A pin is dropped all the same (layer.h): if the database cannot be
@@ -884,13 +923,18 @@ static int pg_apply(struct dsfs_layer *l, const struct layer_change *c,
 		    size_t n)
 {
 	struct apply_args aa = {c, n};
+	int rc = pg_defer_settle(to_pg(l), NULL, false);
 
+	if (rc)
+		return rc;
 	return pg_tx_run(to_pg(l), PG_WRITE, "apply", c[0].key, apply_fn, &aa);
 }
 
 static int pg_snapshot(struct dsfs_layer *l, struct dsfs_layer **out)
 {
-	return pg_snapshot_open(to_pg(l), out);
+	int rc = pg_defer_settle(to_pg(l), NULL, false);
+
+	return rc ? rc : pg_snapshot_open(to_pg(l), out);
 }
 
 const struct dsfs_layer_ops pg_ops = {
@@ -918,4 +962,5 @@ const struct dsfs_layer_ops pg_ops = {
 	.replace = pg_replace,
 	.fetch = pg_fetch_op,
 	.take_file = pg_take_file,
+	.settle = pg_settle,
 };

@@ -5,16 +5,17 @@
  * The layer is these files, one concern each, like the SQLite layer:
  *
  *   layer_pg.c        the operations of layer.h, in terms of rows and
- *                     blobs, and the pins
+ *                     blobs
  *   layer_pg_list.c   list(): a directory's children, in batches
  *   layer_pg_fast.c   the common changes in one statement and one trip
+ *   layer_pg_defer.c  creates made on the server with their value
  *   layer_pg_rows.c   one entry's row, and the blobs' reference counts
  *   layer_pg_conn.c   the connections: the conninfo and its password, the
  *                     pool, timeouts, errors and reconnection, parameters
  *                     and results, transactions
  *   layer_pg_pipe.c   write transactions in libpq's pipeline mode
  *   layer_pg_store.c  the database: schema and its version, statements,
- *                     opening and closing, the pin owner's heartbeat
+ *                     opening and closing, the pins and their heartbeat
  *
  * Only these include libpq's header (through libpq_dl.h, which loads
  * libpq at the first open).  Several daemons (hosts) share the database:
@@ -51,6 +52,15 @@
  * read saw, for this long after it (dsfs(8), several hosts), if that left
  * an eighth of the budget free; else it asks the server. */
 #define PG_USAGE_FRESH_MS 100
+
+/* Creates that wait in this process for their value's commit at most
+ * (layer_pg_defer.c); a create beyond them goes to the server at once. */
+#define PG_DEFER_MAX 32
+/* ... and only where lookup() found the directory of the name missing, at
+ * most this long ago (the kernel's LOOKUP before its CREATE), among the
+ * last PG_ROOM_KEYS names missed. */
+#define PG_ROOM_MS 1000
+#define PG_ROOM_KEYS 8
 
 /* A pin owner (an opened layer) that has not renewed its row for this
  * long is dead: its pins stop protecting blobs. */
@@ -130,6 +140,13 @@ struct pg_conn {
 	bool busy;     /* taken by a thread */
 };
 
+/* A create not yet made on the server (layer_pg_defer.c). */
+struct pg_deferred {
+	char *key;
+	struct dsfs_attr a; /* create()'s, with the version it answered */
+	bool making;	    /* a thread is making it on the server */
+};
+
 struct pg_owed {
 	struct pg_owed *next;
 	char token[DSFS_TOKEN_LEN + 1];
@@ -164,6 +181,24 @@ struct pg_layer {
 	 * them, so that a pin never outlives its opening by more than the
 	 * outage (guarded by lock). */
 	struct pg_owed *owed;
+
+	/* Creates that wait for their value (layer_pg_defer.c), guarded by
+	 * lock; made is signalled when one is made or given back.  The
+	 * count is also read without the lock, as a hint that none wait. */
+	struct pg_deferred deferred[PG_DEFER_MAX];
+	int ndeferred;
+	pthread_cond_t made;
+	/* The version counter last seen, and the last version a deferred
+	 * create answered: the next one answers above both (guarded by
+	 * lock). */
+	int64_t seen_seq;
+	uint64_t deferred_version;
+	/* The last names lookup() missed in a directory of the layer, and
+	 * when (CLOCK_MONOTONIC ms), guarded by lock: a create of one of
+	 * them may wait (layer_pg_defer.c). */
+	char *room[PG_ROOM_KEYS];
+	int64_t room_ms[PG_ROOM_KEYS];
+	unsigned room_next;
 
 	/* The heartbeat thread renews this owner's row (its pins). */
 	pthread_t beat;
@@ -286,8 +321,12 @@ void pg_pool_close(struct pg_layer *p);
 int pg_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb, void *ctx);
 
 /* layer_pg.c: note what a transaction read or committed of dsfs_state,
- * for usage(). */
-void pg_note_usage(struct pg_layer *p, int64_t used, uint64_t budget);
+ * for usage() and the versions of deferred creates (seq < 0: not
+ * read). */
+void pg_note_usage(struct pg_layer *p, int64_t used, int64_t seq,
+		   uint64_t budget);
+/* CLOCK_MONOTONIC, in ms. */
+int64_t pg_now_ms(void);
 
 /* layer_pg_pipe.c: a write transaction in pipeline mode.  Begin: BEGIN
  * and the lock of dsfs_state are sent, and read with the first statement
@@ -373,10 +412,12 @@ int pg_store_prepare_stmts(PGconn *conn, char *why, size_t cap);
 /* close(): stop the heartbeat, drop this opening's pins (deleting
  * nothing), close the connections and free p. */
 void pg_store_close(struct pg_layer *p);
-/* Drop one pin of token now (layer_pg.c); -EIO if the database cannot be
- * reached.  pg_retry_unpins() (layer_pg_store.c: at each heartbeat and
- * after an unpin that reached the database) tries again those that
- * failed so, which pg_owe_unpin() noted. */
+/* Pin token for this opening, or drop one of its pins now (at the last
+ * pin and reference, the blob goes); -EIO if the database cannot be
+ * reached.  pg_retry_unpins() (at each heartbeat and after an unpin that
+ * reached the database) tries again those that failed so, which
+ * pg_owe_unpin() noted. */
+int pg_pin_now(struct pg_layer *p, const char *token);
 int pg_unpin_now(struct pg_layer *p, const char *token);
 void pg_owe_unpin(struct pg_layer *p, const char *token);
 void pg_retry_unpins(struct pg_layer *p);
@@ -386,9 +427,12 @@ int pg_snapshot_open(struct pg_layer *p, struct dsfs_layer **out);
 
 /* layer_pg_fast.c: the commonest changes in one round trip
  * (pg_tx_fast()); 1 if the change is not of the kind they make. */
-/* create() of a new empty plain file where no row is, in a directory. */
-int pg_fast_create(struct pg_layer *p, const char *key,
-		   const struct dsfs_attr *a, struct dsfs_attr *out);
+/* create() of a new plain file where no row is, in a directory, with
+ * data as its value (a create's is empty); lazy: without waiting for the
+ * server's disk (layer.h, create()). */
+int pg_fast_make(struct pg_layer *p, const char *key, const struct dsfs_attr *a,
+		 const void *data, size_t len, bool lazy,
+		 struct dsfs_attr *out);
 /* remove() of a plain file whose value is in its row; its attributes
  * to *out if out is not NULL. */
 int pg_fast_remove(struct pg_layer *p, const char *key, struct dsfs_attr *out);
@@ -401,6 +445,40 @@ int pg_fetch(struct pg_layer *p, const char *key, struct dsfs_attr *a,
 int pg_fast_commit(struct pg_layer *p, const char *key,
 		   const struct dsfs_attr *a, const void *data, size_t len,
 		   bool keep, struct dsfs_attr *out);
+
+/* layer_pg_defer.c: creates made on the server with their value.
+ *
+ * pg_defer_room()    lookup() missed key in a directory of the layer
+ * pg_defer_note()    note a create of key (a, as create() got it): 0
+ *                    and *out as a lookup will answer it, or 1 (make it
+ *                    at once) unless lookup() missed key in a directory
+ *                    just now and fewer than PG_DEFER_MAX names wait
+ * pg_defer_find()    true, and *a, if key waits
+ * pg_defer_commit()  commit() or replace() of a waiting key: the file
+ *                    and its value in one change; 1 if key does not wait
+ * pg_defer_settle()  make every waiting key that key is, is under or is
+ *                    above (NULL: all).  A key the server cannot be
+ *                    asked to make (EIO) keeps waiting, and that error is
+ *                    returned; one it refuses (ENOENT, ENOSPC, ...) goes,
+ *                    logged, and its error is returned only with report
+ * pg_defer_forget()  drop what still waits, logging each name (close)
+ */
+void pg_defer_room(struct pg_layer *p, const char *key);
+int pg_defer_note(struct pg_layer *p, const char *key,
+		  const struct dsfs_attr *a, struct dsfs_attr *out);
+bool pg_defer_find(struct pg_layer *p, const char *key, struct dsfs_attr *a);
+int pg_defer_commit(struct pg_layer *p, const char *key,
+		    const struct dsfs_attr *a, const void *data, size_t len,
+		    struct dsfs_attr *out);
+int pg_defer_settle(struct pg_layer *p, const char *key, bool report);
+void pg_defer_forget(struct pg_layer *p);
+
+/* layer_pg.c: commit() in its general form, the one a fast form falls
+ * back to: excl, a file at key is -EEXIST (create()); lazy, without
+ * waiting for the server's disk. */
+int pg_commit_general(struct pg_layer *p, const char *key,
+		      const struct dsfs_attr *a, const void *data, size_t len,
+		      bool excl, bool lazy, struct dsfs_attr *out);
 
 extern const struct dsfs_layer_ops pg_ops;
 

@@ -1,7 +1,8 @@
 /*
  * layer_pg_fast.c - the commonest operations of the PostgreSQL layer in one
- * round trip to the server: the create of a new empty file, the commit of
- * a value over a plain file (an overwrite, or a created file's close), the
+ * round trip to the server: the create of a new file (empty, or with its
+ * value: layer_pg_defer.c), the commit of a value over a plain file (an
+ * overwrite, or a created file's close), the
  * remove of a plain file (with its attributes: an unlink asks nothing
  * first), and the fetch of a row with its value (an open).
  *
@@ -74,8 +75,8 @@ static int write_file(struct pg_layer *p, bool lazy, const char *what,
 	return 0;
 }
 
-int pg_fast_create(struct pg_layer *p, const char *key,
-		   const struct dsfs_attr *a, struct dsfs_attr *out)
+int pg_fast_make(struct pg_layer *p, const char *key, const struct dsfs_attr *a,
+		 const void *data, size_t len, bool lazy, struct dsfs_attr *out)
 {
 	struct pg_params pp = {0};
 	struct layer_key k, pk;
@@ -84,14 +85,15 @@ int pg_fast_create(struct pg_layer *p, const char *key,
 
 	if (a->token[0] || split(key, &k, &pk, &root))
 		return 1;
-	file_row(a, 0, &na);
-	pg_param_row(&pp, &k, &na, "", 0);
-	pg_param_i64(&pp, (int64_t)k.nlen);
+	file_row(a, len, &na);
+	pg_param_row(&pp, &k, &na, data, len);
+	pg_param_i64(&pp, (int64_t)(k.nlen + len));
 	pg_param_i64(&pp, root);
 	pg_param_key(&pp, &pk);
 	pg_param_i64(&pp, layer_time_ns(layer_now()));
 	pg_param_i64(&pp, a->inherit_group);
-	return write_file(p, true, "create", key, P_FAST_CREATE, &pp, &na, out);
+	return write_file(p, lazy, lazy ? "create" : "commit", key,
+			  P_FAST_CREATE, &pp, &na, out);
 }
 
 int pg_fast_commit(struct pg_layer *p, const char *key,

@@ -63,6 +63,10 @@ int pg_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb, void *ctx)
 	struct dsfs_attr a;
 	int i, n, rc;
 
+	/* Names that wait for their value are made first (layer_pg_defer.c). */
+	rc = pg_defer_settle(to_pg(l), dir, false);
+	if (rc)
+		return rc;
 	for (;;) {
 		/* every name sorts above "": none is empty */
 		rc = pg_tx_run(to_pg(l), PG_READ, "list", dir, batch_fn, &b);

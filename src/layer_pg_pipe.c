@@ -240,7 +240,7 @@ int pg_pipe_commit(struct pg_tx *t, bool *sent)
 	*sent = true;
 	rc = finish(t, 0, NULL);
 	if (rc == 0)
-		pg_note_usage(t->p, t->used, t->budget);
+		pg_note_usage(t->p, t->used, t->seq, t->budget);
 	return rc;
 }
 
@@ -257,7 +257,7 @@ int pg_pipe_fast(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 	if (rc == 0 && libpq.PQntuples(*res) == 1) {
 		t->used = pg_get_i64(*res, 0, 0);
 		t->seq = pg_get_i64(*res, 0, 1);
-		pg_note_usage(t->p, t->used, t->budget);
+		pg_note_usage(t->p, t->used, t->seq, t->budget);
 	}
 	return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * layer_pg_store.c - the PostgreSQL layer's database: its schema and the
  * schema's version, the statements, opening and closing the layer, and
- * the heartbeat of this opening's pins.
+ * this opening's pins and their heartbeat.
  *
  * The schema (every table named dsfs_*, so the database may hold others):
  *
@@ -191,8 +191,9 @@ const char *const pg_stmt_sql[P_COUNT] = {
 	/* layer_pg_fast.c: each changes nothing unless its case holds
 	 * (under the lock of dsfs_state, taken before it), then makes the
 	 * whole change and returns the new used and seq. */
-	/* create(): $1..$15 the row (P_PUT's; $11, the version, is the
-	 * floor of the one made here), $16 the bytes added, $17 1 if the
+	/* create(), and the commit that makes a deferred create with its
+	 * value (layer_pg_defer.c): $1..$15 the row (P_PUT's; $11, the
+	 * version, is the floor of the one made here), $16 the bytes added, $17 1 if the
 	 * parent is a tree root, $18 and $19 the parent's key, $20 now
 	 * (ns), $21 1 to take the parent's group if it has the
 	 * set-group-ID bit (02000), $22 the budget if the store has none
@@ -432,6 +433,59 @@ static int drop_fn(struct pg_tx *t, void *arg)
 	return pg_run(t, P_OWNER_DROP, &pp, NULL);
 }
 
+/* In a write transaction: a blob being deleted (which locks the usage row
+ * first) cannot be pinned halfway. */
+static int pin_fn(struct pg_tx *t, void *arg)
+{
+	struct pg_params pp = {0};
+	long n = 0;
+	int rc;
+
+	(void)arg;
+	pg_param_str(&pp, t->key);
+	pg_param_str(&pp, t->p->owner);
+	rc = pg_run(t, P_PIN, &pp, &n);
+	return rc ? rc : n ? 0 : -ENOENT;
+}
+
+int pg_pin_now(struct pg_layer *p, const char *token)
+{
+	return pg_tx_run(p, PG_WRITE, "pin blob", token, pin_fn, NULL);
+}
+
+/* Drop one of this opening's pins; at its last, delete the blob if no
+ * entry references it and no one else pins it. */
+static int unpin_fn(struct pg_tx *t, void *arg)
+{
+	struct pg_params pp = {0};
+	uint64_t freed = 0;
+	PGresult *r;
+	int64_t left;
+	int rc;
+
+	(void)arg;
+	pg_param_str(&pp, t->key);
+	pg_param_str(&pp, t->p->owner);
+	rc = pg_one_row(t, P_UNPIN, &pp, &r);
+	if (rc)
+		return rc;
+	left = pg_get_i64(r, 0, 0);
+	libpq.PQclear(r);
+	if (left > 0)
+		return 0;
+	rc = pg_run(t, P_UNPIN_DEL, &pp, NULL);
+	if (rc == 0)
+		rc = pg_blob_gc(t, t->key, &freed);
+	if (rc == 0)
+		t->used -= (int64_t)freed;
+	return rc;
+}
+
+int pg_unpin_now(struct pg_layer *p, const char *token)
+{
+	return pg_tx_run(p, PG_WRITE, "unpin blob", token, unpin_fn, NULL);
+}
+
 void pg_owe_unpin(struct pg_layer *p, const char *token)
 {
 	struct pg_owed *o = calloc(1, sizeof(*o));
@@ -521,12 +575,18 @@ static int init_sync(struct pg_layer *p)
 		pthread_cond_destroy(&p->freed);
 		rc = -1;
 	}
+	if (rc == 0 && pthread_cond_init(&p->made, &ca) != 0) {
+		pthread_cond_destroy(&p->freed);
+		pthread_cond_destroy(&p->stop);
+		rc = -1;
+	}
 	pthread_condattr_destroy(&ca);
 	if (rc)
 		return -ENOMEM;
 	if (pthread_mutex_init(&p->lock, NULL)) {
 		pthread_cond_destroy(&p->freed);
 		pthread_cond_destroy(&p->stop);
+		pthread_cond_destroy(&p->made);
 		return -ENOMEM;
 	}
 	return 0;
@@ -535,6 +595,10 @@ static int init_sync(struct pg_layer *p)
 static void free_layer(struct pg_layer *p)
 {
 	struct pg_owed *o;
+	unsigned i;
+
+	for (i = 0; i < PG_ROOM_KEYS; i++)
+		free(p->room[i]);
 
 	/* Their pins go with the owner row at close (drop_fn). */
 	while ((o = p->owed)) {
@@ -544,6 +608,7 @@ static void free_layer(struct pg_layer *p)
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->freed);
 	pthread_cond_destroy(&p->stop);
+	pthread_cond_destroy(&p->made);
 	free(p->conninfo);
 	free(p->shown);
 	free(p);

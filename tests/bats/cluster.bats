@@ -260,6 +260,54 @@ cfg" ]
 	[ "$(ls1 "$T/b/kv/app")" = m ]
 }
 
+@test "a file made by open(O_TRUNC) reaches the other hosts with its value, at its close; one whose host dies before its close is not made" {
+	host a
+	host b
+	# Created, written, still open on a: a sees it, b does not; the close
+	# makes it on the server with its value.  An O_EXCL name is decided
+	# by the server at the open.
+	run tmo "$PYTHON" - "$T/a/kv" "$T/b/kv" <<'EOF'
+import os, sys
+a, b = sys.argv[1], sys.argv[2]
+fd = os.open(a + "/n", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+os.write(fd, b"42\n")
+if os.stat(a + "/n").st_mode & 0o777 != 0o600:
+    sys.exit("a does not see its new file")
+if os.path.exists(b + "/n"):
+    sys.exit("b sees the name before its close")
+os.close(fd)
+if open(b + "/n").read() != "42\n" or os.stat(b + "/n").st_mode & 0o777 != 0o600:
+    sys.exit("b does not read the value and mode after the close")
+fd = os.open(a + "/x", os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)
+if not os.path.exists(b + "/x"):
+    sys.exit("b does not see an O_EXCL name at once")
+os.close(fd)
+print("ok")
+EOF
+	[ "$status" -eq 0 ] || fail "$output"
+	[ "$output" = ok ] || fail "$output"
+	# touch: closed with nothing written, the name stays.
+	touch "$T/a/kv/t"
+	[ "$(pyop stat "$T/b/kv/t")" = OK ]
+	# A listing on a makes what a's open files created in that directory.
+	exec 5>"$T/a/kv/l"
+	ls "$T/a/kv" >/dev/null
+	[ "$(pyop stat "$T/b/kv/l")" = OK ]
+	exec 5>&-
+	# The daemon killed while a created file is still open: no host has
+	# the name (dsfs(8), DURABILITY).
+	"$PYTHON" -c 'import os, sys, time
+os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY | os.O_TRUNC)
+print("open", flush=True)
+time.sleep(60)' "$T/a/kv/lost" >"$T/held" 2>&1 &
+	echo $! >>"$T/pids"
+	within 10 grep -q open "$T/held"
+	[ "$(pyop stat "$T/a/kv/lost")" = OK ]
+	STORE=$T/a.store kill_daemon
+	[ "$(pyop stat "$T/b/kv/lost")" = ENOENT ]
+	[ "$(pyop stat "$T/b/kv/n")" = OK ]
+}
+
 @test "O_CREAT|O_EXCL of the same new names on three hosts at once: each name is made by exactly one" {
 	host a
 	host b

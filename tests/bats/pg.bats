@@ -165,7 +165,7 @@ fresh_db()
 	# The lookups of an entry whose name starts with "g" (hex 67): the
 	# statement's line, then its parameters'.
 	gets=$(tail -n "+$from" "$PG_DIR/server.log" | awk '
-		/execute [^:]*: SELECT kind, opaque, mode/ { get = 1; next }
+		/execute [^:]*: SELECT (true, )?kind, opaque, mode/ { get = 1; next }
 		get && /DETAIL: +parameters: .*\$2 = .\\x67/ { n++ }
 		{ get = 0 }
 		END { print n + 0 }')

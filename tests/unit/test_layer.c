@@ -366,6 +366,7 @@ int main(void)
 	t_pg_usage_seen();
 	t_pg_refused_statement();
 	t_pg_fast_forms();
+	t_pg_defer();
 	t_pg_refusals();
 	t_pg_hide();
 	t_pg_outage();

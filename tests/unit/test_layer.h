@@ -155,6 +155,7 @@ void t_pg_budget(void);
 void t_pg_usage_seen(void);
 void t_pg_refused_statement(void);
 void t_pg_fast_forms(void);
+void t_pg_defer(void);
 void t_pg_refusals(void);
 void t_pg_hide(void);
 void t_pg_outage(void);

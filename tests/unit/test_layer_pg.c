@@ -294,6 +294,107 @@ void t_pg_fast_forms(void)
 	layer_close(l);
 }
 
+/* The kernel's LOOKUP, missing the name, then its CREATE. */
+static int looked_create(struct dsfs_layer *l, const char *key,
+			 const struct dsfs_attr *a, struct dsfs_attr *out)
+{
+	struct dsfs_attr got;
+
+	if (layer_lookup(l, key, &got) != -ENOENT)
+		return -EEXIST;
+	return layer_create(l, key, a, out);
+}
+
+/* A create that replaces (open(O_TRUNC) without O_EXCL) waits in its
+ * host for its value, which makes it on the server (layer_pg_defer.c). */
+void t_pg_defer(void)
+{
+	struct dsfs_attr a = attr(0600), va = attr(0644), out, got;
+	struct dsfs_layer *l, *b;
+	char *data = NULL;
+	size_t len = 1;
+
+	pg_test_reset();
+	l = open_pg_host("defer: host A opens");
+	b = open_pg_host("defer: host B opens");
+	is_int(mkd(l, "kv/d"), 0, nm("defer: a directory"));
+	a.replaces = true;
+	is_int(looked_create(l, "kv/d/n", &a, &out), 0,
+	       nm("a lookup, then a create that replaces"));
+	ok(layer_lookup(l, "kv/d/n", &got) == 0 && got.kind == DSFS_FILE &&
+		   got.size == 0 && got.mode == 0600 &&
+		   got.version == out.version,
+	   "%s", nm("... A looks up the empty file it answered"));
+	is_str(get(l, "kv/d/n"), "", nm("... and reads it, empty"));
+	ok(layer_fetch(l, "kv/d/n", &got, &data, &len) == 0 && !data &&
+		   got.kind == DSFS_FILE,
+	   "%s", nm("... and fetches it, with no value to give"));
+	is_int(kind_of(b, "kv/d/n"), -ENOENT, nm("... B does not see it yet"));
+	is_int(layer_replace(l, "kv/d/n", &va, "42", 2, &got), 0,
+	       nm("the commit of its value (a close)"));
+	ok(got.version > out.version && got.mode == 0600 && got.size == 2, "%s",
+	   nm("... stores it with the create's mode, a greater version"));
+	is_str(get(b, "kv/d/n"), "42", nm("... B reads the file and value"));
+	is_int(used_of(l), 1 + 1 + 2, nm("... counted once: d, n and 42"));
+
+	is_int(looked_create(l, "kv/d/m", &a, &out), 0,
+	       nm("A creates m, and waits"));
+	is_int(put(b, "kv/d/m", "1"), 0, nm("... B makes m meanwhile"));
+	is_str(get(l, "kv/d/m"), "", nm("... A still reads its own empty m"));
+	is_int(layer_commit(l, "kv/d/m", &va, "2", 1, NULL), 0,
+	       nm("... A's close replaces B's file"));
+	is_str(get(b, "kv/d/m"), "2", nm("... B reads A's value"));
+
+	is_int(looked_create(l, "kv/d/t", &a, NULL), 0, nm("a create (touch)"));
+	is_int(layer_settle(l), 0, nm("... settled (its close)"));
+	is_int(kind_of(b, "kv/d/t"), DSFS_FILE, nm("... B sees it, empty"));
+	is_int(looked_create(l, "kv/d/u", &a, NULL), 0, nm("another"));
+	is_str(ls(l, "kv/d"), "m/f n/f t/f u/f", nm("... A lists it"));
+	is_int(kind_of(b, "kv/d/u"), DSFS_FILE,
+	       nm("... made by that listing: B sees it"));
+	is_int(looked_create(l, "kv/d/r", &a, NULL), 0, nm("another"));
+	is_int(layer_rename(l, "kv/d/r", "kv/d/r2", 0), 0, nm("... renamed"));
+	ok(kind_of(b, "kv/d/r") == -ENOENT &&
+		   kind_of(b, "kv/d/r2") == DSFS_FILE,
+	   "%s", nm("... B sees the rename"));
+	is_int(mkd(l, "kv/e"), 0, nm("a directory"));
+	is_int(looked_create(l, "kv/e/x", &a, NULL), 0,
+	       nm("... a create in it"));
+	is_int(layer_remove(l, "kv/e"), -ENOTEMPTY,
+	       nm("... the directory is not empty"));
+	is_int(looked_create(l, "kv/d/z", &a, NULL), 0, nm("a create"));
+	is_int(layer_take_file(l, "kv/d/z", &got), 0, nm("... unlinked"));
+	is_int(kind_of(b, "kv/d/z"), -ENOENT, nm("... gone for B too"));
+
+	is_int(layer_create(l, "kv/d/y", &a, NULL), 0,
+	       nm("a create not looked up first"));
+	is_int(kind_of(b, "kv/d/y"), DSFS_FILE, nm("... is made at once"));
+	is_int(looked_create(l, "kv/none/x", &a, NULL), -ENOENT,
+	       nm("a create in a directory this layer lacks: ENOENT at once"));
+	is_int(mkd(l, "kv/f"), 0, nm("a directory"));
+	is_int(kind_of(l, "kv/f/x"), -ENOENT, nm("... a name missed in it"));
+	is_int(layer_remove(b, "kv/f"), 0, nm("... B removes the directory"));
+	is_int(layer_create(l, "kv/f/x", &a, NULL), 0,
+	       nm("... A's create waits"));
+	is_int(layer_commit(l, "kv/f/x", &va, "1", 1, NULL), -ENOENT,
+	       nm("... its commit finds the errno"));
+	is_int(layer_settle(l), -ENOENT, nm("... and so does a settle"));
+	is_int(kind_of(l, "kv/f/x"), -ENOENT,
+	       nm("... after which the refused name is gone"));
+	is_int(layer_settle(l), 0, nm("... and nothing is left to settle"));
+
+	is_int(looked_create(l, "kv/d/c", &a, NULL), 0, nm("a last create"));
+	layer_close(l);
+	is_int(kind_of(b, "kv/d/c"), DSFS_FILE, nm("... made by A's close"));
+	a.replaces = false;
+	l = open_pg_host("defer: host A again");
+	is_int(looked_create(l, "kv/d/x", &a, NULL), 0,
+	       nm("a create that does not replace (O_EXCL)"));
+	is_int(kind_of(b, "kv/d/x"), DSFS_FILE, nm("... B sees it at once"));
+	layer_close(l);
+	layer_close(b);
+}
+
 void t_pg_refusals(void)
 {
 	struct dsfs_layer *l = NULL;
