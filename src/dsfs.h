@@ -231,9 +231,9 @@ int ovl_usage(struct dsfs_stack *s, int layer, uint64_t *used,
 	      uint64_t *budget);
 /* layer_room() of one layer: would a commit adding bytes fit? */
 int ovl_room(struct dsfs_stack *s, int layer, uint64_t bytes);
-/* layer_settle() of one layer: what a create left uncommitted is
- * committed (layer.h). */
-int ovl_settle(struct dsfs_stack *s, int layer);
+/* layer_settle() of key in one layer: what its create left uncommitted
+ * or unmade is committed (layer.h); 0 or a negative errno. */
+int ovl_settle(struct dsfs_stack *s, int layer, const char *key);
 int ovl_open_image(struct dsfs_stack *s, const struct loc *l, struct found *f,
 		   struct dsfs_layer **held);
 int ovl_open_blob(struct dsfs_stack *s, const char *token, uint64_t *size,

@@ -431,10 +431,10 @@ int file_create(struct dsfs_ctx *ctx, const struct loc *l,
 	int rc;
 
 	/* What the close will commit replaces whatever is there: a layer
-	 * shared with other hosts may make the name with that commit, where
-	 * no kernel caches the name's absence (layer.h, a->replaces). */
+	 * shared with other hosts may make the name with that commit
+	 * (layer.h, a->replaces). */
 	na.replaces = (flags & O_TRUNC) && !(flags & O_EXCL) &&
-		      (flags & O_ACCMODE) != O_RDONLY && ctx->timeout == 0;
+		      (flags & O_ACCMODE) != O_RDONLY;
 	rc = ovl_create(&ctx->stack, l, &na, f);
 	if (rc)
 		return rc;
@@ -552,14 +552,20 @@ bool file_own_size(struct handle *h, off_t *size)
 
 /* A close of a created file keeps its name whatever was written: the
  * layer commits what its create left (usually committed already, with
- * the value).  Called with h->lock held. */
+ * the value).  A name unlinked or renamed meanwhile was settled by that
+ * change.  Called with h->lock held. */
 static int settle_handle(struct dsfs_ctx *ctx, struct handle *h)
 {
+	struct loc l;
 	int rc;
 
 	if (!h->unsettled)
 		return 0;
-	rc = ovl_settle(&ctx->stack, h->created_in);
+	rc = node_loc(&ctx->nodes, h->node, &l);
+	if (rc == 0)
+		rc = ovl_settle(&ctx->stack, h->created_in, l.key);
+	else if (rc == -ESTALE)
+		rc = 0;
 	h->unsettled = rc != 0;
 	return rc;
 }

@@ -248,10 +248,11 @@ int layer_take_file(struct dsfs_layer *l, const char *key,
 	return l->ops->take_file(l, key, out);
 }
 
-int layer_settle(struct dsfs_layer *l)
+int layer_settle(struct dsfs_layer *l, const char *key)
 {
 	assert(layer_ok(l));
-	return l->ops->settle ? l->ops->settle(l) : 0;
+	assert(key_ok(key));
+	return l->ops->settle ? l->ops->settle(l, key) : 0;
 }
 
 int layer_fetch(struct dsfs_layer *l, const char *key, struct dsfs_attr *a,

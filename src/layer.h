@@ -186,10 +186,9 @@ struct dsfs_attr {
 	bool inherit_group;
 	/* Asked of create(), never stored: the caller's commit of a value
 	 * at key replaces whatever key then holds (open(2) with O_TRUNC and
-	 * without O_EXCL), and the stores other than this process need not
-	 * see the name before that commit (no kernel caches a name that is
-	 * not there: dsfs(8), several hosts).  create() may then make the
-	 * name with that commit (see there). */
+	 * without O_EXCL), so the store's other users need not see the name
+	 * before that commit.  create() may then make the name with that
+	 * commit (see there). */
 	bool replaces;
 	/* Asked of commit() and replace(), never stored: data is an image
 	 * (len > 0) whose token is layer_image_token(data, len), to be
@@ -490,12 +489,15 @@ struct dsfs_layer_ops {
 
 	/* Version 7.  Optional (NULL: layer_settle() has nothing to do). */
 
-	/* Commit whatever create() has left uncommitted or unmade (see
-	 * there), without waiting for the disk: after it, every create this
-	 * layer answered survives a crash of the process.  The daemon settles the layer a
-	 * file was created in when that file is closed, so that a close
-	 * that returned keeps the name even if nothing was written. */
-	int (*settle)(struct dsfs_layer *l);
+	/* Commit whatever create() of key has left uncommitted or unmade
+	 * (see there; a layer may commit the other creates it holds with
+	 * it), without waiting for the disk: after it, that create survives
+	 * a crash of the process.  The daemon settles the name of a created
+	 * file in its layer when that file is closed, so that a close that
+	 * returned keeps the name even if nothing was written.  1 when it
+	 * made key in the store just now (the store's other users can see
+	 * it from now on: layer_observe() tells of it), else 0. */
+	int (*settle)(struct dsfs_layer *l, const char *key);
 };
 
 /* Set by the implementation when it opens the layer (or by its opener,
@@ -526,7 +528,7 @@ int layer_commit(struct dsfs_layer *l, const char *key,
 		 struct dsfs_attr *out);
 int layer_create(struct dsfs_layer *l, const char *key,
 		 const struct dsfs_attr *a, struct dsfs_attr *out);
-int layer_settle(struct dsfs_layer *l);
+int layer_settle(struct dsfs_layer *l, const char *key);
 int layer_snapshot(struct dsfs_layer *l, struct dsfs_layer **out);
 int layer_replace(struct dsfs_layer *l, const char *key,
 		  const struct dsfs_attr *a, const void *data, size_t len,
@@ -751,6 +753,7 @@ enum layer_event_op {
 	LAYER_EV_SETATTR,
 	LAYER_EV_RENAME,
 	LAYER_EV_CLEAR,
+	LAYER_EV_SETTLE, /* settle() made key in the store (create() told it) */
 };
 struct layer_event {
 	enum layer_event_op op;

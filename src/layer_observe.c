@@ -229,9 +229,14 @@ static int o_snapshot(struct dsfs_layer *l, struct dsfs_layer **out)
 	return layer_snapshot(obs(l)->inner, out);
 }
 
-static int o_settle(struct dsfs_layer *l)
+/* A name made in the store only now: the other users are told. */
+static int o_settle(struct dsfs_layer *l, const char *key)
 {
-	return layer_settle(obs(l)->inner);
+	int rc = layer_settle(obs(l)->inner, key);
+
+	if (rc == 1)
+		told(l, 0, LAYER_EV_SETTLE, key);
+	return rc;
 }
 
 static int o_room(struct dsfs_layer *l, uint64_t bytes)

@@ -396,7 +396,7 @@ static int mkdir_fn(struct pg_tx *t, void *arg)
 static int pg_mkdir(struct dsfs_layer *l, const char *key,
 		    const struct dsfs_attr *a)
 {
-	int rc = pg_defer_settle(to_pg(l), key, false);
+	int rc = pg_defer_settle(to_pg(l), key);
 
 	if (rc)
 		return rc;
@@ -455,7 +455,7 @@ static int remove_fn(struct pg_tx *t, void *arg)
 
 static int pg_remove(struct dsfs_layer *l, const char *key)
 {
-	int rc = pg_defer_settle(to_pg(l), key, false);
+	int rc = pg_defer_settle(to_pg(l), key);
 
 	if (rc == 0)
 		rc = pg_fast_remove(to_pg(l), key, NULL);
@@ -471,7 +471,7 @@ static int pg_remove(struct dsfs_layer *l, const char *key)
 static int pg_take_file(struct dsfs_layer *l, const char *key,
 			struct dsfs_attr *out)
 {
-	int rc = pg_defer_settle(to_pg(l), key, false);
+	int rc = pg_defer_settle(to_pg(l), key);
 
 	if (rc == 0)
 		rc = pg_fast_remove(to_pg(l), key, out);
@@ -524,7 +524,7 @@ static int whiteout_fn(struct pg_tx *t, void *arg)
 
 static int pg_whiteout(struct dsfs_layer *l, const char *key)
 {
-	int rc = pg_defer_settle(to_pg(l), key, false);
+	int rc = pg_defer_settle(to_pg(l), key);
 
 	if (rc)
 		return rc;
@@ -568,7 +568,7 @@ static int pg_setattr(struct dsfs_layer *l, const char *key,
 		      const struct dsfs_attr *a, unsigned mask)
 {
 	struct setattr_args sa = {a, mask};
-	int rc = pg_defer_settle(to_pg(l), key, false);
+	int rc = pg_defer_settle(to_pg(l), key);
 
 	if (rc)
 		return rc;
@@ -680,10 +680,10 @@ static int pg_rename(struct dsfs_layer *l, const char *from, const char *to,
 		     unsigned flags)
 {
 	struct rename_args ra = {to, flags};
-	int rc = pg_defer_settle(to_pg(l), from, false);
+	int rc = pg_defer_settle(to_pg(l), from);
 
 	if (rc == 0)
-		rc = pg_defer_settle(to_pg(l), to, false);
+		rc = pg_defer_settle(to_pg(l), to);
 	if (rc)
 		return rc;
 	return pg_tx_run(to_pg(l), PG_WRITE, "rename", from, rename_fn, &ra);
@@ -777,7 +777,7 @@ static int pg_sync(struct dsfs_layer *l)
 {
 	struct pg_layer *p = to_pg(l);
 	bool lazy;
-	int rc = pg_defer_settle(p, NULL, false);
+	int rc = pg_defer_settle(p, NULL);
 
 	if (rc)
 		return rc;
@@ -812,11 +812,11 @@ static int pg_create(struct dsfs_layer *l, const char *key,
 	return pg_commit_general(to_pg(l), key, a, "", 0, true, true, out);
 }
 
-/* Make on the server what create() left waiting for its value: the
- * daemon settles the layer at the close of a created file. */
-static int pg_settle(struct dsfs_layer *l)
+/* Make on the server what create() of key left waiting for its value:
+ * the daemon settles the name at the close of its file. */
+static int pg_settle(struct dsfs_layer *l, const char *key)
 {
-	return pg_defer_settle(to_pg(l), NULL, true);
+	return pg_defer_settle_one(to_pg(l), key);
 }
 
 /* Every entry goes, and every blob nobody pins; the pinned ones stay,
@@ -842,7 +842,7 @@ static int clear_fn(struct pg_tx *t, void *arg)
 
 static int pg_clear(struct dsfs_layer *l)
 {
-	int rc = pg_defer_settle(to_pg(l), NULL, false);
+	int rc = pg_defer_settle(to_pg(l), NULL);
 
 	if (rc)
 		return rc;
@@ -851,7 +851,7 @@ static int pg_clear(struct dsfs_layer *l)
 
 static void pg_close(struct dsfs_layer *l)
 {
-	if (pg_defer_settle(to_pg(l), NULL, false))
+	if (pg_defer_settle(to_pg(l), NULL))
 		pg_defer_forget(to_pg(l));
 	pg_store_close(to_pg(l));
 }
@@ -923,7 +923,7 @@ static int pg_apply(struct dsfs_layer *l, const struct layer_change *c,
 		    size_t n)
 {
 	struct apply_args aa = {c, n};
-	int rc = pg_defer_settle(to_pg(l), NULL, false);
+	int rc = pg_defer_settle(to_pg(l), NULL);
 
 	if (rc)
 		return rc;
@@ -932,7 +932,7 @@ static int pg_apply(struct dsfs_layer *l, const struct layer_change *c,
 
 static int pg_snapshot(struct dsfs_layer *l, struct dsfs_layer **out)
 {
-	int rc = pg_defer_settle(to_pg(l), NULL, false);
+	int rc = pg_defer_settle(to_pg(l), NULL);
 
 	return rc ? rc : pg_snapshot_open(to_pg(l), out);
 }

@@ -460,7 +460,9 @@ int pg_fast_commit(struct pg_layer *p, const char *key,
  *                    above (NULL: all).  A key the server cannot be
  *                    asked to make (EIO) keeps waiting, and that error is
  *                    returned; one it refuses (ENOENT, ENOSPC, ...) goes,
- *                    logged, and its error is returned only with report
+ *                    logged
+ * pg_defer_settle_one()  the same for settle(): the refusal is returned
+ *                    too, else 1 if a name was made, 0 if none waited
  * pg_defer_forget()  drop what still waits, logging each name (close)
  */
 void pg_defer_room(struct pg_layer *p, const char *key);
@@ -470,7 +472,8 @@ bool pg_defer_find(struct pg_layer *p, const char *key, struct dsfs_attr *a);
 int pg_defer_commit(struct pg_layer *p, const char *key,
 		    const struct dsfs_attr *a, const void *data, size_t len,
 		    struct dsfs_attr *out);
-int pg_defer_settle(struct pg_layer *p, const char *key, bool report);
+int pg_defer_settle(struct pg_layer *p, const char *key);
+int pg_defer_settle_one(struct pg_layer *p, const char *key);
 void pg_defer_forget(struct pg_layer *p);
 
 /* layer_pg.c: commit() in its general form, the one a fast form falls

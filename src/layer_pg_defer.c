@@ -264,12 +264,16 @@ static bool transient(int rc)
 	return rc == -EIO || rc == -ENOMEM || rc == -EAGAIN || rc == -EINTR;
 }
 
-int pg_defer_settle(struct pg_layer *p, const char *key, bool report)
+/* pg_defer_settle(), and with report the errors of the names the server
+ * refused too; *made counts the names made. */
+static int settle(struct pg_layer *p, const char *key, bool report, int *made)
 {
 	struct dsfs_attr a;
 	int i, rc, first = 0;
 	bool busy;
 	char *k;
+
+	*made = 0;
 
 	if (!waiting(p))
 		return 0;
@@ -295,6 +299,8 @@ int pg_defer_settle(struct pg_layer *p, const char *key, bool report)
 			log_err("%s: %s: created, but the database refused to "
 				"make it: %s",
 				p->shown, k, strerror(-rc));
+		if (rc == 0)
+			(*made)++;
 		if (rc == 0 || !transient(rc))
 			drop_slot(p, i);
 		else
@@ -307,6 +313,20 @@ int pg_defer_settle(struct pg_layer *p, const char *key, bool report)
 	}
 	pthread_mutex_unlock(&p->lock);
 	return first;
+}
+
+int pg_defer_settle(struct pg_layer *p, const char *key)
+{
+	int made;
+
+	return settle(p, key, false, &made);
+}
+
+int pg_defer_settle_one(struct pg_layer *p, const char *key)
+{
+	int made, rc = settle(p, key, true, &made);
+
+	return rc ? rc : made > 0;
 }
 
 void pg_defer_forget(struct pg_layer *p)

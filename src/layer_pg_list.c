@@ -64,7 +64,7 @@ int pg_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb, void *ctx)
 	int i, n, rc;
 
 	/* Names that wait for their value are made first (layer_pg_defer.c). */
-	rc = pg_defer_settle(to_pg(l), dir, false);
+	rc = pg_defer_settle(to_pg(l), dir);
 	if (rc)
 		return rc;
 	for (;;) {

@@ -903,11 +903,14 @@ static int sq_create(struct dsfs_layer *l, const char *key,
 	return sq_carry_tx(to_sq(l), "create", key, commit_fn, &c);
 }
 
-static int sq_settle_op(struct dsfs_layer *l)
+/* Every carried create is committed, key's with the others; its name was
+ * visible to the store's users (this process) all along. */
+static int sq_settle_op(struct dsfs_layer *l, const char *key)
 {
 	struct sq_layer *s = to_sq(l);
 	int rc;
 
+	(void)key;
 	pthread_mutex_lock(&s->lock);
 	rc = sq_settle(s);
 	pthread_mutex_unlock(&s->lock);

@@ -900,14 +900,14 @@ int ovl_room(struct dsfs_stack *s, int layer, uint64_t bytes)
 	return rc;
 }
 
-int ovl_settle(struct dsfs_stack *s, int layer)
+int ovl_settle(struct dsfs_stack *s, int layer, const char *key)
 {
 	int rc;
 
 	pthread_rwlock_rdlock(&s->lock);
-	rc = layer_settle(s->layer[layer]);
+	rc = layer_settle(s->layer[layer], key);
 	pthread_rwlock_unlock(&s->lock);
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 void ovl_admin_lock(struct dsfs_stack *s, bool change)

@@ -43,7 +43,8 @@ static void offer(void *arg, struct dsfs_layer *inner,
 	struct dsfs_attr a;
 	bool found;
 
-	if (!watch_wanted(w->ctx))
+	/* The name was told at its create, on this host. */
+	if (!watch_wanted(w->ctx) || ev->op == LAYER_EV_SETTLE)
 		return;
 	found = ev->key && ev->op != LAYER_EV_REMOVE && !c.version &&
 		layer_lookup(inner, ev->key, &a) == 0;

@@ -465,6 +465,20 @@ y" ]'
 	within 2 eval '[ "$(pyop stat "$T/b/kv/x")" = ENOENT ]'
 }
 
+@test "pushed invalidation: a name made at its close with nothing written reaches a host that caches" {
+	host a -o cache_timeout=60
+	host b -o cache_timeout=60
+	echo 1 >"$T/a/kv/x"
+	# b caches a listing made while a's new file is open and waits for
+	# its value; a closes it with nothing written, which makes the name:
+	# b is told.
+	exec 5>"$T/a/kv/t"
+	[ "$(ls1 "$T/b/kv")" = x ]
+	exec 5>&-
+	within 2 eval '[ "$(ls1 "$T/b/kv")" = "t
+x" ]'
+}
+
 @test "a lost LISTEN connection reconnects and drops every cache" {
 	host a
 	host b -o cache_timeout=60

@@ -346,7 +346,10 @@ void t_pg_defer(void)
 	is_str(get(b, "kv/d/m"), "2", nm("... B reads A's value"));
 
 	is_int(looked_create(l, "kv/d/t", &a, NULL), 0, nm("a create (touch)"));
-	is_int(layer_settle(l), 0, nm("... settled (its close)"));
+	is_int(layer_settle(l, "kv/d/t"), 1,
+	       nm("... settled (its close): made now"));
+	is_int(layer_settle(l, "kv/d/t"), 0,
+	       nm("... settled again: nothing to make"));
 	is_int(kind_of(b, "kv/d/t"), DSFS_FILE, nm("... B sees it, empty"));
 	is_int(looked_create(l, "kv/d/u", &a, NULL), 0, nm("another"));
 	is_str(ls(l, "kv/d"), "m/f n/f t/f u/f", nm("... A lists it"));
@@ -378,10 +381,12 @@ void t_pg_defer(void)
 	       nm("... A's create waits"));
 	is_int(layer_commit(l, "kv/f/x", &va, "1", 1, NULL), -ENOENT,
 	       nm("... its commit finds the errno"));
-	is_int(layer_settle(l), -ENOENT, nm("... and so does a settle"));
+	is_int(layer_settle(l, "kv/f/x"), -ENOENT,
+	       nm("... and so does a settle"));
 	is_int(kind_of(l, "kv/f/x"), -ENOENT,
 	       nm("... after which the refused name is gone"));
-	is_int(layer_settle(l), 0, nm("... and nothing is left to settle"));
+	is_int(layer_settle(l, "kv/f/x"), 0,
+	       nm("... and nothing is left to settle"));
 
 	is_int(looked_create(l, "kv/d/c", &a, NULL), 0, nm("a last create"));
 	layer_close(l);

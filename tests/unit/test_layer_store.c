@@ -474,13 +474,14 @@ static int carry_steps(const char *path)
 		return 1;
 	/* Settled: by settle(), by the next change, and by a change that
 	 * failed and left the carried creates as they were. */
-	if (layer_create(l, "kv/settled", &a, &out) || layer_settle(l))
+	if (layer_create(l, "kv/settled", &a, &out) ||
+	    layer_settle(l, "kv/settled"))
 		return 2;
 	if (layer_create(l, "kv/joined", &a, &out) || put(l, "kv/value", "1"))
 		return 3;
 	if (layer_create(l, "kv/kept", &a, &out) ||
 	    put(l, "kv/too-big", too_big) != -ENOSPC ||
-	    layer_lookup(l, "kv/kept", &out) || layer_settle(l))
+	    layer_lookup(l, "kv/kept", &out) || layer_settle(l, "kv/kept"))
 		return 4;
 	/* Carried: seen by this layer's reads, committed by nothing yet. */
 	if (layer_create(l, "kv/carried", &a, &out) ||
