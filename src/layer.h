@@ -149,7 +149,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define DSFS_LAYER_OPS_VERSION 7
+#define DSFS_LAYER_OPS_VERSION 8
 
 #define DSFS_TYPE_MAX 32  /* "object", "image/png", ... with NUL */
 #define DSFS_TOKEN_LEN 64 /* hex SHA-256 */
@@ -487,7 +487,8 @@ struct dsfs_layer_ops {
 	int (*take_file)(struct dsfs_layer *l, const char *key,
 			 struct dsfs_attr *out);
 
-	/* Version 7.  Optional (NULL: layer_settle() has nothing to do). */
+	/* Version 7; version 8 gives it the key and its answer 1.  Optional
+	 * (NULL: layer_settle() has nothing to do). */
 
 	/* Commit whatever create() of key has left uncommitted or unmade
 	 * (see there; a layer may commit the other creates it holds with
