@@ -11,7 +11,9 @@
  * by that commit, as the open would have truncated it.  So create() only
  * notes the name here.  This process's lookups and reads answer an empty
  * file for it, and the commit of its value makes the file and the value
- * in one transaction (layer_pg.c, commit_deferred()).
+ * in one statement and one transaction (pg_defer_commit()).  A name made
+ * on the server only at its close (settle()) is announced to the other
+ * hosts then, as a change.
  *
  * Everything else that involves a waiting name makes it on the server
  * first ("settles" it), so that the server decides as if the create had
@@ -24,8 +26,9 @@
  * statement): so a create whose directory this layer lacks is made at
  * once and fails as it always did, with ENOENT, on which the overlay
  * copies the directory up from a lower layer and creates again.  At most
- * PG_DEFER_MAX names wait; a create beyond them is made at once.  Each operation that may settle reads a count first:
- * with nothing waiting, that is all it costs.
+ * PG_DEFER_MAX names wait; a create beyond them is made at once.  Each
+ * operation that may settle reads a count first: with nothing waiting,
+ * that is all it costs.
  */
 #include "layer_pg.h"
 #include "log.h"
@@ -274,7 +277,6 @@ static int settle(struct pg_layer *p, const char *key, bool report, int *made)
 	char *k;
 
 	*made = 0;
-
 	if (!waiting(p))
 		return 0;
 	pthread_mutex_lock(&p->lock);

@@ -25,10 +25,15 @@ struct watched {
 };
 
 static const char *const op_names[] = {
-	[LAYER_EV_COMMIT] = "write",	[LAYER_EV_MKDIR] = "mkdir",
-	[LAYER_EV_REMOVE] = "remove",	[LAYER_EV_WHITEOUT] = "whiteout",
-	[LAYER_EV_SETATTR] = "setattr", [LAYER_EV_RENAME] = "rename",
+	[LAYER_EV_COMMIT] = "write",
+	[LAYER_EV_MKDIR] = "mkdir",
+	[LAYER_EV_REMOVE] = "remove",
+	[LAYER_EV_WHITEOUT] = "whiteout",
+	[LAYER_EV_SETATTR] = "setattr",
+	[LAYER_EV_RENAME] = "rename",
 	[LAYER_EV_CLEAR] = "reset",
+	/* The name was told at its create, on this host: not told again. */
+	[LAYER_EV_SETTLE] = NULL,
 };
 
 static void offer(void *arg, struct dsfs_layer *inner,
@@ -43,8 +48,7 @@ static void offer(void *arg, struct dsfs_layer *inner,
 	struct dsfs_attr a;
 	bool found;
 
-	/* The name was told at its create, on this host. */
-	if (!watch_wanted(w->ctx) || ev->op == LAYER_EV_SETTLE)
+	if (!watch_wanted(w->ctx) || !c.op)
 		return;
 	found = ev->key && ev->op != LAYER_EV_REMOVE && !c.version &&
 		layer_lookup(inner, ev->key, &a) == 0;

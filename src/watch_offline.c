@@ -50,10 +50,14 @@ struct senders {
 };
 
 static const char *const op_names[] = {
-	[LAYER_EV_COMMIT] = "write",	[LAYER_EV_MKDIR] = "mkdir",
-	[LAYER_EV_REMOVE] = "remove",	[LAYER_EV_WHITEOUT] = "whiteout",
-	[LAYER_EV_SETATTR] = "setattr", [LAYER_EV_RENAME] = "rename",
+	[LAYER_EV_COMMIT] = "write",
+	[LAYER_EV_MKDIR] = "mkdir",
+	[LAYER_EV_REMOVE] = "remove",
+	[LAYER_EV_WHITEOUT] = "whiteout",
+	[LAYER_EV_SETATTR] = "setattr",
+	[LAYER_EV_RENAME] = "rename",
 	[LAYER_EV_CLEAR] = "reset",
+	[LAYER_EV_SETTLE] = NULL, /* told at its create */
 };
 
 static int sock_addr(const char *path, struct sockaddr_un *a)
@@ -198,6 +202,8 @@ static void sent(void *arg, struct dsfs_layer *inner,
 				 .origin = "dsfsctl"};
 	struct dsfs_attr a;
 
+	if (!c.op)
+		return;
 	if (ev->key && ev->op != LAYER_EV_REMOVE && !c.version &&
 	    layer_lookup(inner, ev->key, &a) == 0)
 		c.version = a.version;
