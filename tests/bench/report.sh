@@ -136,7 +136,7 @@ table() {
 		echo
 		echo "PostgreSQL server of dsfs (runtime=postgresql): data on $(stat -f -c %T "$PGB"), fsync on;" \
 			"one WAL flush there (pg_test_fsync, fdatasync of one 8 kB write) costs $PG_FLUSH_US µs:" \
-			"the floor of every durable commit${PG_RT_US:+; one round trip to the server (pgbench, a prepared SELECT 1, on CPU $DCPU) $PG_RT_US µs}${PG_CREATE_US:+; what the server and the round trips to it take of one create (its four round trips replayed by pgbench, tests/bench/pg_create.sql, on CPU $DCPU) $PG_CREATE_US µs}."
+			"the floor of every durable commit${PG_RT_US:+; one round trip to the server (pgbench, a prepared SELECT 1, on CPU $DCPU) $PG_RT_US µs}${PG_CREATE_US:+; what the server and the round trips to it take of one create (its round trips replayed by pgbench, tests/bench/pg_create.sql, on CPU $DCPU) $PG_CREATE_US µs}."
 	fi
 	echo
 	echo "Cells: median (min–max) over the repetitions, then the ratio of the median to passthrough_ll's (default options)."
