@@ -309,12 +309,24 @@ static int looked_create(struct dsfs_layer *l, const char *key,
  * host for its value, which makes it on the server (layer_pg_defer.c). */
 void t_pg_defer(void)
 {
+	static const char too_big[200] = "1";
 	struct dsfs_attr a = attr(0600), va = attr(0644), out, got;
 	struct dsfs_layer *l, *b;
 	char *data = NULL;
 	size_t len = 1;
 
 	pg_test_reset();
+	a.replaces = true;
+	l = open_pg_budget(100, LAYER_PG_SET_BUDGET, "defer: a budget of 100");
+	is_int(looked_create(l, "kv/big", &a, NULL), 0, nm("... a create"));
+	is_int(layer_replace(l, "kv/big", &va, too_big, sizeof(too_big), NULL),
+	       -ENOSPC, nm("... a value over the budget: ENOSPC"));
+	is_int(layer_settle(l, "kv/big"), 1,
+	       nm("... the close's settle makes the empty file"));
+	is_int(kind_of(l, "kv/big"), DSFS_FILE, nm("... which is there"));
+	is_int(used_of(l), 3, nm("... counting its name only"));
+	is_int(layer_remove(l, "kv/big"), 0, nm("... removed"));
+	layer_close(l);
 	l = open_pg_host("defer: host A opens");
 	b = open_pg_host("defer: host B opens");
 	is_int(mkd(l, "kv/d"), 0, nm("defer: a directory"));
@@ -391,11 +403,11 @@ void t_pg_defer(void)
 	is_int(looked_create(l, "kv/d/c", &a, NULL), 0, nm("a last create"));
 	layer_close(l);
 	is_int(kind_of(b, "kv/d/c"), DSFS_FILE, nm("... made by A's close"));
-	a.replaces = false;
 	l = open_pg_host("defer: host A again");
-	is_int(looked_create(l, "kv/d/x", &a, NULL), 0,
+	a.replaces = false;
+	is_int(looked_create(l, "kv/x", &a, NULL), 0,
 	       nm("a create that does not replace (O_EXCL)"));
-	is_int(kind_of(b, "kv/d/x"), DSFS_FILE, nm("... B sees it at once"));
+	is_int(kind_of(b, "kv/x"), DSFS_FILE, nm("... B sees it at once"));
 	layer_close(l);
 	layer_close(b);
 }
