@@ -424,8 +424,10 @@ struct dsfs_layer_ops {
 	 * meanwhile.  Every other change that involves the name (of it, of
 	 * a directory above it, of a name below it), a list() of its
 	 * directory, settle(), sync(), snapshot() and close() make it
-	 * first, as an empty file.  Other processes see the name when one
-	 * of those commits; a name whose file is still open, with nothing
+	 * first, as an empty file; one the store refuses to make then (its
+	 * directory gone, the budget) goes, as the create would have failed,
+	 * and settle() answers that errno.  Other processes see the name when
+	 * one of those commits; a name whose file is still open, with nothing
 	 * of those since its create, is lost with this process. */
 	int (*create)(struct dsfs_layer *l, const char *key,
 		      const struct dsfs_attr *a, struct dsfs_attr *out);
