@@ -459,7 +459,6 @@ static int pg_remove(struct dsfs_layer *l, const char *key)
 
 	if (rc == 0)
 		rc = pg_fast_remove(to_pg(l), key, NULL);
-
 	if (rc != 1)
 		return rc;
 	return pg_tx_run(to_pg(l), PG_WRITE, "remove", key, remove_fn, NULL);

@@ -92,6 +92,9 @@ bool watch_filter_match(const struct watch_filter *f, int layer,
 /* Is any component of key below its tree a scratch name (patterns as
  * scratch_name())?  Those never appear in a watch. */
 bool watch_scratch_key(const char *patterns, const char *key);
+/* The op a watch line gives for a layer event (struct watch_change's
+ * op), or NULL for one that is no line of its own. */
+const char *watch_op_name(enum layer_event_op op);
 /* The line for c, LF-terminated, in a new buffer (*len bytes, plus a
  * NUL); NULL if out of memory. */
 char *watch_format(const struct watch_change *c, size_t *len);

@@ -24,6 +24,24 @@ static const char *const layer_names[DSFS_NLAYERS] = {
 	[L_FACTORY] = "factory",
 };
 
+const char *watch_op_name(enum layer_event_op op)
+{
+	static const char *const names[] = {
+		[LAYER_EV_COMMIT] = "write",
+		[LAYER_EV_MKDIR] = "mkdir",
+		[LAYER_EV_REMOVE] = "remove",
+		[LAYER_EV_WHITEOUT] = "whiteout",
+		[LAYER_EV_SETATTR] = "setattr",
+		[LAYER_EV_RENAME] = "rename",
+		[LAYER_EV_CLEAR] = "reset",
+		/* settle() made a name its create told of already */
+		[LAYER_EV_SETTLE] = NULL,
+	};
+
+	return (unsigned)op < sizeof(names) / sizeof(names[0]) ? names[op] :
+								 NULL;
+}
+
 /* The next component of *p (ending at '/' or the end) and its length;
  * *p moves past it and its '/'. */
 static size_t next_component(const char **p, const char **comp)

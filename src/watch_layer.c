@@ -24,18 +24,6 @@ struct watched {
 	int index;
 };
 
-static const char *const op_names[] = {
-	[LAYER_EV_COMMIT] = "write",
-	[LAYER_EV_MKDIR] = "mkdir",
-	[LAYER_EV_REMOVE] = "remove",
-	[LAYER_EV_WHITEOUT] = "whiteout",
-	[LAYER_EV_SETATTR] = "setattr",
-	[LAYER_EV_RENAME] = "rename",
-	[LAYER_EV_CLEAR] = "reset",
-	/* The name was told at its create, on this host: not told again. */
-	[LAYER_EV_SETTLE] = NULL,
-};
-
 static void offer(void *arg, struct dsfs_layer *inner,
 		  const struct layer_event *ev)
 {
@@ -43,7 +31,7 @@ static void offer(void *arg, struct dsfs_layer *inner,
 	struct watch_change c = {.key = ev->key,
 				 .from = ev->from,
 				 .layer = w->index,
-				 .op = op_names[ev->op],
+				 .op = watch_op_name(ev->op),
 				 .version = ev->version};
 	struct dsfs_attr a;
 	bool found;

@@ -49,17 +49,6 @@ struct senders {
 	bool sent; /* a change was offered: an "end" is due */
 };
 
-static const char *const op_names[] = {
-	[LAYER_EV_COMMIT] = "write",
-	[LAYER_EV_MKDIR] = "mkdir",
-	[LAYER_EV_REMOVE] = "remove",
-	[LAYER_EV_WHITEOUT] = "whiteout",
-	[LAYER_EV_SETATTR] = "setattr",
-	[LAYER_EV_RENAME] = "rename",
-	[LAYER_EV_CLEAR] = "reset",
-	[LAYER_EV_SETTLE] = NULL, /* told at its create */
-};
-
 static int sock_addr(const char *path, struct sockaddr_un *a)
 {
 	memset(a, 0, sizeof(*a));
@@ -197,7 +186,7 @@ static void sent(void *arg, struct dsfs_layer *inner,
 	struct watch_change c = {.key = ev->key,
 				 .from = ev->from,
 				 .layer = L_RUNTIME,
-				 .op = op_names[ev->op],
+				 .op = watch_op_name(ev->op),
 				 .version = ev->version,
 				 .origin = "dsfsctl"};
 	struct dsfs_attr a;
