@@ -2,9 +2,9 @@
  * layer_pg_fast.c - the commonest operations of the PostgreSQL layer in one
  * round trip to the server: the create of a new file (empty, or with its
  * value: layer_pg_defer.c), the commit of a value over a plain file (an
- * overwrite, or a created file's close), the
- * remove of a plain file (with its attributes: an unlink asks nothing
- * first), and the fetch of a row with its value (an open).
+ * overwrite, or a created file's close), the remove of a plain file (with
+ * its attributes: an unlink asks nothing first), and the fetch of a row
+ * with its value (an open).
  *
  * The general form of a change reads, decides here, then writes: two
  * round trips (layer_pg_pipe.c).  These send BEGIN, the lock of

@@ -193,11 +193,11 @@ const char *const pg_stmt_sql[P_COUNT] = {
 	 * whole change and returns the new used and seq. */
 	/* create(), and the commit that makes a deferred create with its
 	 * value (layer_pg_defer.c): $1..$15 the row (P_PUT's; $11, the
-	 * version, is the floor of the one made here), $16 the bytes added, $17 1 if the
-	 * parent is a tree root, $18 and $19 the parent's key, $20 now
-	 * (ns), $21 1 to take the parent's group if it has the
-	 * set-group-ID bit (02000), $22 the budget if the store has none
-	 * recorded.  Returns the mode, uid and gid stored too. */
+	 * version, is the floor of the one made here), $16 the bytes
+	 * added, $17 1 if the parent is a tree root, $18 and $19 the
+	 * parent's key, $20 now (ns), $21 1 to take the parent's group if
+	 * it has the set-group-ID bit (02000), $22 the budget if the store
+	 * has none recorded.  Returns the mode, uid and gid stored too. */
 	[P_FAST_CREATE] =
 		"WITH st AS (SELECT used, seq, CASE WHEN b < 0 THEN $22::int8"
 		" ELSE b END AS budget FROM (SELECT used, seq, " PG_BUDGET_SQL
