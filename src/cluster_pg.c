@@ -584,6 +584,7 @@ static int pg_publish(struct dsfs_cluster *base, const char *key,
 	struct pg_cluster *c = (struct pg_cluster *)base;
 	size_t len = key ? strlen(key) : 0;
 	struct news *m = malloc(sizeof(*m) + len + 1);
+	bool first;
 
 	if (!m)
 		return -ENOMEM;
@@ -591,6 +592,7 @@ static int pg_publish(struct dsfs_cluster *base, const char *key,
 	m->version = version;
 	memcpy(m->key, key ? key : "", len + 1);
 	pthread_mutex_lock(&c->lock);
+	first = c->nout == 0;
 	if (c->nout >= NEWS_MAX) {
 		/* Too much to tell one by one: tell that anything changed
 		 * (an empty key), after what is queued. */
@@ -605,7 +607,10 @@ static int pg_publish(struct dsfs_cluster *base, const char *key,
 	}
 	pthread_mutex_unlock(&c->lock);
 	free(m);
-	wake(c->news_wake);
+	/* News behind other news needs no wake: the listen thread sleeps
+	 * with nothing queued only, and sends what it finds queued. */
+	if (first)
+		wake(c->news_wake);
 	return 0;
 }
 
@@ -752,7 +757,12 @@ static PGconn *listen_conn(struct pg_cluster *c)
 
 	if (!conn)
 		return NULL;
-	res = libpq.PQexec(conn, "LISTEN " CHANNEL);
+	/* A notification's transaction has an XID, so its commit would wait
+	 * for a WAL flush, and the commits of this host's changes behind it.
+	 * It needs no durability: what it tells is durable already, and a
+	 * listener that lost it drops every cache when it reconnects. */
+	res = libpq.PQexec(conn,
+			   "SET synchronous_commit = off; LISTEN " CHANNEL);
 	if (libpq.PQresultStatus(res) == PGRES_COMMAND_OK) {
 		libpq.PQclear(res);
 		/* Parsed once: every change of this host sends it. */
