@@ -58,6 +58,7 @@ struct dsfs_ctx {
 	char *runtime; /* -o runtime=: NULL for sqlite (store.h) */
 	uint64_t budget[DSFS_NLAYERS];
 	bool runtime_size_given; /* a shared runtime records it for all */
+	unsigned busy_poll;	 /* -o busy_poll, µs (shared runtime) */
 	double timeout;		 /* kernel cache timeout for the merged trees */
 	double attr_timeout;	 /* the same for their attributes alone */
 	uid_t owner_uid; /* owner of the store: of the fixed directories */

@@ -40,6 +40,11 @@ enum {
 /* Nodes of files the kernel may hold before the least used are given
  * back (-o inode_cache): about 100 bytes each. */
 #define DSFS_DEFAULT_INODE_CACHE 16384
+/* -o busy_poll: the longest a thread polls a PostgreSQL runtime's
+ * connection for an answer before it sleeps, in µs (layer_pg_wait.c).
+ * Off unless asked for: it spends CPU time for latency. */
+#define DSFS_DEFAULT_BUSY_POLL 0
+#define DSFS_MAX_BUSY_POLL 100000u
 
 /* Slots that record when directories last changed (struct dsfs_stack). */
 #define DSFS_CHANGE_SLOTS 4096

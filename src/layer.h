@@ -734,6 +734,11 @@ int layer_pg_open(const char *conninfo, const char *name, uint64_t budget,
 		  unsigned flags, struct dsfs_layer **out, char *why,
 		  size_t cap);
 bool layer_pg_is_conninfo(const char *runtime);
+/* While it waits for the server, a thread of layer l polls the
+ * connection instead of sleeping, for at most usec µs (0: never), one
+ * thread at a time (layer_pg_wait.c).  Off unless set.  -EINVAL if l is
+ * not a layer_pg_open() one. */
+int layer_pg_busy_poll(struct dsfs_layer *l, unsigned usec);
 int layer_pg_load(char *why, size_t cap);
 char *layer_pg_shown(const char *conninfo, char *why, size_t cap);
 void layer_pg_hide_password(char *arg);

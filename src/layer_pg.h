@@ -67,6 +67,14 @@
 #define PG_OWNER_TTL_SEC 120
 #define PG_OWNER_BEAT_SEC 30
 
+/* What a thread waits for from the server (layer_pg_wait.c): each kind
+ * has its own mean wait, which bounds how long a wait polls. */
+enum pg_wait {
+	PG_WAIT_READ,	/* a statement's answer */
+	PG_WAIT_COMMIT, /* a transaction's end: the server's log flush */
+	PG_WAITS,
+};
+
 /* Children per batch of list() (layer_pg_list.c): a batch's result is
  * a few hundred KiB whatever the directory holds, and a directory of
  * 10,000 names costs three round trips. */
@@ -200,6 +208,14 @@ struct pg_layer {
 	int64_t room_ms[PG_ROOM_KEYS];
 	unsigned room_next;
 
+	/* Busy polling (layer_pg_wait.c): its bound in µs (0: off),
+	 * whether a thread polls now, and the recent mean wait of each kind
+	 * in µs.  Atomics, read and written without the lock. */
+	unsigned poll_max_us;
+	int polling;
+	unsigned wait_us[PG_WAITS];
+	int64_t crowded_ns; /* when a poll last found the CPUs busy */
+
 	/* The heartbeat thread renews this owner's row (its pins). */
 	pthread_t beat;
 	bool beating;
@@ -316,6 +332,13 @@ int pg_tx_fast(struct pg_layer *p, bool lazy, const char *what, const char *key,
  * through p->down.  Called with p->lock NOT held. */
 int pg_connect(struct pg_layer *p, struct pg_conn *c, char *why, size_t cap);
 void pg_pool_close(struct pg_layer *p);
+
+/* layer_pg_wait.c: around the blocking read of the answer to what t just
+ * sent.  pg_wait_begin() polls t's connection while that is likely to pay
+ * and returns when the wait began; pg_wait_end() adds the whole wait to
+ * the mean of its kind. */
+int64_t pg_wait_begin(struct pg_tx *t, enum pg_wait kind);
+void pg_wait_end(struct pg_tx *t, enum pg_wait kind, int64_t began);
 
 /* layer_pg_list.c: list() of layer.h. */
 int pg_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb, void *ctx);

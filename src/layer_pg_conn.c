@@ -270,6 +270,8 @@ int pg_exec(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 	    PGresult **res)
 {
 	static const struct pg_params none;
+	PGresult *last = NULL, *r;
+	int64_t began;
 	char name[16];
 
 	*res = NULL;
@@ -280,10 +282,24 @@ int pg_exec(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,
 	if (!pp)
 		pp = &none;
 	snprintf(name, sizeof(name), "s%d", (int)stmt);
-	return pg_result(t,
-			 libpq.PQexecPrepared(t->c->conn, name, pp->n, pp->val,
-					      pp->len, pp->fmt, 1),
-			 res);
+	/* PQexecPrepared(), with the wait in between (layer_pg_wait.c).  As
+	 * there, a failure's result is kept over what follows it. */
+	if (!libpq.PQsendQueryPrepared(t->c->conn, name, pp->n, pp->val,
+				       pp->len, pp->fmt, 1))
+		return pg_result(t, NULL, res);
+	began = pg_wait_begin(t, PG_WAIT_READ);
+	while ((r = libpq.PQgetResult(t->c->conn)) != NULL) {
+		if (last && libpq.PQresultStatus(last) == PGRES_FATAL_ERROR) {
+			libpq.PQclear(r);
+		} else {
+			libpq.PQclear(last);
+			last = r;
+		}
+		if (libpq.PQstatus(t->c->conn) == CONNECTION_BAD)
+			break;
+	}
+	pg_wait_end(t, PG_WAIT_READ, began);
+	return pg_result(t, last, res);
 }
 
 int pg_run(struct pg_tx *t, enum pg_stmt stmt, const struct pg_params *pp,

@@ -89,8 +89,10 @@ static PGresult *next_result(PGconn *conn)
  * is returned: the server skipped what came after it. */
 static int read_pending(struct pg_tx *t, bool synced, PGresult **res)
 {
+	enum pg_wait kind = synced ? PG_WAIT_COMMIT : PG_WAIT_READ;
 	int i, n = t->npend, rc = 0, one;
 	PGresult *r, *kept;
+	int64_t began;
 
 	if (res)
 		*res = NULL;
@@ -100,6 +102,7 @@ static int read_pending(struct pg_tx *t, bool synced, PGresult **res)
 	if (!synced && (libpq.PQsendFlushRequest(t->c->conn) != 1 ||
 			libpq.PQflush(t->c->conn) != 0))
 		return send_failed(t);
+	began = pg_wait_begin(t, kind);
 	for (i = 0; i < n && t->c->conn; i++) {
 		r = next_result(t->c->conn);
 		if (r && libpq.PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
@@ -117,6 +120,7 @@ static int read_pending(struct pg_tx *t, bool synced, PGresult **res)
 		if (one && !rc)
 			rc = one;
 	}
+	pg_wait_end(t, kind, began);
 	if (!t->c->conn)
 		rc = -EIO;
 	if (rc && res && *res) {

@@ -7,6 +7,7 @@
  * layers are opened for real only after the daemon has detached: SQLite
  * connections and their POSIX locks must not cross a fork().
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
@@ -36,6 +37,7 @@ struct options {
 	int cache_timeout_given;
 	unsigned page_size;
 	unsigned inode_cache;
+	char *busy_poll;
 	int foreground;
 	int debug;
 	int single_thread;
@@ -59,6 +61,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("cache_timeout=", cache_timeout_given),
 	OPT("page_size=%u", page_size),
 	OPT("inode_cache=%u", inode_cache),
+	OPT("busy_poll=%s", busy_poll),
 	OPT("-f", foreground),
 	OPT("-s", single_thread),
 	OPT("-d", debug),
@@ -93,6 +96,10 @@ static void usage(FILE *out)
 		"    -o inode_cache=N        files the kernel keeps inodes of "
 		"(default 16384,\n"
 		"                            0: no bound)\n"
+		"    -o busy_poll=USEC       poll a PostgreSQL runtime's "
+		"connection up to\n"
+		"                            USEC µs before sleeping "
+		"(default 0: never)\n"
 		"    -f                      stay in the foreground, log to "
 		"stderr\n"
 		"    -d                      debug: -f and every request "
@@ -134,6 +141,29 @@ static int set_budget(const char *name, const char *value, uint64_t *budget)
 			value);
 		return -EINVAL;
 	}
+	return 0;
+}
+
+/* -o busy_poll=USEC: microseconds, up to a tenth of a second (more would
+ * be a thread spinning for nothing). */
+static int set_busy_poll(const char *value, unsigned *usec)
+{
+	char *end;
+	unsigned long v;
+
+	if (!value)
+		return 0;
+	errno = 0;
+	v = strtoul(value, &end, 10);
+	if (!isdigit((unsigned char)value[0]) || *end || errno ||
+	    v > DSFS_MAX_BUSY_POLL) {
+		fprintf(stderr,
+			"dsfs: busy_poll=%s: not a number of microseconds "
+			"from 0 to %u\n",
+			value, DSFS_MAX_BUSY_POLL);
+		return -EINVAL;
+	}
+	*usec = (unsigned)v;
 	return 0;
 }
 
@@ -274,6 +304,8 @@ static int open_stack(struct dsfs_ctx *ctx)
 			  &s->layer[L_RUNTIME]);
 	if (rc)
 		goto fail_ephemeral;
+	if (shared_runtime(ctx->runtime))
+		layer_pg_busy_poll(s->layer[L_RUNTIME], ctx->busy_poll);
 	rc = open_factory(ctx->store, ctx->budget[L_FACTORY],
 			  &s->layer[L_FACTORY]);
 	if (rc)
@@ -399,6 +431,9 @@ int main(int argc, char *argv[])
 	ctx.budget[L_RUNTIME] = DSFS_DEFAULT_RUNTIME_SIZE;
 	ctx.budget[L_EPHEMERAL] = DSFS_DEFAULT_EPHEMERAL_SIZE;
 	ctx.runtime_size_given = o.runtime_size != NULL;
+	ctx.busy_poll = DSFS_DEFAULT_BUSY_POLL;
+	if (set_busy_poll(o.busy_poll, &ctx.busy_poll))
+		goto out_args;
 	if (set_budget("runtime_size", o.runtime_size,
 		       &ctx.budget[L_RUNTIME]) ||
 	    set_budget("ephemeral_size", o.ephemeral_size,
@@ -557,6 +592,7 @@ out_args:
 	free(o.store);
 	free(o.mountpoint);
 	free(o.runtime_size);
+	free(o.busy_poll);
 	free(o.ephemeral_size);
 	free(o.factory_size);
 	free(o.scratch);

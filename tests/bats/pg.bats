@@ -342,6 +342,41 @@ fresh_db()
 	teardown_host2
 }
 
+@test "busy_poll: hosts whose threads poll for the database's answers keep every change; a bad value is refused" {
+	fresh_db
+	setup_host2
+	run mount_dsfs -o "runtime=$URI,busy_poll=1e3"
+	[ "$status" -ne 0 ]
+	grep -q 'busy_poll=1e3: not a number of microseconds from 0 to 100000' "$T/dsfs.err"
+	! is_mounted "$MNT"
+	mount_dsfs -o "runtime=$URI,busy_poll=500"
+	STORE=$STORE2 MNT=$MNT2 mount_dsfs -o "runtime=$URI,busy_poll=500"
+	mkdir "$MNT/kv/p"
+	# Both hosts at once: each makes 50 names and writes each again.
+	local m i p pids=()
+	for m in "$MNT" "$MNT2"; do
+		(
+			for i in $(seq 1 50); do
+				echo "$i" >"$m/kv/p/${m##*/}-$i" || exit 1
+				echo "\"$i\"" >"$m/kv/p/${m##*/}-$i" || exit 1
+			done
+		) &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do
+		wait "$p"
+	done
+	for i in $(seq 1 50); do
+		[ "$(cat "$MNT2/kv/p/mnt-$i")" = "\"$i\"" ] ||
+			fail "kv/p/mnt-$i on the second host: $(cat "$MNT2/kv/p/mnt-$i")"
+		[ "$(cat "$MNT/kv/p/mnt2-$i")" = "\"$i\"" ] ||
+			fail "kv/p/mnt2-$i on the first host: $(cat "$MNT/kv/p/mnt2-$i")"
+	done
+	[ "$(ls "$MNT/kv/p" | wc -l)" -eq 100 ]
+	[ "$(pg_sql "SELECT count(*) FROM dsfs_entry WHERE parent = 'kv/p'::bytea")" -eq 100 ]
+	teardown_host2
+}
+
 @test "the budget is the store's: a host mounted without runtime_size uses the one recorded, and a host with it changes it for all" {
 	fresh_db
 	setup_host2

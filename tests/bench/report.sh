@@ -320,4 +320,8 @@ pg_limits() {
 		"$(fmt "$pg")" "$(fmt "$mem")" "$PG_CREATE_US" \
 		"$(fmt "$(awk -v a="$mem" -v b="$PG_CREATE_US" 'BEGIN { print a + b }')")" \
 		"$(awk -v p="$pg" -v a="$mem" -v b="$PG_CREATE_US" 'BEGIN { printf "%.2f", p / (a + b) }')"
+	pg=$(median dsfs_pgp w1) || return 0
+	printf -- '- the same with -o busy_poll=500 (dsfs_pgp): %s µs, %s× that sum (the replay'"'"'s client sleeps in each wait)\n' \
+		"$(fmt "$pg")" \
+		"$(awk -v p="$pg" -v a="$mem" -v b="$PG_CREATE_US" 'BEGIN { printf "%.2f", p / (a + b) }')"
 }

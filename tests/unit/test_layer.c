@@ -107,11 +107,23 @@ static int open_pg(uint64_t budget, struct dsfs_layer **l)
 	return rc;
 }
 
+/* The same, its threads polling the connection while they wait
+ * (layer_pg_wait.c). */
+static int open_pg_polled(uint64_t budget, struct dsfs_layer **l)
+{
+	int rc = open_pg(budget, l);
+
+	if (rc == 0)
+		rc = layer_pg_busy_poll(*l, 2000);
+	return rc;
+}
+
 static const struct impl impls[] = {
 	{"mem", open_mem},
 	{"sqlite", open_sqlite},
 	{"sqlite+files", open_sqlite_files},
 	{"postgresql", open_pg},
+	{"postgresql+busy_poll", open_pg_polled},
 };
 
 struct dsfs_layer *fresh(uint64_t budget)

@@ -419,6 +419,10 @@ void t_pg_refusals(void)
 	char why[256] = "";
 
 	pg_test_reset();
+	is_int(layer_mem_open(BIG, &l), 0, nm("a layer in memory"));
+	is_int(layer_pg_busy_poll(l, 100), -EINVAL,
+	       nm("... has no connection to poll: EINVAL"));
+	layer_close(l);
 	l = open_pg_host("a new database gets the schema");
 	layer_close(l);
 	pg_test_sql("UPDATE dsfs_meta SET v = 2 WHERE k = 'schema_version'");
@@ -507,6 +511,9 @@ void t_pg_outage(void)
 
 	pg_test_reset();
 	l = open_pg_host("open before the outage");
+	/* The rest of the suite waits both ways (test_layer.c, impls[]);
+	 * this outage finds a thread polling. */
+	is_int(layer_pg_busy_poll(l, 2000), 0, nm("busy polling on"));
 	is_int(put(l, "kv/a", "1"), 0, nm("commit"));
 	fill(img, sizeof(img), 9);
 	is_int(put_img(l, "images/t", TOKEN_T, img, sizeof(img)), 0,
