@@ -26,6 +26,10 @@ static void publish(void *arg, struct dsfs_layer *inner,
 	struct dsfs_cluster *c = arg;
 
 	(void)inner;
+	/* The other hosts cannot see that name yet: they are told when the
+	 * store has it (a commit, or a settle). */
+	if (ev->noted)
+		return;
 	if (ev->from)
 		cluster_publish(c, ev->from, 0);
 	cluster_publish(c, ev->key, ev->version);

@@ -428,7 +428,8 @@ struct dsfs_layer_ops {
 	 * directory gone, the budget) goes, as the create would have failed,
 	 * and settle() answers that errno.  Other processes see the name when
 	 * one of those commits; a name whose file is still open, with nothing
-	 * of those since its create, is lost with this process. */
+	 * of those since its create, is lost with this process.  create()
+	 * answers 1 when it only noted the name so (0: it made the file). */
 	int (*create)(struct dsfs_layer *l, const char *key,
 		      const struct dsfs_attr *a, struct dsfs_attr *out);
 
@@ -769,6 +770,10 @@ struct layer_event {
 	const char *from; /* rename: the old key */
 	uint64_t version; /* commit: the stored version; else 0 */
 	unsigned mask;	  /* setattr: DSFS_SET_* */
+	/* A create that only this process sees yet (create() answered 1):
+	 * the store's other users learn of it from the change that makes
+	 * it (a commit, or LAYER_EV_SETTLE). */
+	bool noted;
 };
 typedef void (*layer_observer_fn)(void *arg, struct dsfs_layer *inner,
 				  const struct layer_event *ev);

@@ -98,8 +98,16 @@ static int o_create(struct dsfs_layer *l, const char *key,
 {
 	struct dsfs_attr stored;
 	int rc = layer_create(obs(l)->inner, key, a, &stored);
+	struct layer_event ev = {.op = LAYER_EV_COMMIT, .key = key};
 
-	return told_commit(l, rc, key, &stored, out);
+	if (rc < 0)
+		return rc;
+	if (out)
+		*out = stored;
+	ev.version = stored.version;
+	ev.noted = rc == 1;
+	tell(l, 0, &ev);
+	return rc;
 }
 
 static int o_replace(struct dsfs_layer *l, const char *key,

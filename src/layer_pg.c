@@ -124,6 +124,7 @@ static uint64_t next_version(struct pg_tx *t)
 struct lookup_args {
 	struct dsfs_attr *a;
 	bool room; /* key is not there, and its parent is a directory */
+	struct dsfs_attr parent;
 };
 
 /* The row and its parent's in one statement: a name missed in a
@@ -134,7 +135,7 @@ static int lookup_fn(struct pg_tx *t, void *arg)
 	struct lookup_args *la = arg;
 	struct layer_key k;
 	bool found;
-	int rc = pg_target(t, t->key, &k, la->a, &found, NULL);
+	int rc = pg_target(t, t->key, &k, la->a, &found, &la->parent);
 
 	la->room = rc == 0 && !found;
 	if (rc == 0)
@@ -145,14 +146,14 @@ static int lookup_fn(struct pg_tx *t, void *arg)
 
 static int pg_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a)
 {
-	struct lookup_args la = {a, false};
+	struct lookup_args la = {.a = a};
 	int rc;
 
 	if (pg_defer_find(to_pg(l), key, a))
 		return 0;
 	rc = pg_tx_run(to_pg(l), PG_ONE, "lookup", key, lookup_fn, &la);
 	if (la.room)
-		pg_defer_room(to_pg(l), key);
+		pg_defer_room(to_pg(l), key, &la.parent);
 	return rc;
 }
 
@@ -800,12 +801,11 @@ static int pg_sync(struct dsfs_layer *l)
 static int pg_create(struct dsfs_layer *l, const char *key,
 		     const struct dsfs_attr *a, struct dsfs_attr *out)
 {
-	int rc = 1;
+	int rc;
 
-	if (a->replaces)
-		rc = pg_defer_note(to_pg(l), key, a, out);
-	if (rc == 1)
-		rc = pg_fast_make(to_pg(l), key, a, "", 0, true, out);
+	if (a->replaces && pg_defer_note(to_pg(l), key, a, out) == 0)
+		return 1; /* waits for its value, or settle() */
+	rc = pg_fast_make(to_pg(l), key, a, "", 0, true, out);
 	if (rc != 1)
 		return rc;
 	return pg_commit_general(to_pg(l), key, a, "", 0, true, true, out);

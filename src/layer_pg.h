@@ -152,6 +152,8 @@ struct pg_conn {
 struct pg_deferred {
 	char *key;
 	struct dsfs_attr a; /* create()'s, with the version it answered */
+	uint32_t gid;	    /* shown until made: a.gid, or a set-group-ID
+			     * directory's (a.inherit_group) */
 	bool making;	    /* a thread is making it on the server */
 };
 
@@ -206,6 +208,7 @@ struct pg_layer {
 	 * them may wait (layer_pg_defer.c). */
 	char *room[PG_ROOM_KEYS];
 	int64_t room_ms[PG_ROOM_KEYS];
+	struct dsfs_attr room_parent[PG_ROOM_KEYS]; /* the directory's */
 	unsigned room_next;
 
 	/* Busy polling (layer_pg_wait.c): its bound in µs (0: off),
@@ -471,7 +474,8 @@ int pg_fast_commit(struct pg_layer *p, const char *key,
 
 /* layer_pg_defer.c: creates made on the server with their value.
  *
- * pg_defer_room()    lookup() missed key in a directory of the layer
+ * pg_defer_room()    lookup() missed key in parent, a directory of the
+ *                    layer (NULL or kind DSFS_NONE: a tree root)
  * pg_defer_note()    note a create of key (a, as create() got it): 0
  *                    and *out as a lookup will answer it, or 1 (make it
  *                    at once) unless lookup() missed key in a directory
@@ -488,7 +492,8 @@ int pg_fast_commit(struct pg_layer *p, const char *key,
  *                    too, else 1 if a name was made, 0 if none waited
  * pg_defer_forget()  drop what still waits, logging each name (close)
  */
-void pg_defer_room(struct pg_layer *p, const char *key);
+void pg_defer_room(struct pg_layer *p, const char *key,
+		   const struct dsfs_attr *parent);
 int pg_defer_note(struct pg_layer *p, const char *key,
 		  const struct dsfs_attr *a, struct dsfs_attr *out);
 bool pg_defer_find(struct pg_layer *p, const char *key, struct dsfs_attr *a);

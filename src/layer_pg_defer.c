@@ -72,7 +72,8 @@ static void drop_slot(struct pg_layer *p, int i)
 	__atomic_store_n(&p->ndeferred, p->ndeferred - 1, __ATOMIC_RELEASE);
 }
 
-void pg_defer_room(struct pg_layer *p, const char *key)
+void pg_defer_room(struct pg_layer *p, const char *key,
+		   const struct dsfs_attr *parent)
 {
 	char *k = strdup(key);
 	unsigned i;
@@ -84,12 +85,18 @@ void pg_defer_room(struct pg_layer *p, const char *key)
 	free(p->room[i]);
 	p->room[i] = k;
 	p->room_ms[i] = pg_now_ms();
+	if (parent)
+		p->room_parent[i] = *parent;
+	else
+		memset(&p->room_parent[i], 0, sizeof(p->room_parent[i]));
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Whether lookup() missed key in a directory of the layer just now; the
- * note is used up.  Called with p->lock held. */
-static bool take_room(struct pg_layer *p, const char *key)
+/* Whether lookup() missed key in a directory of the layer just now, and
+ * that directory's attributes (*parent); the note is used up.  Called with
+ * p->lock held. */
+static bool take_room(struct pg_layer *p, const char *key,
+		      struct dsfs_attr *parent)
 {
 	int64_t now = pg_now_ms();
 	unsigned i;
@@ -99,14 +106,25 @@ static bool take_room(struct pg_layer *p, const char *key)
 			continue;
 		free(p->room[i]);
 		p->room[i] = NULL;
+		*parent = p->room_parent[i];
 		return now - p->room_ms[i] <= PG_ROOM_MS;
 	}
 	return false;
 }
 
+/* What a lookup answers for the waiting create d. */
+static void shown(const struct pg_deferred *d, struct dsfs_attr *a)
+{
+	layer_file_attr(a, &d->a);
+	a->size = 0;
+	a->gid = d->gid;
+	a->version = d->a.version;
+}
+
 int pg_defer_note(struct pg_layer *p, const char *key,
 		  const struct dsfs_attr *a, struct dsfs_attr *out)
 {
+	struct dsfs_attr parent, made;
 	struct pg_deferred *d;
 	uint64_t v;
 	char *k;
@@ -120,7 +138,8 @@ int pg_defer_note(struct pg_layer *p, const char *key,
 	/* Without a directory seen to hold it, the create is made at once:
 	 * its errors (the overlay makes a missing parent on ENOENT) are the
 	 * open's. */
-	if (i < 0 && (p->ndeferred == PG_DEFER_MAX || !take_room(p, key))) {
+	if (i < 0 &&
+	    (p->ndeferred == PG_DEFER_MAX || !take_room(p, key, &parent))) {
 		pthread_mutex_unlock(&p->lock);
 		free(k);
 		return 1;
@@ -140,15 +159,18 @@ int pg_defer_note(struct pg_layer *p, const char *key,
 		d->key = k;
 		d->a = *a;
 		d->a.version = v;
+		/* The server decides the group when it makes the file, from
+		 * the directory as it is then; until then, the group it will
+		 * most likely give. */
+		made = *a;
+		layer_inherit_group(&made, a, &parent);
+		d->gid = made.gid;
 		d->making = false;
 		__atomic_store_n(&p->ndeferred, p->ndeferred + 1,
 				 __ATOMIC_RELEASE);
 	}
-	if (out) {
-		layer_file_attr(out, &d->a);
-		out->size = 0;
-		out->version = d->a.version;
-	}
+	if (out)
+		shown(d, out);
 	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
@@ -161,11 +183,8 @@ bool pg_defer_find(struct pg_layer *p, const char *key, struct dsfs_attr *a)
 		return false;
 	pthread_mutex_lock(&p->lock);
 	i = slot_of(p, key);
-	if (i >= 0) {
-		layer_file_attr(a, &p->deferred[i].a);
-		a->size = 0;
-		a->version = p->deferred[i].a.version;
-	}
+	if (i >= 0)
+		shown(&p->deferred[i], a);
 	pthread_mutex_unlock(&p->lock);
 	return i >= 0;
 }

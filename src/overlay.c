@@ -453,6 +453,8 @@ static int make_new(struct dsfs_stack *s, const struct loc *l,
 		if (kind == DSFS_FILE) {
 			/* Durable with its value, committed at its close. */
 			rc = layer_create(s->layer[t], l->key, &na, &f->attr);
+			if (rc == 1)
+				rc = 0; /* made with its value at the close */
 			/* A directory made at the name meanwhile. */
 			if (rc == -EISDIR && !asked)
 				rc = -EEXIST;

@@ -426,6 +426,53 @@ host()
 	[ "$v" -gt 0 ]
 }
 
+# held_says WORD: wait up to 10 s for WORD in $T/held.
+held_says()
+{
+	local i
+	for i in $(seq 200); do
+		grep -qx "$1" "$T/held" && return 0
+		sleep 0.05
+	done
+	fail "no line $1 in: $(cat "$T/held")"
+}
+
+@test "two hosts on PostgreSQL: a new file that waits for its value is a line on host B's watch at its close, not before" {
+	URI=$(pg_new_database "w_${BATS_TEST_NUMBER}_$$")
+	host a
+	host b
+	STORE=$T/b.store MNT=$T/b watch_bg b kv/ready
+	# Made by open(O_TRUNC), written and closed later: host B cannot see
+	# it before the close, and its watch is not told of it either.  A
+	# change made after the open, told after it, shows that nothing was.
+	# (Not a shell's exec 5>: it closes a first descriptor at once, which
+	# makes the name.)
+	mkdir "$T/a/kv/d"
+	"$PYTHON" -c 'import os, sys, time
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+print("open", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+os.write(fd, b"42\n")
+os.close(fd)
+print("closed", flush=True)' "$T/a/kv/d/n" "$T/go" >"$T/held" 2>&1 &
+	echo $! >"$T/held.pid" # killed by teardown if the test fails
+	held_says open
+	echo 1 >"$T/a/kv/after"
+	STORE=$T/b.store MNT=$T/b seen b '"path":"kv/after"'
+	! grep -q '"path":"kv/d/n"' "$T/b.out" || fail "$(cat "$T/b.out")"
+	touch "$T/go"
+	held_says closed
+	STORE=$T/b.store MNT=$T/b seen b '"path":"kv/d/n"'
+	watch_end b
+	run ops b kv/ready
+	echo "$output"
+	grep -qx 'change kv/d/n remote' <<<"$output"
+	# In the order the changes were made on the server.
+	[ "$(grep -n 'kv/after' <<<"$output" | tail -1 | cut -d: -f1)" -lt \
+		"$(grep -n 'kv/d/n' <<<"$output" | head -1 | cut -d: -f1)" ]
+}
+
 @test "an unmounted store on PostgreSQL: watch listens to the database" {
 	URI=$(pg_new_database "w_${BATS_TEST_NUMBER}_$$")
 	host a

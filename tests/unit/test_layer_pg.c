@@ -306,11 +306,13 @@ static int looked_create(struct dsfs_layer *l, const char *key,
 }
 
 /* A create that replaces (open(O_TRUNC) without O_EXCL) waits in its
- * host for its value, which makes it on the server (layer_pg_defer.c). */
+ * host for its value, which makes it on the server (layer_pg_defer.c):
+ * create() answers 1. */
 void t_pg_defer(void)
 {
 	static const char too_big[200] = "1";
-	struct dsfs_attr a = attr(0600), va = attr(0644), out, got;
+	struct dsfs_attr a = attr(0600), va = attr(0644), sg = attr(02775), out;
+	struct dsfs_attr got;
 	struct dsfs_layer *l, *b;
 	char *data = NULL;
 	size_t len = 1;
@@ -318,7 +320,7 @@ void t_pg_defer(void)
 	pg_test_reset();
 	a.replaces = true;
 	l = open_pg_budget(100, LAYER_PG_SET_BUDGET, "defer: a budget of 100");
-	is_int(looked_create(l, "kv/big", &a, NULL), 0, nm("... a create"));
+	is_int(looked_create(l, "kv/big", &a, NULL), 1, nm("... a create"));
 	is_int(layer_replace(l, "kv/big", &va, too_big, sizeof(too_big), NULL),
 	       -ENOSPC, nm("... a value over the budget: ENOSPC"));
 	is_int(layer_settle(l, "kv/big"), 1,
@@ -331,7 +333,7 @@ void t_pg_defer(void)
 	b = open_pg_host("defer: host B opens");
 	is_int(mkd(l, "kv/d"), 0, nm("defer: a directory"));
 	a.replaces = true;
-	is_int(looked_create(l, "kv/d/n", &a, &out), 0,
+	is_int(looked_create(l, "kv/d/n", &a, &out), 1,
 	       nm("a lookup, then a create that replaces"));
 	ok(layer_lookup(l, "kv/d/n", &got) == 0 && got.kind == DSFS_FILE &&
 		   got.size == 0 && got.mode == 0600 &&
@@ -349,7 +351,7 @@ void t_pg_defer(void)
 	is_str(get(b, "kv/d/n"), "42", nm("... B reads the file and value"));
 	is_int(used_of(l), 1 + 1 + 2, nm("... counted once: d, n and 42"));
 
-	is_int(looked_create(l, "kv/d/m", &a, &out), 0,
+	is_int(looked_create(l, "kv/d/m", &a, &out), 1,
 	       nm("A creates m, and waits"));
 	is_int(put(b, "kv/d/m", "1"), 0, nm("... B makes m meanwhile"));
 	is_str(get(l, "kv/d/m"), "", nm("... A still reads its own empty m"));
@@ -357,39 +359,39 @@ void t_pg_defer(void)
 	       nm("... A's close replaces B's file"));
 	is_str(get(b, "kv/d/m"), "2", nm("... B reads A's value"));
 
-	is_int(looked_create(l, "kv/d/t", &a, NULL), 0, nm("a create (touch)"));
+	is_int(looked_create(l, "kv/d/t", &a, NULL), 1, nm("a create (touch)"));
 	is_int(layer_settle(l, "kv/d/t"), 1,
 	       nm("... settled (its close): made now"));
 	is_int(layer_settle(l, "kv/d/t"), 0,
 	       nm("... settled again: nothing to make"));
 	is_int(kind_of(b, "kv/d/t"), DSFS_FILE, nm("... B sees it, empty"));
-	is_int(looked_create(l, "kv/d/u", &a, NULL), 0, nm("another"));
+	is_int(looked_create(l, "kv/d/u", &a, NULL), 1, nm("another"));
 	is_str(ls(l, "kv/d"), "m/f n/f t/f u/f", nm("... A lists it"));
 	is_int(kind_of(b, "kv/d/u"), DSFS_FILE,
 	       nm("... made by that listing: B sees it"));
-	is_int(looked_create(l, "kv/d/r", &a, NULL), 0, nm("another"));
+	is_int(looked_create(l, "kv/d/r", &a, NULL), 1, nm("another"));
 	is_int(layer_rename(l, "kv/d/r", "kv/d/r2", 0), 0, nm("... renamed"));
 	ok(kind_of(b, "kv/d/r") == -ENOENT &&
 		   kind_of(b, "kv/d/r2") == DSFS_FILE,
 	   "%s", nm("... B sees the rename"));
 	is_int(mkd(l, "kv/e"), 0, nm("a directory"));
-	is_int(looked_create(l, "kv/e/x", &a, NULL), 0,
+	is_int(looked_create(l, "kv/e/x", &a, NULL), 1,
 	       nm("... a create in it"));
 	is_int(layer_remove(l, "kv/e"), -ENOTEMPTY,
 	       nm("... the directory is not empty"));
-	is_int(looked_create(l, "kv/d/z", &a, NULL), 0, nm("a create"));
+	is_int(looked_create(l, "kv/d/z", &a, NULL), 1, nm("a create"));
 	is_int(layer_take_file(l, "kv/d/z", &got), 0, nm("... unlinked"));
 	is_int(kind_of(b, "kv/d/z"), -ENOENT, nm("... gone for B too"));
 
 	is_int(layer_create(l, "kv/d/y", &a, NULL), 0,
-	       nm("a create not looked up first"));
+	       nm("a create not looked up first (0: made)"));
 	is_int(kind_of(b, "kv/d/y"), DSFS_FILE, nm("... is made at once"));
 	is_int(looked_create(l, "kv/none/x", &a, NULL), -ENOENT,
 	       nm("a create in a directory this layer lacks: ENOENT at once"));
 	is_int(mkd(l, "kv/f"), 0, nm("a directory"));
 	is_int(kind_of(l, "kv/f/x"), -ENOENT, nm("... a name missed in it"));
 	is_int(layer_remove(b, "kv/f"), 0, nm("... B removes the directory"));
-	is_int(layer_create(l, "kv/f/x", &a, NULL), 0,
+	is_int(layer_create(l, "kv/f/x", &a, NULL), 1,
 	       nm("... A's create waits"));
 	is_int(layer_commit(l, "kv/f/x", &va, "1", 1, NULL), -ENOENT,
 	       nm("... its commit finds the errno"));
@@ -400,7 +402,24 @@ void t_pg_defer(void)
 	is_int(layer_settle(l, "kv/f/x"), 0,
 	       nm("... and nothing is left to settle"));
 
-	is_int(looked_create(l, "kv/d/c", &a, NULL), 0, nm("a last create"));
+	sg.kind = DSFS_DIR;
+	sg.gid = 555;
+	is_int(layer_mkdir(l, "kv/g", &sg), 0, nm("a set-group-ID directory"));
+	a.inherit_group = true;
+	ok(looked_create(l, "kv/g/f", &a, &out) == 1 && out.gid == 555 &&
+		   !out.inherit_group,
+	   "%s", nm("... a create there waits, with its group"));
+	ok(layer_lookup(l, "kv/g/f", &got) == 0 && got.gid == 555, "%s",
+	   nm("... which A's lookups show before the close"));
+	is_int(kind_of(b, "kv/g/f"), -ENOENT, nm("... B does not see it yet"));
+	ok(layer_replace(l, "kv/g/f", &va, "1", 1, NULL) == 0 &&
+		   layer_lookup(b, "kv/g/f", &got) == 0 && got.gid == 555,
+	   "%s", nm("... and the server gives it the same group"));
+	ok(looked_create(l, "kv/d/p", &a, &out) == 1 && out.gid == 100, "%s",
+	   nm("... a create in a plain directory keeps its own group"));
+	a.inherit_group = false;
+
+	is_int(looked_create(l, "kv/d/c", &a, NULL), 1, nm("a last create"));
 	layer_close(l);
 	is_int(kind_of(b, "kv/d/c"), DSFS_FILE, nm("... made by A's close"));
 	l = open_pg_host("defer: host A again");
