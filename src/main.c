@@ -304,8 +304,11 @@ static int open_stack(struct dsfs_ctx *ctx)
 			  &s->layer[L_RUNTIME]);
 	if (rc)
 		goto fail_ephemeral;
-	if (shared_runtime(ctx->runtime))
-		layer_pg_busy_poll(s->layer[L_RUNTIME], ctx->busy_poll);
+	if (shared_runtime(ctx->runtime) &&
+	    layer_pg_busy_poll(s->layer[L_RUNTIME], ctx->busy_poll) != 0)
+		log_err("busy_poll=%u: the runtime layer has no connection "
+			"to poll; its threads sleep",
+			ctx->busy_poll);
 	rc = open_factory(ctx->store, ctx->budget[L_FACTORY],
 			  &s->layer[L_FACTORY]);
 	if (rc)
