@@ -426,17 +426,6 @@ host()
 	[ "$v" -gt 0 ]
 }
 
-# held_says WORD: wait up to 10 s for WORD in $T/held.
-held_says()
-{
-	local i
-	for i in $(seq 200); do
-		grep -qx "$1" "$T/held" && return 0
-		sleep 0.05
-	done
-	fail "no line $1 in: $(cat "$T/held")"
-}
-
 @test "two hosts on PostgreSQL: a new file that waits for its value is a line on host B's watch at its close, not before" {
 	URI=$(pg_new_database "w_${BATS_TEST_NUMBER}_$$")
 	host a
@@ -455,14 +444,14 @@ while not os.path.exists(sys.argv[2]):
     time.sleep(0.05)
 os.write(fd, b"42\n")
 os.close(fd)
-print("closed", flush=True)' "$T/a/kv/d/n" "$T/go" >"$T/held" 2>&1 &
+print("closed", flush=True)' "$T/a/kv/d/n" "$T/go" >"$T/held.out" 2>&1 &
 	echo $! >"$T/held.pid" # killed by teardown if the test fails
-	held_says open
+	seen held '^open$'
 	echo 1 >"$T/a/kv/after"
 	STORE=$T/b.store MNT=$T/b seen b '"path":"kv/after"'
 	! grep -q '"path":"kv/d/n"' "$T/b.out" || fail "$(cat "$T/b.out")"
 	touch "$T/go"
-	held_says closed
+	seen held '^closed$'
 	STORE=$T/b.store MNT=$T/b seen b '"path":"kv/d/n"'
 	watch_end b
 	run ops b kv/ready
