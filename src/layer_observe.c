@@ -71,16 +71,20 @@ static ssize_t o_read_blob(struct dsfs_layer *l, const char *token,
 }
 
 /* A file's value committed: told with the version stored. */
+/* rc 1: a create() that only noted the name (layer.h). */
 static int told_commit(struct dsfs_layer *l, int rc, const char *key,
 		       const struct dsfs_attr *stored, struct dsfs_attr *out)
 {
-	struct layer_event ev = {.op = LAYER_EV_COMMIT, .key = key};
+	struct layer_event ev = {
+		.op = LAYER_EV_COMMIT, .key = key, .noted = rc == 1};
 
-	if (rc == 0 && out)
+	if (rc < 0)
+		return rc;
+	if (out)
 		*out = *stored;
-	if (rc == 0)
-		ev.version = stored->version;
-	return tell(l, rc, &ev);
+	ev.version = stored->version;
+	tell(l, 0, &ev);
+	return rc;
 }
 
 static int o_commit(struct dsfs_layer *l, const char *key,
@@ -98,16 +102,8 @@ static int o_create(struct dsfs_layer *l, const char *key,
 {
 	struct dsfs_attr stored;
 	int rc = layer_create(obs(l)->inner, key, a, &stored);
-	struct layer_event ev = {.op = LAYER_EV_COMMIT, .key = key};
 
-	if (rc < 0)
-		return rc;
-	if (out)
-		*out = stored;
-	ev.version = stored.version;
-	ev.noted = rc == 1;
-	tell(l, 0, &ev);
-	return rc;
+	return told_commit(l, rc, key, &stored, out);
 }
 
 static int o_replace(struct dsfs_layer *l, const char *key,

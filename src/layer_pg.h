@@ -338,8 +338,8 @@ void pg_pool_close(struct pg_layer *p);
 
 /* layer_pg_wait.c: around the blocking read of the answer to what t just
  * sent.  pg_wait_begin() polls t's connection while that is likely to pay
- * and returns when the wait began; pg_wait_end() adds the whole wait to
- * the mean of its kind. */
+ * and returns when the wait began (0 with polling off: nothing is
+ * measured); pg_wait_end() adds the whole wait to the mean of its kind. */
 int64_t pg_wait_begin(struct pg_tx *t, enum pg_wait kind);
 void pg_wait_end(struct pg_tx *t, enum pg_wait kind, int64_t began);
 

@@ -57,10 +57,14 @@ int64_t pg_wait_begin(struct pg_tx *t, enum pg_wait kind)
 {
 	struct pg_layer *p = t->p;
 	PGconn *conn = t->c->conn;
-	int64_t began = now_ns(), limit = poll_limit(p, kind, began);
-	int64_t last = began, now;
+	int64_t began, limit, last, now;
 	int idle = 0;
 
+	/* Off (the default): no clock read, no mean kept. */
+	if (!__atomic_load_n(&p->poll_max_us, __ATOMIC_RELAXED))
+		return 0;
+	began = last = now_ns();
+	limit = poll_limit(p, kind, began);
 	if (!conn || limit == 0 ||
 	    !__atomic_compare_exchange_n(&p->polling, &idle, 1, false,
 					 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
@@ -88,9 +92,13 @@ int64_t pg_wait_begin(struct pg_tx *t, enum pg_wait kind)
 void pg_wait_end(struct pg_tx *t, enum pg_wait kind, int64_t began)
 {
 	unsigned *mean = &t->p->wait_us[kind];
-	int64_t us = (now_ns() - began) / 1000;
-	unsigned m = __atomic_load_n(mean, __ATOMIC_RELAXED);
+	int64_t us;
+	unsigned m;
 
+	if (began == 0)
+		return; /* polling is off */
+	us = (now_ns() - began) / 1000;
+	m = __atomic_load_n(mean, __ATOMIC_RELAXED);
 	if (us > INT_MAX / 2)
 		us = INT_MAX / 2;
 	/* A mean over the last eight waits or so.  Two threads may write it
