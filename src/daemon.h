@@ -76,6 +76,9 @@ struct dsfs_ctx {
 	/* A shared runtime (remote.c): the other hosts, and flock() across
 	 * them.  NULL otherwise; set before the session starts. */
 	struct dsfs_cluster *cluster;
+	/* The runtime layer under the cluster's wrapper, told what the
+	 * other hosts change (layer_forget()): it outlives the wrapper. */
+	struct dsfs_layer *shared;
 	/* Directory handles open now (fuse_ops.c), so that those the kernel
 	 * never releases (its connection ended first) are freed at exit. */
 	pthread_mutex_t open_dirs_lock;

@@ -255,6 +255,14 @@ int layer_settle(struct dsfs_layer *l, const char *key)
 	return l->ops->settle ? l->ops->settle(l, key) : 0;
 }
 
+void layer_forget(struct dsfs_layer *l, const char *key)
+{
+	assert(layer_ok(l));
+	assert(!key || key_ok(key));
+	if (l->ops->forget)
+		l->ops->forget(l, key);
+}
+
 int layer_fetch(struct dsfs_layer *l, const char *key, struct dsfs_attr *a,
 		char **data, size_t *len)
 {

@@ -149,7 +149,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define DSFS_LAYER_OPS_VERSION 8
+#define DSFS_LAYER_OPS_VERSION 9
 
 #define DSFS_TYPE_MAX 32  /* "object", "image/png", ... with NUL */
 #define DSFS_TOKEN_LEN 64 /* hex SHA-256 */
@@ -502,6 +502,15 @@ struct dsfs_layer_ops {
 	 * made key in the store just now (the store's other users can see
 	 * it from now on: layer_observe() tells of it), else 0. */
 	int (*settle)(struct dsfs_layer *l, const char *key);
+
+	/* Version 9.  Optional (NULL: layer_forget() does nothing). */
+
+	/* Another user of a shared store changed key (NULL: anything may
+	 * have changed): a layer that answers from what it remembers of
+	 * the store (layer_pg_remember()) forgets whatever that change may
+	 * have made untrue, key's directory's names and times included.
+	 * Its own changes it accounts for itself. */
+	void (*forget)(struct dsfs_layer *l, const char *key);
 };
 
 /* Set by the implementation when it opens the layer (or by its opener,
@@ -533,6 +542,7 @@ int layer_commit(struct dsfs_layer *l, const char *key,
 int layer_create(struct dsfs_layer *l, const char *key,
 		 const struct dsfs_attr *a, struct dsfs_attr *out);
 int layer_settle(struct dsfs_layer *l, const char *key);
+void layer_forget(struct dsfs_layer *l, const char *key);
 int layer_snapshot(struct dsfs_layer *l, struct dsfs_layer **out);
 int layer_replace(struct dsfs_layer *l, const char *key,
 		  const struct dsfs_attr *a, const void *data, size_t len,
@@ -740,6 +750,14 @@ bool layer_pg_is_conninfo(const char *runtime);
  * thread at a time (layer_pg_wait.c).  Off unless set.  -EINVAL if l is
  * not a layer_pg_open() one. */
 int layer_pg_busy_poll(struct dsfs_layer *l, unsigned usec);
+/* For ms milliseconds (0: never, the default), layer l answers from
+ * memory what the server last said of a directory: its attributes and,
+ * for one of at most PG_KNOWN_NAMES names, that a name is not in it
+ * (layer_pg_known.c).  Its own changes keep that true; the other hosts'
+ * are forgotten as layer_forget() tells of them, and until then answered
+ * as they were, as the kernel's cache of a mount with cache_timeout
+ * answers them.  -EINVAL if l is not a layer_pg_open() one. */
+int layer_pg_remember(struct dsfs_layer *l, unsigned ms);
 int layer_pg_load(char *why, size_t cap);
 char *layer_pg_shown(const char *conninfo, char *why, size_t cap);
 void layer_pg_hide_password(char *arg);

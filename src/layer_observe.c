@@ -243,6 +243,11 @@ static int o_settle(struct dsfs_layer *l, const char *key)
 	return rc;
 }
 
+static void o_forget(struct dsfs_layer *l, const char *key)
+{
+	layer_forget(obs(l)->inner, key);
+}
+
 static int o_room(struct dsfs_layer *l, uint64_t bytes)
 {
 	return layer_room(obs(l)->inner, bytes);
@@ -276,6 +281,7 @@ static const struct dsfs_layer_ops observed_ops = {
 	.list_kinds = o_list_kinds,
 	.take_file = o_take_file,
 	.settle = o_settle,
+	.forget = o_forget,
 };
 
 int layer_observe(struct dsfs_layer *inner, const struct layer_observer *o,

@@ -121,42 +121,6 @@ static uint64_t next_version(struct pg_tx *t)
 
 /* ---- reads --------------------------------------------------------- */
 
-struct lookup_args {
-	struct dsfs_attr *a;
-	bool room; /* key is not there, and its parent is a directory */
-	struct dsfs_attr parent;
-};
-
-/* The row and its parent's in one statement: a name missed in a
- * directory of this layer may be made there without asking again
- * (layer_pg_defer.c). */
-static int lookup_fn(struct pg_tx *t, void *arg)
-{
-	struct lookup_args *la = arg;
-	struct layer_key k;
-	bool found;
-	int rc = pg_target(t, t->key, &k, la->a, &found, &la->parent);
-
-	la->room = rc == 0 && !found;
-	if (rc == 0)
-		return found ? 0 : -ENOENT;
-	/* A bad key, a parent that is no directory: nothing there. */
-	return rc == -EINVAL || rc == -ENOTDIR ? -ENOENT : rc;
-}
-
-static int pg_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a)
-{
-	struct lookup_args la = {.a = a};
-	int rc;
-
-	if (pg_defer_find(to_pg(l), key, a))
-		return 0;
-	rc = pg_tx_run(to_pg(l), PG_ONE, "lookup", key, lookup_fn, &la);
-	if (la.room)
-		pg_defer_room(to_pg(l), key, &la.parent);
-	return rc;
-}
-
 struct read_args {
 	const char *token; /* read_blob: the blob; read: NULL */
 	uint64_t off;
@@ -686,7 +650,9 @@ static int pg_rename(struct dsfs_layer *l, const char *from, const char *to,
 		rc = pg_defer_settle(to_pg(l), to);
 	if (rc)
 		return rc;
-	return pg_tx_run(to_pg(l), PG_WRITE, "rename", from, rename_fn, &ra);
+	rc = pg_tx_run(to_pg(l), PG_WRITE, "rename", from, rename_fn, &ra);
+	pg_known_forget(to_pg(l), to); /* from is pg_tx_run()'s */
+	return rc;
 }
 
 /* ---- the whole layer ----------------------------------------------- */
@@ -845,7 +811,9 @@ static int pg_clear(struct dsfs_layer *l)
 
 	if (rc)
 		return rc;
-	return pg_tx_run(to_pg(l), PG_WRITE, "clear", NULL, clear_fn, NULL);
+	rc = pg_tx_run(to_pg(l), PG_WRITE, "clear", NULL, clear_fn, NULL);
+	pg_known_forget(to_pg(l), NULL);
+	return rc;
 }
 
 static void pg_close(struct dsfs_layer *l)
@@ -926,7 +894,9 @@ static int pg_apply(struct dsfs_layer *l, const struct layer_change *c,
 
 	if (rc)
 		return rc;
-	return pg_tx_run(to_pg(l), PG_WRITE, "apply", c[0].key, apply_fn, &aa);
+	rc = pg_tx_run(to_pg(l), PG_WRITE, "apply", c[0].key, apply_fn, &aa);
+	pg_known_forget(to_pg(l), NULL); /* every key of c */
+	return rc;
 }
 
 static int pg_snapshot(struct dsfs_layer *l, struct dsfs_layer **out)
@@ -962,4 +932,5 @@ const struct dsfs_layer_ops pg_ops = {
 	.fetch = pg_fetch_op,
 	.take_file = pg_take_file,
 	.settle = pg_settle,
+	.forget = pg_forget,
 };

@@ -9,6 +9,7 @@
  *   layer_pg_list.c   list(): a directory's children, in batches
  *   layer_pg_fast.c   the common changes in one statement and one trip
  *   layer_pg_defer.c  creates made on the server with their value
+ *   layer_pg_known.c  lookup(), and the directories it remembers
  *   layer_pg_rows.c   one entry's row, and the blobs' reference counts
  *   layer_pg_conn.c   the connections: the conninfo and its password, the
  *                     pool, timeouts, errors and reconnection, parameters
@@ -28,6 +29,7 @@
 #ifndef DSFS_LAYER_PG_H
 #define DSFS_LAYER_PG_H
 
+#include "htab.h"
 #include "layer.h"
 #include "libpq_dl.h"
 
@@ -61,6 +63,13 @@
  * last PG_ROOM_KEYS names missed. */
 #define PG_ROOM_MS 1000
 #define PG_ROOM_KEYS 8
+
+/* What lookup() may remember (layer_pg_known.c, layer_pg_remember()):
+ * this many directories, and the names of one that holds at most
+ * PG_KNOWN_NAMES, up to PG_KNOWN_ALL names in all. */
+#define PG_KNOWN_DIRS 16
+#define PG_KNOWN_NAMES 16384
+#define PG_KNOWN_ALL 65536
 
 /* A pin owner (an opened layer) that has not renewed its row for this
  * long is dead: its pins stop protecting blobs. */
@@ -129,6 +138,7 @@ enum pg_stmt {
 	P_FAST_REMOVE,
 	P_FAST_COMMIT,
 	P_GET_VALUE,
+	P_NAMES,
 	P_COUNT
 };
 
@@ -155,6 +165,26 @@ struct pg_deferred {
 	uint32_t gid;	    /* shown until made: a.gid, or a set-group-ID
 			     * directory's (a.inherit_group) */
 	bool making;	    /* a thread is making it on the server */
+};
+
+/* A directory lookup() remembers (layer_pg_known.c). */
+struct pg_known_dir {
+	char *key;	    /* NULL: a free slot */
+	struct dsfs_attr a; /* as the server has it */
+	int64_t at_ms;	    /* when the server said so (0: it may not) */
+	bool missed;	    /* a lookup missed a name in it */
+	bool told;	    /* a change of a name in it was told since */
+	bool listed;	    /* names holds every name in it, and maybe more */
+	int64_t tried_ms;   /* when its names were last read */
+	struct htab names;  /* of struct pg_known_name */
+};
+
+struct pg_known {
+	pthread_mutex_t lock;
+	int64_t keep_ms; /* 0: nothing is remembered (atomic) */
+	uint64_t gen;	 /* changes forgotten so far */
+	size_t nnames;	 /* in every dirs[].names */
+	struct pg_known_dir dirs[PG_KNOWN_DIRS];
 };
 
 struct pg_owed {
@@ -218,6 +248,9 @@ struct pg_layer {
 	int polling;
 	unsigned wait_us[PG_WAITS];
 	int64_t crowded_ns; /* when a poll last found the CPUs busy */
+
+	/* What lookup() remembers of the directories (layer_pg_known.c). */
+	struct pg_known known;
 
 	/* The heartbeat thread renews this owner's row (its pins). */
 	pthread_t beat;
@@ -342,6 +375,20 @@ void pg_pool_close(struct pg_layer *p);
  * measured); pg_wait_end() adds the whole wait to the mean of its kind. */
 int64_t pg_wait_begin(struct pg_tx *t, enum pg_wait kind);
 void pg_wait_end(struct pg_tx *t, enum pg_wait kind, int64_t began);
+
+/* layer_pg_known.c: lookup() and forget() of layer.h, and what lookup()
+ * remembers.  pg_known_made(): this process made the file key, and the
+ * server gave its directory the times at_ns and the version made
+ * (a create with its value, layer_pg_fast.c).  pg_known_forget(): this
+ * process or another changed key (NULL: anything); pg_tx_run() calls it
+ * after every write transaction. */
+int pg_known_init(struct pg_known *k);
+void pg_known_free(struct pg_known *k);
+int pg_lookup(struct dsfs_layer *l, const char *key, struct dsfs_attr *a);
+void pg_forget(struct dsfs_layer *l, const char *key);
+void pg_known_made(struct pg_layer *p, const char *key, int64_t at_ns,
+		   uint64_t version);
+void pg_known_forget(struct pg_layer *p, const char *key);
 
 /* layer_pg_list.c: list() of layer.h. */
 int pg_list(struct dsfs_layer *l, const char *dir, dsfs_list_cb cb, void *ctx);

@@ -585,8 +585,9 @@ int pg_tx_fast(struct pg_layer *p, bool lazy, const char *what, const char *key,
 	return rc;
 }
 
-int pg_tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
-	      const char *key, int (*fn)(struct pg_tx *t, void *arg), void *arg)
+static int tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
+		  const char *key, int (*fn)(struct pg_tx *t, void *arg),
+		  void *arg)
 {
 	struct pg_tx t;
 	char msg[256];
@@ -627,4 +628,18 @@ int pg_tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
 		rc == -EAGAIN ? "conflicting transactions, gave up" :
 				"cannot reach the database");
 	return rc == -EAGAIN ? -EIO : rc;
+}
+
+int pg_tx_run(struct pg_layer *p, enum pg_mode mode, const char *what,
+	      const char *key, int (*fn)(struct pg_tx *t, void *arg), void *arg)
+{
+	int rc = tx_run(p, mode, what, key, fn, arg);
+
+	/* What a change of key may have made untrue is not remembered any
+	 * more (layer_pg_known.c); even a failed commit may have been made.
+	 * A write without a key changes no entry, but clear(), which says
+	 * so itself. */
+	if (key && (mode == PG_WRITE || mode == PG_LAZY))
+		pg_known_forget(p, key);
+	return rc;
 }

@@ -53,7 +53,7 @@ static void file_row(const struct dsfs_attr *a, size_t len,
  * NULL. */
 static int write_file(struct pg_layer *p, bool lazy, const char *what,
 		      const char *key, enum pg_stmt stmt, struct pg_params *pp,
-		      struct dsfs_attr *na, struct dsfs_attr *out)
+		      struct dsfs_attr *na, struct dsfs_attr *out, int64_t *seq)
 {
 	PGresult *r;
 	int rc;
@@ -63,6 +63,7 @@ static int write_file(struct pg_layer *p, bool lazy, const char *what,
 	rc = pg_tx_fast(p, lazy, what, key, stmt, pp, &r);
 	if (rc)
 		return rc;
+	*seq = pg_get_i64(r, 0, 1);
 	na->version = (uint64_t)pg_get_i64(r, 0, 2);
 	if (libpq.PQnfields(r) > 5) { /* what the row holds */
 		na->mode = (uint32_t)pg_get_i64(r, 0, 3);
@@ -78,10 +79,12 @@ static int write_file(struct pg_layer *p, bool lazy, const char *what,
 int pg_fast_make(struct pg_layer *p, const char *key, const struct dsfs_attr *a,
 		 const void *data, size_t len, bool lazy, struct dsfs_attr *out)
 {
+	int64_t now = layer_time_ns(layer_now()), seq;
 	struct pg_params pp = {0};
 	struct layer_key k, pk;
 	struct dsfs_attr na;
 	bool root;
+	int rc;
 
 	if (a->token[0] || split(key, &k, &pk, &root))
 		return 1;
@@ -90,10 +93,18 @@ int pg_fast_make(struct pg_layer *p, const char *key, const struct dsfs_attr *a,
 	pg_param_i64(&pp, (int64_t)(k.nlen + len));
 	pg_param_i64(&pp, root);
 	pg_param_key(&pp, &pk);
-	pg_param_i64(&pp, layer_time_ns(layer_now()));
+	pg_param_i64(&pp, now);
 	pg_param_i64(&pp, a->inherit_group);
-	return write_file(p, lazy, lazy ? "create" : "commit", key,
-			  P_FAST_CREATE, &pp, &na, out);
+	rc = write_file(p, lazy, lazy ? "create" : "commit", key, P_FAST_CREATE,
+			&pp, &na, out, &seq);
+	/* The statement gave the directory these times and the version
+	 * counter (a tree root has no row).  A failure may have changed
+	 * anything; "not made" (1) changed nothing. */
+	if (rc == 0 && !root)
+		pg_known_made(p, key, now, (uint64_t)seq);
+	else if (rc < 0)
+		pg_known_forget(p, key);
+	return rc;
 }
 
 int pg_fast_commit(struct pg_layer *p, const char *key,
@@ -103,6 +114,7 @@ int pg_fast_commit(struct pg_layer *p, const char *key,
 	struct pg_params pp = {0};
 	struct layer_key k;
 	struct dsfs_attr na;
+	int64_t seq;
 
 	/* A new file over a hidden one (inherit_group): the general way. */
 	if (a->token[0] || a->inherit_group ||
@@ -111,8 +123,9 @@ int pg_fast_commit(struct pg_layer *p, const char *key,
 	file_row(a, len, &na);
 	pg_param_row(&pp, &k, &na, data, len);
 	pg_param_i64(&pp, keep); /* before the budget: write_file() */
-	return write_file(p, false, "commit", key, P_FAST_COMMIT, &pp, &na,
-			  out);
+	/* A file's value changes, not its directory: nothing to forget. */
+	return write_file(p, false, "commit", key, P_FAST_COMMIT, &pp, &na, out,
+			  &seq);
 }
 
 int pg_fast_remove(struct pg_layer *p, const char *key, struct dsfs_attr *out)
@@ -130,6 +143,8 @@ int pg_fast_remove(struct pg_layer *p, const char *key, struct dsfs_attr *out)
 	pg_param_key(&pp, &pk);
 	pg_param_i64(&pp, layer_time_ns(layer_now()));
 	rc = pg_tx_fast(p, false, "remove", key, P_FAST_REMOVE, &pp, &r);
+	if (rc != 1)
+		pg_known_forget(p, key);
 	if (rc == 0 && out)
 		pg_row_attr(r, 0, 2, out); /* after used and seq */
 	if (rc == 0)

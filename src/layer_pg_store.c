@@ -280,6 +280,13 @@ const char *const pg_stmt_sql[P_COUNT] = {
 		" FROM s, up",
 	/* fetch(): P_GET's columns, then the value in the row. */
 	[P_GET_VALUE] = "SELECT " ATTR_COLS ", value FROM dsfs_entry" AT_KEY,
+	/* The directory at $1, $2 (its version) and at most $4 of the names
+	 * in it ($3), read at one moment: no row if it is no directory, one
+	 * whose name is NULL if it is empty (layer_pg_known.c). */
+	[P_NAMES] = "SELECT d.version, c.name FROM (SELECT version"
+		    " FROM dsfs_entry" AT_KEY " AND kind = 2) d"
+		    " LEFT JOIN LATERAL (SELECT name FROM dsfs_entry"
+		    " WHERE parent = $3::bytea LIMIT $4::int8) c ON true",
 };
 
 int pg_store_prepare_stmts(PGconn *conn, char *why, size_t cap)
@@ -589,6 +596,13 @@ static int init_sync(struct pg_layer *p)
 		pthread_cond_destroy(&p->made);
 		return -ENOMEM;
 	}
+	if (pg_known_init(&p->known)) {
+		pthread_mutex_destroy(&p->lock);
+		pthread_cond_destroy(&p->freed);
+		pthread_cond_destroy(&p->stop);
+		pthread_cond_destroy(&p->made);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -605,6 +619,7 @@ static void free_layer(struct pg_layer *p)
 		p->owed = o->next;
 		free(o);
 	}
+	pg_known_free(&p->known);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->freed);
 	pthread_cond_destroy(&p->stop);

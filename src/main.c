@@ -309,6 +309,15 @@ static int open_stack(struct dsfs_ctx *ctx)
 		log_err("busy_poll=%u: the runtime layer has no connection "
 			"to poll; its threads sleep",
 			ctx->busy_poll);
+	/* Where the kernel may answer from its cache, so may the layer
+	 * (layer_pg_remember()): the same bound, the same news. */
+	if (shared_runtime(ctx->runtime) && ctx->timeout > 0 &&
+	    layer_pg_remember(s->layer[L_RUNTIME],
+			      ctx->timeout >= 4e6 ?
+				      4000000000u :
+				      (unsigned)(ctx->timeout * 1000)) != 0)
+		log_err("cache_timeout: the runtime layer cannot remember "
+			"directories; it asks the database every time");
 	rc = open_factory(ctx->store, ctx->budget[L_FACTORY],
 			  &s->layer[L_FACTORY]);
 	if (rc)

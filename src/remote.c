@@ -5,8 +5,10 @@
  * (flock.c), and drops its caches when they change something.
  *
  * The other hosts' news come from the cluster's listen thread: a change
- * to a key marks the overlay's listings of its directory out of date and
- * drops what the kernel cached of the entry (notify_remote()); a reset
+ * to a key is forgotten by the runtime layer (layer_forget(): what it
+ * remembers on a mount with cache_timeout), marks the overlay's listings
+ * of its directory out of date and drops what the kernel cached of the
+ * entry (notify_remote()); a reset
  * (a factory reset elsewhere, or news missed while the connection was
  * lost) drops everything (dsfs_invalidate_all()).  With a SQLite or a
  * memory runtime none of this runs: ctx->cluster stays NULL.
@@ -22,6 +24,9 @@ static void changed_elsewhere(void *arg, const char *key, uint64_t version)
 {
 	struct dsfs_ctx *ctx = arg;
 
+	/* The layer forgets first, so that what the kernel asks again
+	 * once it is told is answered by the server. */
+	layer_forget(ctx->shared, key);
 	__atomic_add_fetch(&ctx->elsewhere_gen, 1, __ATOMIC_RELEASE);
 	ovl_changed_elsewhere(&ctx->stack, key);
 	notify_remote(ctx, key);
@@ -32,6 +37,7 @@ static void reset_elsewhere(void *arg)
 {
 	struct dsfs_ctx *ctx = arg;
 
+	layer_forget(ctx->shared, NULL);
 	__atomic_add_fetch(&ctx->elsewhere_gen, 1, __ATOMIC_RELEASE);
 	ovl_changed_elsewhere(&ctx->stack, NULL);
 	dsfs_invalidate_all(ctx);
@@ -44,6 +50,8 @@ int remote_start(struct dsfs_ctx *ctx, const char *conninfo)
 	struct dsfs_layer *wrapped;
 	int rc;
 
+	/* Before the listen thread can tell of anything. */
+	ctx->shared = ctx->stack.layer[L_RUNTIME];
 	rc = cluster_pg_open(conninfo, &ev, &ctx->cluster);
 	if (rc)
 		goto fail;
@@ -79,4 +87,5 @@ void remote_stop(struct dsfs_ctx *ctx)
 	flocks_free(ctx->flocks);
 	ctx->cluster = NULL;
 	ctx->flocks = NULL;
+	ctx->shared = NULL;
 }

@@ -479,6 +479,38 @@ y" ]'
 x" ]'
 }
 
+@test "a host that caches answers for a directory from memory: its own creates at once, with the database's times; another host's changes within 2 s" {
+	host a -o cache_timeout=60
+	host b
+	mkdir "$T/a/kv/d"
+	local i
+	# After its first misses in d, a knows every name there.
+	for i in 1 2 3 4 5; do
+		echo "$i" >"$T/a/kv/d/f$i"
+		[ "$(cat "$T/a/kv/d/f$i")" = "$i" ] || fail "a cannot read f$i"
+		[ "$(stat -c '%Y %y %z' "$T/a/kv/d")" = \
+			"$(stat -c '%Y %y %z' "$T/b/kv/d")" ] ||
+			fail "after f$i, d's times differ: a $(stat -c '%y %z' "$T/a/kv/d"), b $(stat -c '%y %z' "$T/b/kv/d")"
+	done
+	[ "$(cat "$T/b/kv/d/f5")" = 5 ]
+	echo 7 >"$T/b/kv/d/g"
+	within 2 eval '[ "$(cat "$T/a/kv/d/g" 2>/dev/null)" = 7 ]'
+	[ "$(ls1 "$T/a/kv/d" | tr '\n' ' ')" = "f1 f2 f3 f4 f5 g " ]
+	rm "$T/b/kv/d/f1"
+	within 2 eval '[ "$(pyop stat "$T/a/kv/d/f1")" = ENOENT ]'
+	echo 8 >"$T/a/kv/d/f1"
+	[ "$(cat "$T/b/kv/d/f1")" = 8 ]
+	mv "$T/b/kv/d/f2" "$T/b/kv/d/h"
+	within 2 eval '[ "$(cat "$T/a/kv/d/h" 2>/dev/null)" = 2 ]'
+	rm -r "$T/b/kv/d"
+	within 2 eval '[ "$(pyop stat "$T/a/kv/d")" = ENOENT ]'
+	run sh -c "echo 1 >'$T/a/kv/d/new'"
+	[ "$status" -ne 0 ]
+	mkdir "$T/b/kv/d"
+	echo 9 >"$T/b/kv/d/f3"
+	within 2 eval '[ "$(cat "$T/a/kv/d/f3" 2>/dev/null)" = 9 ]'
+}
+
 @test "a lost LISTEN connection reconnects and drops every cache" {
 	host a
 	host b -o cache_timeout=60

@@ -382,6 +382,8 @@ int main(void)
 	t_pg_refusals();
 	t_pg_hide();
 	t_pg_outage();
+	t_pg_remember();
+	t_pg_remember_changes();
 	nftw(tl.tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	return done_testing();
 }

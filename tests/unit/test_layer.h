@@ -159,5 +159,7 @@ void t_pg_defer(void);
 void t_pg_refusals(void);
 void t_pg_hide(void);
 void t_pg_outage(void);
+void t_pg_remember(void);
+void t_pg_remember_changes(void);
 
 #endif

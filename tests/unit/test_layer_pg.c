@@ -495,6 +495,178 @@ void t_pg_hide(void)
 	free(shown);
 }
 
+/* ---- PostgreSQL: what lookup() remembers (layer_pg_remember()) ------- */
+
+static int64_t mtime_of(struct dsfs_layer *l, const char *key)
+{
+	struct dsfs_attr a;
+
+	return layer_lookup(l, key, &a) ? -1 : layer_time_ns(a.mtime);
+}
+
+/* Host A remembers, host B does not and tells A nothing, as a host whose
+ * news have not arrived yet: what A answers from memory shows. */
+void t_pg_remember(void)
+{
+	struct dsfs_attr a = attr(0644), out;
+	struct dsfs_layer *l, *b;
+
+	pg_test_reset();
+	l = open_pg_host("remember: host A opens");
+	b = open_pg_host("remember: host B opens");
+	is_int(layer_pg_remember(l, 60000), 0, nm("A remembers for a minute"));
+	is_int(mkd(l, "kv/d"), 0, nm("A makes a directory"));
+	is_int(put(l, "kv/d/old", "1"), 0, nm("... and a file in it"));
+	is_int(kind_of(l, "kv/d/x1"), -ENOENT, nm("A misses a name"));
+	is_int(kind_of(l, "kv/d/x2"), -ENOENT,
+	       nm("... and another: now it knows every name there"));
+	is_int(put(b, "kv/d/x3", "3"), 0, nm("B makes a file there"));
+	is_int(kind_of(l, "kv/d/x3"), -ENOENT,
+	       nm("... which A, not told, answers from memory: not there"));
+	ok(version_of(l, "kv/d") < version_of(b, "kv/d"), "%s",
+	   nm("... with the directory's version it remembers"));
+	is_int(kind_of(l, "kv/d/old"), DSFS_FILE,
+	       nm("a name A knows is there is asked of the server"));
+	layer_forget(l, "kv/d/x3");
+	is_int(kind_of(l, "kv/d/x3"), DSFS_FILE, nm("told, A sees B's file"));
+	is_int(version_of(l, "kv/d"), version_of(b, "kv/d"),
+	       nm("... and the directory's version"));
+	is_int(kind_of(l, "kv/d/x4"), -ENOENT,
+	       nm("... and still knows the names that are not there"));
+
+	a.replaces = true;
+	is_int(looked_create(l, "kv/d/y", &a, &out), 1,
+	       nm("A's create after a miss from memory waits for its value"));
+	is_int(layer_commit(l, "kv/d/y", &a, "2", 1, NULL), 0,
+	       nm("... which makes it"));
+	is_int(version_of(l, "kv/d"), version_of(b, "kv/d"),
+	       nm("... A's directory has the version the server gave it"));
+	is_int(mtime_of(l, "kv/d"), mtime_of(b, "kv/d"),
+	       nm("... and its times"));
+	is_str(get(b, "kv/d/y"), "2", nm("... B reads the file"));
+	is_int(kind_of(l, "kv/d/y"), DSFS_FILE, nm("... and A looks it up"));
+
+	is_int(layer_rename(l, "kv/d/y", "kv/d/z", 0), 0, nm("A renames it"));
+	is_int(kind_of(l, "kv/d/z"), DSFS_FILE,
+	       nm("... and finds the new name"));
+	is_int(kind_of(l, "kv/d/y"), -ENOENT, nm("... not the old one"));
+	is_int(layer_remove(l, "kv/d/z"), 0, nm("A removes it"));
+	is_int(kind_of(l, "kv/d/z"), -ENOENT, nm("... and misses it"));
+	is_int(version_of(l, "kv/d"), version_of(b, "kv/d"),
+	       nm("... the directory's version is the server's after each"));
+
+	is_int(layer_remove(b, "kv/d/x3"), 0, nm("B removes its file"));
+	is_int(layer_remove(b, "kv/d/old"), 0, nm("... and A's"));
+	is_int(layer_remove(b, "kv/d"), 0, nm("... and the directory"));
+	is_int(kind_of(l, "kv/d"), DSFS_DIR,
+	       nm("A, not told, remembers the directory"));
+	layer_forget(l, "kv/d");
+	is_int(kind_of(l, "kv/d"), -ENOENT, nm("told, A misses it"));
+
+	is_int(mkd(b, "kv/e"), 0, nm("B makes another directory"));
+	is_int(kind_of(l, "kv/e"), DSFS_DIR, nm("... A looks it up"));
+	is_int(put(b, "kv/e/f", "1"), 0, nm("B makes a file in it"));
+	layer_forget(l, NULL);
+	ok(version_of(l, "kv/e") == version_of(b, "kv/e"), "%s",
+	   nm("told that anything changed, A forgets everything"));
+	is_int(layer_pg_remember(l, 50), 0, nm("A remembers for 50 ms"));
+	is_int(kind_of(l, "kv/e/g1"), -ENOENT, nm("... misses"));
+	is_int(kind_of(l, "kv/e/g2"), -ENOENT, nm("... twice"));
+	is_int(put(b, "kv/e/g3", "1"), 0, nm("... B makes a file"));
+	usleep(100 * 1000);
+	is_int(kind_of(l, "kv/e/g3"), DSFS_FILE,
+	       nm("... A sees it once the 50 ms are over, untold"));
+	layer_close(l);
+	layer_close(b);
+	is_int(layer_mem_open(BIG, &l), 0, nm("a memory layer"));
+	is_int(layer_pg_remember(l, 1), -EINVAL, nm("... cannot: EINVAL"));
+	layer_close(l);
+}
+
+/* Every change of this process keeps what it remembers true: host A
+ * remembers and makes random changes in a few directories, and after
+ * each one answers every lookup as host B, which asks the server. */
+void t_pg_remember_changes(void)
+{
+	static const char *const dirs[] = {"kv/p", "kv/p/q", "kv/r"};
+	struct dsfs_attr a = attr(0644), got;
+	struct dsfs_layer *l, *b;
+	unsigned seed = 12345, wrong = 0, step, i, j;
+	char key[64], to[64], first[160] = "";
+
+	pg_test_reset();
+	l = open_pg_host("remember changes: host A opens");
+	b = open_pg_host("remember changes: host B opens");
+	layer_pg_remember(l, 60000);
+	for (step = 0; step < 400; step++) {
+		unsigned op = (seed = seed * 1103515245u + 12345u) >> 16;
+
+		snprintf(key, sizeof(key), "%s/f%u", dirs[op % 3], op / 3 % 4);
+		snprintf(to, sizeof(to), "%s/f%u", dirs[op / 12 % 3],
+			 op / 36 % 4);
+		a.replaces = true;
+		switch (op / 144 % 8) {
+		case 0:
+			mkd(l, dirs[op % 3]);
+			break;
+		case 1:
+			put(l, key, "1");
+			break;
+		case 2: /* a create and its close, as the daemon makes them */
+			if (layer_lookup(l, key, &got) == -ENOENT &&
+			    layer_create(l, key, &a, &got) >= 0)
+				layer_commit(l, key, &a, "2", 1, NULL);
+			break;
+		case 3:
+			layer_remove(l, key);
+			break;
+		case 4:
+			layer_rename(l, key, to, 0);
+			break;
+		case 5:
+			layer_remove(l, dirs[op % 3]);
+			break;
+		case 6:
+			layer_whiteout(l, key);
+			break;
+		default:
+			kind_of(l, to); /* a miss, to read the names */
+			break;
+		}
+		for (i = 0; i < 3; i++) {
+			for (j = 0; j <= 4; j++) {
+				if (j == 4)
+					snprintf(key, sizeof(key), "%s",
+						 dirs[i]);
+				else
+					snprintf(key, sizeof(key), "%s/f%u",
+						 dirs[i], j);
+				if (kind_of(l, key) == kind_of(b, key) &&
+				    version_of(l, key) == version_of(b, key))
+					continue;
+				if (!wrong++)
+					snprintf(
+						first, sizeof(first),
+						"step %u (op %u): %s: A %d v%llu"
+						", B %d v%llu",
+						step, op / 144 % 8, key,
+						kind_of(l, key),
+						(unsigned long long)version_of(
+							l, key),
+						kind_of(b, key),
+						(unsigned long long)version_of(
+							b, key));
+			}
+		}
+	}
+	if (wrong)
+		diag("%s", first);
+	is_int(wrong, 0,
+	       nm("400 random changes by A: A answers every lookup as B"));
+	layer_close(l);
+	layer_close(b);
+}
+
 static void *reader(void *p)
 {
 	struct dsfs_layer *l = p;
