@@ -146,6 +146,9 @@ static void add_name(struct pg_known *k, struct pg_known_dir *d,
 	}
 	memcpy(n->name, name, len + 1);
 	htab_add(&d->names, &n->node, n->name, len);
+	/* The table owns n from here on (drop_names() frees it); the
+	 * analyzer does not follow it into htab.c. */
+	/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
 	k->nnames++;
 }
 
@@ -185,6 +188,26 @@ static enum known ask(struct pg_layer *p, const char *key, struct dsfs_attr *a,
 	return found;
 }
 
+/* A slot for dir[0..len): a free one, or the one remembered longest,
+ * emptied; NULL if memory ran out. */
+static struct pg_known_dir *take_slot(struct pg_known *k, const char *dir,
+				      size_t len)
+{
+	struct pg_known_dir *slot = &k->dirs[0];
+	char *copy = strndup(dir, len);
+	int i;
+
+	if (!copy)
+		return NULL;
+	for (i = 0; i < PG_KNOWN_DIRS && slot->key; i++)
+		if (!k->dirs[i].key || k->dirs[i].at_ms < slot->at_ms)
+			slot = &k->dirs[i];
+	if (slot->key)
+		drop_dir(k, slot);
+	slot->key = copy;
+	return slot;
+}
+
 /* The server said, in a read that began at gen, that dir[0..len) is a
  * directory with attributes a; missed: a lookup of a name in it found
  * none. */
@@ -192,32 +215,18 @@ static void remember(struct pg_layer *p, uint64_t gen, const char *dir,
 		     size_t len, const struct dsfs_attr *a, bool missed)
 {
 	struct pg_known *k = &p->known;
-	struct pg_known_dir *d, *oldest = NULL;
-	int i;
+	struct pg_known_dir *d;
 
 	pthread_mutex_lock(&k->lock);
 	if (k->gen != gen)
 		goto out;
 	d = find(k, dir, len);
-	if (!d) {
-		char *copy = strndup(dir, len);
-
-		if (!copy)
-			goto out;
-		for (i = 0; i < PG_KNOWN_DIRS && !d; i++) {
-			if (!k->dirs[i].key)
-				d = &k->dirs[i];
-			else if (!oldest || k->dirs[i].at_ms < oldest->at_ms)
-				oldest = &k->dirs[i];
-		}
-		if (!d) {
-			drop_dir(k, oldest);
-			d = oldest;
-		}
-		d->key = copy;
-	} else if (d->a.version != a->version && !d->told) {
+	if (d && d->a.version != a->version && !d->told)
 		drop_names(k, d);
-	}
+	if (!d)
+		d = take_slot(k, dir, len);
+	if (!d)
+		goto out;
 	d->a = *a;
 	d->at_ms = pg_now_ms();
 	d->told = false;
@@ -277,6 +286,8 @@ static bool table_of(const PGresult *rows, struct htab *names, size_t *count)
 		memcpy(nm->name, libpq.PQgetvalue(rows, i, 1), len);
 		nm->name[len] = '\0';
 		htab_add(names, &nm->node, nm->name, len);
+		/* The table owns nm (as in add_name()). */
+		/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
 		(*count)++;
 	}
 	return true;
@@ -284,7 +295,8 @@ static bool table_of(const PGresult *rows, struct htab *names, size_t *count)
 
 /* Make room for count more names among PG_KNOWN_ALL: the names of the
  * directories remembered longest go first, but not d's. */
-static bool room_for(struct pg_known *k, struct pg_known_dir *d, size_t count)
+static bool room_for(struct pg_known *k, const struct pg_known_dir *d,
+		     size_t count)
 {
 	while (k->nnames + count > PG_KNOWN_ALL) {
 		struct pg_known_dir *oldest = NULL;
