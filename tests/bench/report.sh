@@ -136,7 +136,7 @@ table() {
 		echo
 		echo "PostgreSQL server of dsfs (runtime=postgresql): data on $(stat -f -c %T "$PGB"), fsync on;" \
 			"one WAL flush there (pg_test_fsync, fdatasync of one 8 kB write) costs $PG_FLUSH_US µs:" \
-			"the floor of every durable commit${PG_RT_US:+; one round trip to the server (pgbench, a prepared SELECT 1, on CPU $DCPU) $PG_RT_US µs}${PG_CREATE_US:+; what the server and the round trips to it take of one create (its round trips replayed by pgbench, tests/bench/pg_create.sql, on CPU $DCPU) $PG_CREATE_US µs}."
+			"the floor of every durable commit${PG_RT_US:+; one round trip to the server (pgbench, a prepared SELECT 1, on CPU $DCPU) $PG_RT_US µs}${PG_CREATE_US:+; what the server and the round trips to it take of one create (its round trips replayed by pgbench, tests/bench/pg_create.sql, on CPU $DCPU) $PG_CREATE_US µs}${PG_COMMIT_US:+, of its commit alone $PG_COMMIT_US µs}."
 	fi
 	echo
 	echo "Cells: median (min–max) over the repetitions, then the ratio of the median to passthrough_ll's (default options)."
@@ -320,8 +320,14 @@ pg_limits() {
 		"$(fmt "$pg")" "$(fmt "$mem")" "$PG_CREATE_US" \
 		"$(fmt "$(awk -v a="$mem" -v b="$PG_CREATE_US" 'BEGIN { print a + b }')")" \
 		"$(awk -v p="$pg" -v a="$mem" -v b="$PG_CREATE_US" 'BEGIN { printf "%.2f", p / (a + b) }')"
-	pg=$(median dsfs_pgp w1) || return 0
-	printf -- '- the same with -o busy_poll=500 (dsfs_pgp): %s µs, %s× that sum (the replay'"'"'s client sleeps in each wait)\n' \
-		"$(fmt "$pg")" \
-		"$(awk -v p="$pg" -v a="$mem" -v b="$PG_CREATE_US" 'BEGIN { printf "%.2f", p / (a + b) }')"
+	if pg=$(median dsfs_pgp w1); then
+		printf -- '- the same with -o busy_poll=500 (dsfs_pgp): %s µs, %s× that sum (the replay'"'"'s client sleeps in each wait)\n' \
+			"$(fmt "$pg")" \
+			"$(awk -v p="$pg" -v a="$mem" -v b="$PG_CREATE_US" 'BEGIN { printf "%.2f", p / (a + b) }')"
+	fi
+	[ -n "$PG_COMMIT_US" ] && pg=$(median dsfs_pgc w1) || return 0
+	printf -- '- with -o cache_timeout=1 (dsfs_pgc), where the name is known to be new and the directory'"'"'s attributes are remembered: %s µs; its parts: dsfs (runtime=memory) %s µs + the commit alone (tests/bench/pg_commit.sql) %s µs = %s µs, so %s× their sum\n' \
+		"$(fmt "$pg")" "$(fmt "$mem")" "$PG_COMMIT_US" \
+		"$(fmt "$(awk -v a="$mem" -v b="$PG_COMMIT_US" 'BEGIN { print a + b }')")" \
+		"$(awk -v p="$pg" -v a="$mem" -v b="$PG_COMMIT_US" 'BEGIN { printf "%.2f", p / (a + b) }')"
 }
