@@ -258,9 +258,10 @@ int layer_settle(struct dsfs_layer *l, const char *key)
 void layer_forget(struct dsfs_layer *l, const char *key)
 {
 	assert(layer_ok(l));
-	assert(!key || key_ok(key));
+	/* The key comes from another host: one this daemon would not make
+	 * may have changed anything. */
 	if (l->ops->forget)
-		l->ops->forget(l, key);
+		l->ops->forget(l, key && key_ok(key) ? key : NULL);
 }
 
 int layer_fetch(struct dsfs_layer *l, const char *key, struct dsfs_attr *a,
