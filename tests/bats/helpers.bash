@@ -499,4 +499,7 @@ runtime_args()
 		case $a in *runtime=*) return 0 ;; esac
 	done
 	printf '%s\n' -o "runtime=$DSFS_RUNTIME"
+	# A suite run again with more options (tests/bats/on-postgresql):
+	# given before the test's own, which win.
+	[ -z "${DSFS_TEST_OPTS:-}" ] || printf '%s\n' -o "$DSFS_TEST_OPTS"
 }
