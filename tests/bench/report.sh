@@ -330,4 +330,8 @@ pg_limits() {
 		"$(fmt "$pg")" "$(fmt "$mem")" "$PG_COMMIT_US" \
 		"$(fmt "$(awk -v a="$mem" -v b="$PG_COMMIT_US" 'BEGIN { print a + b }')")" \
 		"$(awk -v p="$pg" -v a="$mem" -v b="$PG_COMMIT_US" 'BEGIN { printf "%.2f", p / (a + b) }')"
+	pg=$(median dsfs_pgcp w1) || return 0
+	printf -- '- the same with busy_poll=500 too (dsfs_pgcp): %s µs, %s× that sum\n' \
+		"$(fmt "$pg")" \
+		"$(awk -v p="$pg" -v a="$mem" -v b="$PG_COMMIT_US" 'BEGIN { printf "%.2f", p / (a + b) }')"
 }
