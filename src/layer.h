@@ -750,13 +750,14 @@ bool layer_pg_is_conninfo(const char *runtime);
  * thread at a time (layer_pg_wait.c).  Off unless set.  -EINVAL if l is
  * not a layer_pg_open() one. */
 int layer_pg_busy_poll(struct dsfs_layer *l, unsigned usec);
-/* For ms milliseconds (0: never, the default), layer l answers from
- * memory what the server last said of a directory: its attributes and,
- * for one of at most PG_KNOWN_NAMES names, that a name is not in it
- * (layer_pg_known.c).  Its own changes keep that true; the other hosts'
- * are forgotten as layer_forget() tells of them, and until then answered
- * as they were, as the kernel's cache of a mount with cache_timeout
- * answers them.  -EINVAL if l is not a layer_pg_open() one. */
+/* Layer l answers from memory what the server last said of a directory
+ * (layer_pg_known.c): its attributes, for ms milliseconds (0: never, the
+ * default), and, for one of at most 16384 names, that a name is not in
+ * it, while the server gives it the version remembered.  Its own changes
+ * keep that true; the other hosts' are forgotten as layer_forget() tells
+ * of them, and until then answered as they were, as the kernel's cache
+ * of a mount with cache_timeout answers them.  -EINVAL if l is not a
+ * layer_pg_open() one. */
 int layer_pg_remember(struct dsfs_layer *l, unsigned ms);
 int layer_pg_load(char *why, size_t cap);
 char *layer_pg_shown(const char *conninfo, char *why, size_t cap);
