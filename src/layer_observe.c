@@ -70,8 +70,8 @@ static ssize_t o_read_blob(struct dsfs_layer *l, const char *token,
 	return layer_read_blob(obs(l)->inner, token, off, buf, len);
 }
 
-/* A file's value committed: told with the version stored. */
-/* rc 1: a create() that only noted the name (layer.h). */
+/* A file's value committed: told with the version stored; rc 1, a
+ * create() that only noted the name (layer.h), is told as noted. */
 static int told_commit(struct dsfs_layer *l, int rc, const char *key,
 		       const struct dsfs_attr *stored, struct dsfs_attr *out)
 {

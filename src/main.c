@@ -291,6 +291,23 @@ static int open_runtime(const char *store, const char *runtime, uint64_t budget,
 	return 0;
 }
 
+/* The options of a shared runtime's layer.  Where the kernel may answer
+ * from its cache, so may the layer (layer_pg_remember()): the same bound
+ * (in ms, within an unsigned), the same news. */
+static void tune_shared(const struct dsfs_ctx *ctx, struct dsfs_layer *l)
+{
+	double ms = ctx->timeout * 1000;
+
+	if (layer_pg_busy_poll(l, ctx->busy_poll) != 0)
+		log_err("busy_poll=%u: the runtime layer has no connection "
+			"to poll; its threads sleep",
+			ctx->busy_poll);
+	if (ms >= 1 &&
+	    layer_pg_remember(l, ms < UINT_MAX ? (unsigned)ms : UINT_MAX) != 0)
+		log_err("cache_timeout: the runtime layer cannot remember "
+			"directories; it asks the database every time");
+}
+
 static int open_stack(struct dsfs_ctx *ctx)
 {
 	struct dsfs_stack *s = &ctx->stack;
@@ -304,20 +321,8 @@ static int open_stack(struct dsfs_ctx *ctx)
 			  &s->layer[L_RUNTIME]);
 	if (rc)
 		goto fail_ephemeral;
-	if (shared_runtime(ctx->runtime) &&
-	    layer_pg_busy_poll(s->layer[L_RUNTIME], ctx->busy_poll) != 0)
-		log_err("busy_poll=%u: the runtime layer has no connection "
-			"to poll; its threads sleep",
-			ctx->busy_poll);
-	/* Where the kernel may answer from its cache, so may the layer
-	 * (layer_pg_remember()): the same bound, the same news. */
-	if (shared_runtime(ctx->runtime) && ctx->timeout > 0 &&
-	    layer_pg_remember(s->layer[L_RUNTIME],
-			      ctx->timeout >= 4e6 ?
-				      4000000000u :
-				      (unsigned)(ctx->timeout * 1000)) != 0)
-		log_err("cache_timeout: the runtime layer cannot remember "
-			"directories; it asks the database every time");
+	if (shared_runtime(ctx->runtime))
+		tune_shared(ctx, s->layer[L_RUNTIME]);
 	rc = open_factory(ctx->store, ctx->budget[L_FACTORY],
 			  &s->layer[L_FACTORY]);
 	if (rc)
