@@ -111,6 +111,8 @@ struct dsfs_ctx {
 	/* The kernel takes FUSE_NOTIFY_PRUNE (protocol 7.45); cleared at
 	 * its first refusal. */
 	bool can_prune;
+	/* -o busy_poll: the session's threads (fuse_loop.c); NULL without. */
+	struct fuse_loop *loop;
 };
 
 /* fuse_ops.c */
@@ -318,6 +320,21 @@ void flock_release(struct dsfs_ctx *ctx, uint64_t owner);
  * destroyed. */
 int evict_start(struct dsfs_ctx *ctx, size_t bound);
 void evict_stop(struct dsfs_ctx *ctx);
+
+/* fuse_loop.c: the session's threads with -o busy_poll (libfuse's
+ * otherwise).  fuse_loop_new() before the layers open, so that they can be
+ * given fuse_loop_waiting(); fuse_loop_run() runs the session until it
+ * ends, on up to max_threads threads, the thread that served the last
+ * request polling the device for usec µs: 0 or a negative errno;
+ * fuse_loop_free() once the layers are closed. */
+struct fuse_loop;
+int fuse_loop_new(struct fuse_session *se, unsigned usec, unsigned max_threads,
+		  struct fuse_loop **out);
+int fuse_loop_run(struct fuse_loop *l);
+void fuse_loop_free(struct fuse_loop *l);
+/* For a layer, before its thread waits (for a server): if a request is
+ * queued, another thread reads the device meanwhile.  arg is the loop. */
+void fuse_loop_waiting(void *arg);
 
 /* remote.c: the other hosts of a shared runtime.  remote_start() after
  * the layers are open and before the session runs: the cluster on the

@@ -750,6 +750,10 @@ bool layer_pg_is_conninfo(const char *runtime);
  * thread at a time (layer_pg_wait.c).  Off unless set.  -EINVAL if l is
  * not a layer_pg_open() one. */
 int layer_pg_busy_poll(struct dsfs_layer *l, unsigned usec);
+/* fn(arg) is called by a thread of layer l before it waits for the server
+ * (the mount's loop lets another thread read the kernel's requests
+ * meanwhile).  Set once, before l serves; -EINVAL as above. */
+int layer_pg_on_wait(struct dsfs_layer *l, void (*fn)(void *), void *arg);
 /* Layer l answers from memory what the server last said of a directory
  * (layer_pg_known.c): its attributes, for ms milliseconds (0: never, the
  * default), and, for one of at most 16384 names, that a name is not in

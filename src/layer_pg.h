@@ -248,6 +248,9 @@ struct pg_layer {
 	int polling;
 	unsigned wait_us[PG_WAITS];
 	int64_t crowded_ns; /* when a poll last found the CPUs busy */
+	/* layer_pg_on_wait(): set before the layer serves. */
+	void (*on_wait)(void *arg);
+	void *on_wait_arg;
 
 	/* What lookup() remembers of the directories (layer_pg_known.c). */
 	struct pg_known known;

@@ -60,6 +60,8 @@ int64_t pg_wait_begin(struct pg_tx *t, enum pg_wait kind)
 	int64_t began, limit, last, now;
 	int idle = 0;
 
+	if (p->on_wait)
+		p->on_wait(p->on_wait_arg);
 	/* Off (the default): no clock read, no mean kept. */
 	if (!__atomic_load_n(&p->poll_max_us, __ATOMIC_RELAXED))
 		return 0;
@@ -105,6 +107,15 @@ void pg_wait_end(struct pg_tx *t, enum pg_wait kind, int64_t began)
 	 * at once and one update be lost: that only blurs it. */
 	m = (unsigned)((int64_t)m + (us - (int64_t)m) / 8);
 	__atomic_store_n(mean, m, __ATOMIC_RELAXED);
+}
+
+int layer_pg_on_wait(struct dsfs_layer *l, void (*fn)(void *), void *arg)
+{
+	if (!l || l->ops != &pg_ops)
+		return -EINVAL;
+	to_pg(l)->on_wait_arg = arg;
+	to_pg(l)->on_wait = fn;
+	return 0;
 }
 
 int layer_pg_busy_poll(struct dsfs_layer *l, unsigned usec)

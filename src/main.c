@@ -24,6 +24,7 @@
 #include "store.h"
 
 #define DSFS_VERSION_STRING "dsfs " PACKAGE_VERSION
+#define SESSION_THREADS 64 /* the most that serve requests at once */
 
 struct options {
 	char *store;
@@ -96,10 +97,12 @@ static void usage(FILE *out)
 		"    -o inode_cache=N        files the kernel keeps inodes of "
 		"(default 16384,\n"
 		"                            0: no bound)\n"
-		"    -o busy_poll=USEC       poll a PostgreSQL runtime's "
-		"connection up to\n"
-		"                            USEC µs before sleeping "
-		"(default 0: never)\n"
+		"    -o busy_poll=USEC       poll for the kernel's next request "
+		"(and a\n"
+		"                            PostgreSQL runtime's answers) up "
+		"to USEC µs\n"
+		"                            before sleeping (default 0: "
+		"never)\n"
 		"    -f                      stay in the foreground, log to "
 		"stderr\n"
 		"    -d                      debug: -f and every request "
@@ -298,6 +301,8 @@ static void tune_shared(const struct dsfs_ctx *ctx, struct dsfs_layer *l)
 {
 	double ms = ctx->timeout * 1000;
 
+	if (ctx->loop)
+		layer_pg_on_wait(l, fuse_loop_waiting, ctx->loop);
 	if (layer_pg_busy_poll(l, ctx->busy_poll) != 0)
 		log_err("busy_poll=%u: the runtime layer has no connection "
 			"to poll; its threads sleep",
@@ -523,6 +528,10 @@ int main(int argc, char *argv[])
 	if (fuse_daemonize(o.foreground) != 0)
 		goto out_unmount;
 	log_init("dsfs", o.foreground, o.debug);
+	/* Before the layers, which are told of it (tune_shared()). */
+	if (ctx.busy_poll && !o.single_thread &&
+	    fuse_loop_new(ctx.se, ctx.busy_poll, SESSION_THREADS, &ctx.loop))
+		goto out_unmount;
 	if (open_stack(&ctx) != 0)
 		goto out_unmount;
 	if (watch_start(&ctx) != 0)
@@ -550,11 +559,17 @@ int main(int argc, char *argv[])
 
 	if (o.single_thread) {
 		ret = fuse_session_loop(ctx.se);
+	} else if (ctx.loop) {
+		rc = fuse_loop_run(ctx.loop);
+		if (rc)
+			log_err("%s: the session's threads: %s", ctx.store,
+				strerror(-rc));
+		ret = rc;
 	} else {
 		cfg = fuse_loop_cfg_create();
 		if (!cfg)
 			goto out_layers;
-		fuse_loop_cfg_set_max_threads(cfg, 64);
+		fuse_loop_cfg_set_max_threads(cfg, SESSION_THREADS);
 		ret = fuse_session_loop_mt(ctx.se, cfg);
 		fuse_loop_cfg_destroy(cfg);
 	}
@@ -596,6 +611,7 @@ out_control:
 		unlink(path);
 	}
 out_stack:
+	fuse_loop_free(ctx.loop);
 	last_errors_destroy(&ctx.errors);
 	reserve_destroy(&ctx.reserve);
 	ovl_stack_destroy(&ctx.stack);

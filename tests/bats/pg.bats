@@ -24,7 +24,9 @@ setup()
 
 teardown()
 {
-	# A test that failed before its end leaves its second host mounted.
+	# A test that failed before its end leaves the server paused, or its
+	# second host mounted.
+	pg_resume
 	teardown_host2
 	teardown_store
 }
@@ -48,6 +50,22 @@ teardown_host2()
 {
 	[ -n "${MNT2:-}" ] || return 0
 	STORE=$STORE2 MNT=$MNT2 unmount_dsfs || true
+}
+
+# pg_pause, pg_resume: every process of the server stopped (SIGSTOP) and
+# continued, so that a request waits for its answer.
+pg_pause()
+{
+	PG_PAUSED=$(head -1 "$PG_DIR/pgdata/postmaster.pid")
+	kill -STOP "$PG_PAUSED" && pkill -STOP -P "$PG_PAUSED"
+}
+
+pg_resume()
+{
+	[ -n "${PG_PAUSED:-}" ] || return 0
+	pkill -CONT -P "$PG_PAUSED"
+	kill -CONT "$PG_PAUSED"
+	PG_PAUSED=
 }
 
 # A database of this test's own.
@@ -375,6 +393,32 @@ fresh_db()
 	[ "$(ls "$MNT/kv/p" | wc -l)" -eq 100 ]
 	[ "$(pg_sql "SELECT count(*) FROM dsfs_entry WHERE parent = 'kv/p'::bytea")" -eq 100 ]
 	teardown_host2
+}
+
+@test "busy_poll: while a request waits for the database, the mount serves the others" {
+	fresh_db
+	mount_dsfs -o "runtime=$URI,busy_poll=50"
+	echo '{"a":1}' >"$MNT/kv/x"
+	echo '"e"' >"$MNT/ephemeral/kv/e"
+	pg_pause
+	# A's read asks the server (a shared runtime's names are not
+	# cached), which does not answer.
+	cat "$MNT/kv/x" >"$T/a.out" &
+	local a=$!
+	sleep 1
+	kill -0 "$a" || fail "the read of kv/x did not wait for the server"
+	# Only one thread of the mount reads the kernel's requests at a
+	# time (fuse_loop.c): it must hand over while A waits.
+	run tmo cat "$MNT/ephemeral/kv/e"
+	[ "$status" -eq 0 ]
+	[ "$output" = '"e"' ]
+	run tmo stat -c %s "$MNT/ephemeral/kv/e"
+	[ "$output" = 4 ]
+	kill -0 "$a" || fail "the read of kv/x ended before the server answered"
+	pg_resume
+	wait "$a"
+	assert_content "$T/a.out" '{"a":1}
+'
 }
 
 @test "the budget is the store's: a host mounted without runtime_size uses the one recorded, and a host with it changes it for all" {
