@@ -40,10 +40,13 @@ enum {
 /* Nodes of files the kernel may hold before the least used are given
  * back (-o inode_cache): about 100 bytes each. */
 #define DSFS_DEFAULT_INODE_CACHE 16384
-/* -o busy_poll: the longest a thread polls a PostgreSQL runtime's
- * connection for an answer before it sleeps, in µs (layer_pg_wait.c).
- * Off unless asked for: it spends CPU time for latency. */
-#define DSFS_DEFAULT_BUSY_POLL 0
+/* -o busy_poll: the longest the thread that answered a request polls
+ * the FUSE device for the next (fuse_loop.c), and a thread polls a
+ * PostgreSQL runtime's connection for an answer (layer_pg_wait.c), before
+ * it sleeps, in µs.  A program's next request comes within a few µs of
+ * the answer to its last; a server's answer takes longer than this on
+ * most machines, so its polling is for those who ask for more. */
+#define DSFS_DEFAULT_BUSY_POLL 50
 #define DSFS_MAX_BUSY_POLL 100000u
 
 /* Slots that record when directories last changed (struct dsfs_stack). */

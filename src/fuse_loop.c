@@ -20,12 +20,11 @@
  * device until it is done, or until a follower is made leader:
  *   - by fuse_loop_waiting(), which a layer calls before it waits for a
  *     server (a PostgreSQL runtime), when a request is queued already;
- *   - by the main thread, which looks every LOOP_TICK_MS while the mount
- *     is busy (a request came in the last second), and makes a follower
- *     leader when requests being served have left the device unread for
- *     that long: a request that waits for anything else (the disk, a
- *     request the kernel holds back until another is answered) delays
- *     the others by about that much at most.
+ *   - by the main thread, which looks every LOOP_TICK_MS while a request
+ *     is served, and makes a follower leader when requests being served
+ *     have left the device unread for that long: a request that waits
+ *     for anything else (the disk, a request the kernel holds back until
+ *     another is answered) delays the others by about that much at most.
  * A server done with its request leads again if nobody does, and follows
  * otherwise.  So a program that sends one request at a time is served by
  * one thread that never sleeps while it works, and several programs get
@@ -54,7 +53,6 @@
 #include "log.h"
 
 #define LOOP_TICK_MS 1
-#define IDLE_NS 1000000000 /* no request for this long: the mount is idle */
 #define YIELDED_NS (100 * 1000)
 #define CROWDED_NS (10 * 1000 * 1000)
 
@@ -74,7 +72,6 @@ struct fuse_loop {
 	unsigned threads, idle; /* started; following */
 	unsigned serving;	/* requests being served */
 	int64_t unread_since;	/* nobody leads since (ns), while serving */
-	int64_t last_request;	/* when the last request was taken (ns) */
 	bool watcher_asleep;	/* the main thread waits for a request */
 	int64_t crowded_until;	/* no polling until then (the leader's) */
 	int error;		/* of the first failed wait, negative */
@@ -218,7 +215,7 @@ static void *loop_thread(void *arg)
 			break;
 		}
 		l->serving++;
-		l->unread_since = l->last_request = now_ns();
+		l->unread_since = now_ns();
 		if (l->watcher_asleep) {
 			l->watcher_asleep = false;
 			wake(l->tick);
@@ -280,9 +277,9 @@ int fuse_loop_new(struct fuse_session *se, unsigned usec, unsigned max_threads,
 
 /* The main thread's part while the session runs: make another thread
  * leader when the requests being served have left the device unread for
- * LOOP_TICK_MS.  An idle mount's main thread looks once a second only
- * (a signal that ends the session may come just before its poll), and
- * the next request wakes it.  Returns when the session ends. */
+ * LOOP_TICK_MS.  While none is served it looks once a second only (a
+ * signal that ends the session may come just before its poll), and the
+ * next request taken wakes it.  Returns when the session ends. */
 static void watch(struct fuse_loop *l)
 {
 	struct pollfd p[2] = {{.fd = l->tick, .events = POLLIN},
@@ -301,8 +298,7 @@ static void watch(struct fuse_loop *l)
 		if (!l->leading && l->serving > 0 &&
 		    now - l->unread_since >= LOOP_TICK_MS * 1000000LL)
 			lead_elsewhere(l);
-		l->watcher_asleep = l->serving == 0 &&
-				    now - l->last_request >= IDLE_NS;
+		l->watcher_asleep = l->serving == 0;
 		ms = l->watcher_asleep ? 1000 : LOOP_TICK_MS;
 		pthread_mutex_unlock(&l->lock);
 		if (poll(p, 2, ms) > 0 && p[0].revents)

@@ -309,34 +309,25 @@ limits() {
 
 # pg_limits: a create on a shared runtime against the sum of its two
 # parts, each measured without the other: the FUSE requests and the
-# daemon's work (dsfs on runtime=memory, the same workload) and the
-# server's part (PG_CREATE_US: its round trips replayed by pgbench).
+# daemon's work (dsfs on runtime=memory, the same workload, with the same
+# busy_poll) and the server's part (PG_CREATE_US: its round trips
+# replayed by pgbench; PG_COMMIT_US: the commit alone, all that a create
+# on a mount with cache_timeout asks of the server).
+pg_limit() { # TARGET MEMTARGET SERVER_US TEXT
+	local pg mem
+	pg=$(median "$1" w1) && mem=$(median "$2" w1) || return 0
+	printf -- '- %s: %s µs; its parts: %s %s µs + %s µs = %s µs, so %s× their sum\n' \
+		"$4" "$(fmt "$pg")" "$(label "$2")" "$(fmt "$mem")" "$3" \
+		"$(fmt "$(awk -v a="$mem" -v b="$3" 'BEGIN { print a + b }')")" \
+		"$(awk -v p="$pg" -v a="$mem" -v b="$3" 'BEGIN { printf "%.2f", p / (a + b) }')"
+}
 pg_limits() {
-	local pg mem memp
 	[ -n "$PG_CREATE_US" ] || return 0
-	pg=$(median dsfs_pg w1) && mem=$(median dsfs_mem w1) || return 0
 	echo
-	printf -- '- W1 create on a shared runtime: dsfs (runtime=postgresql) %s µs; its parts: dsfs (runtime=memory) %s µs + the server'"'"'s part %s µs = %s µs, so %s× their sum\n' \
-		"$(fmt "$pg")" "$(fmt "$mem")" "$PG_CREATE_US" \
-		"$(fmt "$(awk -v a="$mem" -v b="$PG_CREATE_US" 'BEGIN { print a + b }')")" \
-		"$(awk -v p="$pg" -v a="$mem" -v b="$PG_CREATE_US" 'BEGIN { printf "%.2f", p / (a + b) }')"
-	# With busy_poll the FUSE part is polled too: its part is then
-	# runtime=memory's with busy_poll, when measured.
-	memp=$(median dsfs_memp w1) || memp=$mem
-	if pg=$(median dsfs_pgp w1); then
-		printf -- '- the same with -o busy_poll=500 (dsfs_pgp): %s µs; its parts: dsfs (runtime=memory, busy_poll=500) %s µs + the server'"'"'s part %s µs = %s µs, so %s× their sum (the replay'"'"'s client sleeps in each wait)\n' \
-			"$(fmt "$pg")" "$(fmt "$memp")" "$PG_CREATE_US" \
-			"$(fmt "$(awk -v a="$memp" -v b="$PG_CREATE_US" 'BEGIN { print a + b }')")" \
-			"$(awk -v p="$pg" -v a="$memp" -v b="$PG_CREATE_US" 'BEGIN { printf "%.2f", p / (a + b) }')"
-	fi
-	[ -n "$PG_COMMIT_US" ] && pg=$(median dsfs_pgc w1) || return 0
-	printf -- '- with -o cache_timeout=1 (dsfs_pgc), where the name is known to be new and the directory'"'"'s attributes are remembered: %s µs; its parts: dsfs (runtime=memory) %s µs + the commit alone (tests/bench/pg_commit.sql) %s µs = %s µs, so %s× their sum\n' \
-		"$(fmt "$pg")" "$(fmt "$mem")" "$PG_COMMIT_US" \
-		"$(fmt "$(awk -v a="$mem" -v b="$PG_COMMIT_US" 'BEGIN { print a + b }')")" \
-		"$(awk -v p="$pg" -v a="$mem" -v b="$PG_COMMIT_US" 'BEGIN { printf "%.2f", p / (a + b) }')"
-	pg=$(median dsfs_pgcp w1) || return 0
-	printf -- '- the same with busy_poll=500 too (dsfs_pgcp): %s µs; its parts: %s µs + %s µs = %s µs, so %s× their sum\n' \
-		"$(fmt "$pg")" "$(fmt "$memp")" "$PG_COMMIT_US" \
-		"$(fmt "$(awk -v a="$memp" -v b="$PG_COMMIT_US" 'BEGIN { print a + b }')")" \
-		"$(awk -v p="$pg" -v a="$memp" -v b="$PG_COMMIT_US" 'BEGIN { printf "%.2f", p / (a + b) }')"
+	pg_limit dsfs_pg dsfs_mem "$PG_CREATE_US" "W1 create on a shared runtime, dsfs (runtime=postgresql), the server's part replayed by pgbench (whose client sleeps in each wait)"
+	pg_limit dsfs_pgs dsfs_mems "$PG_CREATE_US" "the same with -o busy_poll=0 (dsfs_pgs)"
+	pg_limit dsfs_pgp dsfs_mem "$PG_CREATE_US" "the same with -o busy_poll=500 (dsfs_pgp)"
+	[ -n "$PG_COMMIT_US" ] || return 0
+	pg_limit dsfs_pgc dsfs_mem "$PG_COMMIT_US" "with -o cache_timeout=1 (dsfs_pgc), where the name is known to be new and the directory's attributes are remembered, the commit alone (tests/bench/pg_commit.sql)"
+	pg_limit dsfs_pgcp dsfs_mem "$PG_COMMIT_US" "the same with busy_poll=500 too (dsfs_pgcp)"
 }
