@@ -111,7 +111,8 @@ struct dsfs_ctx {
 	/* The kernel takes FUSE_NOTIFY_PRUNE (protocol 7.45); cleared at
 	 * its first refusal. */
 	bool can_prune;
-	/* -o busy_poll: the session's threads (fuse_loop.c); NULL without. */
+	/* The session's threads (fuse_loop.c); NULL with busy_poll=0 or -s,
+	 * whose requests libfuse's loops serve. */
 	struct fuse_loop *loop;
 };
 
@@ -321,8 +322,8 @@ void flock_release(struct dsfs_ctx *ctx, uint64_t owner);
 int evict_start(struct dsfs_ctx *ctx, size_t bound);
 void evict_stop(struct dsfs_ctx *ctx);
 
-/* fuse_loop.c: the session's threads with -o busy_poll (libfuse's
- * otherwise).  fuse_loop_new() before the layers open, so that they can be
+/* fuse_loop.c: the session's threads, unless busy_poll=0 (libfuse's
+ * loop then).  fuse_loop_new() before the layers open, so that they can be
  * given fuse_loop_waiting(); fuse_loop_run() runs the session until it
  * ends, on up to max_threads threads, the thread that served the last
  * request polling the device for usec µs: 0 or a negative errno;

@@ -1,7 +1,7 @@
 /*
- * fuse_loop.c - the session's threads with -o busy_poll: one of them reads
- * the FUSE device at a time, and the one that served the last request
- * polls the device for the next instead of sleeping.
+ * fuse_loop.c - the session's threads (unless -o busy_poll=0): one of them
+ * reads the FUSE device at a time, and the one that served the last
+ * request polls the device for the next instead of sleeping.
  *
  * A request that finds the mount's threads asleep wakes one, and on a
  * virtual machine, whose idle CPU halts, waking takes tens of
@@ -234,9 +234,11 @@ static void *loop_thread(void *arg)
 void fuse_loop_waiting(void *arg)
 {
 	struct fuse_loop *l = arg;
-	struct pollfd p = {.fd = l->fd, .events = POLLIN};
+	struct pollfd p = {.fd = __atomic_load_n(&l->fd, __ATOMIC_RELAXED),
+			   .events = POLLIN};
 
-	/* Nothing queued (the common case): no lock taken. */
+	/* Nothing queued (the common case): no lock taken.  Before and after
+	 * the session runs, fd is -1, which poll() skips. */
 	if (poll(&p, 1, 0) <= 0)
 		return;
 	pthread_mutex_lock(&l->lock);
@@ -308,13 +310,13 @@ static void watch(struct fuse_loop *l)
 
 int fuse_loop_run(struct fuse_loop *l)
 {
+	int fd = fuse_session_fd(l->se), rc;
 	unsigned i;
-	int rc;
 
-	l->fd = fuse_session_fd(l->se);
-	l->flags = fcntl(l->fd, F_GETFL);
-	if (l->flags < 0 || fcntl(l->fd, F_SETFL, l->flags | O_NONBLOCK) < 0)
+	l->flags = fcntl(fd, F_GETFL);
+	if (l->flags < 0 || fcntl(fd, F_SETFL, l->flags | O_NONBLOCK) < 0)
 		return -errno;
+	__atomic_store_n(&l->fd, fd, __ATOMIC_RELAXED);
 	log_info("busy_poll=%lld: one thread reads the kernel's requests at "
 		 "a time, and polls for the next after each",
 		 (long long)(l->poll_ns / 1000));
@@ -331,7 +333,10 @@ int fuse_loop_run(struct fuse_loop *l)
 	wake(l->stop);
 	for (i = 0; i < l->threads; i++)
 		pthread_join(l->tids[i], NULL);
-	fcntl(l->fd, F_SETFL, l->flags);
+	fcntl(fd, F_SETFL, l->flags);
+	/* The layers call fuse_loop_waiting() until they close, after the
+	 * session: the device may be closed by then, its number reused. */
+	__atomic_store_n(&l->fd, -1, __ATOMIC_RELAXED);
 	fuse_session_reset(l->se);
 	return rc ? rc : l->error;
 }

@@ -611,10 +611,12 @@ out_control:
 		unlink(path);
 	}
 out_stack:
-	fuse_loop_free(ctx.loop);
 	last_errors_destroy(&ctx.errors);
 	reserve_destroy(&ctx.reserve);
 	ovl_stack_destroy(&ctx.stack);
+	/* After the layers: a PostgreSQL one's close waits for its server,
+	 * and tells the loop (fuse_loop_waiting()). */
+	fuse_loop_free(ctx.loop);
 out_store:
 	if (ctx.lock_fd >= 0)
 		close(ctx.lock_fd);
