@@ -259,13 +259,15 @@ int fuse_loop_new(struct fuse_session *se, unsigned usec, unsigned max_threads,
 	l->stop = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	l->tick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (!l->tids || l->stop < 0 || l->tick < 0) {
+		int rc = l->tids ? -errno : -ENOMEM;
+
 		free(l->tids);
 		if (l->stop >= 0)
 			close(l->stop);
 		if (l->tick >= 0)
 			close(l->tick);
 		free(l);
-		return -ENOMEM;
+		return rc;
 	}
 	l->se = se;
 	l->fd = -1;

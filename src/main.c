@@ -529,9 +529,15 @@ int main(int argc, char *argv[])
 		goto out_unmount;
 	log_init("dsfs", o.foreground, o.debug);
 	/* Before the layers, which are told of it (tune_shared()). */
-	if (ctx.busy_poll && !o.single_thread &&
-	    fuse_loop_new(ctx.se, ctx.busy_poll, SESSION_THREADS, &ctx.loop))
-		goto out_unmount;
+	if (ctx.busy_poll && !o.single_thread) {
+		rc = fuse_loop_new(ctx.se, ctx.busy_poll, SESSION_THREADS,
+				   &ctx.loop);
+		if (rc) {
+			log_err("%s: the session's threads: %s", ctx.store,
+				strerror(-rc));
+			goto out_unmount;
+		}
+	}
 	if (open_stack(&ctx) != 0)
 		goto out_unmount;
 	if (watch_start(&ctx) != 0)
