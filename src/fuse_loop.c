@@ -75,6 +75,7 @@ struct fuse_loop {
 	bool watcher_asleep;	/* the main thread waits for a request */
 	int64_t crowded_until;	/* no polling until then (the leader's) */
 	int error;		/* of the first failed wait, negative */
+	bool spawn_failed;	/* a thread could not be started (logged) */
 	pthread_t *tids;
 };
 
@@ -133,10 +134,17 @@ static void lead_elsewhere(struct fuse_loop *l)
 	pthread_sigmask(SIG_BLOCK, &ending, &old);
 	rc = pthread_create(&l->tids[l->threads], NULL, loop_thread, l);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc == 0)
+	if (rc == 0) {
 		l->threads++;
-	else
-		l->leading = l->token = false;
+		return;
+	}
+	l->leading = l->token = false;
+	/* Tried again at the main thread's next look: said once. */
+	if (!l->spawn_failed)
+		log_err("fuse loop: cannot start a thread (%u serve): %s; "
+			"requests wait for those",
+			l->threads, strerror(rc));
+	l->spawn_failed = true;
 }
 
 /* The leader's wait for a request, into buf: polling first if it served

@@ -62,7 +62,8 @@ int64_t pg_wait_begin(struct pg_tx *t, enum pg_wait kind)
 
 	if (p->on_wait)
 		p->on_wait(p->on_wait_arg);
-	/* Off (the default): no clock read, no mean kept. */
+	/* Off (busy_poll=0, or a layer not told): no clock read, no mean
+	 * kept. */
 	if (!__atomic_load_n(&p->poll_max_us, __ATOMIC_RELAXED))
 		return 0;
 	began = last = now_ns();
